@@ -1,0 +1,189 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from sealapi.v1 import common_pb2 as _common_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class CustodyChangeKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CUSTODY_CHANGE_KIND_UNSPECIFIED: _ClassVar[CustodyChangeKind]
+    CUSTODY_CHANGE_KIND_HANDOVER: _ClassVar[CustodyChangeKind]
+    CUSTODY_CHANGE_KIND_DELEGATION: _ClassVar[CustodyChangeKind]
+CUSTODY_CHANGE_KIND_UNSPECIFIED: CustodyChangeKind
+CUSTODY_CHANGE_KIND_HANDOVER: CustodyChangeKind
+CUSTODY_CHANGE_KIND_DELEGATION: CustodyChangeKind
+
+class Seal(_message.Message):
+    __slots__ = ("seal_id", "type", "organisation", "display_name", "token_label", "token_serial", "key_label", "certificate_sha256", "certificate_der", "status", "categories", "validity", "required_approvals", "approver_groups", "custodian", "status_reason", "status_since")
+    SEAL_ID_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    ORGANISATION_FIELD_NUMBER: _ClassVar[int]
+    DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_LABEL_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_SERIAL_FIELD_NUMBER: _ClassVar[int]
+    KEY_LABEL_FIELD_NUMBER: _ClassVar[int]
+    CERTIFICATE_SHA256_FIELD_NUMBER: _ClassVar[int]
+    CERTIFICATE_DER_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    CATEGORIES_FIELD_NUMBER: _ClassVar[int]
+    VALIDITY_FIELD_NUMBER: _ClassVar[int]
+    REQUIRED_APPROVALS_FIELD_NUMBER: _ClassVar[int]
+    APPROVER_GROUPS_FIELD_NUMBER: _ClassVar[int]
+    CUSTODIAN_FIELD_NUMBER: _ClassVar[int]
+    STATUS_REASON_FIELD_NUMBER: _ClassVar[int]
+    STATUS_SINCE_FIELD_NUMBER: _ClassVar[int]
+    seal_id: str
+    type: _common_pb2.SealType
+    organisation: str
+    display_name: str
+    token_label: str
+    token_serial: str
+    key_label: str
+    certificate_sha256: str
+    certificate_der: bytes
+    status: _common_pb2.SealStatus
+    categories: _containers.RepeatedScalarFieldContainer[str]
+    validity: _common_pb2.TimeWindow
+    required_approvals: int
+    approver_groups: _containers.RepeatedScalarFieldContainer[str]
+    custodian: str
+    status_reason: str
+    status_since: _timestamp_pb2.Timestamp
+    def __init__(self, seal_id: _Optional[str] = ..., type: _Optional[_Union[_common_pb2.SealType, str]] = ..., organisation: _Optional[str] = ..., display_name: _Optional[str] = ..., token_label: _Optional[str] = ..., token_serial: _Optional[str] = ..., key_label: _Optional[str] = ..., certificate_sha256: _Optional[str] = ..., certificate_der: _Optional[bytes] = ..., status: _Optional[_Union[_common_pb2.SealStatus, str]] = ..., categories: _Optional[_Iterable[str]] = ..., validity: _Optional[_Union[_common_pb2.TimeWindow, _Mapping]] = ..., required_approvals: _Optional[int] = ..., approver_groups: _Optional[_Iterable[str]] = ..., custodian: _Optional[str] = ..., status_reason: _Optional[str] = ..., status_since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ListSealsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListSealsResponse(_message.Message):
+    __slots__ = ("seals",)
+    SEALS_FIELD_NUMBER: _ClassVar[int]
+    seals: _containers.RepeatedCompositeFieldContainer[Seal]
+    def __init__(self, seals: _Optional[_Iterable[_Union[Seal, _Mapping]]] = ...) -> None: ...
+
+class GetSealRequest(_message.Message):
+    __slots__ = ("seal_id",)
+    SEAL_ID_FIELD_NUMBER: _ClassVar[int]
+    seal_id: str
+    def __init__(self, seal_id: _Optional[str] = ...) -> None: ...
+
+class CreateSealKeyRequest(_message.Message):
+    __slots__ = ("seal_id",)
+    SEAL_ID_FIELD_NUMBER: _ClassVar[int]
+    seal_id: str
+    def __init__(self, seal_id: _Optional[str] = ...) -> None: ...
+
+class CreateSealKeyResponse(_message.Message):
+    __slots__ = ("seal_id", "csr_der")
+    SEAL_ID_FIELD_NUMBER: _ClassVar[int]
+    CSR_DER_FIELD_NUMBER: _ClassVar[int]
+    seal_id: str
+    csr_der: bytes
+    def __init__(self, seal_id: _Optional[str] = ..., csr_der: _Optional[bytes] = ...) -> None: ...
+
+class ImportSealCertificateRequest(_message.Message):
+    __slots__ = ("seal_id", "certificate_der")
+    SEAL_ID_FIELD_NUMBER: _ClassVar[int]
+    CERTIFICATE_DER_FIELD_NUMBER: _ClassVar[int]
+    seal_id: str
+    certificate_der: bytes
+    def __init__(self, seal_id: _Optional[str] = ..., certificate_der: _Optional[bytes] = ...) -> None: ...
+
+class ChangeSealRequest(_message.Message):
+    __slots__ = ("seal_id", "display_name", "certificate_der", "comment")
+    SEAL_ID_FIELD_NUMBER: _ClassVar[int]
+    DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
+    CERTIFICATE_DER_FIELD_NUMBER: _ClassVar[int]
+    COMMENT_FIELD_NUMBER: _ClassVar[int]
+    seal_id: str
+    display_name: str
+    certificate_der: bytes
+    comment: str
+    def __init__(self, seal_id: _Optional[str] = ..., display_name: _Optional[str] = ..., certificate_der: _Optional[bytes] = ..., comment: _Optional[str] = ...) -> None: ...
+
+class SealLifecycleRequest(_message.Message):
+    __slots__ = ("seal_id", "comment", "proposal_id")
+    SEAL_ID_FIELD_NUMBER: _ClassVar[int]
+    COMMENT_FIELD_NUMBER: _ClassVar[int]
+    PROPOSAL_ID_FIELD_NUMBER: _ClassVar[int]
+    seal_id: str
+    comment: str
+    proposal_id: str
+    def __init__(self, seal_id: _Optional[str] = ..., comment: _Optional[str] = ..., proposal_id: _Optional[str] = ...) -> None: ...
+
+class RenderSealImageRequest(_message.Message):
+    __slots__ = ("seal_id", "dpi")
+    SEAL_ID_FIELD_NUMBER: _ClassVar[int]
+    DPI_FIELD_NUMBER: _ClassVar[int]
+    seal_id: str
+    dpi: int
+    def __init__(self, seal_id: _Optional[str] = ..., dpi: _Optional[int] = ...) -> None: ...
+
+class RenderSealImageResponse(_message.Message):
+    __slots__ = ("png",)
+    PNG_FIELD_NUMBER: _ClassVar[int]
+    png: bytes
+    def __init__(self, png: _Optional[bytes] = ...) -> None: ...
+
+class Custody(_message.Message):
+    __slots__ = ("seal_id", "custodian", "delegate", "delegation")
+    SEAL_ID_FIELD_NUMBER: _ClassVar[int]
+    CUSTODIAN_FIELD_NUMBER: _ClassVar[int]
+    DELEGATE_FIELD_NUMBER: _ClassVar[int]
+    DELEGATION_FIELD_NUMBER: _ClassVar[int]
+    seal_id: str
+    custodian: str
+    delegate: str
+    delegation: _common_pb2.TimeWindow
+    def __init__(self, seal_id: _Optional[str] = ..., custodian: _Optional[str] = ..., delegate: _Optional[str] = ..., delegation: _Optional[_Union[_common_pb2.TimeWindow, _Mapping]] = ...) -> None: ...
+
+class GetCustodyRequest(_message.Message):
+    __slots__ = ("seal_id",)
+    SEAL_ID_FIELD_NUMBER: _ClassVar[int]
+    seal_id: str
+    def __init__(self, seal_id: _Optional[str] = ...) -> None: ...
+
+class ProposeCustodyChangeRequest(_message.Message):
+    __slots__ = ("seal_id", "kind", "to_principal", "window", "comment")
+    SEAL_ID_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    TO_PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_FIELD_NUMBER: _ClassVar[int]
+    COMMENT_FIELD_NUMBER: _ClassVar[int]
+    seal_id: str
+    kind: CustodyChangeKind
+    to_principal: str
+    window: _common_pb2.TimeWindow
+    comment: str
+    def __init__(self, seal_id: _Optional[str] = ..., kind: _Optional[_Union[CustodyChangeKind, str]] = ..., to_principal: _Optional[str] = ..., window: _Optional[_Union[_common_pb2.TimeWindow, _Mapping]] = ..., comment: _Optional[str] = ...) -> None: ...
+
+class CustodyChange(_message.Message):
+    __slots__ = ("change_id", "seal_id", "kind", "to_principal", "window", "approvals", "in_effect")
+    CHANGE_ID_FIELD_NUMBER: _ClassVar[int]
+    SEAL_ID_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    TO_PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_FIELD_NUMBER: _ClassVar[int]
+    APPROVALS_FIELD_NUMBER: _ClassVar[int]
+    IN_EFFECT_FIELD_NUMBER: _ClassVar[int]
+    change_id: str
+    seal_id: str
+    kind: CustodyChangeKind
+    to_principal: str
+    window: _common_pb2.TimeWindow
+    approvals: _containers.RepeatedScalarFieldContainer[str]
+    in_effect: bool
+    def __init__(self, change_id: _Optional[str] = ..., seal_id: _Optional[str] = ..., kind: _Optional[_Union[CustodyChangeKind, str]] = ..., to_principal: _Optional[str] = ..., window: _Optional[_Union[_common_pb2.TimeWindow, _Mapping]] = ..., approvals: _Optional[_Iterable[str]] = ..., in_effect: _Optional[bool] = ...) -> None: ...
+
+class ApproveCustodyChangeRequest(_message.Message):
+    __slots__ = ("change_id",)
+    CHANGE_ID_FIELD_NUMBER: _ClassVar[int]
+    change_id: str
+    def __init__(self, change_id: _Optional[str] = ...) -> None: ...
