@@ -1,0 +1,352 @@
+"""seald.toml -> frozen, validated dataclasses.
+
+Every problem names the file, the key and the fix. Unknown keys are errors (a
+typo must never silently weaken a rule), and so are missing keys and bad values.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from seald.domain.errors import ConfigError
+from seald.domain.model import Principal, Role, Seal, SealType
+from seald.domain.policy import ApprovalPolicy, default_policy
+
+FINGERPRINT = re.compile(r"^[0-9a-f]{64}$")
+SEAL_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+CREDENTIAL_PREFIX = "credential:"
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    listen: str
+    host_name: str
+    tls_cert: Path
+    tls_key: Path
+    client_ca: Path
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    state_dir: Path
+
+
+@dataclass(frozen=True)
+class Pkcs11Config:
+    module: Path
+
+
+@dataclass(frozen=True)
+class TrustConfig:
+    seal_ca: Path
+
+
+@dataclass(frozen=True)
+class RequestsConfig:
+    required_approvals: int
+    approval_ttl_hours: float
+    max_document_bytes: int
+    max_documents_per_request: int
+
+
+@dataclass(frozen=True)
+class SealConfig:
+    seal_id: str
+    seal_type: SealType
+    organisation: str
+    display_name: str
+    token_label: str
+    token_serial: str
+    key_label: str
+    categories: frozenset[str]
+    size_mm: float
+    required_approvals: int
+
+
+@dataclass(frozen=True)
+class PrincipalConfig:
+    principal: Principal
+    certificates: frozenset[str]
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    server: ServerConfig
+    store: StoreConfig
+    pkcs11: Pkcs11Config
+    trust: TrustConfig
+    requests: RequestsConfig
+    seals: Mapping[str, SealConfig]
+    principals: Mapping[str, PrincipalConfig]
+
+    def principal_for_fingerprint(self, fingerprint: str) -> Principal | None:
+        for entry in self.principals.values():
+            if fingerprint in entry.certificates:
+                return entry.principal
+        return None
+
+    def policy_for(self, seal_id: str) -> ApprovalPolicy:
+        return default_policy(self.seals[seal_id].required_approvals)
+
+    def seal(self, seal_id: str, certificate_sha256: str = "") -> Seal:
+        sc = self.seals[seal_id]
+        return Seal(
+            seal_id=sc.seal_id,
+            seal_type=sc.seal_type,
+            organisation=sc.organisation,
+            display_name=sc.display_name,
+            categories=sc.categories,
+            required_approvals=sc.required_approvals,
+            size_mm=sc.size_mm,
+            certificate_sha256=certificate_sha256,
+        )
+
+
+class _Table:
+    """A TOML table read strictly: every key must be taken, and only known keys."""
+
+    def __init__(self, file: Path, where: str, data: Any) -> None:
+        if not isinstance(data, dict):
+            raise ConfigError(f"{file}: [{where}] must be a table")
+        self.file, self.where, self.data = file, where, data
+        self.taken: set[str] = set()
+
+    def _key(self, key: str) -> str:
+        return f"{self.where}.{key}" if self.where else key
+
+    def _get(self, key: str, default: Any, kind: type | tuple[type, ...], hint: str) -> Any:
+        self.taken.add(key)
+        if key not in self.data:
+            if default is _REQUIRED:
+                raise ConfigError(f"{self.file}: missing key '{self._key(key)}'; add it ({hint})")
+            return default
+        value = self.data[key]
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise ConfigError(
+                f"{self.file}: '{self._key(key)}' = {value!r} is not valid; it must be {hint}"
+            )
+        return value
+
+    def text(self, key: str, default: Any = None, hint: str = "a string") -> str:
+        value = self._get(key, _REQUIRED if default is None else default, str, hint)
+        if not value.strip():
+            raise ConfigError(f"{self.file}: '{self._key(key)}' is empty; set it ({hint})")
+        return str(value)
+
+    def integer(self, key: str, default: int, hint: str) -> int:
+        return int(self._get(key, default, int, hint))
+
+    def number(self, key: str, default: float, hint: str) -> float:
+        return float(self._get(key, default, (int, float), hint))
+
+    def strings(self, key: str, hint: str) -> list[str]:
+        value = self._get(key, _REQUIRED, list, hint)
+        if not value or not all(isinstance(v, str) and v for v in value):
+            raise ConfigError(f"{self.file}: '{self._key(key)}' must be {hint}")
+        return list(value)
+
+    def path(self, key: str, hint: str, *, must_exist: bool = True) -> Path:
+        raw = self.text(key, hint=hint)
+        if raw.startswith(CREDENTIAL_PREFIX):
+            return credential_path(self.file, self._key(key), raw[len(CREDENTIAL_PREFIX) :])
+        path = Path(raw)
+        if not path.is_absolute():
+            path = self.file.parent / path
+        if must_exist and not path.exists():
+            raise ConfigError(f"{self.file}: '{self._key(key)}' = {raw}: no such file; fix the path")
+        return path
+
+    def table(self, key: str) -> _Table:
+        self.taken.add(key)
+        if key not in self.data:
+            raise ConfigError(f"{self.file}: missing table [{self._key(key)}]; add it")
+        return _Table(self.file, self._key(key), self.data[key])
+
+    def finish(self) -> None:
+        unknown = sorted(set(self.data) - self.taken)
+        if unknown:
+            raise ConfigError(
+                f"{self.file}: unknown key '{self._key(unknown[0])}'; remove it or fix its spelling "
+                "(see systemd/seald.example.toml for every key)"
+            )
+
+
+_REQUIRED = object()
+
+
+def credential_path(file: Path, key: str, name: str) -> Path:
+    """systemd LoadCredential=: the file lives in $CREDENTIALS_DIRECTORY."""
+    directory = os.environ.get("CREDENTIALS_DIRECTORY")
+    if not directory:
+        raise ConfigError(
+            f"{file}: '{key}' uses credential:{name} but $CREDENTIALS_DIRECTORY is not set; "
+            "run under systemd with LoadCredential= or give a file path"
+        )
+    path = Path(directory) / name
+    if not path.exists():
+        raise ConfigError(f"{file}: '{key}': credential {name} not found in {directory}")
+    return path
+
+
+def _seal(file: Path, raw: Any, default_approvals: int) -> SealConfig:
+    t = _Table(file, "seal", raw)
+    seal_id = t.text("id", hint="a short id such as 'contract'")
+    if not SEAL_ID.match(seal_id):
+        raise ConfigError(f"{file}: seal id '{seal_id}' must be lowercase letters, digits, - or _")
+    t.where = f"seal[{seal_id}]"
+    type_name = t.text("type", hint="one of " + ", ".join(s.value for s in SealType))
+    try:
+        seal_type = SealType(type_name)
+    except ValueError as ex:
+        raise ConfigError(
+            f"{file}: '{t.where}.type' = {type_name!r}; use one of "
+            + ", ".join(s.value for s in SealType)
+        ) from ex
+    required = t.integer("required_approvals", default_approvals, "an integer >= 2")
+    if required < 2:
+        raise ConfigError(f"{file}: '{t.where}.required_approvals' must be at least 2 (R05)")
+    size = t.number("size_mm", 42.0, "the seal diameter in mm, 10 to 100")
+    if not 10.0 <= size <= 100.0:
+        raise ConfigError(f"{file}: '{t.where}.size_mm' = {size}; use 10 to 100 mm")
+    seal = SealConfig(
+        seal_id=seal_id,
+        seal_type=seal_type,
+        organisation=t.text("organisation", hint="the organisation's registered name"),
+        display_name=t.text("display_name", hint="e.g. 合同专用章"),
+        token_label=t.text("token_label", hint="the PKCS#11 token label"),
+        token_serial=t.text("token_serial", hint="the token's serial number"),
+        key_label=t.text("key_label", hint="the label of the key and certificate on the token"),
+        categories=frozenset(t.strings("categories", "a non-empty list of document categories")),
+        size_mm=size,
+        required_approvals=required,
+    )
+    t.finish()
+    return seal
+
+
+def _principal(file: Path, raw: Any, seal_ids: frozenset[str]) -> PrincipalConfig:
+    t = _Table(file, "principal", raw)
+    name = t.text("name", hint="the person's or system's login name")
+    t.where = f"principal[{name}]"
+    roles: set[Role] = set()
+    for role in t.strings("roles", "a list of: " + ", ".join(r.value for r in Role)):
+        try:
+            roles.add(Role(role))
+        except ValueError as ex:
+            raise ConfigError(
+                f"{file}: '{t.where}.roles' has {role!r}; use " + ", ".join(r.value for r in Role)
+            ) from ex
+    seals = frozenset(t.strings("seals", "a list of seal ids"))
+    unknown = sorted(seals - seal_ids)
+    if unknown:
+        raise ConfigError(f"{file}: '{t.where}.seals' names unknown seal '{unknown[0]}'; define it")
+    certs = [c.lower().replace(":", "") for c in t.strings("certificates", "SHA-256 fingerprints")]
+    bad = [c for c in certs if not FINGERPRINT.match(c)]
+    if bad:
+        raise ConfigError(
+            f"{file}: '{t.where}.certificates' has {bad[0]!r}; give the hex SHA-256 of the "
+            "certificate's DER (openssl x509 -noout -fingerprint -sha256)"
+        )
+    entry = PrincipalConfig(
+        principal=Principal(
+            name=name,
+            display_name=t.text("display_name", default=name, hint="a display name"),
+            roles=frozenset(roles),
+            seal_ids=seals,
+        ),
+        certificates=frozenset(certs),
+    )
+    t.finish()
+    return entry
+
+
+def load_config(path: Path) -> Config:
+    path = path.resolve()
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as ex:
+        raise ConfigError(f"{path}: no such config file; pass --config PATH") from ex
+    except tomllib.TOMLDecodeError as ex:
+        raise ConfigError(f"{path}: not valid TOML: {ex}") from ex
+    root = _Table(path, "", raw)
+    server_t = root.table("server")
+    server = ServerConfig(
+        listen=server_t.text("listen", hint="host:port, e.g. 127.0.0.1:50443"),
+        host_name=server_t.text("host_name", hint="this seal host's name, recorded as the place"),
+        tls_cert=server_t.path("tls_cert", "the server certificate PEM"),
+        tls_key=server_t.path("tls_key", "the server key PEM or credential:NAME"),
+        client_ca=server_t.path("client_ca", "the CA that issues client certificates"),
+    )
+    server_t.finish()
+    store_t = root.table("store")
+    store = StoreConfig(state_dir=store_t.path("state_dir", "a writable directory", must_exist=False))
+    store_t.finish()
+    pkcs_t = root.table("pkcs11")
+    pkcs11 = Pkcs11Config(module=pkcs_t.path("module", "the PKCS#11 module .so"))
+    pkcs_t.finish()
+    trust_t = root.table("trust")
+    trust = TrustConfig(seal_ca=trust_t.path("seal_ca", "the CA PEM of the seal certificates"))
+    trust_t.finish()
+    req_t = root.table("requests")
+    requests = RequestsConfig(
+        required_approvals=req_t.integer("required_approvals", 2, "an integer >= 2"),
+        approval_ttl_hours=req_t.number("approval_ttl_hours", 72.0, "hours, > 0"),
+        max_document_bytes=req_t.integer("max_document_bytes", 256 * 1024 * 1024, "bytes"),
+        max_documents_per_request=req_t.integer("max_documents_per_request", 500, "a count"),
+    )
+    req_t.finish()
+    if requests.required_approvals < 2:
+        raise ConfigError(f"{path}: 'requests.required_approvals' must be at least 2 (R05)")
+    if requests.approval_ttl_hours <= 0:
+        raise ConfigError(f"{path}: 'requests.approval_ttl_hours' must be > 0")
+    root.taken.update({"seal", "principal"})
+    seal_list = raw.get("seal", [])
+    if not isinstance(seal_list, list) or not seal_list:
+        raise ConfigError(f"{path}: no [[seal]] defined; add at least one seal")
+    seals: dict[str, SealConfig] = {}
+    for item in seal_list:
+        seal = _seal(path, item, requests.required_approvals)
+        if seal.seal_id in seals:
+            raise ConfigError(f"{path}: seal id '{seal.seal_id}' is defined twice")
+        seals[seal.seal_id] = seal
+    principal_list = raw.get("principal", [])
+    if not isinstance(principal_list, list) or not principal_list:
+        raise ConfigError(f"{path}: no [[principal]] defined; add the allow-listed clients")
+    principals: dict[str, PrincipalConfig] = {}
+    owner: dict[str, str] = {}
+    for item in principal_list:
+        entry = _principal(path, item, frozenset(seals))
+        name = entry.principal.name
+        if name in principals:
+            raise ConfigError(f"{path}: principal '{name}' is defined twice")
+        for fp in entry.certificates:
+            if fp in owner:
+                raise ConfigError(
+                    f"{path}: certificate {fp[:16]}… is listed for both '{owner[fp]}' and '{name}'; "
+                    "a certificate identifies exactly one principal"
+                )
+            owner[fp] = name
+        principals[name] = entry
+    root.finish()
+    return Config(
+        path=path,
+        server=server,
+        store=store,
+        pkcs11=pkcs11,
+        trust=trust,
+        requests=requests,
+        seals=seals,
+        principals=principals,
+    )
+
+
+def fingerprint_of_der(der: bytes) -> str:
+    return hashlib.sha256(der).hexdigest()

@@ -1,0 +1,466 @@
+"""The request state machine (DESIGN.md "Request lifecycle"), as pure functions.
+
+Each transition takes a request and the facts it needs (who, what, when) and
+returns the new request or raises a SealError. Nothing here does I/O; the shell
+(api/, store/) loads, calls, and stores atomically with the audit record.
+
+    PENDING --approve x M--> APPROVED --begin_signing--> SIGNING --complete--> SIGNED
+    side exits: REJECTED, CANCELLED, EXPIRED, FAILED; SIGNING --interrupted--> APPROVED
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import datetime, timedelta
+
+from seald.domain.digest import (
+    DigestDocument,
+    DigestPlacement,
+    canonical_approval_subject,
+    digest_of,
+)
+from seald.domain.errors import (
+    AlreadyDone,
+    InvalidInput,
+    PermissionDenied,
+    PreconditionFailed,
+)
+from seald.domain.model import (
+    FINAL_STATES,
+    Approval,
+    Document,
+    Placement,
+    Principal,
+    RequestState,
+    Role,
+    Seal,
+    SealRequest,
+    SealStatus,
+)
+from seald.domain.policy import ApprovalPolicy, distinct_approvers
+
+SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+MAX_TEXT = 500
+MAX_NAME = 255
+
+
+def compute_approval_digest(
+    *,
+    request_id: str,
+    seal_id: str,
+    seal_certificate_sha256: str,
+    requester: str,
+    reason: str,
+    category: str,
+    placement: Placement,
+    documents: Sequence[Document],
+) -> str:
+    subject = canonical_approval_subject(
+        request_id=request_id,
+        seal_id=seal_id,
+        seal_certificate_sha256=seal_certificate_sha256,
+        requester=requester,
+        reason=reason,
+        category=category,
+        placement=DigestPlacement(
+            page=placement.page,
+            x_mm=placement.x_mm,
+            y_mm=placement.y_mm,
+            size_mm=placement.size_mm,
+            anchor_text=placement.anchor_text,
+            cross_page=placement.cross_page,
+        ),
+        documents=[DigestDocument(d.name, d.sha256, d.size) for d in documents],
+    )
+    return digest_of(subject)
+
+
+def _require_text(field: str, value: str, *, limit: int = MAX_TEXT) -> None:
+    if not value.strip():
+        raise InvalidInput(f"{field} is empty: say {field} in words", reason=f"missing_{field}")
+    if len(value) > limit:
+        raise InvalidInput(
+            f"{field} is {len(value)} characters; shorten it to at most {limit}",
+            reason=f"{field}_too_long",
+        )
+    if any(ord(c) < 0x20 and c not in "\t" for c in value):
+        raise InvalidInput(
+            f"{field} contains control characters (e.g. a newline); remove them",
+            reason=f"bad_{field}",
+        )
+
+
+def validate_placement(placement: Placement) -> None:
+    if placement.page < 0:
+        raise InvalidInput("placement page must be >= 1, or 0 for the last page", reason="bad_placement")
+    for name, value in (("x_mm", placement.x_mm), ("y_mm", placement.y_mm)):
+        if not 0.0 <= value <= 2000.0:
+            raise InvalidInput(
+                f"placement {name}={value} is outside the page; give mm from the top-left corner",
+                reason="bad_placement",
+            )
+    if not 10.0 <= placement.size_mm <= 100.0:
+        raise InvalidInput(
+            f"placement size_mm={placement.size_mm} is not a seal size; use 10 to 100 mm",
+            reason="bad_placement",
+        )
+
+
+def check_seal_usable(seal: Seal, category: str) -> None:
+    """R02/R03: only an active seal, only within its scope."""
+    if seal.status is not SealStatus.ACTIVE:
+        raise PreconditionFailed(
+            f"seal {seal.seal_id} is {seal.status.value}; it cannot be used until an admin "
+            "resumes it",
+            reason=f"seal_{seal.status.value}",
+        )
+    if category not in seal.categories:
+        allowed = ", ".join(sorted(seal.categories))
+        raise PermissionDenied(
+            f"seal {seal.seal_id} may not be used for category '{category}'; "
+            f"its scope is: {allowed} (R03)",
+            reason="category_out_of_scope",
+        )
+
+
+def submit(
+    *,
+    request_id: str,
+    requester: Principal,
+    seal: Seal,
+    reason: str,
+    category: str,
+    placement: Placement,
+    documents: Sequence[Document],
+    now: datetime,
+    ttl: timedelta,
+    host: str,
+    client_request_key: str = "",
+) -> SealRequest:
+    if not requester.has(Role.REQUESTER, seal.seal_id):
+        raise PermissionDenied(
+            f"{requester.name} is not a designated requester for seal {seal.seal_id} (R04); "
+            "ask an admin to add the seal to your principal",
+            reason="not_a_requester",
+        )
+    _require_text("reason", reason)
+    _require_text("category", category, limit=64)
+    check_seal_usable(seal, category)
+    validate_placement(placement)
+    if not documents:
+        raise InvalidInput("the request has no document; attach at least one PDF", reason="no_documents")
+    for doc in documents:
+        _require_text("document_name", doc.name, limit=MAX_NAME)
+        if not SHA256_HEX.match(doc.sha256):
+            raise InvalidInput(f"document {doc.index} has no valid SHA-256", reason="bad_document_hash")
+    docs = tuple(documents)
+    digest = compute_approval_digest(
+        request_id=request_id,
+        seal_id=seal.seal_id,
+        seal_certificate_sha256=seal.certificate_sha256,
+        requester=requester.name,
+        reason=reason,
+        category=category,
+        placement=placement,
+        documents=docs,
+    )
+    return SealRequest(
+        request_id=request_id,
+        seal_id=seal.seal_id,
+        requester=requester.name,
+        reason=reason,
+        category=category,
+        placement=placement,
+        documents=docs,
+        state=RequestState.PENDING,
+        required_approvals=seal.required_approvals,
+        approval_digest=digest,
+        seal_certificate_sha256=seal.certificate_sha256,
+        created_at=now,
+        updated_at=now,
+        expires_at=now + ttl,
+        host=host,
+        state_reason=f"waiting for {seal.required_approvals} approvals",
+        client_request_key=client_request_key,
+    )
+
+
+def _require_open(request: SealRequest, action: str) -> None:
+    if request.state in FINAL_STATES:
+        raise PreconditionFailed(
+            f"request {request.request_id} is already {request.state.value}; it cannot be {action}",
+            reason="request_final",
+        )
+    if request.state is RequestState.SIGNING:
+        raise PreconditionFailed(
+            f"request {request.request_id} is being signed right now; it cannot be {action}",
+            reason="request_signing",
+        )
+
+
+def is_expired(request: SealRequest, now: datetime) -> bool:
+    return request.state in (RequestState.PENDING, RequestState.APPROVED) and now >= request.expires_at
+
+
+def expire(request: SealRequest, now: datetime) -> SealRequest:
+    if not is_expired(request, now):
+        raise PreconditionFailed(f"request {request.request_id} has not expired", reason="not_expired")
+    return replace(
+        request,
+        state=RequestState.EXPIRED,
+        updated_at=now,
+        state_reason=f"expired at {request.expires_at.isoformat()} before it was sealed; submit again",
+    )
+
+
+def _require_not_expired(request: SealRequest, now: datetime) -> None:
+    if is_expired(request, now):
+        raise PreconditionFailed(
+            f"request {request.request_id} expired at {request.expires_at.isoformat()}; "
+            "the requester must submit it again",
+            reason="request_expired",
+        )
+
+
+def _require_eligible_approver(request: SealRequest, approver: Principal) -> None:
+    if not approver.has(Role.APPROVER, request.seal_id):
+        raise PermissionDenied(
+            f"{approver.name} is not a designated approver for seal {request.seal_id} (R05)",
+            reason="not_an_approver",
+        )
+    if approver.name == request.requester:
+        raise PermissionDenied(
+            "the requester can never approve their own request (R05); ask two other approvers",
+            reason="requester_cannot_approve",
+        )
+
+
+def approve(
+    request: SealRequest,
+    *,
+    approver: Principal,
+    document_sha256: Sequence[str],
+    approval_digest: str,
+    policy: ApprovalPolicy,
+    now: datetime,
+    comment: str = "",
+    certificate_sha256: str = "",
+) -> SealRequest:
+    _require_eligible_approver(request, approver)
+    if request.state is RequestState.APPROVED and approver.name in {
+        a.approver for a in request.approvals
+    }:
+        raise AlreadyDone(
+            f"{approver.name} already approved request {request.request_id}; one person counts once",
+            reason="already_approved",
+        )
+    if request.state is not RequestState.PENDING:
+        if request.state is RequestState.APPROVED:
+            raise AlreadyDone(
+                f"request {request.request_id} already has its approvals", reason="already_approved"
+            )
+        _require_open(request, "approved")
+    _require_not_expired(request, now)
+    expected_hashes = [d.sha256 for d in request.documents]
+    if list(document_sha256) != expected_hashes:
+        raise InvalidInput(
+            "the document SHA-256 you approved is not the submitted document's "
+            f"({', '.join(h[:12] for h in expected_hashes)}…); download the document again and "
+            "check what you are approving (R06)",
+            reason="document_hash_mismatch",
+        )
+    if approval_digest != request.approval_digest:
+        raise InvalidInput(
+            "the approval digest does not match this request (document, seal, placement, reason, "
+            "category or requester differ from what you saw); refresh the request and review it "
+            "again (R06)",
+            reason="digest_mismatch",
+        )
+    if comment and len(comment) > MAX_TEXT:
+        raise InvalidInput(f"comment is longer than {MAX_TEXT} characters", reason="comment_too_long")
+    if approver.name in {a.approver for a in request.approvals}:
+        raise AlreadyDone(
+            f"{approver.name} already approved request {request.request_id}; one person counts once",
+            reason="already_approved",
+        )
+    approvals = (
+        *request.approvals,
+        Approval(
+            approver=approver.name,
+            approval_digest=approval_digest,
+            approved_at=now,
+            comment=comment,
+            certificate_sha256=certificate_sha256,
+        ),
+    )
+    missing = policy.unmet(request.requester, approvals)
+    if missing:
+        return replace(
+            request, approvals=approvals, updated_at=now, state_reason="; ".join(missing)
+        )
+    return replace(
+        request,
+        approvals=approvals,
+        state=RequestState.APPROVED,
+        updated_at=now,
+        state_reason="approved; waiting for the seal's token to be present and unlocked",
+    )
+
+
+def withdraw_approval(
+    request: SealRequest, *, approver: Principal, policy: ApprovalPolicy, now: datetime
+) -> SealRequest:
+    _require_open(request, "changed")
+    if approver.name not in {a.approver for a in request.approvals}:
+        raise PreconditionFailed(
+            f"{approver.name} has no approval on request {request.request_id} to withdraw",
+            reason="no_approval",
+        )
+    approvals = tuple(a for a in request.approvals if a.approver != approver.name)
+    missing = policy.unmet(request.requester, approvals)
+    return replace(
+        request,
+        approvals=approvals,
+        state=RequestState.PENDING if missing else request.state,
+        updated_at=now,
+        state_reason="; ".join(missing) if missing else request.state_reason,
+    )
+
+
+def reject(request: SealRequest, *, approver: Principal, comment: str, now: datetime) -> SealRequest:
+    _require_eligible_approver(request, approver)
+    _require_open(request, "rejected")
+    _require_text("comment", comment)
+    return replace(
+        request,
+        state=RequestState.REJECTED,
+        updated_at=now,
+        state_reason=f"rejected by {approver.name}: {comment}",
+    )
+
+
+def cancel(request: SealRequest, *, principal: Principal, now: datetime, comment: str = "") -> SealRequest:
+    if principal.name != request.requester:
+        raise PermissionDenied(
+            f"only the requester ({request.requester}) can cancel request {request.request_id}",
+            reason="not_the_requester",
+        )
+    _require_open(request, "cancelled")
+    why = f": {comment}" if comment else ""
+    return replace(
+        request,
+        state=RequestState.CANCELLED,
+        updated_at=now,
+        state_reason=f"cancelled by {principal.name}{why}",
+    )
+
+
+def begin_signing(
+    request: SealRequest, *, seal: Seal, policy: ApprovalPolicy, now: datetime
+) -> SealRequest:
+    """APPROVED -> SIGNING. The policy is checked again: approvals are used once, here."""
+    if request.state is not RequestState.APPROVED:
+        raise PreconditionFailed(
+            f"request {request.request_id} is {request.state.value}, not approved", reason="not_approved"
+        )
+    _require_not_expired(request, now)
+    check_seal_usable(seal, request.category)
+    if seal.certificate_sha256 != request.seal_certificate_sha256:
+        raise PreconditionFailed(
+            f"seal {seal.seal_id}'s certificate changed after the request was approved; "
+            "the approval is void, submit again (R06)",
+            reason="seal_certificate_changed",
+        )
+    missing = policy.unmet(request.requester, request.approvals)
+    if missing:
+        raise PreconditionFailed("; ".join(missing), reason="quorum_not_met")
+    if any(a.approval_digest != request.approval_digest for a in request.approvals):
+        raise PreconditionFailed("an approval does not match this request", reason="digest_mismatch")
+    return replace(
+        request,
+        state=RequestState.SIGNING,
+        updated_at=now,
+        sign_attempts=request.sign_attempts + 1,
+        state_reason="the token is signing",
+    )
+
+
+def complete_signing(
+    request: SealRequest, *, sealed: Sequence[tuple[str, int]], now: datetime
+) -> SealRequest:
+    """SIGNING -> SIGNED with (sha256, size) of each sealed document, in order."""
+    if request.state is not RequestState.SIGNING:
+        raise PreconditionFailed(
+            f"request {request.request_id} is {request.state.value}, not signing", reason="not_signing"
+        )
+    if len(sealed) != len(request.documents):
+        raise PreconditionFailed("not every document was sealed", reason="incomplete_batch")
+    documents = tuple(
+        replace(doc, sealed_sha256=sha, sealed_size=size)
+        for doc, (sha, size) in zip(request.documents, sealed, strict=True)
+    )
+    return replace(
+        request,
+        documents=documents,
+        state=RequestState.SIGNED,
+        updated_at=now,
+        signed_at=now,
+        outcome_unknown=False,
+        state_reason="sealed",
+    )
+
+
+def interrupt_signing(request: SealRequest, *, why: str, now: datetime) -> SealRequest:
+    """SIGNING -> APPROVED: the signature did not happen (token removed, locked, ...).
+
+    Nothing was released, so the request waits for the token again.
+    """
+    if request.state is not RequestState.SIGNING:
+        raise PreconditionFailed(
+            f"request {request.request_id} is {request.state.value}, not signing", reason="not_signing"
+        )
+    return replace(request, state=RequestState.APPROVED, updated_at=now, state_reason=why)
+
+
+def fail_signing(request: SealRequest, *, why: str, now: datetime) -> SealRequest:
+    """SIGNING -> FAILED: the documents cannot be sealed (e.g. placement off the page)."""
+    if request.state is not RequestState.SIGNING:
+        raise PreconditionFailed(
+            f"request {request.request_id} is {request.state.value}, not signing", reason="not_signing"
+        )
+    return replace(request, state=RequestState.FAILED, updated_at=now, state_reason=why)
+
+
+def recover_unknown_outcome(request: SealRequest, *, now: datetime) -> SealRequest:
+    """A crash left the request SIGNING and no sealed output exists: back to APPROVED, flagged."""
+    return replace(
+        interrupt_signing(
+            request,
+            why="the daemon stopped while signing; no sealed document was released, "
+            "the request will be signed again when the token is ready",
+            now=now,
+        ),
+        outcome_unknown=True,
+    )
+
+
+def can_view(principal: Principal, request: SealRequest) -> bool:
+    if principal.name == request.requester:
+        return True
+    if Role.ADMIN in principal.roles or Role.AUDITOR in principal.roles:
+        return request.seal_id in principal.seal_ids
+    return request.seal_id in principal.seal_ids and bool(
+        principal.roles & {Role.APPROVER, Role.CUSTODIAN}
+    )
+
+
+def can_download_sealed(principal: Principal, request: SealRequest) -> bool:
+    return principal.name == request.requester or (
+        Role.AUDITOR in principal.roles and request.seal_id in principal.seal_ids
+    )
+
+
+def approver_count(request: SealRequest) -> int:
+    return len(distinct_approvers(request.requester, request.approvals))

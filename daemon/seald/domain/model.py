@@ -1,0 +1,142 @@
+"""Domain values: seals, principals, requests. Immutable; no I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+
+class Role(StrEnum):
+    REQUESTER = "requester"
+    APPROVER = "approver"
+    CUSTODIAN = "custodian"
+    ADMIN = "admin"
+    AUDITOR = "auditor"
+
+
+class SealType(StrEnum):
+    """SEAL-RULES R01."""
+
+    OFFICIAL = "official"  # 公章
+    LEGAL_REPRESENTATIVE = "legal_representative"  # 法人章
+    CONTRACT = "contract"  # 合同专用章
+    FINANCE = "finance"  # 财务章
+    PERSONAL = "personal"  # 个人章
+
+
+class SealStatus(StrEnum):
+    """SEAL-RULES R02."""
+
+    ACTIVE = "active"
+    SUSPENDED = "suspended"
+    LOST = "lost"
+    DESTROYED = "destroyed"
+
+
+class RequestState(StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    SIGNING = "signing"
+    SIGNED = "signed"
+    REJECTED = "rejected"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+    FAILED = "failed"
+
+
+FINAL_STATES = frozenset(
+    {
+        RequestState.SIGNED,
+        RequestState.REJECTED,
+        RequestState.CANCELLED,
+        RequestState.EXPIRED,
+        RequestState.FAILED,
+    }
+)
+
+
+@dataclass(frozen=True)
+class Principal:
+    """An authenticated person or system, as the allow-list maps a certificate."""
+
+    name: str
+    display_name: str
+    roles: frozenset[Role]
+    seal_ids: frozenset[str]
+
+    def has(self, role: Role, seal_id: str | None = None) -> bool:
+        if role not in self.roles:
+            return False
+        return seal_id is None or seal_id in self.seal_ids
+
+
+@dataclass(frozen=True)
+class Seal:
+    """A seal as the registry defines it (R01, R03)."""
+
+    seal_id: str
+    seal_type: SealType
+    organisation: str
+    display_name: str
+    categories: frozenset[str]
+    required_approvals: int
+    size_mm: float
+    status: SealStatus = SealStatus.ACTIVE
+    certificate_sha256: str = ""
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where the seal goes: page (1-based, 0 = last) and centre in mm from top-left."""
+
+    page: int
+    x_mm: float
+    y_mm: float
+    size_mm: float
+    anchor_text: str = ""
+    cross_page: bool = False
+
+
+@dataclass(frozen=True)
+class Document:
+    index: int
+    name: str
+    size: int
+    sha256: str
+    sealed_sha256: str = ""
+    sealed_size: int = 0
+
+
+@dataclass(frozen=True)
+class Approval:
+    approver: str
+    approval_digest: str
+    approved_at: datetime
+    comment: str = ""
+    certificate_sha256: str = ""
+
+
+@dataclass(frozen=True)
+class SealRequest:
+    request_id: str
+    seal_id: str
+    requester: str
+    reason: str
+    category: str
+    placement: Placement
+    documents: tuple[Document, ...]
+    state: RequestState
+    required_approvals: int
+    approval_digest: str
+    seal_certificate_sha256: str
+    created_at: datetime
+    updated_at: datetime
+    expires_at: datetime
+    host: str
+    state_reason: str = ""
+    approvals: tuple[Approval, ...] = field(default_factory=tuple)
+    signed_at: datetime | None = None
+    outcome_unknown: bool = False
+    client_request_key: str = ""
+    sign_attempts: int = 0
