@@ -1,0 +1,123 @@
+"""Local recomputation of what an approver approves (SEAL-RULES R06).
+
+The approver approves what THEIR machine hashed, not what the server claims.
+These pure functions compare the request the daemon describes with the hashes
+computed locally from the downloaded originals, and build the approval message
+only if everything agrees.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sealapi.v1 import common_pb2, requests_pb2
+from seald.domain.digest import (
+    DigestDocument,
+    DigestPlacement,
+    canonical_approval_subject,
+    digest_of,
+)
+
+from sealclient.errors import LocalVerificationError
+
+
+@dataclass(frozen=True)
+class LocalDocument:
+    """A document as this machine measured it after downloading the original."""
+
+    sha256: str
+    size: int
+
+
+def digest_placement(placement: common_pb2.Placement) -> DigestPlacement:
+    return DigestPlacement(
+        page=placement.page,
+        x_mm=placement.x_mm,
+        y_mm=placement.y_mm,
+        size_mm=placement.size_mm,
+        anchor_text=placement.anchor_text,
+        cross_page=placement.cross_page,
+    )
+
+
+def check_documents(
+    request: requests_pb2.SealRequest,
+    local: Sequence[LocalDocument],
+    expected_sha256: Sequence[str] | None = None,
+) -> None:
+    """Refuse if the local hashes differ from the request's or from what was shown."""
+    if len(local) != len(request.documents):
+        raise LocalVerificationError(
+            "local_document_count_mismatch",
+            f"request {request.request_id} lists {len(request.documents)} documents but "
+            f"{len(local)} were downloaded; do not approve, report it to the administrator",
+        )
+    if expected_sha256 is not None and len(expected_sha256) != len(local):
+        raise LocalVerificationError(
+            "local_document_count_mismatch",
+            f"{len(expected_sha256)} expected hashes were given for request "
+            f"{request.request_id} which has {len(local)} documents; pass one per document",
+        )
+    for position, (info, mine) in enumerate(zip(request.documents, local, strict=True)):
+        if info.sha256.lower() != mine.sha256 or info.size != mine.size:
+            raise LocalVerificationError(
+                "local_hash_mismatch",
+                f"document {position} ({info.name!r}) of request {request.request_id}: the "
+                f"server describes sha256 {info.sha256} ({info.size} bytes) but the downloaded "
+                f"original hashes to {mine.sha256} ({mine.size} bytes); do not approve, "
+                "report it to the administrator",
+            )
+        if expected_sha256 is not None and expected_sha256[position].lower() != mine.sha256:
+            raise LocalVerificationError(
+                "local_hash_mismatch",
+                f"document {position} ({info.name!r}) of request {request.request_id} hashes "
+                f"to {mine.sha256}, not to the {expected_sha256[position]} that was shown to "
+                "the approver; review the document again before approving",
+            )
+
+
+def local_approval_digest(
+    request: requests_pb2.SealRequest, local: Sequence[LocalDocument]
+) -> str:
+    """The approval digest recomputed from the request fields and LOCAL hashes."""
+    subject = canonical_approval_subject(
+        request_id=request.request_id,
+        seal_id=request.seal_id,
+        seal_certificate_sha256=request.seal_certificate_sha256,
+        requester=request.requester,
+        reason=request.reason,
+        category=request.category,
+        placement=digest_placement(request.placement),
+        documents=[
+            DigestDocument(name=info.name, sha256=mine.sha256, size=mine.size)
+            for info, mine in zip(request.documents, local, strict=True)
+        ],
+    )
+    return digest_of(subject)
+
+
+def build_approval(
+    request: requests_pb2.SealRequest,
+    local: Sequence[LocalDocument],
+    *,
+    comment: str = "",
+    expected_sha256: Sequence[str] | None = None,
+) -> requests_pb2.ApproveRequestRequest:
+    """The approval to send, or LocalVerificationError if anything disagrees."""
+    check_documents(request, local, expected_sha256)
+    digest = local_approval_digest(request, local)
+    if digest != request.approval_digest.lower():
+        raise LocalVerificationError(
+            "local_digest_mismatch",
+            f"the approval digest of request {request.request_id} computed on this machine "
+            f"({digest}) differs from the server's ({request.approval_digest}): the request's "
+            "description (seal, placement, reason, documents) is not what it claims; do not "
+            "approve, report it to the administrator",
+        )
+    return requests_pb2.ApproveRequestRequest(
+        request_id=request.request_id,
+        document_sha256=[mine.sha256 for mine in local],
+        approval_digest=digest,
+        comment=comment,
+    )

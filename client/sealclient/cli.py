@@ -1,0 +1,488 @@
+"""`sealctl`: the command-line client of seald.
+
+Global options come before the command: `sealctl --json status R-1`.
+Errors go to stderr as "sealctl: error: <message> (<reason>)"; exit codes are in
+sealclient.exitcodes and docs/sealctl.md. PINs are read without echo (or one
+line per PIN from stdin with --pin-stdin); they are never accepted in argv.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import re
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any, TextIO, cast
+
+import grpc
+from sealapi.v1 import common_pb2, requests_pb2
+
+from sealclient.client import ClientIdentity, SealClient
+from sealclient.config import ConfigOverrides, resolve_config
+from sealclient.errors import LocalInputError, SealClientError
+from sealclient.exitcodes import EPILOG, ExitCode, exit_code_for
+from sealclient.output import (
+    event_text,
+    message_dict,
+    request_text,
+    requests_table,
+    seals_table,
+    to_json,
+    tokens_table,
+    verify_text,
+)
+
+TERMINAL_STATES = frozenset(
+    {
+        requests_pb2.REQUEST_STATE_SIGNED,
+        requests_pb2.REQUEST_STATE_REJECTED,
+        requests_pb2.REQUEST_STATE_CANCELLED,
+        requests_pb2.REQUEST_STATE_EXPIRED,
+        requests_pb2.REQUEST_STATE_FAILED,
+    }
+)
+SHA256_HEX = re.compile(r"^[0-9a-fA-F]{64}$")
+
+Handler = Callable[[argparse.Namespace, SealClient, "Output"], int]
+
+
+class Output:
+    """Where results go: human text or one JSON object per result."""
+
+    def __init__(self, as_json: bool, stream: TextIO) -> None:
+        self.as_json = as_json
+        self.stream = stream
+
+    def emit(self, human: str, data: Any) -> None:
+        print(to_json(data) if self.as_json else human, file=self.stream, flush=True)
+
+
+# -- argument types ----------------------------------------------------------
+
+
+def request_state(text: str) -> requests_pb2.RequestState:
+    name = text.strip().upper().removeprefix("REQUEST_STATE_")
+    try:
+        value = requests_pb2.RequestState.Value("REQUEST_STATE_" + name)
+    except ValueError as ex:
+        choices = ", ".join(
+            n.removeprefix("REQUEST_STATE_").lower()
+            for n, _number in requests_pb2.RequestState.items()
+            if not n.endswith("UNSPECIFIED")
+        )
+        raise argparse.ArgumentTypeError(f"unknown state {text!r}; one of: {choices}") from ex
+    return cast(requests_pb2.RequestState, value)
+
+
+def sha256_hex(text: str) -> str:
+    if not SHA256_HEX.match(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a 64-character hex SHA-256")
+    return text.lower()
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError as ex:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from ex
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
+    return value
+
+
+def positive_mm(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError as ex:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of millimetres") from ex
+    if not value >= 0:  # also rejects NaN
+        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more millimetres")
+    return value
+
+
+# -- parser --------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sealctl",
+        description="Client of seald, the electronic-seal signing appliance.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--config", type=Path, help="client config TOML (default: "
+                        "$SEALCTL_CONFIG, then ~/.config/sealctl/config.toml)")
+    parser.add_argument("--server", help="seald address host:port (overrides config)")
+    parser.add_argument("--ca", type=Path, help="CA certificate of seald (PEM)")
+    parser.add_argument("--cert", type=Path, help="this client's certificate (PEM)")
+    parser.add_argument("--key", type=Path, help="this client's private key (PEM)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    submit = commands.add_parser("submit", help="submit PDFs for sealing")
+    submit.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    submit.add_argument("--seal", required=True, help="seal id")
+    submit.add_argument("--reason", required=True, help="事由: why the seal is needed")
+    submit.add_argument("--category", required=True, help="document category (seal scope)")
+    submit.add_argument("--page", type=non_negative_int, default=0,
+                        help="1-based page; 0 = last page (default)")
+    submit.add_argument("--x-mm", type=positive_mm, help="seal centre, mm from the left edge")
+    submit.add_argument("--y-mm", type=positive_mm, help="seal centre, mm from the top edge")
+    submit.add_argument("--size-mm", type=positive_mm, default=0.0,
+                        help="seal diameter/side in mm; 0 = the seal's default")
+    submit.add_argument("--anchor", default="", help="centre the seal on this text instead")
+    submit.add_argument("--cross-page", action="store_true", help="cross-page seal (骑缝章)")
+    submit.add_argument("--key-id", default="", dest="client_request_key",
+                        help="idempotency key: resubmitting with it returns the same request")
+    submit.add_argument("--wait", action="store_true",
+                        help="wait until the request is sealed or ends otherwise")
+    submit.set_defaults(handler=cmd_submit)
+
+    approve = commands.add_parser("approve", help="approve a request after checking it locally")
+    approve.add_argument("request_id", metavar="REQ")
+    approve.add_argument("--comment", default="")
+    approve.add_argument("--sha256", action="append", type=sha256_hex, dest="expected_sha256",
+                         metavar="HASH", help="hash of the document you reviewed, once per "
+                         "document in order; approval is refused if it differs")
+    approve.set_defaults(handler=cmd_approve)
+
+    withdraw = commands.add_parser("withdraw", help="withdraw your approval")
+    withdraw.add_argument("request_id", metavar="REQ")
+    withdraw.add_argument("--comment", default="")
+    withdraw.set_defaults(handler=cmd_withdraw)
+
+    reject = commands.add_parser("reject", help="reject a request")
+    reject.add_argument("request_id", metavar="REQ")
+    reject.add_argument("--comment", required=True, help="why it is rejected")
+    reject.set_defaults(handler=cmd_reject)
+
+    cancel = commands.add_parser("cancel", help="cancel your own request")
+    cancel.add_argument("request_id", metavar="REQ")
+    cancel.add_argument("--comment", default="")
+    cancel.set_defaults(handler=cmd_cancel)
+
+    status = commands.add_parser("status", help="show one request")
+    status.add_argument("request_id", metavar="REQ")
+    status.set_defaults(handler=cmd_status)
+
+    list_ = commands.add_parser("list", help="list requests")
+    list_.add_argument("--state", type=request_state, action="append", dest="states",
+                       metavar="S", help="only this state (repeatable), e.g. pending")
+    list_.add_argument("--seal", default="", help="only this seal")
+    list_.set_defaults(handler=cmd_list)
+
+    watch = commands.add_parser("watch", help="follow requests as they change")
+    watch.add_argument("request_id", nargs="?", default="", metavar="REQ")
+    watch.set_defaults(handler=cmd_watch)
+
+    download = commands.add_parser("download", help="download sealed (or original) documents")
+    download.add_argument("request_id", metavar="REQ")
+    download.add_argument("-o", "--output", type=Path, default=None, metavar="OUT",
+                          help="output file, or directory for several (default: .)")
+    download.add_argument("--index", type=non_negative_int, default=None,
+                          help="only this document (0-based); default: all")
+    download.add_argument("--original", action="store_true",
+                          help="the original as submitted, not the sealed one")
+    download.set_defaults(handler=cmd_download)
+
+    token = commands.add_parser("token", help="token presence, unlock, lock, PIN")
+    token_commands = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
+    t_status = token_commands.add_parser("status", help="token status of seals")
+    t_status.add_argument("seal_id", nargs="?", default="", metavar="SEAL")
+    t_status.set_defaults(handler=cmd_token_status)
+    t_watch = token_commands.add_parser("watch", help="follow token insertion/unlock")
+    t_watch.add_argument("seal_id", nargs="?", default="", metavar="SEAL")
+    t_watch.set_defaults(handler=cmd_token_watch)
+    t_unlock = token_commands.add_parser("unlock", help="unlock a seal's token (custodian)")
+    t_unlock.add_argument("seal_id", metavar="SEAL")
+    t_unlock.add_argument("--pin-stdin", action="store_true",
+                          help="read the PIN as one line from stdin (for scripts)")
+    t_unlock.set_defaults(handler=cmd_token_unlock)
+    t_lock = token_commands.add_parser("lock", help="lock a seal's token")
+    t_lock.add_argument("seal_id", metavar="SEAL")
+    t_lock.set_defaults(handler=cmd_token_lock)
+    t_pin = token_commands.add_parser("change-pin", help="change the token PIN (custodian)")
+    t_pin.add_argument("seal_id", metavar="SEAL")
+    t_pin.add_argument("--pin-stdin", action="store_true",
+                       help="read the old PIN, then the new PIN, one line each from stdin")
+    t_pin.set_defaults(handler=cmd_token_change_pin)
+
+    seals = commands.add_parser("seals", help="list seals")
+    seals.set_defaults(handler=cmd_seals)
+
+    verify = commands.add_parser("verify", help="verify the signatures of a PDF")
+    verify.add_argument("file", type=Path, metavar="FILE")
+    verify.set_defaults(handler=cmd_verify)
+    return parser
+
+
+# -- commands ----------------------------------------------------------------
+
+
+def placement_from_args(args: argparse.Namespace) -> common_pb2.Placement:
+    return common_pb2.Placement(
+        page=args.page,
+        x_mm=args.x_mm or 0.0,
+        y_mm=args.y_mm or 0.0,
+        size_mm=args.size_mm,
+        anchor_text=args.anchor,
+        cross_page=args.cross_page,
+    )
+
+
+def placement_problem(args: argparse.Namespace) -> str | None:
+    """Why the placement flags are incomplete, or None."""
+    has_xy = args.x_mm is not None and args.y_mm is not None
+    if (args.x_mm is None) != (args.y_mm is None):
+        return "give both --x-mm and --y-mm"
+    if not (has_xy or args.anchor or args.cross_page):
+        return "say where the seal goes: --x-mm and --y-mm, or --anchor TEXT, or --cross-page"
+    return None
+
+
+def cmd_submit(args: argparse.Namespace, client: SealClient, out: Output) -> int:
+    request = client.submit(
+        args.files,
+        seal_id=args.seal,
+        reason=args.reason,
+        category=args.category,
+        placement=placement_from_args(args),
+        client_request_key=args.client_request_key,
+    )
+    if not args.wait:
+        out.emit(request_text(request), request)
+        return ExitCode.OK
+    if not out.as_json:
+        print(f"submitted {request.request_id}; waiting for approvals and sealing…",
+              file=out.stream, flush=True)
+    final = wait_for_end(client, request, out)
+    out.emit(request_text(final), final)
+    return ExitCode.OK if final.state == requests_pb2.REQUEST_STATE_SIGNED else ExitCode.OTHER
+
+
+def wait_for_end(
+    client: SealClient, request: requests_pb2.SealRequest, out: Output
+) -> requests_pb2.SealRequest:
+    if request.state in TERMINAL_STATES:
+        return request
+    for event in client.watch(request_id=request.request_id):
+        if not out.as_json:
+            print(event_text(event), file=out.stream, flush=True)
+        if event.request.state in TERMINAL_STATES:
+            return event.request
+    return client.get(request.request_id)
+
+
+def cmd_approve(args: argparse.Namespace, client: SealClient, out: Output) -> int:
+    request = client.approve(
+        args.request_id, args.comment, expected_sha256=args.expected_sha256
+    )
+    out.emit("approved after local check of every document hash and the approval digest\n"
+             + request_text(request), request)
+    return ExitCode.OK
+
+
+def cmd_withdraw(args: argparse.Namespace, client: SealClient, out: Output) -> int:
+    request = client.withdraw(args.request_id, args.comment)
+    out.emit(request_text(request), request)
+    return ExitCode.OK
+
+
+def cmd_reject(args: argparse.Namespace, client: SealClient, out: Output) -> int:
+    request = client.reject(args.request_id, args.comment)
+    out.emit(request_text(request), request)
+    return ExitCode.OK
+
+
+def cmd_cancel(args: argparse.Namespace, client: SealClient, out: Output) -> int:
+    request = client.cancel(args.request_id, args.comment)
+    out.emit(request_text(request), request)
+    return ExitCode.OK
+
+
+def cmd_status(args: argparse.Namespace, client: SealClient, out: Output) -> int:
+    request = client.get(args.request_id)
+    out.emit(request_text(request), request)
+    return ExitCode.OK
+
+
+def cmd_list(args: argparse.Namespace, client: SealClient, out: Output) -> int:
+    found = client.list(states=args.states or (), seal_id=args.seal)
+    out.emit(requests_table(found), requests_pb2.ListRequestsResponse(requests=found))
+    return ExitCode.OK
+
+
+def cmd_watch(args: argparse.Namespace, client: SealClient, out: Output) -> int:
+    for event in client.watch(request_id=args.request_id):
+        out.emit(event_text(event), event)
+        if args.request_id and event.request.state in TERMINAL_STATES:
+            break
+    return ExitCode.OK
+
+
+def safe_file_name(name: str, fallback: str) -> str:
+    """A server-supplied document name reduced to a plain file name (no path tricks)."""
+    base = name.replace("\\", "/").rsplit("/", 1)[-1].strip()
+    return fallback if base in ("", ".", "..") or base.startswith(".") else base
+
+
+def download_targets(
+    documents: Sequence[requests_pb2.DocumentInfo],
+    output: Path | None,
+    original: bool,
+) -> list[tuple[int, Path]]:
+    """(index, path) to write for each chosen document."""
+    if output is not None and not output.is_dir():
+        if len(documents) != 1:
+            raise LocalInputError(
+                "output_not_directory",
+                f"{len(documents)} documents to download but {output} is not a directory; "
+                "pass --index N or -o an existing directory",
+            )
+        return [(documents[0].index, output)]
+    directory = output or Path()
+    suffix = "" if original else ".sealed"
+    targets = []
+    for info in documents:
+        name = safe_file_name(info.name, f"document-{info.index}.pdf")
+        stem, dot, ext = name.rpartition(".")
+        file_name = f"{stem}{suffix}.{ext}" if dot and stem else f"{name}{suffix}"
+        targets.append((info.index, directory / file_name))
+    return targets
+
+
+def cmd_download(args: argparse.Namespace, client: SealClient, out: Output) -> int:
+    request = client.get(args.request_id)
+    documents = list(request.documents)
+    if args.index is not None:
+        documents = [d for d in documents if d.index == args.index]
+        if not documents:
+            raise LocalInputError(
+                "document_index_out_of_range",
+                f"request {args.request_id} has no document {args.index}; it has "
+                f"{len(request.documents)} (indexes from 0); see `sealctl status`",
+            )
+    variant = (requests_pb2.DOCUMENT_VARIANT_ORIGINAL if args.original
+               else requests_pb2.DOCUMENT_VARIANT_SEALED)
+    written: list[dict[str, Any]] = []
+    for index, path in download_targets(documents, args.output, args.original):
+        info = client.download(args.request_id, index, path, variant)
+        written.append({"path": str(path), "document": message_dict(info)})
+        if not out.as_json:
+            print(f"wrote {path} (sha256 verified)", file=out.stream, flush=True)
+    if out.as_json:
+        out.emit("", {"request_id": args.request_id, "documents": written})
+    return ExitCode.OK
+
+
+def cmd_token_status(args: argparse.Namespace, client: SealClient, out: Output) -> int:
+    response = client.token_status(args.seal_id)
+    out.emit(tokens_table(response.tokens), response)
+    return ExitCode.OK
+
+
+def cmd_token_watch(args: argparse.Namespace, client: SealClient, out: Output) -> int:
+    for status in client.watch_tokens(args.seal_id):
+        out.emit(tokens_table([status]).splitlines()[-1], status)
+    return ExitCode.OK
+
+
+def read_secret(prompt: str, from_stdin: bool, stdin: TextIO) -> str:
+    """A PIN, never echoed and never from argv."""
+    if from_stdin:
+        line = stdin.readline()
+        value = line.rstrip("\r\n")
+    else:
+        value = getpass.getpass(prompt)
+    if not value:
+        raise LocalInputError(
+            "pin_empty",
+            "no PIN was given; type it at the prompt, or pipe one line to --pin-stdin",
+        )
+    return value
+
+
+def cmd_token_unlock(args: argparse.Namespace, client: SealClient, out: Output) -> int:
+    pin = read_secret(f"PIN for seal {args.seal_id}: ", args.pin_stdin, sys.stdin)
+    status = client.unlock(args.seal_id, pin)
+    out.emit(tokens_table([status]), status)
+    return ExitCode.OK
+
+
+def cmd_token_change_pin(args: argparse.Namespace, client: SealClient, out: Output) -> int:
+    old_pin = read_secret(f"current PIN for seal {args.seal_id}: ", args.pin_stdin, sys.stdin)
+    new_pin = read_secret("new PIN: ", args.pin_stdin, sys.stdin)
+    if not args.pin_stdin and read_secret("new PIN again: ", False, sys.stdin) != new_pin:
+        raise LocalInputError("pin_confirmation_mismatch",
+                              "the two new PINs differ; nothing was changed, try again")
+    status = client.change_pin(args.seal_id, old_pin, new_pin)
+    out.emit(tokens_table([status]), status)
+    return ExitCode.OK
+
+
+def cmd_token_lock(args: argparse.Namespace, client: SealClient, out: Output) -> int:
+    status = client.lock(args.seal_id)
+    out.emit(tokens_table([status]), status)
+    return ExitCode.OK
+
+
+def cmd_seals(args: argparse.Namespace, client: SealClient, out: Output) -> int:
+    response = client.seals()
+    out.emit(seals_table(response.seals), response)
+    return ExitCode.OK
+
+
+def cmd_verify(args: argparse.Namespace, client: SealClient, out: Output) -> int:
+    report = client.verify(args.file)
+    out.emit(verify_text(report), report)
+    if report.all_valid and report.signatures:
+        return ExitCode.OK
+    return ExitCode.VERIFICATION_FAILED
+
+
+# -- entry point ---------------------------------------------------------------
+
+
+def overrides_from_args(args: argparse.Namespace) -> ConfigOverrides:
+    return ConfigOverrides(
+        config=args.config, server=args.server, ca=args.ca, cert=args.cert, key=args.key
+    )
+
+
+def error_line(error: SealClientError) -> str:
+    return f"sealctl: error: {error.message} ({error.reason})"
+
+
+def parse_args(parser: argparse.ArgumentParser, argv: Iterable[str] | None) -> argparse.Namespace:
+    args = parser.parse_args(None if argv is None else list(argv))
+    if args.command == "submit" and (problem := placement_problem(args)):
+        parser.error(problem)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parse_args(parser, argv)
+    except SystemExit as ex:  # argparse: --help (0) or a usage error (2)
+        return ex.code if isinstance(ex.code, int) else ExitCode.USAGE
+    out = Output(args.json, sys.stdout)
+    handler: Handler = args.handler
+    try:
+        identity = ClientIdentity.from_config(resolve_config(overrides_from_args(args)))
+        with SealClient(identity) as client:
+            return int(handler(args, client, out))
+    except SealClientError as error:
+        print(error_line(error), file=sys.stderr, flush=True)
+        return int(exit_code_for(error))
+    except KeyboardInterrupt:
+        return 130
+    except grpc.RpcError as error:  # a stream we did not wrap; never a traceback
+        print(f"sealctl: error: {error} (rpc_error)", file=sys.stderr)
+        return int(ExitCode.OTHER)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

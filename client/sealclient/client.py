@@ -1,0 +1,420 @@
+"""SealClient: a typed, synchronous client of seald over mutual TLS.
+
+Every method returns the sealapi.v1 protobuf messages; every failure is a
+`SealClientError`. `approve` is the heart of dual control (SEAL-RULES R06): it
+downloads the originals, hashes them on THIS machine and recomputes the approval
+digest before it approves anything.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import hashlib
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import IO, BinaryIO, TypeVar
+
+import grpc
+from sealapi.v1 import (
+    common_pb2,
+    requests_pb2,
+    requests_pb2_grpc,
+    seals_pb2,
+    seals_pb2_grpc,
+    tokens_pb2,
+    tokens_pb2_grpc,
+    verify_pb2,
+    verify_pb2_grpc,
+)
+
+from sealclient.approval import LocalDocument, build_approval
+from sealclient.config import ClientConfig
+from sealclient.errors import (
+    ConfigError,
+    LocalInputError,
+    LocalVerificationError,
+    SealClientError,
+    from_rpc_error,
+)
+
+CHUNK_SIZE = 256 * 1024
+DEFAULT_TIMEOUT_S = 30.0
+
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class ClientIdentity:
+    """Where seald listens and the mutual-TLS material to reach it."""
+
+    target: str
+    ca_pem: bytes = field(repr=False)
+    cert_pem: bytes = field(repr=False)
+    key_pem: bytes = field(repr=False)
+    # For test or lab hosts whose certificate names differ from the dialled address.
+    server_name_override: str = ""
+
+    @classmethod
+    def from_config(cls, config: ClientConfig) -> ClientIdentity:
+        return cls(
+            target=config.server,
+            ca_pem=_read_pem(config.ca, "ca"),
+            cert_pem=_read_pem(config.cert, "cert"),
+            key_pem=_read_pem(config.key, "key"),
+        )
+
+
+def _read_pem(path: Path, key: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as ex:
+        raise ConfigError(
+            f"cannot read {key} file {path}: {ex.strerror}; fix the {key!r} setting or --{key}"
+        ) from ex
+
+
+@dataclass(frozen=True)
+class FileDigest:
+    sha256: str
+    size: int
+
+
+def file_digest(path: Path) -> FileDigest:
+    """SHA-256 and size of a file, read in chunks (never whole in memory)."""
+    hasher = hashlib.sha256()
+    size = 0
+    try:
+        with path.open("rb") as handle:
+            for chunk in _chunks(handle):
+                hasher.update(chunk)
+                size += len(chunk)
+    except OSError as ex:
+        raise LocalInputError(
+            "local_file_unreadable", f"cannot read {path}: {ex.strerror}; check the path"
+        ) from ex
+    return FileDigest(hasher.hexdigest(), size)
+
+
+def _chunks(handle: BinaryIO) -> Iterator[bytes]:
+    while chunk := handle.read(CHUNK_SIZE):
+        yield chunk
+
+
+def submit_messages(
+    header: requests_pb2.SubmitRequestHeader,
+    documents: Sequence[tuple[Path, FileDigest]],
+) -> Iterator[requests_pb2.SubmitRequestMessage]:
+    """The upload stream: header, then per document a DocumentStart and its chunks."""
+    yield requests_pb2.SubmitRequestMessage(header=header)
+    for path, digest in documents:
+        start = requests_pb2.DocumentStart(name=path.name, size=digest.size, sha256=digest.sha256)
+        yield requests_pb2.SubmitRequestMessage(document_start=start)
+        with path.open("rb") as handle:
+            for chunk in _chunks(handle):
+                yield requests_pb2.SubmitRequestMessage(chunk=chunk)
+
+
+def expected_hash(info: requests_pb2.DocumentInfo, variant: int) -> tuple[str, int]:
+    """The hash and size the daemon announced for the variant being downloaded."""
+    if variant == requests_pb2.DOCUMENT_VARIANT_ORIGINAL:
+        return info.sha256.lower(), info.size
+    return info.sealed_sha256.lower(), info.sealed_size
+
+
+class SealClient:
+    """Synchronous seald client. Use as a context manager to close the channel."""
+
+    def __init__(self, identity: ClientIdentity, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+        self.target = identity.target
+        self._timeout = timeout_s
+        credentials = grpc.ssl_channel_credentials(
+            root_certificates=identity.ca_pem,
+            private_key=identity.key_pem,
+            certificate_chain=identity.cert_pem,
+        )
+        options: list[tuple[str, str | int]] = []
+        if identity.server_name_override:
+            options.append(("grpc.ssl_target_name_override", identity.server_name_override))
+        self._channel = grpc.secure_channel(identity.target, credentials, options=options)
+        self._requests = requests_pb2_grpc.SealRequestServiceStub(self._channel)
+        self._tokens = tokens_pb2_grpc.TokenServiceStub(self._channel)
+        self._seals = seals_pb2_grpc.SealRegistryServiceStub(self._channel)
+        self._verify = verify_pb2_grpc.VerifyServiceStub(self._channel)
+
+    def __enter__(self) -> SealClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._channel.close()
+
+    # -- error translation -------------------------------------------------
+
+    @contextlib.contextmanager
+    def _translated(self, secrets: tuple[str, ...] = ()) -> Iterator[None]:
+        try:
+            yield
+        except grpc.RpcError as ex:
+            raise from_rpc_error(ex, target=self.target, secrets=secrets) from ex
+
+    def _stream(self, call: grpc.CallIterator[_T]) -> Iterator[_T]:
+        """Iterate a server stream; cancel it if the caller stops early."""
+        try:
+            with self._translated():
+                yield from call
+        finally:
+            call.cancel()  # type: ignore[no-untyped-call]  # grpc-stubs lacks a hint
+
+    # -- requests ----------------------------------------------------------
+
+    def submit(
+        self,
+        paths: Sequence[Path],
+        *,
+        seal_id: str,
+        reason: str,
+        category: str,
+        placement: common_pb2.Placement,
+        client_request_key: str = "",
+    ) -> requests_pb2.SealRequest:
+        if not paths:
+            raise LocalInputError("no_documents", "name at least one PDF to seal")
+        # Hash before the call: an unreadable file fails here, not mid-stream.
+        documents = [(path, file_digest(path)) for path in paths]
+        header = requests_pb2.SubmitRequestHeader(
+            seal_id=seal_id,
+            reason=reason,
+            category=category,
+            placement=placement,
+            client_request_key=client_request_key,
+        )
+        with self._translated():
+            return self._requests.SubmitRequest(submit_messages(header, documents))
+
+    def get(self, request_id: str) -> requests_pb2.SealRequest:
+        with self._translated():
+            return self._requests.GetRequest(
+                requests_pb2.GetRequestRequest(request_id=request_id), timeout=self._timeout
+            )
+
+    def list(
+        self,
+        *,
+        states: Sequence[requests_pb2.RequestState] = (),
+        seal_id: str = "",
+        requester: str = "",
+        page_size: int = 0,
+    ) -> builtins.list[requests_pb2.SealRequest]:
+        """Every matching request, following page tokens to the end."""
+        found: builtins.list[requests_pb2.SealRequest] = []
+        page_token = ""
+        while True:
+            query = requests_pb2.ListRequestsRequest(
+                states=states,
+                seal_id=seal_id,
+                requester=requester,
+                page_size=page_size,
+                page_token=page_token,
+            )
+            with self._translated():
+                page = self._requests.ListRequests(query, timeout=self._timeout)
+            found.extend(page.requests)
+            if not page.next_page_token or page.next_page_token == page_token:
+                return found
+            page_token = page.next_page_token
+
+    def watch(self, request_id: str = "", seal_id: str = "") -> Iterator[requests_pb2.RequestEvent]:
+        query = requests_pb2.WatchRequestsRequest(request_id=request_id, seal_id=seal_id)
+        return self._stream(self._requests.WatchRequests(query))
+
+    def approve(
+        self,
+        request_id: str,
+        comment: str = "",
+        *,
+        expected_sha256: Sequence[str] | None = None,
+    ) -> requests_pb2.SealRequest:
+        """Approve only what this machine hashed itself (R06); see module docstring."""
+        request = self.get(request_id)
+        with tempfile.TemporaryDirectory(prefix="sealctl-approve-") as tmp:
+            local = [
+                self._download(
+                    request_id, info.index, Path(tmp) / f"{position}.pdf",
+                    requests_pb2.DOCUMENT_VARIANT_ORIGINAL,
+                )[1]
+                for position, info in enumerate(request.documents)
+            ]
+        approval = build_approval(
+            request, local, comment=comment, expected_sha256=expected_sha256
+        )
+        with self._translated():
+            return self._requests.ApproveRequest(approval, timeout=self._timeout)
+
+    def withdraw(self, request_id: str, comment: str = "") -> requests_pb2.SealRequest:
+        with self._translated():
+            return self._requests.WithdrawApproval(
+                requests_pb2.WithdrawApprovalRequest(request_id=request_id, comment=comment),
+                timeout=self._timeout,
+            )
+
+    def reject(self, request_id: str, comment: str) -> requests_pb2.SealRequest:
+        with self._translated():
+            return self._requests.RejectRequest(
+                requests_pb2.RejectRequestRequest(request_id=request_id, comment=comment),
+                timeout=self._timeout,
+            )
+
+    def cancel(self, request_id: str, comment: str = "") -> requests_pb2.SealRequest:
+        with self._translated():
+            return self._requests.CancelRequest(
+                requests_pb2.CancelRequestRequest(request_id=request_id, comment=comment),
+                timeout=self._timeout,
+            )
+
+    def download(
+        self,
+        request_id: str,
+        index: int,
+        out_path: Path,
+        variant: requests_pb2.DocumentVariant = requests_pb2.DOCUMENT_VARIANT_SEALED,
+    ) -> requests_pb2.DocumentInfo:
+        """Stream a document to out_path; it appears only if its SHA-256 matches."""
+        return self._download(request_id, index, out_path, variant)[0]
+
+    def _download(
+        self,
+        request_id: str,
+        index: int,
+        out_path: Path,
+        variant: requests_pb2.DocumentVariant,
+    ) -> tuple[requests_pb2.DocumentInfo, LocalDocument]:
+        query = requests_pb2.DownloadDocumentRequest(
+            request_id=request_id, document_index=index, variant=variant
+        )
+        directory = out_path.parent if str(out_path.parent) else Path()
+        try:
+            handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - renamed or removed below
+                dir=directory, prefix=f".{out_path.name}.", suffix=".part", delete=False
+            )
+        except OSError as ex:
+            raise LocalInputError(
+                "local_file_unwritable",
+                f"cannot write into {directory}: {ex.strerror}; choose another output path",
+            ) from ex
+        part = Path(handle.name)
+        try:
+            with handle:
+                info, local = self._receive(query, handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+            _check_download(request_id, index, variant, info, local)
+            part.replace(out_path)
+        except BaseException:
+            part.unlink(missing_ok=True)
+            raise
+        return info, local
+
+    def _receive(
+        self, query: requests_pb2.DownloadDocumentRequest, sink: IO[bytes]
+    ) -> tuple[requests_pb2.DocumentInfo, LocalDocument]:
+        hasher = hashlib.sha256()
+        size = 0
+        info: requests_pb2.DocumentInfo | None = None
+        for chunk in self._stream(self._requests.DownloadDocument(query)):
+            if info is None:
+                info = chunk.info
+            hasher.update(chunk.data)
+            sink.write(chunk.data)
+            size += len(chunk.data)
+        if info is None:
+            raise SealClientError(
+                grpc.StatusCode.DATA_LOSS,
+                "empty_download",
+                f"seald sent nothing for document {query.document_index} of request "
+                f"{query.request_id}; retry, and report it if it persists",
+            )
+        return info, LocalDocument(sha256=hasher.hexdigest(), size=size)
+
+    # -- tokens ------------------------------------------------------------
+
+    def token_status(self, seal_id: str = "") -> tokens_pb2.GetTokenStatusResponse:
+        with self._translated():
+            return self._tokens.GetTokenStatus(
+                tokens_pb2.GetTokenStatusRequest(seal_id=seal_id), timeout=self._timeout
+            )
+
+    def watch_tokens(self, seal_id: str = "") -> Iterator[tokens_pb2.TokenStatus]:
+        return self._stream(
+            self._tokens.WatchTokens(tokens_pb2.WatchTokensRequest(seal_id=seal_id))
+        )
+
+    def unlock(self, seal_id: str, pin: str) -> tokens_pb2.TokenStatus:
+        with self._translated(secrets=(pin,)):
+            return self._tokens.UnlockToken(
+                tokens_pb2.UnlockTokenRequest(seal_id=seal_id, pin=pin), timeout=self._timeout
+            )
+
+    def lock(self, seal_id: str) -> tokens_pb2.TokenStatus:
+        with self._translated():
+            return self._tokens.LockToken(
+                tokens_pb2.LockTokenRequest(seal_id=seal_id), timeout=self._timeout
+            )
+
+    def change_pin(self, seal_id: str, old_pin: str, new_pin: str) -> tokens_pb2.TokenStatus:
+        with self._translated(secrets=(old_pin, new_pin)):
+            return self._tokens.ChangePin(
+                tokens_pb2.ChangePinRequest(seal_id=seal_id, old_pin=old_pin, new_pin=new_pin),
+                timeout=self._timeout,
+            )
+
+    # -- seals and verification -------------------------------------------
+
+    def seals(self) -> seals_pb2.ListSealsResponse:
+        with self._translated():
+            return self._seals.ListSeals(seals_pb2.ListSealsRequest(), timeout=self._timeout)
+
+    def verify(self, path: Path) -> verify_pb2.VerifyReport:
+        file_digest(path)  # fail on an unreadable file before opening the stream
+        with self._translated():
+            return self._verify.VerifyDocument(_verify_chunks(path))
+
+
+def _verify_chunks(path: Path) -> Iterator[verify_pb2.VerifyDocumentChunk]:
+    with path.open("rb") as handle:
+        for chunk in _chunks(handle):
+            yield verify_pb2.VerifyDocumentChunk(data=chunk)
+
+
+def _check_download(
+    request_id: str,
+    index: int,
+    variant: int,
+    info: requests_pb2.DocumentInfo,
+    local: LocalDocument,
+) -> None:
+    want_sha, want_size = expected_hash(info, variant)
+    if not want_sha:
+        raise LocalVerificationError(
+            "download_hash_missing",
+            f"seald did not state the SHA-256 of document {index} of request {request_id}, "
+            "so the download cannot be checked; nothing was written",
+        )
+    if local.sha256 != want_sha or local.size != want_size:
+        raise LocalVerificationError(
+            "download_hash_mismatch",
+            f"document {index} of request {request_id} arrived with sha256 {local.sha256} "
+            f"({local.size} bytes) but seald announced {want_sha} ({want_size} bytes); "
+            "nothing was written; retry the download and report it if it repeats",
+        )

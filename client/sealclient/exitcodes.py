@@ -1,0 +1,67 @@
+"""Exit codes of `sealctl` that scripts can rely on (also in docs/sealctl.md)."""
+
+from __future__ import annotations
+
+import enum
+
+import grpc
+
+from sealclient.errors import ConfigError, LocalVerificationError, SealClientError
+
+
+class ExitCode(enum.IntEnum):
+    OK = 0
+    OTHER = 1
+    USAGE = 2
+    NOT_AUTHORISED = 3
+    NOT_FOUND = 4
+    FAILED_PRECONDITION = 5
+    INVALID_ARGUMENT = 6
+    ALREADY_DONE = 7
+    UNAVAILABLE = 8
+    RESOURCE_EXHAUSTED = 9
+    VERIFICATION_FAILED = 10
+
+
+_BY_STATUS: dict[grpc.StatusCode, ExitCode] = {
+    grpc.StatusCode.OK: ExitCode.OK,
+    grpc.StatusCode.UNAUTHENTICATED: ExitCode.NOT_AUTHORISED,
+    grpc.StatusCode.PERMISSION_DENIED: ExitCode.NOT_AUTHORISED,
+    grpc.StatusCode.NOT_FOUND: ExitCode.NOT_FOUND,
+    grpc.StatusCode.FAILED_PRECONDITION: ExitCode.FAILED_PRECONDITION,
+    grpc.StatusCode.INVALID_ARGUMENT: ExitCode.INVALID_ARGUMENT,
+    grpc.StatusCode.OUT_OF_RANGE: ExitCode.INVALID_ARGUMENT,
+    grpc.StatusCode.ALREADY_EXISTS: ExitCode.ALREADY_DONE,
+    grpc.StatusCode.UNAVAILABLE: ExitCode.UNAVAILABLE,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: ExitCode.RESOURCE_EXHAUSTED,
+}
+
+
+def exit_code_for_status(code: grpc.StatusCode) -> ExitCode:
+    return _BY_STATUS.get(code, ExitCode.OTHER)
+
+
+def exit_code_for(error: SealClientError) -> ExitCode:
+    """Local verification and config problems first; otherwise by gRPC status."""
+    if isinstance(error, LocalVerificationError):
+        return ExitCode.VERIFICATION_FAILED
+    if isinstance(error, ConfigError):
+        return ExitCode.USAGE
+    return exit_code_for_status(error.code)
+
+
+EPILOG = """\
+exit codes:
+  0   ok
+  1   any other error
+  2   usage error (bad flags, incomplete or invalid client config)
+  3   not authenticated / permission denied
+  4   not found (request, seal, document)
+  5   failed precondition (token absent or locked, outside hours, wrong request state)
+  6   invalid argument (rejected input, unreadable local file)
+  7   already exists / already done
+  8   unavailable (seald not reachable)
+  9   resource exhausted (daemon overloaded; retry later)
+  10  verification failed (hash or approval digest differs from what this machine
+      computed; downloaded document hash mismatch; `verify` found an invalid signature)
+"""

@@ -1,0 +1,174 @@
+"""Rendering of sealapi messages for humans (tables) and for scripts (JSON)."""
+
+from __future__ import annotations
+
+import json
+import unicodedata
+from collections.abc import Sequence
+from typing import Any
+
+from google.protobuf.json_format import MessageToDict
+from google.protobuf.message import Message
+from sealapi.v1 import common_pb2, requests_pb2, seals_pb2, tokens_pb2, verify_pb2
+
+
+def message_dict(message: Message) -> dict[str, Any]:
+    return MessageToDict(message, preserving_proto_field_name=True)
+
+
+def to_json(value: Message | dict[str, Any]) -> str:
+    data = message_dict(value) if isinstance(value, Message) else value
+    return json.dumps(data, ensure_ascii=False, sort_keys=True)
+
+
+def display_width(text: str) -> int:
+    """Terminal columns: CJK characters (全角) take two."""
+    return sum(2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1 for ch in text)
+
+
+def pad(text: str, width: int) -> str:
+    return text + " " * max(0, width - display_width(text))
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [display_width(h) for h in headers]
+    for row in rows:
+        widths = [max(w, display_width(cell)) for w, cell in zip(widths, row, strict=True)]
+    lines = [headers, *rows]
+    return "\n".join(
+        "  ".join(pad(cell, w) for cell, w in zip(line, widths, strict=True)).rstrip()
+        for line in lines
+    )
+
+
+def enum_label(full_name: str, prefix: str) -> str:
+    """REQUEST_STATE_PENDING -> PENDING."""
+    return full_name.removeprefix(prefix)
+
+
+def state_label(state: int) -> str:
+    return enum_label(requests_pb2.RequestState.Name(state), "REQUEST_STATE_")
+
+
+def placement_text(p: common_pb2.Placement) -> str:
+    page = "last page" if p.page == 0 else f"page {p.page}"
+    if p.cross_page:
+        where = "cross-page seal on every page"
+    elif p.anchor_text:
+        where = f"{page}, on the text {p.anchor_text!r}"
+    else:
+        where = f"{page} at x={p.x_mm:g} mm, y={p.y_mm:g} mm from top-left"
+    size = f", size {p.size_mm:g} mm" if p.size_mm else ""
+    return where + size
+
+
+def request_text(r: requests_pb2.SealRequest) -> str:
+    state = state_label(r.state) + (f" — {r.state_reason}" if r.state_reason else "")
+    approvers = ", ".join(a.approver for a in r.approvals) or "none yet"
+    lines = [
+        f"Request    {r.request_id}",
+        f"Seal       {r.seal_id}",
+        f"State      {state}",
+        f"Requester  {r.requester}",
+        f"Reason     {r.reason}",
+        f"Category   {r.category}",
+        f"Placement  {placement_text(r.placement)}",
+        f"Approvals  {len(r.approvals)}/{r.required_approvals}: {approvers}",
+        f"Digest     {r.approval_digest}",
+        "",
+        table(
+            ["#", "DOCUMENT", "BYTES", "SHA-256"],
+            [[str(d.index), d.name, str(d.size), d.sha256] for d in r.documents],
+        ),
+    ]
+    return "\n".join(lines)
+
+
+def requests_table(requests: Sequence[requests_pb2.SealRequest]) -> str:
+    if not requests:
+        return "no requests"
+    return table(
+        ["REQUEST", "STATE", "SEAL", "REQUESTER", "DOCS", "APPROVALS", "REASON"],
+        [
+            [
+                r.request_id,
+                state_label(r.state),
+                r.seal_id,
+                r.requester,
+                str(len(r.documents)),
+                f"{len(r.approvals)}/{r.required_approvals}",
+                r.reason,
+            ]
+            for r in requests
+        ],
+    )
+
+
+def event_text(e: requests_pb2.RequestEvent) -> str:
+    r = e.request
+    reason = f" — {r.state_reason}" if r.state_reason else ""
+    return f"{e.event:<10} {r.request_id}  {state_label(r.state)}{reason}"
+
+
+def token_row(t: tokens_pb2.TokenStatus) -> list[str]:
+    presence = enum_label(tokens_pb2.TokenPresence.Name(t.presence), "TOKEN_PRESENCE_")
+    return [
+        t.seal_id,
+        presence,
+        "yes" if t.unlocked else "no",
+        "yes" if t.ready else "no",
+        t.not_ready_reason,
+    ]
+
+
+TOKEN_HEADERS = ["SEAL", "TOKEN", "UNLOCKED", "READY", "WHY NOT READY"]
+
+
+def tokens_table(tokens: Sequence[tokens_pb2.TokenStatus]) -> str:
+    if not tokens:
+        return "no tokens"
+    return table(TOKEN_HEADERS, [token_row(t) for t in tokens])
+
+
+def seals_table(seals: Sequence[seals_pb2.Seal]) -> str:
+    if not seals:
+        return "no seals"
+    return table(
+        ["SEAL", "TYPE", "NAME", "STATUS", "CUSTODIAN", "CATEGORIES"],
+        [
+            [
+                s.seal_id,
+                enum_label(common_pb2.SealType.Name(s.type), "SEAL_TYPE_"),
+                s.display_name,
+                enum_label(common_pb2.SealStatus.Name(s.status), "SEAL_STATUS_"),
+                s.custodian,
+                ",".join(s.categories),
+            ]
+            for s in seals
+        ],
+    )
+
+
+def verify_text(report: verify_pb2.VerifyReport) -> str:
+    if not report.signatures:
+        return f"no signatures found (document sha256 {report.document_sha256})"
+    rows = [
+        [
+            s.field_name,
+            s.seal_id or s.signer_subject,
+            "yes" if s.intact else "NO",
+            "yes" if s.valid else "NO",
+            "yes" if s.trusted else "NO",
+            "yes" if s.covers_whole_document else "no",
+            s.summary,
+        ]
+        for s in report.signatures
+    ]
+    verdict = "all signatures valid" if report.all_valid else "NOT all signatures valid"
+    return "\n".join(
+        [
+            table(["FIELD", "SIGNER", "INTACT", "VALID", "TRUSTED", "WHOLE DOC", "SUMMARY"], rows),
+            "",
+            f"{verdict} (document sha256 {report.document_sha256})",
+        ]
+    )
