@@ -46,6 +46,7 @@ SEAL_CA_NAME = "华夏示例 电子印章测试CA"
 TLS_CA_NAME = "华夏示例 印章服务 TLS 测试CA"
 FOREIGN_CA_NAME = "Foreign Test CA (not trusted by seald)"
 FORMAT_VERSION = 1
+EMAIL_DOMAIN = "huaxia.example"  # reserved TLD: never a real mailbox
 
 CERT_VALIDITY = dt.timedelta(days=3 * 365)
 CA_VALIDITY = dt.timedelta(days=10 * 365)
@@ -380,9 +381,12 @@ def issue_tls_cert(
             critical=False,
         ).add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
     else:
+        # A SAN is required by RFC 5280 path validators (e.g. cryptography's
+        # client verifier) even for client certificates; seald itself maps by fingerprint.
         builder = builder.add_extension(
-            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
-        )
+            x509.SubjectAlternativeName([x509.RFC822Name(f"{common_name}@{EMAIL_DOMAIN}")]),
+            critical=False,
+        ).add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
     return builder.sign(issuer.key, hashes.SHA256())
 
 
