@@ -25,6 +25,7 @@ SYSTEMD_DIR = REPO / "systemd"
 UNIT = SYSTEMD_DIR / "seald.service"
 UDEV_RULES = SYSTEMD_DIR / "70-seald-tokens.rules"
 INSTALL_SH = REPO / "scripts" / "install.sh"
+EXAMPLE_CONFIG = SYSTEMD_DIR / "seald.example.toml"
 EXPOSURE_RE = re.compile(r"Overall exposure level for seald\.service: (\d+\.\d+)")
 
 
@@ -336,7 +337,7 @@ def test_r15_installed_wrapper_code_runs_in_python(tmp_path: Path) -> None:
 
 
 def test_example_config_has_every_schema_key() -> None:
-    config = tomllib.loads((SYSTEMD_DIR / "seald.example.toml").read_text())
+    config = tomllib.loads(EXAMPLE_CONFIG.read_text())
     assert set(config) == {"server", "store", "pkcs11", "trust", "requests", "seal", "principal"}
     assert set(config["server"]) == {"listen", "host_name", "tls_cert", "tls_key", "client_ca"}
     assert config["server"]["tls_key"] == "credential:server.key"
@@ -344,7 +345,7 @@ def test_example_config_has_every_schema_key() -> None:
     assert set(config["pkcs11"]) == {"module"}
     assert set(config["trust"]) == {"seal_ca"}
     assert config["requests"]["required_approvals"] >= 2
-    assert set(config["seal"][0]) == {
+    assert {
         "id",
         "type",
         "organisation",
@@ -354,7 +355,7 @@ def test_example_config_has_every_schema_key() -> None:
         "key_label",
         "categories",
         "size_mm",
-    }
+    } <= set(config["seal"][0])
     assert set(config["principal"][0]) == {
         "name",
         "display_name",
@@ -362,15 +363,39 @@ def test_example_config_has_every_schema_key() -> None:
         "seals",
         "certificates",
     }
-    seal_ids = {seal["id"] for seal in config["seal"]}
-    for principal in config["principal"]:
-        assert set(principal["seals"]) <= seal_ids
-        for fingerprint in principal["certificates"]:
-            assert re.fullmatch(r"[0-9a-f]{64}", fingerprint)
+
+
+def test_r15_example_config_is_accepted_by_the_daemon_loader(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The daemon's own loader (strict: unknown keys refused), with the example's /etc
+    # paths pointed at scratch files and the TLS key handed over as a systemd credential.
+    # Imported here so that the other unit tests still run if config.py is mid-change.
+    from seald.config import load_config  # noqa: PLC0415
+
+    text = EXAMPLE_CONFIG.read_text()
+    for etc_path in sorted(set(re.findall(r'"(/etc/seald/[^"]+)"', text))):
+        scratch = tmp_path / etc_path.lstrip("/")
+        scratch.parent.mkdir(parents=True, exist_ok=True)
+        scratch.write_text("placeholder\n")
+        text = text.replace(f'"{etc_path}"', f'"{scratch}"')
+    text = text.replace('"/var/lib/seald"', f'"{tmp_path / "state"}"')
+    credentials = tmp_path / "credentials"
+    credentials.mkdir()
+    (credentials / "server.key").write_text("placeholder\n")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(credentials))
+    config_file = tmp_path / "seald.toml"
+    config_file.write_text(text)
+
+    config = load_config(config_file)
+
+    assert config.server.tls_key == credentials / "server.key"
+    assert config.requests.required_approvals >= 2
+    assert set(config.seals) == {"contract"}
 
 
 def test_example_config_comments_every_key() -> None:
-    lines = (SYSTEMD_DIR / "seald.example.toml").read_text().splitlines()
+    lines = EXAMPLE_CONFIG.read_text().splitlines()
     for index, line in enumerate(lines):
         if re.match(r"^[a-z_]+ = ", line):
             assert lines[index - 1].startswith("#"), f"key without comment: {line}"
