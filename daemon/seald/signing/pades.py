@@ -1,0 +1,314 @@
+"""PAdES sealing of a PDF with a key on a PKCS#11 token (SEAL-RULES R13, R14, R15).
+
+PAdES baseline B-B (ETSI.CAdES.detached), SHA-256, visible appearance = the seal
+PNG at the requested box, added as an incremental update so the original bytes
+stay intact. Called from worker threads; never from the asyncio loop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
+
+import pkcs11.exceptions
+from asn1crypto import x509
+from PIL import Image
+from pyhanko.pdf_utils import generic, layout, misc
+from pyhanko.pdf_utils.images import PdfImage
+from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+from pyhanko.sign import fields, signers
+from pyhanko.sign.pkcs11 import PKCS11Signer
+from pyhanko.stamp import StaticStampStyle
+
+from .errors import InputDocumentError, SigningError, TokenSigningError
+from .input_checks import count_pages
+from .placement import PlacementSpec, normalise_rotation, placement_box, resolve_page_index
+
+if TYPE_CHECKING:
+    import pkcs11
+    from pyhanko.sign.signers import Signer
+
+# Room for the CMS: RSA-4096 signature + a chain of a few certificates, hex-encoded.
+# Kept explicit (not estimated with a dummy signature) so prepare/finish can't disagree.
+DEFAULT_SIGNATURE_BYTES = 32 * 1024
+
+
+@dataclass(frozen=True)
+class SealResult:
+    sha256: str
+    size: int
+    field_name: str
+    page: int  # 1-based page the seal is on
+    box_pt: tuple[float, float, float, float]
+
+
+@dataclass(frozen=True)
+class PageGeometry:
+    width_pt: float
+    height_pt: float
+    origin_pt: tuple[float, float]
+    rotate: int
+
+
+def token_signer(
+    session: pkcs11.Session,
+    key_label: str,
+    cert_label: str,
+    *,
+    ca_chain_der: Sequence[bytes] = (),
+) -> Signer:
+    """A pyHanko signer over an already logged-in python-pkcs11 session.
+
+    The certificate is read from the token now, so that a missing key/certificate
+    shows up here and not in the middle of a signature. The PKCS#11 spec forbids
+    concurrent use of one session: callers serialise signatures per token.
+    """
+    try:
+        chain = [x509.Certificate.load(der) for der in ca_chain_der]
+        signer = PKCS11Signer(session, cert_label=cert_label, key_label=key_label,
+                              ca_chain=chain or None)
+        if signer.signing_cert is None:
+            raise TokenSigningError(
+                "certificate_not_found",
+                f"no certificate labelled {cert_label!r} on the token; check the seal's "
+                "cert_label in the registry or re-import the certificate",
+            )
+    except SigningError:
+        raise
+    except Exception as ex:
+        raise TokenSigningError(
+            "token_objects_unavailable",
+            f"could not load key {key_label!r} / certificate {cert_label!r} from the token "
+            f"({type(ex).__name__}); check the labels and that the token is unlocked",
+        ) from ex
+    return signer
+
+
+def seal_pdf(
+    input_path: Path,
+    output_path: Path,
+    *,
+    signer: Signer,
+    seal_png: bytes,
+    placement: PlacementSpec,
+    reason: str,
+    location: str,
+    field_name: str,
+    signer_name: str = "",
+    signature_bytes: int = DEFAULT_SIGNATURE_BYTES,
+) -> SealResult:
+    """Seal ``input_path`` into ``output_path`` (atomically: all or nothing there)."""
+    data = _read_input(input_path)
+    writer = _open_incremental(data)
+    page_ix, box = _page_and_box(writer, placement)
+    rotate = page_geometry(writer, page_ix).rotate
+    pdf_signer = _pdf_signer(
+        signer, seal_png, page_ix, box, reason=reason, location=location,
+        field_name=field_name, signer_name=signer_name, rotate=rotate,
+    )
+    with _atomic_output(output_path) as out:
+        with _translate_signing_errors(field_name):
+            pdf_signer.sign_pdf(writer, output=out, bytes_reserved=signature_bytes)
+        return _result(out, field_name, page_ix, box)
+
+
+def page_geometry(writer: IncrementalPdfFileWriter, page_ix: int) -> PageGeometry:
+    """Visible page box (/CropBox, else /MediaBox, both inheritable) and /Rotate."""
+    page_ref, _ = writer.find_page_for_modification(page_ix)  # type: ignore[no-untyped-call]
+    page = page_ref.get_object()
+    media = _inherited(page, "/MediaBox")
+    crop = _inherited(page, "/CropBox") or media
+    if crop is None:
+        raise InputDocumentError("malformed", f"page {page_ix + 1} has no /MediaBox; re-save it")
+    x1, y1, x2, y2 = (float(v) for v in crop)
+    rotate = normalise_rotation(int(_inherited(page, "/Rotate") or 0))
+    return PageGeometry(abs(x2 - x1), abs(y2 - y1), (min(x1, x2), min(y1, y2)), rotate)
+
+
+def _inherited(page: generic.DictionaryObject, key: str) -> Any:
+    node: Any = page
+    for _ in range(64):  # page trees deeper than this are refused by input checks anyway
+        if key in node:
+            return node[key]
+        parent = node.get("/Parent")
+        if parent is None:
+            return None
+        node = parent.get_object()
+    return None
+
+
+def _read_input(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as ex:
+        raise InputDocumentError(
+            "unreadable", f"cannot read the input document ({ex.strerror}); submit it again"
+        ) from ex
+
+
+def _open_incremental(data: bytes) -> IncrementalPdfFileWriter:
+    try:
+        writer = IncrementalPdfFileWriter(io.BytesIO(data), strict=True)
+    except Exception as ex:
+        raise InputDocumentError(
+            "malformed",
+            f"the PDF cannot be opened for sealing ({type(ex).__name__}); run the input checks "
+            "and re-save the document",
+        ) from ex
+    if writer.prev.encrypted:
+        raise InputDocumentError("encrypted", "the PDF is encrypted; remove the protection first")
+    return writer
+
+
+def _page_and_box(
+    writer: IncrementalPdfFileWriter, placement: PlacementSpec
+) -> tuple[int, tuple[float, float, float, float]]:
+    try:
+        page_ix = resolve_page_index(placement.page, count_pages(writer.root["/Pages"]))
+        geometry = page_geometry(writer, page_ix)
+    except SigningError:
+        raise
+    except Exception as ex:
+        raise InputDocumentError(
+            "malformed", f"the PDF's page tree cannot be read ({type(ex).__name__}); re-save it"
+        ) from ex
+    box = placement_box(geometry.width_pt, geometry.height_pt, placement,
+                        origin_pt=geometry.origin_pt, rotate=geometry.rotate)
+    return page_ix, box
+
+
+def seal_stamp_style(seal_png: bytes, rotate: int = 0) -> StaticStampStyle:
+    """Appearance: only the transparent seal image, filling the box, no border.
+
+    Appearance streams are drawn in unrotated page space; on a page with /Rotate the
+    image is turned the other way so the seal is upright on screen (R13).
+    """
+    try:
+        image: Image.Image = Image.open(io.BytesIO(seal_png))
+        image.load()
+    except Exception as ex:
+        raise SigningError("bad_seal_image", "the seal image is not a readable PNG; re-render it"
+                           ) from ex
+    if rotate:
+        image = image.rotate(rotate, expand=True)  # PIL turns counter-clockwise
+    return StaticStampStyle(
+        background=PdfImage(image),
+        background_opacity=1.0,
+        border_width=0,
+        background_layout=layout.SimpleBoxLayoutRule(
+            x_align=layout.AxisAlignment.ALIGN_MID,
+            y_align=layout.AxisAlignment.ALIGN_MID,
+            margins=layout.Margins(0, 0, 0, 0),
+            inner_content_scaling=layout.InnerScaling.STRETCH_TO_FIT,
+        ),
+    )
+
+
+def _pdf_signer(
+    signer: Signer, seal_png: bytes, page_ix: int, box: tuple[float, float, float, float], *,
+    reason: str, location: str, field_name: str, signer_name: str, rotate: int,
+) -> signers.PdfSigner:
+    meta = signers.PdfSignatureMetadata(
+        field_name=field_name,
+        md_algorithm="sha256",
+        subfilter=fields.SigSeedSubFilter.PADES,
+        reason=reason or None,
+        location=location or None,
+        name=signer_name or None,
+    )
+    # pyHanko annotates the box as ints but writes floats fine; rounding to whole
+    # points would move the seal by up to 0.35 mm.
+    exact_box = cast("tuple[int, int, int, int]", tuple(round(v, 3) for v in box))
+    spec = fields.SigFieldSpec(sig_field_name=field_name, on_page=page_ix, box=exact_box)
+    return signers.PdfSigner(meta, signer, stamp_style=seal_stamp_style(seal_png, rotate),
+                             new_field_spec=spec)
+
+
+@contextlib.contextmanager
+def _translate_signing_errors(field_name: str) -> Iterator[None]:
+    try:
+        yield
+    except SigningError:
+        raise
+    except Exception as ex:
+        raise translate_signing_exception(ex, field_name) from ex
+
+
+def translate_signing_exception(ex: BaseException, field_name: str) -> SigningError:
+    """Our error for whatever pyHanko/python-pkcs11 raised during a signature."""
+    for cause in _chain(ex):
+        if isinstance(cause, pkcs11.exceptions.PKCS11Error):
+            return TokenSigningError(
+                "token_error",
+                f"the token failed while signing ({type(cause).__name__}); check that it is "
+                "still inserted and unlocked, then retry",
+            )
+    text = str(ex).lower()
+    if "already" in text and ("filled" in text or "signed" in text or "exists" in text):
+        return SigningError(
+            "field_exists",
+            f"the document already has a signed field named {field_name!r}; use another "
+            "field name",
+        )
+    if isinstance(ex, misc.PdfError):
+        return InputDocumentError(
+            "malformed", f"the PDF could not be sealed ({type(ex).__name__}); re-save it"
+        )
+    return SigningError(
+        "signing_failed", f"sealing failed ({type(ex).__name__}); see the daemon log and retry"
+    )
+
+
+def _chain(ex: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    current: BaseException | None = ex
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+@contextlib.contextmanager
+def _atomic_output(output_path: Path) -> Iterator[BinaryIO]:
+    """A temp file next to ``output_path``; renamed over it only if the body succeeds."""
+    directory = output_path.parent
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{output_path.name}.", suffix=".part", dir=directory)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "w+b") as out:
+            yield out
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, output_path)
+        _fsync_directory(directory)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _result(out: BinaryIO, field_name: str, page_ix: int,
+            box: tuple[float, float, float, float]) -> SealResult:
+    out.flush()
+    out.seek(0)
+    digest = hashlib.sha256()
+    size = 0
+    for chunk in iter(lambda: out.read(1 << 20), b""):
+        digest.update(chunk)
+        size += len(chunk)
+    return SealResult(sha256=digest.hexdigest(), size=size, field_name=field_name,
+                      page=page_ix + 1, box_pt=box)

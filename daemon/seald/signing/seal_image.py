@@ -1,0 +1,293 @@
+"""Seal images (SEAL-RULES R01): round red stamps for organisation seals, square for people.
+
+Everything is drawn as a single-colour coverage mask at several times the target
+resolution and then downsampled, so that edges are anti-aliased and crisp at 300 dpi;
+the final PNG is solid seal red with the mask as alpha (transparent background).
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import math
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image, ImageChops, ImageDraw, ImageFont
+
+from .errors import SealImageError
+
+SEAL_RED = (230, 0, 0)  # #E60000
+ROUND_SEAL_TYPES = frozenset({"official", "contract", "finance"})
+SQUARE_SEAL_TYPES = frozenset({"personal", "legal_representative"})
+SEAL_TYPES = ROUND_SEAL_TYPES | SQUARE_SEAL_TYPES
+
+_SUPERSAMPLE = 4
+_MAX_SIDE_PX = 4000  # refuse absurd size/dpi combinations instead of allocating gigabytes
+# (path, face index in a .ttc) tried in order; SC faces first, serif before sans.
+_KNOWN_CJK_FONTS: tuple[tuple[str, int], ...] = (
+    ("/usr/share/fonts/opentype/noto/NotoSerifCJK-Bold.ttc", 2),
+    ("/usr/share/fonts/opentype/noto/NotoSansCJK-Bold.ttc", 2),
+    ("/usr/share/fonts/opentype/noto/NotoSerifCJK-Regular.ttc", 2),
+    ("/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc", 2),
+    ("/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc", 0),
+)
+_FC_QUERIES = ("Noto Serif CJK SC:bold", "Noto Sans CJK SC:bold", "WenQuanYi Zen Hei")
+_CJK_FAMILY_MARKERS = ("CJK", "WenQuanYi", "Source Han", "SimSun", "FangSong", "Song")
+
+
+@dataclass(frozen=True)
+class SealImageSpec:
+    seal_type: str  # "official" | "legal_representative" | "contract" | "finance" | "personal"
+    organisation: str  # along the upper arc of round seals
+    purpose_text: str  # e.g. "合同专用章"; "" for the official seal
+    holder_name: str = ""  # for personal / legal-representative (square) seals
+    code_number: str = ""  # optional 13-digit code along the bottom arc
+
+
+@dataclass(frozen=True)
+class CjkFont:
+    path: Path
+    index: int
+
+
+def render_seal_png(spec: SealImageSpec, size_mm: float, dpi: int = 300) -> bytes:
+    """Render the seal as an RGBA PNG, ``size_mm`` wide and high at ``dpi``."""
+    side_px = _side_px(size_mm, dpi)
+    font = find_cjk_font()
+    if spec.seal_type in ROUND_SEAL_TYPES:
+        _check_round_spec(spec)
+        mask = _round_seal_mask(spec, side_px * _SUPERSAMPLE, font)
+    elif spec.seal_type in SQUARE_SEAL_TYPES:
+        mask = _square_seal_mask(square_seal_characters(spec.holder_name), side_px * _SUPERSAMPLE,
+                                 font)
+    else:
+        raise SealImageError(
+            "unknown_seal_type",
+            f"unknown seal type {spec.seal_type!r}; use one of {', '.join(sorted(SEAL_TYPES))}",
+        )
+    return _mask_to_png(mask.resize((side_px, side_px), Image.Resampling.LANCZOS), dpi)
+
+
+def find_cjk_font() -> CjkFont:
+    """The CJK font used for seal text; SealImageError if none is installed."""
+    return _find_cjk_font_cached()
+
+
+@functools.lru_cache(maxsize=1)
+def _find_cjk_font_cached() -> CjkFont:
+    for path, index in _KNOWN_CJK_FONTS:
+        if Path(path).is_file():
+            return CjkFont(Path(path), index)
+    found = _fc_match_cjk()
+    if found is not None:
+        return found
+    raise SealImageError(
+        "no_cjk_font",
+        "no CJK font found for the seal text; install the Debian package fonts-noto-cjk "
+        "(or fonts-wqy-zenhei) on the seal host",
+    )
+
+
+def _fc_match_cjk() -> CjkFont | None:
+    fc_match = shutil.which("fc-match")
+    if fc_match is None:
+        return None
+    for query in _FC_QUERIES:
+        try:
+            out = subprocess.run(
+                [fc_match, "-f", "%{file}|%{index}|%{family}", query],
+                capture_output=True, text=True, timeout=10, check=True,
+            ).stdout
+        except (OSError, subprocess.SubprocessError):
+            return None
+        parts = out.split("|", 2)
+        # fc-match always answers with *some* font; accept only a CJK family.
+        if len(parts) == 3 and any(m in parts[2] for m in _CJK_FAMILY_MARKERS):
+            return CjkFont(Path(parts[0]), int(parts[1] or 0))
+    return None
+
+
+def square_seal_characters(holder_name: str) -> str:
+    """The four characters of a square personal seal, in reading order (right column first).
+
+    Chinese personal seals read top-to-bottom, right column first: 张三 -> 张三之印,
+    张三丰 -> 张三丰印, 欧阳明华 -> 欧阳明华.
+    """
+    name = "".join(holder_name.split())
+    if len(name) == 2:
+        return name + "之印"
+    if len(name) == 3:
+        return name + "印"
+    if len(name) == 4:
+        return name
+    raise SealImageError(
+        "bad_holder_name",
+        f"a square seal needs a holder name of 2 to 4 characters, got {len(name)}; "
+        "set holder_name to the person's name",
+    )
+
+
+def _side_px(size_mm: float, dpi: int) -> int:
+    if not (math.isfinite(size_mm) and size_mm > 0 and 0 < dpi <= 1200):
+        raise SealImageError(
+            "bad_size", "seal size must be a positive number of mm and dpi between 1 and 1200"
+        )
+    side = round(size_mm / 25.4 * dpi)
+    if not 16 <= side <= _MAX_SIDE_PX:
+        raise SealImageError(
+            "bad_size",
+            f"a {size_mm} mm seal at {dpi} dpi would be {side} px; choose size/dpi giving "
+            f"16..{_MAX_SIDE_PX} px",
+        )
+    return side
+
+
+def _check_round_spec(spec: SealImageSpec) -> None:
+    if not spec.organisation.strip():
+        raise SealImageError(
+            "bad_organisation", "a round seal needs the organisation name; set organisation"
+        )
+    if spec.code_number and not spec.code_number.isdigit():
+        raise SealImageError("bad_code_number", "code_number must contain digits only")
+
+
+def _load_font(font: CjkFont, size_px: int) -> ImageFont.FreeTypeFont:
+    try:
+        return ImageFont.truetype(str(font.path), max(size_px, 4), index=font.index)
+    except OSError as ex:
+        raise SealImageError(
+            "no_cjk_font", f"cannot load the CJK font {font.path}; reinstall fonts-noto-cjk"
+        ) from ex
+
+
+def _glyph_mask(char: str, font: ImageFont.FreeTypeFont, width: int, height: int,
+                em_width: float = 1.0) -> Image.Image:
+    """One glyph drawn centred in its em box (``em_width`` x 1 em) and scaled to
+    width x height. Scaling the em box, not the ink, keeps 一 flat and 口 square while
+    still allowing the tall narrow lettering of official seals."""
+    em = round(font.size)
+    canvas = Image.new("L", (max(round(em * em_width), 1), em), 0)
+    ImageDraw.Draw(canvas).text((canvas.width / 2, em / 2), char, fill=255, font=font,
+                                anchor="mm")
+    return canvas.resize((max(width, 1), max(height, 1)), Image.Resampling.LANCZOS)
+
+
+def _paste_rotated(mask: Image.Image, glyph: Image.Image, centre: tuple[float, float],
+                   clockwise_deg: float) -> None:
+    rotated = glyph.rotate(-clockwise_deg, resample=Image.Resampling.BICUBIC, expand=True)
+    x = round(centre[0] - rotated.width / 2)
+    y = round(centre[1] - rotated.height / 2)
+    layer = Image.new("L", mask.size, 0)
+    layer.paste(rotated, (x, y))
+    mask.paste(ImageChops.lighter(mask, layer))
+
+
+def star_points(cx: float, cy: float, outer_r: float) -> list[tuple[float, float]]:
+    """Ten vertices of an upright five-point star (inner/outer radius ratio of a regular star)."""
+    inner_r = outer_r * math.sin(math.radians(18)) / math.sin(math.radians(54))
+    points = []
+    for i in range(10):
+        radius = outer_r if i % 2 == 0 else inner_r
+        angle = math.radians(i * 36)
+        points.append((cx + radius * math.sin(angle), cy - radius * math.cos(angle)))
+    return points
+
+
+def _round_seal_mask(spec: SealImageSpec, side: int, font: CjkFont) -> Image.Image:
+    mask = Image.new("L", (side, side), 0)
+    draw = ImageDraw.Draw(mask)
+    c = side / 2
+    ring = side * 0.035  # ~1.5 mm on a 42 mm seal
+    margin = side * 0.01
+    draw.ellipse((margin, margin, side - margin, side - margin), outline=255, width=round(ring))
+    inner_r = c - margin - ring
+
+    draw.polygon(star_points(c, c * 1.0, side * 0.17), fill=255)
+
+    name = "".join(spec.organisation.split())
+    _draw_arc_text(mask, name, font, centre=c, inner_r=inner_r, side=side)
+
+    if spec.purpose_text.strip():
+        purpose = spec.purpose_text.strip()
+        height = side * 0.11
+        width = min(height * 0.85, side * 0.5 / len(purpose))
+        glyphs = [_glyph_mask(ch, _load_font(font, round(height)), round(width), round(height))
+                  for ch in purpose]
+        gap = width * 0.02
+        total = len(glyphs) * width + (len(glyphs) - 1) * gap
+        y = c + side * 0.24
+        for i, glyph in enumerate(glyphs):
+            x = c - total / 2 + i * (width + gap) + width / 2
+            _paste_rotated(mask, glyph, (x, y), 0.0)
+
+    if spec.code_number:
+        _draw_bottom_code(mask, spec.code_number, font, centre=c, inner_r=inner_r, side=side)
+    return mask
+
+
+def _draw_arc_text(mask: Image.Image, text: str, font: CjkFont, *, centre: float,
+                   inner_r: float, side: int) -> None:
+    """Organisation name clockwise along the upper arc, tops of the characters outwards."""
+    height = side * 0.15
+    text_r = inner_r - side * 0.012 - height / 2
+    n = len(text)
+    # Long names spread over up to 230 degrees; short ones keep a natural spacing.
+    step = min(math.radians(230) / max(n - 1, 1), math.radians(30))
+    width = min(height * 0.78, text_r * step * 1.05)
+    glyph_font = _load_font(font, round(height))
+    span = step * (n - 1)
+    for i, ch in enumerate(text):
+        theta = -span / 2 + i * step
+        pos = (centre + text_r * math.sin(theta), centre - text_r * math.cos(theta))
+        _paste_rotated(mask, _glyph_mask(ch, glyph_font, round(width), round(height)), pos,
+                       math.degrees(theta))
+
+
+def _draw_bottom_code(mask: Image.Image, code: str, font: CjkFont, *, centre: float,
+                      inner_r: float, side: int) -> None:
+    """Registration code left-to-right along the bottom arc, bottoms of the digits outwards."""
+    height = side * 0.06
+    width = height * 0.5
+    text_r = inner_r - side * 0.008 - height / 2
+    step = (width * 1.2) / text_r
+    span = step * (len(code) - 1)
+    glyph_font = _load_font(font, round(height))
+    for i, ch in enumerate(code):
+        phi = span / 2 - i * step  # positive = left of the bottom centre
+        pos = (centre - text_r * math.sin(phi), centre + text_r * math.cos(phi))
+        glyph = _glyph_mask(ch, glyph_font, round(width), round(height), em_width=0.6)
+        _paste_rotated(mask, glyph, pos, math.degrees(phi))
+
+
+def _square_seal_mask(chars: str, side: int, font: CjkFont) -> Image.Image:
+    mask = Image.new("L", (side, side), 0)
+    draw = ImageDraw.Draw(mask)
+    border = side * 0.075
+    margin = side * 0.01
+    draw.rectangle((margin, margin, side - margin, side - margin), outline=255,
+                   width=round(border))
+    inner = side - 2 * (margin + border)
+    pad = inner * 0.05
+    cell = (inner - 3 * pad) / 2
+    glyph_font = _load_font(font, round(cell))
+    origin = margin + border + pad
+    # Reading order: right column top, right column bottom, left column top, left bottom.
+    cells = [(1, 0), (1, 1), (0, 0), (0, 1)]
+    for ch, (col, row) in zip(chars, cells, strict=True):
+        x = origin + col * (cell + pad) + cell / 2
+        y = origin + row * (cell + pad) + cell / 2
+        # The em box is scaled past the cell so that the ink (~90 % of an em) fills it.
+        glyph = _glyph_mask(ch, glyph_font, round(cell * 1.1), round(cell * 1.1))
+        _paste_rotated(mask, glyph, (x, y), 0.0)
+    return mask
+
+
+def _mask_to_png(mask: Image.Image, dpi: int) -> bytes:
+    image = Image.new("RGBA", mask.size, (*SEAL_RED, 0))
+    image.putalpha(mask)
+    out = io.BytesIO()
+    image.save(out, format="PNG", dpi=(dpi, dpi), optimize=True)
+    return out.getvalue()
