@@ -1,3 +1,5 @@
+# mypy: disable-error-code="no-untyped-call"
+# (pyHanko's PDF writer API has no annotations.)
 """The fixture tree (softhsm-fixtures/build_fixtures.py) is what it claims to be.
 
 Checked with independent means: python-pkcs11 against real SoftHSM tokens,
@@ -7,10 +9,12 @@ cryptography's X.509 path validator, and real TLS handshakes via the ssl module.
 from __future__ import annotations
 
 import hashlib
+import io
 import ipaddress
 import json
 import os
 import ssl
+import subprocess
 import time
 import tomllib
 from pathlib import Path
@@ -23,6 +27,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
+from pyhanko.config.pkcs11 import TokenCriteria
+from pyhanko.pdf_utils import generic
+from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+from pyhanko.pdf_utils.writer import PdfFileWriter
+from pyhanko.sign import fields, signers
+from pyhanko.sign.pkcs11 import PKCS11Signer, open_pkcs11_session
 
 SEAL_IDS = ("official", "contract")
 
@@ -323,3 +333,43 @@ def test_fresh_seal_fixtures_is_an_independent_relocated_copy(
     lib.reinitialize()
     with lib.get_token(token_label=seal.token_label).open(user_pin=seal.user_pin) as s:
         assert len(list(s.get_objects({Attribute.CLASS: ObjectClass.PRIVATE_KEY}))) == 1
+
+
+def _blank_pdf() -> bytes:
+    writer = PdfFileWriter()
+    page = generic.DictionaryObject(
+        {
+            generic.NameObject("/Type"): generic.NameObject("/Page"),
+            generic.NameObject("/MediaBox"): generic.ArrayObject(
+                [generic.NumberObject(v) for v in (0, 0, 595, 842)]
+            ),
+        }
+    )
+    writer.insert_page(page)
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+def test_r14_pyhanko_finds_seal_by_label_and_pdfsig_accepts_signature(
+    seal_fixtures: SealFixtures, tmp_path: Path
+) -> None:
+    """The labels in seald.toml are enough for pyHanko to seal with the token."""
+    seal = seal_fixtures.seals["contract"]
+    criteria = TokenCriteria(label=seal.token_label)
+    with open_pkcs11_session(
+        str(seal_fixtures.module), token_criteria=criteria, user_pin=seal.user_pin
+    ) as session:
+        signer = PKCS11Signer(session, cert_label=seal.key_label, key_label=seal.key_label)
+        meta = signers.PdfSignatureMetadata(
+            field_name="Seal", subfilter=fields.SigSeedSubFilter.PADES
+        )
+        sealed = signers.sign_pdf(
+            IncrementalPdfFileWriter(io.BytesIO(_blank_pdf())), meta, signer=signer
+        )
+    pdf = tmp_path / "sealed.pdf"
+    pdf.write_bytes(sealed.getvalue())
+    report = subprocess.run(["pdfsig", str(pdf)], capture_output=True, text=True, check=False)
+    assert "Signature is Valid." in report.stdout, report.stdout + report.stderr
+    assert "华夏示例科技有限公司 合同专用章" in report.stdout
+    assert "Total document signed" in report.stdout
