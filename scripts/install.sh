@@ -50,6 +50,7 @@ fi
 for f in seald.service seald.sysusers seald.tmpfiles 70-seald-tokens.rules seald.example.toml; do
     [[ -f "$SRC/$f" ]] || die "missing $SRC/$f: run from a complete checkout."
 done
+[[ -f "$REPO/docs/operations.md" ]] || die "missing $REPO/docs/operations.md: run from a complete checkout."
 
 unitdir="$DESTDIR$PREFIX/lib/systemd/system"
 sysusersdir="$DESTDIR$PREFIX/lib/sysusers.d"
@@ -70,9 +71,7 @@ install -D -m 0644 "$SRC/seald.sysusers" "$sysusersdir/seald.conf"
 install -D -m 0644 "$SRC/seald.tmpfiles" "$tmpfilesdir/seald.conf"
 install -D -m 0644 "$SRC/70-seald-tokens.rules" "$udevrulesdir/70-seald-tokens.rules"
 install -D -m 0644 "$SRC/seald.example.toml" "$docdir/seald.example.toml"
-if [[ -f "$REPO/docs/operations.md" ]]; then
-    install -D -m 0644 "$REPO/docs/operations.md" "$docdir/operations.md"
-fi
+install -D -m 0644 "$REPO/docs/operations.md" "$docdir/operations.md"
 
 # Configuration: never overwrite the site's file.
 install -d -m 0750 "$confdir" "$confdir/tls"
