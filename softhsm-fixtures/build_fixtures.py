@@ -221,6 +221,8 @@ def seald_toml_text(
             f"token_label = {toml_str(seal.token_label)}",
             f"token_serial = {toml_str(serials[seal.seal_id])}",
             f"key_label = {toml_str(seal.key_label)}",
+            # Not in the original schema sketch, but seald.config requires it.
+            f"certificate = {toml_str(str(pki / 'seals' / f'{seal.seal_id}.pem'))}",
             f"categories = {toml_str_list(seal.categories)}",
             f"size_mm = {seal.size_mm!r}",
         ]

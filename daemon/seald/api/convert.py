@@ -1,0 +1,157 @@
+"""Protobuf <-> domain conversions. No rules here, only shapes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from google.protobuf.timestamp_pb2 import Timestamp
+from sealapi.v1 import common_pb2, requests_pb2, seals_pb2, tokens_pb2
+
+from seald.config import SealConfig
+from seald.domain.model import Placement, RequestState, Role, SealRequest, SealStatus, SealType
+from seald.tokens.manager import TokenState
+
+STATE_TO_PB = {
+    RequestState.PENDING: requests_pb2.REQUEST_STATE_PENDING,
+    RequestState.APPROVED: requests_pb2.REQUEST_STATE_APPROVED,
+    RequestState.SIGNING: requests_pb2.REQUEST_STATE_SIGNING,
+    RequestState.SIGNED: requests_pb2.REQUEST_STATE_SIGNED,
+    RequestState.REJECTED: requests_pb2.REQUEST_STATE_REJECTED,
+    RequestState.CANCELLED: requests_pb2.REQUEST_STATE_CANCELLED,
+    RequestState.EXPIRED: requests_pb2.REQUEST_STATE_EXPIRED,
+    RequestState.FAILED: requests_pb2.REQUEST_STATE_FAILED,
+}
+PB_TO_STATE = {v: k for k, v in STATE_TO_PB.items()}
+
+SEAL_TYPE_TO_PB = {
+    SealType.OFFICIAL: common_pb2.SEAL_TYPE_OFFICIAL,
+    SealType.LEGAL_REPRESENTATIVE: common_pb2.SEAL_TYPE_LEGAL_REPRESENTATIVE,
+    SealType.CONTRACT: common_pb2.SEAL_TYPE_CONTRACT,
+    SealType.FINANCE: common_pb2.SEAL_TYPE_FINANCE,
+    SealType.PERSONAL: common_pb2.SEAL_TYPE_PERSONAL,
+}
+SEAL_STATUS_TO_PB = {
+    SealStatus.ACTIVE: common_pb2.SEAL_STATUS_ACTIVE,
+    SealStatus.SUSPENDED: common_pb2.SEAL_STATUS_SUSPENDED,
+    SealStatus.LOST: common_pb2.SEAL_STATUS_LOST,
+    SealStatus.DESTROYED: common_pb2.SEAL_STATUS_DESTROYED,
+}
+ROLE_TO_PB = {
+    Role.REQUESTER: common_pb2.ROLE_REQUESTER,
+    Role.APPROVER: common_pb2.ROLE_APPROVER,
+    Role.CUSTODIAN: common_pb2.ROLE_CUSTODIAN,
+    Role.ADMIN: common_pb2.ROLE_ADMIN,
+    Role.AUDITOR: common_pb2.ROLE_AUDITOR,
+}
+
+
+def timestamp(value: datetime | None) -> Timestamp | None:
+    if value is None:
+        return None
+    ts = Timestamp()
+    ts.FromDatetime(value.astimezone(UTC))
+    return ts
+
+
+def placement_from_pb(pb: common_pb2.Placement, default_size_mm: float) -> Placement:
+    return Placement(
+        page=pb.page,
+        x_mm=pb.x_mm,
+        y_mm=pb.y_mm,
+        size_mm=pb.size_mm or default_size_mm,
+        anchor_text=pb.anchor_text,
+        cross_page=pb.cross_page,
+    )
+
+
+def placement_to_pb(placement: Placement) -> common_pb2.Placement:
+    return common_pb2.Placement(
+        page=placement.page,
+        x_mm=placement.x_mm,
+        y_mm=placement.y_mm,
+        size_mm=placement.size_mm,
+        anchor_text=placement.anchor_text,
+        cross_page=placement.cross_page,
+    )
+
+
+def request_to_pb(request: SealRequest) -> requests_pb2.SealRequest:
+    pb = requests_pb2.SealRequest(
+        request_id=request.request_id,
+        seal_id=request.seal_id,
+        requester=request.requester,
+        reason=request.reason,
+        category=request.category,
+        placement=placement_to_pb(request.placement),
+        documents=[
+            requests_pb2.DocumentInfo(
+                index=d.index,
+                name=d.name,
+                size=d.size,
+                sha256=d.sha256,
+                sealed_sha256=d.sealed_sha256,
+                sealed_size=d.sealed_size,
+            )
+            for d in request.documents
+        ],
+        state=STATE_TO_PB[request.state],
+        state_reason=request.state_reason,
+        approvals=[
+            requests_pb2.Approval(
+                approver=a.approver,
+                approval_digest=a.approval_digest,
+                approved_at=timestamp(a.approved_at),
+                comment=a.comment,
+                certificate_sha256=a.certificate_sha256,
+            )
+            for a in request.approvals
+        ],
+        required_approvals=request.required_approvals,
+        approval_digest=request.approval_digest,
+        seal_certificate_sha256=request.seal_certificate_sha256,
+        created_at=timestamp(request.created_at),
+        updated_at=timestamp(request.updated_at),
+        expires_at=timestamp(request.expires_at),
+        host=request.host,
+        outcome_unknown=request.outcome_unknown,
+    )
+    if request.signed_at is not None:
+        pb.signed_at.CopyFrom(timestamp(request.signed_at))
+    return pb
+
+
+def token_to_pb(state: TokenState, ready: bool, not_ready_reason: str) -> tokens_pb2.TokenStatus:
+    if state.rogue_reason:
+        presence = tokens_pb2.TOKEN_PRESENCE_ROGUE
+    elif state.present:
+        presence = tokens_pb2.TOKEN_PRESENCE_PRESENT
+    else:
+        presence = tokens_pb2.TOKEN_PRESENCE_ABSENT
+    return tokens_pb2.TokenStatus(
+        seal_id=state.seal_id,
+        presence=presence,
+        unlocked=state.unlocked,
+        token_label=state.token_label,
+        token_serial=state.token_serial,
+        ready=ready,
+        not_ready_reason=not_ready_reason,
+        since=timestamp(state.since),
+        unlocked_by=state.unlocked_by,
+    )
+
+
+def seal_to_pb(seal: SealConfig, certificate_der: bytes, certificate_sha256: str) -> seals_pb2.Seal:
+    return seals_pb2.Seal(
+        seal_id=seal.seal_id,
+        type=SEAL_TYPE_TO_PB[seal.seal_type],
+        organisation=seal.organisation,
+        display_name=seal.display_name,
+        token_label=seal.token_label,
+        token_serial=seal.token_serial,
+        key_label=seal.key_label,
+        certificate_sha256=certificate_sha256,
+        certificate_der=certificate_der,
+        status=common_pb2.SEAL_STATUS_ACTIVE,
+        categories=sorted(seal.categories),
+        required_approvals=seal.required_approvals,
+    )

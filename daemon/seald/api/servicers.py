@@ -1,0 +1,678 @@
+"""gRPC servicers: peer identity -> Principal, message -> domain call, error -> status.
+
+No business rules here. Every RPC goes through :func:`rpc` (or :func:`stream_rpc`),
+which authenticates, maps SealError through the one status table, never lets a
+stack trace reach a client, and writes one canonical log line per call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hashlib
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import grpc
+from sealapi.v1 import (
+    audit_pb2,
+    audit_pb2_grpc,
+    requests_pb2,
+    requests_pb2_grpc,
+    seals_pb2,
+    seals_pb2_grpc,
+    tokens_pb2,
+    tokens_pb2_grpc,
+    verify_pb2,
+    verify_pb2_grpc,
+)
+
+from seald.api import convert
+from seald.api.auth import authenticate
+from seald.api.errors import REASON_METADATA_KEY, Unimplemented, status_for
+from seald.domain.audit import AuditEvent
+from seald.domain.errors import (
+    InvalidInput,
+    LimitExceeded,
+    PermissionDenied,
+    SealError,
+    ServiceUnavailable,
+    Unauthenticated,
+)
+from seald.domain.model import Principal, Role
+from seald.logs import get_logger
+from seald.service import SealService, UploadedDocument
+from seald.tokens.manager import TokenState
+
+log = get_logger("seald.api")
+
+CHUNK_SIZE = 256 * 1024
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+
+
+class CallInfo:
+    """What the canonical log line says about one call."""
+
+    def __init__(self) -> None:
+        self.principal = ""
+        self.request_id = ""
+        self.seal_id = ""
+        self.fingerprint = ""
+
+
+async def _refuse(service: SealService, error: SealError, method: str, info: CallInfo) -> None:
+    if isinstance(error, Unauthenticated | PermissionDenied):
+        event = "auth.refused" if isinstance(error, Unauthenticated) else "access.denied"
+        try:
+            await service.audit(
+                AuditEvent(
+                    event=event,
+                    principal=info.principal,
+                    seal_id=info.seal_id,
+                    request_id=info.request_id,
+                    outcome="refused",
+                    reason=error.reason,
+                    details={"method": method},
+                )
+            )
+        except ServiceUnavailable:
+            log.error("audit.write_failed", audit_event=event)
+
+
+def _log_call(method: str, info: CallInfo, code: grpc.StatusCode, reason: str, started: float) -> None:
+    log.info(
+        "rpc",
+        method=method,
+        principal=info.principal,
+        request_id=info.request_id or None,
+        seal_id=info.seal_id or None,
+        code=code.name,
+        reason=reason or None,
+        latency_ms=round((time.perf_counter() - started) * 1000, 2),
+    )
+
+
+async def _abort(context: grpc.aio.ServicerContext, code: grpc.StatusCode, message: str, reason: str) -> None:
+    context.set_trailing_metadata(((REASON_METADATA_KEY, reason),))
+    await context.abort(code, message)
+
+
+def rpc(
+    method: Callable[[Any, Principal, CallInfo, Any, grpc.aio.ServicerContext], Awaitable[Any]],
+) -> Callable[[Any, Any, grpc.aio.ServicerContext], Awaitable[Any]]:
+    name = method.__name__
+
+    @functools.wraps(method)
+    async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        started = time.perf_counter()
+        info = CallInfo()
+        error: SealError | None = None
+        try:
+            principal, info.fingerprint = authenticate(self.service.config, context)
+            info.principal = principal.name
+            result = await method(self, principal, info, request, context)
+        except SealError as ex:
+            error = ex
+        except Exception:
+            log.exception("rpc.internal_error", method=name, principal=info.principal)
+            _log_call(name, info, grpc.StatusCode.INTERNAL, "internal", started)
+            await _abort(
+                context,
+                grpc.StatusCode.INTERNAL,
+                f"internal error in {name}; nothing was changed. The operator can find it in the "
+                "seald log",
+                "internal",
+            )
+            raise AssertionError("unreachable") from None
+        if error is not None:
+            await _refuse(self.service, error, name, info)
+            code = status_for(error)
+            _log_call(name, info, code, error.reason, started)
+            await _abort(context, code, error.message, error.reason)
+        _log_call(name, info, grpc.StatusCode.OK, "", started)
+        return result
+
+    return wrapper
+
+
+def stream_rpc(
+    method: Callable[[Any, Principal, CallInfo, Any, grpc.aio.ServicerContext], AsyncIterator[Any]],
+) -> Callable[[Any, Any, grpc.aio.ServicerContext], AsyncIterator[Any]]:
+    name = method.__name__
+
+    @functools.wraps(method)
+    async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        started = time.perf_counter()
+        info = CallInfo()
+        error: SealError | None = None
+        try:
+            principal, _ = authenticate(self.service.config, context)
+            info.principal = principal.name
+            async for item in method(self, principal, info, request, context):
+                yield item
+        except SealError as ex:
+            error = ex
+        except asyncio.CancelledError:
+            _log_call(name, info, grpc.StatusCode.CANCELLED, "client_cancelled", started)
+            raise
+        except Exception:
+            log.exception("rpc.internal_error", method=name, principal=info.principal)
+            _log_call(name, info, grpc.StatusCode.INTERNAL, "internal", started)
+            await _abort(context, grpc.StatusCode.INTERNAL, f"internal error in {name}", "internal")
+            return
+        if error is not None:
+            await _refuse(self.service, error, name, info)
+            code = status_for(error)
+            _log_call(name, info, code, error.reason, started)
+            await _abort(context, code, error.message, error.reason)
+            return
+        _log_call(name, info, grpc.StatusCode.OK, "", started)
+
+    return wrapper
+
+
+def _unimplemented(what: str) -> SealError:
+    return Unimplemented(f"{what} is not available in this version of seald yet")
+
+
+class SealRequestServicer(requests_pb2_grpc.SealRequestServiceServicer):
+    def __init__(self, service: SealService) -> None:
+        self.service = service
+
+    @rpc
+    async def SubmitRequest(
+        self,
+        principal: Principal,
+        info: CallInfo,
+        request_iterator: AsyncIterator[requests_pb2.SubmitRequestMessage],
+        context: grpc.aio.ServicerContext,
+    ) -> requests_pb2.SealRequest:
+        limits = self.service.config.requests
+        upload_dir = self.service.new_upload_dir()
+        try:
+            header: requests_pb2.SubmitRequestHeader | None = None
+            uploads: list[UploadedDocument] = []
+            current: dict[str, Any] | None = None
+
+            def finish_current() -> None:
+                nonlocal current
+                if current is None:
+                    return
+                current["file"].flush()
+                os.fsync(current["file"].fileno())
+                current["file"].close()
+                start: requests_pb2.DocumentStart = current["start"]
+                size, sha = current["size"], current["hash"].hexdigest()
+                if size != start.size:
+                    raise InvalidInput(
+                        f"document {start.name!r} announced {start.size} bytes but {size} arrived; "
+                        "the upload was cut short, send it again",
+                        reason="truncated_upload",
+                    )
+                if start.sha256 and start.sha256.lower() != sha:
+                    raise InvalidInput(
+                        f"document {start.name!r} arrived with SHA-256 {sha}, not the {start.sha256} "
+                        "you announced; send it again",
+                        reason="upload_hash_mismatch",
+                    )
+                uploads.append(UploadedDocument(start.name, size, sha, current["path"]))
+                current = None
+
+            async for message in request_iterator:
+                kind = message.WhichOneof("payload")
+                if header is None:
+                    if kind != "header":
+                        raise InvalidInput(
+                            "the first SubmitRequest message must carry the header (seal, reason, "
+                            "category, placement)",
+                            reason="missing_header",
+                        )
+                    header = message.header
+                    info.seal_id = header.seal_id
+                    self.service.seal(header.seal_id)
+                    if not principal.has(Role.REQUESTER, header.seal_id):
+                        raise PermissionDenied(
+                            f"{principal.name} is not a designated requester for seal "
+                            f"{header.seal_id} (R04)",
+                            reason="not_a_requester",
+                        )
+                    continue
+                if kind == "header":
+                    raise InvalidInput("the header was sent twice", reason="duplicate_header")
+                if kind == "document_start":
+                    finish_current()
+                    start = message.document_start
+                    if len(uploads) >= limits.max_documents_per_request:
+                        raise LimitExceeded(
+                            f"more than {limits.max_documents_per_request} documents in one request "
+                            "(max_documents_per_request); split the batch",
+                            reason="too_many_documents",
+                        )
+                    if start.size > limits.max_document_bytes:
+                        raise LimitExceeded(
+                            f"document {start.name!r} is {start.size} bytes; the limit is "
+                            f"{limits.max_document_bytes} (max_document_bytes)",
+                            reason="document_too_large",
+                        )
+                    path = upload_dir / f"{len(uploads):04d}.part"
+                    current = {
+                        "start": start,
+                        "path": path,
+                        "file": path.open("wb"),
+                        "size": 0,
+                        "hash": hashlib.sha256(),
+                    }
+                    continue
+                if kind == "chunk":
+                    if current is None:
+                        raise InvalidInput(
+                            "document data arrived before a document_start", reason="missing_document_start"
+                        )
+                    current["size"] += len(message.chunk)
+                    if current["size"] > current["start"].size:
+                        raise InvalidInput(
+                            f"document {current['start'].name!r} is longer than its announced size",
+                            reason="upload_too_long",
+                        )
+                    current["file"].write(message.chunk)
+                    current["hash"].update(message.chunk)
+                    continue
+                raise InvalidInput("empty SubmitRequest message", reason="empty_message")
+            finish_current()
+            if header is None:
+                raise InvalidInput("no header was sent", reason="missing_header")
+            seal = self.service.config.seals[header.seal_id]
+            result = await self.service.submit(
+                principal,
+                seal_id=header.seal_id,
+                reason=header.reason,
+                category=header.category,
+                placement=convert.placement_from_pb(header.placement, seal.size_mm),
+                uploads=uploads,
+                upload_dir=upload_dir,
+                client_request_key=header.client_request_key,
+            )
+            info.request_id = result.request_id
+            return convert.request_to_pb(result)
+        finally:
+            if current is not None and not current["file"].closed:
+                current["file"].close()
+            shutil.rmtree(upload_dir, ignore_errors=True)
+
+    @rpc
+    async def GetRequest(
+        self, principal: Principal, info: CallInfo, request: requests_pb2.GetRequestRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> requests_pb2.SealRequest:
+        info.request_id = request.request_id
+        return convert.request_to_pb(await self.service.get(principal, request.request_id))
+
+    @rpc
+    async def ListRequests(
+        self, principal: Principal, info: CallInfo, request: requests_pb2.ListRequestsRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> requests_pb2.ListRequestsResponse:
+        from seald.domain import lifecycle
+
+        page_size = min(request.page_size or 100, 1000)
+        after = None
+        if request.page_token:
+            created, _, rid = request.page_token.partition("|")
+            if not rid:
+                raise InvalidInput("bad page_token; pass the next_page_token you got", reason="bad_page_token")
+            after = (created, rid)
+        states = [convert.PB_TO_STATE[s] for s in request.states if s in convert.PB_TO_STATE]
+        found: list[Any] = []
+        last = after
+        while len(found) < page_size:
+            batch = await self.service.store.list_requests(
+                states=states, seal_id=request.seal_id, requester=request.requester,
+                after=last, limit=page_size,
+            )
+            if not batch:
+                last = None
+                break
+            for item in batch:
+                last = (item.created_at.isoformat(), item.request_id)
+                if lifecycle.can_view(principal, item):
+                    found.append(item)
+                    if len(found) == page_size:
+                        break
+            if len(batch) < page_size and len(found) < page_size:
+                last = None
+                break
+        token = f"{last[0]}|{last[1]}" if last and len(found) == page_size else ""
+        return requests_pb2.ListRequestsResponse(
+            requests=[convert.request_to_pb(r) for r in found], next_page_token=token
+        )
+
+    @stream_rpc
+    async def WatchRequests(
+        self, principal: Principal, info: CallInfo, request: requests_pb2.WatchRequestsRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[requests_pb2.RequestEvent]:
+        from seald.domain import lifecycle
+
+        def wanted(item: Any) -> bool:
+            return (
+                lifecycle.can_view(principal, item)
+                and (not request.request_id or item.request_id == request.request_id)
+                and (not request.seal_id or item.seal_id == request.seal_id)
+            )
+
+        async with self.service.request_events.subscribe() as queue:
+            if request.request_id:
+                current = await self.service.get(principal, request.request_id)
+                yield requests_pb2.RequestEvent(request=convert.request_to_pb(current), event="snapshot")
+            else:
+                for item in await self.service.store.list_requests(seal_id=request.seal_id, limit=1000):
+                    if wanted(item):
+                        yield requests_pb2.RequestEvent(request=convert.request_to_pb(item), event="snapshot")
+            while True:
+                event, item = await queue.get()
+                if wanted(item):
+                    yield requests_pb2.RequestEvent(request=convert.request_to_pb(item), event=event)
+
+    @rpc
+    async def ApproveRequest(
+        self, principal: Principal, info: CallInfo, request: requests_pb2.ApproveRequestRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> requests_pb2.SealRequest:
+        info.request_id = request.request_id
+        result = await self.service.approve(
+            principal,
+            request.request_id,
+            document_sha256=[h.lower() for h in request.document_sha256],
+            approval_digest=request.approval_digest.lower(),
+            comment=request.comment,
+            certificate_sha256=info.fingerprint,
+        )
+        info.seal_id = result.seal_id
+        return convert.request_to_pb(result)
+
+    @rpc
+    async def WithdrawApproval(
+        self, principal: Principal, info: CallInfo, request: requests_pb2.WithdrawApprovalRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> requests_pb2.SealRequest:
+        info.request_id = request.request_id
+        return convert.request_to_pb(await self.service.withdraw(principal, request.request_id))
+
+    @rpc
+    async def RejectRequest(
+        self, principal: Principal, info: CallInfo, request: requests_pb2.RejectRequestRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> requests_pb2.SealRequest:
+        info.request_id = request.request_id
+        return convert.request_to_pb(
+            await self.service.reject(principal, request.request_id, request.comment)
+        )
+
+    @rpc
+    async def CancelRequest(
+        self, principal: Principal, info: CallInfo, request: requests_pb2.CancelRequestRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> requests_pb2.SealRequest:
+        info.request_id = request.request_id
+        return convert.request_to_pb(
+            await self.service.cancel(principal, request.request_id, request.comment)
+        )
+
+    @stream_rpc
+    async def DownloadDocument(
+        self, principal: Principal, info: CallInfo, request: requests_pb2.DownloadDocumentRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[requests_pb2.DocumentChunk]:
+        info.request_id = request.request_id
+        sealed = request.variant != requests_pb2.DOCUMENT_VARIANT_ORIGINAL
+        req, doc, path = await self.service.document_path(
+            principal, request.request_id, request.document_index, sealed=sealed
+        )
+        info.seal_id = req.seal_id
+        size, sha = (doc.sealed_size, doc.sealed_sha256) if sealed else (doc.size, doc.sha256)
+        first = requests_pb2.DocumentInfo(
+            index=doc.index, name=doc.name, size=size, sha256=sha,
+            sealed_sha256=doc.sealed_sha256, sealed_size=doc.sealed_size,
+        )
+        loop = asyncio.get_running_loop()
+        with path.open("rb") as f:
+            chunk = await loop.run_in_executor(None, f.read, CHUNK_SIZE)
+            yield requests_pb2.DocumentChunk(info=first, data=chunk)
+            while True:
+                chunk = await loop.run_in_executor(None, f.read, CHUNK_SIZE)
+                if not chunk:
+                    break
+                yield requests_pb2.DocumentChunk(data=chunk)
+
+    @rpc
+    async def PreviewRequest(self, principal: Principal, info: CallInfo, request: Any, context: Any) -> Any:
+        raise _unimplemented("PreviewRequest")
+
+    @rpc
+    async def GetEvidence(self, principal: Principal, info: CallInfo, request: Any, context: Any) -> Any:
+        raise _unimplemented("GetEvidence")
+
+
+class TokenServicer(tokens_pb2_grpc.TokenServiceServicer):
+    def __init__(self, service: SealService) -> None:
+        self.service = service
+
+    def _status(self, state: TokenState) -> tokens_pb2.TokenStatus:
+        ready, why = self.service.readiness(state.seal_id)
+        return convert.token_to_pb(state, ready, why)
+
+    def _visible(self, principal: Principal, seal_filter: str) -> list[str]:
+        if seal_filter:
+            self.service.seal(seal_filter)
+            if seal_filter not in principal.seal_ids:
+                raise PermissionDenied(f"you have no role on seal {seal_filter}", reason="not_visible")
+            return [seal_filter]
+        return sorted(s for s in self.service.config.seals if s in principal.seal_ids)
+
+    @rpc
+    async def GetTokenStatus(
+        self, principal: Principal, info: CallInfo, request: tokens_pb2.GetTokenStatusRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> tokens_pb2.GetTokenStatusResponse:
+        seal_ids = self._visible(principal, request.seal_id)
+        await self.service.tokens.refresh()
+        return tokens_pb2.GetTokenStatusResponse(
+            tokens=[self._status(self.service.tokens.state(s)) for s in seal_ids]
+        )
+
+    @stream_rpc
+    async def WatchTokens(
+        self, principal: Principal, info: CallInfo, request: tokens_pb2.WatchTokensRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[tokens_pb2.TokenStatus]:
+        seal_ids = set(self._visible(principal, request.seal_id))
+        async with self.service.token_events.subscribe() as queue:
+            for seal_id in sorted(seal_ids):
+                yield self._status(self.service.tokens.state(seal_id))
+            while True:
+                state = await queue.get()
+                if state.seal_id in seal_ids:
+                    yield self._status(state)
+
+    @rpc
+    async def UnlockToken(
+        self, principal: Principal, info: CallInfo, request: tokens_pb2.UnlockTokenRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> tokens_pb2.TokenStatus:
+        info.seal_id = request.seal_id
+        state = await self.service.unlock(principal, request.seal_id, request.pin)
+        return self._status(state)
+
+    @rpc
+    async def LockToken(
+        self, principal: Principal, info: CallInfo, request: tokens_pb2.LockTokenRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> tokens_pb2.TokenStatus:
+        info.seal_id = request.seal_id
+        return self._status(await self.service.lock(principal, request.seal_id))
+
+    @rpc
+    async def ChangePin(self, principal: Principal, info: CallInfo, request: Any, context: Any) -> Any:
+        raise _unimplemented("ChangePin")
+
+
+class SealRegistryServicer(seals_pb2_grpc.SealRegistryServiceServicer):
+    def __init__(self, service: SealService) -> None:
+        self.service = service
+
+    def _seal_pb(self, seal_id: str) -> seals_pb2.Seal:
+        tokens = self.service.tokens
+        return convert.seal_to_pb(
+            self.service.config.seals[seal_id],
+            tokens.certificate_der(seal_id),
+            tokens.certificate_sha256(seal_id),
+        )
+
+    @rpc
+    async def ListSeals(
+        self, principal: Principal, info: CallInfo, request: seals_pb2.ListSealsRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> seals_pb2.ListSealsResponse:
+        return seals_pb2.ListSealsResponse(
+            seals=[self._seal_pb(s) for s in sorted(self.service.config.seals) if s in principal.seal_ids]
+        )
+
+    @rpc
+    async def GetSeal(
+        self, principal: Principal, info: CallInfo, request: seals_pb2.GetSealRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> seals_pb2.Seal:
+        info.seal_id = request.seal_id
+        self.service.seal(request.seal_id)
+        if request.seal_id not in principal.seal_ids:
+            raise PermissionDenied(f"you have no role on seal {request.seal_id}", reason="not_visible")
+        return self._seal_pb(request.seal_id)
+
+    @rpc
+    async def RenderSealImage(
+        self, principal: Principal, info: CallInfo, request: seals_pb2.RenderSealImageRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> seals_pb2.RenderSealImageResponse:
+        self.service.seal(request.seal_id)
+        loop = asyncio.get_running_loop()
+        png = await loop.run_in_executor(None, self.service.seal_image, request.seal_id)
+        return seals_pb2.RenderSealImageResponse(png=png)
+
+
+class VerifyServicer(verify_pb2_grpc.VerifyServiceServicer):
+    def __init__(self, service: SealService) -> None:
+        self.service = service
+
+    @rpc
+    async def VerifyDocument(
+        self, principal: Principal, info: CallInfo,
+        request_iterator: AsyncIterator[verify_pb2.VerifyDocumentChunk],
+        context: grpc.aio.ServicerContext,
+    ) -> verify_pb2.VerifyReport:
+        from seald.signing.errors import SigningError
+        from seald.signing.verify import verify_pdf
+
+        limit = self.service.config.requests.max_document_bytes
+        with tempfile.TemporaryDirectory(dir=self.service.store.incoming_dir) as tmp:
+            path = Path(tmp) / "verify.pdf"
+            digest = hashlib.sha256()
+            size = 0
+            with path.open("wb") as f:
+                async for chunk in request_iterator:
+                    size += len(chunk.data)
+                    if size > limit:
+                        raise LimitExceeded(
+                            f"the document is over {limit} bytes (max_document_bytes)",
+                            reason="document_too_large",
+                        )
+                    f.write(chunk.data)
+                    digest.update(chunk.data)
+            roots = [self.service.config.trust.seal_ca.read_bytes()]
+            loop = asyncio.get_running_loop()
+            try:
+                checks = await loop.run_in_executor(None, verify_pdf, path, roots)
+            except SigningError as ex:
+                raise InvalidInput(str(ex), reason=ex.reason) from ex
+        certs = {self.service.tokens.certificate_sha256(s): s for s in self.service.config.seals}
+        reports = [
+            verify_pb2.SignatureReport(
+                field_name=c.field_name,
+                signer_subject=c.signer_subject,
+                signer_certificate_sha256=c.signer_certificate_sha256,
+                seal_id=certs.get(c.signer_certificate_sha256, ""),
+                signing_time=convert.timestamp(c.signing_time),
+                intact=c.intact,
+                valid=c.valid,
+                trusted=c.trusted,
+                revocation="not checked",
+                covers_whole_document=c.covers_whole_document,
+                modification_level=c.modification_level,
+                summary=c.summary,
+            )
+            for c in checks
+        ]
+        return verify_pb2.VerifyReport(
+            signatures=reports,
+            all_valid=bool(reports) and all(r.valid and r.trusted for r in reports),
+            document_sha256=digest.hexdigest(),
+        )
+
+
+class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
+    def __init__(self, service: SealService) -> None:
+        self.service = service
+
+    @staticmethod
+    def _require_auditor(principal: Principal) -> None:
+        if not principal.roles & {Role.AUDITOR, Role.ADMIN}:
+            raise PermissionDenied("only auditors and admins may read the audit trail", reason="not_an_auditor")
+
+    @stream_rpc
+    async def QueryAuditRecords(
+        self, principal: Principal, info: CallInfo, request: audit_pb2.QueryAuditRecordsRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[audit_pb2.AuditRecord]:
+        self._require_auditor(principal)
+        filters: dict[str, Any] = {
+            "request_id": request.request_id or None,
+            "seal_id": request.seal_id or None,
+            "event": request.event or None,
+            "after_sequence": request.after_sequence,
+            "limit": request.limit or None,
+        }
+        if request.HasField("from_time"):
+            filters["from_time"] = request.from_time.ToDatetime().isoformat()
+        if request.HasField("to_time"):
+            filters["to_time"] = request.to_time.ToDatetime().isoformat()
+        records = await self.service.store.call(lambda: list(self.service.store.iter_audit_sync(**filters)))
+        for r in records:
+            yield audit_pb2.AuditRecord(
+                sequence=r.sequence, host=r.host, principal=r.principal, role=r.role,
+                event=r.event, seal_id=r.seal_id, request_id=r.request_id,
+                document_name=r.document_name, document_sha256=r.document_sha256,
+                reason=r.reason, outcome=r.outcome, details_json=r.details_json,
+                previous_hash=r.previous_hash, record_hash=r.record_hash,
+            )
+
+    @rpc
+    async def VerifyAuditChain(
+        self, principal: Principal, info: CallInfo, request: audit_pb2.VerifyAuditChainRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> audit_pb2.VerifyAuditChainResponse:
+        from seald.store.ledger import verify_ledger
+
+        self._require_auditor(principal)
+        result = await self.service.store.call(lambda: verify_ledger(self.service.store._connection()))
+        return audit_pb2.VerifyAuditChainResponse(
+            ok=result.ok,
+            records_checked=result.records_checked,
+            first_bad_sequence=result.first_bad_sequence or 0,
+            problem=result.problem,
+            head_hash=result.head_hash,
+        )

@@ -1,0 +1,262 @@
+"""Wiring: config -> store, tokens, service, gRPC server; systemd notify; signals.
+
+    seald --config /etc/seald/seald.toml
+    seald --config seald.toml --check-config     (validate and exit)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import fcntl
+import os
+import signal
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+import grpc
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from sealapi.v1 import (
+    audit_pb2,
+    audit_pb2_grpc,
+    requests_pb2,
+    requests_pb2_grpc,
+    seals_pb2,
+    seals_pb2_grpc,
+    tokens_pb2,
+    tokens_pb2_grpc,
+    verify_pb2,
+    verify_pb2_grpc,
+)
+
+from seald.api.servicers import (
+    AuditServicer,
+    SealRegistryServicer,
+    SealRequestServicer,
+    TokenServicer,
+    VerifyServicer,
+)
+from seald.config import Config, load_config
+from seald.domain.audit import AuditEvent
+from seald.domain.errors import ConfigError, SealError
+from seald.logs import configure_logging, get_logger
+from seald.sdnotify import SystemdNotifier
+from seald.service import SealService
+from seald.store.ledger import Ledger, verify_ledger
+from seald.store.requests import Store
+from seald.tokens.manager import TokenManager
+
+log = get_logger("seald")
+
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024  # chunks are 256 KiB; nothing legitimate is bigger
+EXPIRY_INTERVAL_S = 30.0
+HEALTH_INTERVAL_S = 1.0
+SHUTDOWN_GRACE_S = 20.0
+
+SERVICE_NAMES = (
+    requests_pb2.DESCRIPTOR.services_by_name["SealRequestService"].full_name,
+    tokens_pb2.DESCRIPTOR.services_by_name["TokenService"].full_name,
+    seals_pb2.DESCRIPTOR.services_by_name["SealRegistryService"].full_name,
+    verify_pb2.DESCRIPTOR.services_by_name["VerifyService"].full_name,
+    audit_pb2.DESCRIPTOR.services_by_name["AuditService"].full_name,
+)
+
+
+def seal_health_name(seal_id: str) -> str:
+    """Per-seal health service name: SERVING only if that seal can sign now."""
+    return f"seal/{seal_id}"
+
+
+def load_seal_certificates(config: Config) -> dict[str, bytes]:
+    certificates = {}
+    for seal_id, seal in config.seals.items():
+        try:
+            cert = x509.load_pem_x509_certificate(seal.certificate.read_bytes())
+        except ValueError as ex:
+            raise ConfigError(
+                f"{config.path}: seal[{seal_id}].certificate {seal.certificate} is not a PEM certificate"
+            ) from ex
+        certificates[seal_id] = cert.public_bytes(Encoding.DER)
+    return certificates
+
+
+def acquire_state_lock(state_dir: Path) -> IO[str]:
+    """One daemon per state directory: a second instance refuses to start."""
+    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    handle = (state_dir / "seald.lock").open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError as ex:
+        handle.close()
+        raise ConfigError(
+            f"another seald is already running on {state_dir}; stop it first (one daemon per state directory)"
+        ) from ex
+    return handle
+
+
+class Daemon:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.notifier = SystemdNotifier()
+        self.ledger = Ledger(config.server.host_name, lambda: datetime.now(UTC))
+        self.store = Store(config.store.state_dir, self.ledger)
+        self.tokens = TokenManager(config.pkcs11.module, config.seals, load_seal_certificates(config))
+        self.service = SealService(config, self.store, self.tokens)
+        self.health = health.aio.HealthServicer() if hasattr(health, "aio") else health.HealthServicer()
+        self.server: grpc.aio.Server | None = None
+        self.port = 0
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._stop = asyncio.Event()
+
+    def _credentials(self) -> grpc.ServerCredentials:
+        server = self.config.server
+        return grpc.ssl_server_credentials(
+            [(server.tls_key.read_bytes(), server.tls_cert.read_bytes())],
+            root_certificates=server.client_ca.read_bytes(),
+            require_client_auth=True,  # mutual TLS only: there is no insecure port
+        )
+
+    async def start(self) -> None:
+        await self.store.open()
+        head = await self.store.call(lambda: verify_ledger(self.store._connection()))
+        if not head.ok:
+            raise ConfigError(
+                f"the audit chain in {self.store.db_path} does not verify: {head.problem}; "
+                "refusing to start. Restore a verified backup"
+            )
+        await self.service.recover()
+        await self.tokens.refresh()
+        server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.so_reuseport", 0),
+            ]
+        )
+        requests_pb2_grpc.add_SealRequestServiceServicer_to_server(SealRequestServicer(self.service), server)
+        tokens_pb2_grpc.add_TokenServiceServicer_to_server(TokenServicer(self.service), server)
+        seals_pb2_grpc.add_SealRegistryServiceServicer_to_server(SealRegistryServicer(self.service), server)
+        verify_pb2_grpc.add_VerifyServiceServicer_to_server(VerifyServicer(self.service), server)
+        audit_pb2_grpc.add_AuditServiceServicer_to_server(AuditServicer(self.service), server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        reflection.enable_server_reflection(
+            (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+            server,
+        )
+        self.port = server.add_secure_port(self.config.server.listen, self._credentials())
+        if self.port == 0:
+            raise ConfigError(
+                f"{self.config.path}: cannot listen on {self.config.server.listen}; is the port in use?"
+            )
+        await server.start()
+        self.server = server
+        await self._update_health()
+        (self.config.store.state_dir / "seald.port").write_text(f"{self.port}\n")
+        await self.service.audit(AuditEvent(event="daemon.started", outcome="started",
+                                            details={"port": self.port, "audit_head": head.head_sequence}))
+        self._tasks = [
+            asyncio.create_task(self.service.run_signer(), name="signer"),
+            asyncio.create_task(self._periodic(self.service.expire_due, EXPIRY_INTERVAL_S), name="expiry"),
+            asyncio.create_task(self._periodic(self._update_health, HEALTH_INTERVAL_S), name="health"),
+        ]
+        interval = self.notifier.watchdog_interval()
+        if interval:
+            self._tasks.append(asyncio.create_task(self._watchdog(interval), name="watchdog"))
+        self.service.wake_signer()
+        log.info("seald.ready", listen=self.config.server.listen, port=self.port,
+                 seals=sorted(self.config.seals), audit_records=head.records_checked)
+        self.notifier.ready(f"serving on port {self.port}")
+
+    async def _periodic(self, fn: Any, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await fn()
+            except SealError as ex:
+                log.warning("periodic.failed", task=getattr(fn, "__name__", "?"), reason=ex.reason)
+
+    async def _watchdog(self, interval: float) -> None:
+        # Sent from the event loop itself: a stuck loop stops the pings and systemd restarts us.
+        while True:
+            self.notifier.watchdog()
+            await asyncio.sleep(interval)
+
+    async def _update_health(self) -> None:
+        serving = health_pb2.HealthCheckResponse.SERVING
+        not_serving = health_pb2.HealthCheckResponse.NOT_SERVING
+        await self.health.set("", serving if self.store.writable else not_serving)
+        for seal_id in self.config.seals:
+            ready, _ = self.service.readiness(seal_id)
+            await self.health.set(seal_health_name(seal_id), serving if ready else not_serving)
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def wait_stopped(self) -> None:
+        await self._stop.wait()
+
+    async def stop(self) -> None:
+        self.notifier.stopping()
+        log.info("seald.stopping")
+        if self.server is not None:
+            await self.server.stop(SHUTDOWN_GRACE_S)
+        for task in self._tasks:
+            task.cancel()
+        pending = list(self.service._signing_tasks)
+        if pending:
+            # Signatures in flight finish (bounded) or fail closed; nothing is left half-written.
+            await asyncio.wait(pending, timeout=SHUTDOWN_GRACE_S)
+        with contextlib.suppress(SealError):
+            await self.service.audit(AuditEvent(event="daemon.stopped", outcome="stopped"))
+        await self.tokens.close()
+        await self.store.close()
+        log.info("seald.stopped")
+
+
+async def serve(config: Config) -> int:
+    daemon = Daemon(config)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, daemon.request_stop)
+    await daemon.start()
+    await daemon.wait_stopped()
+    await daemon.stop()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="seald", description="Electronic-seal signing appliance daemon")
+    parser.add_argument("--config", type=Path, default=Path("/etc/seald/seald.toml"))
+    parser.add_argument("--check-config", action="store_true", help="validate the config and exit")
+    args = parser.parse_args(argv)
+    configure_logging()
+    try:
+        config = load_config(args.config)
+        if args.check_config:
+            load_seal_certificates(config)
+            print(f"{config.path}: OK ({len(config.seals)} seals, {len(config.principals)} principals)")
+            return 0
+        lock = acquire_state_lock(config.store.state_dir)
+    except ConfigError as ex:
+        print(f"seald: configuration error: {ex}", file=sys.stderr)
+        return 78  # EX_CONFIG: systemd will not restart-loop on a broken config
+    try:
+        return asyncio.run(serve(config))
+    except ConfigError as ex:
+        log.error("seald.start_failed", error=str(ex))
+        print(f"seald: {ex}", file=sys.stderr)
+        return 78
+    finally:
+        lock.close()
+        with contextlib.suppress(OSError):
+            os.unlink(config.store.state_dir / "seald.port")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,704 @@
+"""The appliance's application shell: the pure lifecycle inside, I/O around it.
+
+Like python-tuf's Updater around TrustedMetadataSet: every operation loads the
+request, calls a pure transition in seald.domain.lifecycle, and stores the new
+request together with its audit record in ONE transaction. Logs and watch
+events are emitted only after the commit, so nobody is told about a change that
+did not happen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from seald.config import Config
+from seald.domain import lifecycle
+from seald.domain.audit import AuditEvent
+from seald.domain.errors import (
+    InvalidInput,
+    LimitExceeded,
+    PermissionDenied,
+    PreconditionFailed,
+    SealError,
+    ServiceUnavailable,
+)
+from seald.domain.model import (
+    Document,
+    Placement,
+    Principal,
+    RequestState,
+    Role,
+    SealRequest,
+)
+from seald.logs import get_logger
+from seald.signing.errors import InputDocumentError, SigningError, TokenSigningError
+from seald.signing.input_checks import check_input_pdf
+from seald.signing.pades import seal_pdf, token_signer
+from seald.signing.placement import PlacementSpec
+from seald.signing.seal_image import SealImageSpec, render_seal_png
+from seald.store.requests import Store, Transaction
+from seald.tokens.manager import TokenManager, TokenState
+
+log = get_logger("seald")
+
+MAX_SIGN_ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class UploadedDocument:
+    name: str
+    size: int
+    sha256: str
+    path: Path
+
+
+class Broadcaster:
+    """Fan-out of events to watchers; a slow watcher loses old events, never blocks us."""
+
+    def __init__(self) -> None:
+        self._queues: set[asyncio.Queue[Any]] = set()
+
+    def publish(self, item: Any) -> None:
+        for queue in list(self._queues):
+            if queue.full():
+                with contextlib.suppress(asyncio.QueueEmpty):
+                    queue.get_nowait()
+            queue.put_nowait(item)
+
+    @contextlib.asynccontextmanager
+    async def subscribe(self) -> AsyncIterator[asyncio.Queue[Any]]:
+        queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=1000)
+        self._queues.add(queue)
+        try:
+            yield queue
+        finally:
+            self._queues.discard(queue)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class SealService:
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        tokens: TokenManager,
+        clock: Callable[[], datetime] = _now,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.tokens = tokens
+        self.clock = clock
+        self.request_events = Broadcaster()
+        self.token_events = Broadcaster()
+        self._wake = asyncio.Event()
+        self._seal_images: dict[str, bytes] = {}
+        self._signing_tasks: set[asyncio.Task[None]] = set()
+        self._busy_seals: set[str] = set()
+        self.signed_count = 0
+        tokens.add_listener(self._on_token_change)
+
+    # -- helpers -----------------------------------------------------------------------------
+    def seal(self, seal_id: str) -> Any:
+        if seal_id not in self.config.seals:
+            known = ", ".join(sorted(self.config.seals))
+            raise InvalidInput(f"unknown seal {seal_id!r}; known seals: {known}", reason="unknown_seal")
+        return self.config.seal(seal_id, self.tokens.certificate_sha256(seal_id))
+
+    def _on_token_change(self, state: TokenState) -> None:
+        self.token_events.publish(state)
+        log.info(
+            "token.state_changed",
+            seal_id=state.seal_id,
+            present=state.present,
+            unlocked=state.unlocked,
+            unlocked_by=state.unlocked_by,
+        )
+        if state.present and state.unlocked:
+            self.wake_signer()
+
+    def wake_signer(self) -> None:
+        self._wake.set()
+
+    def readiness(self, seal_id: str) -> tuple[bool, str]:
+        state = self.tokens.state(seal_id)
+        if not self.store.writable:
+            return False, "the audit trail is not writable; no signature is released"
+        reason = state.not_ready_reason
+        return (not reason), reason
+
+    async def _commit(
+        self, fn: Callable[[Transaction], SealRequest], event: str
+    ) -> SealRequest:
+        request, records = await self.store.write(fn)
+        self.request_events.publish((event, request))
+        log.info(
+            event,
+            request_id=request.request_id,
+            seal_id=request.seal_id,
+            state=request.state.value,
+            audit_sequence=records[-1].sequence if records else None,
+        )
+        return request
+
+    async def audit(self, event: AuditEvent) -> None:
+        """Record an event that changes no request (refusals, token changes)."""
+        try:
+            await self.store.write(lambda tx: tx.audit(event))
+        except ServiceUnavailable:
+            log.error("audit.write_failed", audit_event=event.event)
+            raise
+
+    # -- submit --------------------------------------------------------------------------------
+    def new_upload_dir(self) -> Path:
+        path = self.store.incoming_dir / uuid.uuid4().hex
+        path.mkdir(mode=0o700)
+        return path
+
+    async def submit(
+        self,
+        principal: Principal,
+        *,
+        seal_id: str,
+        reason: str,
+        category: str,
+        placement: Placement,
+        uploads: Sequence[UploadedDocument],
+        upload_dir: Path,
+        client_request_key: str = "",
+    ) -> SealRequest:
+        if client_request_key:
+            existing = await self.store.find_by_client_key(principal.name, client_request_key)
+            if existing is not None:
+                shutil.rmtree(upload_dir, ignore_errors=True)
+                return existing
+        seal = self.seal(seal_id)
+        if len(uploads) > self.config.requests.max_documents_per_request:
+            raise LimitExceeded(
+                f"{len(uploads)} documents in one request; the limit is "
+                f"{self.config.requests.max_documents_per_request} (max_documents_per_request)",
+                reason="too_many_documents",
+            )
+        loop = asyncio.get_running_loop()
+        for upload in uploads:
+            try:
+                await loop.run_in_executor(
+                    None, check_input_pdf, upload.path, self.config.requests.max_document_bytes
+                )
+            except InputDocumentError as ex:
+                raise InvalidInput(f"{upload.name}: {ex}", reason=ex.reason) from ex
+        request_id = uuid.uuid4().hex
+        documents = [
+            Document(index=i, name=u.name, size=u.size, sha256=u.sha256) for i, u in enumerate(uploads)
+        ]
+        request = lifecycle.submit(
+            request_id=request_id,
+            requester=principal,
+            seal=seal,
+            reason=reason,
+            category=category,
+            placement=placement,
+            documents=documents,
+            now=self.clock(),
+            ttl=timedelta(hours=self.config.requests.approval_ttl_hours),
+            host=self.config.server.host_name,
+            client_request_key=client_request_key,
+        )
+        # Documents go in place before the row: a crash leaves an orphan directory, never a
+        # request without its documents.
+        final_dir = self.store.documents_dir / request_id
+        for i, upload in enumerate(uploads):
+            os.replace(upload.path, upload_dir / f"{i:04d}.pdf")
+        os.replace(upload_dir, final_dir)
+        _fsync_dir(self.store.documents_dir)
+
+        def _tx(tx: Transaction) -> SealRequest:
+            tx.save_request(request)
+            for doc in request.documents:
+                tx.audit(
+                    _event(
+                        "request.submitted",
+                        request,
+                        principal,
+                        Role.REQUESTER,
+                        doc,
+                        outcome="pending",
+                    )
+                )
+            return request
+
+        try:
+            return await self._commit(_tx, "request.submitted")
+        except BaseException:
+            shutil.rmtree(final_dir, ignore_errors=True)
+            raise
+
+    # -- approvals -----------------------------------------------------------------------------
+    async def approve(
+        self,
+        principal: Principal,
+        request_id: str,
+        *,
+        document_sha256: Sequence[str],
+        approval_digest: str,
+        comment: str,
+        certificate_sha256: str,
+    ) -> SealRequest:
+        now = self.clock()
+        policy_cache: dict[str, Any] = {}
+
+        def _tx(tx: Transaction) -> SealRequest:
+            request = tx.get_request(request_id)
+            _require_visible(principal, request)
+            policy = policy_cache.setdefault(request.seal_id, self.config.policy_for(request.seal_id))
+            new = lifecycle.approve(
+                request,
+                approver=principal,
+                document_sha256=document_sha256,
+                approval_digest=approval_digest,
+                policy=policy,
+                now=now,
+                comment=comment,
+                certificate_sha256=certificate_sha256,
+            )
+            tx.save_request(new)
+            tx.audit(
+                _event(
+                    "request.approved",
+                    new,
+                    principal,
+                    Role.APPROVER,
+                    None,
+                    outcome=new.state.value,
+                    details={"approval_digest": approval_digest, "comment": comment},
+                )
+            )
+            return new
+
+        request = await self._commit(_tx, "request.approved")
+        if request.state is RequestState.APPROVED:
+            self.wake_signer()
+        return request
+
+    async def withdraw(self, principal: Principal, request_id: str) -> SealRequest:
+        now = self.clock()
+
+        def _tx(tx: Transaction) -> SealRequest:
+            request = tx.get_request(request_id)
+            _require_visible(principal, request)
+            new = lifecycle.withdraw_approval(
+                request, approver=principal, policy=self.config.policy_for(request.seal_id), now=now
+            )
+            tx.save_request(new)
+            tx.audit(_event("request.approval_withdrawn", new, principal, Role.APPROVER, None, outcome=new.state.value))
+            return new
+
+        return await self._commit(_tx, "request.approval_withdrawn")
+
+    async def reject(self, principal: Principal, request_id: str, comment: str) -> SealRequest:
+        now = self.clock()
+
+        def _tx(tx: Transaction) -> SealRequest:
+            request = tx.get_request(request_id)
+            _require_visible(principal, request)
+            new = lifecycle.reject(request, approver=principal, comment=comment, now=now)
+            tx.save_request(new)
+            tx.audit(
+                _event("request.rejected", new, principal, Role.APPROVER, None, outcome="rejected",
+                       reason=comment)
+            )
+            return new
+
+        return await self._commit(_tx, "request.rejected")
+
+    async def cancel(self, principal: Principal, request_id: str, comment: str) -> SealRequest:
+        now = self.clock()
+
+        def _tx(tx: Transaction) -> SealRequest:
+            request = tx.get_request(request_id)
+            _require_visible(principal, request)
+            new = lifecycle.cancel(request, principal=principal, now=now, comment=comment)
+            tx.save_request(new)
+            tx.audit(
+                _event("request.cancelled", new, principal, Role.REQUESTER, None, outcome="cancelled",
+                       reason=comment)
+            )
+            return new
+
+        return await self._commit(_tx, "request.cancelled")
+
+    async def get(self, principal: Principal, request_id: str) -> SealRequest:
+        request = await self.store.get_request(request_id)
+        _require_visible(principal, request)
+        return request
+
+    async def expire_due(self) -> int:
+        """Expire PENDING/APPROVED requests past their time (called periodically)."""
+        now = self.clock()
+        due = [
+            r
+            for r in await self.store.list_requests(
+                states=(RequestState.PENDING, RequestState.APPROVED), limit=10_000
+            )
+            if lifecycle.is_expired(r, now)
+        ]
+        for request in due:
+
+            def _tx(tx: Transaction, request_id: str = request.request_id) -> SealRequest:
+                current = tx.get_request(request_id)
+                new = lifecycle.expire(current, now)
+                tx.save_request(new)
+                tx.audit(AuditEvent(event="request.expired", seal_id=new.seal_id,
+                                    request_id=new.request_id, outcome="expired"))
+                return new
+
+            with contextlib.suppress(PreconditionFailed):
+                await self._commit(_tx, "request.expired")
+        return len(due)
+
+    # -- documents -----------------------------------------------------------------------------
+    async def document_path(
+        self, principal: Principal, request_id: str, index: int, *, sealed: bool
+    ) -> tuple[SealRequest, Document, Path]:
+        request = await self.get(principal, request_id)
+        if not 0 <= index < len(request.documents):
+            raise InvalidInput(
+                f"request {request_id} has {len(request.documents)} document(s); index {index} "
+                "does not exist",
+                reason="bad_document_index",
+            )
+        document = request.documents[index]
+        if sealed:
+            if not lifecycle.can_download_sealed(principal, request):
+                raise PermissionDenied(
+                    "only the requester (or an auditor) may download the sealed document",
+                    reason="not_the_requester",
+                )
+            if request.state is not RequestState.SIGNED:
+                raise PreconditionFailed(
+                    f"request {request_id} is {request.state.value}: {request.state_reason}",
+                    reason="not_signed",
+                )
+            return request, document, self.store.sealed_path(request_id, index)
+        return request, document, self.store.original_path(request_id, index)
+
+    # -- tokens --------------------------------------------------------------------------------
+    def require_custodian(self, principal: Principal, seal_id: str) -> None:
+        self.seal(seal_id)
+        if not principal.has(Role.CUSTODIAN, seal_id):
+            raise PermissionDenied(
+                f"only a custodian of seal {seal_id} may unlock or lock its token (R07)",
+                reason="not_a_custodian",
+            )
+
+    async def unlock(self, principal: Principal, seal_id: str, pin: str) -> TokenState:
+        self.require_custodian(principal, seal_id)
+        try:
+            state = await self.tokens.unlock(seal_id, pin, principal.name)
+        except SealError as ex:
+            await self.audit(
+                AuditEvent(event="token.unlock_refused", principal=principal.name, role="custodian",
+                           seal_id=seal_id, outcome="refused", reason=ex.reason)
+            )
+            raise
+        await self.audit(
+            AuditEvent(event="token.unlocked", principal=principal.name, role="custodian",
+                       seal_id=seal_id, outcome="unlocked")
+        )
+        return state
+
+    async def lock(self, principal: Principal, seal_id: str) -> TokenState:
+        self.require_custodian(principal, seal_id)
+        state = await self.tokens.lock(seal_id)
+        await self.audit(
+            AuditEvent(event="token.locked", principal=principal.name, role="custodian",
+                       seal_id=seal_id, outcome="locked")
+        )
+        return state
+
+    # -- signing -------------------------------------------------------------------------------
+    def seal_image(self, seal_id: str) -> bytes:
+        if seal_id not in self._seal_images:
+            sc = self.config.seals[seal_id]
+            spec = SealImageSpec(
+                seal_type=sc.seal_type.value,
+                organisation=sc.organisation,
+                purpose_text="" if sc.seal_type.value == "official" else sc.display_name,
+            )
+            self._seal_images[seal_id] = render_seal_png(spec, sc.size_mm)
+        return self._seal_images[seal_id]
+
+    async def run_signer(self) -> None:
+        """Background loop: seal every APPROVED request whose token is ready."""
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            try:
+                await self.sign_ready_requests()
+            except ServiceUnavailable:
+                log.error("signer.audit_unavailable")
+                await asyncio.sleep(1.0)
+                self._wake.set()
+
+    async def sign_ready_requests(self) -> int:
+        approved = await self.store.list_requests(states=(RequestState.APPROVED,), limit=10_000)
+        started = 0
+        for request in approved:
+            ready, _ = self.readiness(request.seal_id)
+            if not ready or request.seal_id in self._busy_seals:
+                continue
+            started += 1
+            self._busy_seals.add(request.seal_id)
+            task = asyncio.create_task(self._sign_seal_queue(request.seal_id))
+            self._signing_tasks.add(task)
+            task.add_done_callback(self._signing_tasks.discard)
+        return started
+
+    async def _sign_seal_queue(self, seal_id: str) -> None:
+        try:
+            while True:
+                ready, _ = self.readiness(seal_id)
+                if not ready:
+                    return
+                queue = await self.store.list_requests(
+                    states=(RequestState.APPROVED,), seal_id=seal_id, limit=50
+                )
+                if not queue:
+                    return
+                for request in queue:
+                    await self.sign_request(request.request_id)
+        finally:
+            self._busy_seals.discard(seal_id)
+
+    async def sign_request(self, request_id: str) -> SealRequest:
+        """Intent record, token signature, result record — or nothing released."""
+        now = self.clock()
+
+        def _intent(tx: Transaction) -> SealRequest:
+            request = tx.get_request(request_id)
+            new = lifecycle.begin_signing(
+                request,
+                seal=self.seal(request.seal_id),
+                policy=self.config.policy_for(request.seal_id),
+                now=now,
+            )
+            tx.save_request(new)
+            for doc in new.documents:
+                tx.audit(_event("seal.sign_intent", new, None, None, doc, outcome="intent"))
+            return new
+
+        try:
+            request = await self._commit(_intent, "seal.sign_intent")
+        except PreconditionFailed as ex:
+            if ex.reason in ("request_expired",):
+                await self.expire_due()
+            elif ex.reason not in ("not_approved",):
+                await self._fail_before_signing(request_id, ex)
+            raise
+
+        started = asyncio.get_running_loop().time()
+        sealed: list[tuple[str, int]] = []
+        try:
+            for doc in request.documents:
+                sealed.append(await self._seal_document(request, doc))
+        except (PreconditionFailed, TokenSigningError) as ex:
+            return await self._interrupt(request, f"not signed: {ex}; waiting for the token", ex)
+        except SigningError as ex:
+            return await self._fail(request, f"cannot seal: {ex}", ex)
+
+        latency_ms = round((asyncio.get_running_loop().time() - started) * 1000, 1)
+
+        def _result(tx: Transaction) -> SealRequest:
+            current = tx.get_request(request_id)
+            new = lifecycle.complete_signing(current, sealed=sealed, now=self.clock())
+            tx.save_request(new)
+            for doc in new.documents:
+                tx.audit(
+                    _event("seal.signed", new, None, None, doc, outcome="signed",
+                           details={"sealed_sha256": doc.sealed_sha256, "latency_ms": int(latency_ms)})
+                )
+            return new
+
+        try:
+            done = await self._commit(_result, "seal.signed")
+        except ServiceUnavailable:
+            # Fail closed: without its result record no sealed document is released.
+            self._remove_sealed(request)
+            raise
+        self.signed_count += len(done.documents)
+        log.info("seal.request_completed", request_id=request_id, seal_id=done.seal_id,
+                 documents=len(done.documents), latency_ms=latency_ms, outcome="signed")
+        return done
+
+    async def _seal_document(self, request: SealRequest, doc: Document) -> tuple[str, int]:
+        sc = self.config.seals[request.seal_id]
+        seal_png = self.seal_image(request.seal_id)
+        original = self.store.original_path(request.request_id, doc.index)
+        output = self.store.sealed_path(request.request_id, doc.index)
+        placement = PlacementSpec(
+            page=request.placement.page,
+            x_mm=request.placement.x_mm,
+            y_mm=request.placement.y_mm,
+            size_mm=request.placement.size_mm,
+        )
+
+        def _sign(session: Any) -> tuple[str, int]:
+            result = seal_pdf(
+                original,
+                output,
+                signer=token_signer(session, key_label=sc.key_label, cert_label=sc.key_label),
+                seal_png=seal_png,
+                placement=placement,
+                reason=request.reason,
+                location=self.config.server.host_name,
+                field_name=f"Seal-{request.seal_id}-{request.request_id[:12]}",
+                signer_name=f"{sc.organisation} {sc.display_name}",
+            )
+            return result.sha256, result.size
+
+        return await self.tokens.with_session(request.seal_id, _sign)
+
+    def _remove_sealed(self, request: SealRequest) -> None:
+        for doc in request.documents:
+            with contextlib.suppress(FileNotFoundError):
+                self.store.sealed_path(request.request_id, doc.index).unlink()
+
+    async def _interrupt(self, request: SealRequest, why: str, ex: SealError | SigningError) -> SealRequest:
+        self._remove_sealed(request)
+        if request.sign_attempts >= MAX_SIGN_ATTEMPTS and isinstance(ex, TokenSigningError):
+            return await self._fail(request, f"{why} (gave up after {request.sign_attempts} attempts)", ex)
+
+        def _tx(tx: Transaction) -> SealRequest:
+            new = lifecycle.interrupt_signing(tx.get_request(request.request_id), why=why, now=self.clock())
+            tx.save_request(new)
+            tx.audit(AuditEvent(event="seal.sign_interrupted", seal_id=new.seal_id,
+                                request_id=new.request_id, outcome="approved",
+                                reason=getattr(ex, "reason", "token_error")))
+            return new
+
+        return await self._commit(_tx, "seal.sign_interrupted")
+
+    async def _fail(self, request: SealRequest, why: str, ex: SealError | SigningError) -> SealRequest:
+        self._remove_sealed(request)
+
+        def _tx(tx: Transaction) -> SealRequest:
+            new = lifecycle.fail_signing(tx.get_request(request.request_id), why=why, now=self.clock())
+            tx.save_request(new)
+            tx.audit(AuditEvent(event="seal.sign_failed", seal_id=new.seal_id,
+                                request_id=new.request_id, outcome="failed",
+                                reason=getattr(ex, "reason", "error")))
+            return new
+
+        return await self._commit(_tx, "seal.sign_failed")
+
+    async def _fail_before_signing(self, request_id: str, ex: PreconditionFailed) -> None:
+        """The policy no longer holds at signing time (R05: checked again): the request fails."""
+        if ex.reason in ("token_absent", "token_locked", "request_signing", "request_final"):
+            return
+
+        def _tx(tx: Transaction) -> SealRequest:
+            current = tx.get_request(request_id)
+            if current.state is not RequestState.APPROVED:
+                return current
+            from dataclasses import replace
+
+            new = replace(current, state=RequestState.FAILED, updated_at=self.clock(),
+                          state_reason=f"refused at signing time: {ex.message}")
+            tx.save_request(new)
+            tx.audit(AuditEvent(event="seal.sign_refused", seal_id=new.seal_id,
+                                request_id=new.request_id, outcome="failed", reason=ex.reason))
+            return new
+
+        await self._commit(_tx, "seal.sign_refused")
+
+    async def recover(self) -> None:
+        """After a crash: requests left SIGNING are resolved by the output on disk."""
+        for request in await self.store.list_requests(states=(RequestState.SIGNING,), limit=100_000):
+            paths = [self.store.sealed_path(request.request_id, d.index) for d in request.documents]
+            if all(p.exists() for p in paths):
+                sealed = [(_sha256_file(p), p.stat().st_size) for p in paths]
+
+                def _done(tx: Transaction, rid: str = request.request_id,
+                          sealed: list[tuple[str, int]] = sealed) -> SealRequest:
+                    new = lifecycle.complete_signing(tx.get_request(rid), sealed=sealed, now=self.clock())
+                    tx.save_request(new)
+                    for doc in new.documents:
+                        tx.audit(_event("seal.signed", new, None, None, doc, outcome="recovered",
+                                        details={"sealed_sha256": doc.sealed_sha256}))
+                    return new
+
+                await self._commit(_done, "seal.recovered_signed")
+            else:
+                self._remove_sealed(request)
+
+                def _back(tx: Transaction, rid: str = request.request_id) -> SealRequest:
+                    new = lifecycle.recover_unknown_outcome(tx.get_request(rid), now=self.clock())
+                    tx.save_request(new)
+                    tx.audit(AuditEvent(event="seal.outcome_unknown", seal_id=new.seal_id,
+                                        request_id=new.request_id, outcome="approved",
+                                        reason="crash_between_intent_and_result"))
+                    return new
+
+                await self._commit(_back, "seal.outcome_unknown")
+
+
+def _require_visible(principal: Principal, request: SealRequest) -> None:
+    if not lifecycle.can_view(principal, request):
+        # Same answer as a missing id: do not confirm that someone else's request exists.
+        raise PermissionDenied(
+            f"you ({principal.name}) have no role on request {request.request_id}'s seal",
+            reason="not_visible",
+        )
+
+
+def _event(
+    event: str,
+    request: SealRequest,
+    principal: Principal | None,
+    role: Role | None,
+    doc: Document | None,
+    *,
+    outcome: str,
+    reason: str = "",
+    details: dict[str, str | int | bool | None] | None = None,
+) -> AuditEvent:
+    return AuditEvent(
+        event=event,
+        principal=principal.name if principal else "",
+        role=role.value if role else "",
+        seal_id=request.seal_id,
+        request_id=request.request_id,
+        document_name=doc.name if doc else "",
+        document_sha256=doc.sha256 if doc else "",
+        reason=reason or request.reason,
+        outcome=outcome,
+        details=details or {},
+    )
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
