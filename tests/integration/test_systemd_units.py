@@ -153,8 +153,12 @@ except PermissionError:
     pass
 else:
     sys.exit("W+X mapping allowed: MDWE not in effect, probe proves nothing")
+"""
 
-import asyncio
+# Exercises what the daemon runs: grpc.aio server + client, cryptography, python-pkcs11
+# with SoftHSM, pyHanko, pyudev and a ctypes callback. Prints STACK-OK on success.
+STACK_PROBE = r"""
+import asyncio, ctypes, sys
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from cryptography.hazmat.primitives import hashes
@@ -181,20 +185,101 @@ async def health_check() -> None:
     assert reply.status == health_pb2.HealthCheckResponse.SERVING
 
 asyncio.run(health_check())
-print("MDWE-OK")
+print("STACK-OK")
 """
 
 
 def test_r15_stack_runs_under_memory_deny_write_execute(tmp_path: Path) -> None:
     # MemoryDenyWriteExecute=yes must not break grpc, cryptography (cffi), python-pkcs11
     # with SoftHSM, pyHanko or ctypes callbacks (pyudev): same rule via PR_SET_MDWE.
+    result = run([sys.executable, "-c", MDWE_PROBE + STACK_PROBE], env=softhsm_env(tmp_path))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "STACK-OK" in result.stdout
+
+
+def softhsm_env(tmp_path: Path) -> dict[str, str]:
     conf = tmp_path / "softhsm2.conf"
     (tmp_path / "tokens").mkdir()
     conf.write_text(f"directories.tokendir = {tmp_path / 'tokens'}\n")
-    env = {**os.environ, "SOFTHSM2_CONF": str(conf)}
-    result = run([sys.executable, "-c", MDWE_PROBE], env=env)
+    return {**os.environ, "SOFTHSM2_CONF": str(conf)}
+
+
+def syscall_groups() -> dict[str, list[str]]:
+    """'@group' -> members (syscalls or nested groups), from systemd-analyze itself."""
+    out = run([tool("systemd-analyze"), "syscall-filter"]).stdout
+    groups: dict[str, list[str]] = {}
+    current = ""
+    for line in out.splitlines():
+        if line.startswith("@"):
+            current = line.strip()
+            groups[current] = []
+        elif line.startswith("    ") and not line.strip().startswith("#") and current:
+            groups[current].append(line.strip())
+    return groups
+
+
+def expand(names: list[str], groups: dict[str, list[str]]) -> set[str]:
+    calls: set[str] = set()
+    for name in names:
+        calls |= expand(groups[name], groups) if name.startswith("@") else {name}
+    return calls
+
+
+def unit_syscall_allow_list() -> set[str]:
+    """The syscalls the unit's SystemCallFilter= lines leave allowed."""
+    groups = syscall_groups()
+    allowed: set[str] = set()
+    for line in unit_directives(UNIT.read_text())["Service.SystemCallFilter"]:
+        if line.startswith("~"):
+            allowed -= expand(line[1:].split(), groups)
+        else:
+            allowed |= expand(line.split(), groups)
+    return allowed
+
+
+# Proves the filter is loaded: setpriority (@resources) must fail before the stack runs.
+FILTER_IN_EFFECT = r"""
+import os
+try:
+    os.setpriority(os.PRIO_PROCESS, 0, 1)
+except PermissionError:
+    pass
+else:
+    raise SystemExit("setpriority allowed: the syscall filter is not in effect")
+"""
+
+SECCOMP_LAUNCHER = r"""
+import errno, os, sys
+import seccomp
+allowed, python, probe = sys.argv[1].split(","), sys.argv[2], sys.argv[3]
+rules = seccomp.SyscallFilter(defaction=seccomp.ERRNO(errno.EPERM))
+for name in allowed:
+    try:
+        rules.add_rule(seccomp.ALLOW, name)
+    except (RuntimeError, ValueError):
+        pass  # not a syscall on this architecture
+rules.load()
+os.execv(python, [python, "-c", probe])
+"""
+
+
+def test_r15_stack_runs_under_the_units_syscall_filter(tmp_path: Path) -> None:
+    # SystemCallFilter=@system-service ~@privileged @resources, rebuilt with libseccomp
+    # (Debian python3-seccomp) from systemd-analyze's own group lists; every other
+    # syscall fails with EPERM as SystemCallErrorNumber=EPERM makes it in the service.
+    allowed = unit_syscall_allow_list()
+    assert "setpriority" not in allowed and "mount" not in allowed
+    assert "execve" in allowed and "sendmsg" in allowed
+    system_python = "/usr/bin/python3"
+    check = run([system_python, "-c", "import seccomp"])
+    assert check.returncode == 0, "libseccomp bindings missing: apt-get install python3-seccomp"
+    probe = FILTER_IN_EFFECT + STACK_PROBE
+    result = run(
+        [system_python, "-c", SECCOMP_LAUNCHER, ",".join(sorted(allowed)), sys.executable, probe],
+        env=softhsm_env(tmp_path),
+    )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "MDWE-OK" in result.stdout
+    assert "STACK-OK" in result.stdout
 
 
 # --- sysusers / tmpfiles ---------------------------------------------------------------
