@@ -33,6 +33,7 @@ from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.writer import PdfFileWriter
 from pyhanko.sign import fields, signers
 from pyhanko.sign.pkcs11 import PKCS11Signer, open_pkcs11_session
+from seald.config import load_config
 
 SEAL_IDS = ("official", "contract")
 
@@ -373,3 +374,17 @@ def test_r14_pyhanko_finds_seal_by_label_and_pdfsig_accepts_signature(
     assert "Signature is Valid." in report.stdout, report.stdout + report.stderr
     assert "华夏示例科技有限公司 合同专用章" in report.stdout
     assert "Total document signed" in report.stdout
+
+
+def test_r04_seald_config_loader_accepts_generated_config_and_maps_certs(
+    seal_fixtures: SealFixtures,
+) -> None:
+    """Contract between build_fixtures.py and seald.config: schema drift fails here."""
+    config = load_config(seal_fixtures.config)
+    assert set(config.seals) == set(SEAL_IDS)
+    assert config.seals["contract"].certificate == seal_fixtures.seals["contract"].certificate
+    laptop = seal_fixtures.principals["li.na-laptop"]
+    mapped = config.principal_for_fingerprint(laptop.fingerprint_sha256)
+    assert mapped is not None and mapped.name == "li.na"
+    assert config.principal_for_fingerprint(seal_fixtures.unlisted.fingerprint_sha256) is None
+    assert config.principal_for_fingerprint(seal_fixtures.foreign.fingerprint_sha256) is None
