@@ -7,13 +7,6 @@ from collections.abc import Callable
 
 import pytest
 from sealapi.v1 import common_pb2, requests_pb2
-from seald.domain.digest import (
-    DigestDocument,
-    DigestPlacement,
-    canonical_approval_subject,
-    digest_of,
-)
-
 from sealclient.approval import (
     LocalDocument,
     build_approval,
@@ -21,6 +14,12 @@ from sealclient.approval import (
     local_approval_digest,
 )
 from sealclient.errors import LocalVerificationError
+from seald.domain.digest import (
+    DigestDocument,
+    DigestPlacement,
+    canonical_approval_subject,
+    digest_of,
+)
 
 DOC_A = b"%PDF-1.7 contract A"
 DOC_B = b"%PDF-1.7 annex B"
@@ -42,8 +41,12 @@ def honest_request() -> requests_pb2.SealRequest:
         placement=placement,
         seal_certificate_sha256="cd" * 32,
         documents=[
-            requests_pb2.DocumentInfo(index=0, name="合同.pdf", size=len(DOC_A), sha256=sha(DOC_A)),
-            requests_pb2.DocumentInfo(index=1, name="annex.pdf", size=len(DOC_B), sha256=sha(DOC_B)),
+            requests_pb2.DocumentInfo(
+                index=0, name="合同.pdf", size=len(DOC_A), sha256=sha(DOC_A)
+            ),
+            requests_pb2.DocumentInfo(
+                index=1, name="annex.pdf", size=len(DOC_B), sha256=sha(DOC_B)
+            ),
         ],
     )
     request.approval_digest = digest_of(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import grpc
 import pytest
-
 from sealclient.errors import (
     ConfigError,
     LocalInputError,
@@ -37,7 +36,8 @@ def test_status_code_maps_to_documented_exit_code(code: grpc.StatusCode, expecte
 
 def test_local_errors_have_their_own_codes() -> None:
     assert exit_code_for(LocalVerificationError("local_digest_mismatch", "m")) == 10
-    assert exit_code_for(ConfigError("m")) == ExitCode.USAGE == 2
+    assert exit_code_for(ConfigError("m")) == ExitCode.USAGE
+    assert int(ExitCode.USAGE) == 2
     assert exit_code_for(LocalInputError("local_file_unreadable", "m")) == 6
 
 
@@ -58,7 +58,7 @@ class _Status(grpc.RpcError):
     def details(self) -> str:
         return self._details
 
-    def trailing_metadata(self) -> tuple[tuple[str, str], ...]:
+    def trailing_metadata(self) -> tuple[tuple[str, str], ...]:  # type: ignore[override]
         return (("other", "x"), ("seal-error-reason", self._reason))
 
 

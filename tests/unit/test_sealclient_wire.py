@@ -9,10 +9,9 @@ from pathlib import Path
 import grpc
 import pytest
 from sealapi.v1 import common_pb2, requests_pb2
-
 from sealclient.client import CHUNK_SIZE, ClientIdentity, SealClient
 from sealclient.errors import LocalVerificationError, SealClientError
-from sealclient.testing import FAKE_PIN, SEALED_SUFFIX, FakeSeald, FakePki, make_test_pki
+from sealclient.testing import FAKE_PIN, SEALED_SUFFIX, FakePki, FakeSeald, make_test_pki
 
 PLACEMENT = common_pb2.Placement(page=1, x_mm=150.0, y_mm=230.0, size_mm=42.0)
 
