@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# The whole story on one machine: install, build a SoftHSM token with the demo seals,
+# start seald, submit a contract, approve it twice, unlock the token, download the
+# sealed PDF and show pdfsig's verdict. Everything lives in ./demo-work.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+
+WORK=${DEMO_WORK:-$PWD/demo-work}
+PORT=${DEMO_PORT:-50443}
+PY=.venv/bin/python
+SEALCTL=.venv/bin/sealctl
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+step "1. Build the demo token, keys, PKI and config (softhsm-fixtures/)"
+$PY softhsm-fixtures/build_fixtures.py "$WORK" --listen "127.0.0.1:$PORT"
+export SOFTHSM2_CONF="$WORK/softhsm2.conf"
+rm -rf "$WORK/state"   # a fresh ledger for each demo run
+C="$WORK/clients"
+
+step "2. Start seald (mutual TLS on 127.0.0.1:$PORT); its JSON log goes to $WORK/seald.log"
+.venv/bin/seald --config "$WORK/seald.toml" >"$WORK/seald.log" 2>&1 &
+SEALD_PID=$!
+trap 'kill $SEALD_PID 2>/dev/null; wait $SEALD_PID 2>/dev/null || true' EXIT
+for _ in $(seq 100); do
+  [ -s "$WORK/state/seald.port" ] && break
+  kill -0 $SEALD_PID 2>/dev/null || { cat "$WORK/seald.log"; exit 1; }
+  sleep 0.1
+done
+$SEALCTL --config "$C/zhang.wei.toml" seals
+
+step "3. 张伟 (zhang.wei, requester) submits a purchase contract for the contract seal"
+$PY scripts/make_demo_pdf.py "$WORK/contract.pdf"
+RID=$($SEALCTL --config "$C/zhang.wei.toml" --json submit "$WORK/contract.pdf" \
+        --seal contract --reason "与华东示例贸易有限公司签订年度采购合同" --category contract \
+        --page 0 --x-mm 150 --y-mm 240 | $PY -c 'import json,sys; print(json.load(sys.stdin)["request_id"])')
+$SEALCTL --config "$C/zhang.wei.toml" status "$RID"
+
+step "4. The requester cannot approve; 李娜 (li.na) and 王芳 (wang.fang) approve what they downloaded"
+$SEALCTL --config "$C/zhang.wei.toml" approve "$RID" || echo "(refused, as it must be)"
+$SEALCTL --config "$C/li.na.toml" approve "$RID" --comment "金额与合同一致"
+$SEALCTL --config "$C/wang.fang.toml" approve "$RID" --comment "同意"
+
+step "5. 刘洋 (liu.yang, custodian) unlocks the contract seal's token (PIN from stdin)"
+$SEALCTL --config "$C/liu.yang.toml" token status
+$PY -c 'import json,sys; print(json.load(open(sys.argv[1]))["seals"]["contract"]["user_pin"])' \
+    "$WORK/fixtures.json" | $SEALCTL --config "$C/liu.yang.toml" token unlock contract --pin-stdin
+
+step "6. The daemon seals; the requester downloads the sealed PDF"
+for _ in $(seq 100); do
+  state=$($SEALCTL --config "$C/zhang.wei.toml" --json status "$RID" | $PY -c 'import json,sys; print(json.load(sys.stdin)["state"])')
+  [ "$state" = "REQUEST_STATE_SIGNED" ] && break
+  sleep 0.1
+done
+$SEALCTL --config "$C/zhang.wei.toml" download "$RID" -o "$WORK/contract.sealed.pdf"
+$SEALCTL --config "$C/liu.yang.toml" token lock contract
+
+step "7. Independent verdicts: pdfsig and qpdf --check"
+pdfsig "$WORK/contract.sealed.pdf"
+qpdf --check "$WORK/contract.sealed.pdf" | tail -1
+$SEALCTL --config "$C/zhang.wei.toml" verify "$WORK/contract.sealed.pdf"
+
+step "Done. Sealed PDF: $WORK/contract.sealed.pdf   Daemon log: $WORK/seald.log"

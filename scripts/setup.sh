@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs everything the appliance, its demo and its tests need on Debian 12:
+# Debian packages (root or sudo) and a venv at .venv with the project and test extras.
+# Idempotent: a second run only checks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DEBIAN_PACKAGES=(
+  softhsm2 opensc            # the PKCS#11 token in tests and the demo; pkcs11-tool
+  poppler-utils qpdf         # pdfsig / pdftoppm and qpdf --check: independent verifiers
+  fonts-noto-cjk fonts-wqy-zenhei   # CJK fonts for seal images and reports
+  sqlite3                    # offline inspection of the state database
+  python3-seccomp            # the unit syscall-filter test replays our stack under seccomp
+  systemd                    # systemd-analyze for the unit checks
+  python3-venv python3-dev gcc pkg-config
+)
+
+missing=()
+for p in "${DEBIAN_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  echo "setup: installing Debian packages: ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+if ! .venv/bin/python -c 'import seald, sealclient, pytest, certomancer' 2>/dev/null \
+   || [ pyproject.toml -nt .venv/.installed ] || [ constraints.txt -nt .venv/.installed ]; then
+  echo "setup: installing Python packages into .venv"
+  .venv/bin/pip install -q --upgrade pip >/dev/null
+  .venv/bin/pip install -q -c constraints.txt -e '.[test]'
+  touch .venv/.installed
+fi
+echo "setup: ok"
