@@ -64,4 +64,5 @@ exit codes:
   9   resource exhausted (daemon overloaded; retry later)
   10  verification failed (hash or approval digest differs from what this machine
       computed; downloaded document hash mismatch; `verify` found an invalid signature)
+  130 interrupted (Ctrl-C)
 """
