@@ -1,0 +1,270 @@
+"""SQLite part of the tamper-evident usage ledger (SEAL-RULES R10).
+
+The chain logic lives in seald.domain.audit; this module stores records, reads them
+back and streams rows into the verifier. ``append`` works inside the caller's
+transaction, so a state change and its audit record commit (or roll back) together.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Final
+
+from seald.domain.audit import (
+    GENESIS_HASH,
+    AuditEvent,
+    AuditRecord,
+    ChainVerification,
+    DetailValue,
+    chain_after,
+    format_time,
+    verify_rows,
+)
+from seald.domain.errors import ServiceUnavailable
+
+SCHEMA: Final = (
+    "CREATE TABLE IF NOT EXISTS audit_log (sequence INTEGER PRIMARY KEY, time TEXT NOT NULL, "
+    "host TEXT NOT NULL, event TEXT NOT NULL, principal TEXT NOT NULL, role TEXT NOT NULL, "
+    "seal_id TEXT NOT NULL, request_id TEXT NOT NULL, document_name TEXT NOT NULL, "
+    "document_sha256 TEXT NOT NULL, reason TEXT NOT NULL, outcome TEXT NOT NULL, "
+    "details_json TEXT NOT NULL, previous_hash TEXT NOT NULL, record_hash TEXT NOT NULL)"
+)
+_SCHEMA_EXTRAS: Final = (
+    "CREATE INDEX IF NOT EXISTS audit_log_request_id ON audit_log (request_id)",
+    "CREATE INDEX IF NOT EXISTS audit_log_time ON audit_log (time)",
+    # Checkpoints: a head (sequence, hash) recorded, and ideally exported or signed,
+    # so that truncation and wholesale rewriting can be detected later.
+    "CREATE TABLE IF NOT EXISTS audit_checkpoint (sequence INTEGER PRIMARY KEY, "
+    "record_hash TEXT NOT NULL, created_at TEXT NOT NULL, note TEXT NOT NULL DEFAULT '')",
+    # Defence in depth against accidents and casual edits through the appliance's own
+    # connection. Someone with the file can drop these; the hash chain is what detects.
+    "CREATE TRIGGER IF NOT EXISTS audit_log_no_update BEFORE UPDATE ON audit_log "
+    "BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END",
+    "CREATE TRIGGER IF NOT EXISTS audit_log_no_delete BEFORE DELETE ON audit_log "
+    "BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END",
+)
+
+# Column lists spelled out (same order as RECORD_COLUMNS; a test checks it).
+_COLUMN_LIST: Final = (
+    "sequence, time, host, event, principal, role, seal_id, request_id, document_name, "
+    "document_sha256, reason, outcome, details_json, previous_hash, record_hash"
+)
+_INSERT: Final = (
+    "INSERT INTO audit_log (sequence, time, host, event, principal, role, seal_id, "
+    "request_id, document_name, document_sha256, reason, outcome, details_json, "
+    "previous_hash, record_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_SELECT_ALL_ORDERED: Final = (
+    "SELECT sequence, time, host, event, principal, role, seal_id, request_id, "
+    "document_name, document_sha256, reason, outcome, details_json, previous_hash, "
+    "record_hash FROM audit_log ORDER BY sequence"
+)
+_SELECT_HEAD: Final = "SELECT sequence, record_hash FROM audit_log ORDER BY sequence DESC LIMIT 1"
+_VERIFY_FETCH_ROWS: Final = 4096
+
+
+class LedgerError(ServiceUnavailable):
+    """The audit trail cannot be written or read; nothing may be sealed until it can."""
+
+    default_reason = "audit_unavailable"
+
+
+class LedgerConflictError(LedgerError):
+    """Another writer appended at the same sequence; the caller's transaction must retry."""
+
+    default_reason = "audit_conflict"
+
+
+class LedgerFileError(LedgerError):
+    """An offline ledger copy cannot be opened or is not a ledger."""
+
+    default_reason = "audit_file_unusable"
+
+
+_SQLITE_BUSY: Final = 5
+_SQLITE_LOCKED: Final = 6
+
+
+def _is_write_conflict(ex: sqlite3.Error) -> bool:
+    """Another writer got there first: same sequence taken, or our snapshot is stale."""
+    if isinstance(ex, sqlite3.IntegrityError):
+        return True
+    primary_code = getattr(ex, "sqlite_errorcode", 0) & 0xFF
+    return primary_code in (_SQLITE_BUSY, _SQLITE_LOCKED)
+
+
+def _row_to_record(row: tuple[object, ...]) -> AuditRecord:
+    (sequence, time, host, event, principal, role, seal_id, request_id, document_name,
+     document_sha256, reason, outcome, details_json, previous_hash, record_hash) = row
+    try:
+        details = json.loads(str(details_json))
+    except json.JSONDecodeError as ex:
+        raise LedgerError(
+            f"audit record {sequence} has unreadable details; run the ledger "
+            "verification (the record was edited outside the appliance)"
+        ) from ex
+    if not isinstance(details, dict):
+        raise LedgerError(
+            f"audit record {sequence} has details that are not a map; run the ledger "
+            "verification (the record was edited outside the appliance)"
+        )
+    typed_details: dict[str, DetailValue] = details
+    return AuditRecord(
+        sequence=int(str(sequence)),
+        time=str(time),
+        host=str(host),
+        event=str(event),
+        principal=str(principal),
+        role=str(role),
+        seal_id=str(seal_id),
+        request_id=str(request_id),
+        document_name=str(document_name),
+        document_sha256=str(document_sha256),
+        reason=str(reason),
+        outcome=str(outcome),
+        details=typed_details,
+        previous_hash=str(previous_hash),
+        record_hash=str(record_hash),
+    )
+
+
+class Ledger:
+    """Appends chained records and reads them back. Holds no state about the chain."""
+
+    def __init__(self, host: str, clock: Callable[[], datetime]) -> None:
+        self._host = host
+        self._clock = clock
+
+    @staticmethod
+    def create_schema(conn: sqlite3.Connection) -> None:
+        """Create the ledger tables, indexes and triggers if absent (idempotent)."""
+        try:
+            conn.execute(SCHEMA)
+            for statement in _SCHEMA_EXTRAS:
+                conn.execute(statement)
+        except sqlite3.Error as ex:
+            raise LedgerError(
+                f"cannot create the audit ledger tables ({ex}); check that the state "
+                "database is writable"
+            ) from ex
+
+    def append(self, conn: sqlite3.Connection, event: AuditEvent) -> AuditRecord:
+        """Chain ``event`` after the current head, inside the caller's transaction.
+
+        The caller commits. The head is read from the database every time, so a
+        rolled-back append leaves nothing behind that a later append could link to.
+        """
+        try:
+            head = conn.execute(_SELECT_HEAD).fetchone()
+        except sqlite3.Error as ex:
+            raise LedgerError(
+                f"cannot read the audit ledger head ({ex}); check the state database"
+            ) from ex
+        head_sequence, head_hash = (0, GENESIS_HASH) if head is None else head
+        record = chain_after(head_sequence, head_hash, event, self._clock(), self._host)
+        try:
+            conn.execute(_INSERT, record.as_row())
+        except sqlite3.Error as ex:
+            if _is_write_conflict(ex):
+                raise LedgerConflictError(
+                    f"audit record {record.sequence} could not be written because another "
+                    "writer changed the ledger since this transaction read it; roll back "
+                    "and retry (the ledger expects one writer)"
+                ) from ex
+            raise LedgerError(
+                f"cannot write the audit record ({ex}); nothing may be sealed until the "
+                "audit trail is writable: check disk space and permissions"
+            ) from ex
+        return record
+
+    def records(
+        self,
+        conn: sqlite3.Connection,
+        *,
+        request_id: str | None = None,
+        seal_id: str | None = None,
+        event: str | None = None,
+        from_time: datetime | None = None,
+        to_time: datetime | None = None,
+        after_sequence: int = 0,
+        limit: int | None = None,
+    ) -> Iterator[AuditRecord]:
+        """Records matching every given filter, ascending by sequence.
+
+        ``from_time`` is inclusive, ``to_time`` exclusive. Rows are streamed.
+        """
+        clauses = ["sequence > ?"]
+        parameters: list[object] = [after_sequence]
+        for column, value in (("request_id", request_id), ("seal_id", seal_id),
+                              ("event", event)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                parameters.append(value)
+        if from_time is not None:
+            clauses.append("time >= ?")
+            parameters.append(format_time(from_time))
+        if to_time is not None:
+            clauses.append("time < ?")
+            parameters.append(format_time(to_time))
+        query = (f"SELECT {_COLUMN_LIST} FROM audit_log WHERE "  # noqa: S608 - fixed fragments
+                 f"{' AND '.join(clauses)} ORDER BY sequence")
+        if limit is not None:
+            query += " LIMIT ?"
+            parameters.append(limit)
+        try:
+            cursor = conn.execute(query, parameters)
+            for row in cursor:
+                yield _row_to_record(row)
+        except sqlite3.Error as ex:
+            raise LedgerError(
+                f"cannot read audit records ({ex}); check the state database"
+            ) from ex
+
+
+def _stream_rows(conn: sqlite3.Connection) -> Iterator[tuple[object, ...]]:
+    cursor = conn.execute(_SELECT_ALL_ORDERED)
+    while batch := cursor.fetchmany(_VERIFY_FETCH_ROWS):
+        yield from batch
+
+
+def verify_ledger(
+    conn: sqlite3.Connection, expected_head: tuple[int, str] | None = None
+) -> ChainVerification:
+    """Verify the whole chain (one SELECT: a consistent snapshot even while others write)."""
+    try:
+        return verify_rows(_stream_rows(conn), expected_head)
+    except sqlite3.Error as ex:
+        raise LedgerError(
+            f"cannot read the audit ledger for verification ({ex}); check the database file"
+        ) from ex
+
+
+def verify_ledger_file(
+    path: Path, expected_head: tuple[int, str] | None = None
+) -> ChainVerification:
+    """Offline check of a copied ledger database, opened read-only (never modified)."""
+    if not path.is_file():
+        raise LedgerFileError(
+            f"ledger copy {path} does not exist or is not a file; give the path of a "
+            "copied state database"
+        )
+    uri = path.resolve().as_uri() + "?mode=ro"
+    try:
+        conn = sqlite3.connect(uri, uri=True)
+    except sqlite3.Error as ex:
+        raise LedgerFileError(
+            f"cannot open ledger copy {path} read-only ({ex}); check its permissions"
+        ) from ex
+    try:
+        return verify_ledger(conn, expected_head)
+    except LedgerError as ex:
+        raise LedgerFileError(
+            f"{path} is not a readable seal ledger ({ex.__cause__}); copy the state "
+            "database with the backup command and try again"
+        ) from ex
+    finally:
+        conn.close()
