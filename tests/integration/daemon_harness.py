@@ -1,0 +1,126 @@
+"""Start the real seald as a process on a loopback port, with the fixtures' config.
+
+Tests talk to it with the real client library over real mutual TLS. The daemon
+process can be stopped (SIGTERM), killed (SIGKILL) and restarted on the same
+state directory.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from fixture_layout import ClientIdentity as FixtureClient
+from fixture_layout import SealFixtures
+from sealapi.v1 import requests_pb2
+from sealclient.client import ClientIdentity, SealClient
+
+SEALD = [sys.executable, "-m", "seald.app"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class SealDaemon:
+    def __init__(self, fixtures: SealFixtures, config_edit: Callable[[str], str] | None = None) -> None:
+        self.fixtures = fixtures
+        self.port = free_port()
+        self.config_path = fixtures.root / "seald-test.toml"
+        text = fixtures.config.read_text(encoding="utf-8").replace(
+            f'listen = "{fixtures.listen}"', f'listen = "127.0.0.1:{self.port}"'
+        )
+        if config_edit is not None:
+            text = config_edit(text)
+        self.config_path.write_text(text, encoding="utf-8")
+        self.log_path = fixtures.root / "seald.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 20.0) -> None:
+        port_file = self.fixtures.state_dir / "seald.port"
+        port_file.unlink(missing_ok=True)
+        env = dict(os.environ, SOFTHSM2_CONF=str(self.fixtures.softhsm2_conf))
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [*SEALD, "--config", str(self.config_path)], stdout=log, stderr=subprocess.STDOUT, env=env
+        )
+        log.close()
+        self.starts += 1
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if port_file.exists() and port_file.read_text().strip():
+                return
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"seald exited with {self.proc.returncode}:\n{self.log()}")
+            time.sleep(0.05)
+        raise RuntimeError(f"seald did not become ready in {timeout}s:\n{self.log()}")
+
+    def stop(self) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(timeout=30)
+        self.proc = None
+        return code
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(timeout=10)
+        self.proc = None
+
+    def log(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace") if self.log_path.exists() else ""
+
+    def identity(self, who: FixtureClient) -> ClientIdentity:
+        return ClientIdentity(
+            target=self.target,
+            ca_pem=self.fixtures.tls_ca.read_bytes(),
+            cert_pem=who.cert.read_bytes(),
+            key_pem=who.key.read_bytes(),
+        )
+
+    def client(self, name: str) -> SealClient:
+        return SealClient(self.identity(self.fixtures.principals[name]), timeout_s=30)
+
+    def client_for(self, who: FixtureClient) -> SealClient:
+        return SealClient(self.identity(who), timeout_s=30)
+
+    def wait_state(
+        self, client: SealClient, request_id: str, state: int, timeout: float = 30.0
+    ) -> requests_pb2.SealRequest:
+        deadline = time.monotonic() + timeout
+        while True:
+            current = client.get(request_id)
+            if current.state == state:
+                return current
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"request {request_id} stayed {requests_pb2.RequestState.Name(current.state)}"
+                    f" ({current.state_reason}); wanted {requests_pb2.RequestState.Name(state)}"
+                )
+            time.sleep(0.05)
+
+
+def user_pin(fixtures: SealFixtures, seal_id: str) -> str:
+    return fixtures.seals[seal_id].user_pin
+
+
+def make_pdf(path: Path, pages: int = 1) -> Path:
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "assets"))
+    from make_pdfs import valid_pdf
+
+    path.write_bytes(valid_pdf(pages))
+    return path
