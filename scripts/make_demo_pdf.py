@@ -7,7 +7,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "assets"))
 
-from make_pdfs import valid_pdf  # noqa: E402
+from make_pdfs import valid_pdf
 
 
 def main() -> int:

@@ -1,7 +1,7 @@
 """Wiring: config -> store, tokens, service, gRPC server; systemd notify; signals.
 
-    seald --config /etc/seald/seald.toml
-    seald --config seald.toml --check-config     (validate and exit)
+seald --config /etc/seald/seald.toml
+seald --config seald.toml --check-config     (validate and exit)
 """
 
 from __future__ import annotations
@@ -20,8 +20,10 @@ from typing import IO, Any
 import grpc
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import _async as health_aio  # what health.aio re-exports
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+
 from sealapi.v1 import (
     audit_pb2,
     audit_pb2_grpc,
@@ -34,7 +36,6 @@ from sealapi.v1 import (
     verify_pb2,
     verify_pb2_grpc,
 )
-
 from seald.api.servicers import (
     AuditServicer,
     SealRegistryServicer,
@@ -108,7 +109,8 @@ class Daemon:
         self.store = Store(config.store.state_dir, self.ledger)
         self.tokens = TokenManager(config.pkcs11.module, config.seals, load_seal_certificates(config))
         self.service = SealService(config, self.store, self.tokens)
-        self.health = health.aio.HealthServicer() if hasattr(health, "aio") else health.HealthServicer()
+        # The asyncio flavour: its set() is a coroutine, safe to call from the loop.
+        self.health: Any = health_aio.HealthServicer()
         self.server: grpc.aio.Server | None = None
         self.port = 0
         self._tasks: list[asyncio.Task[Any]] = []
@@ -146,7 +148,11 @@ class Daemon:
         audit_pb2_grpc.add_AuditServiceServicer_to_server(AuditServicer(self.service), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
-            (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+            (
+                *SERVICE_NAMES,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ),
             server,
         )
         self.port = server.add_secure_port(self.config.server.listen, self._credentials())
@@ -158,8 +164,13 @@ class Daemon:
         self.server = server
         await self._update_health()
         (self.config.store.state_dir / "seald.port").write_text(f"{self.port}\n")
-        await self.service.audit(AuditEvent(event="daemon.started", outcome="started",
-                                            details={"port": self.port, "audit_head": head.head_sequence}))
+        await self.service.audit(
+            AuditEvent(
+                event="daemon.started",
+                outcome="started",
+                details={"port": self.port, "audit_head": head.head_sequence},
+            )
+        )
         self._tasks = [
             asyncio.create_task(self.service.run_signer(), name="signer"),
             asyncio.create_task(self._periodic(self.service.expire_due, EXPIRY_INTERVAL_S), name="expiry"),
@@ -169,8 +180,13 @@ class Daemon:
         if interval:
             self._tasks.append(asyncio.create_task(self._watchdog(interval), name="watchdog"))
         self.service.wake_signer()
-        log.info("seald.ready", listen=self.config.server.listen, port=self.port,
-                 seals=sorted(self.config.seals), audit_records=head.records_checked)
+        log.info(
+            "seald.ready",
+            listen=self.config.server.listen,
+            port=self.port,
+            seals=sorted(self.config.seals),
+            audit_records=head.records_checked,
+        )
         self.notifier.ready(f"serving on port {self.port}")
 
     async def _periodic(self, fn: Any, interval: float) -> None:

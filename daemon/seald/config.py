@@ -162,7 +162,9 @@ class _Table:
         if not path.is_absolute():
             path = self.file.parent / path
         if must_exist and not path.exists():
-            raise ConfigError(f"{self.file}: '{self._key(key)}' = {raw}: no such file; fix the path")
+            raise ConfigError(
+                f"{self.file}: '{self._key(key)}' = {raw}: no such file; fix the path"
+            )
         return path
 
     def table(self, key: str) -> _Table:
@@ -289,7 +291,9 @@ def load_config(path: Path) -> Config:
     )
     server_t.finish()
     store_t = root.table("store")
-    store = StoreConfig(state_dir=store_t.path("state_dir", "a writable directory", must_exist=False))
+    store = StoreConfig(
+        state_dir=store_t.path("state_dir", "a writable directory", must_exist=False)
+    )
     store_t.finish()
     pkcs_t = root.table("pkcs11")
     pkcs11 = Pkcs11Config(module=pkcs_t.path("module", "the PKCS#11 module .so"))

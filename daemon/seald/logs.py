@@ -14,10 +14,14 @@ from typing import Any, TextIO
 
 import structlog
 
-SECRET_FIELDS = frozenset({"pin", "old_pin", "new_pin", "user_pin", "so_pin", "password", "key_pem"})
+SECRET_FIELDS = frozenset(
+    {"pin", "old_pin", "new_pin", "user_pin", "so_pin", "password", "key_pem"}
+)
 
 
-def drop_secrets(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+def drop_secrets(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
     for name in SECRET_FIELDS & event_dict.keys():
         event_dict[name] = "[redacted]"
     return event_dict

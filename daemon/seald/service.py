@@ -16,7 +16,7 @@ import os
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -114,7 +114,9 @@ class SealService:
     def seal(self, seal_id: str) -> Any:
         if seal_id not in self.config.seals:
             known = ", ".join(sorted(self.config.seals))
-            raise InvalidInput(f"unknown seal {seal_id!r}; known seals: {known}", reason="unknown_seal")
+            raise InvalidInput(
+                f"unknown seal {seal_id!r}; known seals: {known}", reason="unknown_seal"
+            )
         return self.config.seal(seal_id, self.tokens.certificate_sha256(seal_id))
 
     def _on_token_change(self, state: TokenState) -> None:
@@ -139,9 +141,7 @@ class SealService:
         reason = state.not_ready_reason
         return (not reason), reason
 
-    async def _commit(
-        self, fn: Callable[[Transaction], SealRequest], event: str
-    ) -> SealRequest:
+    async def _commit(self, fn: Callable[[Transaction], SealRequest], event: str) -> SealRequest:
         request, records = await self.store.write(fn)
         self.request_events.publish((event, request))
         log.info(
@@ -201,7 +201,8 @@ class SealService:
                 raise InvalidInput(f"{upload.name}: {ex}", reason=ex.reason) from ex
         request_id = uuid.uuid4().hex
         documents = [
-            Document(index=i, name=u.name, size=u.size, sha256=u.sha256) for i, u in enumerate(uploads)
+            Document(index=i, name=u.name, size=u.size, sha256=u.sha256)
+            for i, u in enumerate(uploads)
         ]
         request = lifecycle.submit(
             request_id=request_id,
@@ -262,7 +263,9 @@ class SealService:
         def _tx(tx: Transaction) -> SealRequest:
             request = tx.get_request(request_id)
             _require_visible(principal, request)
-            policy = policy_cache.setdefault(request.seal_id, self.config.policy_for(request.seal_id))
+            policy = policy_cache.setdefault(
+                request.seal_id, self.config.policy_for(request.seal_id)
+            )
             new = lifecycle.approve(
                 request,
                 approver=principal,
@@ -302,7 +305,16 @@ class SealService:
                 request, approver=principal, policy=self.config.policy_for(request.seal_id), now=now
             )
             tx.save_request(new)
-            tx.audit(_event("request.approval_withdrawn", new, principal, Role.APPROVER, None, outcome=new.state.value))
+            tx.audit(
+                _event(
+                    "request.approval_withdrawn",
+                    new,
+                    principal,
+                    Role.APPROVER,
+                    None,
+                    outcome=new.state.value,
+                )
+            )
             return new
 
         return await self._commit(_tx, "request.approval_withdrawn")
@@ -316,8 +328,15 @@ class SealService:
             new = lifecycle.reject(request, approver=principal, comment=comment, now=now)
             tx.save_request(new)
             tx.audit(
-                _event("request.rejected", new, principal, Role.APPROVER, None, outcome="rejected",
-                       reason=comment)
+                _event(
+                    "request.rejected",
+                    new,
+                    principal,
+                    Role.APPROVER,
+                    None,
+                    outcome="rejected",
+                    reason=comment,
+                )
             )
             return new
 
@@ -332,8 +351,15 @@ class SealService:
             new = lifecycle.cancel(request, principal=principal, now=now, comment=comment)
             tx.save_request(new)
             tx.audit(
-                _event("request.cancelled", new, principal, Role.REQUESTER, None, outcome="cancelled",
-                       reason=comment)
+                _event(
+                    "request.cancelled",
+                    new,
+                    principal,
+                    Role.REQUESTER,
+                    None,
+                    outcome="cancelled",
+                    reason=comment,
+                )
             )
             return new
 
@@ -360,8 +386,14 @@ class SealService:
                 current = tx.get_request(request_id)
                 new = lifecycle.expire(current, now)
                 tx.save_request(new)
-                tx.audit(AuditEvent(event="request.expired", seal_id=new.seal_id,
-                                    request_id=new.request_id, outcome="expired"))
+                tx.audit(
+                    AuditEvent(
+                        event="request.expired",
+                        seal_id=new.seal_id,
+                        request_id=new.request_id,
+                        outcome="expired",
+                    )
+                )
                 return new
 
             with contextlib.suppress(PreconditionFailed):
@@ -409,13 +441,24 @@ class SealService:
             state = await self.tokens.unlock(seal_id, pin, principal.name)
         except SealError as ex:
             await self.audit(
-                AuditEvent(event="token.unlock_refused", principal=principal.name, role="custodian",
-                           seal_id=seal_id, outcome="refused", reason=ex.reason)
+                AuditEvent(
+                    event="token.unlock_refused",
+                    principal=principal.name,
+                    role="custodian",
+                    seal_id=seal_id,
+                    outcome="refused",
+                    reason=ex.reason,
+                )
             )
             raise
         await self.audit(
-            AuditEvent(event="token.unlocked", principal=principal.name, role="custodian",
-                       seal_id=seal_id, outcome="unlocked")
+            AuditEvent(
+                event="token.unlocked",
+                principal=principal.name,
+                role="custodian",
+                seal_id=seal_id,
+                outcome="unlocked",
+            )
         )
         return state
 
@@ -423,8 +466,13 @@ class SealService:
         self.require_custodian(principal, seal_id)
         state = await self.tokens.lock(seal_id)
         await self.audit(
-            AuditEvent(event="token.locked", principal=principal.name, role="custodian",
-                       seal_id=seal_id, outcome="locked")
+            AuditEvent(
+                event="token.locked",
+                principal=principal.name,
+                role="custodian",
+                seal_id=seal_id,
+                outcome="locked",
+            )
         )
         return state
 
@@ -526,8 +574,15 @@ class SealService:
             tx.save_request(new)
             for doc in new.documents:
                 tx.audit(
-                    _event("seal.signed", new, None, None, doc, outcome="signed",
-                           details={"sealed_sha256": doc.sealed_sha256, "latency_ms": int(latency_ms)})
+                    _event(
+                        "seal.signed",
+                        new,
+                        None,
+                        None,
+                        doc,
+                        outcome="signed",
+                        details={"sealed_sha256": doc.sealed_sha256, "latency_ms": int(latency_ms)},
+                    )
                 )
             return new
 
@@ -538,8 +593,14 @@ class SealService:
             self._remove_sealed(request)
             raise
         self.signed_count += len(done.documents)
-        log.info("seal.request_completed", request_id=request_id, seal_id=done.seal_id,
-                 documents=len(done.documents), latency_ms=latency_ms, outcome="signed")
+        log.info(
+            "seal.request_completed",
+            request_id=request_id,
+            seal_id=done.seal_id,
+            documents=len(done.documents),
+            latency_ms=latency_ms,
+            outcome="signed",
+        )
         return done
 
     async def _seal_document(self, request: SealRequest, doc: Document) -> tuple[str, int]:
@@ -575,30 +636,52 @@ class SealService:
             with contextlib.suppress(FileNotFoundError):
                 self.store.sealed_path(request.request_id, doc.index).unlink()
 
-    async def _interrupt(self, request: SealRequest, why: str, ex: SealError | SigningError) -> SealRequest:
+    async def _interrupt(
+        self, request: SealRequest, why: str, ex: SealError | SigningError
+    ) -> SealRequest:
         self._remove_sealed(request)
         if request.sign_attempts >= MAX_SIGN_ATTEMPTS and isinstance(ex, TokenSigningError):
-            return await self._fail(request, f"{why} (gave up after {request.sign_attempts} attempts)", ex)
+            return await self._fail(
+                request, f"{why} (gave up after {request.sign_attempts} attempts)", ex
+            )
 
         def _tx(tx: Transaction) -> SealRequest:
-            new = lifecycle.interrupt_signing(tx.get_request(request.request_id), why=why, now=self.clock())
+            new = lifecycle.interrupt_signing(
+                tx.get_request(request.request_id), why=why, now=self.clock()
+            )
             tx.save_request(new)
-            tx.audit(AuditEvent(event="seal.sign_interrupted", seal_id=new.seal_id,
-                                request_id=new.request_id, outcome="approved",
-                                reason=getattr(ex, "reason", "token_error")))
+            tx.audit(
+                AuditEvent(
+                    event="seal.sign_interrupted",
+                    seal_id=new.seal_id,
+                    request_id=new.request_id,
+                    outcome="approved",
+                    reason=getattr(ex, "reason", "token_error"),
+                )
+            )
             return new
 
         return await self._commit(_tx, "seal.sign_interrupted")
 
-    async def _fail(self, request: SealRequest, why: str, ex: SealError | SigningError) -> SealRequest:
+    async def _fail(
+        self, request: SealRequest, why: str, ex: SealError | SigningError
+    ) -> SealRequest:
         self._remove_sealed(request)
 
         def _tx(tx: Transaction) -> SealRequest:
-            new = lifecycle.fail_signing(tx.get_request(request.request_id), why=why, now=self.clock())
+            new = lifecycle.fail_signing(
+                tx.get_request(request.request_id), why=why, now=self.clock()
+            )
             tx.save_request(new)
-            tx.audit(AuditEvent(event="seal.sign_failed", seal_id=new.seal_id,
-                                request_id=new.request_id, outcome="failed",
-                                reason=getattr(ex, "reason", "error")))
+            tx.audit(
+                AuditEvent(
+                    event="seal.sign_failed",
+                    seal_id=new.seal_id,
+                    request_id=new.request_id,
+                    outcome="failed",
+                    reason=getattr(ex, "reason", "error"),
+                )
+            )
             return new
 
         return await self._commit(_tx, "seal.sign_failed")
@@ -612,31 +695,56 @@ class SealService:
             current = tx.get_request(request_id)
             if current.state is not RequestState.APPROVED:
                 return current
-            from dataclasses import replace
-
-            new = replace(current, state=RequestState.FAILED, updated_at=self.clock(),
-                          state_reason=f"refused at signing time: {ex.message}")
+            new = replace(
+                current,
+                state=RequestState.FAILED,
+                updated_at=self.clock(),
+                state_reason=f"refused at signing time: {ex.message}",
+            )
             tx.save_request(new)
-            tx.audit(AuditEvent(event="seal.sign_refused", seal_id=new.seal_id,
-                                request_id=new.request_id, outcome="failed", reason=ex.reason))
+            tx.audit(
+                AuditEvent(
+                    event="seal.sign_refused",
+                    seal_id=new.seal_id,
+                    request_id=new.request_id,
+                    outcome="failed",
+                    reason=ex.reason,
+                )
+            )
             return new
 
         await self._commit(_tx, "seal.sign_refused")
 
     async def recover(self) -> None:
         """After a crash: requests left SIGNING are resolved by the output on disk."""
-        for request in await self.store.list_requests(states=(RequestState.SIGNING,), limit=100_000):
+        for request in await self.store.list_requests(
+            states=(RequestState.SIGNING,), limit=100_000
+        ):
             paths = [self.store.sealed_path(request.request_id, d.index) for d in request.documents]
             if all(p.exists() for p in paths):
                 sealed = [(_sha256_file(p), p.stat().st_size) for p in paths]
 
-                def _done(tx: Transaction, rid: str = request.request_id,
-                          sealed: list[tuple[str, int]] = sealed) -> SealRequest:
-                    new = lifecycle.complete_signing(tx.get_request(rid), sealed=sealed, now=self.clock())
+                def _done(
+                    tx: Transaction,
+                    rid: str = request.request_id,
+                    sealed: list[tuple[str, int]] = sealed,
+                ) -> SealRequest:
+                    new = lifecycle.complete_signing(
+                        tx.get_request(rid), sealed=sealed, now=self.clock()
+                    )
                     tx.save_request(new)
                     for doc in new.documents:
-                        tx.audit(_event("seal.signed", new, None, None, doc, outcome="recovered",
-                                        details={"sealed_sha256": doc.sealed_sha256}))
+                        tx.audit(
+                            _event(
+                                "seal.signed",
+                                new,
+                                None,
+                                None,
+                                doc,
+                                outcome="recovered",
+                                details={"sealed_sha256": doc.sealed_sha256},
+                            )
+                        )
                     return new
 
                 await self._commit(_done, "seal.recovered_signed")
@@ -646,9 +754,15 @@ class SealService:
                 def _back(tx: Transaction, rid: str = request.request_id) -> SealRequest:
                     new = lifecycle.recover_unknown_outcome(tx.get_request(rid), now=self.clock())
                     tx.save_request(new)
-                    tx.audit(AuditEvent(event="seal.outcome_unknown", seal_id=new.seal_id,
-                                        request_id=new.request_id, outcome="approved",
-                                        reason="crash_between_intent_and_result"))
+                    tx.audit(
+                        AuditEvent(
+                            event="seal.outcome_unknown",
+                            seal_id=new.seal_id,
+                            request_id=new.request_id,
+                            outcome="approved",
+                            reason="crash_between_intent_and_result",
+                        )
+                    )
                     return new
 
                 await self._commit(_back, "seal.outcome_unknown")

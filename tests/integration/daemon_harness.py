@@ -18,8 +18,12 @@ from pathlib import Path
 
 from fixture_layout import ClientIdentity as FixtureClient
 from fixture_layout import SealFixtures
+
 from sealapi.v1 import requests_pb2
 from sealclient.client import ClientIdentity, SealClient
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "assets"))
+from make_pdfs import valid_pdf
 
 SEALD = [sys.executable, "-m", "seald.app"]
 
@@ -31,7 +35,9 @@ def free_port() -> int:
 
 
 class SealDaemon:
-    def __init__(self, fixtures: SealFixtures, config_edit: Callable[[str], str] | None = None) -> None:
+    def __init__(
+        self, fixtures: SealFixtures, config_edit: Callable[[str], str] | None = None
+    ) -> None:
         self.fixtures = fixtures
         self.port = free_port()
         self.config_path = fixtures.root / "seald-test.toml"
@@ -55,7 +61,10 @@ class SealDaemon:
         env = dict(os.environ, SOFTHSM2_CONF=str(self.fixtures.softhsm2_conf))
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [*SEALD, "--config", str(self.config_path)], stdout=log, stderr=subprocess.STDOUT, env=env
+            [*SEALD, "--config", str(self.config_path)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
         )
         log.close()
         self.starts += 1
@@ -82,7 +91,11 @@ class SealDaemon:
         self.proc = None
 
     def log(self) -> str:
-        return self.log_path.read_text(encoding="utf-8", errors="replace") if self.log_path.exists() else ""
+        return (
+            self.log_path.read_text(encoding="utf-8", errors="replace")
+            if self.log_path.exists()
+            else ""
+        )
 
     def identity(self, who: FixtureClient) -> ClientIdentity:
         return ClientIdentity(
@@ -119,8 +132,5 @@ def user_pin(fixtures: SealFixtures, seal_id: str) -> str:
 
 
 def make_pdf(path: Path, pages: int = 1) -> Path:
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "assets"))
-    from make_pdfs import valid_pdf
-
     path.write_bytes(valid_pdf(pages))
     return path

@@ -35,8 +35,13 @@ HOST = "seal-host-01.example.cn"
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 RECORD_COUNT = 50
 TEXT_COLUMNS = [c for c in RECORD_COLUMNS if c not in ("sequence", "details_json")]
-EVENTS = ("request.submitted", "request.approved", "request.approved", "seal.sign_intent",
-          "seal.signed")
+EVENTS = (
+    "request.submitted",
+    "request.approved",
+    "request.approved",
+    "seal.sign_intent",
+    "seal.signed",
+)
 
 
 class SteppingClock:
@@ -60,7 +65,7 @@ def sample_event(index: int) -> AuditEvent:
         request_id=request,
         document_name=f"采购合同-{index // 5}.pdf",
         document_sha256=hashlib.sha256(request.encode()).hexdigest(),
-        reason="采购合同签署 \"Q1\"\n第二行",
+        reason='采购合同签署 "Q1"\n第二行',
         outcome="ok" if index % 9 else "refused",
         details={"pages": index % 4 + 1, "batch": index % 3 == 0, "note": None},
     )
@@ -124,7 +129,8 @@ def rows(path: Path) -> list[tuple[object, ...]]:
     conn = sqlite3.connect(path)
     try:
         return conn.execute(
-            f"SELECT {', '.join(RECORD_COLUMNS)} FROM audit_log ORDER BY sequence").fetchall()
+            f"SELECT {', '.join(RECORD_COLUMNS)} FROM audit_log ORDER BY sequence"
+        ).fetchall()
     finally:
         conn.close()
 
@@ -155,7 +161,10 @@ def test_r10_untampered_ledger_verifies_offline_and_online(
     result = verify_ledger_file(ledger_copy, expected_head=head)
     assert result.ok, result.problem
     assert (result.records_checked, result.head_sequence, result.head_hash) == (
-        RECORD_COUNT, head[0], head[1])
+        RECORD_COUNT,
+        head[0],
+        head[1],
+    )
     conn = sqlite3.connect(ledger_copy)
     assert verify_ledger(conn, expected_head=head).ok
     conn.close()
@@ -195,8 +204,9 @@ def test_r10_schema_columns_match_the_verifier_row_order(tmp_path: Path) -> None
 
 @pytest.mark.parametrize("column", TEXT_COLUMNS)
 def test_r10_modified_column_is_detected_and_named(ledger_copy: Path, column: str) -> None:
-    tamper(ledger_copy, (f"UPDATE audit_log SET {column} = {column} || 'x' WHERE sequence = 23",
-                         ()))
+    tamper(
+        ledger_copy, (f"UPDATE audit_log SET {column} = {column} || 'x' WHERE sequence = 23", ())
+    )
     result = verify_ledger_file(ledger_copy)
     assert not result.ok
     assert result.first_bad_sequence == 23, result.problem
@@ -210,13 +220,14 @@ def test_r10_modified_column_is_detected_and_named(ledger_copy: Path, column: st
         '{"batch":true,"note":null,"pages":4}',  # a value changed
         '{"note":null,"pages":3,"batch":true}',  # same meaning, different text: still edited
         '{"batch":true,"note":null,"pages":3,"x":1}',  # a key added
-        '{}',  # emptied
+        "{}",  # emptied
     ],
 )
 def test_r10_modified_details_json_is_detected(ledger_copy: Path, new_details: str) -> None:
     assert rows(ledger_copy)[6][12] == '{"batch":true,"note":null,"pages":3}'
-    tamper(ledger_copy, ("UPDATE audit_log SET details_json = ? WHERE sequence = 7",
-                         (new_details,)))
+    tamper(
+        ledger_copy, ("UPDATE audit_log SET details_json = ? WHERE sequence = 7", (new_details,))
+    )
     result = verify_ledger_file(ledger_copy)
     assert (result.ok, result.first_bad_sequence) == (False, 7)
 
@@ -224,11 +235,13 @@ def test_r10_modified_details_json_is_detected(ledger_copy: Path, new_details: s
 @pytest.mark.parametrize("value", [5, b"blob", 2.5])
 def test_r10_column_with_a_non_text_value_is_detected(ledger_copy: Path, value: object) -> None:
     # Recreate the table without type affinity so the value is stored as it is.
-    tamper(ledger_copy,
-           ("CREATE TABLE loose AS SELECT * FROM audit_log", ()),
-           ("DROP TABLE audit_log", ()),
-           ("ALTER TABLE loose RENAME TO audit_log", ()),
-           ("UPDATE audit_log SET reason = ? WHERE sequence = 30", (value,)))
+    tamper(
+        ledger_copy,
+        ("CREATE TABLE loose AS SELECT * FROM audit_log", ()),
+        ("DROP TABLE audit_log", ()),
+        ("ALTER TABLE loose RENAME TO audit_log", ()),
+        ("UPDATE audit_log SET reason = ? WHERE sequence = 30", (value,)),
+    )
     result = verify_ledger_file(ledger_copy)
     assert (result.ok, result.first_bad_sequence) == (False, 30), result.problem
 
@@ -260,8 +273,9 @@ def test_r10_deleted_last_record_is_detected_against_the_expected_head(
 
 def test_r10_inserted_forged_record_with_made_up_hashes_is_detected(ledger_copy: Path) -> None:
     original = rows(ledger_copy)
-    shifted = [(int(str(row[0])) + (1 if int(str(row[0])) >= 20 else 0), *row[1:])
-               for row in original]
+    shifted = [
+        (int(str(row[0])) + (1 if int(str(row[0])) >= 20 else 0), *row[1:]) for row in original
+    ]
     forged = list(original[19])
     forged[0] = 20
     forged[4] = "mallory@example.cn"
@@ -367,7 +381,9 @@ def test_r10_sequence_key_refuses_a_second_record_at_one_sequence(tmp_path: Path
     with pytest.raises(sqlite3.IntegrityError):
         second.execute(
             f"INSERT INTO audit_log ({', '.join(RECORD_COLUMNS)}) VALUES "
-            f"({', '.join('?' * len(RECORD_COLUMNS))})", (3, *stale[1:]))
+            f"({', '.join('?' * len(RECORD_COLUMNS))})",
+            (3, *stale[1:]),
+        )
     second.rollback()
     first.close()
     second.close()
@@ -389,10 +405,12 @@ def test_r10_records_filters(ledger_copy: Path) -> None:
     by_request = list(ledger.records(conn, request_id="req-0003"))
     assert [r.sequence for r in by_request] == [16, 17, 18, 19, 20]
     signed = list(ledger.records(conn, event="seal.signed", seal_id="contract-seal"))
-    assert signed and all(r.event == "seal.signed" and r.seal_id == "contract-seal"
-                          for r in signed)
-    window = list(ledger.records(conn, from_time=START + timedelta(seconds=10),
-                                 to_time=START + timedelta(seconds=13)))
+    assert signed and all(r.event == "seal.signed" and r.seal_id == "contract-seal" for r in signed)
+    window = list(
+        ledger.records(
+            conn, from_time=START + timedelta(seconds=10), to_time=START + timedelta(seconds=13)
+        )
+    )
     assert [r.sequence for r in window] == [10, 11, 12]
     page = list(ledger.records(conn, after_sequence=45, limit=3))
     assert [r.sequence for r in page] == [46, 47, 48]

@@ -6,8 +6,10 @@ Each test names the rule it proves (../shared/SEAL-RULES.md).
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import shutil
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,14 +20,13 @@ import pytest
 from fixture_layout import SealFixtures
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from sealapi.v1 import common_pb2, requests_pb2, requests_pb2_grpc
-from sealclient.client import SealClient
-from sealclient.errors import SealClientError
 
+from sealapi.v1 import common_pb2, requests_pb2, requests_pb2_grpc
+from sealclient.errors import SealClientError
 from seald.signing.verify import verify_pdf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from daemon_harness import SealDaemon, make_pdf, user_pin  # noqa: E402
+from daemon_harness import SealDaemon, make_pdf, user_pin
 
 PLACEMENT = common_pb2.Placement(page=0, x_mm=150, y_mm=240)
 SIGNED = requests_pb2.REQUEST_STATE_SIGNED
@@ -65,7 +66,9 @@ def reason_of(error: grpc.RpcError) -> str:
     return ""
 
 
-def test_r05_r14_happy_path_sealed_pdf_validates_everywhere(daemon: SealDaemon, tmp_path: Path) -> None:
+def test_r05_r14_happy_path_sealed_pdf_validates_everywhere(
+    daemon: SealDaemon, tmp_path: Path
+) -> None:
     request = submit(daemon, tmp_path)
     assert request.state == PENDING
     with daemon.client("li.na") as li, daemon.client("wang.fang") as wang:
@@ -89,7 +92,9 @@ def test_r05_r14_happy_path_sealed_pdf_validates_everywhere(daemon: SealDaemon, 
     assert "Signature is Valid" in pdfsig.stdout, pdfsig.stdout
     assert "Total document signed" in pdfsig.stdout, pdfsig.stdout
     assert "合同专用章" in pdfsig.stdout
-    qpdf = subprocess.run(["qpdf", "--check", str(out)], capture_output=True, text=True, check=False)
+    qpdf = subprocess.run(
+        ["qpdf", "--check", str(out)], capture_output=True, text=True, check=False
+    )
     assert qpdf.returncode == 0, qpdf.stdout + qpdf.stderr
 
 
@@ -154,7 +159,9 @@ def test_r05_same_approver_twice_counts_once_even_with_a_second_certificate(
     assert [a.approver for a in current.approvals] == ["li.na"]
 
 
-def test_r06_approval_naming_another_hash_or_digest_is_refused(daemon: SealDaemon, tmp_path: Path) -> None:
+def test_r06_approval_naming_another_hash_or_digest_is_refused(
+    daemon: SealDaemon, tmp_path: Path
+) -> None:
     request = submit(daemon, tmp_path)
     stub = requests_pb2_grpc.SealRequestServiceStub(raw_channel(daemon, "li.na"))
     wrong_hash = hashlib.sha256(b"another document").hexdigest()
@@ -205,28 +212,37 @@ def test_r04_r15_certificate_from_another_ca_is_refused(daemon: SealDaemon) -> N
     assert refused.value.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNAUTHENTICATED)
 
 
-def test_r04_valid_but_unlisted_certificate_is_unauthenticated_and_audited(daemon: SealDaemon) -> None:
-    with daemon.client_for(daemon.fixtures.unlisted) as stranger, pytest.raises(SealClientError) as refused:
+def test_r04_valid_but_unlisted_certificate_is_unauthenticated_and_audited(
+    daemon: SealDaemon,
+) -> None:
+    with (
+        daemon.client_for(daemon.fixtures.unlisted) as stranger,
+        pytest.raises(SealClientError) as refused,
+    ):
         stranger.seals()
     assert refused.value.code == grpc.StatusCode.UNAUTHENTICATED
     assert refused.value.reason == "certificate_not_listed"
     assert "allow-list" in refused.value.message
-    import sqlite3
-
     conn = sqlite3.connect(daemon.fixtures.state_dir / "seald.sqlite3")
-    events = [r[0] for r in conn.execute("SELECT event FROM audit_log WHERE event = 'auth.refused'")]
+    events = [
+        r[0] for r in conn.execute("SELECT event FROM audit_log WHERE event = 'auth.refused'")
+    ]
     conn.close()
     assert events == ["auth.refused"]
 
 
-def test_r04_requester_calling_approve_is_permission_denied(daemon: SealDaemon, tmp_path: Path) -> None:
+def test_r04_requester_calling_approve_is_permission_denied(
+    daemon: SealDaemon, tmp_path: Path
+) -> None:
     request = submit(daemon, tmp_path)
     with daemon.client("zhang.wei") as requester, pytest.raises(SealClientError) as refused:
         requester.approve(request.request_id)
     assert refused.value.code == grpc.StatusCode.PERMISSION_DENIED
 
 
-def test_r05_restart_between_approval_and_sealing_loses_nothing(daemon: SealDaemon, tmp_path: Path) -> None:
+def test_r05_restart_between_approval_and_sealing_loses_nothing(
+    daemon: SealDaemon, tmp_path: Path
+) -> None:
     request = submit(daemon, tmp_path)
     with daemon.client("li.na") as li, daemon.client("wang.fang") as wang:
         li.approve(request.request_id)
@@ -243,7 +259,9 @@ def test_r05_restart_between_approval_and_sealing_loses_nothing(daemon: SealDaem
     with daemon.client("zhang.wei") as requester:
         daemon.wait_state(requester, request.request_id, SIGNED)
         requester.download(request.request_id, 0, tmp_path / "sealed.pdf")
-    pdfsig = subprocess.run(["pdfsig", str(tmp_path / "sealed.pdf")], capture_output=True, text=True)
+    pdfsig = subprocess.run(
+        ["pdfsig", str(tmp_path / "sealed.pdf")], capture_output=True, text=True, check=False
+    )
     assert "Signature is Valid" in pdfsig.stdout
 
 
@@ -255,7 +273,11 @@ def test_health_and_reflection_are_served(daemon: SealDaemon) -> None:
     seal = health.Check(health_pb2.HealthCheckRequest(service="seal/contract"), timeout=5)
     assert seal.status == health_pb2.HealthCheckResponse.NOT_SERVING  # token locked
     reflect = reflection_pb2_grpc.ServerReflectionStub(channel)
-    answers = list(reflect.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")])))
+    answers = list(
+        reflect.ServerReflectionInfo(
+            iter([reflection_pb2.ServerReflectionRequest(list_services="")])
+        )
+    )
     names = {s.name for s in answers[0].list_services_response.service}
     assert "sealapi.v1.SealRequestService" in names
     assert "grpc.health.v1.Health" in names
@@ -272,14 +294,30 @@ def test_sealctl_cli_end_to_end(daemon: SealDaemon, tmp_path: Path) -> None:
         cfg = daemon.fixtures.principals[who].config
         return subprocess.run(
             [sealctl, "--config", str(cfg), "--server", daemon.target, *args],
-            capture_output=True, text=True, input=stdin, check=False, timeout=60,
+            capture_output=True,
+            text=True,
+            input=stdin,
+            check=False,
+            timeout=60,
         )
 
-    sub = run("zhang.wei", "--json", "submit", str(pdf), "--seal", "contract", "--reason", "合同",
-              "--category", "contract", "--x-mm", "100", "--y-mm", "200")
+    sub = run(
+        "zhang.wei",
+        "--json",
+        "submit",
+        str(pdf),
+        "--seal",
+        "contract",
+        "--reason",
+        "合同",
+        "--category",
+        "contract",
+        "--x-mm",
+        "100",
+        "--y-mm",
+        "200",
+    )
     assert sub.returncode == 0, sub.stderr
-    import json
-
     rid = json.loads(sub.stdout)["request_id"]
     denied = run("zhang.wei", "approve", rid)
     assert denied.returncode == 3 and "sealctl: error:" in denied.stderr

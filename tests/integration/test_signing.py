@@ -16,6 +16,7 @@ import pytest
 from PIL import Image
 from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+
 from seald.signing.errors import InputDocumentError, PlacementError, TokenSigningError
 from seald.signing.pades import SealResult, seal_pdf, token_signer
 from seald.signing.placement import PlacementSpec, placement_box
@@ -49,12 +50,27 @@ def token_session(seal_fixtures: SealFixtures) -> Iterator[pkcs11.Session]:
         yield session
 
 
-def _seal(session: pkcs11.Session, seal_fixtures: SealFixtures, src: Path, dst: Path,
-          png: bytes, placement: PlacementSpec, field: str = "Seal1") -> SealResult:
+def _seal(
+    session: pkcs11.Session,
+    seal_fixtures: SealFixtures,
+    src: Path,
+    dst: Path,
+    png: bytes,
+    placement: PlacementSpec,
+    field: str = "Seal1",
+) -> SealResult:
     key_label = seal_fixtures.seals["contract"].key_label
-    return seal_pdf(src, dst, signer=token_signer(session, key_label, key_label), seal_png=png,
-                    placement=placement, reason="合同盖章", location="北京",
-                    field_name=field, signer_name="华夏示例科技有限公司")
+    return seal_pdf(
+        src,
+        dst,
+        signer=token_signer(session, key_label, key_label),
+        seal_png=png,
+        placement=placement,
+        reason="合同盖章",
+        location="北京",
+        field_name=field,
+        signer_name="华夏示例科技有限公司",
+    )
 
 
 def _pdf(tmp_path: Path, data: bytes, name: str = "in.pdf") -> Path:
@@ -64,14 +80,16 @@ def _pdf(tmp_path: Path, data: bytes, name: str = "in.pdf") -> Path:
 
 
 def _pdfsig(path: Path) -> str:
-    done = subprocess.run([_tool("pdfsig"), str(path)], capture_output=True, text=True,
-                          timeout=60, check=False)
+    done = subprocess.run(
+        [_tool("pdfsig"), str(path)], capture_output=True, text=True, timeout=60, check=False
+    )
     return done.stdout + done.stderr
 
 
 def _qpdf_check(path: Path) -> int:
-    return subprocess.run([_tool("qpdf"), "--check", str(path)], capture_output=True,
-                          timeout=60, check=False).returncode
+    return subprocess.run(
+        [_tool("qpdf"), "--check", str(path)], capture_output=True, timeout=60, check=False
+    ).returncode
 
 
 def _roots(seal_fixtures: SealFixtures) -> list[bytes]:
@@ -106,8 +124,14 @@ def test_r14_untrusted_root_is_reported_not_trusted(
     tmp_path: Path, token_session: pkcs11.Session, seal_fixtures: SealFixtures, seal_png: bytes
 ) -> None:
     out = tmp_path / "sealed.pdf"
-    _seal(token_session, seal_fixtures, _pdf(tmp_path, make_pdfs.valid_pdf()), out, seal_png,
-          PlacementSpec(1, 100, 100, 40))
+    _seal(
+        token_session,
+        seal_fixtures,
+        _pdf(tmp_path, make_pdfs.valid_pdf()),
+        out,
+        seal_png,
+        PlacementSpec(1, 100, 100, 40),
+    )
     (check,) = verify_pdf(out, [seal_fixtures.foreign_ca.read_bytes()])
     assert check.intact and check.valid and not check.trusted
 
@@ -116,15 +140,22 @@ def test_r14_appended_change_is_detected(
     tmp_path: Path, token_session: pkcs11.Session, seal_fixtures: SealFixtures, seal_png: bytes
 ) -> None:
     out = tmp_path / "sealed.pdf"
-    _seal(token_session, seal_fixtures, _pdf(tmp_path, make_pdfs.valid_pdf()), out, seal_png,
-          PlacementSpec(1, 100, 100, 40))
+    _seal(
+        token_session,
+        seal_fixtures,
+        _pdf(tmp_path, make_pdfs.valid_pdf()),
+        out,
+        seal_png,
+        PlacementSpec(1, 100, 100, 40),
+    )
     # Someone appends an incremental update that changes the page content.
     writer = IncrementalPdfFileWriter(io.BytesIO(out.read_bytes()))
     page_ref, _ = writer.find_page_for_modification(0)
     stream = generic.StreamObject(stream_data=b"BT /Helv 30 Tf 72 400 Td (PAID 1000000) Tj ET")
     page = page_ref.get_object()
     page[generic.pdf_name("/Contents")] = generic.ArrayObject(
-        [page.raw_get("/Contents"), writer.add_object(stream)])
+        [page.raw_get("/Contents"), writer.add_object(stream)]
+    )
     writer.update_container(page)
     tampered = tmp_path / "tampered.pdf"
     with tampered.open("wb") as fh:
@@ -140,8 +171,11 @@ def test_r14_appended_change_is_detected(
 
 def _red_bbox_mm(pdf: Path, tmp_path: Path, dpi: int) -> tuple[float, float, float, float]:
     prefix = tmp_path / f"render{dpi}"
-    subprocess.run([_tool("pdftoppm"), "-r", str(dpi), "-png", "-singlefile", str(pdf),
-                    str(prefix)], check=True, timeout=60)
+    subprocess.run(
+        [_tool("pdftoppm"), "-r", str(dpi), "-png", "-singlefile", str(pdf), str(prefix)],
+        check=True,
+        timeout=60,
+    )
     image = Image.open(f"{prefix}.png").convert("RGB")
     raw = image.tobytes()
     xs: list[int] = []
@@ -157,16 +191,24 @@ def _red_bbox_mm(pdf: Path, tmp_path: Path, dpi: int) -> tuple[float, float, flo
     return (min(xs) * px_mm, min(ys) * px_mm, (max(xs) + 1) * px_mm, (max(ys) + 1) * px_mm)
 
 
-@pytest.mark.parametrize("pdf_kwargs,placement,dpi", [
-    ({}, PlacementSpec(1, 150, 200, 40), 72),
-    ({}, PlacementSpec(1, 30, 260, 36), 150),
-    ({"media_box": (100, 50, 695.28, 891.89)}, PlacementSpec(1, 60, 40, 30), 150),
-    ({"rotate": 90}, PlacementSpec(1, 200, 60, 40), 150),
-    ({"rotate": 270}, PlacementSpec(1, 60, 150, 40), 72),
-])
+@pytest.mark.parametrize(
+    "pdf_kwargs,placement,dpi",
+    [
+        ({}, PlacementSpec(1, 150, 200, 40), 72),
+        ({}, PlacementSpec(1, 30, 260, 36), 150),
+        ({"media_box": (100, 50, 695.28, 891.89)}, PlacementSpec(1, 60, 40, 30), 150),
+        ({"rotate": 90}, PlacementSpec(1, 200, 60, 40), 150),
+        ({"rotate": 270}, PlacementSpec(1, 60, 150, 40), 72),
+    ],
+)
 def test_r13_seal_is_drawn_at_requested_position(
-    tmp_path: Path, token_session: pkcs11.Session, seal_fixtures: SealFixtures, seal_png: bytes,
-    pdf_kwargs: dict[str, object], placement: PlacementSpec, dpi: int,
+    tmp_path: Path,
+    token_session: pkcs11.Session,
+    seal_fixtures: SealFixtures,
+    seal_png: bytes,
+    pdf_kwargs: dict[str, object],
+    placement: PlacementSpec,
+    dpi: int,
 ) -> None:
     src = _pdf(tmp_path, make_pdfs.valid_pdf(chinese=False, **pdf_kwargs))  # type: ignore[arg-type]
     out = tmp_path / "sealed.pdf"
@@ -182,22 +224,31 @@ def test_r13_seal_is_drawn_at_requested_position(
 def test_r13_placement_box_accounts_for_origin_and_rotation() -> None:
     spec = PlacementSpec(1, 50, 30, 20)
     assert placement_box(595, 842, spec) == pytest.approx(
-        (40 * MM, 842 - 40 * MM, 60 * MM, 842 - 20 * MM))
+        (40 * MM, 842 - 40 * MM, 60 * MM, 842 - 20 * MM)
+    )
     shifted = placement_box(595, 842, spec, origin_pt=(100, 50))
-    assert shifted == pytest.approx((100 + 40 * MM, 50 + 842 - 40 * MM,
-                                     100 + 60 * MM, 50 + 842 - 20 * MM))
+    assert shifted == pytest.approx(
+        (100 + 40 * MM, 50 + 842 - 40 * MM, 100 + 60 * MM, 50 + 842 - 20 * MM)
+    )
     # /Rotate 90: displayed top-left is user-space bottom-left; x runs up the page.
     assert placement_box(595, 842, spec, rotate=90) == pytest.approx(
-        (20 * MM, 40 * MM, 40 * MM, 60 * MM))
+        (20 * MM, 40 * MM, 40 * MM, 60 * MM)
+    )
     assert placement_box(595, 842, spec, rotate=180) == pytest.approx(
-        (595 - 60 * MM, 20 * MM, 595 - 40 * MM, 40 * MM))
+        (595 - 60 * MM, 20 * MM, 595 - 40 * MM, 40 * MM)
+    )
     assert placement_box(595, 842, spec, rotate=-90) == placement_box(595, 842, spec, rotate=270)
 
 
-@pytest.mark.parametrize("spec", [
-    PlacementSpec(1, 5, 100, 20), PlacementSpec(1, 100, 290, 20), PlacementSpec(1, 100, 100, 0),
-    PlacementSpec(1, float("nan"), 100, 20),
-])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        PlacementSpec(1, 5, 100, 20),
+        PlacementSpec(1, 100, 290, 20),
+        PlacementSpec(1, 100, 100, 0),
+        PlacementSpec(1, float("nan"), 100, 20),
+    ],
+)
 def test_r13_off_page_placement_is_refused(spec: PlacementSpec) -> None:
     with pytest.raises(PlacementError):
         placement_box(595, 842, spec)
@@ -206,22 +257,33 @@ def test_r13_off_page_placement_is_refused(spec: PlacementSpec) -> None:
 
 
 def _leftovers(directory: Path) -> list[str]:
-    return sorted(p.name for p in directory.iterdir() if p.name.startswith(".") or
-                  p.name == "out.pdf")
+    return sorted(
+        p.name for p in directory.iterdir() if p.name.startswith(".") or p.name == "out.pdf"
+    )
 
 
-@pytest.mark.parametrize("name", ["truncated__no_eof", "broken_xref__offsets",
-                                  "encrypted__rc4_aes", "not_pdf__text"])
+@pytest.mark.parametrize(
+    "name", ["truncated__no_eof", "broken_xref__offsets", "encrypted__rc4_aes", "not_pdf__text"]
+)
 def test_failed_sealing_of_bad_input_leaves_nothing_at_output(
-    tmp_path: Path, token_session: pkcs11.Session, seal_fixtures: SealFixtures, seal_png: bytes,
+    tmp_path: Path,
+    token_session: pkcs11.Session,
+    seal_fixtures: SealFixtures,
+    seal_png: bytes,
     name: str,
 ) -> None:
     src = _pdf(tmp_path, make_pdfs.malformed_corpus()[name])
     outdir = tmp_path / "out"
     outdir.mkdir()
     with pytest.raises(InputDocumentError):
-        _seal(token_session, seal_fixtures, src, outdir / "out.pdf", seal_png,
-              PlacementSpec(1, 100, 100, 40))
+        _seal(
+            token_session,
+            seal_fixtures,
+            src,
+            outdir / "out.pdf",
+            seal_png,
+            PlacementSpec(1, 100, 100, 40),
+        )
     assert _leftovers(outdir) == []
 
 
@@ -249,9 +311,16 @@ def test_token_failure_mid_signature_is_token_error_and_leaves_nothing(
     outdir = tmp_path / "out"
     outdir.mkdir()
     with pytest.raises(TokenSigningError) as err:
-        seal_pdf(_pdf(tmp_path, make_pdfs.valid_pdf()), outdir / "out.pdf", signer=signer,
-                 seal_png=seal_png, placement=PlacementSpec(1, 100, 100, 40), reason="r",
-                 location="l", field_name="Seal1")
+        seal_pdf(
+            _pdf(tmp_path, make_pdfs.valid_pdf()),
+            outdir / "out.pdf",
+            signer=signer,
+            seal_png=seal_png,
+            placement=PlacementSpec(1, 100, 100, 40),
+            reason="r",
+            location="l",
+            field_name="Seal1",
+        )
     assert err.value.reason == "token_error"
     assert seal.user_pin not in str(err.value)
     assert _leftovers(outdir) == []
@@ -270,10 +339,24 @@ def test_second_seal_keeps_first_valid(
 ) -> None:
     once = tmp_path / "once.pdf"
     twice = tmp_path / "twice.pdf"
-    _seal(token_session, seal_fixtures, _pdf(tmp_path, make_pdfs.valid_pdf()), once, seal_png,
-          PlacementSpec(1, 60, 100, 40), field="Seal1")
-    _seal(token_session, seal_fixtures, once, twice, seal_png, PlacementSpec(1, 150, 100, 40),
-          field="Seal2")
+    _seal(
+        token_session,
+        seal_fixtures,
+        _pdf(tmp_path, make_pdfs.valid_pdf()),
+        once,
+        seal_png,
+        PlacementSpec(1, 60, 100, 40),
+        field="Seal1",
+    )
+    _seal(
+        token_session,
+        seal_fixtures,
+        once,
+        twice,
+        seal_png,
+        PlacementSpec(1, 150, 100, 40),
+        field="Seal2",
+    )
     checks = verify_pdf(twice, _roots(seal_fixtures))
     assert [c.field_name for c in checks] == ["Seal1", "Seal2"]
     assert all(c.intact and c.valid and c.trusted for c in checks)

@@ -5,6 +5,7 @@ SHA-256 must be on the allow-list."""
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 import grpc
 from cryptography import x509
@@ -15,15 +16,15 @@ from seald.domain.errors import Unauthenticated
 from seald.domain.model import Principal
 
 
-def peer_certificate_der(context: grpc.aio.ServicerContext) -> bytes | None:
+def peer_certificate_der(context: grpc.aio.ServicerContext[Any, Any]) -> bytes | None:
     auth = context.auth_context()
-    pems = auth.get("x509_pem_cert")
+    pems = list(auth.get("x509_pem_cert") or ())
     if not pems:
         return None
     return x509.load_pem_x509_certificate(pems[0]).public_bytes(Encoding.DER)
 
 
-def authenticate(config: Config, context: grpc.aio.ServicerContext) -> tuple[Principal, str]:
+def authenticate(config: Config, context: grpc.aio.ServicerContext[Any, Any]) -> tuple[Principal, str]:
     der = peer_certificate_der(context)
     if der is None:
         raise Unauthenticated(

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
-from sealapi.v1 import common_pb2, requests_pb2, seals_pb2, tokens_pb2
 
+from sealapi.v1 import common_pb2, requests_pb2, seals_pb2, tokens_pb2
 from seald.config import SealConfig
 from seald.domain.model import Placement, RequestState, Role, SealRequest, SealStatus, SealType
 from seald.tokens.manager import TokenState
@@ -115,8 +115,9 @@ def request_to_pb(request: SealRequest) -> requests_pb2.SealRequest:
         host=request.host,
         outcome_unknown=request.outcome_unknown,
     )
-    if request.signed_at is not None:
-        pb.signed_at.CopyFrom(timestamp(request.signed_at))
+    signed_at = timestamp(request.signed_at)
+    if signed_at is not None:
+        pb.signed_at.CopyFrom(signed_at)
     return pb
 
 

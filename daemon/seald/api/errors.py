@@ -27,6 +27,7 @@ STATUS_FOR_ERROR: dict[type[SealError], grpc.StatusCode] = {
     ServiceUnavailable: grpc.StatusCode.UNAVAILABLE,
 }
 
+
 class Unimplemented(SealError):
     default_reason = "unimplemented"
 
@@ -39,5 +40,5 @@ REASON_METADATA_KEY = "seal-error-reason"
 def status_for(error: SealError) -> grpc.StatusCode:
     for cls in type(error).__mro__:
         if cls in STATUS_FOR_ERROR:
-            return STATUS_FOR_ERROR[cls]  # type: ignore[index]
+            return STATUS_FOR_ERROR[cls]
     return grpc.StatusCode.INTERNAL

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
+
 from sealapi.v1 import (
     audit_pb2,
     audit_pb2_grpc,
@@ -31,11 +32,11 @@ from sealapi.v1 import (
     verify_pb2,
     verify_pb2_grpc,
 )
-
 from seald.api import convert
 from seald.api.auth import authenticate
 from seald.api.errors import REASON_METADATA_KEY, Unimplemented, status_for
-from seald.domain.audit import AuditEvent
+from seald.domain import lifecycle
+from seald.domain.audit import AuditEvent, canonical_details_json
 from seald.domain.errors import (
     InvalidInput,
     LimitExceeded,
@@ -47,6 +48,9 @@ from seald.domain.errors import (
 from seald.domain.model import Principal, Role
 from seald.logs import get_logger
 from seald.service import SealService, UploadedDocument
+from seald.signing.errors import SigningError
+from seald.signing.verify import verify_pdf
+from seald.store.ledger import verify_ledger
 from seald.tokens.manager import TokenState
 
 log = get_logger("seald.api")
@@ -98,18 +102,20 @@ def _log_call(method: str, info: CallInfo, code: grpc.StatusCode, reason: str, s
     )
 
 
-async def _abort(context: grpc.aio.ServicerContext, code: grpc.StatusCode, message: str, reason: str) -> None:
+async def _abort(
+    context: grpc.aio.ServicerContext[Any, Any], code: grpc.StatusCode, message: str, reason: str
+) -> None:
     context.set_trailing_metadata(((REASON_METADATA_KEY, reason),))
     await context.abort(code, message)
 
 
 def rpc(
-    method: Callable[[Any, Principal, CallInfo, Any, grpc.aio.ServicerContext], Awaitable[Any]],
-) -> Callable[[Any, Any, grpc.aio.ServicerContext], Awaitable[Any]]:
+    method: Callable[[Any, Principal, CallInfo, Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]],
+) -> Callable[[Any, Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]:
     name = method.__name__
 
     @functools.wraps(method)
-    async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         started = time.perf_counter()
         info = CallInfo()
         error: SealError | None = None
@@ -125,8 +131,7 @@ def rpc(
             await _abort(
                 context,
                 grpc.StatusCode.INTERNAL,
-                f"internal error in {name}; nothing was changed. The operator can find it in the "
-                "seald log",
+                f"internal error in {name}; nothing was changed. The operator can find it in the seald log",
                 "internal",
             )
             raise AssertionError("unreachable") from None
@@ -142,12 +147,14 @@ def rpc(
 
 
 def stream_rpc(
-    method: Callable[[Any, Principal, CallInfo, Any, grpc.aio.ServicerContext], AsyncIterator[Any]],
-) -> Callable[[Any, Any, grpc.aio.ServicerContext], AsyncIterator[Any]]:
+    method: Callable[[Any, Principal, CallInfo, Any, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[Any]],
+) -> Callable[[Any, Any, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[Any]]:
     name = method.__name__
 
     @functools.wraps(method)
-    async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+    async def wrapper(
+        self: Any, request: Any, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[Any]:
         started = time.perf_counter()
         info = CallInfo()
         error: SealError | None = None
@@ -191,7 +198,7 @@ class SealRequestServicer(requests_pb2_grpc.SealRequestServiceServicer):
         principal: Principal,
         info: CallInfo,
         request_iterator: AsyncIterator[requests_pb2.SubmitRequestMessage],
-        context: grpc.aio.ServicerContext,
+        context: grpc.aio.ServicerContext[Any, Any],
     ) -> requests_pb2.SealRequest:
         limits = self.service.config.requests
         upload_dir = self.service.new_upload_dir()
@@ -238,8 +245,7 @@ class SealRequestServicer(requests_pb2_grpc.SealRequestServiceServicer):
                     self.service.seal(header.seal_id)
                     if not principal.has(Role.REQUESTER, header.seal_id):
                         raise PermissionDenied(
-                            f"{principal.name} is not a designated requester for seal "
-                            f"{header.seal_id} (R04)",
+                            f"{principal.name} is not a designated requester for seal {header.seal_id} (R04)",
                             reason="not_a_requester",
                         )
                     continue
@@ -272,7 +278,8 @@ class SealRequestServicer(requests_pb2_grpc.SealRequestServiceServicer):
                 if kind == "chunk":
                     if current is None:
                         raise InvalidInput(
-                            "document data arrived before a document_start", reason="missing_document_start"
+                            "document data arrived before a document_start",
+                            reason="missing_document_start",
                         )
                     current["size"] += len(message.chunk)
                     if current["size"] > current["start"].size:
@@ -307,33 +314,43 @@ class SealRequestServicer(requests_pb2_grpc.SealRequestServiceServicer):
 
     @rpc
     async def GetRequest(
-        self, principal: Principal, info: CallInfo, request: requests_pb2.GetRequestRequest,
-        context: grpc.aio.ServicerContext,
+        self,
+        principal: Principal,
+        info: CallInfo,
+        request: requests_pb2.GetRequestRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
     ) -> requests_pb2.SealRequest:
         info.request_id = request.request_id
         return convert.request_to_pb(await self.service.get(principal, request.request_id))
 
     @rpc
     async def ListRequests(
-        self, principal: Principal, info: CallInfo, request: requests_pb2.ListRequestsRequest,
-        context: grpc.aio.ServicerContext,
+        self,
+        principal: Principal,
+        info: CallInfo,
+        request: requests_pb2.ListRequestsRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
     ) -> requests_pb2.ListRequestsResponse:
-        from seald.domain import lifecycle
 
         page_size = min(request.page_size or 100, 1000)
         after = None
         if request.page_token:
             created, _, rid = request.page_token.partition("|")
             if not rid:
-                raise InvalidInput("bad page_token; pass the next_page_token you got", reason="bad_page_token")
+                raise InvalidInput(
+                    "bad page_token; pass the next_page_token you got", reason="bad_page_token"
+                )
             after = (created, rid)
         states = [convert.PB_TO_STATE[s] for s in request.states if s in convert.PB_TO_STATE]
         found: list[Any] = []
         last = after
         while len(found) < page_size:
             batch = await self.service.store.list_requests(
-                states=states, seal_id=request.seal_id, requester=request.requester,
-                after=last, limit=page_size,
+                states=states,
+                seal_id=request.seal_id,
+                requester=request.requester,
+                after=last,
+                limit=page_size,
             )
             if not batch:
                 last = None
@@ -354,10 +371,12 @@ class SealRequestServicer(requests_pb2_grpc.SealRequestServiceServicer):
 
     @stream_rpc
     async def WatchRequests(
-        self, principal: Principal, info: CallInfo, request: requests_pb2.WatchRequestsRequest,
-        context: grpc.aio.ServicerContext,
+        self,
+        principal: Principal,
+        info: CallInfo,
+        request: requests_pb2.WatchRequestsRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
     ) -> AsyncIterator[requests_pb2.RequestEvent]:
-        from seald.domain import lifecycle
 
         def wanted(item: Any) -> bool:
             return (
@@ -381,8 +400,11 @@ class SealRequestServicer(requests_pb2_grpc.SealRequestServiceServicer):
 
     @rpc
     async def ApproveRequest(
-        self, principal: Principal, info: CallInfo, request: requests_pb2.ApproveRequestRequest,
-        context: grpc.aio.ServicerContext,
+        self,
+        principal: Principal,
+        info: CallInfo,
+        request: requests_pb2.ApproveRequestRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
     ) -> requests_pb2.SealRequest:
         info.request_id = request.request_id
         result = await self.service.approve(
@@ -398,16 +420,22 @@ class SealRequestServicer(requests_pb2_grpc.SealRequestServiceServicer):
 
     @rpc
     async def WithdrawApproval(
-        self, principal: Principal, info: CallInfo, request: requests_pb2.WithdrawApprovalRequest,
-        context: grpc.aio.ServicerContext,
+        self,
+        principal: Principal,
+        info: CallInfo,
+        request: requests_pb2.WithdrawApprovalRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
     ) -> requests_pb2.SealRequest:
         info.request_id = request.request_id
         return convert.request_to_pb(await self.service.withdraw(principal, request.request_id))
 
     @rpc
     async def RejectRequest(
-        self, principal: Principal, info: CallInfo, request: requests_pb2.RejectRequestRequest,
-        context: grpc.aio.ServicerContext,
+        self,
+        principal: Principal,
+        info: CallInfo,
+        request: requests_pb2.RejectRequestRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
     ) -> requests_pb2.SealRequest:
         info.request_id = request.request_id
         return convert.request_to_pb(
@@ -416,8 +444,11 @@ class SealRequestServicer(requests_pb2_grpc.SealRequestServiceServicer):
 
     @rpc
     async def CancelRequest(
-        self, principal: Principal, info: CallInfo, request: requests_pb2.CancelRequestRequest,
-        context: grpc.aio.ServicerContext,
+        self,
+        principal: Principal,
+        info: CallInfo,
+        request: requests_pb2.CancelRequestRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
     ) -> requests_pb2.SealRequest:
         info.request_id = request.request_id
         return convert.request_to_pb(
@@ -426,8 +457,11 @@ class SealRequestServicer(requests_pb2_grpc.SealRequestServiceServicer):
 
     @stream_rpc
     async def DownloadDocument(
-        self, principal: Principal, info: CallInfo, request: requests_pb2.DownloadDocumentRequest,
-        context: grpc.aio.ServicerContext,
+        self,
+        principal: Principal,
+        info: CallInfo,
+        request: requests_pb2.DownloadDocumentRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
     ) -> AsyncIterator[requests_pb2.DocumentChunk]:
         info.request_id = request.request_id
         sealed = request.variant != requests_pb2.DOCUMENT_VARIANT_ORIGINAL
@@ -437,8 +471,12 @@ class SealRequestServicer(requests_pb2_grpc.SealRequestServiceServicer):
         info.seal_id = req.seal_id
         size, sha = (doc.sealed_size, doc.sealed_sha256) if sealed else (doc.size, doc.sha256)
         first = requests_pb2.DocumentInfo(
-            index=doc.index, name=doc.name, size=size, sha256=sha,
-            sealed_sha256=doc.sealed_sha256, sealed_size=doc.sealed_size,
+            index=doc.index,
+            name=doc.name,
+            size=size,
+            sha256=sha,
+            sealed_sha256=doc.sealed_sha256,
+            sealed_size=doc.sealed_size,
         )
         loop = asyncio.get_running_loop()
         with path.open("rb") as f:
@@ -450,9 +488,12 @@ class SealRequestServicer(requests_pb2_grpc.SealRequestServiceServicer):
                     break
                 yield requests_pb2.DocumentChunk(data=chunk)
 
-    @rpc
-    async def PreviewRequest(self, principal: Principal, info: CallInfo, request: Any, context: Any) -> Any:
+    @stream_rpc
+    async def PreviewRequest(
+        self, principal: Principal, info: CallInfo, request: Any, context: Any
+    ) -> AsyncIterator[Any]:
         raise _unimplemented("PreviewRequest")
+        yield  # an async generator, like the RPC it answers
 
     @rpc
     async def GetEvidence(self, principal: Principal, info: CallInfo, request: Any, context: Any) -> Any:
@@ -477,8 +518,11 @@ class TokenServicer(tokens_pb2_grpc.TokenServiceServicer):
 
     @rpc
     async def GetTokenStatus(
-        self, principal: Principal, info: CallInfo, request: tokens_pb2.GetTokenStatusRequest,
-        context: grpc.aio.ServicerContext,
+        self,
+        principal: Principal,
+        info: CallInfo,
+        request: tokens_pb2.GetTokenStatusRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
     ) -> tokens_pb2.GetTokenStatusResponse:
         seal_ids = self._visible(principal, request.seal_id)
         await self.service.tokens.refresh()
@@ -488,8 +532,11 @@ class TokenServicer(tokens_pb2_grpc.TokenServiceServicer):
 
     @stream_rpc
     async def WatchTokens(
-        self, principal: Principal, info: CallInfo, request: tokens_pb2.WatchTokensRequest,
-        context: grpc.aio.ServicerContext,
+        self,
+        principal: Principal,
+        info: CallInfo,
+        request: tokens_pb2.WatchTokensRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
     ) -> AsyncIterator[tokens_pb2.TokenStatus]:
         seal_ids = set(self._visible(principal, request.seal_id))
         async with self.service.token_events.subscribe() as queue:
@@ -502,8 +549,11 @@ class TokenServicer(tokens_pb2_grpc.TokenServiceServicer):
 
     @rpc
     async def UnlockToken(
-        self, principal: Principal, info: CallInfo, request: tokens_pb2.UnlockTokenRequest,
-        context: grpc.aio.ServicerContext,
+        self,
+        principal: Principal,
+        info: CallInfo,
+        request: tokens_pb2.UnlockTokenRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
     ) -> tokens_pb2.TokenStatus:
         info.seal_id = request.seal_id
         state = await self.service.unlock(principal, request.seal_id, request.pin)
@@ -511,8 +561,11 @@ class TokenServicer(tokens_pb2_grpc.TokenServiceServicer):
 
     @rpc
     async def LockToken(
-        self, principal: Principal, info: CallInfo, request: tokens_pb2.LockTokenRequest,
-        context: grpc.aio.ServicerContext,
+        self,
+        principal: Principal,
+        info: CallInfo,
+        request: tokens_pb2.LockTokenRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
     ) -> tokens_pb2.TokenStatus:
         info.seal_id = request.seal_id
         return self._status(await self.service.lock(principal, request.seal_id))
@@ -536,8 +589,11 @@ class SealRegistryServicer(seals_pb2_grpc.SealRegistryServiceServicer):
 
     @rpc
     async def ListSeals(
-        self, principal: Principal, info: CallInfo, request: seals_pb2.ListSealsRequest,
-        context: grpc.aio.ServicerContext,
+        self,
+        principal: Principal,
+        info: CallInfo,
+        request: seals_pb2.ListSealsRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
     ) -> seals_pb2.ListSealsResponse:
         return seals_pb2.ListSealsResponse(
             seals=[self._seal_pb(s) for s in sorted(self.service.config.seals) if s in principal.seal_ids]
@@ -545,8 +601,11 @@ class SealRegistryServicer(seals_pb2_grpc.SealRegistryServiceServicer):
 
     @rpc
     async def GetSeal(
-        self, principal: Principal, info: CallInfo, request: seals_pb2.GetSealRequest,
-        context: grpc.aio.ServicerContext,
+        self,
+        principal: Principal,
+        info: CallInfo,
+        request: seals_pb2.GetSealRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
     ) -> seals_pb2.Seal:
         info.seal_id = request.seal_id
         self.service.seal(request.seal_id)
@@ -556,13 +615,62 @@ class SealRegistryServicer(seals_pb2_grpc.SealRegistryServiceServicer):
 
     @rpc
     async def RenderSealImage(
-        self, principal: Principal, info: CallInfo, request: seals_pb2.RenderSealImageRequest,
-        context: grpc.aio.ServicerContext,
+        self,
+        principal: Principal,
+        info: CallInfo,
+        request: seals_pb2.RenderSealImageRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
     ) -> seals_pb2.RenderSealImageResponse:
         self.service.seal(request.seal_id)
         loop = asyncio.get_running_loop()
         png = await loop.run_in_executor(None, self.service.seal_image, request.seal_id)
         return seals_pb2.RenderSealImageResponse(png=png)
+
+    @rpc
+    async def CreateSealKey(self, principal: Principal, info: CallInfo, request: Any, context: Any) -> Any:
+        raise _unimplemented("CreateSealKey")
+
+    @rpc
+    async def ImportSealCertificate(
+        self, principal: Principal, info: CallInfo, request: Any, context: Any
+    ) -> Any:
+        raise _unimplemented("ImportSealCertificate")
+
+    @rpc
+    async def ChangeSeal(self, principal: Principal, info: CallInfo, request: Any, context: Any) -> Any:
+        raise _unimplemented("ChangeSeal")
+
+    @rpc
+    async def SuspendSeal(self, principal: Principal, info: CallInfo, request: Any, context: Any) -> Any:
+        raise _unimplemented("SuspendSeal")
+
+    @rpc
+    async def ResumeSeal(self, principal: Principal, info: CallInfo, request: Any, context: Any) -> Any:
+        raise _unimplemented("ResumeSeal")
+
+    @rpc
+    async def ReportSealLost(self, principal: Principal, info: CallInfo, request: Any, context: Any) -> Any:
+        raise _unimplemented("ReportSealLost")
+
+    @rpc
+    async def DestroySeal(self, principal: Principal, info: CallInfo, request: Any, context: Any) -> Any:
+        raise _unimplemented("DestroySeal")
+
+    @rpc
+    async def GetCustody(self, principal: Principal, info: CallInfo, request: Any, context: Any) -> Any:
+        raise _unimplemented("GetCustody")
+
+    @rpc
+    async def ProposeCustodyChange(
+        self, principal: Principal, info: CallInfo, request: Any, context: Any
+    ) -> Any:
+        raise _unimplemented("ProposeCustodyChange")
+
+    @rpc
+    async def ApproveCustodyChange(
+        self, principal: Principal, info: CallInfo, request: Any, context: Any
+    ) -> Any:
+        raise _unimplemented("ApproveCustodyChange")
 
 
 class VerifyServicer(verify_pb2_grpc.VerifyServiceServicer):
@@ -571,12 +679,12 @@ class VerifyServicer(verify_pb2_grpc.VerifyServiceServicer):
 
     @rpc
     async def VerifyDocument(
-        self, principal: Principal, info: CallInfo,
+        self,
+        principal: Principal,
+        info: CallInfo,
         request_iterator: AsyncIterator[verify_pb2.VerifyDocumentChunk],
-        context: grpc.aio.ServicerContext,
+        context: grpc.aio.ServicerContext[Any, Any],
     ) -> verify_pb2.VerifyReport:
-        from seald.signing.errors import SigningError
-        from seald.signing.verify import verify_pdf
 
         limit = self.service.config.requests.max_document_bytes
         with tempfile.TemporaryDirectory(dir=self.service.store.incoming_dir) as tmp:
@@ -631,12 +739,17 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
     @staticmethod
     def _require_auditor(principal: Principal) -> None:
         if not principal.roles & {Role.AUDITOR, Role.ADMIN}:
-            raise PermissionDenied("only auditors and admins may read the audit trail", reason="not_an_auditor")
+            raise PermissionDenied(
+                "only auditors and admins may read the audit trail", reason="not_an_auditor"
+            )
 
     @stream_rpc
     async def QueryAuditRecords(
-        self, principal: Principal, info: CallInfo, request: audit_pb2.QueryAuditRecordsRequest,
-        context: grpc.aio.ServicerContext,
+        self,
+        principal: Principal,
+        info: CallInfo,
+        request: audit_pb2.QueryAuditRecordsRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
     ) -> AsyncIterator[audit_pb2.AuditRecord]:
         self._require_auditor(principal)
         filters: dict[str, Any] = {
@@ -653,19 +766,30 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
         records = await self.service.store.call(lambda: list(self.service.store.iter_audit_sync(**filters)))
         for r in records:
             yield audit_pb2.AuditRecord(
-                sequence=r.sequence, host=r.host, principal=r.principal, role=r.role,
-                event=r.event, seal_id=r.seal_id, request_id=r.request_id,
-                document_name=r.document_name, document_sha256=r.document_sha256,
-                reason=r.reason, outcome=r.outcome, details_json=r.details_json,
-                previous_hash=r.previous_hash, record_hash=r.record_hash,
+                sequence=r.sequence,
+                host=r.host,
+                principal=r.principal,
+                role=r.role,
+                event=r.event,
+                seal_id=r.seal_id,
+                request_id=r.request_id,
+                document_name=r.document_name,
+                document_sha256=r.document_sha256,
+                reason=r.reason,
+                outcome=r.outcome,
+                details_json=canonical_details_json(r.details),
+                previous_hash=r.previous_hash,
+                record_hash=r.record_hash,
             )
 
     @rpc
     async def VerifyAuditChain(
-        self, principal: Principal, info: CallInfo, request: audit_pb2.VerifyAuditChainRequest,
-        context: grpc.aio.ServicerContext,
+        self,
+        principal: Principal,
+        info: CallInfo,
+        request: audit_pb2.VerifyAuditChainRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
     ) -> audit_pb2.VerifyAuditChainResponse:
-        from seald.store.ledger import verify_ledger
 
         self._require_auditor(principal)
         result = await self.service.store.call(lambda: verify_ledger(self.service.store._connection()))
@@ -676,3 +800,18 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
             problem=result.problem,
             head_hash=result.head_hash,
         )
+
+    @rpc
+    async def CreateCheckpoint(self, principal: Principal, info: CallInfo, request: Any, context: Any) -> Any:
+        raise _unimplemented("CreateCheckpoint")
+
+    @stream_rpc
+    async def GetUsageReport(
+        self, principal: Principal, info: CallInfo, request: Any, context: Any
+    ) -> AsyncIterator[Any]:
+        raise _unimplemented("GetUsageReport")
+        yield  # an async generator, like the RPC it answers
+
+    @rpc
+    async def CreateBackup(self, principal: Principal, info: CallInfo, request: Any, context: Any) -> Any:
+        raise _unimplemented("CreateBackup")

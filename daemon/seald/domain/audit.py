@@ -129,8 +129,9 @@ class AuditEvent:
                 )
             _check_encodable(name, value)
         if not self.event:
-            raise InvalidAuditEvent("audit event name is empty; name what happened, e.g. "
-                                    "'seal.signed'")
+            raise InvalidAuditEvent(
+                "audit event name is empty; name what happened, e.g. 'seal.signed'"
+            )
         if self.document_sha256 and not _SHA256_HEX.fullmatch(self.document_sha256):
             raise InvalidAuditEvent(
                 "audit document_sha256 must be 64 lowercase hex digits (or empty when "
@@ -176,8 +177,9 @@ class AuditRecord:
             details=self.details,
         )
 
-    def as_row(self) -> tuple[int, str, str, str, str, str, str, str, str, str, str, str, str,
-                              str, str]:
+    def as_row(
+        self,
+    ) -> tuple[int, str, str, str, str, str, str, str, str, str, str, str, str, str, str]:
         """The record as a row in RECORD_COLUMNS order (what the store writes)."""
         return (
             self.sequence,
@@ -245,14 +247,12 @@ def canonical_record_bytes(
         "details": canonical_details_json(event.details),
         "previous_hash": previous_hash,
     }
-    return json.dumps(
-        document, sort_keys=True, separators=(",", ":"), ensure_ascii=False
-    ).encode("utf-8")
+    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode(
+        "utf-8"
+    )
 
 
-def record_hash(
-    sequence: int, time: str, host: str, event: AuditEvent, previous_hash: str
-) -> str:
+def record_hash(sequence: int, time: str, host: str, event: AuditEvent, previous_hash: str) -> str:
     """Hex SHA-256 of the canonical bytes."""
     return hashlib.sha256(
         canonical_record_bytes(sequence, time, host, event, previous_hash)
@@ -308,33 +308,70 @@ _encode_string = cast(Callable[[object], str], encode_basestring)
 _ROW_TEMPLATE: Final = (
     '{"details":%s,"document_name":%s,"document_sha256":%s,"event":%s,"host":%s,'
     '"outcome":%s,"previous_hash":%s,"principal":%s,"reason":%s,"request_id":%s,'
-    '"role":%s,"seal_id":%s,"sequence":%d,"time":%s,"version":' + _encode_string(FORMAT_VERSION)
+    '"role":%s,"seal_id":%s,"sequence":%d,"time":%s,"version":'
+    + _encode_string(FORMAT_VERSION)
     + "}"
 )
 
 
 def canonical_row_bytes(row: Sequence[object]) -> bytes:
     """Canonical bytes of a stored row (RECORD_COLUMNS order). TypeError on a non-text value."""
-    (sequence, time, host, event, principal, role, seal_id, request_id, document_name,
-     document_sha256, reason, outcome, details_json, previous_hash, _) = row
+    (
+        sequence,
+        time,
+        host,
+        event,
+        principal,
+        role,
+        seal_id,
+        request_id,
+        document_name,
+        document_sha256,
+        reason,
+        outcome,
+        details_json,
+        previous_hash,
+        _,
+    ) = row
     if type(sequence) is not int:
         raise TypeError("sequence is not an integer")
     enc = _encode_string
-    return (_ROW_TEMPLATE % (
-        enc(details_json), enc(document_name), enc(document_sha256), enc(event), enc(host),
-        enc(outcome), enc(previous_hash), enc(principal), enc(reason), enc(request_id),
-        enc(role), enc(seal_id), sequence, enc(time),
-    )).encode("utf-8")
+    return (
+        _ROW_TEMPLATE
+        % (
+            enc(details_json),
+            enc(document_name),
+            enc(document_sha256),
+            enc(event),
+            enc(host),
+            enc(outcome),
+            enc(previous_hash),
+            enc(principal),
+            enc(reason),
+            enc(request_id),
+            enc(role),
+            enc(seal_id),
+            sequence,
+            enc(time),
+        )
+    ).encode("utf-8")
 
 
 def _missing_records_problem(expected: int, found: int) -> str:
     if found > expected:
-        missing = f"record {expected}" if found == expected + 1 else (
-            f"records {expected} to {found - 1}")
-        return (f"{missing} missing: record {found} follows record {expected - 1} "
-                "(deleted, or sequence numbers edited)")
-    return (f"record {found} appears where record {expected} should be: the ledger's "
-            "records were reordered or sequence numbers edited")
+        missing = (
+            f"record {expected}"
+            if found == expected + 1
+            else (f"records {expected} to {found - 1}")
+        )
+        return (
+            f"{missing} missing: record {found} follows record {expected - 1} "
+            "(deleted, or sequence numbers edited)"
+        )
+    return (
+        f"record {found} appears where record {expected} should be: the ledger's "
+        "records were reordered or sequence numbers edited"
+    )
 
 
 def verify_rows(
@@ -360,37 +397,55 @@ def verify_rows(
         sequence = row[0]
         if sequence != expected_sequence:
             if type(sequence) is not int:
-                return failed(expected_sequence,
-                              f"record after {head_sequence} has a non-integer sequence")
+                return failed(
+                    expected_sequence, f"record after {head_sequence} has a non-integer sequence"
+                )
             bad = min(sequence, expected_sequence)
             return failed(bad, _missing_records_problem(expected_sequence, sequence))
         if row[13] != head_hash:
-            return failed(sequence, (
-                f"record {sequence} does not link to record {sequence - 1}: its previous_hash "
-                f"is not record {sequence - 1}'s hash (a record was inserted, deleted or "
-                f"reordered before it, or its previous_hash was edited)"))
+            return failed(
+                sequence,
+                (
+                    f"record {sequence} does not link to record {sequence - 1}: its previous_hash "
+                    f"is not record {sequence - 1}'s hash (a record was inserted, deleted or "
+                    f"reordered before it, or its previous_hash was edited)"
+                ),
+            )
         try:
             computed = sha256(canonical(row)).hexdigest()
         except (TypeError, ValueError):
-            return failed(sequence, (
-                f"record {sequence} has a field that is not text (it was edited outside "
-                "the appliance)"))
+            return failed(
+                sequence,
+                (
+                    f"record {sequence} has a field that is not text (it was edited outside "
+                    "the appliance)"
+                ),
+            )
         if computed != row[14]:
-            return failed(sequence, (
-                f"record {sequence} was modified: its content does not match its "
-                "record_hash"))
+            return failed(
+                sequence,
+                (f"record {sequence} was modified: its content does not match its record_hash"),
+            )
         if sequence == checkpoint_sequence and computed != checkpoint_hash:
-            return failed(sequence, (
-                f"record {sequence} differs from the checkpoint: the ledger was rewritten "
-                f"at or before record {sequence} and its hashes recomputed"))
+            return failed(
+                sequence,
+                (
+                    f"record {sequence} differs from the checkpoint: the ledger was rewritten "
+                    f"at or before record {sequence} and its hashes recomputed"
+                ),
+            )
         head_sequence = sequence
         head_hash = computed
         expected_sequence = sequence + 1
 
     if checkpoint_sequence > head_sequence:
-        return failed(head_sequence + 1, (
-            f"ledger ends at record {head_sequence} but the checkpoint names record "
-            f"{checkpoint_sequence}: records after {head_sequence} were removed (truncated)"))
+        return failed(
+            head_sequence + 1,
+            (
+                f"ledger ends at record {head_sequence} but the checkpoint names record "
+                f"{checkpoint_sequence}: records after {head_sequence} were removed (truncated)"
+            ),
+        )
     return ChainVerification(True, head_sequence, None, "", head_hash, head_sequence)
 
 

@@ -35,7 +35,7 @@ class DigestDocument:
 
 
 def _hundredths(value_mm: float) -> int:
-    return int(round(value_mm * 100))
+    return round(value_mm * 100)
 
 
 def canonical_approval_subject(
@@ -71,9 +71,9 @@ def canonical_approval_subject(
             for i, d in enumerate(documents)
         ],
     }
-    return json.dumps(
-        subject, sort_keys=True, separators=(",", ":"), ensure_ascii=False
-    ).encode("utf-8")
+    return json.dumps(subject, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode(
+        "utf-8"
+    )
 
 
 def digest_of(subject: bytes) -> str:

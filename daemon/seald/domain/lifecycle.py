@@ -94,7 +94,9 @@ def _require_text(field: str, value: str, *, limit: int = MAX_TEXT) -> None:
 
 def validate_placement(placement: Placement) -> None:
     if placement.page < 0:
-        raise InvalidInput("placement page must be >= 1, or 0 for the last page", reason="bad_placement")
+        raise InvalidInput(
+            "placement page must be >= 1, or 0 for the last page", reason="bad_placement"
+        )
     for name, value in (("x_mm", placement.x_mm), ("y_mm", placement.y_mm)):
         if not 0.0 <= value <= 2000.0:
             raise InvalidInput(
@@ -150,11 +152,15 @@ def submit(
     check_seal_usable(seal, category)
     validate_placement(placement)
     if not documents:
-        raise InvalidInput("the request has no document; attach at least one PDF", reason="no_documents")
+        raise InvalidInput(
+            "the request has no document; attach at least one PDF", reason="no_documents"
+        )
     for doc in documents:
         _require_text("document_name", doc.name, limit=MAX_NAME)
         if not SHA256_HEX.match(doc.sha256):
-            raise InvalidInput(f"document {doc.index} has no valid SHA-256", reason="bad_document_hash")
+            raise InvalidInput(
+                f"document {doc.index} has no valid SHA-256", reason="bad_document_hash"
+            )
     docs = tuple(documents)
     digest = compute_approval_digest(
         request_id=request_id,
@@ -201,12 +207,16 @@ def _require_open(request: SealRequest, action: str) -> None:
 
 
 def is_expired(request: SealRequest, now: datetime) -> bool:
-    return request.state in (RequestState.PENDING, RequestState.APPROVED) and now >= request.expires_at
+    return (
+        request.state in (RequestState.PENDING, RequestState.APPROVED) and now >= request.expires_at
+    )
 
 
 def expire(request: SealRequest, now: datetime) -> SealRequest:
     if not is_expired(request, now):
-        raise PreconditionFailed(f"request {request.request_id} has not expired", reason="not_expired")
+        raise PreconditionFailed(
+            f"request {request.request_id} has not expired", reason="not_expired"
+        )
     return replace(
         request,
         state=RequestState.EXPIRED,
@@ -279,7 +289,9 @@ def approve(
             reason="digest_mismatch",
         )
     if comment and len(comment) > MAX_TEXT:
-        raise InvalidInput(f"comment is longer than {MAX_TEXT} characters", reason="comment_too_long")
+        raise InvalidInput(
+            f"comment is longer than {MAX_TEXT} characters", reason="comment_too_long"
+        )
     if approver.name in {a.approver for a in request.approvals}:
         raise AlreadyDone(
             f"{approver.name} already approved request {request.request_id}; one person counts once",
@@ -329,7 +341,9 @@ def withdraw_approval(
     )
 
 
-def reject(request: SealRequest, *, approver: Principal, comment: str, now: datetime) -> SealRequest:
+def reject(
+    request: SealRequest, *, approver: Principal, comment: str, now: datetime
+) -> SealRequest:
     _require_eligible_approver(request, approver)
     _require_open(request, "rejected")
     _require_text("comment", comment)
@@ -341,7 +355,9 @@ def reject(request: SealRequest, *, approver: Principal, comment: str, now: date
     )
 
 
-def cancel(request: SealRequest, *, principal: Principal, now: datetime, comment: str = "") -> SealRequest:
+def cancel(
+    request: SealRequest, *, principal: Principal, now: datetime, comment: str = ""
+) -> SealRequest:
     if principal.name != request.requester:
         raise PermissionDenied(
             f"only the requester ({request.requester}) can cancel request {request.request_id}",
@@ -363,7 +379,8 @@ def begin_signing(
     """APPROVED -> SIGNING. The policy is checked again: approvals are used once, here."""
     if request.state is not RequestState.APPROVED:
         raise PreconditionFailed(
-            f"request {request.request_id} is {request.state.value}, not approved", reason="not_approved"
+            f"request {request.request_id} is {request.state.value}, not approved",
+            reason="not_approved",
         )
     _require_not_expired(request, now)
     check_seal_usable(seal, request.category)
@@ -377,7 +394,9 @@ def begin_signing(
     if missing:
         raise PreconditionFailed("; ".join(missing), reason="quorum_not_met")
     if any(a.approval_digest != request.approval_digest for a in request.approvals):
-        raise PreconditionFailed("an approval does not match this request", reason="digest_mismatch")
+        raise PreconditionFailed(
+            "an approval does not match this request", reason="digest_mismatch"
+        )
     return replace(
         request,
         state=RequestState.SIGNING,
@@ -393,7 +412,8 @@ def complete_signing(
     """SIGNING -> SIGNED with (sha256, size) of each sealed document, in order."""
     if request.state is not RequestState.SIGNING:
         raise PreconditionFailed(
-            f"request {request.request_id} is {request.state.value}, not signing", reason="not_signing"
+            f"request {request.request_id} is {request.state.value}, not signing",
+            reason="not_signing",
         )
     if len(sealed) != len(request.documents):
         raise PreconditionFailed("not every document was sealed", reason="incomplete_batch")
@@ -419,7 +439,8 @@ def interrupt_signing(request: SealRequest, *, why: str, now: datetime) -> SealR
     """
     if request.state is not RequestState.SIGNING:
         raise PreconditionFailed(
-            f"request {request.request_id} is {request.state.value}, not signing", reason="not_signing"
+            f"request {request.request_id} is {request.state.value}, not signing",
+            reason="not_signing",
         )
     return replace(request, state=RequestState.APPROVED, updated_at=now, state_reason=why)
 
@@ -428,7 +449,8 @@ def fail_signing(request: SealRequest, *, why: str, now: datetime) -> SealReques
     """SIGNING -> FAILED: the documents cannot be sealed (e.g. placement off the page)."""
     if request.state is not RequestState.SIGNING:
         raise PreconditionFailed(
-            f"request {request.request_id} is {request.state.value}, not signing", reason="not_signing"
+            f"request {request.request_id} is {request.state.value}, not signing",
+            reason="not_signing",
         )
     return replace(request, state=RequestState.FAILED, updated_at=now, state_reason=why)
 

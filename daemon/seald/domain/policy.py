@@ -43,7 +43,9 @@ class ApprovalPolicy:
 
     def __post_init__(self) -> None:
         if not self.rules:
-            raise ConfigError("an approval policy needs at least one rule; an empty one never passes")
+            raise ConfigError(
+                "an approval policy needs at least one rule; an empty one never passes"
+            )
 
     def unmet(self, requester: str, approvals: Sequence[Approval]) -> list[str]:
         missing = [rule.unmet(requester, approvals) for rule in self.rules]

@@ -9,7 +9,19 @@ from .seal_image import SealImageSpec, render_seal_png
 from .verify import SignatureCheck, verify_pdf
 
 __all__ = [
-    "InputDocumentError", "PdfFacts", "PlacementSpec", "SealImageError", "SealImageSpec",
-    "SealResult", "SignatureCheck", "SigningError", "TokenSigningError", "check_input_pdf",
-    "placement_box", "render_seal_png", "seal_pdf", "token_signer", "verify_pdf",
+    "InputDocumentError",
+    "PdfFacts",
+    "PlacementSpec",
+    "SealImageError",
+    "SealImageSpec",
+    "SealResult",
+    "SignatureCheck",
+    "SigningError",
+    "TokenSigningError",
+    "check_input_pdf",
+    "placement_box",
+    "render_seal_png",
+    "seal_pdf",
+    "token_signer",
+    "verify_pdf",
 ]

@@ -91,7 +91,7 @@ def _check_envelope(data: bytes) -> str:
     if header is None:
         raise InputDocumentError(
             "not_pdf",
-            "the document is not a PDF (it does not start with %PDF-); convert it to PDF first"
+            "the document is not a PDF (it does not start with %PDF-); convert it to PDF first",
         )
     if b"%%EOF" not in data[-_TRAILER_WINDOW:]:
         raise InputDocumentError(
@@ -110,8 +110,7 @@ def _parse_and_inspect(data: bytes, version: str) -> PdfFacts:
     if reader.encrypt_dict is not None:
         raise InputDocumentError(
             "encrypted",
-            "the PDF is encrypted or password-protected; remove the protection and submit it "
-            "again",
+            "the PDF is encrypted or password-protected; remove the protection and submit it again",
         )
     root = reader.root
     page_count = count_pages(root["/Pages"])

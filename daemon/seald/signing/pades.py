@@ -72,8 +72,9 @@ def token_signer(
     """
     try:
         chain = [x509.Certificate.load(der) for der in ca_chain_der]
-        signer = PKCS11Signer(session, cert_label=cert_label, key_label=key_label,
-                              ca_chain=chain or None)
+        signer = PKCS11Signer(
+            session, cert_label=cert_label, key_label=key_label, ca_chain=chain or None
+        )
         if signer.signing_cert is None:
             raise TokenSigningError(
                 "certificate_not_found",
@@ -110,8 +111,15 @@ def seal_pdf(
     page_ix, box = _page_and_box(writer, placement)
     rotate = page_geometry(writer, page_ix).rotate
     pdf_signer = _pdf_signer(
-        signer, seal_png, page_ix, box, reason=reason, location=location,
-        field_name=field_name, signer_name=signer_name, rotate=rotate,
+        signer,
+        seal_png,
+        page_ix,
+        box,
+        reason=reason,
+        location=location,
+        field_name=field_name,
+        signer_name=signer_name,
+        rotate=rotate,
     )
     with _atomic_output(output_path) as out:
         with _translate_signing_errors(field_name):
@@ -179,8 +187,13 @@ def _page_and_box(
         raise InputDocumentError(
             "malformed", f"the PDF's page tree cannot be read ({type(ex).__name__}); re-save it"
         ) from ex
-    box = placement_box(geometry.width_pt, geometry.height_pt, placement,
-                        origin_pt=geometry.origin_pt, rotate=geometry.rotate)
+    box = placement_box(
+        geometry.width_pt,
+        geometry.height_pt,
+        placement,
+        origin_pt=geometry.origin_pt,
+        rotate=geometry.rotate,
+    )
     return page_ix, box
 
 
@@ -194,8 +207,9 @@ def seal_stamp_style(seal_png: bytes, rotate: int = 0) -> StaticStampStyle:
         image: Image.Image = Image.open(io.BytesIO(seal_png))
         image.load()
     except Exception as ex:
-        raise SigningError("bad_seal_image", "the seal image is not a readable PNG; re-render it"
-                           ) from ex
+        raise SigningError(
+            "bad_seal_image", "the seal image is not a readable PNG; re-render it"
+        ) from ex
     if rotate:
         image = image.rotate(rotate, expand=True)  # PIL turns counter-clockwise
     return StaticStampStyle(
@@ -212,8 +226,16 @@ def seal_stamp_style(seal_png: bytes, rotate: int = 0) -> StaticStampStyle:
 
 
 def _pdf_signer(
-    signer: Signer, seal_png: bytes, page_ix: int, box: tuple[float, float, float, float], *,
-    reason: str, location: str, field_name: str, signer_name: str, rotate: int,
+    signer: Signer,
+    seal_png: bytes,
+    page_ix: int,
+    box: tuple[float, float, float, float],
+    *,
+    reason: str,
+    location: str,
+    field_name: str,
+    signer_name: str,
+    rotate: int,
 ) -> signers.PdfSigner:
     meta = signers.PdfSignatureMetadata(
         field_name=field_name,
@@ -227,8 +249,9 @@ def _pdf_signer(
     # points would move the seal by up to 0.35 mm.
     exact_box = cast("tuple[int, int, int, int]", tuple(round(v, 3) for v in box))
     spec = fields.SigFieldSpec(sig_field_name=field_name, on_page=page_ix, box=exact_box)
-    return signers.PdfSigner(meta, signer, stamp_style=seal_stamp_style(seal_png, rotate),
-                             new_field_spec=spec)
+    return signers.PdfSigner(
+        meta, signer, stamp_style=seal_stamp_style(seal_png, rotate), new_field_spec=spec
+    )
 
 
 @contextlib.contextmanager
@@ -254,8 +277,7 @@ def translate_signing_exception(ex: BaseException, field_name: str) -> SigningEr
     if "already" in text and ("filled" in text or "signed" in text or "exists" in text):
         return SigningError(
             "field_exists",
-            f"the document already has a signed field named {field_name!r}; use another "
-            "field name",
+            f"the document already has a signed field named {field_name!r}; use another field name",
         )
     if isinstance(ex, misc.PdfError):
         return InputDocumentError(
@@ -301,8 +323,9 @@ def _fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-def _result(out: BinaryIO, field_name: str, page_ix: int,
-            box: tuple[float, float, float, float]) -> SealResult:
+def _result(
+    out: BinaryIO, field_name: str, page_ix: int, box: tuple[float, float, float, float]
+) -> SealResult:
     out.flush()
     out.seek(0)
     digest = hashlib.sha256()
@@ -310,5 +333,6 @@ def _result(out: BinaryIO, field_name: str, page_ix: int,
     for chunk in iter(lambda: out.read(1 << 20), b""):
         digest.update(chunk)
         size += len(chunk)
-    return SealResult(sha256=digest.hexdigest(), size=size, field_name=field_name,
-                      page=page_ix + 1, box_pt=box)
+    return SealResult(
+        sha256=digest.hexdigest(), size=size, field_name=field_name, page=page_ix + 1, box_pt=box
+    )

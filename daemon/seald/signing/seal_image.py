@@ -61,8 +61,9 @@ def render_seal_png(spec: SealImageSpec, size_mm: float, dpi: int = 300) -> byte
         _check_round_spec(spec)
         mask = _round_seal_mask(spec, side_px * _SUPERSAMPLE, font)
     elif spec.seal_type in SQUARE_SEAL_TYPES:
-        mask = _square_seal_mask(square_seal_characters(spec.holder_name), side_px * _SUPERSAMPLE,
-                                 font)
+        mask = _square_seal_mask(
+            square_seal_characters(spec.holder_name), side_px * _SUPERSAMPLE, font
+        )
     else:
         raise SealImageError(
             "unknown_seal_type",
@@ -99,7 +100,10 @@ def _fc_match_cjk() -> CjkFont | None:
         try:
             out = subprocess.run(
                 [fc_match, "-f", "%{file}|%{index}|%{family}", query],
-                capture_output=True, text=True, timeout=10, check=True,
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=True,
             ).stdout
         except (OSError, subprocess.SubprocessError):
             return None
@@ -163,20 +167,21 @@ def _load_font(font: CjkFont, size_px: int) -> ImageFont.FreeTypeFont:
         ) from ex
 
 
-def _glyph_mask(char: str, font: ImageFont.FreeTypeFont, width: int, height: int,
-                em_width: float = 1.0) -> Image.Image:
+def _glyph_mask(
+    char: str, font: ImageFont.FreeTypeFont, width: int, height: int, em_width: float = 1.0
+) -> Image.Image:
     """One glyph drawn centred in its em box (``em_width`` x 1 em) and scaled to
     width x height. Scaling the em box, not the ink, keeps 一 flat and 口 square while
     still allowing the tall narrow lettering of official seals."""
     em = round(font.size)
     canvas = Image.new("L", (max(round(em * em_width), 1), em), 0)
-    ImageDraw.Draw(canvas).text((canvas.width / 2, em / 2), char, fill=255, font=font,
-                                anchor="mm")
+    ImageDraw.Draw(canvas).text((canvas.width / 2, em / 2), char, fill=255, font=font, anchor="mm")
     return canvas.resize((max(width, 1), max(height, 1)), Image.Resampling.LANCZOS)
 
 
-def _paste_rotated(mask: Image.Image, glyph: Image.Image, centre: tuple[float, float],
-                   clockwise_deg: float) -> None:
+def _paste_rotated(
+    mask: Image.Image, glyph: Image.Image, centre: tuple[float, float], clockwise_deg: float
+) -> None:
     rotated = glyph.rotate(-clockwise_deg, resample=Image.Resampling.BICUBIC, expand=True)
     x = round(centre[0] - rotated.width / 2)
     y = round(centre[1] - rotated.height / 2)
@@ -214,8 +219,10 @@ def _round_seal_mask(spec: SealImageSpec, side: int, font: CjkFont) -> Image.Ima
         purpose = spec.purpose_text.strip()
         height = side * 0.11
         width = min(height * 0.85, side * 0.5 / len(purpose))
-        glyphs = [_glyph_mask(ch, _load_font(font, round(height)), round(width), round(height))
-                  for ch in purpose]
+        glyphs = [
+            _glyph_mask(ch, _load_font(font, round(height)), round(width), round(height))
+            for ch in purpose
+        ]
         gap = width * 0.02
         total = len(glyphs) * width + (len(glyphs) - 1) * gap
         y = c + side * 0.24
@@ -228,8 +235,9 @@ def _round_seal_mask(spec: SealImageSpec, side: int, font: CjkFont) -> Image.Ima
     return mask
 
 
-def _draw_arc_text(mask: Image.Image, text: str, font: CjkFont, *, centre: float,
-                   inner_r: float, side: int) -> None:
+def _draw_arc_text(
+    mask: Image.Image, text: str, font: CjkFont, *, centre: float, inner_r: float, side: int
+) -> None:
     """Organisation name clockwise along the upper arc, tops of the characters outwards."""
     height = side * 0.15
     text_r = inner_r - side * 0.012 - height / 2
@@ -242,12 +250,14 @@ def _draw_arc_text(mask: Image.Image, text: str, font: CjkFont, *, centre: float
     for i, ch in enumerate(text):
         theta = -span / 2 + i * step
         pos = (centre + text_r * math.sin(theta), centre - text_r * math.cos(theta))
-        _paste_rotated(mask, _glyph_mask(ch, glyph_font, round(width), round(height)), pos,
-                       math.degrees(theta))
+        _paste_rotated(
+            mask, _glyph_mask(ch, glyph_font, round(width), round(height)), pos, math.degrees(theta)
+        )
 
 
-def _draw_bottom_code(mask: Image.Image, code: str, font: CjkFont, *, centre: float,
-                      inner_r: float, side: int) -> None:
+def _draw_bottom_code(
+    mask: Image.Image, code: str, font: CjkFont, *, centre: float, inner_r: float, side: int
+) -> None:
     """Registration code left-to-right along the bottom arc, bottoms of the digits outwards."""
     height = side * 0.06
     width = height * 0.5
@@ -267,8 +277,7 @@ def _square_seal_mask(chars: str, side: int, font: CjkFont) -> Image.Image:
     draw = ImageDraw.Draw(mask)
     border = side * 0.075
     margin = side * 0.01
-    draw.rectangle((margin, margin, side - margin, side - margin), outline=255,
-                   width=round(border))
+    draw.rectangle((margin, margin, side - margin, side - margin), outline=255, width=round(border))
     inner = side - 2 * (margin + border)
     pad = inner * 0.05
     cell = (inner - 3 * pad) / 2

@@ -98,8 +98,23 @@ def _is_write_conflict(ex: sqlite3.Error) -> bool:
 
 
 def _row_to_record(row: tuple[object, ...]) -> AuditRecord:
-    (sequence, time, host, event, principal, role, seal_id, request_id, document_name,
-     document_sha256, reason, outcome, details_json, previous_hash, record_hash) = row
+    (
+        sequence,
+        time,
+        host,
+        event,
+        principal,
+        role,
+        seal_id,
+        request_id,
+        document_name,
+        document_sha256,
+        reason,
+        outcome,
+        details_json,
+        previous_hash,
+        record_hash,
+    ) = row
     try:
         details = json.loads(str(details_json))
     except json.JSONDecodeError as ex:
@@ -199,8 +214,7 @@ class Ledger:
         """
         clauses = ["sequence > ?"]
         parameters: list[object] = [after_sequence]
-        for column, value in (("request_id", request_id), ("seal_id", seal_id),
-                              ("event", event)):
+        for column, value in (("request_id", request_id), ("seal_id", seal_id), ("event", event)):
             if value is not None:
                 clauses.append(f"{column} = ?")
                 parameters.append(value)
@@ -210,8 +224,10 @@ class Ledger:
         if to_time is not None:
             clauses.append("time < ?")
             parameters.append(format_time(to_time))
-        query = (f"SELECT {_COLUMN_LIST} FROM audit_log WHERE "  # noqa: S608 - fixed fragments
-                 f"{' AND '.join(clauses)} ORDER BY sequence")
+        query = (
+            f"SELECT {_COLUMN_LIST} FROM audit_log WHERE "  # noqa: S608 - fixed fragments
+            f"{' AND '.join(clauses)} ORDER BY sequence"
+        )
         if limit is not None:
             query += " LIMIT ?"
             parameters.append(limit)
@@ -220,9 +236,7 @@ class Ledger:
             for row in cursor:
                 yield _row_to_record(row)
         except sqlite3.Error as ex:
-            raise LedgerError(
-                f"cannot read audit records ({ex}); check the state database"
-            ) from ex
+            raise LedgerError(f"cannot read audit records ({ex}); check the state database") from ex
 
 
 def _stream_rows(conn: sqlite3.Connection) -> Iterator[tuple[object, ...]]:

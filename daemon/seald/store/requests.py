@@ -9,6 +9,7 @@ written, neither is, and the caller gets ServiceUnavailable (fail closed).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sqlite3
 import threading
@@ -253,7 +254,8 @@ class Store:
         limit: int = 100,
     ) -> list[SealRequest]:
         def _list() -> list[SealRequest]:
-            clauses, params = [], []
+            clauses: list[str] = []
+            params: list[str] = []
             if states:
                 clauses.append(f"state IN ({','.join('?' * len(states))})")
                 params.extend(s.value for s in states)
@@ -287,8 +289,6 @@ class Store:
 
 
 def _rollback(conn: sqlite3.Connection) -> None:
-    try:
+    # The transaction may be gone already (e.g. the disk vanished); nothing to undo then.
+    with contextlib.suppress(sqlite3.Error):
         conn.execute("ROLLBACK")
-    except sqlite3.Error:
-        # The transaction is gone already (e.g. the disk vanished); nothing to undo.
-        pass

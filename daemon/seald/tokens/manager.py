@@ -12,6 +12,7 @@ stored, logged, or put in an error message.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 from collections.abc import Callable, Mapping
@@ -173,7 +174,9 @@ class TokenManager:
                 token = slot.get_token()
             except p11x.PKCS11Error:
                 continue  # a slot that emptied between listing and reading
-            found.append(SlotToken(label=_text(token.label), serial=_text(token.serial), token=token))
+            found.append(
+                SlotToken(label=_text(token.label), serial=_text(token.serial), token=token)
+            )
         return found
 
     async def refresh(self) -> None:
@@ -250,10 +253,9 @@ class TokenManager:
             return
 
         def _close() -> None:
-            try:
+            # The token may be gone already; the session died with it.
+            with contextlib.suppress(p11x.PKCS11Error):
                 session.close()
-            except p11x.PKCS11Error:
-                pass  # the token is gone already; the session died with it
 
         await self._on_token(seal_id, _close)
 
