@@ -1,0 +1,252 @@
+"""The pure request state machine (seald.domain.lifecycle), rule by rule."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from seald.domain import lifecycle
+from seald.domain.errors import (
+    AlreadyDone,
+    ConfigError,
+    InvalidInput,
+    PermissionDenied,
+    PreconditionFailed,
+)
+from seald.domain.model import (
+    Document,
+    Placement,
+    Principal,
+    RequestState,
+    Role,
+    Seal,
+    SealRequest,
+    SealStatus,
+    SealType,
+)
+from seald.domain.policy import ApprovalPolicy, default_policy
+
+NOW = datetime(2026, 11, 29, 9, 0, tzinfo=UTC)
+SEAL = Seal(
+    seal_id="contract",
+    seal_type=SealType.CONTRACT,
+    organisation="华夏示例科技有限公司",
+    display_name="合同专用章",
+    categories=frozenset({"contract"}),
+    required_approvals=2,
+    size_mm=40.0,
+    certificate_sha256="c" * 64,
+)
+POLICY = default_policy(2)
+
+
+def person(name: str, *roles: Role) -> Principal:
+    return Principal(name, name, frozenset(roles), frozenset({"contract"}))
+
+
+REQUESTER = person("zhang.wei", Role.REQUESTER)
+LI = person("li.na", Role.APPROVER)
+WANG = person("wang.fang", Role.APPROVER)
+BOTH = person("zhao.lei", Role.REQUESTER, Role.APPROVER)
+DOC = Document(index=0, name="合同.pdf", size=1234, sha256=hashlib.sha256(b"pdf").hexdigest())
+PLACE = Placement(page=0, x_mm=150.0, y_mm=240.0, size_mm=40.0)
+
+
+def new_request(requester: Principal = REQUESTER, **overrides: object) -> SealRequest:
+    args: dict[str, object] = {
+        "request_id": "r1",
+        "requester": requester,
+        "seal": SEAL,
+        "reason": "采购合同",
+        "category": "contract",
+        "placement": PLACE,
+        "documents": [DOC],
+        "now": NOW,
+        "ttl": timedelta(hours=72),
+        "host": "seal-host-01",
+    }
+    args.update(overrides)
+    return lifecycle.submit(**args)  # type: ignore[arg-type]
+
+
+def approve(request: SealRequest, who: Principal, **overrides: object) -> SealRequest:
+    args: dict[str, object] = {
+        "approver": who,
+        "document_sha256": [d.sha256 for d in request.documents],
+        "approval_digest": request.approval_digest,
+        "policy": POLICY,
+        "now": NOW + timedelta(minutes=5),
+    }
+    args.update(overrides)
+    return lifecycle.approve(request, **args)  # type: ignore[arg-type]
+
+
+def test_r05_two_distinct_approvals_make_it_approved() -> None:
+    r = new_request()
+    assert r.state is RequestState.PENDING
+    r = approve(r, LI)
+    assert r.state is RequestState.PENDING and "1 more" in r.state_reason
+    r = approve(r, WANG)
+    assert r.state is RequestState.APPROVED
+    assert lifecycle.approver_count(r) == 2
+
+
+def test_r05_requester_never_approves_even_with_the_approver_role() -> None:
+    r = new_request(requester=BOTH)
+    with pytest.raises(PermissionDenied) as refused:
+        approve(r, BOTH)
+    assert refused.value.reason == "requester_cannot_approve"
+
+
+def test_r05_same_person_counts_once() -> None:
+    r = approve(new_request(), LI)
+    with pytest.raises(AlreadyDone):
+        approve(r, LI)
+
+
+def test_r04_only_designated_approvers_and_requesters() -> None:
+    with pytest.raises(PermissionDenied):
+        new_request(requester=LI)
+    outsider = Principal("x", "x", frozenset({Role.APPROVER}), frozenset({"official"}))
+    with pytest.raises(PermissionDenied) as refused:
+        approve(new_request(), outsider)
+    assert refused.value.reason == "not_an_approver"
+
+
+def test_r06_approval_must_name_the_documents_hash_and_the_digest() -> None:
+    r = new_request()
+    with pytest.raises(InvalidInput) as wrong_hash:
+        approve(r, LI, document_sha256=["0" * 64])
+    assert wrong_hash.value.reason == "document_hash_mismatch"
+    with pytest.raises(InvalidInput) as wrong_digest:
+        approve(r, LI, approval_digest="1" * 64)
+    assert wrong_digest.value.reason == "digest_mismatch"
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"reason": "另一个事由"},
+        {"category": "general"},
+        {"placement": replace(PLACE, x_mm=151.0)},
+        {"documents": [replace(DOC, sha256="d" * 64)]},
+        {"requester": person("other", Role.REQUESTER)},
+        {"request_id": "r2"},
+    ],
+)
+def test_r06_digest_binds_every_field_that_will_be_signed(change: dict[str, object]) -> None:
+    seal = replace(SEAL, categories=frozenset({"contract", "general"}))
+    base = new_request(seal=seal)
+    assert new_request(seal=seal, **change).approval_digest != base.approval_digest
+
+
+def test_r06_digest_binds_the_seal_certificate() -> None:
+    other = replace(SEAL, certificate_sha256="e" * 64)
+    assert new_request(seal=other).approval_digest != new_request().approval_digest
+
+
+def test_r06_a_changed_seal_certificate_voids_the_approval_at_signing() -> None:
+    r = approve(approve(new_request(), LI), WANG)
+    with pytest.raises(PreconditionFailed) as refused:
+        lifecycle.begin_signing(r, seal=replace(SEAL, certificate_sha256="e" * 64), policy=POLICY, now=NOW)
+    assert refused.value.reason == "seal_certificate_changed"
+
+
+def test_r02_suspended_or_lost_seal_signs_nothing() -> None:
+    r = approve(approve(new_request(), LI), WANG)
+    for status in (SealStatus.SUSPENDED, SealStatus.LOST, SealStatus.DESTROYED):
+        with pytest.raises(PreconditionFailed):
+            lifecycle.begin_signing(r, seal=replace(SEAL, status=status), policy=POLICY, now=NOW)
+
+
+def test_r03_category_out_of_scope_is_refused() -> None:
+    with pytest.raises(PermissionDenied) as refused:
+        new_request(category="tax")
+    assert refused.value.reason == "category_out_of_scope"
+
+
+def test_approvals_expire_with_the_request() -> None:
+    r = approve(approve(new_request(), LI), WANG)
+    later = r.expires_at + timedelta(seconds=1)
+    with pytest.raises(PreconditionFailed) as refused:
+        lifecycle.begin_signing(r, seal=SEAL, policy=POLICY, now=later)
+    assert refused.value.reason == "request_expired"
+    assert lifecycle.expire(r, later).state is RequestState.EXPIRED
+
+
+def test_signing_is_single_use_and_final() -> None:
+    r = approve(approve(new_request(), LI), WANG)
+    signing = lifecycle.begin_signing(r, seal=SEAL, policy=POLICY, now=NOW)
+    assert signing.state is RequestState.SIGNING
+    with pytest.raises(PreconditionFailed):
+        lifecycle.begin_signing(signing, seal=SEAL, policy=POLICY, now=NOW)
+    signed = lifecycle.complete_signing(signing, sealed=[("f" * 64, 2000)], now=NOW)
+    assert signed.state is RequestState.SIGNED
+    assert signed.documents[0].sealed_sha256 == "f" * 64
+    for action in (
+        lambda: lifecycle.begin_signing(signed, seal=SEAL, policy=POLICY, now=NOW),
+        lambda: lifecycle.reject(signed, approver=LI, comment="no", now=NOW),
+        lambda: lifecycle.cancel(signed, principal=REQUESTER, now=NOW),
+    ):
+        with pytest.raises(PreconditionFailed):
+            action()
+
+
+def test_interrupted_signature_goes_back_to_approved_and_crash_is_flagged() -> None:
+    r = lifecycle.begin_signing(approve(approve(new_request(), LI), WANG), seal=SEAL, policy=POLICY, now=NOW)
+    back = lifecycle.interrupt_signing(r, why="token removed", now=NOW)
+    assert back.state is RequestState.APPROVED and not back.outcome_unknown
+    crashed = lifecycle.recover_unknown_outcome(r, now=NOW)
+    assert crashed.state is RequestState.APPROVED and crashed.outcome_unknown
+
+
+def test_rejection_is_final_and_needs_a_reason() -> None:
+    r = new_request()
+    with pytest.raises(InvalidInput):
+        lifecycle.reject(r, approver=LI, comment=" ", now=NOW)
+    rejected = lifecycle.reject(r, approver=LI, comment="金额不对", now=NOW)
+    assert rejected.state is RequestState.REJECTED and "li.na" in rejected.state_reason
+    with pytest.raises(PreconditionFailed):
+        approve(rejected, WANG)
+
+
+def test_only_the_requester_cancels() -> None:
+    r = new_request()
+    with pytest.raises(PermissionDenied):
+        lifecycle.cancel(r, principal=LI, now=NOW)
+    assert lifecycle.cancel(r, principal=REQUESTER, now=NOW).state is RequestState.CANCELLED
+
+
+def test_withdrawing_an_approval_reopens_the_request() -> None:
+    r = approve(approve(new_request(), LI), WANG)
+    again = lifecycle.withdraw_approval(r, approver=WANG, policy=POLICY, now=NOW)
+    assert again.state is RequestState.PENDING
+    assert [a.approver for a in again.approvals] == ["li.na"]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "reason"),
+    [
+        ("reason", "", "missing_reason"),
+        ("reason", "第一行\n第二行", "bad_reason"),
+        ("placement", replace(PLACE, size_mm=5.0), "bad_placement"),
+        ("placement", replace(PLACE, page=-1), "bad_placement"),
+        ("documents", [], "no_documents"),
+        ("documents", [replace(DOC, sha256="xyz")], "bad_document_hash"),
+    ],
+)
+def test_bad_input_names_what_is_wrong(field: str, value: object, reason: str) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        new_request(**{field: value})
+    assert refused.value.reason == reason
+    assert refused.value.message
+
+
+def test_r05_an_empty_policy_is_a_configuration_error_never_a_pass() -> None:
+    with pytest.raises(ConfigError):
+        ApprovalPolicy(())
+    with pytest.raises(ConfigError):
+        default_policy(1)
