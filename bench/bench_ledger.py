@@ -96,8 +96,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         path = args.keep or Path(scratch) / "ledger.sqlite3"
         build_seconds = build_ledger(path, args.records)
-        print(f"built {args.records} records in {build_seconds:.1f} s "
-              f"({args.records / build_seconds:,.0f} rec/s)")
+        print(
+            f"built {args.records} records in {build_seconds:.1f} s "
+            f"({args.records / build_seconds:,.0f} rec/s)"
+        )
 
         conn = sqlite3.connect(path)
         time_read_only(conn)  # warm the page cache so both timings read from memory
@@ -111,11 +113,15 @@ def main() -> None:
         raise SystemExit(f"benchmark ledger did not verify: {result}")
     verify_rate = result.records_checked / verify_seconds
     read_rate = read_count / read_seconds
-    print(f"verify: {verify_rate:,.0f} rec/s; read-only baseline: {read_rate:,.0f} rec/s; "
-          f"ratio M/N {read_rate / verify_rate:.2f}")
+    print(
+        f"verify: {verify_rate:,.0f} rec/s; read-only baseline: {read_rate:,.0f} rec/s; "
+        f"ratio M/N {read_rate / verify_rate:.2f}"
+    )
     verdict = "meets" if verify_rate >= TARGET_RECORDS_PER_SECOND else "MISSES"
-    print(f"{verdict} the target of {TARGET_RECORDS_PER_SECOND:,} rec/s "
-          f"({verify_seconds:.2f} s for {result.records_checked:,} records)")
+    print(
+        f"{verdict} the target of {TARGET_RECORDS_PER_SECOND:,} rec/s "
+        f"({verify_seconds:.2f} s for {result.records_checked:,} records)"
+    )
 
 
 if __name__ == "__main__":

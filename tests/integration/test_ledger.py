@@ -20,6 +20,7 @@ from seald.domain.audit import (
     GENESIS_HASH,
     RECORD_COLUMNS,
     AuditEvent,
+    ChainVerification,
     canonical_row_bytes,
 )
 from seald.store.ledger import (
@@ -128,9 +129,7 @@ def tamper(path: Path, *statements: tuple[str, tuple[object, ...]]) -> None:
 def rows(path: Path) -> list[tuple[object, ...]]:
     conn = sqlite3.connect(path)
     try:
-        return conn.execute(
-            f"SELECT {', '.join(RECORD_COLUMNS)} FROM audit_log ORDER BY sequence"
-        ).fetchall()
+        return conn.execute(f"SELECT {', '.join(RECORD_COLUMNS)} FROM audit_log ORDER BY sequence").fetchall()
     finally:
         conn.close()
 
@@ -155,9 +154,7 @@ def replace_all_rows(path: Path, new_rows: list[tuple[object, ...]]) -> None:
 # --- the untampered ledger ---------------------------------------------------------------
 
 
-def test_r10_untampered_ledger_verifies_offline_and_online(
-    ledger_copy: Path, head: tuple[int, str]
-) -> None:
+def test_r10_untampered_ledger_verifies_offline_and_online(ledger_copy: Path, head: tuple[int, str]) -> None:
     result = verify_ledger_file(ledger_copy, expected_head=head)
     assert result.ok, result.problem
     assert (result.records_checked, result.head_sequence, result.head_hash) == (
@@ -204,9 +201,7 @@ def test_r10_schema_columns_match_the_verifier_row_order(tmp_path: Path) -> None
 
 @pytest.mark.parametrize("column", TEXT_COLUMNS)
 def test_r10_modified_column_is_detected_and_named(ledger_copy: Path, column: str) -> None:
-    tamper(
-        ledger_copy, (f"UPDATE audit_log SET {column} = {column} || 'x' WHERE sequence = 23", ())
-    )
+    tamper(ledger_copy, (f"UPDATE audit_log SET {column} = {column} || 'x' WHERE sequence = 23", ()))
     result = verify_ledger_file(ledger_copy)
     assert not result.ok
     assert result.first_bad_sequence == 23, result.problem
@@ -225,9 +220,7 @@ def test_r10_modified_column_is_detected_and_named(ledger_copy: Path, column: st
 )
 def test_r10_modified_details_json_is_detected(ledger_copy: Path, new_details: str) -> None:
     assert rows(ledger_copy)[6][12] == '{"batch":true,"note":null,"pages":3}'
-    tamper(
-        ledger_copy, ("UPDATE audit_log SET details_json = ? WHERE sequence = 7", (new_details,))
-    )
+    tamper(ledger_copy, ("UPDATE audit_log SET details_json = ? WHERE sequence = 7", (new_details,)))
     result = verify_ledger_file(ledger_copy)
     assert (result.ok, result.first_bad_sequence) == (False, 7)
 
@@ -273,9 +266,7 @@ def test_r10_deleted_last_record_is_detected_against_the_expected_head(
 
 def test_r10_inserted_forged_record_with_made_up_hashes_is_detected(ledger_copy: Path) -> None:
     original = rows(ledger_copy)
-    shifted = [
-        (int(str(row[0])) + (1 if int(str(row[0])) >= 20 else 0), *row[1:]) for row in original
-    ]
+    shifted = [(int(str(row[0])) + (1 if int(str(row[0])) >= 20 else 0), *row[1:]) for row in original]
     forged = list(original[19])
     forged[0] = 20
     forged[4] = "mallory@example.cn"
@@ -407,9 +398,7 @@ def test_r10_records_filters(ledger_copy: Path) -> None:
     signed = list(ledger.records(conn, event="seal.signed", seal_id="contract-seal"))
     assert signed and all(r.event == "seal.signed" and r.seal_id == "contract-seal" for r in signed)
     window = list(
-        ledger.records(
-            conn, from_time=START + timedelta(seconds=10), to_time=START + timedelta(seconds=13)
-        )
+        ledger.records(conn, from_time=START + timedelta(seconds=10), to_time=START + timedelta(seconds=13))
     )
     assert [r.sequence for r in window] == [10, 11, 12]
     page = list(ledger.records(conn, after_sequence=45, limit=3))
@@ -460,3 +449,62 @@ def test_r10_offline_database_without_a_ledger_is_refused(tmp_path: Path) -> Non
     conn.close()
     with pytest.raises(LedgerFileError, match="no such table"):
         verify_ledger_file(other)
+
+
+# --- parallel verification (large ledgers), forced on a small one -------------------------
+
+
+def verify_parallel(path: Path, expected_head: tuple[int, str] | None = None) -> ChainVerification:
+    conn = sqlite3.connect(path)
+    try:
+        return verify_ledger(conn, expected_head, workers=3, parallel_from_records=0)
+    finally:
+        conn.close()
+
+
+def test_r10_parallel_verification_agrees_on_an_intact_ledger(
+    ledger_copy: Path, head: tuple[int, str]
+) -> None:
+    result = verify_parallel(ledger_copy, head)
+    assert result == verify_ledger_file(ledger_copy, head)
+    assert result.ok and result.records_checked == RECORD_COUNT
+
+
+@pytest.mark.parametrize("sequence", [1, 17, 18, 35, 50])
+def test_r10_parallel_verification_names_deleted_record_at_segment_edges(
+    ledger_copy: Path, head: tuple[int, str], sequence: int
+) -> None:
+    # 50 records in 3 workers: segments 1-17, 18-34, 35-50 (49 records after deleting 50).
+    tamper(ledger_copy, ("DELETE FROM audit_log WHERE sequence = ?", (sequence,)))
+    result = verify_parallel(ledger_copy, head)
+    assert (result.ok, result.first_bad_sequence) == (False, sequence), result.problem
+
+
+@pytest.mark.parametrize("sequence", [17, 40])
+def test_r10_parallel_verification_names_modified_record(ledger_copy: Path, sequence: int) -> None:
+    tamper(ledger_copy, ("UPDATE audit_log SET principal = 'mallory' WHERE sequence = ?", (sequence,)))
+    result = verify_parallel(ledger_copy)
+    assert (result.ok, result.first_bad_sequence) == (False, sequence), result.problem
+    assert result.records_checked == sequence - 1
+
+
+def test_r10_parallel_verification_detects_a_deleted_whole_segment(ledger_copy: Path) -> None:
+    # Ranges follow the remaining head (50): 1-17, 18-34 (now empty), 35-50.
+    tamper(ledger_copy, ("DELETE FROM audit_log WHERE sequence BETWEEN 18 AND 34", ()))
+    result = verify_parallel(ledger_copy)
+    assert not result.ok
+    assert result.first_bad_sequence == 18, result.problem
+    assert "records 18 to 34 missing" in result.problem
+    assert result.head_sequence == 17
+
+
+def test_r10_parallel_verification_detects_rechaining_against_the_head(
+    ledger_copy: Path, head: tuple[int, str]
+) -> None:
+    original = rows(ledger_copy)
+    edited = list(original)
+    edited[20] = (*original[20][:4], "mallory", *original[20][5:])
+    replace_all_rows(ledger_copy, list(rechained(edited)))
+    assert verify_parallel(ledger_copy).ok
+    result = verify_parallel(ledger_copy, head)
+    assert (result.ok, result.first_bad_sequence) == (False, RECORD_COUNT)

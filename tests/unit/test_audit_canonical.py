@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from seald.domain.audit import (
     FORMAT_VERSION,
     GENESIS_HASH,
@@ -25,8 +26,16 @@ from seald.domain.audit import (
     verify_records,
 )
 
-TEXT_FIELDS = ("event", "principal", "role", "seal_id", "request_id", "document_name",
-               "reason", "outcome")
+TEXT_FIELDS = (
+    "event",
+    "principal",
+    "role",
+    "seal_id",
+    "request_id",
+    "document_name",
+    "reason",
+    "outcome",
+)
 T0 = datetime(2026, 3, 2, 9, 15, 0, 123456, tzinfo=UTC)
 HOST = "seal-host-01"
 DOC_HASH = hashlib.sha256(b"contract").hexdigest()
@@ -36,7 +45,7 @@ INJECTIONS = (
     '","principal":"mallory',
     'x"}\n{"event":"seal.signed',
     "a\\",
-    "\\\"",
+    '\\"',
     "line1\nline2\r\n",
     "\x00\x01\x1f\x7f",
     "tab\tand\bbackspace\f",
@@ -56,7 +65,8 @@ events = st.builds(
     request_id=texts,
     document_name=texts,
     document_sha256=st.one_of(
-        st.just(""), st.binary().map(lambda b: hashlib.sha256(b).hexdigest())),
+        st.just(""), st.binary().map(lambda b: hashlib.sha256(b).hexdigest())
+    ),
     reason=texts,
     outcome=texts,
     details=st.dictionaries(texts, detail_values, max_size=4),
@@ -69,18 +79,26 @@ def event_fields(event: AuditEvent) -> dict[str, object]:
     return fields
 
 
-def decoded(sequence: int, time: str, host: str, event: AuditEvent, previous: str) -> dict[
-        str, object]:
+def decoded(
+    sequence: int, time: str, host: str, event: AuditEvent, previous: str
+) -> dict[str, object]:
     document = json.loads(canonical_record_bytes(sequence, time, host, event, previous))
     assert isinstance(document, dict)
     document["details"] = json.loads(document["details"])
     return document
 
 
-def expected_document(sequence: int, time: str, host: str, event: AuditEvent,
-                      previous: str) -> dict[str, object]:
-    return {"version": FORMAT_VERSION, "sequence": sequence, "time": time, "host": host,
-            "previous_hash": previous, **event_fields(event)}
+def expected_document(
+    sequence: int, time: str, host: str, event: AuditEvent, previous: str
+) -> dict[str, object]:
+    return {
+        "version": FORMAT_VERSION,
+        "sequence": sequence,
+        "time": time,
+        "host": host,
+        "previous_hash": previous,
+        **event_fields(event),
+    }
 
 
 @pytest.mark.parametrize("field", TEXT_FIELDS)
@@ -92,7 +110,8 @@ def test_r10_injected_text_decodes_to_exactly_the_fields_given(field: str, paylo
     event = AuditEvent(**fields)  # type: ignore[arg-type]
     time = format_time(T0)
     assert decoded(7, time, HOST, event, GENESIS_HASH) == expected_document(
-        7, time, HOST, event, GENESIS_HASH)
+        7, time, HOST, event, GENESIS_HASH
+    )
 
 
 @pytest.mark.parametrize("payload", INJECTIONS)
@@ -100,7 +119,8 @@ def test_r10_injected_text_in_details_and_host_decodes_exactly(payload: str) -> 
     event = AuditEvent(event="seal.signed", details={payload: payload, "n": 3})
     time = format_time(T0)
     assert decoded(1, time, payload, event, GENESIS_HASH) == expected_document(
-        1, time, payload, event, GENESIS_HASH)
+        1, time, payload, event, GENESIS_HASH
+    )
 
 
 def test_r10_moving_text_between_adjacent_fields_changes_the_bytes() -> None:
@@ -109,8 +129,9 @@ def test_r10_moving_text_between_adjacent_fields_changes_the_bytes() -> None:
     second = AuditEvent(event="seal.signed", principal="alice|", role="approver")
     third = AuditEvent(event="seal.signed", principal='alice","role":"approver', role="")
     time = format_time(T0)
-    encodings = {canonical_record_bytes(1, time, HOST, e, GENESIS_HASH)
-                 for e in (first, second, third)}
+    encodings = {
+        canonical_record_bytes(1, time, HOST, e, GENESIS_HASH) for e in (first, second, third)
+    }
     assert len(encodings) == 3
 
 
@@ -130,14 +151,18 @@ def test_r10_distinct_events_have_distinct_canonical_bytes(
     first: AuditEvent, second: AuditEvent, sequence: int
 ) -> None:
     time = format_time(T0)
-    same_bytes = (canonical_record_bytes(sequence, time, HOST, first, GENESIS_HASH)
-                  == canonical_record_bytes(sequence, time, HOST, second, GENESIS_HASH))
+    same_bytes = canonical_record_bytes(
+        sequence, time, HOST, first, GENESIS_HASH
+    ) == canonical_record_bytes(sequence, time, HOST, second, GENESIS_HASH)
     assert same_bytes == (event_fields(first) == event_fields(second))
 
 
 @settings(max_examples=300, deadline=None)
-@given(event=events, host=st.text(min_size=1, max_size=20),
-       sequence=st.integers(min_value=1, max_value=2**40))
+@given(
+    event=events,
+    host=st.text(min_size=1, max_size=20),
+    sequence=st.integers(min_value=1, max_value=2**40),
+)
 def test_r10_fast_row_encoder_matches_reference_encoder(
     event: AuditEvent, host: str, sequence: int
 ) -> None:
@@ -180,7 +205,8 @@ def test_r10_events_that_cannot_be_recorded_faithfully_are_refused(
 def test_r10_time_is_rfc3339_utc_with_microseconds() -> None:
     beijing = timezone(timedelta(hours=8))
     assert format_time(datetime(2026, 3, 2, 17, 0, 0, 5, tzinfo=beijing)) == (
-        "2026-03-02T09:00:00.000005Z")
+        "2026-03-02T09:00:00.000005Z"
+    )
     with pytest.raises(InvalidAuditEvent, match="no time zone"):
         format_time(datetime(2026, 3, 2, 17, 0))
 
@@ -194,9 +220,16 @@ def build_chain(count: int) -> list[AuditRecord]:
     chain: list[AuditRecord] = []
     previous: AuditRecord | None = None
     for index in range(count):
-        event = AuditEvent(event="seal.signed", principal=f"user{index}", seal_id="contract",
-                           document_name=f"合同{index}.pdf", document_sha256=DOC_HASH,
-                           reason="采购", outcome="ok", details={"index": index})
+        event = AuditEvent(
+            event="seal.signed",
+            principal=f"user{index}",
+            seal_id="contract",
+            document_name=f"合同{index}.pdf",
+            document_sha256=DOC_HASH,
+            reason="采购",
+            outcome="ok",
+            details={"index": index},
+        )
         previous = chain_next(previous, event, T0 + timedelta(seconds=index), HOST)
         chain.append(previous)
     return chain
@@ -210,7 +243,10 @@ def test_r10_chain_links_each_record_to_the_previous_one() -> None:
     result = verify_records(chain, expected_head=(5, chain[-1].record_hash))
     assert result.ok, result.problem
     assert (result.records_checked, result.head_sequence, result.head_hash) == (
-        5, 5, chain[-1].record_hash)
+        5,
+        5,
+        chain[-1].record_hash,
+    )
     assert result.first_bad_sequence is None
 
 

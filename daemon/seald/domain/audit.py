@@ -20,6 +20,7 @@ Pure: no I/O, no sqlite3/grpc imports. The store streams rows (tuples in
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -89,9 +90,7 @@ def _frozen_details(details: Mapping[str, DetailValue]) -> Mapping[str, DetailVa
     checked: dict[str, DetailValue] = {}
     for key, value in details.items():
         if not isinstance(key, str):
-            raise InvalidAuditEvent(
-                f"audit details key {key!r} is a {type(key).__name__}; keys must be text"
-            )
+            raise InvalidAuditEvent(f"audit details key {key!r} is a {type(key).__name__}; keys must be text")
         _check_encodable(f"details key {key!r}", key)
         # float is refused: its text form is not the same in every language.
         if value is not None and not isinstance(value, str | int | bool):
@@ -124,14 +123,10 @@ class AuditEvent:
         for name in _TEXT_FIELDS:
             value = getattr(self, name)
             if not isinstance(value, str):
-                raise InvalidAuditEvent(
-                    f"audit field {name!r} is a {type(value).__name__}; it must be text"
-                )
+                raise InvalidAuditEvent(f"audit field {name!r} is a {type(value).__name__}; it must be text")
             _check_encodable(name, value)
         if not self.event:
-            raise InvalidAuditEvent(
-                "audit event name is empty; name what happened, e.g. 'seal.signed'"
-            )
+            raise InvalidAuditEvent("audit event name is empty; name what happened, e.g. 'seal.signed'")
         if self.document_sha256 and not _SHA256_HEX.fullmatch(self.document_sha256):
             raise InvalidAuditEvent(
                 "audit document_sha256 must be 64 lowercase hex digits (or empty when "
@@ -247,21 +242,15 @@ def canonical_record_bytes(
         "details": canonical_details_json(event.details),
         "previous_hash": previous_hash,
     }
-    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode(
-        "utf-8"
-    )
+    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
 def record_hash(sequence: int, time: str, host: str, event: AuditEvent, previous_hash: str) -> str:
     """Hex SHA-256 of the canonical bytes."""
-    return hashlib.sha256(
-        canonical_record_bytes(sequence, time, host, event, previous_hash)
-    ).hexdigest()
+    return hashlib.sha256(canonical_record_bytes(sequence, time, host, event, previous_hash)).hexdigest()
 
 
-def chain_next(
-    previous: AuditRecord | None, event: AuditEvent, time: datetime, host: str
-) -> AuditRecord:
+def chain_next(previous: AuditRecord | None, event: AuditEvent, time: datetime, host: str) -> AuditRecord:
     """The record that follows ``previous`` (None: the first record of the ledger)."""
     if previous is None:
         return chain_after(0, GENESIS_HASH, event, time, host)
@@ -308,9 +297,7 @@ _encode_string = cast(Callable[[object], str], encode_basestring)
 _ROW_TEMPLATE: Final = (
     '{"details":%s,"document_name":%s,"document_sha256":%s,"event":%s,"host":%s,'
     '"outcome":%s,"previous_hash":%s,"principal":%s,"reason":%s,"request_id":%s,'
-    '"role":%s,"seal_id":%s,"sequence":%d,"time":%s,"version":'
-    + _encode_string(FORMAT_VERSION)
-    + "}"
+    '"role":%s,"seal_id":%s,"sequence":%d,"time":%s,"version":' + _encode_string(FORMAT_VERSION) + "}"
 )
 
 
@@ -359,11 +346,7 @@ def canonical_row_bytes(row: Sequence[object]) -> bytes:
 
 def _missing_records_problem(expected: int, found: int) -> str:
     if found > expected:
-        missing = (
-            f"record {expected}"
-            if found == expected + 1
-            else (f"records {expected} to {found - 1}")
-        )
+        missing = f"record {expected}" if found == expected + 1 else (f"records {expected} to {found - 1}")
         return (
             f"{missing} missing: record {found} follows record {expected - 1} "
             "(deleted, or sequence numbers edited)"
@@ -374,79 +357,153 @@ def _missing_records_problem(expected: int, found: int) -> str:
     )
 
 
-def verify_rows(
-    rows: Iterable[Sequence[object]], expected_head: tuple[int, str] | None = None
-) -> ChainVerification:
-    """Verify stored rows in ascending sequence order; stop at the first problem.
+@dataclass(frozen=True)
+class SegmentVerification:
+    """A contiguous run of records checked on its own (for parallel verification).
 
-    ``expected_head`` (sequence, record_hash), e.g. from a checkpoint: the record with
-    that sequence must exist and carry that hash. Records after it are fine (the ledger
-    grew since); fewer records means truncation; a different hash means rewriting.
+    ``linked_from`` is the previous_hash of the segment's first record, accepted
+    provisionally; whoever joins the segments checks it against the segment before.
     """
-    expected_sequence = 1
-    head_sequence = 0
-    head_hash: str = GENESIS_HASH
+
+    first_sequence: int
+    result: ChainVerification
+    linked_from: str | None
+
+
+def _link_problem(sequence: int) -> str:
+    return (
+        f"record {sequence} does not link to record {sequence - 1}: its previous_hash "
+        f"is not record {sequence - 1}'s hash (a record was inserted, deleted or "
+        "reordered before it, or its previous_hash was edited)"
+    )
+
+
+def _verify_run(
+    rows: Iterable[Sequence[object]],
+    first_sequence: int,
+    start_hash: str | None,
+    expected_head: tuple[int, str] | None,
+) -> SegmentVerification:
+    """The hot loop. start_hash None: accept the first record's previous_hash as given."""
+    expected_sequence = first_sequence
+    head_sequence = first_sequence - 1
+    head_hash: str = start_hash or ""
+    linked_from: str | None = None
+    checked = 0
     checkpoint_sequence, checkpoint_hash = expected_head if expected_head else (-1, "")
     sha256 = hashlib.sha256
     canonical = canonical_row_bytes
 
-    def failed(bad: int, problem: str) -> ChainVerification:
-        return ChainVerification(False, head_sequence, bad, problem, head_hash, head_sequence)
+    def failed(bad: int, problem: str) -> SegmentVerification:
+        result = ChainVerification(False, checked, bad, problem, head_hash, head_sequence)
+        return SegmentVerification(first_sequence, result, linked_from)
 
     for row in rows:
         sequence = row[0]
         if sequence != expected_sequence:
             if type(sequence) is not int:
-                return failed(
-                    expected_sequence, f"record after {head_sequence} has a non-integer sequence"
-                )
-            bad = min(sequence, expected_sequence)
-            return failed(bad, _missing_records_problem(expected_sequence, sequence))
-        if row[13] != head_hash:
+                return failed(expected_sequence, f"record after {head_sequence} has a non-integer sequence")
             return failed(
-                sequence,
-                (
-                    f"record {sequence} does not link to record {sequence - 1}: its previous_hash "
-                    f"is not record {sequence - 1}'s hash (a record was inserted, deleted or "
-                    f"reordered before it, or its previous_hash was edited)"
-                ),
+                min(sequence, expected_sequence), _missing_records_problem(expected_sequence, sequence)
             )
+        if linked_from is None:
+            linked_from = str(row[13])
+            if start_hash is None:
+                head_hash = linked_from
+        if row[13] != head_hash:
+            return failed(sequence, _link_problem(sequence))
         try:
             computed = sha256(canonical(row)).hexdigest()
         except (TypeError, ValueError):
             return failed(
                 sequence,
-                (
-                    f"record {sequence} has a field that is not text (it was edited outside "
-                    "the appliance)"
-                ),
+                f"record {sequence} has a field that is not text (it was edited outside the appliance)",
             )
         if computed != row[14]:
             return failed(
-                sequence,
-                (f"record {sequence} was modified: its content does not match its record_hash"),
+                sequence, f"record {sequence} was modified: its content does not match its record_hash"
             )
         if sequence == checkpoint_sequence and computed != checkpoint_hash:
             return failed(
                 sequence,
-                (
-                    f"record {sequence} differs from the checkpoint: the ledger was rewritten "
-                    f"at or before record {sequence} and its hashes recomputed"
-                ),
+                f"record {sequence} differs from the checkpoint: the ledger was rewritten "
+                f"at or before record {sequence} and its hashes recomputed",
             )
         head_sequence = sequence
         head_hash = computed
         expected_sequence = sequence + 1
+        checked += 1
+    result = ChainVerification(True, checked, None, "", head_hash, head_sequence)
+    return SegmentVerification(first_sequence, result, linked_from)
 
-    if checkpoint_sequence > head_sequence:
-        return failed(
-            head_sequence + 1,
-            (
-                f"ledger ends at record {head_sequence} but the checkpoint names record "
-                f"{checkpoint_sequence}: records after {head_sequence} were removed (truncated)"
+
+def _truncation_check(result: ChainVerification, expected_head: tuple[int, str] | None) -> ChainVerification:
+    if result.ok and expected_head is not None and expected_head[0] > result.head_sequence:
+        return dataclasses.replace(
+            result,
+            ok=False,
+            first_bad_sequence=result.head_sequence + 1,
+            problem=(
+                f"ledger ends at record {result.head_sequence} but the checkpoint names record "
+                f"{expected_head[0]}: records after {result.head_sequence} were removed (truncated)"
             ),
         )
-    return ChainVerification(True, head_sequence, None, "", head_hash, head_sequence)
+    return result
+
+
+def verify_rows(
+    rows: Iterable[Sequence[object]], expected_head: tuple[int, str] | None = None
+) -> ChainVerification:
+    """Verify stored rows (RECORD_COLUMNS order) in ascending sequence; stop at the first problem.
+
+    ``expected_head`` (sequence, record_hash), e.g. from a checkpoint: the record with
+    that sequence must exist and carry that hash. Records after it are fine (the ledger
+    grew since); fewer records means truncation; a different hash means rewriting.
+    """
+    run = _verify_run(rows, 1, GENESIS_HASH, expected_head)
+    return _truncation_check(run.result, expected_head)
+
+
+def verify_segment(
+    rows: Iterable[Sequence[object]], first_sequence: int, expected_head: tuple[int, str] | None = None
+) -> SegmentVerification:
+    """Verify the run of records starting at ``first_sequence``; join with join_segments()."""
+    start_hash = GENESIS_HASH if first_sequence == 1 else None
+    return _verify_run(rows, first_sequence, start_hash, expected_head)
+
+
+def join_segments(
+    segments: Sequence[SegmentVerification], expected_head: tuple[int, str] | None = None
+) -> ChainVerification:
+    """Combine consecutive segments (first one starting at 1) into one chain verdict."""
+    checked = 0
+    head_sequence, head_hash = 0, GENESIS_HASH
+    for segment in segments:
+        result = segment.result
+        starts_cleanly = result.records_checked > 0 or result.ok
+        if starts_cleanly and segment.linked_from is not None and segment.first_sequence != head_sequence + 1:
+            # The segment before ended early: the records in between are gone.
+            bad = head_sequence + 1
+            problem = _missing_records_problem(bad, segment.first_sequence)
+            return ChainVerification(False, checked, bad, problem, head_hash, head_sequence)
+        if starts_cleanly and segment.linked_from is not None and segment.linked_from != head_hash:
+            bad = segment.first_sequence
+            return ChainVerification(False, checked, bad, _link_problem(bad), head_hash, head_sequence)
+        if not result.ok:
+            if result.records_checked:
+                head_sequence, head_hash = result.head_sequence, result.head_hash
+            return dataclasses.replace(
+                result,
+                records_checked=checked + result.records_checked,
+                head_sequence=head_sequence,
+                head_hash=head_hash,
+            )
+        checked += result.records_checked
+        if result.records_checked:
+            head_sequence, head_hash = result.head_sequence, result.head_hash
+        # An empty segment followed by a non-empty one fails the next link check.
+    joined = ChainVerification(True, checked, None, "", head_hash, head_sequence)
+    return _truncation_check(joined, expected_head)
 
 
 def verify_records(
