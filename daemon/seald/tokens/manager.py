@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import os
 from collections.abc import Callable, Mapping
@@ -131,6 +132,11 @@ class TokenManager:
             for seal_id, s in seals.items()
         }
         self._listeners: list[Callable[[TokenState], None]] = []
+        # Serials udev reported removed: the slot list may still show them (SoftHSM until
+        # re-initialisation, some readers for a moment), so they stay absent until an add.
+        self._removed_serials: set[str] = set()
+        self._slots_lock = asyncio.Lock()
+        self.last_use: dict[str, datetime] = {}
 
     # -- observation ---------------------------------------------------------------------------
     def add_listener(self, listener: Callable[[TokenState], None]) -> None:
@@ -179,18 +185,102 @@ class TokenManager:
             )
         return found
 
+    def mark_removed(self, serial: str | None) -> list[str]:
+        """A token left the host: lock its seal NOW, on the loop, before any other await.
+
+        ``serial`` None means the removed device could not be tied to one seal: every
+        seal is locked (fail closed). The session is forgotten at once, so every later
+        ``with_session`` refuses; it is closed on the token's thread afterwards, and a
+        signature already running there is discarded by the check after it.
+        """
+        now = self._clock()
+        affected = []
+        for seal_id, seal in self._seals.items():
+            if serial is not None and seal.token_serial != serial:
+                continue
+            if serial is not None:
+                self._removed_serials.add(serial)
+            else:
+                self._removed_serials.add(seal.token_serial)
+            session = self._sessions.pop(seal_id, None)
+            state = self._states[seal_id]
+            if session is not None:
+                self._executors[seal_id].submit(_close_quietly, session)
+            if state.present or state.unlocked:
+                affected.append(seal_id)
+            self._set(replace(state, present=False, unlocked=False, unlocked_by="", since=now))
+        return affected
+
+    async def rescan(self, serial: str | None) -> None:
+        """A token arrived: forget its removal and re-read the slot list.
+
+        SoftHSM (and some modules) only show a new token after C_Finalize/C_Initialize,
+        which ends EVERY session of the library. So the library is re-initialised only
+        when no seal is unlocked: inserting token A never silently logs out token B.
+        With B unlocked, the plain slot list is read (real readers report insertions
+        there); A then shows up at the next rescan after B is locked.
+        """
+        if serial is None:
+            self._removed_serials.clear()
+        else:
+            self._removed_serials.discard(serial)
+        async with self._slots_lock:
+            if not self._sessions and self._lib is not None:
+                # Drain every token thread first: nothing may be inside the library.
+                await asyncio.gather(*(self._on_token(s, lambda: None) for s in self._seals))
+                await asyncio.get_running_loop().run_in_executor(None, self._lib.reinitialize)
+            await self.refresh()
+
+    @property
+    def has_unlocked(self) -> bool:
+        return bool(self._sessions)
+
     async def refresh(self) -> None:
         """Re-read the slot list and update presence of every seal's token."""
         slot_tokens = await asyncio.get_running_loop().run_in_executor(None, self._slot_tokens)
+        slot_tokens = [t for t in slot_tokens if t.serial not in self._removed_serials]
         now = self._clock()
         for seal_id, seal in self._seals.items():
             match = match_token(seal, slot_tokens)
             state = self._states[seal_id]
-            if match is None and state.present:
-                await self._drop_session(seal_id)
-                self._set(replace(state, present=False, unlocked=False, unlocked_by="", since=now))
-            elif match is not None and not state.present:
-                self._set(replace(state, present=True, since=now))
+            if match is None:
+                impostor = rogue_by_label(seal, slot_tokens)
+                if state.present:
+                    await self._drop_session(seal_id)
+                self._set(
+                    replace(
+                        state,
+                        present=False,
+                        unlocked=False,
+                        unlocked_by="",
+                        since=now,
+                        rogue_reason=impostor,
+                    )
+                )
+            elif not state.present or state.rogue_reason:
+                # Certificates are public objects: check them before anyone types a PIN.
+                rogue = await self._on_token(seal_id, functools.partial(self._probe, seal, match))
+                self._set(replace(state, present=not rogue, rogue_reason=rogue, since=now))
+
+    def _probe(self, seal: SealConfig, match: SlotToken) -> str:
+        """'' if the token shows the registered certificate; else why it is a rogue token."""
+        try:
+            with match.token.open(rw=False) as session:
+                certs = list(
+                    session.get_objects(
+                        {Attribute.CLASS: ObjectClass.CERTIFICATE, Attribute.LABEL: seal.key_label}
+                    )
+                )
+                values = [bytes(c[Attribute.VALUE]) for c in certs]
+        except p11x.PKCS11Error:
+            return ""  # cannot read it now; the full key check at unlock still applies
+        if values != [self._certificates[seal.seal_id]]:
+            return (
+                f"a token labelled {seal.token_label} (serial {seal.token_serial}) holds another "
+                f"certificate than seal {seal.seal_id}'s: rogue token refused; remove it and insert "
+                "the registered token"
+            )
+        return ""
 
     # -- custody: unlock / lock ----------------------------------------------------------------
     async def unlock(self, seal_id: str, pin: str, principal: str) -> TokenState:
@@ -204,6 +294,7 @@ class TokenManager:
             raise InvalidInput("the PIN is empty; enter the token's user PIN", reason="pin_missing")
         seal = self._seals[seal_id]
         registered = self._certificates[seal_id]
+        rogue: list[str] = []
 
         def _login() -> Any:
             match = match_token(seal, self._slot_tokens())
@@ -230,13 +321,29 @@ class TokenManager:
                 ) from ex
             try:
                 _check_key_matches(session, seal, registered)
+            except PreconditionFailed as ex:
+                session.close()
+                if ex.reason == "token_rogue":
+                    rogue.append(ex.message)
+                raise
             except BaseException:
                 session.close()
                 raise
             return session
 
-        session = await self._on_token(seal_id, _login)
+        async with self._slots_lock:
+            try:
+                session = await self._on_token(seal_id, _login)
+            except PreconditionFailed:
+                if rogue:
+                    self._set(replace(self._states[seal_id], present=False, rogue_reason=rogue[0]))
+                raise
+        if seal.token_serial in self._removed_serials or not self._states[seal_id].present:
+            # Removed while logging in: the new session must not outlive the token.
+            self._executors[seal_id].submit(_close_quietly, session)
+            raise PreconditionFailed(self._states[seal_id].not_ready_reason, reason="token_absent")
         self._sessions[seal_id] = session
+        self.last_use[seal_id] = self._clock()
         new = replace(state, unlocked=True, unlocked_by=principal, since=self._clock())
         self._set(new)
         return new
@@ -282,7 +389,88 @@ class TokenManager:
                 )
             return fn(session)
 
-        return await self._on_token(seal_id, _run)
+        result = await self._on_token(seal_id, _run)
+        if self._sessions.get(seal_id) is not session:
+            # Removed or locked while the key operation ran: fail closed, the caller
+            # deletes the output and the request goes back to APPROVED.
+            current = self._states[seal_id]
+            raise PreconditionFailed(
+                current.not_ready_reason or f"the token of seal {seal_id} was locked during signing",
+                reason=_not_ready_code(current),
+            )
+        self.last_use[seal_id] = self._clock()
+        return result
+
+    async def change_pin(self, seal_id: str, old_pin: str, new_pin: str) -> None:
+        """C_SetPIN in a session of its own; the PINs go nowhere else and are never retried."""
+        state = self._states[seal_id]
+        if not state.present:
+            raise PreconditionFailed(state.not_ready_reason, reason="token_absent")
+        if not old_pin or not new_pin:
+            raise InvalidInput("both the current and the new PIN are needed", reason="pin_missing")
+        if len(new_pin) < 6 or new_pin == old_pin:
+            raise InvalidInput(
+                "the new PIN must have at least 6 characters and differ from the current one",
+                reason="pin_weak",
+            )
+        seal = self._seals[seal_id]
+
+        def _set_pin() -> None:
+            match = match_token(seal, self._slot_tokens())
+            if match is None:
+                raise PreconditionFailed(state.not_ready_reason, reason="token_absent")
+            try:
+                session = match.token.open(user_pin=old_pin, rw=True)
+            except p11x.PinIncorrect as ex:
+                raise PermissionDenied(
+                    f"wrong current PIN for the token of seal {seal_id}{_tries_left(match.token)}; "
+                    "nothing was changed — check the PIN and try again",
+                    reason="pin_incorrect",
+                ) from ex
+            except p11x.PinLocked as ex:
+                raise PreconditionFailed(
+                    f"the token of seal {seal_id} is PIN-locked; the security officer must reset it",
+                    reason="pin_locked",
+                ) from ex
+            except p11x.PKCS11Error as ex:
+                raise PreconditionFailed(
+                    f"the token of seal {seal_id} refused the login ({type(ex).__name__})",
+                    reason="token_error",
+                ) from ex
+            try:
+                session.set_pin(old_pin, new_pin)
+            except (p11x.PinInvalid, p11x.PinLenRange) as ex:
+                raise InvalidInput(
+                    f"the token of seal {seal_id} does not accept that new PIN ({type(ex).__name__})",
+                    reason="pin_weak",
+                ) from ex
+            except p11x.PKCS11Error as ex:
+                raise PreconditionFailed(
+                    f"the token of seal {seal_id} refused the PIN change ({type(ex).__name__})",
+                    reason="token_error",
+                ) from ex
+            finally:
+                _close_quietly(session)
+
+        async with self._slots_lock:
+            await self._on_token(seal_id, _set_pin)
+
+
+def rogue_by_label(seal: SealConfig, slot_tokens: list[SlotToken]) -> str:
+    """Pure: a token claiming the seal's label under another serial is a rogue token."""
+    for candidate in slot_tokens:
+        if candidate.label == seal.token_label and candidate.serial != seal.token_serial:
+            return (
+                f"a token labelled {seal.token_label} with serial {candidate.serial} is inserted; "
+                f"seal {seal.seal_id}'s token has serial {seal.token_serial}: rogue token refused"
+            )
+    return ""
+
+
+def _close_quietly(session: Any) -> None:
+    # The token may be gone already; the session died with it.
+    with contextlib.suppress(p11x.PKCS11Error):
+        session.close()
 
 
 def _not_ready_code(state: TokenState) -> str:

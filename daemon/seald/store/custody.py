@@ -1,0 +1,139 @@
+"""SQLite tables for custody (R07, R09): PIN-changed marks, the custody record, custody changes.
+
+All functions take the connection of a store transaction (``Transaction.conn``) so a
+custody change and its audit record commit together.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import datetime
+
+from seald.domain.custody import Custody, CustodyChange, CustodyChangeKind
+from seald.domain.errors import NotFound
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS token_pin_changes (
+    seal_id TEXT NOT NULL,
+    token_serial TEXT NOT NULL,
+    changed_at TEXT NOT NULL,
+    changed_by TEXT NOT NULL,
+    PRIMARY KEY (seal_id, token_serial)
+);
+CREATE TABLE IF NOT EXISTS custody (
+    seal_id TEXT PRIMARY KEY,
+    custodian TEXT NOT NULL,
+    delegate TEXT NOT NULL,
+    delegation_start TEXT,
+    delegation_end TEXT
+);
+CREATE TABLE IF NOT EXISTS custody_changes (
+    change_id TEXT PRIMARY KEY,
+    seal_id TEXT NOT NULL,
+    body TEXT NOT NULL
+);
+"""
+
+
+def create_schema(conn: sqlite3.Connection) -> None:
+    conn.executescript(SCHEMA)
+
+
+# -- R07: initial PIN changed -----------------------------------------------------------------------
+def mark_pin_changed(
+    conn: sqlite3.Connection, seal_id: str, token_serial: str, when: datetime, by: str
+) -> None:
+    conn.execute(
+        "INSERT INTO token_pin_changes(seal_id, token_serial, changed_at, changed_by) VALUES (?,?,?,?)"
+        " ON CONFLICT(seal_id, token_serial) DO UPDATE SET changed_at=excluded.changed_at,"
+        " changed_by=excluded.changed_by",
+        (seal_id, token_serial, when.isoformat(), by),
+    )
+
+
+def pin_changed_tokens(conn: sqlite3.Connection) -> set[tuple[str, str]]:
+    return {(r[0], r[1]) for r in conn.execute("SELECT seal_id, token_serial FROM token_pin_changes")}
+
+
+# -- R09: custody ---------------------------------------------------------------------------------
+def _when(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def get_custody(conn: sqlite3.Connection, seal_id: str) -> Custody | None:
+    row = conn.execute(
+        "SELECT custodian, delegate, delegation_start, delegation_end FROM custody WHERE seal_id = ?",
+        (seal_id,),
+    ).fetchone()
+    if row is None:
+        return None
+    return Custody(seal_id, row[0], row[1], _when(row[2]), _when(row[3]))
+
+
+def save_custody(conn: sqlite3.Connection, custody: Custody) -> None:
+    conn.execute(
+        "INSERT INTO custody(seal_id, custodian, delegate, delegation_start, delegation_end)"
+        " VALUES (?,?,?,?,?) ON CONFLICT(seal_id) DO UPDATE SET custodian=excluded.custodian,"
+        " delegate=excluded.delegate, delegation_start=excluded.delegation_start,"
+        " delegation_end=excluded.delegation_end",
+        (
+            custody.seal_id,
+            custody.custodian,
+            custody.delegate,
+            _iso(custody.delegation_start),
+            _iso(custody.delegation_end),
+        ),
+    )
+
+
+def save_change(conn: sqlite3.Connection, change: CustodyChange) -> None:
+    body = json.dumps(
+        {
+            "change_id": change.change_id,
+            "seal_id": change.seal_id,
+            "kind": change.kind.value,
+            "to_principal": change.to_principal,
+            "proposed_by": change.proposed_by,
+            "proposed_at": change.proposed_at.isoformat(),
+            "comment": change.comment,
+            "window_start": _iso(change.window_start),
+            "window_end": _iso(change.window_end),
+            "approvals": list(change.approvals),
+            "in_effect": change.in_effect,
+        },
+        ensure_ascii=False,
+        sort_keys=True,
+    )
+    conn.execute(
+        "INSERT INTO custody_changes(change_id, seal_id, body) VALUES (?,?,?)"
+        " ON CONFLICT(change_id) DO UPDATE SET body=excluded.body",
+        (change.change_id, change.seal_id, body),
+    )
+
+
+def get_change(conn: sqlite3.Connection, change_id: str) -> CustodyChange:
+    row = conn.execute("SELECT body FROM custody_changes WHERE change_id = ?", (change_id,)).fetchone()
+    if row is None:
+        raise NotFound(
+            f"no custody change {change_id!r}; check the id returned by ProposeCustodyChange",
+            reason="custody_change_not_found",
+        )
+    raw = json.loads(row[0])
+    return CustodyChange(
+        change_id=raw["change_id"],
+        seal_id=raw["seal_id"],
+        kind=CustodyChangeKind(raw["kind"]),
+        to_principal=raw["to_principal"],
+        proposed_by=raw["proposed_by"],
+        proposed_at=datetime.fromisoformat(raw["proposed_at"]),
+        comment=raw["comment"],
+        window_start=_when(raw["window_start"]),
+        window_end=_when(raw["window_end"]),
+        approvals=tuple(raw["approvals"]),
+        in_effect=raw["in_effect"],
+    )
