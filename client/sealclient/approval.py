@@ -12,14 +12,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sealapi.v1 import common_pb2, requests_pb2
+from sealclient.errors import LocalVerificationError
 from seald.domain.digest import (
     DigestDocument,
     DigestPlacement,
     canonical_approval_subject,
     digest_of,
 )
-
-from sealclient.errors import LocalVerificationError
 
 
 @dataclass(frozen=True)

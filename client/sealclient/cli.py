@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any, TextIO, cast
 
 import grpc
-from sealapi.v1 import common_pb2, requests_pb2
 
+from sealapi.v1 import common_pb2, requests_pb2
 from sealclient.client import ClientIdentity, SealClient
 from sealclient.config import ConfigOverrides, resolve_config
 from sealclient.errors import LocalInputError, SealClientError

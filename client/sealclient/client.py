@@ -20,6 +20,7 @@ from types import TracebackType
 from typing import IO, BinaryIO, TypeVar
 
 import grpc
+
 from sealapi.v1 import (
     common_pb2,
     requests_pb2,
@@ -31,7 +32,6 @@ from sealapi.v1 import (
     verify_pb2,
     verify_pb2_grpc,
 )
-
 from sealclient.approval import LocalDocument, build_approval
 from sealclient.config import ClientConfig
 from sealclient.errors import (

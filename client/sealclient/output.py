@@ -9,6 +9,7 @@ from typing import Any
 
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
+
 from sealapi.v1 import common_pb2, requests_pb2, seals_pb2, tokens_pb2, verify_pb2
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import NoReturn
 
 import grpc
+
 from sealapi.v1 import (
     common_pb2,
     requests_pb2,
@@ -29,15 +30,14 @@ from sealapi.v1 import (
     verify_pb2,
     verify_pb2_grpc,
 )
+from sealclient.approval import digest_placement
+from sealclient.client import ClientIdentity
+from sealclient.errors import REASON_METADATA_KEY
 from seald.domain.digest import (
     DigestDocument,
     canonical_approval_subject,
     digest_of,
 )
-
-from sealclient.approval import digest_placement
-from sealclient.client import ClientIdentity
-from sealclient.errors import REASON_METADATA_KEY
 
 SEALED_SUFFIX = b"\n%fake-seal\n"
 FAKE_PIN = "246810"

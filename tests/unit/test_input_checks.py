@@ -10,6 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "assets"))
 import make_pdfs
+
 from seald.signing.errors import InputDocumentError
 from seald.signing.input_checks import check_input_bytes, check_input_pdf
 

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from seald.sdnotify import SystemdNotifier, single_line, socket_address, watchdog_interval_from
 
 

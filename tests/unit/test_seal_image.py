@@ -7,6 +7,7 @@ import io
 
 import pytest
 from PIL import Image
+
 from seald.signing.errors import SealImageError
 from seald.signing.seal_image import (
     SEAL_RED,

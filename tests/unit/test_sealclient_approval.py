@@ -6,6 +6,7 @@ import hashlib
 from collections.abc import Callable
 
 import pytest
+
 from sealapi.v1 import common_pb2, requests_pb2
 from sealclient.approval import (
     LocalDocument,

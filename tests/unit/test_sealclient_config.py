@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from sealclient.config import CONFIG_ENV, ConfigOverrides, resolve_config
 from sealclient.errors import ConfigError
 

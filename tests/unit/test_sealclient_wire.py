@@ -8,6 +8,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+
 from sealapi.v1 import common_pb2, requests_pb2
 from sealclient.client import CHUNK_SIZE, ClientIdentity, SealClient
 from sealclient.errors import LocalVerificationError, SealClientError

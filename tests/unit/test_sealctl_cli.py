@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from sealapi.v1 import requests_pb2
 from sealclient import cli
 from sealclient.cli import build_parser, download_targets, main, safe_file_name
