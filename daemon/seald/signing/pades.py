@@ -25,19 +25,19 @@ from pyhanko.pdf_utils.images import PdfImage
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.sign import fields, signers
 from pyhanko.sign.pkcs11 import PKCS11Signer
+from pyhanko.sign.timestamps import TimestampRequestError
 from pyhanko.stamp import StaticStampStyle
+from pyhanko_certvalidator.errors import PathBuildingError, PathValidationError, RevokedError
 
+from .anchors import resolve_anchor
 from .errors import InputDocumentError, SigningError, TokenSigningError
 from .input_checks import count_pages
+from .levels import Certification, LevelSettings, SignatureLevel
 from .placement import PlacementSpec, normalise_rotation, placement_box, resolve_page_index
 
 if TYPE_CHECKING:
     import pkcs11
     from pyhanko.sign.signers import Signer
-
-# Room for the CMS: RSA-4096 signature + a chain of a few certificates, hex-encoded.
-# Kept explicit (not estimated with a dummy signature) so prepare/finish can't disagree.
-DEFAULT_SIGNATURE_BYTES = 32 * 1024
 
 
 @dataclass(frozen=True)
@@ -63,17 +63,24 @@ def token_signer(
     cert_label: str,
     *,
     ca_chain_der: Sequence[bytes] = (),
+    signing_cert_der: bytes | None = None,
 ) -> Signer:
     """A pyHanko signer over an already logged-in python-pkcs11 session.
 
     The certificate is read from the token now, so that a missing key/certificate
     shows up here and not in the middle of a signature. The PKCS#11 spec forbids
     concurrent use of one session: callers serialise signatures per token.
+    ``signing_cert_der`` overrides the token's certificate (e.g. the registry's copy
+    after a re-issue that was not yet written to the token).
     """
     try:
         chain = [x509.Certificate.load(der) for der in ca_chain_der]
         signer = PKCS11Signer(
-            session, cert_label=cert_label, key_label=key_label, ca_chain=chain or None
+            session,
+            cert_label=None if signing_cert_der else cert_label,
+            key_label=key_label,
+            ca_chain=chain or None,
+            signing_cert=x509.Certificate.load(signing_cert_der) if signing_cert_der else None,
         )
         if signer.signing_cert is None:
             raise TokenSigningError(
@@ -103,11 +110,21 @@ def seal_pdf(
     location: str,
     field_name: str,
     signer_name: str = "",
-    signature_bytes: int = DEFAULT_SIGNATURE_BYTES,
+    signature_bytes: int | None = None,
+    level: LevelSettings | None = None,
+    certification: Certification = Certification.NONE,
 ) -> SealResult:
-    """Seal ``input_path`` into ``output_path`` (atomically: all or nothing there)."""
+    """Seal ``input_path`` into ``output_path`` (atomically: all or nothing there).
+
+    ``placement.anchor_text`` (if set) replaces x/y by the centre of that text on the
+    page; ``level`` selects B-B (default) .. B-LTA; ``certification`` makes this a
+    DocMDP certification signature (only allowed as the document's first signature).
+    """
+    level = level or LevelSettings()
     data = _read_input(input_path)
     writer = _open_incremental(data)
+    if placement.anchor_text:
+        placement = resolve_anchor(input_path, placement, page_rotations(writer))
     page_ix, box = _page_and_box(writer, placement)
     rotate = page_geometry(writer, page_ix).rotate
     pdf_signer = _pdf_signer(
@@ -120,10 +137,14 @@ def seal_pdf(
         field_name=field_name,
         signer_name=signer_name,
         rotate=rotate,
+        level=level,
+        certification=certification,
     )
     with _atomic_output(output_path) as out:
         with _translate_signing_errors(field_name):
-            pdf_signer.sign_pdf(writer, output=out, bytes_reserved=signature_bytes)
+            pdf_signer.sign_pdf(
+                writer, output=out, bytes_reserved=signature_bytes or level.signature_bytes
+            )
         return _result(out, field_name, page_ix, box)
 
 
@@ -138,6 +159,19 @@ def page_geometry(writer: IncrementalPdfFileWriter, page_ix: int) -> PageGeometr
     x1, y1, x2, y2 = (float(v) for v in crop)
     rotate = normalise_rotation(int(_inherited(page, "/Rotate") or 0))
     return PageGeometry(abs(x2 - x1), abs(y2 - y1), (min(x1, x2), min(y1, y2)), rotate)
+
+
+def page_rotations(writer: IncrementalPdfFileWriter) -> list[int]:
+    """Each page's normalised /Rotate, in page order."""
+    try:
+        count = count_pages(writer.root["/Pages"])
+        return [page_geometry(writer, ix).rotate for ix in range(count)]
+    except SigningError:
+        raise
+    except Exception as ex:
+        raise InputDocumentError(
+            "malformed", f"the PDF's page tree cannot be read ({type(ex).__name__}); re-save it"
+        ) from ex
 
 
 def _inherited(page: generic.DictionaryObject, key: str) -> Any:
@@ -236,21 +270,56 @@ def _pdf_signer(
     field_name: str,
     signer_name: str,
     rotate: int,
+    level: LevelSettings,
+    certification: Certification,
 ) -> signers.PdfSigner:
-    meta = signers.PdfSignatureMetadata(
-        field_name=field_name,
-        md_algorithm="sha256",
-        subfilter=fields.SigSeedSubFilter.PADES,
-        reason=reason or None,
-        location=location or None,
-        name=signer_name or None,
+    meta = signature_metadata(
+        field_name,
+        reason=reason,
+        location=location,
+        signer_name=signer_name,
+        level=level,
+        certification=certification,
     )
     # pyHanko annotates the box as ints but writes floats fine; rounding to whole
     # points would move the seal by up to 0.35 mm.
     exact_box = cast("tuple[int, int, int, int]", tuple(round(v, 3) for v in box))
     spec = fields.SigFieldSpec(sig_field_name=field_name, on_page=page_ix, box=exact_box)
     return signers.PdfSigner(
-        meta, signer, stamp_style=seal_stamp_style(seal_png, rotate), new_field_spec=spec
+        meta,
+        signer,
+        stamp_style=seal_stamp_style(seal_png, rotate),
+        new_field_spec=spec,
+        timestamper=level.timestamper(),
+    )
+
+
+def signature_metadata(
+    field_name: str,
+    *,
+    reason: str,
+    location: str,
+    signer_name: str,
+    level: LevelSettings,
+    certification: Certification,
+) -> signers.PdfSignatureMetadata:
+    """pyHanko's signature settings for one seal at ``level``."""
+    perm = certification.mdp_perm
+    return signers.PdfSignatureMetadata(
+        field_name=field_name,
+        md_algorithm="sha256",
+        subfilter=fields.SigSeedSubFilter.PADES,
+        reason=reason or None,
+        location=location or None,
+        name=signer_name or None,
+        certify=perm is not None,
+        docmdp_permissions=perm or fields.MDPPerm.FILL_FORMS,
+        embed_validation_info=level.level.embeds_validation_info,
+        validation_context=level.validation_context(),
+        use_pades_lta=level.level is SignatureLevel.B_LTA,
+        timestamp_field_name=f"{field_name}-DocTS" if level.level is SignatureLevel.B_LTA else None,
+        # Seal certificates carry digitalSignature + nonRepudiation (R01).
+        signer_key_usage={"non_repudiation"},
     )
 
 
@@ -273,6 +342,26 @@ def translate_signing_exception(ex: BaseException, field_name: str) -> SigningEr
                 f"the token failed while signing ({type(cause).__name__}); check that it is "
                 "still inserted and unlocked, then retry",
             )
+    for cause in _chain(ex):
+        if isinstance(cause, RevokedError):
+            return SigningError(
+                "seal_certificate_revoked",
+                "the seal certificate is revoked according to its CA's OCSP/CRL; re-issue the "
+                "seal certificate (seal change) before sealing again",
+            )
+        if isinstance(cause, TimestampRequestError):
+            return SigningError(
+                "tsa_unavailable",
+                f"the timestamp authority did not answer ({_tsa_hint(cause)}); check [trust] "
+                "tsa_url and the network path to it, then retry",
+            )
+        if isinstance(cause, (PathValidationError, PathBuildingError)):
+            return SigningError(
+                "seal_certificate_invalid",
+                "the seal certificate could not be validated up to the configured trust roots "
+                f"with revocation info ({type(cause).__name__}); check [trust] signing_roots and "
+                "that the CA's OCSP/CRL responders are reachable",
+            )
     text = str(ex).lower()
     if "already" in text and ("filled" in text or "signed" in text or "exists" in text):
         return SigningError(
@@ -286,6 +375,12 @@ def translate_signing_exception(ex: BaseException, field_name: str) -> SigningEr
     return SigningError(
         "signing_failed", f"sealing failed ({type(ex).__name__}); see the daemon log and retry"
     )
+
+
+def _tsa_hint(ex: BaseException) -> str:
+    # pyHanko's message names the URL; keep only that, never a response body.
+    text = str(ex)
+    return text.split("\n", 1)[0][:200] or type(ex).__name__
 
 
 def _chain(ex: BaseException) -> Iterator[BaseException]:

@@ -22,6 +22,10 @@ class PlacementSpec:
     x_mm: float  # CENTRE of the seal, mm from the displayed page's TOP-LEFT corner
     y_mm: float
     size_mm: float
+    # Non-empty: centre on this text (x_mm/y_mm become an offset from it); see anchors.py.
+    anchor_text: str = ""
+    # Cross-page seal (骑缝章): slices on the right edge of every page; see cross_page.py.
+    cross_page: bool = False
 
 
 def mm_to_pt(mm: float) -> float:

