@@ -1,6 +1,7 @@
 """`sealctl`: the command-line client of seald.
 
-Global options come before the command: `sealctl --json status R-1`.
+Global options come before the command: `sealctl --json status R-1`; `--json` is
+also accepted after it (`sealctl status R-1 --json`), as users type it.
 Errors go to stderr as "sealctl: error: <message> (<reason>)"; exit codes are in
 sealclient.exitcodes and docs/sealctl.md. PINs are read without echo (or one
 line per PIN from stdin with --pin-stdin); they are never accepted in argv.
@@ -104,6 +105,20 @@ def positive_mm(text: str) -> float:
 
 # -- parser --------------------------------------------------------------------
 
+# `--json` after the command. SUPPRESS: when absent there, the global value stands.
+JSON_AFTER_COMMAND = argparse.ArgumentParser(add_help=False)
+JSON_AFTER_COMMAND.add_argument(
+    "--json", action="store_true", default=argparse.SUPPRESS, help="print JSON instead of text"
+)
+
+
+class CommandParser(argparse.ArgumentParser):
+    """Parser of every (sub)command: inherits `--json`, and so do its own subcommands."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("parents", [JSON_AFTER_COMMAND])
+        super().__init__(**kwargs)
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -119,7 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cert", type=Path, help="this client's certificate (PEM)")
     parser.add_argument("--key", type=Path, help="this client's private key (PEM)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=CommandParser
+    )
 
     submit = commands.add_parser("submit", help="submit PDFs for sealing")
     submit.add_argument("files", nargs="+", type=Path, metavar="FILE")
