@@ -8,6 +8,7 @@ stay intact. Called from worker threads; never from the asyncio loop.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import io
 import os
@@ -26,10 +27,12 @@ from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.sign import fields, signers
 from pyhanko.sign.pkcs11 import PKCS11Signer
 from pyhanko.sign.timestamps import TimestampRequestError
+from pyhanko.sign.validation import read_certification_data
 from pyhanko.stamp import StaticStampStyle
 from pyhanko_certvalidator.errors import PathBuildingError, PathValidationError, RevokedError
 
 from .anchors import resolve_anchor
+from .cross_page import PageBox, draw_slices
 from .errors import InputDocumentError, SigningError, TokenSigningError
 from .input_checks import count_pages
 from .levels import Certification, LevelSettings, SignatureLevel
@@ -45,8 +48,10 @@ class SealResult:
     sha256: str
     size: int
     field_name: str
-    page: int  # 1-based page the seal is on
+    page: int  # 1-based page the seal is on (cross-page: the last page)
     box_pt: tuple[float, float, float, float]
+    # Cross-page seal: every page's slice box (user space, points), page order.
+    slice_boxes_pt: tuple[tuple[float, float, float, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -123,6 +128,25 @@ def seal_pdf(
     level = level or LevelSettings()
     data = _read_input(input_path)
     writer = _open_incremental(data)
+    _check_may_add_signature(writer, certification)
+    if placement.cross_page:
+        return _seal_cross_page(
+            writer,
+            output_path,
+            signer=signer,
+            seal_png=seal_png,
+            placement=placement,
+            meta=signature_metadata(
+                field_name,
+                reason=reason,
+                location=location,
+                signer_name=signer_name,
+                level=level,
+                certification=certification,
+            ),
+            level=level,
+            signature_bytes=signature_bytes,
+        )
     if placement.anchor_text:
         placement = resolve_anchor(input_path, placement, page_rotations(writer))
     page_ix, box = _page_and_box(writer, placement)
@@ -146,6 +170,69 @@ def seal_pdf(
                 writer, output=out, bytes_reserved=signature_bytes or level.signature_bytes
             )
         return _result(out, field_name, page_ix, box)
+
+
+def _check_may_add_signature(
+    writer: IncrementalPdfFileWriter, certification: Certification
+) -> None:
+    """Refuse up front what would produce an invalid document (fail closed)."""
+    try:
+        docmdp = read_certification_data(writer.prev)
+        signed = bool(writer.prev.embedded_signatures)
+    except Exception as ex:
+        raise InputDocumentError(
+            "malformed", f"the PDF's signature fields cannot be read ({type(ex).__name__})"
+        ) from ex
+    if docmdp is not None and docmdp.permission == fields.MDPPerm.NO_CHANGES:
+        raise SigningError(
+            "certified_no_changes",
+            "the document is certified with 'no changes allowed' (DocMDP P=1): another seal "
+            "would invalidate that certification; seal the uncertified original instead",
+        )
+    if certification is not Certification.NONE and (docmdp is not None or signed):
+        raise SigningError(
+            "certification_not_first",
+            "a certification seal must be the document's first signature, and this document "
+            "is already signed; seal it without certification",
+        )
+
+
+def _seal_cross_page(
+    writer: IncrementalPdfFileWriter,
+    output_path: Path,
+    *,
+    signer: Signer,
+    seal_png: bytes,
+    placement: PlacementSpec,
+    meta: signers.PdfSignatureMetadata,
+    level: LevelSettings,
+    signature_bytes: int | None,
+) -> SealResult:
+    """骑缝章: slices on every page's right edge + one invisible signature over them."""
+    try:
+        count = count_pages(writer.root["/Pages"])
+        pages = [page_geometry(writer, ix) for ix in range(count)]
+    except SigningError:
+        raise
+    except Exception as ex:
+        raise InputDocumentError(
+            "malformed", f"the PDF's page tree cannot be read ({type(ex).__name__}); re-save it"
+        ) from ex
+    page_boxes = [PageBox(p.width_pt, p.height_pt, p.origin_pt, p.rotate) for p in pages]
+    boxes = draw_slices(writer, page_boxes, seal_png, placement)
+    field_name = meta.field_name or "CrossPageSeal"
+    # Invisible field: the visible part is the slices, which the signature covers.
+    spec = fields.SigFieldSpec(sig_field_name=field_name, on_page=count - 1)
+    pdf_signer = signers.PdfSigner(
+        meta, signer, new_field_spec=spec, timestamper=level.timestamper()
+    )
+    with _atomic_output(output_path) as out:
+        with _translate_signing_errors(field_name):
+            pdf_signer.sign_pdf(
+                writer, output=out, bytes_reserved=signature_bytes or level.signature_bytes
+            )
+        result = _result(out, field_name, count - 1, boxes[-1])
+    return dataclasses.replace(result, slice_boxes_pt=tuple(boxes))
 
 
 def page_geometry(writer: IncrementalPdfFileWriter, page_ix: int) -> PageGeometry:
