@@ -236,6 +236,10 @@ def seald_toml_text(
             f"seals = {toml_str_list(principal.seals)}",
             f"certificates = {toml_str_list(fingerprints[principal.principal])}",
         ]
+        if "approver" in principal.roles:
+            # R05 default authority of official and contract seals: the general manager
+            # (李娜) or her deputy (王芳).
+            lines.append('groups = ["general_manager"]')
     return "\n".join(lines) + "\n"
 
 

@@ -12,12 +12,13 @@ import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 from seald.domain.errors import ConfigError
 from seald.domain.model import Principal, Role, Seal, SealType
-from seald.domain.policy import ApprovalPolicy, default_policy
+from seald.domain.policy import ApprovalPolicy, build_policy
 
 FINGERPRINT = re.compile(r"^[0-9a-f]{64}$")
 SEAL_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -54,6 +55,8 @@ class RequestsConfig:
     approval_ttl_hours: float
     max_document_bytes: int
     max_documents_per_request: int
+    # Once a request has its quorum, it must be signed within this time (R06).
+    approval_use_hours: float = 24.0
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,12 @@ class SealConfig:
     categories: frozenset[str]
     size_mm: float
     required_approvals: int
+    # R05: approver groups (default: the seal type's authority) and the optional
+    # "one approval from each group" factor; R03: validity window (None = open).
+    approver_groups: tuple[str, ...] = ()
+    one_from_each_group: bool = False
+    valid_from: datetime | None = None
+    valid_until: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -94,8 +103,18 @@ class Config:
                 return entry.principal
         return None
 
-    def policy_for(self, seal_id: str) -> ApprovalPolicy:
-        return default_policy(self.seals[seal_id].required_approvals)
+    def policy_for(self, seal_id: str, now: datetime | None = None) -> ApprovalPolicy:
+        """The seal's approval policy at ``now`` (who is eligible depends on time, R03)."""
+        sc = self.seals[seal_id]
+        return build_policy(
+            seal_id=seal_id,
+            seal_type=sc.seal_type,
+            required_approvals=sc.required_approvals,
+            approver_groups=sc.approver_groups,
+            one_from_each_group=sc.one_from_each_group,
+            principals=[p.principal for p in self.principals.values()],
+            now=now or datetime.now(UTC),
+        )
 
     def seal(self, seal_id: str, certificate_sha256: str = "") -> Seal:
         sc = self.seals[seal_id]
@@ -108,6 +127,8 @@ class Config:
             required_approvals=sc.required_approvals,
             size_mm=sc.size_mm,
             certificate_sha256=certificate_sha256,
+            valid_from=sc.valid_from,
+            valid_until=sc.valid_until,
         )
 
 
@@ -167,6 +188,30 @@ class _Table:
             )
         return path
 
+    def optional_strings(self, key: str, hint: str) -> list[str]:
+        value = self._get(key, [], list, hint)
+        if not all(isinstance(v, str) and v for v in value):
+            raise ConfigError(f"{self.file}: '{self._key(key)}' must be {hint}")
+        return list(value)
+
+    def boolean(self, key: str, default: bool, hint: str) -> bool:
+        return bool(self._get(key, default, bool, hint))
+
+    def when(self, key: str) -> datetime | None:
+        """An optional TOML date-time with offset (e.g. 2026-01-01T00:00:00+08:00) or date."""
+        hint = "a date-time with offset such as 2026-01-01T00:00:00+08:00, or a date"
+        value = self._get(key, None, (datetime, date), hint)
+        if value is None:
+            return None
+        if isinstance(value, datetime):
+            if value.tzinfo is None:
+                raise ConfigError(
+                    f"{self.file}: '{self._key(key)}' = {value} has no UTC offset; add one "
+                    "(e.g. +08:00) so the window is unambiguous"
+                )
+            return value
+        return datetime(value.year, value.month, value.day, tzinfo=UTC)
+
     def table(self, key: str) -> _Table:
         self.taken.add(key)
         if key not in self.data:
@@ -216,6 +261,16 @@ def _seal(file: Path, raw: Any, default_approvals: int) -> SealConfig:
     required = t.integer("required_approvals", default_approvals, "an integer >= 2")
     if required < 2:
         raise ConfigError(f"{file}: '{t.where}.required_approvals' must be at least 2 (R05)")
+    groups = t.optional_strings("approver_groups", "a list of approver group names")
+    one_from_each = t.boolean("one_from_each_group", False, "true or false")
+    if one_from_each and not groups:
+        raise ConfigError(
+            f"{file}: '{t.where}.one_from_each_group' needs '{t.where}.approver_groups'; "
+            "list the groups that must each approve"
+        )
+    valid_from, valid_until = t.when("valid_from"), t.when("valid_until")
+    if valid_from and valid_until and valid_until <= valid_from:
+        raise ConfigError(f"{file}: '{t.where}.valid_until' must be after valid_from")
     size = t.number("size_mm", 42.0, "the seal diameter in mm, 10 to 100")
     if not 10.0 <= size <= 100.0:
         raise ConfigError(f"{file}: '{t.where}.size_mm' = {size}; use 10 to 100 mm")
@@ -231,6 +286,10 @@ def _seal(file: Path, raw: Any, default_approvals: int) -> SealConfig:
         categories=frozenset(t.strings("categories", "a non-empty list of document categories")),
         size_mm=size,
         required_approvals=required,
+        approver_groups=tuple(groups),
+        one_from_each_group=one_from_each,
+        valid_from=valid_from,
+        valid_until=valid_until,
     )
     t.finish()
     return seal
@@ -259,12 +318,19 @@ def _principal(file: Path, raw: Any, seal_ids: frozenset[str]) -> PrincipalConfi
             f"{file}: '{t.where}.certificates' has {bad[0]!r}; give the hex SHA-256 of the "
             "certificate's DER (openssl x509 -noout -fingerprint -sha256)"
         )
+    groups = frozenset(t.optional_strings("groups", "a list of approver group names"))
+    valid_from, valid_until = t.when("valid_from"), t.when("valid_until")
+    if valid_from and valid_until and valid_until <= valid_from:
+        raise ConfigError(f"{file}: '{t.where}.valid_until' must be after valid_from")
     entry = PrincipalConfig(
         principal=Principal(
             name=name,
             display_name=t.text("display_name", default=name, hint="a display name"),
             roles=frozenset(roles),
             seal_ids=seals,
+            groups=groups,
+            valid_from=valid_from,
+            valid_until=valid_until,
         ),
         certificates=frozenset(certs),
     )
@@ -307,12 +373,17 @@ def load_config(path: Path) -> Config:
         approval_ttl_hours=req_t.number("approval_ttl_hours", 72.0, "hours, > 0"),
         max_document_bytes=req_t.integer("max_document_bytes", 256 * 1024 * 1024, "bytes"),
         max_documents_per_request=req_t.integer("max_documents_per_request", 500, "a count"),
+        approval_use_hours=req_t.number("approval_use_hours", 24.0, "hours, > 0"),
     )
     req_t.finish()
     if requests.required_approvals < 2:
         raise ConfigError(f"{path}: 'requests.required_approvals' must be at least 2 (R05)")
     if requests.approval_ttl_hours <= 0:
         raise ConfigError(f"{path}: 'requests.approval_ttl_hours' must be > 0")
+    if requests.approval_use_hours <= 0:
+        raise ConfigError(f"{path}: 'requests.approval_use_hours' must be > 0")
+    if requests.max_documents_per_request < 1:
+        raise ConfigError(f"{path}: 'requests.max_documents_per_request' must be at least 1")
     root.taken.update({"seal", "principal"})
     seal_list = raw.get("seal", [])
     if not isinstance(seal_list, list) or not seal_list:

@@ -38,14 +38,17 @@ from seald.domain.model import (
     Principal,
     RequestState,
     Role,
+    Seal,
     SealRequest,
 )
+from seald.domain.seals import SealState, apply_state
 from seald.logs import get_logger
 from seald.signing.errors import InputDocumentError, SigningError, TokenSigningError
 from seald.signing.input_checks import check_input_pdf
 from seald.signing.pades import seal_pdf, token_signer
 from seald.signing.placement import PlacementSpec
 from seald.signing.seal_image import SealImageSpec, render_seal_png
+from seald.store import seals as seal_tables
 from seald.store.requests import Store, Transaction
 from seald.tokens.manager import TokenManager, TokenState
 
@@ -108,16 +111,31 @@ class SealService:
         self._signing_tasks: set[asyncio.Task[None]] = set()
         self._busy_seals: set[str] = set()
         self.signed_count = 0
+        # Seal lifecycle status (R02) as committed; transactions read the database itself.
+        self.seal_states: dict[str, SealState] = {}
         tokens.add_listener(self._on_token_change)
 
     # -- helpers -----------------------------------------------------------------------------
-    def seal(self, seal_id: str) -> Any:
+    def seal(self, seal_id: str, tx: Transaction | None = None) -> Seal:
+        """The seal with its lifecycle status; inside a transaction, read from the database."""
         if seal_id not in self.config.seals:
             known = ", ".join(sorted(self.config.seals))
             raise InvalidInput(
                 f"unknown seal {seal_id!r}; known seals: {known}", reason="unknown_seal"
             )
-        return self.config.seal(seal_id, self.tokens.certificate_sha256(seal_id))
+        state = (
+            seal_tables.get_state(tx.conn, seal_id)
+            if tx is not None
+            else self.seal_states.get(seal_id)
+        )
+        return apply_state(
+            self.config.seal(seal_id, self.tokens.certificate_sha256(seal_id)), state
+        )
+
+    async def load_seal_states(self) -> None:
+        self.seal_states = await self.store.call(
+            lambda: seal_tables.all_states(self.store._connection())
+        )
 
     def _on_token_change(self, state: TokenState) -> None:
         self.token_events.publish(state)
@@ -263,8 +281,10 @@ class SealService:
         def _tx(tx: Transaction) -> SealRequest:
             request = tx.get_request(request_id)
             _require_visible(principal, request)
+            # R02/R03: no approval for a stopped seal or outside its window.
+            lifecycle.check_seal_usable(self.seal(request.seal_id, tx), request.category, now)
             policy = policy_cache.setdefault(
-                request.seal_id, self.config.policy_for(request.seal_id)
+                request.seal_id, self.config.policy_for(request.seal_id, now)
             )
             new = lifecycle.approve(
                 request,
@@ -275,6 +295,7 @@ class SealService:
                 now=now,
                 comment=comment,
                 certificate_sha256=certificate_sha256,
+                use_ttl=timedelta(hours=self.config.requests.approval_use_hours),
             )
             tx.save_request(new)
             tx.audit(
@@ -302,7 +323,10 @@ class SealService:
             request = tx.get_request(request_id)
             _require_visible(principal, request)
             new = lifecycle.withdraw_approval(
-                request, approver=principal, policy=self.config.policy_for(request.seal_id), now=now
+                request,
+                approver=principal,
+                policy=self.config.policy_for(request.seal_id, now),
+                now=now,
             )
             tx.save_request(new)
             tx.audit(
@@ -538,8 +562,8 @@ class SealService:
             request = tx.get_request(request_id)
             new = lifecycle.begin_signing(
                 request,
-                seal=self.seal(request.seal_id),
-                policy=self.config.policy_for(request.seal_id),
+                seal=self.seal(request.seal_id, tx),
+                policy=self.config.policy_for(request.seal_id, now),
                 now=now,
             )
             tx.save_request(new)
@@ -570,6 +594,9 @@ class SealService:
 
         def _result(tx: Transaction) -> SealRequest:
             current = tx.get_request(request_id)
+            # R02: a suspension/loss committed while the token was signing wins: the
+            # sealed output is not released (the caller deletes it and voids approvals).
+            lifecycle.check_seal_usable(self.seal(current.seal_id, tx), current.category)
             new = lifecycle.complete_signing(current, sealed=sealed, now=self.clock())
             tx.save_request(new)
             for doc in new.documents:
@@ -588,6 +615,9 @@ class SealService:
 
         try:
             done = await self._commit(_result, "seal.signed")
+        except PreconditionFailed as ex:
+            self._remove_sealed(request)
+            return await self._void_in_flight(request, ex)
         except ServiceUnavailable:
             # Fail closed: without its result record no sealed document is released.
             self._remove_sealed(request)
@@ -663,6 +693,29 @@ class SealService:
 
         return await self._commit(_tx, "seal.sign_interrupted")
 
+    async def _void_in_flight(self, request: SealRequest, ex: PreconditionFailed) -> SealRequest:
+        """The seal stopped while signing: nothing released, approvals void (R02)."""
+
+        def _tx(tx: Transaction) -> SealRequest:
+            now = self.clock()
+            back = lifecycle.interrupt_signing(
+                tx.get_request(request.request_id), why=ex.message, now=now
+            )
+            new = lifecycle.void_approvals(back, why=ex.message, now=now)
+            tx.save_request(new)
+            tx.audit(
+                AuditEvent(
+                    event="seal.sign_voided",
+                    seal_id=new.seal_id,
+                    request_id=new.request_id,
+                    outcome="pending",
+                    reason=ex.reason,
+                )
+            )
+            return new
+
+        return await self._commit(_tx, "seal.sign_voided")
+
     async def _fail(
         self, request: SealRequest, why: str, ex: SealError | SigningError
     ) -> SealRequest:
@@ -717,6 +770,7 @@ class SealService:
 
     async def recover(self) -> None:
         """After a crash: requests left SIGNING are resolved by the output on disk."""
+        await self.load_seal_states()
         for request in await self.store.list_requests(
             states=(RequestState.SIGNING,), limit=100_000
         ):

@@ -5,6 +5,7 @@ SHA-256 must be on the allow-list."""
 from __future__ import annotations
 
 import hashlib
+from datetime import UTC, datetime
 from typing import Any
 
 import grpc
@@ -12,8 +13,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from seald.config import Config
-from seald.domain.errors import Unauthenticated
+from seald.domain.errors import PermissionDenied, Unauthenticated
 from seald.domain.model import Principal
+from seald.domain.seals import check_window
 
 
 def peer_certificate_der(context: grpc.aio.ServicerContext[Any, Any]) -> bytes | None:
@@ -39,4 +41,12 @@ def authenticate(config: Config, context: grpc.aio.ServicerContext[Any, Any]) ->
             "give this fingerprint to the admin to be added",
             reason="certificate_not_listed",
         )
+    # R03: a person's authorisation has a validity window; outside it nothing is allowed.
+    check_window(
+        f"the authorisation of {principal.name}",
+        principal.valid_from,
+        principal.valid_until,
+        datetime.now(UTC),
+        PermissionDenied,
+    )
     return principal, fingerprint

@@ -9,6 +9,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from sealapi.v1 import common_pb2, requests_pb2, seals_pb2, tokens_pb2
 from seald.config import SealConfig
 from seald.domain.model import Placement, RequestState, Role, SealRequest, SealStatus, SealType
+from seald.domain.policy import approver_groups_for
+from seald.domain.seals import SealState
 from seald.tokens.manager import TokenState
 
 STATE_TO_PB = {
@@ -141,7 +143,30 @@ def token_to_pb(state: TokenState, ready: bool, not_ready_reason: str) -> tokens
     )
 
 
-def seal_to_pb(seal: SealConfig, certificate_der: bytes, certificate_sha256: str) -> seals_pb2.Seal:
+def seal_to_pb(
+    seal: SealConfig,
+    certificate_der: bytes,
+    certificate_sha256: str,
+    state: SealState | None = None,
+) -> seals_pb2.Seal:
+    pb = _seal_to_pb(seal, certificate_der, certificate_sha256)
+    pb.approver_groups.extend(approver_groups_for(seal.seal_type, seal.approver_groups))
+    window = common_pb2.TimeWindow(
+        not_before=timestamp(seal.valid_from), not_after=timestamp(seal.valid_until)
+    )
+    pb.validity.CopyFrom(window)
+    if state is not None:
+        pb.status = SEAL_STATUS_TO_PB[state.status]
+        pb.status_reason = state.status_reason
+        if state.display_name:
+            pb.display_name = state.display_name
+        since = timestamp(state.since)
+        if since is not None:
+            pb.status_since.CopyFrom(since)
+    return pb
+
+
+def _seal_to_pb(seal: SealConfig, certificate_der: bytes, certificate_sha256: str) -> seals_pb2.Seal:
     return seals_pb2.Seal(
         seal_id=seal.seal_id,
         type=SEAL_TYPE_TO_PB[seal.seal_type],

@@ -46,7 +46,9 @@ from seald.domain.errors import (
     Unauthenticated,
 )
 from seald.domain.model import Principal, Role
+from seald.domain.seals import SealAction
 from seald.logs import get_logger
+from seald.seal_admin import SealAdmin
 from seald.service import SealService, UploadedDocument
 from seald.signing.errors import SigningError
 from seald.signing.verify import verify_pdf
@@ -585,7 +587,31 @@ class SealRegistryServicer(seals_pb2_grpc.SealRegistryServiceServicer):
             self.service.config.seals[seal_id],
             tokens.certificate_der(seal_id),
             tokens.certificate_sha256(seal_id),
+            self.service.seal_states.get(seal_id),
         )
+
+    async def _lifecycle(
+        self,
+        principal: Principal,
+        info: CallInfo,
+        request: seals_pb2.SealLifecycleRequest,
+        action: SealAction,
+    ) -> seals_pb2.Seal:
+        info.seal_id = request.seal_id
+        outcome = await SealAdmin(self.service).act(
+            principal,
+            request.seal_id,
+            action,
+            comment=request.comment,
+            proposal_id=request.proposal_id,
+        )
+        pb = self._seal_pb(request.seal_id)
+        if not outcome.executed:
+            pb.status_reason = (
+                f"{action.value} proposed as {request.proposal_id} by {principal.name}; a "
+                "second administrator must confirm it with the same proposal id"
+            )
+        return pb
 
     @rpc
     async def ListSeals(
@@ -637,24 +663,69 @@ class SealRegistryServicer(seals_pb2_grpc.SealRegistryServiceServicer):
         raise _unimplemented("ImportSealCertificate")
 
     @rpc
-    async def ChangeSeal(self, principal: Principal, info: CallInfo, request: Any, context: Any) -> Any:
-        raise _unimplemented("ChangeSeal")
+    async def ChangeSeal(
+        self,
+        principal: Principal,
+        info: CallInfo,
+        request: seals_pb2.ChangeSealRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> seals_pb2.Seal:
+        info.seal_id = request.seal_id
+        if request.certificate_der:
+            # Needs the token manager and config to take a new certificate at run time.
+            raise _unimplemented("ChangeSeal with a new certificate")
+        if not request.display_name.strip():
+            raise InvalidInput(
+                "ChangeSeal needs the new display_name", reason="missing_display_name"
+            )
+        await SealAdmin(self.service).act(
+            principal,
+            request.seal_id,
+            SealAction.CHANGE,
+            comment=request.comment,
+            display_name=request.display_name.strip(),
+        )
+        return self._seal_pb(request.seal_id)
 
     @rpc
-    async def SuspendSeal(self, principal: Principal, info: CallInfo, request: Any, context: Any) -> Any:
-        raise _unimplemented("SuspendSeal")
+    async def SuspendSeal(
+        self,
+        principal: Principal,
+        info: CallInfo,
+        request: seals_pb2.SealLifecycleRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> seals_pb2.Seal:
+        return await self._lifecycle(principal, info, request, SealAction.SUSPEND)
 
     @rpc
-    async def ResumeSeal(self, principal: Principal, info: CallInfo, request: Any, context: Any) -> Any:
-        raise _unimplemented("ResumeSeal")
+    async def ResumeSeal(
+        self,
+        principal: Principal,
+        info: CallInfo,
+        request: seals_pb2.SealLifecycleRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> seals_pb2.Seal:
+        return await self._lifecycle(principal, info, request, SealAction.RESUME)
 
     @rpc
-    async def ReportSealLost(self, principal: Principal, info: CallInfo, request: Any, context: Any) -> Any:
-        raise _unimplemented("ReportSealLost")
+    async def ReportSealLost(
+        self,
+        principal: Principal,
+        info: CallInfo,
+        request: seals_pb2.SealLifecycleRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> seals_pb2.Seal:
+        return await self._lifecycle(principal, info, request, SealAction.REPORT_LOST)
 
     @rpc
-    async def DestroySeal(self, principal: Principal, info: CallInfo, request: Any, context: Any) -> Any:
-        raise _unimplemented("DestroySeal")
+    async def DestroySeal(
+        self,
+        principal: Principal,
+        info: CallInfo,
+        request: seals_pb2.SealLifecycleRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> seals_pb2.Seal:
+        return await self._lifecycle(principal, info, request, SealAction.DESTROY)
 
     @rpc
     async def GetCustody(self, principal: Principal, info: CallInfo, request: Any, context: Any) -> Any:

@@ -40,6 +40,7 @@ from seald.domain.model import (
     SealStatus,
 )
 from seald.domain.policy import ApprovalPolicy, distinct_approvers
+from seald.domain.seals import check_window
 
 SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 MAX_TEXT = 500
@@ -110,8 +111,8 @@ def validate_placement(placement: Placement) -> None:
         )
 
 
-def check_seal_usable(seal: Seal, category: str) -> None:
-    """R02/R03: only an active seal, only within its scope."""
+def check_seal_usable(seal: Seal, category: str, now: datetime | None = None) -> None:
+    """R02/R03: only an active seal, only within its scope and validity window."""
     if seal.status is not SealStatus.ACTIVE:
         raise PreconditionFailed(
             f"seal {seal.seal_id} is {seal.status.value}; it cannot be used until an admin "
@@ -125,6 +126,8 @@ def check_seal_usable(seal: Seal, category: str) -> None:
             f"its scope is: {allowed} (R03)",
             reason="category_out_of_scope",
         )
+    if now is not None:
+        check_window(f"seal {seal.seal_id}", seal.valid_from, seal.valid_until, now)
 
 
 def submit(
@@ -149,7 +152,7 @@ def submit(
         )
     _require_text("reason", reason)
     _require_text("category", category, limit=64)
-    check_seal_usable(seal, category)
+    check_seal_usable(seal, category, now)
     validate_placement(placement)
     if not documents:
         raise InvalidInput(
@@ -257,8 +260,12 @@ def approve(
     now: datetime,
     comment: str = "",
     certificate_sha256: str = "",
+    use_ttl: timedelta | None = None,
 ) -> SealRequest:
+    """Add one approval. With ``use_ttl``, a request that reaches its quorum must be
+    signed within that time (approvals are collected, then used, R06)."""
     _require_eligible_approver(request, approver)
+    policy.check_may_approve(approver.name)
     if request.state is RequestState.APPROVED and approver.name in {
         a.approver for a in request.approvals
     }:
@@ -317,6 +324,7 @@ def approve(
         approvals=approvals,
         state=RequestState.APPROVED,
         updated_at=now,
+        expires_at=now + use_ttl if use_ttl is not None else request.expires_at,
         state_reason="approved; waiting for the seal's token to be present and unlocked",
     )
 
@@ -383,7 +391,7 @@ def begin_signing(
             reason="not_approved",
         )
     _require_not_expired(request, now)
-    check_seal_usable(seal, request.category)
+    check_seal_usable(seal, request.category, now)
     if seal.certificate_sha256 != request.seal_certificate_sha256:
         raise PreconditionFailed(
             f"seal {seal.seal_id}'s certificate changed after the request was approved; "
@@ -403,6 +411,26 @@ def begin_signing(
         updated_at=now,
         sign_attempts=request.sign_attempts + 1,
         state_reason="the token is signing",
+    )
+
+
+def void_approvals(request: SealRequest, *, why: str, now: datetime) -> SealRequest:
+    """R02: the seal was suspended/lost/destroyed: every approval given so far is void.
+
+    The request goes back to PENDING with no approvals (SIGNING requests are voided by
+    the signer when it finds the seal stopped; final requests are left alone).
+    """
+    if request.state not in (RequestState.PENDING, RequestState.APPROVED):
+        raise PreconditionFailed(
+            f"request {request.request_id} is {request.state.value}; nothing to void",
+            reason="request_final",
+        )
+    return replace(
+        request,
+        state=RequestState.PENDING,
+        approvals=(),
+        updated_at=now,
+        state_reason=f"approvals void: {why}",
     )
 
 

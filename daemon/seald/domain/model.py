@@ -64,6 +64,11 @@ class Principal:
     display_name: str
     roles: frozenset[Role]
     seal_ids: frozenset[str]
+    # Approver groups (R05 default authority, e.g. general_manager) and the window of
+    # this person's authorisation (R03); None = open-ended.
+    groups: frozenset[str] = frozenset()
+    valid_from: datetime | None = None
+    valid_until: datetime | None = None
 
     def has(self, role: Role, seal_id: str | None = None) -> bool:
         if role not in self.roles:
@@ -84,6 +89,8 @@ class Seal:
     size_mm: float
     status: SealStatus = SealStatus.ACTIVE
     certificate_sha256: str = ""
+    valid_from: datetime | None = None
+    valid_until: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -2,16 +2,36 @@
 
 A policy is satisfied only when it has at least one rule and every rule is
 satisfied. An empty policy is a configuration error, never a pass.
+
+Who may approve is decided when the policy is built (:func:`build_policy`): the
+principals that are approvers of the seal, members of one of its approver groups
+(R05 default authority per seal type) and inside their authorisation window (R03)
+*now*. The same function builds the policy again at signing time, so a principal
+removed, moved out of the group or expired in between no longer counts.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
-from seald.domain.errors import ConfigError
-from seald.domain.model import Approval
+from seald.domain.errors import ConfigError, PermissionDenied
+from seald.domain.model import Approval, Principal, Role, SealType
+
+# R05 default authority: official and contract seal -> general manager (or delegate);
+# finance seal -> finance director (or delegate); other seals -> department manager.
+GENERAL_MANAGER = "general_manager"
+FINANCE_DIRECTOR = "finance_director"
+DEPARTMENT_MANAGER = "department_manager"
+DEFAULT_AUTHORITY: Mapping[SealType, tuple[str, ...]] = {
+    SealType.OFFICIAL: (GENERAL_MANAGER,),
+    SealType.CONTRACT: (GENERAL_MANAGER,),
+    SealType.FINANCE: (FINANCE_DIRECTOR,),
+    SealType.LEGAL_REPRESENTATIVE: (DEPARTMENT_MANAGER,),
+    SealType.PERSONAL: (DEPARTMENT_MANAGER,),
+}
 
 
 class ApprovalRule(Protocol):
@@ -26,26 +46,52 @@ def distinct_approvers(requester: str, approvals: Sequence[Approval]) -> frozens
 
 @dataclass(frozen=True)
 class MinimumDistinctApprovers:
-    """At least ``count`` distinct principals other than the requester."""
+    """At least ``count`` distinct principals other than the requester.
+
+    With ``eligible`` set, only those principals count (the rest are ignored).
+    """
 
     count: int
+    eligible: frozenset[str] | None = None
 
     def unmet(self, requester: str, approvals: Sequence[Approval]) -> str | None:
-        have = len(distinct_approvers(requester, approvals))
+        counted = distinct_approvers(requester, approvals)
+        if self.eligible is not None:
+            counted = counted & self.eligible
+        have = len(counted)
         if have >= self.count:
             return None
         return f"{self.count - have} more approval(s) needed ({have} of {self.count})"
 
 
 @dataclass(frozen=True)
+class OneFromEachGroup:
+    """At least one approval from every listed group ("one from each" factor)."""
+
+    groups: tuple[tuple[str, frozenset[str]], ...]
+
+    def __post_init__(self) -> None:
+        if not self.groups:
+            raise ConfigError("one-from-each-group needs at least one group")
+
+    def unmet(self, requester: str, approvals: Sequence[Approval]) -> str | None:
+        counted = distinct_approvers(requester, approvals)
+        missing = [name for name, members in self.groups if not counted & members]
+        if not missing:
+            return None
+        return "an approval is still needed from group(s): " + ", ".join(missing)
+
+
+@dataclass(frozen=True)
 class ApprovalPolicy:
     rules: tuple[ApprovalRule, ...]
+    # Who may approve at all; None = anyone the lifecycle lets approve (role + seal).
+    eligible: frozenset[str] | None = None
+    approver_groups: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.rules:
-            raise ConfigError(
-                "an approval policy needs at least one rule; an empty one never passes"
-            )
+            raise ConfigError("an approval policy needs at least one rule; an empty one never passes")
 
     def unmet(self, requester: str, approvals: Sequence[Approval]) -> list[str]:
         missing = [rule.unmet(requester, approvals) for rule in self.rules]
@@ -54,10 +100,55 @@ class ApprovalPolicy:
     def satisfied(self, requester: str, approvals: Sequence[Approval]) -> bool:
         return not self.unmet(requester, approvals)
 
+    def check_may_approve(self, approver: str) -> None:
+        """R05: only the approval path of this seal type may approve."""
+        if self.eligible is None or approver in self.eligible:
+            return
+        groups = ", ".join(self.approver_groups) or "(none)"
+        raise PermissionDenied(
+            f"{approver} is not in this seal's approval path (approver groups: {groups}) or "
+            "the authorisation is outside its validity window (R03, R05); ask an admin",
+            reason="not_in_approval_path",
+        )
+
 
 def default_policy(required_approvals: int) -> ApprovalPolicy:
     if required_approvals < 2:
-        raise ConfigError(
-            f"required_approvals is {required_approvals}; dual control needs at least 2 (R05)"
-        )
+        raise ConfigError(f"required_approvals is {required_approvals}; dual control needs at least 2 (R05)")
     return ApprovalPolicy((MinimumDistinctApprovers(required_approvals),))
+
+
+def approver_groups_for(seal_type: SealType, configured: Sequence[str]) -> tuple[str, ...]:
+    """The seal's approver groups: as configured, else R05's default authority."""
+    return tuple(configured) if configured else DEFAULT_AUTHORITY[seal_type]
+
+
+def build_policy(
+    *,
+    seal_id: str,
+    seal_type: SealType,
+    required_approvals: int,
+    approver_groups: Sequence[str],
+    one_from_each_group: bool,
+    principals: Iterable[Principal],
+    now: datetime,
+) -> ApprovalPolicy:
+    """The policy of one seal at ``now`` (built again at signing time)."""
+    if required_approvals < 2:
+        raise ConfigError(f"required_approvals is {required_approvals}; dual control needs at least 2 (R05)")
+    groups = approver_groups_for(seal_type, approver_groups)
+    members: dict[str, set[str]] = {g: set() for g in groups}
+    for p in principals:
+        if not p.has(Role.APPROVER, seal_id):
+            continue
+        if p.valid_from is not None and now < p.valid_from:
+            continue
+        if p.valid_until is not None and now >= p.valid_until:
+            continue
+        for g in p.groups & set(groups):
+            members[g].add(p.name)
+    eligible = frozenset().union(*members.values()) if members else frozenset()
+    rules: list[ApprovalRule] = [MinimumDistinctApprovers(required_approvals, eligible)]
+    if one_from_each_group:
+        rules.append(OneFromEachGroup(tuple((g, frozenset(members[g])) for g in groups)))
+    return ApprovalPolicy(tuple(rules), eligible=eligible, approver_groups=groups)

@@ -29,6 +29,7 @@ from seald.domain.model import (
     RequestState,
     SealRequest,
 )
+from seald.store import seals as seal_tables
 from seald.store.ledger import Ledger
 
 T = TypeVar("T")
@@ -170,6 +171,7 @@ class Store:
         conn.execute("PRAGMA synchronous=FULL")
         conn.executescript(SCHEMA)
         Ledger.create_schema(conn)
+        seal_tables.create_schema(conn)
         self._conn = conn
         self._thread = threading.current_thread()
 

@@ -1,0 +1,172 @@
+"""SQLite part of the seal registry: lifecycle state, history and two-admin proposals.
+
+The seals themselves are defined in the config; these tables hold what changes at
+run time (R02). Every function works inside the caller's transaction (the store's
+one writer thread), so a status change, its history row, the voided requests and
+the audit record commit together — and a suspension survives a restart.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import datetime
+from typing import Final
+
+from seald.domain.model import SealStatus
+from seald.domain.seals import Proposal, SealAction, SealState
+
+SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS seal_state (
+    seal_id TEXT PRIMARY KEY,
+    status TEXT NOT NULL,
+    status_reason TEXT NOT NULL,
+    since TEXT,
+    display_name TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS seal_history (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    seal_id TEXT NOT NULL,
+    time TEXT NOT NULL,
+    action TEXT NOT NULL,
+    principal TEXT NOT NULL,
+    from_status TEXT NOT NULL,
+    to_status TEXT NOT NULL,
+    comment TEXT NOT NULL,
+    details_json TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS seal_history_seal ON seal_history(seal_id, id);
+CREATE TABLE IF NOT EXISTS seal_proposal (
+    proposal_id TEXT PRIMARY KEY,
+    seal_id TEXT NOT NULL,
+    action TEXT NOT NULL,
+    proposer TEXT NOT NULL,
+    comment TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    confirmed_by TEXT NOT NULL DEFAULT ''
+);
+"""
+
+
+def create_schema(conn: sqlite3.Connection) -> None:
+    conn.executescript(SCHEMA)
+
+
+def get_state(conn: sqlite3.Connection, seal_id: str) -> SealState:
+    row = conn.execute(
+        "SELECT status, status_reason, since, display_name FROM seal_state WHERE seal_id = ?",
+        (seal_id,),
+    ).fetchone()
+    if row is None:
+        return SealState(seal_id=seal_id)
+    return SealState(
+        seal_id=seal_id,
+        status=SealStatus(row[0]),
+        status_reason=row[1],
+        since=datetime.fromisoformat(row[2]) if row[2] else None,
+        display_name=row[3],
+    )
+
+
+def all_states(conn: sqlite3.Connection) -> dict[str, SealState]:
+    ids = [r[0] for r in conn.execute("SELECT seal_id FROM seal_state")]
+    return {seal_id: get_state(conn, seal_id) for seal_id in ids}
+
+
+def save_state(conn: sqlite3.Connection, state: SealState) -> None:
+    conn.execute(
+        "INSERT INTO seal_state(seal_id, status, status_reason, since, display_name)"
+        " VALUES (?,?,?,?,?) ON CONFLICT(seal_id) DO UPDATE SET status=excluded.status,"
+        " status_reason=excluded.status_reason, since=excluded.since,"
+        " display_name=excluded.display_name",
+        (
+            state.seal_id,
+            state.status.value,
+            state.status_reason,
+            state.since.isoformat() if state.since else None,
+            state.display_name,
+        ),
+    )
+
+
+def add_history(
+    conn: sqlite3.Connection,
+    *,
+    seal_id: str,
+    time: datetime,
+    action: str,
+    principal: str,
+    from_status: SealStatus,
+    to_status: SealStatus,
+    comment: str,
+    details: dict[str, str | int] | None = None,
+) -> None:
+    conn.execute(
+        "INSERT INTO seal_history(seal_id, time, action, principal, from_status, to_status,"
+        " comment, details_json) VALUES (?,?,?,?,?,?,?,?)",
+        (
+            seal_id,
+            time.isoformat(),
+            action,
+            principal,
+            from_status.value,
+            to_status.value,
+            comment,
+            json.dumps(details or {}, sort_keys=True, ensure_ascii=False),
+        ),
+    )
+
+
+def history(conn: sqlite3.Connection, seal_id: str) -> list[tuple[str, str, str, str, str]]:
+    """(time, action, principal, from_status, to_status), oldest first."""
+    rows = conn.execute(
+        "SELECT time, action, principal, from_status, to_status FROM seal_history"
+        " WHERE seal_id = ? ORDER BY id",
+        (seal_id,),
+    )
+    return [(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+
+
+def get_proposal(conn: sqlite3.Connection, proposal_id: str) -> Proposal | None:
+    """An open (unconfirmed) proposal; a confirmed id is never reused."""
+    row = conn.execute(
+        "SELECT seal_id, action, proposer, comment, created_at, confirmed_by FROM seal_proposal"
+        " WHERE proposal_id = ?",
+        (proposal_id,),
+    ).fetchone()
+    if row is None:
+        return None
+    return Proposal(
+        proposal_id=proposal_id,
+        seal_id=row[0],
+        action=SealAction(row[1]),
+        proposer=row[2],
+        comment=row[3],
+        created_at=datetime.fromisoformat(row[4]),
+    )
+
+
+def proposal_confirmed(conn: sqlite3.Connection, proposal_id: str) -> bool:
+    row = conn.execute(
+        "SELECT confirmed_by FROM seal_proposal WHERE proposal_id = ?", (proposal_id,)
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def save_proposal(conn: sqlite3.Connection, proposal: Proposal) -> None:
+    conn.execute(
+        "INSERT INTO seal_proposal(proposal_id, seal_id, action, proposer, comment, created_at)"
+        " VALUES (?,?,?,?,?,?)",
+        (
+            proposal.proposal_id,
+            proposal.seal_id,
+            proposal.action.value,
+            proposal.proposer,
+            proposal.comment,
+            proposal.created_at.isoformat(),
+        ),
+    )
+
+
+def confirm_proposal(conn: sqlite3.Connection, proposal_id: str, admin: str) -> None:
+    conn.execute("UPDATE seal_proposal SET confirmed_by = ? WHERE proposal_id = ?", (admin, proposal_id))
