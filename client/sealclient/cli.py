@@ -20,6 +20,7 @@ from typing import Any, TextIO, cast
 import grpc
 
 from sealapi.v1 import common_pb2, requests_pb2
+from sealclient.audit_cli import add_audit_parser
 from sealclient.client import ClientIdentity, SealClient
 from sealclient.config import ConfigOverrides, resolve_config
 from sealclient.errors import LocalInputError, SealClientError
@@ -232,6 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
     verify = commands.add_parser("verify", help="verify the signatures of a PDF")
     verify.add_argument("file", type=Path, metavar="FILE")
     verify.set_defaults(handler=cmd_verify)
+
+    add_audit_parser(commands)
     return parser
 
 
@@ -487,6 +490,8 @@ def main(argv: list[str] | None = None) -> int:
         return ex.code if isinstance(ex.code, int) else ExitCode.USAGE
     out = Output(args.json, sys.stdout)
     handler: Handler = args.handler
+    if getattr(args, "offline", None) is not None:  # sealctl audit verify --offline: no daemon
+        return int(args.offline_handler(args, out))
     try:
         identity = ClientIdentity.from_config(resolve_config(overrides_from_args(args)))
         with SealClient(identity) as client:

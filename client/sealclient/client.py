@@ -15,6 +15,7 @@ import os
 import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import IO, BinaryIO, TypeVar
@@ -22,6 +23,8 @@ from typing import IO, BinaryIO, TypeVar
 import grpc
 
 from sealapi.v1 import (
+    audit_pb2,
+    audit_pb2_grpc,
     common_pb2,
     requests_pb2,
     requests_pb2_grpc,
@@ -145,6 +148,7 @@ class SealClient:
         self._tokens = tokens_pb2_grpc.TokenServiceStub(self._channel)
         self._seals = seals_pb2_grpc.SealRegistryServiceStub(self._channel)
         self._verify = verify_pb2_grpc.VerifyServiceStub(self._channel)
+        self._audit = audit_pb2_grpc.AuditServiceStub(self._channel)
 
     def __enter__(self) -> SealClient:
         return self
@@ -389,6 +393,36 @@ class SealClient:
         file_digest(path)  # fail on an unreadable file before opening the stream
         with self._translated():
             return self._verify.VerifyDocument(_verify_chunks(path))
+
+    # -- audit (R10-R12) ---------------------------------------------------
+
+    def verify_audit_chain(self) -> audit_pb2.VerifyAuditChainResponse:
+        with self._translated():
+            return self._audit.VerifyAuditChain(audit_pb2.VerifyAuditChainRequest(), timeout=self._timeout)
+
+    def create_checkpoint(self) -> audit_pb2.Checkpoint:
+        with self._translated():
+            return self._audit.CreateCheckpoint(audit_pb2.CreateCheckpointRequest(), timeout=self._timeout)
+
+    def usage_report(
+        self, from_time: datetime, to_time: datetime, seal_id: str = "", fmt: str = "json"
+    ) -> bytes:
+        formats = {
+            "json": audit_pb2.REPORT_FORMAT_JSON,
+            "csv": audit_pb2.REPORT_FORMAT_CSV,
+            "pdf": audit_pb2.REPORT_FORMAT_PDF,
+        }
+        request = audit_pb2.GetUsageReportRequest(seal_id=seal_id, format=formats[fmt])
+        request.from_time.FromDatetime(from_time)
+        request.to_time.FromDatetime(to_time)
+        call = self._audit.GetUsageReport(request, timeout=self._timeout)
+        return b"".join(chunk.data for chunk in self._stream(call))
+
+    def create_backup(self, destination: str) -> audit_pb2.CreateBackupResponse:
+        with self._translated():
+            return self._audit.CreateBackup(
+                audit_pb2.CreateBackupRequest(destination=destination), timeout=self._timeout
+            )
 
 
 def _verify_chunks(path: Path) -> Iterator[verify_pb2.VerifyDocumentChunk]:

@@ -2,6 +2,8 @@
 
 seald --config /etc/seald/seald.toml
 seald --config seald.toml --check-config     (validate and exit)
+seald --config seald.toml --backup FILE      (online backup + signed manifest)
+seald --config seald.toml --restore FILE     (seald stopped: verify, then restore)
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from sealapi.v1 import (
     verify_pb2,
     verify_pb2_grpc,
 )
+from seald import backup_cli
 from seald.api.servicers import (
     AuditServicer,
     SealRegistryServicer,
@@ -43,13 +46,14 @@ from seald.api.servicers import (
     TokenServicer,
     VerifyServicer,
 )
+from seald.audit_ops import CHECKPOINT_INTERVAL_S, AuditOperations
 from seald.config import Config, load_config
 from seald.domain.audit import AuditEvent
 from seald.domain.errors import ConfigError, SealError
 from seald.logs import configure_logging, get_logger
 from seald.sdnotify import SystemdNotifier
 from seald.service import SealService
-from seald.store.ledger import Ledger, verify_ledger
+from seald.store.ledger import Ledger
 from seald.store.requests import Store
 from seald.tokens.manager import TokenManager
 
@@ -109,6 +113,9 @@ class Daemon:
         self.store = Store(config.store.state_dir, self.ledger)
         self.tokens = TokenManager(config.pkcs11.module, config.seals, load_seal_certificates(config))
         self.service = SealService(config, self.store, self.tokens)
+        self.audit_ops = AuditOperations(
+            self.store, config.server.host_name, lambda: datetime.now(UTC), self._audit_writable_again
+        )
         # The asyncio flavour: its set() is a coroutine, safe to call from the loop.
         self.health: Any = health_aio.HealthServicer()
         self.server: grpc.aio.Server | None = None
@@ -126,7 +133,7 @@ class Daemon:
 
     async def start(self) -> None:
         await self.store.open()
-        head = await self.store.call(lambda: verify_ledger(self.store._connection()))
+        head = await self.audit_ops.start()  # chain verified against the latest signed checkpoint
         if not head.ok:
             raise ConfigError(
                 f"the audit chain in {self.store.db_path} does not verify: {head.problem}; "
@@ -145,7 +152,7 @@ class Daemon:
         tokens_pb2_grpc.add_TokenServiceServicer_to_server(TokenServicer(self.service), server)
         seals_pb2_grpc.add_SealRegistryServiceServicer_to_server(SealRegistryServicer(self.service), server)
         verify_pb2_grpc.add_VerifyServiceServicer_to_server(VerifyServicer(self.service), server)
-        audit_pb2_grpc.add_AuditServiceServicer_to_server(AuditServicer(self.service), server)
+        audit_pb2_grpc.add_AuditServiceServicer_to_server(AuditServicer(self.service, self.audit_ops), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
             (
@@ -175,6 +182,9 @@ class Daemon:
             asyncio.create_task(self.service.run_signer(), name="signer"),
             asyncio.create_task(self._periodic(self.service.expire_due, EXPIRY_INTERVAL_S), name="expiry"),
             asyncio.create_task(self._periodic(self._update_health, HEALTH_INTERVAL_S), name="health"),
+            asyncio.create_task(
+                self._periodic(self.audit_ops.checkpoint, CHECKPOINT_INTERVAL_S), name="checkpoint"
+            ),
         ]
         interval = self.notifier.watchdog_interval()
         if interval:
@@ -206,10 +216,17 @@ class Daemon:
     async def _update_health(self) -> None:
         serving = health_pb2.HealthCheckResponse.SERVING
         not_serving = health_pb2.HealthCheckResponse.NOT_SERVING
+        await self.audit_ops.probe()
         await self.health.set("", serving if self.store.writable else not_serving)
         for seal_id in self.config.seals:
             ready, _ = self.service.readiness(seal_id)
             await self.health.set(seal_health_name(seal_id), serving if ready else not_serving)
+
+    async def _audit_writable_again(self) -> None:
+        # Requests left SIGNING by a failed result write are resolved as after a crash.
+        if not self.service._signing_tasks:
+            await self.service.recover()
+        self.service.wake_signer()
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -230,6 +247,7 @@ class Daemon:
             await asyncio.wait(pending, timeout=SHUTDOWN_GRACE_S)
         with contextlib.suppress(SealError):
             await self.service.audit(AuditEvent(event="daemon.stopped", outcome="stopped"))
+            await self.audit_ops.checkpoint()  # the clean shutdown's head, signed
         await self.tokens.close()
         await self.store.close()
         log.info("seald.stopped")
@@ -250,6 +268,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="seald", description="Electronic-seal signing appliance daemon")
     parser.add_argument("--config", type=Path, default=Path("/etc/seald/seald.toml"))
     parser.add_argument("--check-config", action="store_true", help="validate the config and exit")
+    parser.add_argument("--backup", type=Path, metavar="FILE", help="online backup of the state database")
+    parser.add_argument("--restore", type=Path, metavar="FILE", help="verify a backup and restore it")
     args = parser.parse_args(argv)
     configure_logging()
     try:
@@ -258,6 +278,10 @@ def main(argv: list[str] | None = None) -> int:
             load_seal_certificates(config)
             print(f"{config.path}: OK ({len(config.seals)} seals, {len(config.principals)} principals)")
             return 0
+        if args.backup is not None:
+            return backup_cli.run_backup(config, args.backup)
+        if args.restore is not None:
+            return backup_cli.run_restore(config, args.restore)
         lock = acquire_state_lock(config.store.state_dir)
     except ConfigError as ex:
         print(f"seald: configuration error: {ex}", file=sys.stderr)

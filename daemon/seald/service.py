@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from seald import test_hooks
 from seald.config import Config
 from seald.domain import lifecycle
 from seald.domain.audit import AuditEvent
@@ -475,15 +476,20 @@ class SealService:
                 )
             )
             raise
-        await self.audit(
-            AuditEvent(
-                event="token.unlocked",
-                principal=principal.name,
-                role="custodian",
-                seal_id=seal_id,
-                outcome="unlocked",
+        try:
+            await self.audit(
+                AuditEvent(
+                    event="token.unlocked",
+                    principal=principal.name,
+                    role="custodian",
+                    seal_id=seal_id,
+                    outcome="unlocked",
+                )
             )
-        )
+        except ServiceUnavailable:
+            # Fail closed: no unrecorded unlock stays in effect.
+            await self.tokens.lock(seal_id)
+            raise
         return state
 
     async def lock(self, principal: Principal, seal_id: str) -> TokenState:
@@ -551,6 +557,9 @@ class SealService:
                     return
                 for request in queue:
                     await self.sign_request(request.request_id)
+        except ServiceUnavailable as ex:
+            # Fail closed: nothing was released; health says NOT_SERVING until audit works.
+            log.error("signer.audit_unavailable", seal_id=seal_id, reason=ex.reason, problem=str(ex))
         finally:
             self._busy_seals.discard(seal_id)
 
@@ -580,6 +589,7 @@ class SealService:
                 await self._fail_before_signing(request_id, ex)
             raise
 
+        await test_hooks.pause("SEALD_TEST_PAUSE_AFTER_INTENT", request_id)
         started = asyncio.get_running_loop().time()
         sealed: list[tuple[str, int]] = []
         try:
@@ -591,6 +601,7 @@ class SealService:
             return await self._fail(request, f"cannot seal: {ex}", ex)
 
         latency_ms = round((asyncio.get_running_loop().time() - started) * 1000, 1)
+        await test_hooks.pause("SEALD_TEST_PAUSE_BEFORE_RESULT", request_id)
 
         def _result(tx: Transaction) -> SealRequest:
             current = tx.get_request(request_id)

@@ -16,6 +16,8 @@ import pkcs11
 import pytest
 from asn1crypto import pem, x509
 from ltv_pki import LivePki, live_pki
+from pyhanko.pdf_utils import generic
+from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.validation import (
     DocumentSecurityStore,
@@ -30,6 +32,7 @@ from seald.signing.levels import Certification, LevelSettings, SignatureLevel
 from seald.signing.pades import seal_pdf, token_signer
 from seald.signing.placement import PlacementSpec
 from seald.signing.seal_image import SealImageSpec, render_seal_png
+from seald.signing.verify import verify_pdf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "assets"))
 import make_pdfs
@@ -251,3 +254,45 @@ def test_r14_unreachable_tsa_fails_closed(
         )
     assert refused.value.reason == "tsa_unavailable", refused.value
     assert not out.exists()
+
+
+def test_r14_verify_reports_timestamp_revocation_and_changes_after(
+    session: pkcs11.Session,
+    seal_fixtures: SealFixtures,
+    pki: LivePki,
+    seal_png: bytes,
+    tmp_path: Path,
+) -> None:
+    src = tmp_path / "in.pdf"
+    src.write_bytes(make_pdfs.valid_pdf(1))
+    lta = tmp_path / "lta.pdf"
+    _seal(session, seal_fixtures, pki, src, lta, seal_png, level=SignatureLevel.B_LTA)
+    checks = verify_pdf(lta, [pki.root_pem])
+    assert [c.kind for c in checks] == ["signature", "document_timestamp"]
+    sig, doc_ts = checks
+    assert sig.intact and sig.valid and sig.trusted
+    assert sig.timestamp_time is not None and sig.timestamp_valid
+    assert sig.revocation == "good"  # from the DSS alone, no fetching
+    assert sig.changed_after == "validation data and timestamps only (long-term validation)"
+    assert doc_ts.valid and doc_ts.trusted and doc_ts.timestamp_time is not None
+
+    # The same signature certificate revoked: B-T (no DSS) cannot say; verify says so.
+    bt = tmp_path / "bt.pdf"
+    _seal(session, seal_fixtures, pki, src, bt, seal_png, level=SignatureLevel.B_T)
+    (bt_check,) = verify_pdf(bt, [pki.root_pem])
+    assert bt_check.revocation == "not checked" and bt_check.timestamp_valid
+
+    # An appended content change after sealing is reported (R14).
+    writer = IncrementalPdfFileWriter(io.BytesIO(bt.read_bytes()))
+    page_ref, _ = writer.find_page_for_modification(0)
+    page = page_ref.get_object()
+    page[generic.pdf_name("/Rotate")] = generic.NumberObject(90)
+    writer.update_container(page)
+    changed = tmp_path / "changed.pdf"
+    with changed.open("wb") as out:
+        writer.write(out)
+    (after,) = verify_pdf(changed, [pki.root_pem])
+    assert after.intact and not after.covers_whole_document
+    assert after.changed_after.startswith("CONTENT CHANGES"), after.modification_level
+    report = _pdfsig(changed)
+    assert "Not total document signed" in report, report

@@ -15,6 +15,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -35,6 +36,7 @@ from sealapi.v1 import (
 from seald.api import convert
 from seald.api.auth import authenticate
 from seald.api.errors import REASON_METADATA_KEY, Unimplemented, status_for
+from seald.audit_ops import AuditOperations
 from seald.domain import lifecycle
 from seald.domain.audit import AuditEvent, canonical_details_json
 from seald.domain.errors import (
@@ -52,7 +54,6 @@ from seald.seal_admin import SealAdmin
 from seald.service import SealService, UploadedDocument
 from seald.signing.errors import SigningError
 from seald.signing.verify import verify_pdf
-from seald.store.ledger import verify_ledger
 from seald.tokens.manager import TokenState
 
 log = get_logger("seald.api")
@@ -804,8 +805,9 @@ class VerifyServicer(verify_pb2_grpc.VerifyServiceServicer):
 
 
 class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
-    def __init__(self, service: SealService) -> None:
+    def __init__(self, service: SealService, audit_ops: AuditOperations) -> None:
         self.service = service
+        self.audit_ops = audit_ops
 
     @staticmethod
     def _require_auditor(principal: Principal) -> None:
@@ -863,7 +865,7 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
     ) -> audit_pb2.VerifyAuditChainResponse:
 
         self._require_auditor(principal)
-        result = await self.service.store.call(lambda: verify_ledger(self.service.store._connection()))
+        result, _ = await self.audit_ops.verify()  # against the latest signed checkpoint
         return audit_pb2.VerifyAuditChainResponse(
             ok=result.ok,
             records_checked=result.records_checked,
@@ -873,16 +875,66 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
         )
 
     @rpc
-    async def CreateCheckpoint(self, principal: Principal, info: CallInfo, request: Any, context: Any) -> Any:
-        raise _unimplemented("CreateCheckpoint")
+    async def CreateCheckpoint(
+        self,
+        principal: Principal,
+        info: CallInfo,
+        request: audit_pb2.CreateCheckpointRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> audit_pb2.Checkpoint:
+        self._require_auditor(principal)
+        checkpoint = await self.audit_ops.checkpoint()
+        return audit_pb2.Checkpoint(
+            sequence=checkpoint.sequence,
+            head_hash=checkpoint.head_hash,
+            time=convert.timestamp(datetime.fromisoformat(checkpoint.created_at)),
+            signature=checkpoint.signature,
+            certificate_der=checkpoint.certificate_der,
+            timestamp_token=checkpoint.timestamp_token,
+        )
 
     @stream_rpc
     async def GetUsageReport(
-        self, principal: Principal, info: CallInfo, request: Any, context: Any
-    ) -> AsyncIterator[Any]:
-        raise _unimplemented("GetUsageReport")
-        yield  # an async generator, like the RPC it answers
+        self,
+        principal: Principal,
+        info: CallInfo,
+        request: audit_pb2.GetUsageReportRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> AsyncIterator[audit_pb2.ReportChunk]:
+        self._require_auditor(principal)
+        if not (request.HasField("from_time") and request.HasField("to_time")):
+            raise InvalidInput(
+                "a usage report needs from_time and to_time (--from/--to)", reason="report_period_missing"
+            )
+        formats = {
+            audit_pb2.REPORT_FORMAT_UNSPECIFIED: "json",
+            audit_pb2.REPORT_FORMAT_JSON: "json",
+            audit_pb2.REPORT_FORMAT_CSV: "csv",
+            audit_pb2.REPORT_FORMAT_PDF: "pdf",
+        }
+        data = await self.audit_ops.report(
+            request.from_time.ToDatetime(tzinfo=UTC),
+            request.to_time.ToDatetime(tzinfo=UTC),
+            request.seal_id,
+            formats.get(request.format, "unknown"),
+        )
+        for start in range(0, len(data), 256 * 1024):
+            yield audit_pb2.ReportChunk(data=data[start : start + 256 * 1024])
 
     @rpc
-    async def CreateBackup(self, principal: Principal, info: CallInfo, request: Any, context: Any) -> Any:
-        raise _unimplemented("CreateBackup")
+    async def CreateBackup(
+        self,
+        principal: Principal,
+        info: CallInfo,
+        request: audit_pb2.CreateBackupRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> audit_pb2.CreateBackupResponse:
+        if Role.ADMIN not in principal.roles:
+            raise PermissionDenied("only admins may create backups", reason="not_an_admin")
+        manifest = await self.audit_ops.backup(Path(request.destination))
+        return audit_pb2.CreateBackupResponse(
+            path=request.destination,
+            sha256=manifest.sha256,
+            head_sequence=manifest.head_sequence,
+            head_hash=manifest.head_hash,
+        )

@@ -15,6 +15,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from asn1crypto import pem, x509
 from pyhanko.sign import fields
@@ -156,3 +157,30 @@ def load_certificates(blobs: Sequence[bytes]) -> list[x509.Certificate]:
                 "a configured trust certificate is not a PEM/DER certificate; fix the file",
             ) from ex
     return certs
+
+
+def level_settings(
+    level: str,
+    *,
+    tsa_url: str,
+    trust_root_files: Sequence[Path],
+    fetch_revocation: bool = True,
+) -> LevelSettings:
+    """LevelSettings from the daemon's config values (files read now, per signature,
+    so a replaced CA file is picked up without a restart)."""
+    parsed = SignatureLevel.parse(level)
+    roots: tuple[bytes, ...] = ()
+    if parsed.embeds_validation_info:
+        try:
+            roots = tuple(path.read_bytes() for path in trust_root_files)
+        except OSError as ex:
+            raise SigningError(
+                "trust_roots_unreadable",
+                f"cannot read a trust root file ({ex.strerror}); check [trust] signing_roots",
+            ) from ex
+    return LevelSettings(
+        level=parsed,
+        tsa_url=tsa_url if parsed.needs_timestamp else "",
+        trust_roots_pem=roots,
+        fetch_revocation=fetch_revocation,
+    )

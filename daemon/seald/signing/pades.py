@@ -118,17 +118,19 @@ def seal_pdf(
     signature_bytes: int | None = None,
     level: LevelSettings | None = None,
     certification: Certification = Certification.NONE,
+    certify_only_if_first: bool = False,
 ) -> SealResult:
     """Seal ``input_path`` into ``output_path`` (atomically: all or nothing there).
 
     ``placement.anchor_text`` (if set) replaces x/y by the centre of that text on the
     page; ``level`` selects B-B (default) .. B-LTA; ``certification`` makes this a
-    DocMDP certification signature (only allowed as the document's first signature).
+    DocMDP certification signature (only allowed as the document's first signature;
+    with ``certify_only_if_first`` an already signed document gets an approval seal).
     """
     level = level or LevelSettings()
     data = _read_input(input_path)
     writer = _open_incremental(data)
-    _check_may_add_signature(writer, certification)
+    certification = _check_may_add_signature(writer, certification, certify_only_if_first)
     if placement.cross_page:
         return _seal_cross_page(
             writer,
@@ -166,15 +168,13 @@ def seal_pdf(
     )
     with _atomic_output(output_path) as out:
         with _translate_signing_errors(field_name):
-            pdf_signer.sign_pdf(
-                writer, output=out, bytes_reserved=signature_bytes or level.signature_bytes
-            )
+            pdf_signer.sign_pdf(writer, output=out, bytes_reserved=signature_bytes or level.signature_bytes)
         return _result(out, field_name, page_ix, box)
 
 
 def _check_may_add_signature(
-    writer: IncrementalPdfFileWriter, certification: Certification
-) -> None:
+    writer: IncrementalPdfFileWriter, certification: Certification, only_if_first: bool
+) -> Certification:
     """Refuse up front what would produce an invalid document (fail closed)."""
     try:
         docmdp = read_certification_data(writer.prev)
@@ -190,11 +190,14 @@ def _check_may_add_signature(
             "would invalidate that certification; seal the uncertified original instead",
         )
     if certification is not Certification.NONE and (docmdp is not None or signed):
+        if only_if_first:
+            return Certification.NONE
         raise SigningError(
             "certification_not_first",
             "a certification seal must be the document's first signature, and this document "
             "is already signed; seal it without certification",
         )
+    return certification
 
 
 def _seal_cross_page(
@@ -223,14 +226,10 @@ def _seal_cross_page(
     field_name = meta.field_name or "CrossPageSeal"
     # Invisible field: the visible part is the slices, which the signature covers.
     spec = fields.SigFieldSpec(sig_field_name=field_name, on_page=count - 1)
-    pdf_signer = signers.PdfSigner(
-        meta, signer, new_field_spec=spec, timestamper=level.timestamper()
-    )
+    pdf_signer = signers.PdfSigner(meta, signer, new_field_spec=spec, timestamper=level.timestamper())
     with _atomic_output(output_path) as out:
         with _translate_signing_errors(field_name):
-            pdf_signer.sign_pdf(
-                writer, output=out, bytes_reserved=signature_bytes or level.signature_bytes
-            )
+            pdf_signer.sign_pdf(writer, output=out, bytes_reserved=signature_bytes or level.signature_bytes)
         result = _result(out, field_name, count - 1, boxes[-1])
     return dataclasses.replace(result, slice_boxes_pt=tuple(boxes))
 
@@ -328,9 +327,7 @@ def seal_stamp_style(seal_png: bytes, rotate: int = 0) -> StaticStampStyle:
         image: Image.Image = Image.open(io.BytesIO(seal_png))
         image.load()
     except Exception as ex:
-        raise SigningError(
-            "bad_seal_image", "the seal image is not a readable PNG; re-render it"
-        ) from ex
+        raise SigningError("bad_seal_image", "the seal image is not a readable PNG; re-render it") from ex
     if rotate:
         image = image.rotate(rotate, expand=True)  # PIL turns counter-clockwise
     return StaticStampStyle(

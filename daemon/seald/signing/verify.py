@@ -1,8 +1,12 @@
 """Validation of sealed PDFs with pyHanko (SEAL-RULES R14): is every signature intact,
-valid, trusted against our seal CA, and does it cover the whole file?"""
+valid, trusted against our seal CA, and does it cover the whole file? Plus, per
+signature: its RFC 3161 timestamp, the revocation status from the revocation info
+the document embeds (DSS; no network), and what changed after it. Document
+timestamps (B-LTA) are reported as entries of kind "document_timestamp"."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 from collections.abc import Sequence
@@ -13,7 +17,12 @@ from typing import Any
 
 from asn1crypto import pem, x509
 from pyhanko.pdf_utils.reader import PdfFileReader
-from pyhanko.sign.validation import validate_pdf_signature
+from pyhanko.sign.validation import (
+    DocumentSecurityStore,
+    read_certification_data,
+    validate_pdf_signature,
+    validate_pdf_timestamp,
+)
 from pyhanko.sign.validation.status import SignatureCoverageLevel
 from pyhanko_certvalidator import ValidationContext
 
@@ -32,6 +41,29 @@ class SignatureCheck:
     covers_whole_document: bool  # nothing was appended after this signature
     modification_level: str  # pyHanko ModificationLevel name, e.g. "NONE", "FORM_FILLING"
     summary: str
+    kind: str = "signature"  # or "document_timestamp"
+    timestamp_time: datetime | None = None  # RFC 3161 signature timestamp (B-T and up)
+    timestamp_valid: bool = False  # that timestamp token verifies and chains to a root
+    # "good" | "revoked" | "unknown" (DSS present but does not prove it) | "not checked"
+    revocation: str = "not checked"
+    certification: str = ""  # DocMDP of a certification signature: "no_changes", ...
+
+    @property
+    def changed_after(self) -> str:
+        """What was appended after this signature, in words."""
+        if self.covers_whole_document:
+            return "nothing"
+        return _CHANGE_WORDS.get(self.modification_level, "unknown changes")
+
+
+_CHANGE_WORDS = {
+    "NONE": "nothing that changes the content",
+    "LTA_UPDATES": "validation data and timestamps only (long-term validation)",
+    "FORM_FILLING": "further signatures or form fields",
+    "ANNOTATIONS": "annotations (comments, markup)",
+    "OTHER": "CONTENT CHANGES not allowed after signing",
+}
+_MDP_WORDS = {1: "no_changes", 2: "form_filling", 3: "annotations"}
 
 
 def verify_pdf(path: Path, trust_roots_pem: Sequence[bytes]) -> list[SignatureCheck]:
@@ -47,21 +79,99 @@ def verify_pdf(path: Path, trust_roots_pem: Sequence[bytes]) -> list[SignatureCh
         raise InputDocumentError(
             "malformed", f"the PDF cannot be parsed for validation ({type(ex).__name__})"
         ) from ex
+    offline = _dss_context(reader, trust_roots_pem)
+    certification = _certification(reader)
     checks = []
     for sig in embedded:
         try:
-            status = validate_pdf_signature(sig, signer_validation_context=context)
+            if sig.sig_object_type == "/DocTimeStamp":
+                ts_status = validate_pdf_timestamp(sig, validation_context=offline or context)
+                checks.append(_timestamp_check(sig.field_name, ts_status))
+                continue
+            status = validate_pdf_signature(
+                sig, signer_validation_context=context, ts_validation_context=offline or context
+            )
+            revocation = "not checked"
+            if offline is not None:
+                revocation = _revocation(validate_pdf_signature(sig, offline, ts_validation_context=offline))
         except Exception as ex:
             raise SigningError(
                 "validation_failed",
                 f"signature {sig.field_name!r} could not be validated ({type(ex).__name__}); "
                 "the document is probably damaged",
             ) from ex
-        checks.append(_check_from_status(sig.field_name, status))
+        check = _check_from_status(sig.field_name, status)
+        checks.append(
+            dataclasses.replace(
+                check,
+                revocation=revocation,
+                certification=certification if sig is embedded[0] else "",
+            )
+        )
     return checks
 
 
+def _dss_context(reader: PdfFileReader, trust_roots_pem: Sequence[bytes]) -> Any:
+    """Offline, hard-fail context from the document's DSS; None without a DSS."""
+    if "/DSS" not in reader.root:
+        return None
+    try:
+        dss = DocumentSecurityStore.read_dss(reader)
+        return dss.as_validation_context(
+            {
+                "trust_roots": _roots(trust_roots_pem),
+                "allow_fetching": False,
+                "revocation_mode": "hard-fail",
+            }
+        )
+    except Exception as ex:
+        raise InputDocumentError(
+            "malformed", f"the document's validation data (DSS) is unreadable ({type(ex).__name__})"
+        ) from ex
+
+
+def _revocation(status: Any) -> str:
+    if status.revoked:
+        return "revoked"
+    return "good" if status.trusted else "unknown"
+
+
+def _certification(reader: PdfFileReader) -> str:
+    try:
+        info = read_certification_data(reader)
+    except Exception:
+        return ""
+    if info is None:
+        return ""
+    return _MDP_WORDS.get(int(info.permission.value), str(info.permission.value))
+
+
+def _timestamp_check(field_name: str, status: Any) -> SignatureCheck:
+    cert = status.signing_cert
+    level = status.modification_level
+    return SignatureCheck(
+        field_name=field_name,
+        signer_subject=cert.subject.human_friendly if cert is not None else "",
+        signer_certificate_sha256=hashlib.sha256(cert.dump()).hexdigest() if cert else "",
+        signing_time=status.timestamp,
+        intact=bool(status.intact),
+        valid=bool(status.valid),
+        trusted=bool(status.trusted),
+        covers_whole_document=status.coverage == SignatureCoverageLevel.ENTIRE_FILE,
+        modification_level=level.name if level is not None else "UNKNOWN",
+        summary=str(status.summary()),
+        kind="document_timestamp",
+        timestamp_time=status.timestamp,
+        timestamp_valid=bool(status.valid and status.trusted),
+    )
+
+
 def _validation_context(trust_roots_pem: Sequence[bytes]) -> Any:
+    # No network on the seal host: validate against the given roots only.
+    return ValidationContext(trust_roots=_roots(trust_roots_pem), allow_fetching=False)
+
+
+def _roots(trust_roots_pem: Sequence[bytes]) -> list[x509.Certificate]:
     roots = []
     for blob in trust_roots_pem:
         try:
@@ -71,13 +181,13 @@ def _validation_context(trust_roots_pem: Sequence[bytes]) -> Any:
             raise SigningError(
                 "bad_trust_root", "a trust root is not a PEM/DER certificate; fix the seal CA file"
             ) from ex
-    # No network on the seal host: validate against the given roots only.
-    return ValidationContext(trust_roots=roots, allow_fetching=False)
+    return roots
 
 
 def _check_from_status(field_name: str, status: Any) -> SignatureCheck:
     cert = status.signing_cert
     level = status.modification_level
+    ts = status.timestamp_validity
     return SignatureCheck(
         field_name=field_name,
         signer_subject=cert.subject.human_friendly if cert is not None else "",
@@ -89,4 +199,6 @@ def _check_from_status(field_name: str, status: Any) -> SignatureCheck:
         covers_whole_document=status.coverage == SignatureCoverageLevel.ENTIRE_FILE,
         modification_level=level.name if level is not None else "UNKNOWN",
         summary=str(status.summary()),
+        timestamp_time=ts.timestamp if ts is not None else None,
+        timestamp_valid=bool(ts is not None and ts.valid and ts.trusted),
     )

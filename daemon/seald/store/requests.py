@@ -30,6 +30,7 @@ from seald.domain.model import (
     SealRequest,
 )
 from seald.store import seals as seal_tables
+from seald.store.audit_health import PROBE_SCHEMA, check_same_file, file_identity
 from seald.store.ledger import Ledger
 
 T = TypeVar("T")
@@ -160,6 +161,7 @@ class Store:
         self._conn: sqlite3.Connection | None = None
         self._thread: threading.Thread | None = None
         self.writable = True
+        self.db_identity: tuple[int, int] | None = None  # (st_dev, st_ino) of the file opened
 
     # -- lifecycle ---------------------------------------------------------------------------
     def open_sync(self) -> None:
@@ -171,6 +173,8 @@ class Store:
         conn.execute("PRAGMA synchronous=FULL")
         conn.executescript(SCHEMA)
         Ledger.create_schema(conn)
+        conn.execute(PROBE_SCHEMA)
+        self.db_identity = file_identity(self.db_path)
         seal_tables.create_schema(conn)
         self._conn = conn
         self._thread = threading.current_thread()
@@ -210,12 +214,14 @@ class Store:
         tx = Transaction(conn, self.ledger)
         try:
             result = fn(tx)
+            # A deleted database file still takes writes (the inode lives on): refuse them.
+            check_same_file(self.db_path, self.db_identity)
             conn.execute("COMMIT")
         except sqlite3.Error as ex:
             _rollback(conn)
             self.writable = False
             raise ServiceUnavailable(
-                "the audit trail cannot be written (database error); nothing was changed. "
+                f"the audit trail cannot be written ({ex}); nothing was changed. "
                 "An operator must check the seal host's disk",
                 reason="audit_unavailable",
             ) from ex

@@ -1,0 +1,168 @@
+"""Audit operations of the running daemon: checkpoints, verification, write probe.
+
+Holds the audit key; everything touching the database runs on the store's one
+writer thread (store.call / store.write).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import sqlite3
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from pathlib import Path
+
+from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+from pyhanko.sign import signers
+from pyhanko.sign.fields import SigSeedSubFilter
+
+from seald import reports
+from seald.domain.audit import ChainVerification, format_time
+from seald.domain.errors import InvalidInput
+from seald.logs import get_logger
+from seald.store.audit_health import (
+    DatabaseFileReplaced,
+    check_free_space,
+    check_same_file,
+    probe_write,
+)
+from seald.store.backup import BackupManifest, create_backup
+from seald.store.checkpoints import (
+    AUDIT_DIR_NAME,
+    CERT_FILE,
+    KEY_FILE,
+    AuditKey,
+    SignedCheckpoint,
+    create_checkpoint,
+    ensure_schema,
+    export_latest,
+    read_exported,
+    verify_with_checkpoints,
+)
+from seald.store.requests import Store
+
+log = get_logger("seald.audit")
+
+CHECKPOINT_INTERVAL_S = 300.0
+
+
+class AuditOperations:
+    def __init__(
+        self,
+        store: Store,
+        host: str,
+        clock: Callable[[], datetime],
+        on_writable_again: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        self.store = store
+        self.host = host
+        self.clock = clock
+        self.directory: Path = store.state_dir / AUDIT_DIR_NAME
+        self._key: AuditKey | None = None
+        self._on_writable_again = on_writable_again
+
+    @property
+    def key(self) -> AuditKey:
+        if self._key is None:
+            raise RuntimeError("AuditOperations.start() was not called")
+        return self._key
+
+    async def start(self) -> ChainVerification:
+        """Load (or create) the audit key and verify the chain against the latest checkpoint."""
+        self._key = await self.store.call(lambda: AuditKey.load_or_create(self.directory, self.host))
+        await self.store.call(lambda: ensure_schema(self.store._connection()))
+        result, _ = await self.verify()
+        return result
+
+    async def verify(self) -> tuple[ChainVerification, SignedCheckpoint | None]:
+        certificate = self.key.certificate
+        return await self.store.call(
+            lambda: verify_with_checkpoints(
+                self.store._connection(), certificate, read_exported(self.directory)
+            )
+        )
+
+    async def checkpoint(self) -> SignedCheckpoint:
+        key, now = self.key, self.clock()
+        checkpoint, _ = await self.store.write(lambda tx: create_checkpoint(tx.conn, key, self.host, now))
+        await self.store.call(lambda: export_latest(self.directory, checkpoint))
+        log.info("audit.checkpoint", sequence=checkpoint.sequence, head_hash=checkpoint.head_hash)
+        return checkpoint
+
+    async def probe(self) -> bool:
+        """Re-check writability: cheap file check always, a real commit while failed."""
+        store = self.store
+        was_writable = store.writable
+
+        def _probe() -> bool:
+            conn = store._connection()
+            try:
+                check_free_space(store.state_dir)
+                if was_writable:
+                    check_same_file(store.db_path, store.db_identity)
+                else:
+                    probe_write(conn, store.db_path, store.db_identity, format_time(self.clock()))
+            except DatabaseFileReplaced as ex:
+                log.error("audit.unwritable", problem=str(ex))
+                return False
+            except sqlite3.Error as ex:
+                log.error("audit.unwritable", problem=str(ex))
+                return False
+            return True
+
+        writable = await store.call(_probe)
+        store.writable = writable
+        if writable and not was_writable:
+            log.warning("audit.writable_again")
+            if self._on_writable_again is not None:
+                await self._on_writable_again()
+        return writable
+
+    async def report(self, from_time: datetime, to_time: datetime, seal_id: str, fmt: str) -> bytes:
+        """The usage summary; a PDF comes back sealed with the audit key."""
+        if fmt not in reports.FORMATS:
+            raise InvalidInput(
+                f"unknown report format {fmt!r}; use one of {', '.join(reports.FORMATS)}",
+                reason="report_format_unknown",
+            )
+        records = await self.store.call(
+            lambda: list(self.store.ledger.records(self.store._connection(), to_time=to_time))
+        )
+
+        def _render() -> bytes:
+            data = reports.render(reports.build_report(records, from_time, to_time, seal_id), fmt)
+            return seal_report_pdf(data, self.directory) if fmt == "pdf" else data
+
+        # CPU work off the loop and off the store thread (writes go on meanwhile).
+        return await asyncio.get_running_loop().run_in_executor(None, _render)
+
+    async def backup(self, destination: Path) -> BackupManifest:
+        key, now = self.key, self.clock()
+        if not destination.is_absolute():
+            raise InvalidInput(
+                f"backup destination {destination} must be an absolute path on the seal host",
+                reason="backup_destination_relative",
+            )
+        return await self.store.call(
+            lambda: create_backup(self.store._connection(), destination, key, self.host, now)
+        )
+
+
+def seal_report_pdf(data: bytes, audit_dir: Path) -> bytes:
+    """Append a PAdES signature by the audit key (an incremental update: the report
+    bytes stay a prefix of the sealed file)."""
+    signer = signers.SimpleSigner.load(str(audit_dir / KEY_FILE), str(audit_dir / CERT_FILE))  # type: ignore[no-untyped-call]
+    if signer is None:
+        raise InvalidInput(
+            "the audit key cannot be loaded for sealing the report; check the audit directory",
+            reason="audit_key_unusable",
+        )
+    meta = signers.PdfSignatureMetadata(
+        field_name="AuditSeal",
+        reason="签盖记录汇总表 (seald audit key)",
+        subfilter=SigSeedSubFilter.PADES,
+        md_algorithm="sha256",
+    )
+    out = signers.sign_pdf(IncrementalPdfFileWriter(io.BytesIO(data)), meta, signer=signer)
+    return bytes(out.getvalue())
