@@ -15,16 +15,15 @@ from pathlib import Path
 
 import grpc
 from fixture_layout import SealFixtures
-from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+from pyhanko.pdf_utils import generic
+from pyhanko.pdf_utils.writer import PageObject, PdfFileWriter
 
 from sealapi.v1 import common_pb2, requests_pb2
 from sealclient.errors import SealClientError
 from seald.signing.verify import verify_pdf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "assets"))
 from daemon_harness import SealDaemon, user_pin
-from make_pdfs import valid_pdf
 
 PLACEMENT = common_pb2.Placement(page=0, x_mm=150, y_mm=240)
 DOCUMENT_CANARY = "CANARY-DOC-5b1e0c9a77"
@@ -32,14 +31,31 @@ CHANGED_PIN = "20261129"
 
 
 def canary_pdf(path: Path) -> Path:
-    """A valid PDF whose content carries a canary string (an /Info entry)."""
-    writer = IncrementalPdfFileWriter(io.BytesIO(valid_pdf(1)))
-    writer.document_meta.subject = DOCUMENT_CANARY
+    """A valid A4 PDF whose page text is a canary string (document content)."""
+    writer = PdfFileWriter(stream_xrefs=False)
+    helv = writer.add_object(
+        generic.DictionaryObject(
+            {
+                generic.pdf_name("/Type"): generic.pdf_name("/Font"),
+                generic.pdf_name("/Subtype"): generic.pdf_name("/Type1"),
+                generic.pdf_name("/BaseFont"): generic.pdf_name("/Helvetica"),
+            }
+        )
+    )
+    content = b"BT /Helv 14 Tf 72 760 Td (%s) Tj ET\n" % DOCUMENT_CANARY.encode()
+    page = PageObject(
+        contents=writer.add_object(generic.StreamObject(stream_data=content)),
+        media_box=generic.ArrayObject(map(generic.FloatObject, (0, 0, 595.28, 841.89))),
+        resources=generic.DictionaryObject(
+            {generic.pdf_name("/Font"): generic.DictionaryObject({generic.pdf_name("/Helv"): helv})}
+        ),
+    )
+    writer.insert_page(page)
     out = io.BytesIO()
     writer.write(out)
     path.write_bytes(out.getvalue())
-    info_text = subprocess.run(["pdfinfo", str(path)], capture_output=True, text=True, check=True).stdout
-    assert DOCUMENT_CANARY in info_text
+    text = subprocess.run(["pdftotext", str(path), "-"], capture_output=True, text=True, check=True).stdout
+    assert DOCUMENT_CANARY in text
     return path
 
 
