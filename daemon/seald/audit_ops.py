@@ -126,15 +126,21 @@ class AuditOperations:
                 f"unknown report format {fmt!r}; use one of {', '.join(reports.FORMATS)}",
                 reason="report_format_unknown",
             )
-        records = await self.store.call(
-            lambda: list(self.store.ledger.records(self.store._connection(), to_time=to_time))
-        )
+        db_uri = self.store.db_path.resolve().as_uri() + "?mode=ro"
 
         def _render() -> bytes:
-            data = reports.render(reports.build_report(records, from_time, to_time, seal_id), fmt)
+            # Its own read-only connection (WAL: a consistent snapshot) so that a report
+            # over a large ledger never holds up the store's writer thread.
+            conn = sqlite3.connect(db_uri, uri=True)
+            try:
+                records = self.store.ledger.records(conn, to_time=to_time)
+                report = reports.build_report(records, from_time, to_time, seal_id)
+            finally:
+                conn.close()
+            data = reports.render(report, fmt)
             return seal_report_pdf(data, self.directory) if fmt == "pdf" else data
 
-        # CPU work off the loop and off the store thread (writes go on meanwhile).
+        # Off the loop and off the store thread.
         return await asyncio.get_running_loop().run_in_executor(None, _render)
 
     async def backup(self, destination: Path) -> BackupManifest:
