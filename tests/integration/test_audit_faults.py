@@ -53,7 +53,8 @@ def ext4_state(tmp_path: Path) -> Iterator[Path]:
         yield mount / "state"
     finally:
         subprocess.run(["chattr", "-R", "-i", str(mount)], check=False, capture_output=True)
-        subprocess.run(["umount", "-l", str(mount)], check=False)
+        if subprocess.run(["umount", str(mount)], check=False).returncode != 0:
+            subprocess.run(["umount", "-l", str(mount)], check=False)  # busy: detach lazily
 
 
 def start_daemon(fixtures: SealFixtures, state_dir: Path, **env: str) -> SealDaemon:
