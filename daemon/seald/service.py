@@ -255,6 +255,7 @@ class SealService:
                         Role.REQUESTER,
                         doc,
                         outcome="pending",
+                        details={"category": request.category},  # for the R11 summary
                     )
                 )
             return request

@@ -138,6 +138,7 @@ def test_r10_r11_r12_audit_end_to_end_with_backup_restore_and_log_canary(
         assert report["seals"][0]["seals_applied"] == 1
         assert report["uses"][0]["request_id"] == request_id
         assert report["uses"][0]["approvers"] == "li.na;wang.fang"
+        assert report["seals"][0]["by_category"] == {"contract": 1}
 
         # A request approved before the backup and signed after it: restore must not revive it.
         with d.client("liu.yang") as custodian:
