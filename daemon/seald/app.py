@@ -15,6 +15,7 @@ import fcntl
 import os
 import signal
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
@@ -51,6 +52,8 @@ from seald.config import Config, load_config
 from seald.domain.audit import AuditEvent
 from seald.domain.errors import ConfigError, SealError
 from seald.logs import configure_logging, get_logger
+from seald.metrics import Snapshot, read_store_counts, split_listen
+from seald.reload import config_digest, restart_only_changes
 from seald.sdnotify import SystemdNotifier
 from seald.service import SealService
 from seald.store.ledger import Ledger
@@ -62,7 +65,8 @@ log = get_logger("seald")
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024  # chunks are 256 KiB; nothing legitimate is bigger
 EXPIRY_INTERVAL_S = 30.0
 HEALTH_INTERVAL_S = 1.0
-SHUTDOWN_GRACE_S = 20.0
+SHUTDOWN_GRACE_S = 20.0  # signatures in flight at SIGTERM; TimeoutStopSec=30s covers it
+RPC_GRACE_S = 5.0  # in-flight RPCs (e.g. watch streams) at SIGTERM, then cancelled
 
 SERVICE_NAMES = (
     requests_pb2.DESCRIPTOR.services_by_name["SealRequestService"].full_name,
@@ -111,7 +115,8 @@ class Daemon:
         self.notifier = SystemdNotifier()
         self.ledger = Ledger(config.server.host_name, lambda: datetime.now(UTC))
         self.store = Store(config.store.state_dir, self.ledger)
-        self.tokens = TokenManager(config.pkcs11.module, config.seals, load_seal_certificates(config))
+        self.tokens_certificates = load_seal_certificates(config)
+        self.tokens = TokenManager(config.pkcs11.module, config.seals, self.tokens_certificates)
         self.service = SealService(config, self.store, self.tokens)
         self.audit_ops = AuditOperations(
             self.store, config.server.host_name, lambda: datetime.now(UTC), self._audit_writable_again
@@ -122,6 +127,10 @@ class Daemon:
         self.port = 0
         self._tasks: list[asyncio.Task[Any]] = []
         self._stop = asyncio.Event()
+        self.metrics = self.service.metrics
+        self.metrics_port = 0
+        self._reload_lock = asyncio.Lock()
+        self._reloads: set[asyncio.Task[bool]] = set()
 
     def _credentials(self) -> grpc.ServerCredentials:
         server = self.config.server
@@ -132,6 +141,9 @@ class Daemon:
         )
 
     async def start(self) -> None:
+        # Subscribed before recover(): requests recovered as signed count as seals applied.
+        self._tasks.append(asyncio.create_task(self._feed_metrics(), name="metrics-feed"))
+        await asyncio.sleep(0)
         await self.store.open()
         head = await self.audit_ops.start()  # chain verified against the latest signed checkpoint
         if not head.ok:
@@ -178,7 +190,18 @@ class Daemon:
                 details={"port": self.port, "audit_head": head.head_sequence},
             )
         )
-        self._tasks = [
+        if self.config.metrics.listen is not None:
+            host, port = split_listen(self.config.metrics.listen)
+            self.metrics.attach(self, asyncio.get_running_loop())
+            try:
+                self.metrics_port = self.metrics.serve(host, port)
+            except OSError as ex:
+                raise ConfigError(
+                    f"{self.config.path}: cannot serve metrics on {self.config.metrics.listen} "
+                    f"({ex.strerror}); free the port or change [metrics] listen"
+                ) from ex
+            log.info("metrics.serving", listen=self.config.metrics.listen, port=self.metrics_port)
+        self._tasks += [
             asyncio.create_task(self.service.run_signer(), name="signer"),
             asyncio.create_task(self._periodic(self.service.expire_due, EXPIRY_INTERVAL_S), name="expiry"),
             asyncio.create_task(self._periodic(self._update_health, HEALTH_INTERVAL_S), name="health"),
@@ -228,6 +251,109 @@ class Daemon:
             await self.service.recover()
         self.service.wake_signer()
 
+    # -- metrics -----------------------------------------------------------------------------
+    async def snapshot(self) -> Snapshot:
+        """State gauges for a scrape (seald.metrics calls this on the loop)."""
+        now = datetime.now(UTC)
+        snap = await self.store.call(lambda: read_store_counts(self.store._connection(), now))
+        for seal_id in self.config.seals:
+            state = self.tokens.state(seal_id)
+            snap.token_present[seal_id] = state.present
+            snap.token_unlocked[seal_id] = state.unlocked
+        return snap
+
+    async def _feed_metrics(self) -> None:
+        async with self.service.request_events.subscribe() as events:
+            while True:
+                event, request = await events.get()
+                self.metrics.request_event(
+                    event, request.seal_id, request.request_id, len(request.documents)
+                )
+
+    # -- SIGHUP: reload ------------------------------------------------------------------------
+    def request_reload(self) -> None:
+        task = asyncio.create_task(self.reload(), name="reload")
+        self._reloads.add(task)
+        task.add_done_callback(self._reloads.discard)
+
+    async def reload(self) -> bool:
+        """Load and validate the config file again; swap it in whole, or keep the old one."""
+        async with self._reload_lock:
+            if self.server is None or self._stop.is_set():
+                log.warning("config.reload_ignored", why="not serving (starting or stopping)")
+                return False
+            self.notifier.notify("RELOADING=1", f"MONOTONIC_USEC={time.monotonic_ns() // 1000}")
+            try:
+                return await self._reload()
+            finally:
+                self.notifier.ready(f"serving on port {self.port}")
+
+    async def _reload(self) -> bool:
+        path = self.config.path
+        loop = asyncio.get_running_loop()
+
+        def _load() -> tuple[str, Config, list[str]]:
+            digest = config_digest(path.read_bytes())
+            new = load_config(path)
+            changes = restart_only_changes(
+                self.config, new, self.tokens_certificates, load_seal_certificates(new)
+            )
+            return digest, new, changes
+
+        try:
+            digest, new, changes = await loop.run_in_executor(None, _load)
+        except (ConfigError, OSError) as ex:
+            await self._reload_refused("invalid_config", str(ex), "")
+            return False
+        except Exception as ex:  # fail closed: whatever went wrong, the old config stays
+            log.exception("config.reload_failed")
+            await self._reload_refused("internal", f"reload failed ({type(ex).__name__})", "")
+            return False
+        if changes:
+            await self._reload_refused(
+                "restart_required",
+                "these settings are read only at start: "
+                + ", ".join(changes)
+                + "; run systemctl restart seald to apply them",
+                digest,
+            )
+            return False
+        self.config = new
+        self.service.config = new
+        self.service._seal_images.clear()  # display name / organisation may have changed
+        self.metrics.config_reload("reloaded")
+        with contextlib.suppress(SealError):
+            await self.service.audit(
+                AuditEvent(
+                    event="config.reloaded",
+                    outcome="reloaded",
+                    details={
+                        "config_sha256": digest,
+                        "principals": len(new.principals),
+                        "seals": len(new.seals),
+                    },
+                )
+            )
+        log.info("config.reloaded", config_sha256=digest, principals=len(new.principals))
+        await self._update_health()
+        self.service.wake_signer()
+        return True
+
+    async def _reload_refused(self, reason: str, problem: str, digest: str) -> None:
+        # The old configuration stays in force; the operator reads why in the log.
+        self.metrics.config_reload("refused")
+        log.error("config.reload_refused", reason=reason, problem=problem)
+        with contextlib.suppress(SealError):
+            await self.service.audit(
+                AuditEvent(
+                    event="config.reload_refused",
+                    outcome="refused",
+                    reason=reason,
+                    details={"problem": problem[:1000], "config_sha256": digest},
+                )
+            )
+
+    # -- SIGTERM: graceful stop ------------------------------------------------------------------
     def request_stop(self) -> None:
         self._stop.set()
 
@@ -235,22 +361,53 @@ class Daemon:
         await self._stop.wait()
 
     async def stop(self) -> None:
+        """Refuse new calls, let signatures in flight finish (bounded), record, close."""
         self.notifier.stopping()
-        log.info("seald.stopping")
-        if self.server is not None:
-            await self.server.stop(SHUTDOWN_GRACE_S)
+        self.service.draining = True  # no new signature starts from here on
+        in_flight = [t for t in self.service._signing_tasks if not t.done()]
+        log.info("seald.stopping", signatures_in_flight=len(in_flight))
+        with contextlib.suppress(SealError):
+            await self.service.audit(
+                AuditEvent(
+                    event="daemon.stopping",
+                    outcome="stopping",
+                    details={"signatures_in_flight": len(in_flight)},
+                )
+            )
+        for task in self._tasks:
+            if task.get_name() != "watchdog":  # keep pinging while we drain
+                task.cancel()
+        rpcs_stopped = (
+            asyncio.create_task(self.server.stop(RPC_GRACE_S)) if self.server is not None else None
+        )
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + SHUTDOWN_GRACE_S
+        while pending := [t for t in self.service._signing_tasks if not t.done()]:
+            if loop.time() >= deadline:
+                break
+            await asyncio.wait(pending, timeout=deadline - loop.time())
+        # Past the grace: the request stays SIGNING with its intent record, no result is
+        # released, and recover() at the next start resolves it from the files on disk.
+        abandoned = [t for t in self.service._signing_tasks if not t.done()]
+        for task in abandoned:
+            task.cancel()
+        if rpcs_stopped is not None:
+            await rpcs_stopped
+        with contextlib.suppress(SealError):
+            await self.service.audit(
+                AuditEvent(
+                    event="daemon.stopped",
+                    outcome="stopped",
+                    details={"signatures_abandoned": len(abandoned)},
+                )
+            )
+            await self.audit_ops.checkpoint()  # the clean shutdown's head, signed
         for task in self._tasks:
             task.cancel()
-        pending = list(self.service._signing_tasks)
-        if pending:
-            # Signatures in flight finish (bounded) or fail closed; nothing is left half-written.
-            await asyncio.wait(pending, timeout=SHUTDOWN_GRACE_S)
-        with contextlib.suppress(SealError):
-            await self.service.audit(AuditEvent(event="daemon.stopped", outcome="stopped"))
-            await self.audit_ops.checkpoint()  # the clean shutdown's head, signed
+        self.metrics.close()
         await self.tokens.close()
         await self.store.close()
-        log.info("seald.stopped")
+        log.info("seald.stopped", signatures_abandoned=len(abandoned))
 
 
 async def serve(config: Config) -> int:
@@ -258,6 +415,8 @@ async def serve(config: Config) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, daemon.request_stop)
+    # SIGHUP = reload (ExecReload=); one that arrives while starting is logged and ignored.
+    loop.add_signal_handler(signal.SIGHUP, daemon.request_reload)
     await daemon.start()
     await daemon.wait_stopped()
     await daemon.stop()

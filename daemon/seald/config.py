@@ -11,7 +11,7 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,16 @@ class ServerConfig:
 @dataclass(frozen=True)
 class StoreConfig:
     state_dir: Path
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    """[metrics]: Prometheus text exposition; off (None) unless a listen address is set."""
+
+    listen: str | None
+
+
+LOOPBACK_LISTEN = re.compile(r"^(127\.\d{1,3}\.\d{1,3}\.\d{1,3}|localhost|\[::1\]):\d{1,5}$")
 
 
 @dataclass(frozen=True)
@@ -96,6 +106,7 @@ class Config:
     requests: RequestsConfig
     seals: Mapping[str, SealConfig]
     principals: Mapping[str, PrincipalConfig]
+    metrics: MetricsConfig = field(default_factory=lambda: MetricsConfig(None))
 
     def principal_for_fingerprint(self, fingerprint: str) -> Principal | None:
         for entry in self.principals.values():
@@ -295,6 +306,18 @@ def _seal(file: Path, raw: Any, default_approvals: int) -> SealConfig:
     return seal
 
 
+def _metrics(t: _Table) -> MetricsConfig:
+    listen = t.text("listen", hint="a loopback host:port, e.g. '127.0.0.1:9464'")
+    # Local only: the numbers describe seal use; a remote scraper goes through the host.
+    if not LOOPBACK_LISTEN.match(listen) or not 0 < int(listen.rpartition(":")[2]) < 65536:
+        raise ConfigError(
+            f"{t.file}: 'metrics.listen' = {listen!r}; use a loopback address and port such as "
+            "'127.0.0.1:9464' (or remove [metrics] to turn the endpoint off)"
+        )
+    t.finish()
+    return MetricsConfig(listen=listen)
+
+
 def _principal(file: Path, raw: Any, seal_ids: frozenset[str]) -> PrincipalConfig:
     t = _Table(file, "principal", raw)
     name = t.text("name", hint="the person's or system's login name")
@@ -412,6 +435,7 @@ def load_config(path: Path) -> Config:
                 )
             owner[fp] = name
         principals[name] = entry
+    metrics = _metrics(root.table("metrics")) if "metrics" in raw else MetricsConfig(None)
     root.finish()
     return Config(
         path=path,
@@ -422,6 +446,7 @@ def load_config(path: Path) -> Config:
         requests=requests,
         seals=seals,
         principals=principals,
+        metrics=metrics,
     )
 
 

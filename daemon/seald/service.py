@@ -44,6 +44,7 @@ from seald.domain.model import (
 )
 from seald.domain.seals import SealState, apply_state
 from seald.logs import get_logger
+from seald.metrics import SealMetrics
 from seald.signing.errors import InputDocumentError, SigningError, TokenSigningError
 from seald.signing.input_checks import check_input_pdf
 from seald.signing.pades import seal_pdf, token_signer
@@ -112,6 +113,10 @@ class SealService:
         self._signing_tasks: set[asyncio.Task[None]] = set()
         self._busy_seals: set[str] = set()
         self.signed_count = 0
+        # Ops counters (seald.metrics); served only if [metrics] listen is set.
+        self.metrics = SealMetrics(config.seals)
+        # Set on SIGTERM: signatures in flight finish, no new one starts.
+        self.draining = False
         # Seal lifecycle status (R02) as committed; transactions read the database itself.
         self.seal_states: dict[str, SealState] = {}
         tokens.add_listener(self._on_token_change)
@@ -532,6 +537,8 @@ class SealService:
                 self._wake.set()
 
     async def sign_ready_requests(self) -> int:
+        if self.draining:
+            return 0
         approved = await self.store.list_requests(states=(RequestState.APPROVED,), limit=10_000)
         started = 0
         for request in approved:
@@ -557,6 +564,8 @@ class SealService:
                 if not queue:
                     return
                 for request in queue:
+                    if self.draining:
+                        return
                     await self.sign_request(request.request_id)
         except ServiceUnavailable as ex:
             # Fail closed: nothing was released; health says NOT_SERVING until audit works.

@@ -13,7 +13,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from fixture_layout import ClientIdentity as FixtureClient
@@ -36,9 +36,13 @@ def free_port() -> int:
 
 class SealDaemon:
     def __init__(
-        self, fixtures: SealFixtures, config_edit: Callable[[str], str] | None = None
+        self,
+        fixtures: SealFixtures,
+        config_edit: Callable[[str], str] | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self.fixtures = fixtures
+        self.extra_env = dict(env or {})  # e.g. NOTIFY_SOCKET, WATCHDOG_USEC
         self.port = free_port()
         self.config_path = fixtures.root / "seald-test.toml"
         text = fixtures.config.read_text(encoding="utf-8").replace(
@@ -58,7 +62,7 @@ class SealDaemon:
     def start(self, timeout: float = 20.0) -> None:
         port_file = self.fixtures.state_dir / "seald.port"
         port_file.unlink(missing_ok=True)
-        env = dict(os.environ, SOFTHSM2_CONF=str(self.fixtures.softhsm2_conf))
+        env = dict(os.environ, SOFTHSM2_CONF=str(self.fixtures.softhsm2_conf), **self.extra_env)
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [*SEALD, "--config", str(self.config_path)],

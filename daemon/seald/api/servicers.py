@@ -74,6 +74,7 @@ class CallInfo:
 
 
 async def _refuse(service: SealService, error: SealError, method: str, info: CallInfo) -> None:
+    service.metrics.refused(error.reason)
     if isinstance(error, Unauthenticated | PermissionDenied):
         event = "auth.refused" if isinstance(error, Unauthenticated) else "access.denied"
         try:
