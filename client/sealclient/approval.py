@@ -76,9 +76,7 @@ def check_documents(
             )
 
 
-def local_approval_digest(
-    request: requests_pb2.SealRequest, local: Sequence[LocalDocument]
-) -> str:
+def local_approval_digest(request: requests_pb2.SealRequest, local: Sequence[LocalDocument]) -> str:
     """The approval digest recomputed from the request fields and LOCAL hashes."""
     subject = canonical_approval_subject(
         request_id=request.request_id,

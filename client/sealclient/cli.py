@@ -128,8 +128,11 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--config", type=Path, help="client config TOML (default: "
-                        "$SEALCTL_CONFIG, then ~/.config/sealctl/config.toml)")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        help="client config TOML (default: $SEALCTL_CONFIG, then ~/.config/sealctl/config.toml)",
+    )
     parser.add_argument("--server", help="seald address host:port (overrides config)")
     parser.add_argument("--ca", type=Path, help="CA certificate of seald (PEM)")
     parser.add_argument("--cert", type=Path, help="this client's certificate (PEM)")
@@ -144,26 +147,42 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--seal", required=True, help="seal id")
     submit.add_argument("--reason", required=True, help="事由: why the seal is needed")
     submit.add_argument("--category", required=True, help="document category (seal scope)")
-    submit.add_argument("--page", type=non_negative_int, default=0,
-                        help="1-based page; 0 = last page (default)")
+    submit.add_argument(
+        "--page", type=non_negative_int, default=0, help="1-based page; 0 = last page (default)"
+    )
     submit.add_argument("--x-mm", type=positive_mm, help="seal centre, mm from the left edge")
     submit.add_argument("--y-mm", type=positive_mm, help="seal centre, mm from the top edge")
-    submit.add_argument("--size-mm", type=positive_mm, default=0.0,
-                        help="seal diameter/side in mm; 0 = the seal's default")
+    submit.add_argument(
+        "--size-mm",
+        type=positive_mm,
+        default=0.0,
+        help="seal diameter/side in mm; 0 = the seal's default",
+    )
     submit.add_argument("--anchor", default="", help="centre the seal on this text instead")
     submit.add_argument("--cross-page", action="store_true", help="cross-page seal (骑缝章)")
-    submit.add_argument("--key-id", default="", dest="client_request_key",
-                        help="idempotency key: resubmitting with it returns the same request")
-    submit.add_argument("--wait", action="store_true",
-                        help="wait until the request is sealed or ends otherwise")
+    submit.add_argument(
+        "--key-id",
+        default="",
+        dest="client_request_key",
+        help="idempotency key: resubmitting with it returns the same request",
+    )
+    submit.add_argument(
+        "--wait", action="store_true", help="wait until the request is sealed or ends otherwise"
+    )
     submit.set_defaults(handler=cmd_submit)
 
     approve = commands.add_parser("approve", help="approve a request after checking it locally")
     approve.add_argument("request_id", metavar="REQ")
     approve.add_argument("--comment", default="")
-    approve.add_argument("--sha256", action="append", type=sha256_hex, dest="expected_sha256",
-                         metavar="HASH", help="hash of the document you reviewed, once per "
-                         "document in order; approval is refused if it differs")
+    approve.add_argument(
+        "--sha256",
+        action="append",
+        type=sha256_hex,
+        dest="expected_sha256",
+        metavar="HASH",
+        help="hash of the document you reviewed, once per "
+        "document in order; approval is refused if it differs",
+    )
     approve.set_defaults(handler=cmd_approve)
 
     withdraw = commands.add_parser("withdraw", help="withdraw your approval")
@@ -186,8 +205,14 @@ def build_parser() -> argparse.ArgumentParser:
     status.set_defaults(handler=cmd_status)
 
     list_ = commands.add_parser("list", help="list requests")
-    list_.add_argument("--state", type=request_state, action="append", dest="states",
-                       metavar="S", help="only this state (repeatable), e.g. pending")
+    list_.add_argument(
+        "--state",
+        type=request_state,
+        action="append",
+        dest="states",
+        metavar="S",
+        help="only this state (repeatable), e.g. pending",
+    )
     list_.add_argument("--seal", default="", help="only this seal")
     list_.set_defaults(handler=cmd_list)
 
@@ -197,12 +222,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     download = commands.add_parser("download", help="download sealed (or original) documents")
     download.add_argument("request_id", metavar="REQ")
-    download.add_argument("-o", "--output", type=Path, default=None, metavar="OUT",
-                          help="output file, or directory for several (default: .)")
-    download.add_argument("--index", type=non_negative_int, default=None,
-                          help="only this document (0-based); default: all")
-    download.add_argument("--original", action="store_true",
-                          help="the original as submitted, not the sealed one")
+    download.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        default=None,
+        metavar="OUT",
+        help="output file, or directory for several (default: .)",
+    )
+    download.add_argument(
+        "--index",
+        type=non_negative_int,
+        default=None,
+        help="only this document (0-based); default: all",
+    )
+    download.add_argument(
+        "--original", action="store_true", help="the original as submitted, not the sealed one"
+    )
     download.set_defaults(handler=cmd_download)
 
     token = commands.add_parser("token", help="token presence, unlock, lock, PIN")
@@ -215,16 +251,20 @@ def build_parser() -> argparse.ArgumentParser:
     t_watch.set_defaults(handler=cmd_token_watch)
     t_unlock = token_commands.add_parser("unlock", help="unlock a seal's token (custodian)")
     t_unlock.add_argument("seal_id", metavar="SEAL")
-    t_unlock.add_argument("--pin-stdin", action="store_true",
-                          help="read the PIN as one line from stdin (for scripts)")
+    t_unlock.add_argument(
+        "--pin-stdin", action="store_true", help="read the PIN as one line from stdin (for scripts)"
+    )
     t_unlock.set_defaults(handler=cmd_token_unlock)
     t_lock = token_commands.add_parser("lock", help="lock a seal's token")
     t_lock.add_argument("seal_id", metavar="SEAL")
     t_lock.set_defaults(handler=cmd_token_lock)
     t_pin = token_commands.add_parser("change-pin", help="change the token PIN (custodian)")
     t_pin.add_argument("seal_id", metavar="SEAL")
-    t_pin.add_argument("--pin-stdin", action="store_true",
-                       help="read the old PIN, then the new PIN, one line each from stdin")
+    t_pin.add_argument(
+        "--pin-stdin",
+        action="store_true",
+        help="read the old PIN, then the new PIN, one line each from stdin",
+    )
     t_pin.set_defaults(handler=cmd_token_change_pin)
 
     seals = commands.add_parser("seals", help="list seals")
@@ -275,8 +315,11 @@ def cmd_submit(args: argparse.Namespace, client: SealClient, out: Output) -> int
         out.emit(request_text(request), request)
         return ExitCode.OK
     if not out.as_json:
-        print(f"submitted {request.request_id}; waiting for approvals and sealing…",
-              file=out.stream, flush=True)
+        print(
+            f"submitted {request.request_id}; waiting for approvals and sealing…",
+            file=out.stream,
+            flush=True,
+        )
     final = wait_for_end(client, request, out)
     out.emit(request_text(final), final)
     return ExitCode.OK if final.state == requests_pb2.REQUEST_STATE_SIGNED else ExitCode.OTHER
@@ -296,11 +339,12 @@ def wait_for_end(
 
 
 def cmd_approve(args: argparse.Namespace, client: SealClient, out: Output) -> int:
-    request = client.approve(
-        args.request_id, args.comment, expected_sha256=args.expected_sha256
+    request = client.approve(args.request_id, args.comment, expected_sha256=args.expected_sha256)
+    out.emit(
+        "approved after local check of every document hash and the approval digest\n"
+        + request_text(request),
+        request,
     )
-    out.emit("approved after local check of every document hash and the approval digest\n"
-             + request_text(request), request)
     return ExitCode.OK
 
 
@@ -384,8 +428,11 @@ def cmd_download(args: argparse.Namespace, client: SealClient, out: Output) -> i
                 f"request {args.request_id} has no document {args.index}; it has "
                 f"{len(request.documents)} (indexes from 0); see `sealctl status`",
             )
-    variant = (requests_pb2.DOCUMENT_VARIANT_ORIGINAL if args.original
-               else requests_pb2.DOCUMENT_VARIANT_SEALED)
+    variant = (
+        requests_pb2.DOCUMENT_VARIANT_ORIGINAL
+        if args.original
+        else requests_pb2.DOCUMENT_VARIANT_SEALED
+    )
     written: list[dict[str, Any]] = []
     for index, path in download_targets(documents, args.output, args.original):
         info = client.download(args.request_id, index, path, variant)
@@ -435,8 +482,9 @@ def cmd_token_change_pin(args: argparse.Namespace, client: SealClient, out: Outp
     old_pin = read_secret(f"current PIN for seal {args.seal_id}: ", args.pin_stdin, sys.stdin)
     new_pin = read_secret("new PIN: ", args.pin_stdin, sys.stdin)
     if not args.pin_stdin and read_secret("new PIN again: ", False, sys.stdin) != new_pin:
-        raise LocalInputError("pin_confirmation_mismatch",
-                              "the two new PINs differ; nothing was changed, try again")
+        raise LocalInputError(
+            "pin_confirmation_mismatch", "the two new PINs differ; nothing was changed, try again"
+        )
     status = client.change_pin(args.seal_id, old_pin, new_pin)
     out.emit(tokens_table([status]), status)
     return ExitCode.OK

@@ -255,14 +255,14 @@ class SealClient:
         with tempfile.TemporaryDirectory(prefix="sealctl-approve-") as tmp:
             local = [
                 self._download(
-                    request_id, info.index, Path(tmp) / f"{position}.pdf",
+                    request_id,
+                    info.index,
+                    Path(tmp) / f"{position}.pdf",
                     requests_pb2.DOCUMENT_VARIANT_ORIGINAL,
                 )[1]
                 for position, info in enumerate(request.documents)
             ]
-        approval = build_approval(
-            request, local, comment=comment, expected_sha256=expected_sha256
-        )
+        approval = build_approval(request, local, comment=comment, expected_sha256=expected_sha256)
         with self._translated():
             return self._requests.ApproveRequest(approval, timeout=self._timeout)
 

@@ -153,23 +153,46 @@ def seals_table(seals: Sequence[seals_pb2.Seal]) -> str:
 def verify_text(report: verify_pb2.VerifyReport) -> str:
     if not report.signatures:
         return f"no signatures found (document sha256 {report.document_sha256})"
-    rows = [
-        [
-            s.field_name,
-            s.seal_id or s.signer_subject,
-            "yes" if s.intact else "NO",
-            "yes" if s.valid else "NO",
-            "yes" if s.trusted else "NO",
-            "yes" if s.covers_whole_document else "no",
-            s.summary,
-        ]
-        for s in report.signatures
-    ]
+    blocks = []
+    for n, s in enumerate(report.signatures, start=1):
+        kind = "document timestamp" if s.field_name.endswith("-DocTS") else "signature"
+        blocks.append(
+            "\n".join(
+                [
+                    f"#{n} {s.field_name} ({kind})",
+                    f"  signer:      {s.signer_subject}",
+                    f"  seal:        {s.seal_id or '(not a registered seal)'}",
+                    f"  signed at:   {_when(s, 'signing_time')}",
+                    f"  timestamp:   {_when(s, 'timestamp_time')}",
+                    f"  integrity:   {'intact' if s.intact else 'BROKEN: signed bytes changed'}",
+                    f"  signature:   {'valid' if s.valid else 'INVALID'}",
+                    f"  chain:       {'trusted' if s.trusted else 'NOT trusted'}",
+                    f"  revocation:  {s.revocation or 'not checked'}",
+                    f"  whole doc:   {'yes' if s.covers_whole_document else 'no'}",
+                    f"  after it:    {_changed_after(s)}",
+                ]
+            )
+        )
     verdict = "all signatures valid" if report.all_valid else "NOT all signatures valid"
-    return "\n".join(
-        [
-            table(["FIELD", "SIGNER", "INTACT", "VALID", "TRUSTED", "WHOLE DOC", "SUMMARY"], rows),
-            "",
-            f"{verdict} (document sha256 {report.document_sha256})",
-        ]
-    )
+    return "\n\n".join([*blocks, f"{verdict} (document sha256 {report.document_sha256})"])
+
+
+_CHANGES_AFTER = {
+    "NONE": "nothing that changes the content",
+    "LTA_UPDATES": "validation data and timestamps only",
+    "FORM_FILLING": "further signatures or form fields",
+    "ANNOTATIONS": "annotations (comments, markup)",
+    "OTHER": "CONTENT CHANGES not allowed after signing",
+}
+
+
+def _changed_after(s: verify_pb2.SignatureReport) -> str:
+    if s.covers_whole_document:
+        return "nothing"
+    return _CHANGES_AFTER.get(s.modification_level, f"unknown ({s.modification_level})")
+
+
+def _when(s: verify_pb2.SignatureReport, field: str) -> str:
+    if not s.HasField(field):
+        return "none"
+    return str(getattr(s, field).ToDatetime().isoformat(timespec="seconds")) + "Z"

@@ -58,6 +58,7 @@ from seald.sdnotify import SystemdNotifier
 from seald.service import SealService
 from seald.store.ledger import Ledger
 from seald.store.requests import Store
+from seald.tokens.hotplug import HotplugWatcher
 from seald.tokens.manager import TokenManager
 
 log = get_logger("seald")
@@ -65,6 +66,7 @@ log = get_logger("seald")
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024  # chunks are 256 KiB; nothing legitimate is bigger
 EXPIRY_INTERVAL_S = 30.0
 HEALTH_INTERVAL_S = 1.0
+CUSTODY_INTERVAL_S = 15.0  # R08 hours / same-day return and the idle lock are checked this often
 SHUTDOWN_GRACE_S = 20.0  # signatures in flight at SIGTERM; TimeoutStopSec=30s covers it
 RPC_GRACE_S = 5.0  # in-flight RPCs (e.g. watch streams) at SIGTERM, then cancelled
 
@@ -127,6 +129,7 @@ class Daemon:
         self.port = 0
         self._tasks: list[asyncio.Task[Any]] = []
         self._stop = asyncio.Event()
+        self.hotplug: HotplugWatcher | None = None  # set when [tokens].models is configured
         self.metrics = self.service.metrics
         self.metrics_port = 0
         self._reload_lock = asyncio.Lock()
@@ -152,7 +155,18 @@ class Daemon:
                 "refusing to start. Restore a verified backup"
             )
         await self.service.recover()
-        await self.tokens.refresh()
+        await self.service.custody.open()
+        await self.tokens.refresh()  # tokens already inserted are found at start
+        if self.config.tokens.models:
+            self.hotplug = HotplugWatcher(
+                self.tokens,
+                self.config.tokens.models,
+                {s.token_serial: s.seal_id for s in self.config.seals.values()},
+            )
+            self.hotplug.start()
+        self._tasks.append(
+            asyncio.create_task(self._periodic(self.service.custody.tick, CUSTODY_INTERVAL_S), name="custody")
+        )
         server = grpc.aio.server(
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -402,6 +416,8 @@ class Daemon:
                 )
             )
             await self.audit_ops.checkpoint()  # the clean shutdown's head, signed
+        if self.hotplug is not None:
+            self.hotplug.stop()
         for task in self._tasks:
             task.cancel()
         self.metrics.close()

@@ -16,6 +16,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+from seald.domain.custody import ALWAYS, SealHours, parse_hours
 from seald.domain.errors import ConfigError
 from seald.domain.model import Principal, Role, Seal, SealType
 from seald.domain.policy import ApprovalPolicy, build_policy
@@ -57,6 +58,11 @@ class Pkcs11Config:
 @dataclass(frozen=True)
 class TrustConfig:
     seal_ca: Path
+    # Issue 6: B-T and up ask this RFC 3161 TSA; B-LT/B-LTA chain seal and TSA
+    # certificates to signing_roots (default: seal_ca) and embed their OCSP/CRL.
+    tsa_url: str = ""
+    signing_roots: tuple[Path, ...] = ()
+    fetch_revocation: bool = True
 
 
 @dataclass(frozen=True)
@@ -67,6 +73,17 @@ class RequestsConfig:
     max_documents_per_request: int
     # Once a request has its quorum, it must be signed within this time (R06).
     approval_use_hours: float = 24.0
+
+
+@dataclass(frozen=True)
+class TokensConfig:
+    """[tokens]: allow-listed USB token models and the idle auto-lock (issue 3)."""
+
+    models: frozenset[str]  # "vendor:product", lower-case hex, e.g. "096e:0807"
+    idle_lock_minutes: float  # 0 = no idle auto-lock
+
+
+USB_MODEL = re.compile(r"^[0-9a-f]{4}:[0-9a-f]{4}$")
 
 
 @dataclass(frozen=True)
@@ -82,12 +99,17 @@ class SealConfig:
     categories: frozenset[str]
     size_mm: float
     required_approvals: int
+    hours: SealHours = ALWAYS  # R08; "00:00-24:00" when not configured
     # R05: approver groups (default: the seal type's authority) and the optional
     # "one approval from each group" factor; R03: validity window (None = open).
     approver_groups: tuple[str, ...] = ()
     one_from_each_group: bool = False
     valid_from: datetime | None = None
     valid_until: datetime | None = None
+    # Issue 6: PAdES level ("B-B", "B-T", "B-LT", "B-LTA") and DocMDP certification
+    # when this seal is a document's first signature ("none", "no_changes", "form_filling").
+    level: str = "B-B"
+    certify: str = "none"
 
 
 @dataclass(frozen=True)
@@ -106,6 +128,7 @@ class Config:
     requests: RequestsConfig
     seals: Mapping[str, SealConfig]
     principals: Mapping[str, PrincipalConfig]
+    tokens: TokensConfig = field(default_factory=lambda: TokensConfig(frozenset(), 0.0))
     metrics: MetricsConfig = field(default_factory=lambda: MetricsConfig(None))
 
     def principal_for_fingerprint(self, fingerprint: str) -> Principal | None:
@@ -255,6 +278,12 @@ def credential_path(file: Path, key: str, name: str) -> Path:
     return path
 
 
+def _existing(file: Path, key: str, candidate: Path) -> Path:
+    if not candidate.is_file():
+        raise ConfigError(f"{file}: '{key}': {candidate} does not exist; give a CA PEM file")
+    return candidate
+
+
 def _seal(file: Path, raw: Any, default_approvals: int) -> SealConfig:
     t = _Table(file, "seal", raw)
     seal_id = t.text("id", hint="a short id such as 'contract'")
@@ -297,13 +326,53 @@ def _seal(file: Path, raw: Any, default_approvals: int) -> SealConfig:
         categories=frozenset(t.strings("categories", "a non-empty list of document categories")),
         size_mm=size,
         required_approvals=required,
+        hours=_hours(t),
         approver_groups=tuple(groups),
         one_from_each_group=one_from_each,
         valid_from=valid_from,
         valid_until=valid_until,
+        level=_choice(t, "level", "B-B", SIGNATURE_LEVELS),
+        certify=_choice(t, "certify", "none", CERTIFY_MODES),
     )
     t.finish()
     return seal
+
+
+SIGNATURE_LEVELS = ("B-B", "B-T", "B-LT", "B-LTA")
+CERTIFY_MODES = ("none", "no_changes", "form_filling")
+
+
+def _choice(t: _Table, key: str, default: str, allowed: tuple[str, ...]) -> str:
+    value = t.text(key, default, "one of " + ", ".join(allowed))
+    if value not in allowed:
+        raise ConfigError(
+            f"{t.file}: '{t.where}.{key}' = {value!r}; use one of " + ", ".join(allowed)
+        )
+    return value
+
+
+def _hours(t: _Table) -> SealHours:
+    """R08: per seal allowed hours, time zone and the same-day-return grace."""
+    text = t.text("hours", default="00:00-24:00", hint="HH:MM-HH:MM, e.g. '08:30-18:00'")
+    zone = t.text("time_zone", default="Asia/Shanghai", hint="an IANA zone, e.g. 'Asia/Shanghai'")
+    grace = t.number("return_grace_minutes", 60.0, "minutes after the end of hours, >= 0")
+    try:
+        return parse_hours(text, zone, grace)
+    except ConfigError as ex:
+        raise ConfigError(f"{t.file}: '{t.where}': {ex}") from ex
+
+
+def _tokens(file: Path, raw: Any) -> TokensConfig:
+    t = _Table(file, "tokens", raw)
+    models = [m.lower() for m in t.strings("models", "a list of USB 'vendor:product' hex ids")]
+    bad = [m for m in models if not USB_MODEL.match(m)]
+    if bad:
+        raise ConfigError(f"{file}: 'tokens.models' has {bad[0]!r}; use 4+4 hex digits, e.g. '096e:0807'")
+    idle = t.number("idle_lock_minutes", 0.0, "minutes without a signature before auto-lock; 0 = off")
+    if idle < 0:
+        raise ConfigError(f"{file}: 'tokens.idle_lock_minutes' must be >= 0 (0 turns it off)")
+    t.finish()
+    return TokensConfig(models=frozenset(models), idle_lock_minutes=idle)
 
 
 def _metrics(t: _Table) -> MetricsConfig:
@@ -388,8 +457,18 @@ def load_config(path: Path) -> Config:
     pkcs11 = Pkcs11Config(module=pkcs_t.path("module", "the PKCS#11 module .so"))
     pkcs_t.finish()
     trust_t = root.table("trust")
-    trust = TrustConfig(seal_ca=trust_t.path("seal_ca", "the CA PEM of the seal certificates"))
+    trust = TrustConfig(
+        seal_ca=trust_t.path("seal_ca", "the CA PEM of the seal certificates"),
+        tsa_url=str(trust_t._get("tsa_url", "", str, "the RFC 3161 timestamp URL")).strip(),
+        signing_roots=tuple(
+            _existing(path, "trust.signing_roots", path.parent / Path(p))
+            for p in trust_t.optional_strings("signing_roots", "a list of CA PEM paths")
+        ),
+        fetch_revocation=trust_t.boolean("fetch_revocation", True, "true or false"),
+    )
     trust_t.finish()
+    if trust.tsa_url and not trust.tsa_url.startswith(("http://", "https://")):
+        raise ConfigError(f"{path}: 'trust.tsa_url' must start with http:// or https://")
     req_t = root.table("requests")
     requests = RequestsConfig(
         required_approvals=req_t.integer("required_approvals", 2, "an integer >= 2"),
@@ -407,7 +486,8 @@ def load_config(path: Path) -> Config:
         raise ConfigError(f"{path}: 'requests.approval_use_hours' must be > 0")
     if requests.max_documents_per_request < 1:
         raise ConfigError(f"{path}: 'requests.max_documents_per_request' must be at least 1")
-    root.taken.update({"seal", "principal"})
+    root.taken.update({"seal", "principal", "tokens"})
+    tokens = _tokens(path, raw["tokens"]) if "tokens" in raw else TokensConfig(frozenset(), 0.0)
     seal_list = raw.get("seal", [])
     if not isinstance(seal_list, list) or not seal_list:
         raise ConfigError(f"{path}: no [[seal]] defined; add at least one seal")
@@ -417,6 +497,11 @@ def load_config(path: Path) -> Config:
         if seal.seal_id in seals:
             raise ConfigError(f"{path}: seal id '{seal.seal_id}' is defined twice")
         seals[seal.seal_id] = seal
+        if seal.level != "B-B" and not trust.tsa_url:
+            raise ConfigError(
+                f"{path}: 'seal[{seal.seal_id}].level' = {seal.level!r} needs a timestamp "
+                "authority; set 'trust.tsa_url' or use level = \"B-B\""
+            )
     principal_list = raw.get("principal", [])
     if not isinstance(principal_list, list) or not principal_list:
         raise ConfigError(f"{path}: no [[principal]] defined; add the allow-listed clients")
@@ -446,6 +531,7 @@ def load_config(path: Path) -> Config:
         requests=requests,
         seals=seals,
         principals=principals,
+        tokens=tokens,
         metrics=metrics,
     )
 

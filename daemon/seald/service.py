@@ -47,11 +47,13 @@ from seald.logs import get_logger
 from seald.metrics import SealMetrics
 from seald.signing.errors import InputDocumentError, SigningError, TokenSigningError
 from seald.signing.input_checks import check_input_pdf
+from seald.signing.levels import Certification, level_settings
 from seald.signing.pades import seal_pdf, token_signer
 from seald.signing.placement import PlacementSpec
 from seald.signing.seal_image import SealImageSpec, render_seal_png
 from seald.store import seals as seal_tables
 from seald.store.requests import Store, Transaction
+from seald.tokens.custody_guard import CustodyGuard
 from seald.tokens.manager import TokenManager, TokenState
 
 log = get_logger("seald")
@@ -113,12 +115,14 @@ class SealService:
         self._signing_tasks: set[asyncio.Task[None]] = set()
         self._busy_seals: set[str] = set()
         self.signed_count = 0
+        # Seal lifecycle status (R02) as committed; transactions read the database itself.
+        self.seal_states: dict[str, SealState] = {}
         # Ops counters (seald.metrics); served only if [metrics] listen is set.
         self.metrics = SealMetrics(config.seals)
         # Set on SIGTERM: signatures in flight finish, no new one starts.
         self.draining = False
-        # Seal lifecycle status (R02) as committed; transactions read the database itself.
-        self.seal_states: dict[str, SealState] = {}
+        # R07/R08/R09: initial PIN, hours, custody holder (issue 3).
+        self.custody = CustodyGuard(config, store, tokens, clock)
         tokens.add_listener(self._on_token_change)
 
     # -- helpers -----------------------------------------------------------------------------
@@ -162,7 +166,7 @@ class SealService:
         state = self.tokens.state(seal_id)
         if not self.store.writable:
             return False, "the audit trail is not writable; no signature is released"
-        reason = state.not_ready_reason
+        reason = state.not_ready_reason or self.custody.not_ready_reason(seal_id)
         return (not reason), reason
 
     async def _commit(self, fn: Callable[[Transaction], SealRequest], event: str) -> SealRequest:
@@ -460,11 +464,7 @@ class SealService:
     # -- tokens --------------------------------------------------------------------------------
     def require_custodian(self, principal: Principal, seal_id: str) -> None:
         self.seal(seal_id)
-        if not principal.has(Role.CUSTODIAN, seal_id):
-            raise PermissionDenied(
-                f"only a custodian of seal {seal_id} may unlock or lock its token (R07)",
-                reason="not_a_custodian",
-            )
+        self.custody.require_holder(principal, seal_id)
 
     async def unlock(self, principal: Principal, seal_id: str, pin: str) -> TokenState:
         self.require_custodian(principal, seal_id)
@@ -664,6 +664,15 @@ class SealService:
             x_mm=request.placement.x_mm,
             y_mm=request.placement.y_mm,
             size_mm=request.placement.size_mm,
+            anchor_text=request.placement.anchor_text,
+            cross_page=request.placement.cross_page,
+        )
+        trust = self.config.trust
+        level = level_settings(
+            sc.level,
+            tsa_url=trust.tsa_url,
+            trust_root_files=trust.signing_roots or (trust.seal_ca,),
+            fetch_revocation=trust.fetch_revocation,
         )
 
         def _sign(session: Any) -> tuple[str, int]:
@@ -677,6 +686,9 @@ class SealService:
                 location=self.config.server.host_name,
                 field_name=f"Seal-{request.seal_id}-{request.request_id[:12]}",
                 signer_name=f"{sc.organisation} {sc.display_name}",
+                level=level,
+                certification=Certification(sc.certify),
+                certify_only_if_first=True,
             )
             return result.sha256, result.size
 

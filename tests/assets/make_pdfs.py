@@ -51,29 +51,41 @@ def valid_pdf(
     chinese: bool = True,
 ) -> bytes:
     writer = PdfFileWriter(stream_xrefs=False)
-    helv = generic.DictionaryObject({
-        generic.pdf_name("/Type"): generic.pdf_name("/Font"),
-        generic.pdf_name("/Subtype"): generic.pdf_name("/Type1"),
-        generic.pdf_name("/BaseFont"): generic.pdf_name("/Helvetica"),
-    })
+    helv = generic.DictionaryObject(
+        {
+            generic.pdf_name("/Type"): generic.pdf_name("/Font"),
+            generic.pdf_name("/Subtype"): generic.pdf_name("/Type1"),
+            generic.pdf_name("/BaseFont"): generic.pdf_name("/Helvetica"),
+        }
+    )
     helv_ref = writer.add_object(helv)
     x0, y0 = media_box[0], media_box[1]
     for number in range(1, pages + 1):
         fonts = generic.DictionaryObject({generic.pdf_name("/Helv"): helv_ref})
         resources = generic.DictionaryObject({generic.pdf_name("/Font"): fonts})
-        ops = (b"BT /Helv 14 Tf %g %g Td (Contract page %d of %d) Tj ET\n"
-               % (x0 + 72, y0 + 760, number, pages))
+        ops = b"BT /Helv 14 Tf %g %g Td (Contract page %d of %d) Tj ET\n" % (
+            x0 + 72,
+            y0 + 760,
+            number,
+            pages,
+        )
         if chinese:
-            box = TextBox(TextBoxStyle(font=GlyphAccumulatorFactory(_cjk_subset_font()),
-                                       font_size=14, border_width=0), writer=writer)
+            box = TextBox(
+                TextBoxStyle(
+                    font=GlyphAccumulatorFactory(_cjk_subset_font()), font_size=14, border_width=0
+                ),
+                writer=writer,
+            )
             box.content = CHINESE_LINE
             rendered = box.render()
             ops += b"q 1 0 0 1 %g %g cm %s Q\n" % (x0 + 72, y0 + 700, rendered)
             resources[generic.pdf_name("/Font")].update(box.resources.font)
         stream = generic.StreamObject(stream_data=ops)
-        page = PageObject(contents=writer.add_object(stream),
-                          media_box=generic.ArrayObject(map(generic.FloatObject, media_box)),
-                          resources=resources)
+        page = PageObject(
+            contents=writer.add_object(stream),
+            media_box=generic.ArrayObject(map(generic.FloatObject, media_box)),
+            resources=resources,
+        )
         if rotate:
             page[generic.pdf_name("/Rotate")] = generic.NumberObject(rotate)
         writer.insert_page(page)
@@ -86,9 +98,12 @@ def encrypted_pdf() -> bytes:
     """A one-page PDF protected with a user password (pyHanko's standard security handler)."""
     writer = PdfFileWriter()
     stream = generic.StreamObject(stream_data=b"BT /F1 12 Tf 72 720 Td (secret) Tj ET")
-    writer.insert_page(PageObject(contents=writer.add_object(stream),
-                                  media_box=generic.ArrayObject(map(generic.NumberObject,
-                                                                    (0, 0, 595, 842)))))
+    writer.insert_page(
+        PageObject(
+            contents=writer.add_object(stream),
+            media_box=generic.ArrayObject(map(generic.NumberObject, (0, 0, 595, 842))),
+        )
+    )
     writer.encrypt("owner-secret", "user-secret")
     out = io.BytesIO()
     writer.write(out)
@@ -98,10 +113,12 @@ def encrypted_pdf() -> bytes:
 def javascript_pdf() -> bytes:
     """A valid PDF with a JavaScript /OpenAction added in an incremental update."""
     writer = IncrementalPdfFileWriter(io.BytesIO(valid_pdf(chinese=False)))
-    action = generic.DictionaryObject({
-        generic.pdf_name("/S"): generic.pdf_name("/JavaScript"),
-        generic.pdf_name("/JS"): generic.TextStringObject("app.alert('hi');"),
-    })
+    action = generic.DictionaryObject(
+        {
+            generic.pdf_name("/S"): generic.pdf_name("/JavaScript"),
+            generic.pdf_name("/JS"): generic.TextStringObject("app.alert('hi');"),
+        }
+    )
     writer.root[generic.pdf_name("/OpenAction")] = writer.add_object(action)
     writer.update_root()
     out = io.BytesIO()
@@ -130,7 +147,10 @@ def _with_xref(objects: list[bytes], root: int) -> bytes:
     for off in offsets:
         out += b"%010d 00000 n \n" % off
     out += b"trailer\n<< /Size %d /Root %d 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
-        len(offsets) + 1, root, xref_at)
+        len(offsets) + 1,
+        root,
+        xref_at,
+    )
     return bytes(out)
 
 
@@ -178,7 +198,7 @@ def mutated_pdfs(data: bytes, count: int = 40, seed: int = 1234) -> dict[str, by
             if op == "flip":
                 buf[pos] = rng.randrange(256)
             elif op == "delete":
-                del buf[pos:pos + rng.randint(1, 40)]
+                del buf[pos : pos + rng.randint(1, 40)]
             else:
                 buf[pos:pos] = rng.randbytes(rng.randint(1, 40))
         out[f"mutation_{i:02d}"] = bytes(buf)

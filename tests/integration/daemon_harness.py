@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 from fixture_layout import ClientIdentity as FixtureClient
 from fixture_layout import SealFixtures
@@ -138,3 +139,14 @@ def user_pin(fixtures: SealFixtures, seal_id: str) -> str:
 def make_pdf(path: Path, pages: int = 1) -> Path:
     path.write_bytes(valid_pdf(pages))
     return path
+
+
+# R07: a newly issued token still has its initial PIN (the fixture's user_pin) and the daemon
+# refuses to sign with it. Tests do what a custodian does at first use: change it, then unlock.
+CHANGED_PIN = "20261129"
+
+
+def unlock_first_use(client: SealClient, fixtures: SealFixtures, seal_id: str) -> Any:
+    """Change the initial PIN to CHANGED_PIN, then unlock with it; returns the TokenStatus."""
+    client.change_pin(seal_id, user_pin(fixtures, seal_id), CHANGED_PIN)
+    return client.unlock(seal_id, CHANGED_PIN)

@@ -26,7 +26,7 @@ from sealclient.errors import SealClientError
 from seald.signing.verify import verify_pdf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from daemon_harness import SealDaemon, make_pdf, user_pin
+from daemon_harness import CHANGED_PIN, SealDaemon, make_pdf, unlock_first_use, user_pin
 
 PLACEMENT = common_pb2.Placement(page=0, x_mm=150, y_mm=240)
 SIGNED = requests_pb2.REQUEST_STATE_SIGNED
@@ -75,7 +75,7 @@ def test_r05_r14_happy_path_sealed_pdf_validates_everywhere(
         assert li.approve(request.request_id).state == PENDING
         assert wang.approve(request.request_id).state == APPROVED
     with daemon.client("liu.yang") as custodian:
-        status = custodian.unlock("contract", user_pin(daemon.fixtures, "contract"))
+        status = unlock_first_use(custodian, daemon.fixtures, "contract")
         assert status.unlocked and status.ready
     out = tmp_path / "sealed.pdf"
     with daemon.client("zhang.wei") as requester:
@@ -126,7 +126,7 @@ def test_r05_requester_who_is_also_approver_cannot_approve_own_request(
 def test_r05_one_approval_is_not_enough(daemon: SealDaemon, tmp_path: Path) -> None:
     request = submit(daemon, tmp_path)
     with daemon.client("liu.yang") as custodian:
-        custodian.unlock("contract", user_pin(daemon.fixtures, "contract"))
+        unlock_first_use(custodian, daemon.fixtures, "contract")
     with daemon.client("li.na") as li:
         after = li.approve(request.request_id)
     assert after.state == PENDING
@@ -255,7 +255,7 @@ def test_r05_restart_between_approval_and_sealing_loses_nothing(
     assert sorted(a.approver for a in after.approvals) == ["li.na", "wang.fang"]
     assert after.approval_digest == request.approval_digest
     with daemon.client("liu.yang") as custodian:
-        custodian.unlock("contract", user_pin(daemon.fixtures, "contract"))
+        unlock_first_use(custodian, daemon.fixtures, "contract")
     with daemon.client("zhang.wei") as requester:
         daemon.wait_state(requester, request.request_id, SIGNED)
         requester.download(request.request_id, 0, tmp_path / "sealed.pdf")
@@ -323,7 +323,13 @@ def test_sealctl_cli_end_to_end(daemon: SealDaemon, tmp_path: Path) -> None:
     assert denied.returncode == 3 and "sealctl: error:" in denied.stderr
     assert run("li.na", "approve", rid).returncode == 0
     assert run("wang.fang", "approve", rid).returncode == 0
-    pin = user_pin(daemon.fixtures, "contract")
+    initial = user_pin(daemon.fixtures, "contract")
+    pin = CHANGED_PIN
+    changed = run(
+        "liu.yang", "token", "change-pin", "contract", "--pin-stdin", stdin=f"{initial}\n{pin}\n"
+    )
+    assert changed.returncode == 0, changed.stderr
+    assert initial not in changed.stdout + changed.stderr
     unlock = run("liu.yang", "token", "unlock", "contract", "--pin-stdin", stdin=pin + "\n")
     assert unlock.returncode == 0, unlock.stderr
     assert pin not in unlock.stdout + unlock.stderr

@@ -422,12 +422,12 @@ def test_r15_installed_wrapper_code_runs_in_python(tmp_path: Path) -> None:
 
 def test_example_config_has_every_schema_key() -> None:
     config = tomllib.loads(EXAMPLE_CONFIG.read_text())
-    assert set(config) == {"server", "store", "pkcs11", "trust", "requests", "seal", "principal"}
+    assert set(config) == {"server", "store", "pkcs11", "trust", "tokens", "requests", "seal", "principal"}
     assert set(config["server"]) == {"listen", "host_name", "tls_cert", "tls_key", "client_ca"}
     assert config["server"]["tls_key"] == "credential:server.key"
     assert config["store"] == {"state_dir": "/var/lib/seald"}
     assert set(config["pkcs11"]) == {"module"}
-    assert set(config["trust"]) == {"seal_ca"}
+    assert set(config["trust"]) == {"seal_ca", "tsa_url", "signing_roots", "fetch_revocation"}
     assert config["requests"]["required_approvals"] >= 2
     assert {
         "id",

@@ -86,6 +86,7 @@ def test_missing_file_is_an_input_error(tmp_path: Path) -> None:
 
 
 def test_javascript_can_be_reported_instead_of_refused(tmp_path: Path) -> None:
-    facts = check_input_pdf(_write(tmp_path, make_pdfs.javascript_pdf()), MAX,
-                            allow_javascript=True)
+    facts = check_input_pdf(
+        _write(tmp_path, make_pdfs.javascript_pdf()), MAX, allow_javascript=True
+    )
     assert facts.has_javascript

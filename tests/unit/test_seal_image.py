@@ -52,21 +52,35 @@ def test_r01_cjk_font_is_found() -> None:
     assert font.path.is_file()
 
 
-@pytest.mark.parametrize("seal_type,purpose", [
-    ("official", ""), ("contract", "合同专用章"), ("finance", "财务专用章"),
-])
+@pytest.mark.parametrize(
+    "seal_type,purpose",
+    [
+        ("official", ""),
+        ("contract", "合同专用章"),
+        ("finance", "财务专用章"),
+    ],
+)
 def test_r01_organisation_seal_is_round_red_and_transparent(seal_type: str, purpose: str) -> None:
     image = _render(SealImageSpec(seal_type, ORG, purpose, code_number="1101080012345"))
     side = round(40 / 25.4 * 300)
     assert image.mode == "RGBA" and image.size == (side, side)
     # Corners outside the circle are fully transparent: it is round, not square.
-    for x, y in [(3, 3), (side - 4, 3), (3, side - 4), (side - 4, side - 4),
-                 (round(side * 0.1), round(side * 0.1))]:
+    for x, y in [
+        (3, 3),
+        (side - 4, 3),
+        (3, side - 4),
+        (side - 4, side - 4),
+        (round(side * 0.1), round(side * 0.1)),
+    ]:
         assert _alpha(image, x, y) == 0, (x, y)
     # The ring: opaque at the middle of each edge, just inside the border.
     ring = round(side * 0.03)
-    for x, y in [(side // 2, ring), (side // 2, side - 1 - ring), (ring, side // 2),
-                 (side - 1 - ring, side // 2)]:
+    for x, y in [
+        (side // 2, ring),
+        (side // 2, side - 1 - ring),
+        (ring, side // 2),
+        (side - 1 - ring, side // 2),
+    ]:
         assert _alpha(image, x, y) > 200, (x, y)
     # The five-point star fills the centre.
     assert _alpha(image, side // 2, side // 2) == 255
@@ -78,18 +92,24 @@ def test_r01_round_seal_has_text_along_the_upper_arc() -> None:
     image = _render(SealImageSpec("official", ORG, ""))
     side = image.width
     # Between ring and star, the upper band carries the organisation name...
-    assert _ink_fraction(image, (side // 4, round(side * 0.06), 3 * side // 4,
-                                 round(side * 0.22))) > 0.15
+    assert (
+        _ink_fraction(image, (side // 4, round(side * 0.06), 3 * side // 4, round(side * 0.22)))
+        > 0.15
+    )
     # ...while an official seal without purpose text leaves the area below the star empty.
-    assert _ink_fraction(image, (side // 3, round(side * 0.70), 2 * side // 3,
-                                 round(side * 0.78))) < 0.01
+    assert (
+        _ink_fraction(image, (side // 3, round(side * 0.70), 2 * side // 3, round(side * 0.78)))
+        < 0.01
+    )
 
 
 def test_r01_purpose_text_is_drawn_below_the_star() -> None:
     image = _render(SealImageSpec("contract", ORG, "合同专用章"))
     side = image.width
-    assert _ink_fraction(image, (side // 4, round(side * 0.69), 3 * side // 4,
-                                 round(side * 0.79))) > 0.1
+    assert (
+        _ink_fraction(image, (side // 4, round(side * 0.69), 3 * side // 4, round(side * 0.79)))
+        > 0.1
+    )
 
 
 @pytest.mark.parametrize("seal_type", ["personal", "legal_representative"])
@@ -101,10 +121,18 @@ def test_r01_personal_seal_is_square(seal_type: str) -> None:
         assert _alpha(image, x, y) > 200, (x, y)
     # Four characters, one per quadrant.
     half = side // 2
-    for quadrant in [(0, 0, half, half), (half, 0, side, half), (0, half, half, side),
-                     (half, half, side, side)]:
-        inner = (quadrant[0] + side // 8, quadrant[1] + side // 8,
-                 quadrant[2] - side // 8, quadrant[3] - side // 8)
+    for quadrant in [
+        (0, 0, half, half),
+        (half, 0, side, half),
+        (0, half, half, side),
+        (half, half, side, side),
+    ]:
+        inner = (
+            quadrant[0] + side // 8,
+            quadrant[1] + side // 8,
+            quadrant[2] - side // 8,
+            quadrant[3] - side // 8,
+        )
         assert _ink_fraction(image, inner) > 0.1, quadrant
     assert _visible_colours(image) == {SEAL_RED}
 
@@ -127,11 +155,14 @@ def test_r01_png_is_crisp_at_300_dpi() -> None:
     assert opaque > 0.6, opaque
 
 
-@pytest.mark.parametrize("spec,reason", [
-    (SealImageSpec("stamp", ORG, ""), "unknown_seal_type"),
-    (SealImageSpec("official", "  ", ""), "bad_organisation"),
-    (SealImageSpec("official", ORG, "", code_number="12AB"), "bad_code_number"),
-])
+@pytest.mark.parametrize(
+    "spec,reason",
+    [
+        (SealImageSpec("stamp", ORG, ""), "unknown_seal_type"),
+        (SealImageSpec("official", "  ", ""), "bad_organisation"),
+        (SealImageSpec("official", ORG, "", code_number="12AB"), "bad_code_number"),
+    ],
+)
 def test_r01_bad_specs_are_refused_with_a_reason(spec: SealImageSpec, reason: str) -> None:
     with pytest.raises(SealImageError) as err:
         render_seal_png(spec, 40)

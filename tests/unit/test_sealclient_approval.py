@@ -42,9 +42,7 @@ def honest_request() -> requests_pb2.SealRequest:
         placement=placement,
         seal_certificate_sha256="cd" * 32,
         documents=[
-            requests_pb2.DocumentInfo(
-                index=0, name="合同.pdf", size=len(DOC_A), sha256=sha(DOC_A)
-            ),
+            requests_pb2.DocumentInfo(index=0, name="合同.pdf", size=len(DOC_A), sha256=sha(DOC_A)),
             requests_pb2.DocumentInfo(
                 index=1, name="annex.pdf", size=len(DOC_B), sha256=sha(DOC_B)
             ),
@@ -81,8 +79,9 @@ def test_r06_honest_request_gives_approval_with_local_hashes() -> None:
 
 
 def test_r06_placement_maps_every_field() -> None:
-    p = common_pb2.Placement(page=3, x_mm=1.5, y_mm=2.5, size_mm=40, anchor_text="盖章处",
-                             cross_page=True)
+    p = common_pb2.Placement(
+        page=3, x_mm=1.5, y_mm=2.5, size_mm=40, anchor_text="盖章处", cross_page=True
+    )
     assert digest_placement(p) == DigestPlacement(3, 1.5, 2.5, 40.0, "盖章处", True)
 
 
@@ -112,8 +111,14 @@ def tamper_request_id(r: requests_pb2.SealRequest) -> None:
 
 @pytest.mark.parametrize(
     "tamper",
-    [tamper_placement, tamper_seal, tamper_reason, tamper_certificate, tamper_document_name,
-     tamper_request_id],
+    [
+        tamper_placement,
+        tamper_seal,
+        tamper_reason,
+        tamper_certificate,
+        tamper_document_name,
+        tamper_request_id,
+    ],
 )
 def test_r06_tampered_description_is_refused_locally(
     tamper: Callable[[requests_pb2.SealRequest], None],

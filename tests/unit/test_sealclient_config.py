@@ -86,10 +86,15 @@ def test_value_flags_beat_every_file(tmp_path: Path) -> None:
 def test_flags_alone_suffice_without_any_file(tmp_path: Path) -> None:
     config = resolve_config(
         ConfigOverrides(server="s:1", ca=Path("a"), cert=Path("b"), key=Path("c")),
-        environ={}, home=tmp_path,
+        environ={},
+        home=tmp_path,
     )
     assert (config.server, config.ca, config.cert, config.key) == (
-        "s:1", Path("a"), Path("b"), Path("c"))
+        "s:1",
+        Path("a"),
+        Path("b"),
+        Path("c"),
+    )
 
 
 def test_missing_values_are_named_with_their_flags(tmp_path: Path) -> None:
@@ -101,5 +106,6 @@ def test_missing_values_are_named_with_their_flags(tmp_path: Path) -> None:
 
 def test_explicit_missing_file_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
-        resolve_config(ConfigOverrides(), environ={CONFIG_ENV: str(tmp_path / "no.toml")},
-                       home=tmp_path)
+        resolve_config(
+            ConfigOverrides(), environ={CONFIG_ENV: str(tmp_path / "no.toml")}, home=tmp_path
+        )

@@ -69,7 +69,10 @@ def test_reason_comes_from_trailing_metadata() -> None:
         target="h:1",
     )
     assert (error.code, error.reason, error.message) == (
-        grpc.StatusCode.FAILED_PRECONDITION, "token_absent", "insert the token")
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "token_absent",
+        "insert the token",
+    )
 
 
 def test_unavailable_asks_whether_seald_runs_at_target() -> None:
@@ -81,6 +84,7 @@ def test_unavailable_asks_whether_seald_runs_at_target() -> None:
 def test_secrets_are_redacted_from_messages() -> None:
     error = from_rpc_error(
         _Status(grpc.StatusCode.PERMISSION_DENIED, "wrong PIN 975310", "pin_incorrect"),
-        target="h:1", secrets=("975310",),
+        target="h:1",
+        secrets=("975310",),
     )
     assert "975310" not in error.message and "***" in error.message

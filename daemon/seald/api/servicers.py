@@ -33,7 +33,7 @@ from sealapi.v1 import (
     verify_pb2,
     verify_pb2_grpc,
 )
-from seald.api import convert
+from seald.api import convert, custody_convert
 from seald.api.auth import authenticate
 from seald.api.errors import REASON_METADATA_KEY, Unimplemented, status_for
 from seald.audit_ops import AuditOperations
@@ -510,7 +510,9 @@ class TokenServicer(tokens_pb2_grpc.TokenServiceServicer):
 
     def _status(self, state: TokenState) -> tokens_pb2.TokenStatus:
         ready, why = self.service.readiness(state.seal_id)
-        return convert.token_to_pb(state, ready, why)
+        status = convert.token_to_pb(state, ready, why)
+        status.initial_pin_changed = self.service.custody.initial_pin_changed(state.seal_id)
+        return status
 
     def _visible(self, principal: Principal, seal_filter: str) -> list[str]:
         if seal_filter:
@@ -575,8 +577,17 @@ class TokenServicer(tokens_pb2_grpc.TokenServiceServicer):
         return self._status(await self.service.lock(principal, request.seal_id))
 
     @rpc
-    async def ChangePin(self, principal: Principal, info: CallInfo, request: Any, context: Any) -> Any:
-        raise _unimplemented("ChangePin")
+    async def ChangePin(
+        self,
+        principal: Principal,
+        info: CallInfo,
+        request: tokens_pb2.ChangePinRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> tokens_pb2.TokenStatus:
+        info.seal_id = request.seal_id
+        self.service.seal(request.seal_id)
+        await self.service.custody.change_pin(principal, request.seal_id, request.old_pin, request.new_pin)
+        return self._status(self.service.tokens.state(request.seal_id))
 
 
 class SealRegistryServicer(seals_pb2_grpc.SealRegistryServiceServicer):
@@ -730,20 +741,53 @@ class SealRegistryServicer(seals_pb2_grpc.SealRegistryServiceServicer):
         return await self._lifecycle(principal, info, request, SealAction.DESTROY)
 
     @rpc
-    async def GetCustody(self, principal: Principal, info: CallInfo, request: Any, context: Any) -> Any:
-        raise _unimplemented("GetCustody")
+    async def GetCustody(
+        self,
+        principal: Principal,
+        info: CallInfo,
+        request: seals_pb2.GetCustodyRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> seals_pb2.Custody:
+        info.seal_id = request.seal_id
+        self.service.seal(request.seal_id)
+        if request.seal_id not in principal.seal_ids:
+            raise PermissionDenied(f"you have no role on seal {request.seal_id}", reason="not_visible")
+        guard = self.service.custody
+        return custody_convert.custody_to_pb(guard.custody(request.seal_id), guard.clock())
 
     @rpc
     async def ProposeCustodyChange(
-        self, principal: Principal, info: CallInfo, request: Any, context: Any
-    ) -> Any:
-        raise _unimplemented("ProposeCustodyChange")
+        self,
+        principal: Principal,
+        info: CallInfo,
+        request: seals_pb2.ProposeCustodyChangeRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> seals_pb2.CustodyChange:
+        info.seal_id = request.seal_id
+        self.service.seal(request.seal_id)
+        start, end = custody_convert.window_from_pb(request.window)
+        change = await self.service.custody.propose(
+            principal,
+            request.seal_id,
+            custody_convert.kind_from_pb(request.kind),
+            request.to_principal,
+            comment=request.comment,
+            window_start=start,
+            window_end=end,
+        )
+        return custody_convert.change_to_pb(change)
 
     @rpc
     async def ApproveCustodyChange(
-        self, principal: Principal, info: CallInfo, request: Any, context: Any
-    ) -> Any:
-        raise _unimplemented("ApproveCustodyChange")
+        self,
+        principal: Principal,
+        info: CallInfo,
+        request: seals_pb2.ApproveCustodyChangeRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> seals_pb2.CustodyChange:
+        change = await self.service.custody.approve(principal, request.change_id)
+        info.seal_id = change.seal_id
+        return custody_convert.change_to_pb(change)
 
 
 class VerifyServicer(verify_pb2_grpc.VerifyServiceServicer):
@@ -774,7 +818,9 @@ class VerifyServicer(verify_pb2_grpc.VerifyServiceServicer):
                         )
                     f.write(chunk.data)
                     digest.update(chunk.data)
-            roots = [self.service.config.trust.seal_ca.read_bytes()]
+            trust = self.service.config.trust
+            # seal CA + the TSA/LTV roots (issue 6) so timestamps and DSS validate too
+            roots = [p.read_bytes() for p in (trust.seal_ca, *trust.signing_roots)]
             loop = asyncio.get_running_loop()
             try:
                 checks = await loop.run_in_executor(None, verify_pdf, path, roots)
@@ -788,10 +834,11 @@ class VerifyServicer(verify_pb2_grpc.VerifyServiceServicer):
                 signer_certificate_sha256=c.signer_certificate_sha256,
                 seal_id=certs.get(c.signer_certificate_sha256, ""),
                 signing_time=convert.timestamp(c.signing_time),
+                timestamp_time=convert.timestamp(c.timestamp_time),
                 intact=c.intact,
                 valid=c.valid,
                 trusted=c.trusted,
-                revocation="not checked",
+                revocation=c.revocation,
                 covers_whole_document=c.covers_whole_document,
                 modification_level=c.modification_level,
                 summary=c.summary,

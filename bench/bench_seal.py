@@ -1,0 +1,183 @@
+"""Benchmark: sealing through the daemon vs an in-process pyHanko + PKCS#11 loop.
+
+All figures come from one run on the same SoftHSM token, side by side:
+
+- throughput: an approved batch of N one-page PDFs sealed by seald (gRPC, mTLS, audit
+  records, fsync) vs a single-threaded in-process loop of seal_pdf on the same token;
+  reports docs/s for both and the ratio (target: daemon >= 1.6x in-process);
+- latency: one approved one-document request, from the second approval (token already
+  unlocked) to the sealed PDF downloaded at the client, vs one in-process seal_pdf of the
+  same file (target: <= 1.25x + 15 ms);
+- concurrency: C clients submitting 1 MiB PDFs at once: p50/p99 submit latency.
+
+    .venv/bin/python bench/bench_seal.py [--batch 500] [--clients 64] [--rounds 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pkcs11
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [
+    str(ROOT / "softhsm-fixtures"),
+    str(ROOT / "tests" / "integration"),
+    str(ROOT / "tests" / "assets"),
+]
+
+from build_fixtures import build_fixtures  # noqa: E402
+from daemon_harness import SealDaemon  # noqa: E402
+from fixture_layout import SealFixtures, load_fixtures  # noqa: E402
+from make_pdfs import valid_pdf  # noqa: E402
+
+from sealapi.v1 import common_pb2, requests_pb2  # noqa: E402
+from seald.signing.pades import seal_pdf, token_signer  # noqa: E402
+from seald.signing.placement import PlacementSpec  # noqa: E402
+from seald.signing.seal_image import SealImageSpec, render_seal_png  # noqa: E402
+
+PLACEMENT = common_pb2.Placement(page=0, x_mm=150, y_mm=240)
+SIGNED = requests_pb2.REQUEST_STATE_SIGNED
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+def in_process_seal(fx: SealFixtures, sources: list[Path], out_dir: Path) -> list[float]:
+    """The baseline: one thread, pyHanko + PKCS#11 directly on the token."""
+    seal = fx.seals["contract"]
+    png = render_seal_png(SealImageSpec("contract", "华夏示例科技有限公司", "合同专用章"), 40.0)
+    lib = pkcs11.lib(str(fx.module))
+    token = lib.get_token(token_label=seal.token_label)
+    times = []
+    with token.open(user_pin=seal.user_pin) as session:
+        signer = token_signer(session, key_label=seal.key_label, cert_label=seal.key_label)
+        for i, src in enumerate(sources):
+            started = time.perf_counter()
+            seal_pdf(
+                src,
+                out_dir / f"{i}.pdf",
+                signer=signer,
+                seal_png=png,
+                placement=PlacementSpec(page=0, x_mm=150, y_mm=240, size_mm=40),
+                reason="bench",
+                location="bench",
+                field_name=f"Seal-{i}",
+            )
+            times.append(time.perf_counter() - started)
+    return times
+
+
+def approved_request(d: SealDaemon, paths: list[Path]) -> str:
+    with d.client("zhang.wei") as requester:
+        request = requester.submit(
+            paths, seal_id="contract", reason="bench", category="contract", placement=PLACEMENT
+        )
+    with d.client("li.na") as li:
+        li.approve(request.request_id)
+    return request.request_id
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--clients", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=20)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="bench-seal-") as tmp_name:
+        tmp = Path(tmp_name)
+        build_fixtures(tmp / "fx")
+        fx = load_fixtures(tmp / "fx")
+        os.environ["SOFTHSM2_CONF"] = str(fx.softhsm2_conf)
+        docs = tmp / "docs"
+        docs.mkdir()
+        one_page = valid_pdf(1)
+        sources = []
+        for i in range(args.batch):
+            path = docs / f"doc-{i:04d}.pdf"
+            path.write_bytes(one_page + f"\n% {i}\n".encode())  # distinct bytes, same content
+            sources.append(path)
+        out = tmp / "out"
+        out.mkdir()
+
+        # -- throughput ------------------------------------------------------------------
+        started = time.perf_counter()
+        base_times = in_process_seal(fx, sources, out)
+        base_rate = len(sources) / (time.perf_counter() - started)
+
+        d = SealDaemon(
+            fx, lambda t: t.replace("max_documents_per_request = 500", "max_documents_per_request = 5000")
+        )
+        d.start()
+        try:
+            rid = approved_request(d, sources)
+            with d.client("liu.yang") as custodian:
+                custodian.unlock("contract", fx.seals["contract"].user_pin)
+            with d.client("wang.fang") as wang:
+                started = time.perf_counter()
+                wang.approve(rid)
+            with d.client("zhang.wei") as requester:
+                d.wait_state(requester, rid, SIGNED, timeout=3600)
+            daemon_rate = len(sources) / (time.perf_counter() - started)
+
+            # -- latency --------------------------------------------------------------------
+            lat_daemon = []
+            for r in range(args.rounds):
+                rid = approved_request(d, [sources[r]])
+                with d.client("wang.fang") as wang, d.client("zhang.wei") as requester:
+                    started = time.perf_counter()
+                    wang.approve(rid)
+                    d.wait_state(requester, rid, SIGNED)
+                    requester.download(rid, 0, out / f"lat-{r}.pdf")
+                    lat_daemon.append(time.perf_counter() - started)
+            lat_base = statistics.median(base_times)
+
+            # -- concurrency ----------------------------------------------------------------
+            big = docs / "one-mib.pdf"
+            big.write_bytes(one_page + b"\n%" + b"x" * (1024 * 1024 - len(one_page)) + b"\n")
+
+            def submit_once(i: int) -> float:
+                with d.client("zhang.wei") as c:
+                    t0 = time.perf_counter()
+                    c.submit(
+                        [big], seal_id="contract", reason=f"c{i}", category="contract", placement=PLACEMENT
+                    )
+                    return time.perf_counter() - t0
+
+            with concurrent.futures.ThreadPoolExecutor(args.clients) as pool:
+                submit_times = list(pool.map(submit_once, range(args.clients)))
+        finally:
+            d.stop()
+
+    lat_d = statistics.median(lat_daemon)
+    print(f"throughput ({args.batch} one-page PDFs, same SoftHSM token)")
+    print(f"  in-process pyHanko+PKCS#11 loop : {base_rate:8.1f} docs/s")
+    print(f"  seald over gRPC (approved batch): {daemon_rate:8.1f} docs/s")
+    print(f"  ratio daemon/in-process         : {daemon_rate / base_rate:8.2f}x  (target >= 1.60x)")
+    print(f"latency (median of {args.rounds}, one document)")
+    print(f"  in-process seal_pdf             : {lat_base * 1000:8.1f} ms")
+    print(f"  approve -> sealed PDF at client : {lat_d * 1000:8.1f} ms")
+    print(
+        f"  ratio                           : {lat_d / lat_base:8.2f}x"
+        f"  (target <= 1.25x + 15 ms = {(1.25 * lat_base + 0.015) * 1000:.1f} ms)"
+    )
+    print(f"concurrency ({args.clients} clients submitting 1 MiB PDFs at once)")
+    print(
+        f"  submit latency p50 {percentile(submit_times, 50) * 1000:.1f} ms,"
+        f" p99 {percentile(submit_times, 99) * 1000:.1f} ms"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

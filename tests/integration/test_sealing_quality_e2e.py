@@ -1,0 +1,99 @@
+"""Issue 6 through the real seald process (mTLS, SoftHSM): a seal configured with
+level = "B-T" and certify = "form_filling" seals at an anchor text; the timestamp
+comes from a live certomancer TSA on loopback (SEAL-RULES R13, R14)."""
+
+from __future__ import annotations
+
+import io
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fixture_layout import SealFixtures
+from ltv_pki import LivePki, live_pki
+from pyhanko.pdf_utils.reader import PdfFileReader
+from pyhanko.sign.validation import read_certification_data
+
+from sealapi.v1 import common_pb2, requests_pb2
+from sealclient.output import verify_text
+from seald.signing.verify import verify_pdf
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from daemon_harness import SealDaemon, make_pdf, unlock_first_use
+
+MM = 72 / 25.4
+
+
+@pytest.fixture
+def pki(fresh_seal_fixtures: SealFixtures, tmp_path: Path) -> Iterator[LivePki]:
+    cert = fresh_seal_fixtures.seals["contract"].certificate.read_bytes()
+    with live_pki(cert, tmp_path / "certomancer") as live:
+        yield live
+
+
+def _b_t_config(tsa_url: str) -> object:
+    def edit(text: str) -> str:
+        text = re.sub(r"(\[trust\]\n)", rf'\1tsa_url = "{tsa_url}"\n', text, count=1)
+        return re.sub(
+            r'(id = "contract"\n(?:.*\n)*?size_mm = [\d.]+\n)',
+            r'\1level = "B-T"\ncertify = "form_filling"\n',
+            text,
+            count=1,
+        )
+
+    return edit
+
+
+def test_r13_r14_daemon_seals_b_t_certified_at_the_anchor(
+    fresh_seal_fixtures: SealFixtures, pki: LivePki, tmp_path: Path
+) -> None:
+    d = SealDaemon(fresh_seal_fixtures, _b_t_config(pki.tsa_url))  # type: ignore[arg-type]
+    d.start()
+    try:
+        pdf = make_pdf(tmp_path / "contract.pdf", pages=2)
+        placement = common_pb2.Placement(page=0, size_mm=30, anchor_text="（盖章）")
+        with d.client("zhang.wei") as c:
+            request = c.submit(
+                [pdf], seal_id="contract", reason="采购合同", category="contract", placement=placement
+            )
+        with d.client("li.na") as li, d.client("wang.fang") as wang:
+            li.approve(request.request_id)
+            wang.approve(request.request_id)
+        with d.client("liu.yang") as custodian:
+            unlock_first_use(custodian, d.fixtures, "contract")
+        out = tmp_path / "sealed.pdf"
+        with d.client("zhang.wei") as requester:
+            d.wait_state(requester, request.request_id, requests_pb2.REQUEST_STATE_SIGNED)
+            requester.download(request.request_id, 0, out)
+        with d.client("zhao.min") as auditor:
+            report = auditor.verify(out)
+    finally:
+        d.stop()
+
+    checks = verify_pdf(out, [fresh_seal_fixtures.seal_ca.read_bytes()])
+    assert len(checks) == 1 and checks[0].valid and checks[0].trusted
+    assert checks[0].covers_whole_document
+    reader = PdfFileReader(io.BytesIO(out.read_bytes()))
+    sig = reader.embedded_regular_signatures[0]
+    unsigned = sig.signer_info["unsigned_attrs"]
+    assert any(a["type"].native == "signature_time_stamp_token" for a in unsigned)  # B-T
+    docmdp = read_certification_data(reader)
+    assert docmdp is not None and docmdp.permission.value == 2  # certified, form filling
+    # The widget sits on the last page, centred on "（盖章）" (pdftotext: 82..138 x 118..136 pt
+    # from the top-left; the line is drawn at the same place on every page).
+    rect = [float(v) for v in sig.sig_field["/Rect"]]
+    page_h = 841.89
+    cx, cy = (rect[0] + rect[2]) / 2, page_h - (rect[1] + rect[3]) / 2
+    assert abs(cx - 110.0) <= MM and abs(cy - 127.1) <= MM, rect
+    assert abs((rect[2] - rect[0]) - 30 * MM) <= 0.5
+    # VerifyDocument over the API: the timestamp and the human rendering of it.
+    assert report.all_valid and report.signatures[0].seal_id == "contract"
+    assert report.signatures[0].HasField("timestamp_time")
+    text = verify_text(report)
+    assert "seal:        contract" in text and "timestamp:   20" in text, text
+    assert "after it:    nothing" in text, text
+    pdfsig = subprocess.run(["pdfsig", str(out)], capture_output=True, text=True, check=False)
+    assert "Signature is Valid" in pdfsig.stdout and "Total document signed" in pdfsig.stdout
