@@ -13,9 +13,9 @@ SEALCTL=.venv/bin/sealctl
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 step "1. Build the demo token, keys, PKI and config (softhsm-fixtures/)"
-$PY softhsm-fixtures/build_fixtures.py "$WORK" --listen "127.0.0.1:$PORT"
+$PY softhsm-fixtures/build_fixtures.py "$WORK" --listen "127.0.0.1:$PORT" --force   # fresh tokens: the demo changes the PIN
 export SOFTHSM2_CONF="$WORK/softhsm2.conf"
-rm -rf "$WORK/state"   # a fresh ledger for each demo run
+rm -rf "$WORK/state"   # a fresh ledger for each demo run (the fixtures are rebuilt too)
 C="$WORK/clients"
 
 step "2. Start seald (mutual TLS on 127.0.0.1:$PORT); its JSON log goes to $WORK/seald.log"
@@ -41,10 +41,12 @@ $SEALCTL --config "$C/zhang.wei.toml" approve "$RID" || echo "(refused, as it mu
 $SEALCTL --config "$C/li.na.toml" approve "$RID" --comment "金额与合同一致"
 $SEALCTL --config "$C/wang.fang.toml" approve "$RID" --comment "同意"
 
-step "5. 刘洋 (liu.yang, custodian) unlocks the contract seal's token (PIN from stdin)"
+step "5. 刘洋 (liu.yang, custodian) changes the token's initial PIN (R07), then unlocks it"
 $SEALCTL --config "$C/liu.yang.toml" token status
-$PY -c 'import json,sys; print(json.load(open(sys.argv[1]))["seals"]["contract"]["user_pin"])' \
-    "$WORK/fixtures.json" | $SEALCTL --config "$C/liu.yang.toml" token unlock contract --pin-stdin
+INITIAL_PIN=$($PY -c 'import json,sys; print(json.load(open(sys.argv[1]))["seals"]["contract"]["user_pin"])' "$WORK/fixtures.json")
+NEW_PIN="demo-$(date +%s)"   # a demo PIN; a custodian types theirs at the prompt instead
+printf '%s\n%s\n' "$INITIAL_PIN" "$NEW_PIN" | $SEALCTL --config "$C/liu.yang.toml" token change-pin contract --pin-stdin
+printf '%s\n' "$NEW_PIN" | $SEALCTL --config "$C/liu.yang.toml" token unlock contract --pin-stdin
 
 step "6. The daemon seals; the requester downloads the sealed PDF"
 for _ in $(seq 100); do
