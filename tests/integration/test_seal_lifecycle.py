@@ -39,14 +39,7 @@ CHANGED_PIN = "20261129"  # test-only; the initial PIN must be changed before fi
 
 def unlock_first_use(client: SealClient, fx: SealFixtures, seal_id: str) -> str:
     """Unlock the token as on first use; returns the PIN now in force."""
-    try:
-        client.change_pin(seal_id, user_pin(fx, seal_id), CHANGED_PIN)
-    except SealClientError as ex:
-        # Until the first-use PIN rule (issue 3) is wired, the initial PIN still unlocks.
-        if ex.code != grpc.StatusCode.UNIMPLEMENTED:
-            raise
-        client.unlock(seal_id, user_pin(fx, seal_id))
-        return user_pin(fx, seal_id)
+    client.change_pin(seal_id, user_pin(fx, seal_id), CHANGED_PIN)
     client.unlock(seal_id, CHANGED_PIN)
     return CHANGED_PIN
 
