@@ -708,69 +708,64 @@ class SealService:
                 request, f"{why} (gave up after {request.sign_attempts} attempts)", ex
             )
 
-        def _tx(tx: Transaction) -> SealRequest:
-            new = lifecycle.interrupt_signing(
-                tx.get_request(request.request_id), why=why, now=self.clock()
-            )
-            tx.save_request(new)
-            tx.audit(
-                AuditEvent(
-                    event="seal.sign_interrupted",
-                    seal_id=new.seal_id,
-                    request_id=new.request_id,
-                    outcome="approved",
-                    reason=getattr(ex, "reason", "token_error"),
-                )
-            )
-            return new
-
-        return await self._commit(_tx, "seal.sign_interrupted")
+        return await self._record_transition(
+            request.request_id,
+            lambda current, now: lifecycle.interrupt_signing(current, why=why, now=now),
+            event="seal.sign_interrupted",
+            outcome="approved",
+            reason=getattr(ex, "reason", "token_error"),
+        )
 
     async def _void_in_flight(self, request: SealRequest, ex: PreconditionFailed) -> SealRequest:
         """The seal stopped while signing: nothing released, approvals void (R02)."""
 
-        def _tx(tx: Transaction) -> SealRequest:
-            now = self.clock()
-            back = lifecycle.interrupt_signing(
-                tx.get_request(request.request_id), why=ex.message, now=now
-            )
-            new = lifecycle.void_approvals(back, why=ex.message, now=now)
-            tx.save_request(new)
-            tx.audit(
-                AuditEvent(
-                    event="seal.sign_voided",
-                    seal_id=new.seal_id,
-                    request_id=new.request_id,
-                    outcome="pending",
-                    reason=ex.reason,
-                )
-            )
-            return new
+        def void(current: SealRequest, now: datetime) -> SealRequest:
+            back = lifecycle.interrupt_signing(current, why=ex.message, now=now)
+            return lifecycle.void_approvals(back, why=ex.message, now=now)
 
-        return await self._commit(_tx, "seal.sign_voided")
+        return await self._record_transition(
+            request.request_id, void, event="seal.sign_voided", outcome="pending", reason=ex.reason
+        )
 
     async def _fail(
         self, request: SealRequest, why: str, ex: SealError | SigningError
     ) -> SealRequest:
         self._remove_sealed(request)
 
+        return await self._record_transition(
+            request.request_id,
+            lambda current, now: lifecycle.fail_signing(current, why=why, now=now),
+            event="seal.sign_failed",
+            outcome="failed",
+            reason=getattr(ex, "reason", "error"),
+        )
+
+    async def _record_transition(
+        self,
+        request_id: str,
+        step: Callable[[SealRequest, datetime], SealRequest],
+        *,
+        event: str,
+        outcome: str,
+        reason: str,
+    ) -> SealRequest:
+        """Apply a signing-side transition and its audit record in one transaction."""
+
         def _tx(tx: Transaction) -> SealRequest:
-            new = lifecycle.fail_signing(
-                tx.get_request(request.request_id), why=why, now=self.clock()
-            )
+            new = step(tx.get_request(request_id), self.clock())
             tx.save_request(new)
             tx.audit(
                 AuditEvent(
-                    event="seal.sign_failed",
+                    event=event,
                     seal_id=new.seal_id,
                     request_id=new.request_id,
-                    outcome="failed",
-                    reason=getattr(ex, "reason", "error"),
+                    outcome=outcome,
+                    reason=reason,
                 )
             )
             return new
 
-        return await self._commit(_tx, "seal.sign_failed")
+        return await self._commit(_tx, event)
 
     async def _fail_before_signing(self, request_id: str, ex: PreconditionFailed) -> None:
         """The policy no longer holds at signing time (R05: checked again): the request fails."""
