@@ -122,7 +122,9 @@ def main() -> int:
         try:
             rid = approved_request(d, sources)
             with d.client("liu.yang") as custodian:
-                custodian.unlock("contract", fx.seals["contract"].user_pin)
+                # First use (R07): the initial PIN must be changed before the token signs.
+                custodian.change_pin("contract", fx.seals["contract"].user_pin, "bench-20261129")
+                custodian.unlock("contract", "bench-20261129")
             with d.client("wang.fang") as wang:
                 started = time.perf_counter()
                 wang.approve(rid)
@@ -144,7 +146,7 @@ def main() -> int:
 
             # -- concurrency ----------------------------------------------------------------
             big = docs / "one-mib.pdf"
-            big.write_bytes(one_page + b"\n%" + b"x" * (1024 * 1024 - len(one_page)) + b"\n")
+            big.write_bytes(valid_pdf(215))  # ~1 MiB: 215 pages of the same contract
 
             def submit_once(i: int) -> float:
                 with d.client("zhang.wei") as c:
