@@ -328,77 +328,56 @@ class SealService:
         return request
 
     async def withdraw(self, principal: Principal, request_id: str) -> SealRequest:
-        now = self.clock()
+        def step(request: SealRequest, now: datetime) -> SealRequest:
+            policy = self.config.policy_for(request.seal_id, now)
+            return lifecycle.withdraw_approval(request, approver=principal, policy=policy, now=now)
 
-        def _tx(tx: Transaction) -> SealRequest:
-            request = tx.get_request(request_id)
-            _require_visible(principal, request)
-            new = lifecycle.withdraw_approval(
-                request,
-                approver=principal,
-                policy=self.config.policy_for(request.seal_id, now),
-                now=now,
-            )
-            tx.save_request(new)
-            tx.audit(
-                _event(
-                    "request.approval_withdrawn",
-                    new,
-                    principal,
-                    Role.APPROVER,
-                    None,
-                    outcome=new.state.value,
-                )
-            )
-            return new
-
-        return await self._commit(_tx, "request.approval_withdrawn")
+        return await self._principal_transition(
+            principal, request_id, step, event="request.approval_withdrawn", role=Role.APPROVER
+        )
 
     async def reject(self, principal: Principal, request_id: str, comment: str) -> SealRequest:
-        now = self.clock()
-
-        def _tx(tx: Transaction) -> SealRequest:
-            request = tx.get_request(request_id)
-            _require_visible(principal, request)
-            new = lifecycle.reject(request, approver=principal, comment=comment, now=now)
-            tx.save_request(new)
-            tx.audit(
-                _event(
-                    "request.rejected",
-                    new,
-                    principal,
-                    Role.APPROVER,
-                    None,
-                    outcome="rejected",
-                    reason=comment,
-                )
-            )
-            return new
-
-        return await self._commit(_tx, "request.rejected")
+        return await self._principal_transition(
+            principal,
+            request_id,
+            lambda r, now: lifecycle.reject(r, approver=principal, comment=comment, now=now),
+            event="request.rejected",
+            role=Role.APPROVER,
+            reason=comment,
+        )
 
     async def cancel(self, principal: Principal, request_id: str, comment: str) -> SealRequest:
+        return await self._principal_transition(
+            principal,
+            request_id,
+            lambda r, now: lifecycle.cancel(r, principal=principal, now=now, comment=comment),
+            event="request.cancelled",
+            role=Role.REQUESTER,
+            reason=comment,
+        )
+
+    async def _principal_transition(
+        self,
+        principal: Principal,
+        request_id: str,
+        step: Callable[[SealRequest, datetime], SealRequest],
+        *,
+        event: str,
+        role: Role,
+        reason: str = "",
+    ) -> SealRequest:
+        """A caller's transition on a request they may see, stored with its audit record."""
         now = self.clock()
 
         def _tx(tx: Transaction) -> SealRequest:
             request = tx.get_request(request_id)
             _require_visible(principal, request)
-            new = lifecycle.cancel(request, principal=principal, now=now, comment=comment)
+            new = step(request, now)
             tx.save_request(new)
-            tx.audit(
-                _event(
-                    "request.cancelled",
-                    new,
-                    principal,
-                    Role.REQUESTER,
-                    None,
-                    outcome="cancelled",
-                    reason=comment,
-                )
-            )
+            tx.audit(_event(event, new, principal, role, None, outcome=new.state.value, reason=reason))
             return new
 
-        return await self._commit(_tx, "request.cancelled")
+        return await self._commit(_tx, event)
 
     async def get(self, principal: Principal, request_id: str) -> SealRequest:
         request = await self.store.get_request(request_id)

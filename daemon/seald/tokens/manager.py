@@ -300,25 +300,7 @@ class TokenManager:
             match = match_token(seal, self._slot_tokens())
             if match is None:
                 raise PreconditionFailed(state.not_ready_reason, reason="token_absent")
-            try:
-                session = match.token.open(user_pin=pin, rw=False)
-            except p11x.PinIncorrect as ex:
-                raise PermissionDenied(
-                    f"wrong PIN for the token of seal {seal_id}{_tries_left(match.token)}; "
-                    "the daemon does not retry — check the PIN and try again",
-                    reason="pin_incorrect",
-                ) from ex
-            except p11x.PinLocked as ex:
-                raise PreconditionFailed(
-                    f"the token of seal {seal_id} is PIN-locked; the security officer must reset it",
-                    reason="pin_locked",
-                ) from ex
-            except p11x.PKCS11Error as ex:
-                raise PreconditionFailed(
-                    f"the token of seal {seal_id} refused the login ({type(ex).__name__}); "
-                    "re-insert it and try again",
-                    reason="token_error",
-                ) from ex
+            session = _open_with_pin(match, seal_id, pin, rw=False, wrong="wrong PIN")
             try:
                 _check_key_matches(session, seal, registered)
             except PreconditionFailed as ex:
@@ -419,24 +401,9 @@ class TokenManager:
             match = match_token(seal, self._slot_tokens())
             if match is None:
                 raise PreconditionFailed(state.not_ready_reason, reason="token_absent")
-            try:
-                session = match.token.open(user_pin=old_pin, rw=True)
-            except p11x.PinIncorrect as ex:
-                raise PermissionDenied(
-                    f"wrong current PIN for the token of seal {seal_id}{_tries_left(match.token)}; "
-                    "nothing was changed — check the PIN and try again",
-                    reason="pin_incorrect",
-                ) from ex
-            except p11x.PinLocked as ex:
-                raise PreconditionFailed(
-                    f"the token of seal {seal_id} is PIN-locked; the security officer must reset it",
-                    reason="pin_locked",
-                ) from ex
-            except p11x.PKCS11Error as ex:
-                raise PreconditionFailed(
-                    f"the token of seal {seal_id} refused the login ({type(ex).__name__})",
-                    reason="token_error",
-                ) from ex
+            session = _open_with_pin(
+                match, seal_id, old_pin, rw=True, wrong="wrong current PIN; nothing was changed"
+            )
             try:
                 session.set_pin(old_pin, new_pin)
             except (p11x.PinInvalid, p11x.PinLenRange) as ex:
@@ -454,6 +421,29 @@ class TokenManager:
 
         async with self._slots_lock:
             await self._on_token(seal_id, _set_pin)
+
+
+def _open_with_pin(match: SlotToken, seal_id: str, pin: str, *, rw: bool, wrong: str) -> Any:
+    """One C_Login, never retried; PKCS#11 errors become ours without the PIN in them."""
+    try:
+        return match.token.open(user_pin=pin, rw=rw)
+    except p11x.PinIncorrect as ex:
+        raise PermissionDenied(
+            f"{wrong} for the token of seal {seal_id}{_tries_left(match.token)}; "
+            "the daemon does not retry — check the PIN and try again",
+            reason="pin_incorrect",
+        ) from ex
+    except p11x.PinLocked as ex:
+        raise PreconditionFailed(
+            f"the token of seal {seal_id} is PIN-locked; the security officer must reset it",
+            reason="pin_locked",
+        ) from ex
+    except p11x.PKCS11Error as ex:
+        raise PreconditionFailed(
+            f"the token of seal {seal_id} refused the login ({type(ex).__name__}); "
+            "re-insert it and try again",
+            reason="token_error",
+        ) from ex
 
 
 def rogue_by_label(seal: SealConfig, slot_tokens: list[SlotToken]) -> str:
