@@ -389,6 +389,42 @@ class SealClient:
         with self._translated():
             return self._seals.ListSeals(seals_pb2.ListSealsRequest(), timeout=self._timeout)
 
+    # -- custody (R09) ------------------------------------------------------
+
+    def custody(self, seal_id: str) -> seals_pb2.Custody:
+        with self._translated():
+            return self._seals.GetCustody(
+                seals_pb2.GetCustodyRequest(seal_id=seal_id), timeout=self._timeout
+            )
+
+    def propose_custody_change(
+        self,
+        seal_id: str,
+        to_principal: str,
+        *,
+        delegation: tuple[datetime, datetime] | None = None,
+        comment: str = "",
+    ) -> seals_pb2.CustodyChange:
+        """A handover, or with ``delegation=(start, end)`` a time-limited delegation."""
+        request = seals_pb2.ProposeCustodyChangeRequest(
+            seal_id=seal_id,
+            kind=seals_pb2.CUSTODY_CHANGE_KIND_HANDOVER,
+            to_principal=to_principal,
+            comment=comment,
+        )
+        if delegation is not None:
+            request.kind = seals_pb2.CUSTODY_CHANGE_KIND_DELEGATION
+            request.window.not_before.FromDatetime(delegation[0])
+            request.window.not_after.FromDatetime(delegation[1])
+        with self._translated():
+            return self._seals.ProposeCustodyChange(request, timeout=self._timeout)
+
+    def approve_custody_change(self, change_id: str) -> seals_pb2.CustodyChange:
+        with self._translated():
+            return self._seals.ApproveCustodyChange(
+                seals_pb2.ApproveCustodyChangeRequest(change_id=change_id), timeout=self._timeout
+            )
+
     def verify(self, path: Path) -> verify_pb2.VerifyReport:
         file_digest(path)  # fail on an unreadable file before opening the stream
         with self._translated():

@@ -39,7 +39,7 @@ from sealapi.v1 import (
     verify_pb2,
     verify_pb2_grpc,
 )
-from seald import backup_cli
+from seald import backup_cli, test_hooks
 from seald.api.servicers import (
     AuditServicer,
     SealRegistryServicer,
@@ -84,6 +84,14 @@ def seal_health_name(seal_id: str) -> str:
     return f"seal/{seal_id}"
 
 
+def custody_interval(config: Config) -> float:
+    """Seconds between custody checks: often enough that an idle lock is late by at most half."""
+    interval = CUSTODY_INTERVAL_S
+    if config.tokens.idle_lock_minutes > 0:
+        interval = min(interval, max(0.5, config.tokens.idle_lock_minutes * 60 / 2))
+    return test_hooks.custody_interval(interval)
+
+
 def load_seal_certificates(config: Config) -> dict[str, bytes]:
     certificates = {}
     for seal_id, seal in config.seals.items():
@@ -118,8 +126,12 @@ class Daemon:
         self.ledger = Ledger(config.server.host_name, lambda: datetime.now(UTC))
         self.store = Store(config.store.state_dir, self.ledger)
         self.tokens_certificates = load_seal_certificates(config)
-        self.tokens = TokenManager(config.pkcs11.module, config.seals, self.tokens_certificates)
-        self.service = SealService(config, self.store, self.tokens)
+        # The custody clock: the real time, or a test's moved clock (test_hooks, tests only).
+        clock = test_hooks.offset_clock() or (lambda: datetime.now(UTC))
+        self.tokens = TokenManager(
+            config.pkcs11.module, config.seals, self.tokens_certificates, clock=clock
+        )
+        self.service = SealService(config, self.store, self.tokens, clock=clock)
         self.audit_ops = AuditOperations(
             self.store, config.server.host_name, lambda: datetime.now(UTC), self._audit_writable_again
         )
@@ -165,7 +177,9 @@ class Daemon:
             )
             self.hotplug.start()
         self._tasks.append(
-            asyncio.create_task(self._periodic(self.service.custody.tick, CUSTODY_INTERVAL_S), name="custody")
+            asyncio.create_task(
+                self._periodic(self.service.custody.tick, custody_interval(self.config)), name="custody"
+            )
         )
         server = grpc.aio.server(
             options=[
@@ -274,6 +288,7 @@ class Daemon:
             state = self.tokens.state(seal_id)
             snap.token_present[seal_id] = state.present
             snap.token_unlocked[seal_id] = state.unlocked
+            snap.token_return_overdue[seal_id] = self.service.custody.return_overdue(seal_id)
         return snap
 
     async def _feed_metrics(self) -> None:

@@ -2,10 +2,10 @@
 
 Two kinds of series:
 
-* event counters (refusals, seals applied, signing latency, config reloads), counted
-  on the event loop as things happen; they start at 0 with each daemon process, as
-  Prometheus counters do;
-* state gauges (requests by state, pending approvals, token presence/unlock, audit
+* event counters (refusals, seals applied, signing latency, config reloads, tokens not
+  returned at the end of the day), counted on the event loop as things happen; they
+  start at 0 with each daemon process, as Prometheus counters do;
+* state gauges (requests by state, pending approvals, token presence/unlock/overdue, audit
   chain length, last checkpoint age), read fresh at each scrape: the scrape thread asks
   the event loop for a snapshot, so a scrape right after a change already shows it.
 
@@ -48,6 +48,7 @@ class Snapshot:
     pending_by_seal: dict[str, int] = field(default_factory=dict)
     token_present: dict[str, bool] = field(default_factory=dict)
     token_unlocked: dict[str, bool] = field(default_factory=dict)
+    token_return_overdue: dict[str, bool] = field(default_factory=dict)
     audit_records: int = 0
     last_checkpoint_age_s: float = math.nan
 
@@ -120,13 +121,20 @@ class _StateCollector(Collector):
         unlocked = GaugeMetricFamily(
             "seald_token_unlocked", "1 if the seal's token is unlocked", labels=["seal"]
         )
+        overdue = GaugeMetricFamily(
+            "seald_token_return_overdue",
+            "1 while the seal's token is still inserted after its hours end plus the grace (R08)",
+            labels=["seal"],
+        )
         for seal_id in seals:
             pending.add_metric([seal_id], snap.pending_by_seal.get(seal_id, 0))
             present.add_metric([seal_id], 1.0 if snap.token_present.get(seal_id) else 0.0)
             unlocked.add_metric([seal_id], 1.0 if snap.token_unlocked.get(seal_id) else 0.0)
+            overdue.add_metric([seal_id], 1.0 if snap.token_return_overdue.get(seal_id) else 0.0)
         yield pending
         yield present
         yield unlocked
+        yield overdue
         yield GaugeMetricFamily(
             "seald_audit_chain_length", "Records in the hash-chained audit log", value=snap.audit_records
         )
@@ -168,9 +176,16 @@ class SealMetrics:
             ["outcome"],
             registry=self.registry,
         )
+        self.token_not_returned = Counter(
+            "seald_token_not_returned_alerts",
+            "Same-day-return alerts (R08): the token was still inserted after hours + grace",
+            ["seal"],
+            registry=self.registry,
+        )
         for seal_id in self.seal_ids:
             self.seals_applied.labels(seal_id)
             self.signing_seconds.labels(seal_id)
+            self.token_not_returned.labels(seal_id)
         for outcome in ("reloaded", "refused"):
             self.config_reloads.labels(outcome)
         self._source: SnapshotSource | None = None
@@ -195,6 +210,9 @@ class SealMetrics:
                 self.signing_seconds.labels(seal_id).observe(time.monotonic() - started)
         elif event in ("seal.sign_interrupted", "seal.sign_failed"):
             self._intent_started.pop(request_id, None)
+
+    def not_returned_alert(self, seal_id: str) -> None:
+        self.token_not_returned.labels(seal_id).inc()
 
     def config_reload(self, outcome: str) -> None:
         self.config_reloads.labels(outcome).inc()

@@ -123,6 +123,8 @@ class SealService:
         self.draining = False
         # R07/R08/R09: initial PIN, hours, custody holder (issue 3).
         self.custody = CustodyGuard(config, store, tokens, clock)
+        self.custody.on_not_returned = self.metrics.not_returned_alert
+        self.custody.on_ready_change = self.wake_signer
         tokens.add_listener(self._on_token_change)
 
     # -- helpers -----------------------------------------------------------------------------
@@ -166,7 +168,10 @@ class SealService:
         state = self.tokens.state(seal_id)
         if not self.store.writable:
             return False, "the audit trail is not writable; no signature is released"
-        reason = state.not_ready_reason or self.custody.not_ready_reason(seal_id)
+        # An absent or rogue token first; then what must happen before an unlock helps
+        # (initial PIN, hours), so the custodian is not told to unlock when it would be refused.
+        token_gone = state.not_ready_reason if not state.present or state.rogue_reason else ""
+        reason = token_gone or self.custody.not_ready_reason(seal_id) or state.not_ready_reason
         return (not reason), reason
 
     async def _commit(self, fn: Callable[[Transaction], SealRequest], event: str) -> SealRequest:
@@ -448,6 +453,7 @@ class SealService:
     async def unlock(self, principal: Principal, seal_id: str, pin: str) -> TokenState:
         self.require_custodian(principal, seal_id)
         try:
+            self.custody.require_within_hours(seal_id)  # R08: refused before any PIN is sent
             state = await self.tokens.unlock(seal_id, pin, principal.name)
         except SealError as ex:
             await self.audit(

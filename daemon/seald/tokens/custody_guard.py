@@ -16,7 +16,7 @@ from seald.config import Config
 from seald.domain import custody as rules
 from seald.domain.audit import AuditEvent
 from seald.domain.custody import Custody, CustodyChange, CustodyChangeKind
-from seald.domain.errors import PermissionDenied
+from seald.domain.errors import PermissionDenied, PreconditionFailed
 from seald.domain.model import Principal, Role
 from seald.logs import get_logger
 from seald.store import custody as custody_store
@@ -37,7 +37,10 @@ class CustodyGuard:
         self._pin_changed: set[tuple[str, str]] = set()
         self._custody: dict[str, Custody] = {}
         self._alerted_day: dict[str, str] = {}
-        self.not_returned_alerts: dict[str, int] = dict.fromkeys(config.seals, 0)  # metric
+        self.not_returned_alerts: dict[str, int] = dict.fromkeys(config.seals, 0)
+        # Wired by SealService: the Prometheus counter, and a wake-up of the signer loop.
+        self.on_not_returned: Callable[[str], None] = lambda seal_id: None
+        self.on_ready_change: Callable[[], None] = lambda: None
         idle = config.tokens.idle_lock_minutes
         self.idle_lock = timedelta(minutes=idle) if idle > 0 else None
 
@@ -65,6 +68,17 @@ class CustodyGuard:
             )
         return rules.out_of_hours_reason(seal_id, self.config.seals[seal_id].hours, self.clock())
 
+    def require_within_hours(self, seal_id: str) -> None:
+        """R08: outside its hours a seal stays locked; the unlock is refused, requests wait."""
+        why = rules.out_of_hours_reason(seal_id, self.config.seals[seal_id].hours, self.clock())
+        if why:
+            raise PreconditionFailed(why, reason="out_of_hours")
+
+    def return_overdue(self, seal_id: str) -> bool:
+        """R08: the token is still inserted after its hours end plus the grace."""
+        present = self.tokens.state(seal_id).present
+        return present and rules.return_overdue(self.config.seals[seal_id].hours, self.clock())
+
     # -- R07: first use ---------------------------------------------------------------------------
     async def change_pin(self, principal: Principal, seal_id: str, old_pin: str, new_pin: str) -> None:
         self.require_holder(principal, seal_id)
@@ -87,6 +101,7 @@ class CustodyGuard:
         await self.store.write(_tx)
         self._pin_changed.add((seal_id, serial))
         log.info("token.pin_changed", seal_id=seal_id, principal=principal.name)
+        self.on_ready_change()  # an unlocked token may sign from now on
 
     # -- R09: who holds the seal ------------------------------------------------------------------
     def custody(self, seal_id: str) -> Custody:
@@ -203,6 +218,7 @@ class CustodyGuard:
                 if self._alerted_day.get(seal_id) != day:
                     self._alerted_day[seal_id] = day
                     self.not_returned_alerts[seal_id] += 1
+                    self.on_not_returned(seal_id)
                     log.warning("token.not_returned", seal_id=seal_id, day=day)
                     await self._audit_system("token.not_returned", seal_id, "alert", "same_day_return")
                     actions.append((seal_id, "not_returned"))
@@ -212,6 +228,8 @@ class CustodyGuard:
                 why = "out_of_hours"
             elif rules.idle_expired(self.tokens.last_use.get(seal_id, now), now, self.idle_lock):
                 why = "idle"
+            elif seal_id in self._custody and state.unlocked_by not in self._custody[seal_id].holders(now):
+                why = "delegation_ended"  # R09: the delegate's unlock ends with the delegation
             else:
                 continue
             await self.tokens.lock(seal_id)

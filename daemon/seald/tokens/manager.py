@@ -401,11 +401,23 @@ class TokenManager:
             match = match_token(seal, self._slot_tokens())
             if match is None:
                 raise PreconditionFailed(state.not_ready_reason, reason="token_absent")
-            session = _open_with_pin(
-                match, seal_id, old_pin, rw=True, wrong="wrong current PIN; nothing was changed"
-            )
+            wrong = "wrong current PIN; nothing was changed"
+            if seal_id in self._sessions:
+                # Unlocked: the login is per application, so a second C_Login would fail
+                # (UserAlreadyLoggedIn). A new R/W session shares it; C_SetPIN checks old_pin.
+                try:
+                    session = match.token.open(rw=True)
+                except p11x.PKCS11Error as ex:
+                    raise PreconditionFailed(
+                        f"the token of seal {seal_id} refused a session ({type(ex).__name__})",
+                        reason="token_error",
+                    ) from ex
+            else:
+                session = _open_with_pin(match, seal_id, old_pin, rw=True, wrong=wrong)
             try:
                 session.set_pin(old_pin, new_pin)
+            except p11x.PinIncorrect as ex:
+                raise _pin_incorrect(match, seal_id, wrong) from ex
             except (p11x.PinInvalid, p11x.PinLenRange) as ex:
                 raise InvalidInput(
                     f"the token of seal {seal_id} does not accept that new PIN ({type(ex).__name__})",
@@ -428,11 +440,7 @@ def _open_with_pin(match: SlotToken, seal_id: str, pin: str, *, rw: bool, wrong:
     try:
         return match.token.open(user_pin=pin, rw=rw)
     except p11x.PinIncorrect as ex:
-        raise PermissionDenied(
-            f"{wrong} for the token of seal {seal_id}{_tries_left(match.token)}; "
-            "the daemon does not retry — check the PIN and try again",
-            reason="pin_incorrect",
-        ) from ex
+        raise _pin_incorrect(match, seal_id, wrong) from ex
     except p11x.PinLocked as ex:
         raise PreconditionFailed(
             f"the token of seal {seal_id} is PIN-locked; the security officer must reset it",
@@ -444,6 +452,14 @@ def _open_with_pin(match: SlotToken, seal_id: str, pin: str, *, rw: bool, wrong:
             "re-insert it and try again",
             reason="token_error",
         ) from ex
+
+
+def _pin_incorrect(match: SlotToken, seal_id: str, wrong: str) -> PermissionDenied:
+    return PermissionDenied(
+        f"{wrong} for the token of seal {seal_id}{_tries_left(match.token)}; "
+        "the daemon does not retry — check the PIN and try again",
+        reason="pin_incorrect",
+    )
 
 
 def rogue_by_label(seal: SealConfig, slot_tokens: list[SlotToken]) -> str:
@@ -469,12 +485,28 @@ def _not_ready_code(state: TokenState) -> str:
     return "token_absent" if not state.present else "token_locked"
 
 
+CKF_USER_PIN_COUNT_LOW = 0x00010000
+CKF_USER_PIN_FINAL_TRY = 0x00020000
+CKF_USER_PIN_LOCKED = 0x00040000
+
+
 def _tries_left(token: Any) -> str:
-    flags = int(getattr(token, "flags", 0))
-    if flags & 0x00040000:  # CKF_USER_PIN_FINAL_TRY
+    """What the token says about the remaining tries, read AFTER the failed C_Login.
+
+    python-pkcs11 keeps the flags of the moment the Token object was made, so they are
+    read again from the slot. PKCS#11 gives no count, only these flags; SoftHSM sets
+    COUNT_LOW after any wrong PIN and never FINAL_TRY or LOCKED (it does not lock).
+    """
+    try:
+        flags = int(token.slot.get_token().flags)
+    except (p11x.PKCS11Error, AttributeError):
+        flags = int(getattr(token, "flags", 0))
+    if flags & CKF_USER_PIN_LOCKED:
+        return " (the token is now PIN-locked)"
+    if flags & CKF_USER_PIN_FINAL_TRY:
         return " (one try left before the token locks)"
-    if flags & 0x00010000:  # CKF_USER_PIN_COUNT_LOW
-        return " (few tries left)"
+    if flags & CKF_USER_PIN_COUNT_LOW:
+        return " (the token reports few tries left)"
     return ""
 
 

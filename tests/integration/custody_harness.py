@@ -1,0 +1,129 @@
+"""Helpers for the custody tests (issue 3) against the REAL seald.
+
+Times: seald's custody clock can be moved forward with the test hook
+SEALD_TEST_CLOCK_FILE (seald/test_hooks.py); the file holds an offset in seconds,
+read at every call, so a running daemon lives "tomorrow at 17:45" without waiting.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from daemon_harness import SealDaemon, make_pdf
+from fixture_layout import SealFixtures
+
+from sealapi.v1 import common_pb2, requests_pb2, tokens_pb2
+
+PLACEMENT = common_pb2.Placement(page=1, x_mm=150.0, y_mm=230.0, size_mm=40.0)
+APPROVED = requests_pb2.REQUEST_STATE_APPROVED
+SIGNED = requests_pb2.REQUEST_STATE_SIGNED
+CONTRACT_MARKER = 'categories = ["contract"]\n'  # the last line of the contract seal's table
+
+
+def contract_hours(hours: str, zone: str = "UTC", grace_minutes: float = 30) -> Callable[[str], str]:
+    """A config edit giving the contract seal allowed hours (R08)."""
+
+    def edit(text: str) -> str:
+        assert text.count(CONTRACT_MARKER) == 1, "the fixture config changed shape"
+        return text.replace(
+            CONTRACT_MARKER,
+            CONTRACT_MARKER
+            + f'hours = "{hours}"\ntime_zone = "{zone}"\nreturn_grace_minutes = {grace_minutes}\n',
+        )
+
+    return edit
+
+
+def chain(*edits: Callable[[str], str]) -> Callable[[str], str]:
+    def edit(text: str) -> str:
+        for one in edits:
+            text = one(text)
+        return text
+
+    return edit
+
+
+class DaemonClock:
+    """The daemon's custody clock: real time plus the offset written in a file."""
+
+    def __init__(self, fixtures: SealFixtures) -> None:
+        self.path = fixtures.root / "test-clock-offset"
+        self.path.write_text("0", encoding="ascii")
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"SEALD_TEST_CLOCK_FILE": str(self.path), "SEALD_TEST_CUSTODY_INTERVAL_S": "0.2"}
+
+    def set(self, instant: datetime) -> None:
+        offset = (instant - datetime.now(UTC)).total_seconds()
+        self.path.write_text(f"{offset:.3f}", encoding="ascii")
+
+
+def tomorrow_utc(hour: int, minute: int = 0) -> datetime:
+    day = (datetime.now(UTC) + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    return day + timedelta(hours=hour, minutes=minute)
+
+
+def submit_approved(d: SealDaemon, tmp_path: Path, name: str = "合同.pdf") -> str:
+    """A contract request with its two approvals (R05): APPROVED, waiting for the token."""
+    pdf = make_pdf(tmp_path / name)
+    with d.client("zhang.wei") as requester:
+        request = requester.submit(
+            [pdf], seal_id="contract", reason="采购合同", category="contract", placement=PLACEMENT
+        )
+    with d.client("li.na") as li, d.client("wang.fang") as wang:
+        li.approve(request.request_id)
+        wang.approve(request.request_id)
+    return request.request_id
+
+
+def token_status(d: SealDaemon, seal_id: str = "contract") -> tokens_pb2.TokenStatus:
+    with d.client("liu.yang") as custodian:
+        (status,) = custodian.token_status(seal_id).tokens
+    return status
+
+
+def wait_token(
+    d: SealDaemon, predicate: Callable[[tokens_pb2.TokenStatus], bool], timeout: float = 15.0
+) -> tokens_pb2.TokenStatus:
+    deadline = time.monotonic() + timeout
+    while True:
+        status = token_status(d)
+        if predicate(status):
+            return status
+        if time.monotonic() > deadline:
+            raise AssertionError(f"token status never reached the condition: {status}")
+        time.sleep(0.05)
+
+
+def audit_rows(d: SealDaemon, event: str) -> list[dict[str, str]]:
+    """The ledger's records of one event, read from the daemon's SQLite file (read-only)."""
+    db = d.fixtures.state_dir / "seald.sqlite3"
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
+    conn.row_factory = sqlite3.Row
+    try:
+        rows = conn.execute(
+            "SELECT event, principal, seal_id, request_id, reason, outcome, details_json "
+            "FROM audit_log WHERE event = ? ORDER BY sequence",
+            (event,),
+        ).fetchall()
+    finally:
+        conn.close()
+    return [dict(row) for row in rows]
+
+
+def log_events(d: SealDaemon, event: str) -> list[dict[str, object]]:
+    found = []
+    for line in d.log().splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and entry.get("event") == event:
+            found.append(entry)
+    return found

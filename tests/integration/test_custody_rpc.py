@@ -1,0 +1,326 @@
+"""Issue 3 over the wire: PIN handling, first use, hours, same-day return, delegation, idle lock.
+
+A real seald process with real mutual TLS and SoftHSM tokens; the ledger is read from
+the daemon's SQLite file. Calls into the token are counted with OpenSC's pkcs11-spy,
+a real PKCS#11 module that logs every call and forwards it to SoftHSM. Times come from
+the daemon's custody clock moved with SEALD_TEST_CLOCK_FILE (see custody_harness).
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import grpc
+import pytest
+from fixture_layout import SealFixtures
+
+from sealapi.v1 import tokens_pb2
+from sealclient.client import ClientIdentity, SealClient
+from sealclient.errors import SealClientError
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from custody_harness import (
+    APPROVED,
+    SIGNED,
+    DaemonClock,
+    audit_rows,
+    chain,
+    contract_hours,
+    log_events,
+    submit_approved,
+    token_status,
+    tomorrow_utc,
+    wait_token,
+)
+from daemon_harness import CHANGED_PIN, SealDaemon, free_port, user_pin
+from test_metrics import scrape
+from test_seal_lifecycle import issue_client_cert
+
+PKCS11_SPY = Path("/usr/lib/x86_64-linux-gnu/pkcs11-spy.so")  # Debian opensc
+WRONG_PIN = "86420975"
+
+
+@pytest.fixture
+def daemons() -> Iterator[list[SealDaemon]]:
+    started: list[SealDaemon] = []
+    yield started
+    for d in started:
+        if d.proc is not None:
+            d.stop()
+
+
+def start(started: list[SealDaemon], d: SealDaemon) -> SealDaemon:
+    started.append(d)
+    d.start()
+    return d
+
+
+def spy_logins(log: Path) -> tuple[int, int]:
+    """(C_Login calls, CKR_PIN_INCORRECT answers) in the pkcs11-spy log."""
+    text = log.read_text(encoding="utf-8", errors="replace") if log.exists() else ""
+    return len(re.findall(r"^\d+: C_Login$", text, re.M)), text.count("CKR_PIN_INCORRECT")
+
+
+def raw_unlock_details(d: SealDaemon, pin: str) -> tuple[grpc.StatusCode, str]:
+    """The daemon's own status and message (the client library would redact the PIN)."""
+    with d.client("liu.yang") as custodian:
+        try:
+            custodian._tokens.UnlockToken(tokens_pb2.UnlockTokenRequest(seal_id="contract", pin=pin))
+        except grpc.RpcError as ex:
+            return ex.code(), str(ex.details())
+    raise AssertionError("the unlock with a wrong PIN succeeded")
+
+
+def test_r07_wrong_pin_is_reported_once_and_never_retried(
+    fresh_seal_fixtures: SealFixtures, daemons: list[SealDaemon]
+) -> None:
+    fx = fresh_seal_fixtures
+    assert PKCS11_SPY.exists(), "install Debian opensc (pkcs11-spy)"
+    spy_log = fx.root / "pkcs11-spy.log"
+
+    def via_spy(text: str) -> str:
+        line = f'module = "{fx.module}"'
+        assert line in text
+        return text.replace(line, f'module = "{PKCS11_SPY}"')
+
+    d = start(
+        daemons,
+        SealDaemon(
+            fx, via_spy, env={"PKCS11SPY": str(fx.module), "PKCS11SPY_OUTPUT": str(spy_log)}
+        ),
+    )
+    assert spy_logins(spy_log) == (0, 0)
+    with d.client("liu.yang") as custodian, pytest.raises(SealClientError) as wrong:
+        custodian.unlock("contract", WRONG_PIN)
+    assert wrong.value.code is grpc.StatusCode.PERMISSION_DENIED
+    assert wrong.value.reason == "pin_incorrect"
+    # SoftHSM reports no count, only CKF_USER_PIN_COUNT_LOW after a wrong PIN (it never
+    # locks); the daemon passes on what the token says, read after the failed login.
+    assert "wrong PIN for the token of seal contract" in wrong.value.message
+    assert "the token reports few tries left" in wrong.value.message
+    assert "the daemon does not retry" in wrong.value.message
+    assert spy_logins(spy_log) == (1, 1)  # one C_Login, refused; nothing resubmitted it
+    time.sleep(1.0)  # the signer loop and the custody ticks run meanwhile
+    assert spy_logins(spy_log) == (1, 1)
+
+    code, details = raw_unlock_details(d, WRONG_PIN)
+    assert code is grpc.StatusCode.PERMISSION_DENIED and WRONG_PIN not in details
+    assert spy_logins(spy_log) == (2, 2)
+
+    with d.client("liu.yang") as custodian:
+        with pytest.raises(SealClientError) as wrong_old:
+            custodian.change_pin("contract", WRONG_PIN, CHANGED_PIN)
+        assert wrong_old.value.reason == "pin_incorrect"
+        assert "nothing was changed" in wrong_old.value.message
+        assert spy_logins(spy_log) == (3, 3)
+        custodian.change_pin("contract", user_pin(fx, "contract"), CHANGED_PIN)
+        status = custodian.unlock("contract", CHANGED_PIN)
+    assert status.unlocked  # three wrong PINs did not lock the token
+    assert spy_logins(spy_log) == (5, 3)
+    refused = audit_rows(d, "token.unlock_refused")
+    assert [(r["principal"], r["reason"]) for r in refused] == [("liu.yang", "pin_incorrect")] * 2
+    assert WRONG_PIN not in d.log() and CHANGED_PIN not in d.log()
+
+
+def test_r07_initial_pin_refused_for_signing_until_changed_and_change_is_audited(
+    fresh_seal_fixtures: SealFixtures, daemons: list[SealDaemon], tmp_path: Path
+) -> None:
+    d = start(daemons, SealDaemon(fresh_seal_fixtures))
+    request_id = submit_approved(d, tmp_path)
+    with d.client("liu.yang") as custodian:
+        status = custodian.unlock("contract", user_pin(d.fixtures, "contract"))
+    assert status.unlocked and not status.initial_pin_changed and not status.ready
+    assert "still has its initial PIN" in status.not_ready_reason
+    assert "sealctl token change-pin" in status.not_ready_reason
+    time.sleep(1.0)  # the signer had every chance to take the request
+    with d.client("zhang.wei") as requester:
+        assert requester.get(request_id).state == APPROVED
+    assert audit_rows(d, "seal.sign_intent") == []
+    assert audit_rows(d, "token.pin_changed") == []
+
+    with d.client("liu.yang") as custodian:
+        changed = custodian.change_pin("contract", user_pin(d.fixtures, "contract"), CHANGED_PIN)
+    assert changed.initial_pin_changed and changed.ready
+    (record,) = audit_rows(d, "token.pin_changed")
+    assert (record["principal"], record["seal_id"], record["outcome"]) == ("liu.yang", "contract", "changed")
+    assert CHANGED_PIN not in record["details_json"]
+    with d.client("zhang.wei") as requester:
+        assert d.wait_state(requester, request_id, SIGNED).state == SIGNED
+
+    d.stop()  # the change is on disk, not only in memory
+    d.start()
+    assert token_status(d).initial_pin_changed
+
+
+def test_r08_out_of_hours_unlock_refused_and_request_waits_for_the_hours(
+    fresh_seal_fixtures: SealFixtures, daemons: list[SealDaemon], tmp_path: Path
+) -> None:
+    clock = DaemonClock(fresh_seal_fixtures)
+    clock.set(tomorrow_utc(3))  # 03:00 UTC: before the seal's hours
+    d = start(
+        daemons, SealDaemon(fresh_seal_fixtures, contract_hours("09:00-17:00"), env=clock.env)
+    )
+    request_id = submit_approved(d, tmp_path)
+    with d.client("liu.yang") as custodian:
+        custodian.change_pin("contract", user_pin(d.fixtures, "contract"), CHANGED_PIN)
+        with pytest.raises(SealClientError) as refused:
+            custodian.unlock("contract", CHANGED_PIN)
+    assert refused.value.code is grpc.StatusCode.FAILED_PRECONDITION
+    assert refused.value.reason == "out_of_hours"
+    assert "09:00-17:00 (UTC)" in refused.value.message and "R08" in refused.value.message
+    status = token_status(d)
+    assert not status.unlocked and not status.ready and "09:00-17:00" in status.not_ready_reason
+    (audited,) = audit_rows(d, "token.unlock_refused")
+    assert audited["reason"] == "out_of_hours"
+    time.sleep(0.5)
+    with d.client("zhang.wei") as requester:
+        waiting = requester.get(request_id)
+    assert waiting.state == APPROVED  # waits: neither failed nor expired
+
+    clock.set(tomorrow_utc(10))  # the seal's hours have begun
+    with d.client("liu.yang") as custodian:
+        assert custodian.unlock("contract", CHANGED_PIN).ready
+    with d.client("zhang.wei") as requester:
+        assert d.wait_state(requester, request_id, SIGNED).state == SIGNED
+
+
+def test_r08_token_left_in_after_hours_alerts_once_locks_and_shows_in_metrics(
+    fresh_seal_fixtures: SealFixtures, daemons: list[SealDaemon]
+) -> None:
+    clock = DaemonClock(fresh_seal_fixtures)
+    clock.set(tomorrow_utc(10))
+    port = free_port()
+    d = start(
+        daemons,
+        SealDaemon(
+            fresh_seal_fixtures,
+            chain(
+                contract_hours("09:00-17:00", grace_minutes=30),
+                lambda text: text + f'\n[metrics]\nlisten = "127.0.0.1:{port}"\n',
+            ),
+            env=clock.env,
+        ),
+    )
+    with d.client("liu.yang") as custodian:
+        custodian.change_pin("contract", user_pin(d.fixtures, "contract"), CHANGED_PIN)
+        assert custodian.unlock("contract", CHANGED_PIN).unlocked
+    alerts = ("seald_token_not_returned_alerts_total", (("seal", "contract"),))
+    overdue = ("seald_token_return_overdue", (("seal", "contract"),))
+    before = scrape(port)
+    assert (before[alerts], before[overdue]) == (0.0, 0.0)
+
+    clock.set(tomorrow_utc(17, 29))  # after hours, still inside the grace: locked, no alert
+    wait_token(d, lambda s: not s.unlocked)
+    time.sleep(0.6)  # three more custody ticks
+    assert audit_rows(d, "token.not_returned") == []
+    assert scrape(port)[alerts] == 0.0
+
+    clock.set(tomorrow_utc(17, 45))  # end of hours + 30 min grace passed, token still in
+    deadline = time.monotonic() + 10
+    while not audit_rows(d, "token.not_returned") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    (alert,) = audit_rows(d, "token.not_returned")
+    assert (alert["seal_id"], alert["outcome"], alert["reason"]) == ("contract", "alert", "same_day_return")
+    (logged,) = log_events(d, "token.not_returned")
+    assert logged["seal_id"] == "contract" and logged["level"] == "warning"
+    locked = [r for r in audit_rows(d, "token.auto_locked") if r["seal_id"] == "contract"]
+    assert [r["reason"] for r in locked] == ["out_of_hours"]
+    time.sleep(0.6)  # more ticks the same night: one alert per day
+    after = scrape(port)
+    assert after[alerts] == 1.0 and after[overdue] == 1.0
+    assert after[("seald_token_not_returned_alerts_total", (("seal", "official"),))] == 0.0
+    assert len(audit_rows(d, "token.not_returned")) == 1
+    with d.client("liu.yang") as custodian, pytest.raises(SealClientError) as refused:
+        custodian.unlock("contract", CHANGED_PIN)
+    assert refused.value.reason == "out_of_hours"
+
+
+def test_r09_delegation_ends_by_itself(
+    fresh_seal_fixtures: SealFixtures, daemons: list[SealDaemon], tmp_path: Path
+) -> None:
+    fx = fresh_seal_fixtures
+    cert, key, fingerprint = issue_client_cert(fx, "sun.li", tmp_path)
+
+    def add_second_custodian(text: str) -> str:
+        return text + (
+            '\n[[principal]]\nname = "sun.li"\ndisplay_name = "孙丽"\nroles = ["custodian"]\n'
+            f'seals = ["contract"]\ncertificates = ["{fingerprint}"]\n'
+        )
+
+    clock = DaemonClock(fx)
+    d = start(daemons, SealDaemon(fx, add_second_custodian, env=clock.env))
+    sun = SealClient(
+        ClientIdentity(d.target, fx.tls_ca.read_bytes(), cert.read_bytes(), key.read_bytes()),
+        timeout_s=30,
+    )
+    now = datetime.now(UTC)
+    with d.client("liu.yang") as custodian:
+        custodian.change_pin("contract", user_pin(fx, "contract"), CHANGED_PIN)
+    with d.client("chen.jie") as admin:
+        proposed = admin.propose_custody_change(
+            "contract",
+            "sun.li",
+            delegation=(now - timedelta(minutes=1), now + timedelta(hours=1)),
+            comment="刘洋休假",
+        )
+    with d.client("li.na") as li, d.client("wang.fang") as wang:
+        assert not li.approve_custody_change(proposed.change_id).in_effect
+        assert wang.approve_custody_change(proposed.change_id).in_effect
+    with d.client("zhao.min") as auditor:
+        custody = auditor.custody("contract")
+    assert (custody.custodian, custody.delegate) == ("liu.yang", "sun.li")
+    with sun:
+        status = sun.unlock("contract", CHANGED_PIN)
+        assert status.unlocked and status.unlocked_by == "sun.li"
+
+        clock.set(datetime.now(UTC) + timedelta(hours=2))  # the delegation window is over
+        wait_token(d, lambda s: not s.unlocked)
+        (locked,) = audit_rows(d, "token.auto_locked")
+        assert locked["reason"] == "delegation_ended"
+        with pytest.raises(SealClientError) as refused:
+            sun.unlock("contract", CHANGED_PIN)
+    assert refused.value.code is grpc.StatusCode.PERMISSION_DENIED
+    assert refused.value.reason == "not_the_holder"
+    assert "custody is with liu.yang" in refused.value.message
+    with d.client("zhao.min") as auditor:
+        assert auditor.custody("contract").delegate == ""
+    with d.client("liu.yang") as custodian:
+        assert custodian.unlock("contract", CHANGED_PIN).unlocked_by == "liu.yang"
+    recorded = [
+        (r["event"], r["principal"])
+        for event in ("custody.change_proposed", "custody.change_approved", "custody.changed")
+        for r in audit_rows(d, event)
+    ]
+    assert recorded == [
+        ("custody.change_proposed", "chen.jie"),
+        ("custody.change_approved", "li.na"),
+        ("custody.change_approved", "wang.fang"),
+        ("custody.changed", "wang.fang"),
+    ]
+
+
+def test_r07_idle_token_locks_itself(
+    fresh_seal_fixtures: SealFixtures, daemons: list[SealDaemon]
+) -> None:
+    idle_s = 3.0
+    d = start(
+        daemons,
+        SealDaemon(
+            fresh_seal_fixtures,
+            lambda text: text + f"\n[tokens]\nmodels = [\"096e:0807\"]\nidle_lock_minutes = {idle_s / 60}\n",
+        ),
+    )
+    with d.client("liu.yang") as custodian:
+        custodian.change_pin("contract", user_pin(d.fixtures, "contract"), CHANGED_PIN)
+        assert custodian.unlock("contract", CHANGED_PIN).unlocked
+    unlocked_at = time.monotonic()
+    wait_token(d, lambda s: not s.unlocked, timeout=idle_s + 10)
+    waited = time.monotonic() - unlocked_at
+    assert idle_s - 0.5 <= waited <= idle_s + 3, waited  # the idle time, checked every 1.5 s
+    (locked,) = audit_rows(d, "token.auto_locked")
+    assert (locked["seal_id"], locked["reason"], locked["outcome"]) == ("contract", "idle", "locked")
