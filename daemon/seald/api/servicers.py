@@ -50,6 +50,7 @@ from seald.domain.errors import (
 from seald.domain.model import Principal, Role
 from seald.domain.seals import SealAction
 from seald.logs import get_logger
+from seald.previews import Previews
 from seald.seal_admin import SealAdmin
 from seald.service import SealService, UploadedDocument
 from seald.signing.errors import SigningError
@@ -195,6 +196,7 @@ def _unimplemented(what: str) -> SealError:
 class SealRequestServicer(requests_pb2_grpc.SealRequestServiceServicer):
     def __init__(self, service: SealService) -> None:
         self.service = service
+        self.previews = Previews(service)
 
     @rpc
     async def SubmitRequest(
@@ -494,10 +496,19 @@ class SealRequestServicer(requests_pb2_grpc.SealRequestServiceServicer):
 
     @stream_rpc
     async def PreviewRequest(
-        self, principal: Principal, info: CallInfo, request: Any, context: Any
-    ) -> AsyncIterator[Any]:
-        raise _unimplemented("PreviewRequest")
-        yield  # an async generator, like the RPC it answers
+        self,
+        principal: Principal,
+        info: CallInfo,
+        request: requests_pb2.PreviewRequestRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> AsyncIterator[requests_pb2.PreviewPage]:
+        info.request_id = request.request_id
+        req, pages = await self.previews.render(
+            principal, request.request_id, request.document_index, request.dpi
+        )
+        info.seal_id = req.seal_id
+        for page in pages:
+            yield requests_pb2.PreviewPage(page=page.page, png=page.png)
 
     @rpc
     async def GetEvidence(self, principal: Principal, info: CallInfo, request: Any, context: Any) -> Any:
