@@ -499,6 +499,9 @@ class SealService:
                 seal_type=sc.seal_type.value,
                 organisation=sc.organisation,
                 purpose_text="" if sc.seal_type.value == "official" else sc.display_name,
+                holder_name=sc.holder_name,
+                code_number=sc.code_number,
+                shape=sc.shape,
             )
             self._seal_images[seal_id] = render_seal_png(spec, sc.size_mm)
         return self._seal_images[seal_id]
