@@ -60,6 +60,7 @@ from seald.tokens.manager import TokenState
 log = get_logger("seald.api")
 
 CHUNK_SIZE = 256 * 1024
+SEAL_IMAGE_DPI, SEAL_IMAGE_MIN_DPI, SEAL_IMAGE_MAX_DPI = 300, 72, 1200
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
 
@@ -671,9 +672,22 @@ class SealRegistryServicer(seals_pb2_grpc.SealRegistryServiceServicer):
         request: seals_pb2.RenderSealImageRequest,
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> seals_pb2.RenderSealImageResponse:
+        info.seal_id = request.seal_id
         self.service.seal(request.seal_id)
+        if request.seal_id not in principal.seal_ids:
+            raise PermissionDenied(f"you have no role on seal {request.seal_id}", reason="not_visible")
+        dpi = request.dpi or SEAL_IMAGE_DPI
+        if not SEAL_IMAGE_MIN_DPI <= dpi <= SEAL_IMAGE_MAX_DPI:
+            raise InvalidInput(
+                f"seal image resolution {dpi} dpi is outside {SEAL_IMAGE_MIN_DPI}.."
+                f"{SEAL_IMAGE_MAX_DPI}; ask for one in that range or 0 for {SEAL_IMAGE_DPI}",
+                reason="bad_dpi",
+            )
         loop = asyncio.get_running_loop()
-        png = await loop.run_in_executor(None, self.service.seal_image, request.seal_id)
+        try:
+            png = await loop.run_in_executor(None, self.service.seal_image, request.seal_id, dpi)
+        except SigningError as ex:
+            raise InvalidInput(str(ex), reason=ex.reason) from ex
         return seals_pb2.RenderSealImageResponse(png=png)
 
     @rpc
