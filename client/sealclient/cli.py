@@ -25,6 +25,7 @@ from sealclient.client import ClientIdentity, SealClient
 from sealclient.config import ConfigOverrides, resolve_config
 from sealclient.errors import LocalInputError, SealClientError
 from sealclient.exitcodes import EPILOG, ExitCode, exit_code_for
+from sealclient.image_cli import add_preview_parser, add_seal_image_parser
 from sealclient.output import (
     event_text,
     message_dict,
@@ -275,6 +276,10 @@ def build_parser() -> argparse.ArgumentParser:
     verify.set_defaults(handler=cmd_verify)
 
     add_audit_parser(commands)
+    add_preview_parser(commands)
+    seal = commands.add_parser("seal", help="one seal: its image (more seal commands: issue 4)")
+    seal_commands = seal.add_subparsers(dest="seal_command", required=True, metavar="ACTION")
+    add_seal_image_parser(seal_commands)
     return parser
 
 

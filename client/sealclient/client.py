@@ -351,6 +351,15 @@ class SealClient:
             )
         return info, LocalDocument(sha256=hasher.hexdigest(), size=size)
 
+    def preview(
+        self, request_id: str, index: int = 0, dpi: int = 0
+    ) -> builtins.list[requests_pb2.PreviewPage]:
+        """PNGs of the original page(s) with the seal drawn where it will go (dpi 0 = default)."""
+        query = requests_pb2.PreviewRequestRequest(
+            request_id=request_id, document_index=index, dpi=dpi
+        )
+        return [*self._stream(self._requests.PreviewRequest(query, timeout=self._timeout * 4))]
+
     # -- tokens ------------------------------------------------------------
 
     def token_status(self, seal_id: str = "") -> tokens_pb2.GetTokenStatusResponse:
@@ -424,6 +433,13 @@ class SealClient:
             return self._seals.ApproveCustodyChange(
                 seals_pb2.ApproveCustodyChangeRequest(change_id=change_id), timeout=self._timeout
             )
+
+    def seal_image(self, seal_id: str, dpi: int = 0) -> bytes:
+        """The seal's image as a transparent PNG (dpi 0 = the daemon's default, 300)."""
+        with self._translated():
+            return self._seals.RenderSealImage(
+                seals_pb2.RenderSealImageRequest(seal_id=seal_id, dpi=dpi), timeout=self._timeout
+            ).png
 
     def verify(self, path: Path) -> verify_pb2.VerifyReport:
         file_digest(path)  # fail on an unreadable file before opening the stream

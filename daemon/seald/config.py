@@ -20,6 +20,7 @@ from seald.domain.custody import ALWAYS, SealHours, parse_hours
 from seald.domain.errors import ConfigError
 from seald.domain.model import Principal, Role, Seal, SealType
 from seald.domain.policy import ApprovalPolicy, build_policy
+from seald.domain.seal_shapes import SEAL_SHAPES, allowed_shapes, default_shape
 
 FINGERPRINT = re.compile(r"^[0-9a-f]{64}$")
 SEAL_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -110,6 +111,11 @@ class SealConfig:
     # when this seal is a document's first signature ("none", "no_changes", "form_filling").
     level: str = "B-B"
     certify: str = "none"
+    # Seal image (R01): "round" | "oval" (finance only) | "square" (people's seals);
+    # holder_name = the name on a square seal; code_number = digits along the bottom.
+    shape: str = "round"
+    holder_name: str = ""
+    code_number: str = ""
 
 
 @dataclass(frozen=True)
@@ -333,9 +339,41 @@ def _seal(file: Path, raw: Any, default_approvals: int) -> SealConfig:
         valid_until=valid_until,
         level=_choice(t, "level", "B-B", SIGNATURE_LEVELS),
         certify=_choice(t, "certify", "none", CERTIFY_MODES),
+        **_seal_image_keys(t, seal_type),
     )
     t.finish()
     return seal
+
+
+def _seal_image_keys(t: _Table, seal_type: SealType) -> dict[str, str]:
+    """shape / holder_name / code_number, checked against the seal type (R01)."""
+    shapes = allowed_shapes(seal_type.value)
+    shape = _choice(t, "shape", default_shape(seal_type.value), SEAL_SHAPES)
+    if shape not in shapes:
+        raise ConfigError(
+            f"{t.file}: '{t.where}.shape' = {shape!r} does not fit a {seal_type.value} seal; "
+            "use " + " or ".join(repr(s) for s in shapes)
+        )
+    holder = "".join(str(t._get("holder_name", "", str, "the person's name")).split())
+    if shape == "square" and not 2 <= len(holder) <= 4:
+        raise ConfigError(
+            f"{t.file}: '{t.where}.holder_name' = {holder!r}; a square seal needs the "
+            "person's name, 2 to 4 characters (e.g. 张伟)"
+        )
+    if shape != "square" and holder:
+        raise ConfigError(
+            f"{t.file}: '{t.where}.holder_name' is only for square (personal) seals; remove it"
+        )
+    code = str(t._get("code_number", "", str, "the seal's registration code, digits only"))
+    if code and not (code.isascii() and code.isdigit() and len(code) <= 20):
+        raise ConfigError(
+            f"{t.file}: '{t.where}.code_number' = {code!r}; use up to 20 digits (0-9)"
+        )
+    if code and shape == "square":
+        raise ConfigError(
+            f"{t.file}: '{t.where}.code_number' is not drawn on square seals; remove it"
+        )
+    return {"shape": shape, "holder_name": holder, "code_number": code}
 
 
 SIGNATURE_LEVELS = ("B-B", "B-T", "B-LT", "B-LTA")

@@ -498,15 +498,22 @@ class SealService:
         return state
 
     # -- signing -------------------------------------------------------------------------------
-    def seal_image(self, seal_id: str) -> bytes:
-        if seal_id not in self._seal_images:
+    def seal_image(self, seal_id: str, dpi: int = 300) -> bytes:
+        """The seal's PNG (cached at the 300 dpi used for sealing and previews)."""
+        if seal_id not in self._seal_images or dpi != 300:
             sc = self.config.seals[seal_id]
             spec = SealImageSpec(
                 seal_type=sc.seal_type.value,
                 organisation=sc.organisation,
                 purpose_text="" if sc.seal_type.value == "official" else sc.display_name,
+                holder_name=sc.holder_name,
+                code_number=sc.code_number,
+                shape=sc.shape,
             )
-            self._seal_images[seal_id] = render_seal_png(spec, sc.size_mm)
+            png = render_seal_png(spec, sc.size_mm, dpi)
+            if dpi != 300:
+                return png
+            self._seal_images[seal_id] = png
         return self._seal_images[seal_id]
 
     async def run_signer(self) -> None:

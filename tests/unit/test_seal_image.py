@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 
 import pytest
-from PIL import Image
+from PIL import Image, ImageChops, ImageDraw
 
 from seald.signing.errors import SealImageError
 from seald.signing.seal_image import (
@@ -92,24 +92,15 @@ def test_r01_round_seal_has_text_along_the_upper_arc() -> None:
     image = _render(SealImageSpec("official", ORG, ""))
     side = image.width
     # Between ring and star, the upper band carries the organisation name...
-    assert (
-        _ink_fraction(image, (side // 4, round(side * 0.06), 3 * side // 4, round(side * 0.22)))
-        > 0.15
-    )
+    assert _ink_fraction(image, (side // 4, round(side * 0.06), 3 * side // 4, round(side * 0.22))) > 0.15
     # ...while an official seal without purpose text leaves the area below the star empty.
-    assert (
-        _ink_fraction(image, (side // 3, round(side * 0.70), 2 * side // 3, round(side * 0.78)))
-        < 0.01
-    )
+    assert _ink_fraction(image, (side // 3, round(side * 0.70), 2 * side // 3, round(side * 0.78))) < 0.01
 
 
 def test_r01_purpose_text_is_drawn_below_the_star() -> None:
     image = _render(SealImageSpec("contract", ORG, "合同专用章"))
     side = image.width
-    assert (
-        _ink_fraction(image, (side // 4, round(side * 0.69), 3 * side // 4, round(side * 0.79)))
-        > 0.1
-    )
+    assert _ink_fraction(image, (side // 4, round(side * 0.69), 3 * side // 4, round(side * 0.79))) > 0.1
 
 
 @pytest.mark.parametrize("seal_type", ["personal", "legal_representative"])
@@ -174,3 +165,85 @@ def test_r01_absurd_sizes_are_refused(size_mm: float, dpi: int) -> None:
     with pytest.raises(SealImageError) as err:
         render_seal_png(SealImageSpec("official", ORG, ""), size_mm, dpi)
     assert err.value.reason == "bad_size"
+
+
+def test_r01_oval_finance_seal_is_an_ellipse_on_a_transparent_background() -> None:
+    image = _render(
+        SealImageSpec("finance", ORG, "财务专用章", code_number="1101080012345", shape="oval"),
+        size_mm=45,
+    )
+    side = round(45 / 25.4 * 300)
+    assert image.mode == "RGBA" and image.size == (side, side)
+    assert _visible_colours(image) == {SEAL_RED}
+    alpha = image.getchannel("A")
+    box = alpha.point(lambda v: 255 if v > 0 else 0).getbbox()
+    assert box is not None
+    width, height = box[2] - box[0], box[3] - box[1]
+    # 45 x 30 mm proportions, centred in the square box.
+    assert width / height == pytest.approx(1.5, abs=0.03), (width, height)
+    assert abs((box[0] + box[2]) / 2 - side / 2) <= 2 and abs((box[1] + box[3]) / 2 - side / 2) <= 2
+    # Every inked pixel lies inside the ellipse the bounding box describes; the bands
+    # above and below it are transparent.
+    cx, cy, a, b = side / 2, side / 2, width / 2 + 1, height / 2 + 1
+    raw = alpha.tobytes()
+    outside = [
+        (x, y)
+        for y in range(0, side, 3)
+        for x in range(0, side, 3)
+        if raw[y * side + x] > 0 and ((x + 0.5 - cx) / a) ** 2 + ((y + 0.5 - cy) / b) ** 2 > 1.0
+    ]
+    assert not outside, outside[:5]
+    # The ring is closed: opaque at the ends of both axes, just inside the border.
+    ring = round(side * 0.02)
+    for x, y in [
+        (round(cx), box[1] + ring),
+        (round(cx), box[3] - 1 - ring),
+        (box[0] + ring, round(cy)),
+        (box[2] - 1 - ring, round(cy)),
+    ]:
+        assert _alpha(image, x, y) > 200, (x, y)
+    # Organisation name in the upper band, 财务专用章 across the middle, code at the
+    # bottom, no star at the centre (the area just above the purpose text stays empty).
+    top, mid = box[1], round(cy)
+    assert _ink_fraction(image, (side // 3, top + height // 10, 2 * side // 3, top + height // 4)) > 0.1
+    assert _ink_fraction(image, (side // 3, mid + height // 50, 2 * side // 3, mid + height // 6)) > 0.1
+    assert _ink_fraction(image, (side // 3, mid - height // 8, 2 * side // 3, mid - height // 25)) < 0.01
+    assert (
+        _ink_fraction(image, (side // 3, box[3] - height // 5, 2 * side // 3, box[3] - height // 10)) > 0.05
+    )
+
+
+def test_r01_oval_name_follows_the_elliptic_arc() -> None:
+    """Inside the ring, the name's first characters sit low on the left side and the
+    middle ones at the flat top: the text bends with the ellipse."""
+    image = _render(SealImageSpec("finance", ORG, "", shape="oval"), size_mm=45)
+    side = image.width
+    box = image.getchannel("A").getbbox()
+    assert box is not None
+    a, b = (box[2] - box[0]) / 2, (box[3] - box[1]) / 2
+    cx, cy = side / 2, side / 2
+    inside = Image.new("L", image.size, 0)
+    ImageDraw.Draw(inside).ellipse((cx - 0.88 * a, cy - 0.88 * b, cx + 0.88 * a, cy + 0.88 * b), fill=255)
+    text = ImageChops.multiply(image.getchannel("A").point(lambda v: 255 if v > 128 else 0), inside)
+    left = text.crop((box[0], 0, round(box[0] + a * 0.3), side)).getbbox()
+    middle = text.crop((round(cx - a * 0.1), 0, round(cx + a * 0.1), side)).getbbox()
+    assert left is not None and middle is not None
+    # Middle: the name hugs the top of the ellipse. Left: the first character is at
+    # the height of the centre, far below the top.
+    assert middle[1] < cy - 0.7 * b, (middle, cy, b)
+    assert left[1] > cy - 0.6 * b and left[3] > cy - 0.1 * b, (left, cy, b)
+
+
+@pytest.mark.parametrize(
+    "spec,reason",
+    [
+        (SealImageSpec("official", ORG, "", shape="oval"), "bad_shape"),
+        (SealImageSpec("contract", ORG, "合同专用章", shape="square"), "bad_shape"),
+        (SealImageSpec("personal", "", "", holder_name="张三", shape="round"), "bad_shape"),
+        (SealImageSpec("finance", ORG, "财务专用章", shape="triangle"), "bad_shape"),
+    ],
+)
+def test_r01_shape_must_fit_the_seal_type(spec: SealImageSpec, reason: str) -> None:
+    with pytest.raises(SealImageError) as err:
+        render_seal_png(spec, 40)
+    assert err.value.reason == reason

@@ -50,6 +50,7 @@ from seald.domain.errors import (
 from seald.domain.model import Principal, Role
 from seald.domain.seals import SealAction
 from seald.logs import get_logger
+from seald.previews import Previews
 from seald.seal_admin import SealAdmin
 from seald.service import SealService, UploadedDocument
 from seald.signing.errors import SigningError
@@ -59,6 +60,7 @@ from seald.tokens.manager import TokenState
 log = get_logger("seald.api")
 
 CHUNK_SIZE = 256 * 1024
+SEAL_IMAGE_DPI, SEAL_IMAGE_MIN_DPI, SEAL_IMAGE_MAX_DPI = 300, 72, 1200
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
 
@@ -195,6 +197,7 @@ def _unimplemented(what: str) -> SealError:
 class SealRequestServicer(requests_pb2_grpc.SealRequestServiceServicer):
     def __init__(self, service: SealService) -> None:
         self.service = service
+        self.previews = Previews(service)
 
     @rpc
     async def SubmitRequest(
@@ -494,10 +497,19 @@ class SealRequestServicer(requests_pb2_grpc.SealRequestServiceServicer):
 
     @stream_rpc
     async def PreviewRequest(
-        self, principal: Principal, info: CallInfo, request: Any, context: Any
-    ) -> AsyncIterator[Any]:
-        raise _unimplemented("PreviewRequest")
-        yield  # an async generator, like the RPC it answers
+        self,
+        principal: Principal,
+        info: CallInfo,
+        request: requests_pb2.PreviewRequestRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> AsyncIterator[requests_pb2.PreviewPage]:
+        info.request_id = request.request_id
+        req, pages = await self.previews.render(
+            principal, request.request_id, request.document_index, request.dpi
+        )
+        info.seal_id = req.seal_id
+        for page in pages:
+            yield requests_pb2.PreviewPage(page=page.page, png=page.png)
 
     @rpc
     async def GetEvidence(self, principal: Principal, info: CallInfo, request: Any, context: Any) -> Any:
@@ -660,9 +672,22 @@ class SealRegistryServicer(seals_pb2_grpc.SealRegistryServiceServicer):
         request: seals_pb2.RenderSealImageRequest,
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> seals_pb2.RenderSealImageResponse:
+        info.seal_id = request.seal_id
         self.service.seal(request.seal_id)
+        if request.seal_id not in principal.seal_ids:
+            raise PermissionDenied(f"you have no role on seal {request.seal_id}", reason="not_visible")
+        dpi = request.dpi or SEAL_IMAGE_DPI
+        if not SEAL_IMAGE_MIN_DPI <= dpi <= SEAL_IMAGE_MAX_DPI:
+            raise InvalidInput(
+                f"seal image resolution {dpi} dpi is outside {SEAL_IMAGE_MIN_DPI}.."
+                f"{SEAL_IMAGE_MAX_DPI}; ask for one in that range or 0 for {SEAL_IMAGE_DPI}",
+                reason="bad_dpi",
+            )
         loop = asyncio.get_running_loop()
-        png = await loop.run_in_executor(None, self.service.seal_image, request.seal_id)
+        try:
+            png = await loop.run_in_executor(None, self.service.seal_image, request.seal_id, dpi)
+        except SigningError as ex:
+            raise InvalidInput(str(ex), reason=ex.reason) from ex
         return seals_pb2.RenderSealImageResponse(png=png)
 
     @rpc

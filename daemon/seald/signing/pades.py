@@ -129,7 +129,7 @@ def seal_pdf(
     """
     level = level or LevelSettings()
     data = _read_input(input_path)
-    writer = _open_incremental(data)
+    writer = open_incremental(data)
     certification = _check_may_add_signature(writer, certification, certify_only_if_first)
     if placement.cross_page:
         return _seal_cross_page(
@@ -281,7 +281,7 @@ def _read_input(path: Path) -> bytes:
         ) from ex
 
 
-def _open_incremental(data: bytes) -> IncrementalPdfFileWriter:
+def open_incremental(data: bytes) -> IncrementalPdfFileWriter:
     try:
         writer = IncrementalPdfFileWriter(io.BytesIO(data), strict=True)
     except Exception as ex:

@@ -7,8 +7,10 @@ the final PNG is solid seal red with the mask as alpha (transparent background).
 
 from __future__ import annotations
 
+import bisect
 import functools
 import io
+import itertools
 import math
 import shutil
 import subprocess
@@ -17,12 +19,17 @@ from pathlib import Path
 
 from PIL import Image, ImageChops, ImageDraw, ImageFont
 
+from seald.domain.seal_shapes import allowed_shapes, default_shape
+
 from .errors import SealImageError
 
 SEAL_RED = (230, 0, 0)  # #E60000
 ROUND_SEAL_TYPES = frozenset({"official", "contract", "finance"})
 SQUARE_SEAL_TYPES = frozenset({"personal", "legal_representative"})
 SEAL_TYPES = ROUND_SEAL_TYPES | SQUARE_SEAL_TYPES
+# An oval finance seal is 45 x 30 mm: height = width * OVAL_ASPECT. It is drawn centred in
+# the square size_mm box (transparent above and below), so placement stays a square box.
+OVAL_ASPECT = 2 / 3
 
 _SUPERSAMPLE = 4
 _MAX_SIDE_PX = 4000  # refuse absurd size/dpi combinations instead of allocating gigabytes
@@ -45,6 +52,8 @@ class SealImageSpec:
     purpose_text: str  # e.g. "合同专用章"; "" for the official seal
     holder_name: str = ""  # for personal / legal-representative (square) seals
     code_number: str = ""  # optional 13-digit code along the bottom arc
+    shape: str = ""  # "round" | "oval" | "square"; "" = the seal type's default
+
 
 
 @dataclass(frozen=True)
@@ -56,19 +65,27 @@ class CjkFont:
 def render_seal_png(spec: SealImageSpec, size_mm: float, dpi: int = 300) -> bytes:
     """Render the seal as an RGBA PNG, ``size_mm`` wide and high at ``dpi``."""
     side_px = _side_px(size_mm, dpi)
-    font = find_cjk_font()
-    if spec.seal_type in ROUND_SEAL_TYPES:
-        _check_round_spec(spec)
-        mask = _round_seal_mask(spec, side_px * _SUPERSAMPLE, font)
-    elif spec.seal_type in SQUARE_SEAL_TYPES:
-        mask = _square_seal_mask(
-            square_seal_characters(spec.holder_name), side_px * _SUPERSAMPLE, font
-        )
-    else:
+    if spec.seal_type not in SEAL_TYPES:
         raise SealImageError(
             "unknown_seal_type",
             f"unknown seal type {spec.seal_type!r}; use one of {', '.join(sorted(SEAL_TYPES))}",
         )
+    shape = spec.shape or default_shape(spec.seal_type)
+    if shape not in allowed_shapes(spec.seal_type):
+        raise SealImageError(
+            "bad_shape",
+            f"a {spec.seal_type} seal cannot be {shape!r}; use "
+            + " or ".join(repr(s) for s in allowed_shapes(spec.seal_type)),
+        )
+    font = find_cjk_font()
+    if shape == "round":
+        _check_round_spec(spec)
+        mask = _round_seal_mask(spec, side_px * _SUPERSAMPLE, font)
+    elif shape == "oval":
+        _check_round_spec(spec)
+        mask = _oval_seal_mask(spec, side_px * _SUPERSAMPLE, font)
+    else:
+        mask = _square_seal_mask(square_seal_characters(spec.holder_name), side_px * _SUPERSAMPLE, font)
     return _mask_to_png(mask.resize((side_px, side_px), Image.Resampling.LANCZOS), dpi)
 
 
@@ -151,9 +168,7 @@ def _side_px(size_mm: float, dpi: int) -> int:
 
 def _check_round_spec(spec: SealImageSpec) -> None:
     if not spec.organisation.strip():
-        raise SealImageError(
-            "bad_organisation", "a round seal needs the organisation name; set organisation"
-        )
+        raise SealImageError("bad_organisation", "a round seal needs the organisation name; set organisation")
     if spec.code_number and not spec.code_number.isdigit():
         raise SealImageError("bad_code_number", "code_number must contain digits only")
 
@@ -220,8 +235,7 @@ def _round_seal_mask(spec: SealImageSpec, side: int, font: CjkFont) -> Image.Ima
         height = side * 0.11
         width = min(height * 0.85, side * 0.5 / len(purpose))
         glyphs = [
-            _glyph_mask(ch, _load_font(font, round(height)), round(width), round(height))
-            for ch in purpose
+            _glyph_mask(ch, _load_font(font, round(height)), round(width), round(height)) for ch in purpose
         ]
         gap = width * 0.02
         total = len(glyphs) * width + (len(glyphs) - 1) * gap
@@ -270,6 +284,96 @@ def _draw_bottom_code(
         pos = (centre - text_r * math.sin(phi), centre + text_r * math.cos(phi))
         glyph = _glyph_mask(ch, glyph_font, round(width), round(height), em_width=0.6)
         _paste_rotated(mask, glyph, pos, math.degrees(phi))
+
+
+def oval_axes(side: float) -> tuple[float, float]:
+    """Outer semi-axes (a, b) of the oval seal's ring on a ``side`` x ``side`` canvas."""
+    a = side / 2 - side * 0.01
+    return a, a * OVAL_ASPECT
+
+
+def _oval_seal_mask(spec: SealImageSpec, side: int, font: CjkFont) -> Image.Image:
+    """财务专用章 as an oval: name along the upper elliptic arc, purpose text straight
+    across the middle, the optional code along the bottom; no star."""
+    mask = Image.new("L", (side, side), 0)
+    draw = ImageDraw.Draw(mask)
+    c = side / 2
+    a, b = oval_axes(side)
+    ring = side * 0.03
+    draw.ellipse((c - a, c - b, c + a, c + b), outline=255, width=round(ring))
+    inner_a, inner_b = a - ring, b - ring
+
+    name = "".join(spec.organisation.split())
+    height = inner_b * 0.3
+    gap = side * 0.02
+    _draw_elliptic_arc_text(
+        mask,
+        name,
+        font,
+        centre=c,
+        axes=(inner_a - gap - height / 2, inner_b - gap - height / 2),
+        height=height,
+    )
+    if spec.purpose_text.strip():
+        purpose = spec.purpose_text.strip()
+        p_height = inner_b * 0.3
+        p_width = min(p_height * 0.9, inner_a * 1.1 / len(purpose))
+        glyph_font = _load_font(font, round(p_height))
+        total = len(purpose) * p_width
+        y = c + inner_b * 0.14
+        for i, ch in enumerate(purpose):
+            x = c - total / 2 + (i + 0.5) * p_width
+            glyph = _glyph_mask(ch, glyph_font, round(p_width * 0.96), round(p_height))
+            _paste_rotated(mask, glyph, (x, y), 0.0)
+    if spec.code_number:
+        code_height = inner_b * 0.13
+        code_width = code_height * 0.5
+        glyph_font = _load_font(font, round(code_height))
+        total = len(spec.code_number) * code_width * 1.15
+        y = c + inner_b - gap - code_height / 2 - inner_b * 0.02
+        for i, ch in enumerate(spec.code_number):
+            x = c - total / 2 + (i + 0.5) * code_width * 1.15
+            glyph = _glyph_mask(ch, glyph_font, round(code_width), round(code_height), em_width=0.6)
+            _paste_rotated(mask, glyph, (x, y), 0.0)
+    return mask
+
+
+def _draw_elliptic_arc_text(
+    mask: Image.Image,
+    text: str,
+    font: CjkFont,
+    *,
+    centre: float,
+    axes: tuple[float, float],
+    height: float,
+) -> None:
+    """Text clockwise along the upper part of an ellipse, equally spaced by ARC LENGTH
+    (equal angles would crowd the characters at the flat top), each upright to the
+    ellipse's outward normal."""
+    a, b = axes
+    n = len(text)
+    # Arc length s(t) from the top along x = a sin t, y = -b cos t, sampled finely.
+    samples = 2000
+    limit = math.radians(115)  # the name may run down to 25 degrees below the sides
+    ts = [-limit + 2 * limit * k / samples for k in range(samples + 1)]
+    lengths = [0.0]
+    for t0, t1 in itertools.pairwise(ts):
+        lengths.append(
+            lengths[-1] + math.hypot(a * (math.sin(t1) - math.sin(t0)), b * (math.cos(t1) - math.cos(t0)))
+        )
+    top = lengths[samples // 2]
+    usable = lengths[-1]
+    step = min(usable / max(n - 1, 1), height * 1.15)
+    width = min(height * 0.8, step * 0.9)
+    glyph_font = _load_font(font, round(height))
+    for i, ch in enumerate(text):
+        target = top + (i - (n - 1) / 2) * step
+        k = min(bisect.bisect_left(lengths, target), samples)
+        t = ts[k]
+        pos = (centre + a * math.sin(t), centre - b * math.cos(t))
+        # Outward normal (sin t / a, -cos t / b) as a clockwise angle from "up".
+        angle = math.degrees(math.atan2(math.sin(t) / a, math.cos(t) / b))
+        _paste_rotated(mask, _glyph_mask(ch, glyph_font, round(width), round(height)), pos, angle)
 
 
 def _square_seal_mask(chars: str, side: int, font: CjkFont) -> Image.Image:

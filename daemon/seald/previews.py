@@ -1,0 +1,69 @@
+"""PreviewRequest (issue 6): who may preview, and rendering off the event loop.
+
+The picture is always made from the stored ORIGINAL (what the approvers approve), with
+the request's placement and the seal's own image. Rendering runs in a worker thread,
+at most ``MAX_CONCURRENT`` at a time (poppler is CPU-heavy and the seal host is small).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from seald.domain import lifecycle
+from seald.domain.errors import InvalidInput, PermissionDenied
+from seald.domain.model import Principal, SealRequest
+from seald.service import SealService
+from seald.signing.errors import SigningError
+from seald.signing.placement import PlacementSpec
+from seald.signing.preview import PreviewImage, check_dpi, render_preview
+
+MAX_CONCURRENT = 2
+
+
+class Previews:
+    def __init__(self, service: SealService) -> None:
+        self.service = service
+        self._slots = asyncio.Semaphore(MAX_CONCURRENT)
+
+    async def render(
+        self, principal: Principal, request_id: str, document_index: int, dpi: int
+    ) -> tuple[SealRequest, list[PreviewImage]]:
+        request = await self.service.get(principal, request_id)
+        if not lifecycle.can_preview(principal, request):
+            raise PermissionDenied(
+                f"{principal.name} may not preview request {request_id}: only its requester "
+                "and the seal's approvers, administrators and auditors may (R04)",
+                reason="not_allowed_to_preview",
+            )
+        if not 0 <= document_index < len(request.documents):
+            raise InvalidInput(
+                f"request {request_id} has {len(request.documents)} document(s); index "
+                f"{document_index} does not exist",
+                reason="bad_document_index",
+            )
+        try:
+            dpi = check_dpi(dpi)
+        except SigningError as ex:
+            raise InvalidInput(str(ex), reason=ex.reason) from ex
+        original = self.service.store.original_path(request_id, document_index)
+        p = request.placement
+        placement = PlacementSpec(
+            page=p.page,
+            x_mm=p.x_mm,
+            y_mm=p.y_mm,
+            size_mm=p.size_mm,
+            anchor_text=p.anchor_text,
+            cross_page=p.cross_page,
+        )
+        loop = asyncio.get_running_loop()
+        async with self._slots:
+            seal_png = await loop.run_in_executor(None, self.service.seal_image, request.seal_id)
+            try:
+                pages = await loop.run_in_executor(
+                    None, lambda: render_preview(original, seal_png, placement, dpi=dpi)
+                )
+            except SigningError as ex:
+                # The placement cannot be drawn (anchor missing, off the page, ...): the
+                # same reason sealing would give, so the approver can reject it now.
+                raise InvalidInput(str(ex), reason=ex.reason) from ex
+        return request, pages

@@ -1,0 +1,199 @@
+"""Preview for approvers (issue 6): the ORIGINAL pages where the seal will go, rendered
+by poppler's ``pdftoppm``, with the seal image composited at the requested placement
+(page + centre, anchor text, or cross-page slices), as PNG.
+
+The geometry is the one the sealing code uses: placement in mm from the top-left of the
+displayed page (after /Rotate, /CropBox as the page box), anchors through
+``anchors.resolve_anchor``, cross-page slices through ``cross_page.slice_rects_displayed``.
+So an approver looks at a picture of the result, not at a hash (R06, R13).
+
+Blocking (subprocesses, image work): call from a worker thread. Bounded: at most
+``MAX_PAGES`` pages, ``MIN_DPI``..``MAX_DPI``, no page side over ``MAX_SIDE_PX`` pixels
+(the dpi is lowered for huge pages) and a timeout on every poppler call.
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image
+
+from .anchors import resolve_anchor
+from .cross_page import PageBox, image_slices, slice_rects_displayed
+from .errors import InputDocumentError, PlacementError, SigningError
+from .input_checks import count_pages
+from .pades import PageGeometry, open_incremental, page_geometry
+from .placement import POINTS_PER_MM, PlacementSpec, placement_box, resolve_page_index
+
+DEFAULT_DPI = 100
+MIN_DPI = 30
+MAX_DPI = 300
+MAX_PAGES = 10  # cross-page seals: the first MAX_PAGES pages are shown
+MAX_SIDE_PX = 4000
+# A PreviewPage must fit a gRPC message (4 MiB by default) with room to spare.
+MAX_PNG_BYTES = 3 * 1024 * 1024
+RENDER_TIMEOUT_S = 30
+
+# Displayed-page rectangle in points from the top-left: (left, top, right, bottom).
+Rect = tuple[float, float, float, float]
+
+
+@dataclass(frozen=True)
+class PreviewImage:
+    page: int  # 1-based page number in the document
+    png: bytes
+    dpi: float  # pixels per inch of ``png`` (also in its pHYs chunk)
+
+
+def check_dpi(dpi: int) -> int:
+    """The dpi to render at: 0 means DEFAULT_DPI; outside MIN..MAX is refused."""
+    if dpi == 0:
+        return DEFAULT_DPI
+    if not MIN_DPI <= dpi <= MAX_DPI:
+        raise PlacementError(
+            "bad_preview_dpi",
+            f"preview resolution {dpi} dpi is outside {MIN_DPI}..{MAX_DPI}; "
+            f"ask for {MIN_DPI}..{MAX_DPI} dpi or 0 for the default ({DEFAULT_DPI})",
+        )
+    return dpi
+
+
+def render_preview(
+    pdf_path: Path, seal_png: bytes, placement: PlacementSpec, *, dpi: int = DEFAULT_DPI
+) -> list[PreviewImage]:
+    """Render the page(s) the seal goes on, with the seal drawn where it will be."""
+    dpi = check_dpi(dpi)
+    writer = open_incremental(_read(pdf_path))
+    try:
+        count = count_pages(writer.root["/Pages"])
+        geometry = {ix: page_geometry(writer, ix) for ix in range(count)}
+    except SigningError:
+        raise
+    except Exception as ex:
+        raise InputDocumentError(
+            "malformed", f"the PDF's page tree cannot be read ({type(ex).__name__}); re-save it"
+        ) from ex
+    seal = _open_png(seal_png)
+    if placement.cross_page:
+        pages = [geometry[ix] for ix in range(count)]
+        boxes = [PageBox(p.width_pt, p.height_pt, p.origin_pt, p.rotate) for p in pages]
+        rects = slice_rects_displayed(boxes, placement)
+        slices = image_slices(seal_png, count)
+        return [
+            _render_page(pdf_path, ix, geometry[ix], dpi, [(slices[ix], rects[ix])])
+            for ix in range(min(count, MAX_PAGES))
+        ]
+    if placement.anchor_text:
+        rotations = [geometry[ix].rotate for ix in range(count)]
+        placement = resolve_anchor(pdf_path, placement, rotations)
+    page_ix = resolve_page_index(placement.page, count)
+    page = geometry[page_ix]
+    # Same check as sealing (off-page refused); the box itself is in user space.
+    placement_box(page.width_pt, page.height_pt, placement, origin_pt=page.origin_pt, rotate=page.rotate)
+    half = placement.size_mm * POINTS_PER_MM / 2
+    cx, cy = placement.x_mm * POINTS_PER_MM, placement.y_mm * POINTS_PER_MM
+    rect = (cx - half, cy - half, cx + half, cy + half)
+    return [_render_page(pdf_path, page_ix, page, dpi, [(seal, rect)])]
+
+
+def _render_page(
+    pdf_path: Path,
+    page_ix: int,
+    page: PageGeometry,
+    dpi: int,
+    overlays: list[tuple[Image.Image, Rect]],
+) -> PreviewImage:
+    shown_w, shown_h = (
+        (page.height_pt, page.width_pt) if page.rotate in (90, 270) else (page.width_pt, page.height_pt)
+    )
+    # Huge pages are rendered at a lower resolution, never at unbounded size.
+    effective = min(float(dpi), MAX_SIDE_PX * 72.0 / max(shown_w, shown_h, 1.0))
+    canvas = _pdftoppm(pdf_path, page_ix + 1, effective).convert("RGBA")
+    scale = effective / 72.0  # pixels per point
+    for image, (left, top, right, bottom) in overlays:
+        x1, y1 = round(left * scale), round(top * scale)
+        size = (max(round(right * scale) - x1, 1), max(round(bottom * scale) - y1, 1))
+        piece = image.convert("RGBA").resize(size, Image.Resampling.LANCZOS)
+        # The placement was checked to lie on the page: only rounding can reach past 0.
+        canvas.alpha_composite(piece, dest=(max(x1, 0), max(y1, 0)))
+    return _encode(page_ix + 1, canvas.convert("RGB"), effective)
+
+
+def _encode(page: int, image: Image.Image, dpi: float) -> PreviewImage:
+    """PNG with its dpi recorded; scaled down until it fits MAX_PNG_BYTES."""
+    while True:
+        out = io.BytesIO()
+        image.save(out, format="PNG", dpi=(dpi, dpi), optimize=False, compress_level=6)
+        data = out.getvalue()
+        if len(data) <= MAX_PNG_BYTES or min(image.size) < 64:
+            return PreviewImage(page=page, png=data, dpi=dpi)
+        factor = (MAX_PNG_BYTES / len(data)) ** 0.5 * 0.95
+        size = (max(round(image.width * factor), 1), max(round(image.height * factor), 1))
+        dpi *= size[0] / image.width
+        image = image.resize(size, Image.Resampling.LANCZOS)
+
+
+def _pdftoppm(pdf_path: Path, page: int, dpi: float) -> Image.Image:
+    tool = shutil.which("pdftoppm")
+    if tool is None:
+        raise SigningError("tool_missing", "pdftoppm is needed for previews; install poppler-utils")
+    with tempfile.TemporaryDirectory(prefix="seald-preview-") as tmp:
+        prefix = Path(tmp) / "page"
+        try:
+            done = subprocess.run(
+                # -cropbox: the visible page box, which is what placement is measured on.
+                [
+                    tool,
+                    "-q",
+                    "-cropbox",
+                    "-r",
+                    f"{dpi:.4f}",
+                    "-f",
+                    str(page),
+                    "-l",
+                    str(page),
+                    "-png",
+                    "-singlefile",
+                    str(pdf_path),
+                    str(prefix),
+                ],
+                capture_output=True,
+                timeout=RENDER_TIMEOUT_S,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as ex:
+            raise SigningError(
+                "preview_timeout",
+                f"rendering page {page} took over {RENDER_TIMEOUT_S} s; the page is too complex "
+                "to preview, open the original document instead",
+            ) from ex
+        png = prefix.with_suffix(".png")
+        if done.returncode != 0 or not png.is_file():
+            raise InputDocumentError(
+                "preview_failed",
+                f"page {page} of the document could not be rendered; open the original instead",
+            )
+        with Image.open(png) as rendered:
+            rendered.load()
+            return rendered.copy()
+
+
+def _open_png(seal_png: bytes) -> Image.Image:
+    try:
+        image = Image.open(io.BytesIO(seal_png))
+        image.load()
+    except Exception as ex:
+        raise SigningError("bad_seal_image", "the seal image is not a readable PNG; re-render it") from ex
+    return image.convert("RGBA")
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as ex:
+        raise InputDocumentError("unreadable", f"cannot read the document to preview ({ex.strerror})") from ex
