@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from pyhanko.pdf_utils import generic, misc
 from pyhanko.pdf_utils.reader import PdfFileReader
@@ -26,7 +27,11 @@ from .errors import InputDocumentError
 _TRAILER_WINDOW = 1024  # and %%EOF within the last 1024 (ISO 32000 implementations note)
 _MAX_PAGE_TREE_DEPTH = 64
 _MAX_PAGES = 100_000
-_JS_NAME = re.compile(rb"/(?:JavaScript|JS)(?![A-Za-z0-9#])")
+_SCAN_CHUNK = 1 << 20
+_SCAN_OVERLAP = 16  # longer than any token below plus its look-ahead
+_SCAN_TOKENS = re.compile(
+    rb"/(?:JavaScript|JS)(?![A-Za-z0-9#])|/ObjStm(?![A-Za-z0-9#])|endstream|\bobj\b|stream(?=\r?\n)"
+)
 
 
 @dataclass(frozen=True)
@@ -40,15 +45,34 @@ class PdfFacts:
 
 
 def check_input_pdf(path: Path, max_bytes: int, *, allow_javascript: bool = False) -> PdfFacts:
-    """Facts about an acceptable PDF; InputDocumentError (with .reason) for anything else."""
-    data = _read_bounded(path, max_bytes)
-    return check_input_bytes(data, allow_javascript=allow_javascript)
+    """Facts about an acceptable PDF; InputDocumentError (with .reason) for anything else.
+
+    Works on the open file: memory stays bounded whatever the document's size (issue 8).
+    """
+    try:
+        with path.open("rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if size > max_bytes:
+                raise InputDocumentError(
+                    "too_large",
+                    f"the PDF is larger than the limit of {max_bytes} bytes; split or compress it",
+                )
+            return check_input_stream(fh, size, allow_javascript=allow_javascript)
+    except OSError as ex:
+        raise InputDocumentError(
+            "unreadable", f"cannot read the input document ({ex.strerror}); upload it again"
+        ) from ex
 
 
 def check_input_bytes(data: bytes, *, allow_javascript: bool = False) -> PdfFacts:
-    version = _check_envelope(data)
+    return check_input_stream(io.BytesIO(data), len(data), allow_javascript=allow_javascript)
+
+
+def check_input_stream(fh: BinaryIO, size: int, *, allow_javascript: bool = False) -> PdfFacts:
+    """The checks over a seekable binary stream of ``size`` bytes, read in chunks."""
+    version = _check_envelope(fh, size)
     try:
-        facts = _parse_and_inspect(data, version)
+        facts = _parse_and_inspect(fh, size, version)
     except InputDocumentError:
         raise
     except ObjectHeaderReadError as ex:
@@ -65,35 +89,21 @@ def check_input_bytes(data: bytes, *, allow_javascript: bool = False) -> PdfFact
     return facts
 
 
-def _read_bounded(path: Path, max_bytes: int) -> bytes:
-    try:
-        with path.open("rb") as fh:
-            data = fh.read(max_bytes + 1)  # read one byte more to detect oversize reliably
-    except OSError as ex:
-        raise InputDocumentError(
-            "unreadable", f"cannot read the input document ({ex.strerror}); upload it again"
-        ) from ex
-    if len(data) > max_bytes:
-        raise InputDocumentError(
-            "too_large",
-            f"the PDF is larger than the limit of {max_bytes} bytes; split or compress it",
-        )
-    return data
-
-
-def _check_envelope(data: bytes) -> str:
+def _check_envelope(fh: BinaryIO, size: int) -> str:
     """Cheap byte-level checks before any parsing; returns the header version."""
-    if not data:
+    if size == 0:
         raise InputDocumentError("empty", "the document is empty (0 bytes); upload the PDF again")
+    fh.seek(0)
     # Viewers tolerate junk before the header, but then every xref offset is off by
     # its length and validators disagree about the bytes; we require it at offset 0.
-    header = re.match(rb"%PDF-(\d\.\d)", data)
+    header = re.match(rb"%PDF-(\d\.\d)", fh.read(16))
     if header is None:
         raise InputDocumentError(
             "not_pdf",
             "the document is not a PDF (it does not start with %PDF-); convert it to PDF first",
         )
-    if b"%%EOF" not in data[-_TRAILER_WINDOW:]:
+    fh.seek(max(0, size - _TRAILER_WINDOW))
+    if b"%%EOF" not in fh.read(_TRAILER_WINDOW):
         raise InputDocumentError(
             "truncated",
             "the PDF is incomplete (no %%EOF at the end); the upload was probably cut off, "
@@ -102,9 +112,10 @@ def _check_envelope(data: bytes) -> str:
     return header.group(1).decode("ascii")
 
 
-def _parse_and_inspect(data: bytes, version: str) -> PdfFacts:
+def _parse_and_inspect(fh: BinaryIO, size: int, version: str) -> PdfFacts:
+    fh.seek(0)
     try:
-        reader = PdfFileReader(io.BytesIO(data), strict=True)
+        reader = PdfFileReader(fh, strict=True)
     except misc.PdfError as ex:
         raise _broken_xref() from ex
     if reader.encrypt_dict is not None:
@@ -116,15 +127,72 @@ def _parse_and_inspect(data: bytes, version: str) -> PdfFacts:
     page_count = count_pages(root["/Pages"])
     if page_count == 0:
         raise InputDocumentError("zero_pages", "the PDF has no pages; submit a document with pages")
-    has_js = _has_document_javascript(root) or _JS_NAME.search(data) is not None
+    has_js = _has_document_javascript(root)
+    sha256, js_name = _scan_bytes(fh)
     return PdfFacts(
         page_count=page_count,
-        size=len(data),
-        has_javascript=has_js,
-        sha256=hashlib.sha256(data).hexdigest(),
+        size=size,
+        has_javascript=has_js or js_name,
+        sha256=sha256,
         pdf_version=version,
         existing_signatures=_count_signatures(root),
     )
+
+
+def _scan_bytes(fh: BinaryIO) -> tuple[str, bool]:
+    """SHA-256 of the whole stream and whether a /JS or /JavaScript name occurs outside
+    stream data, in one chunked pass.
+
+    Catches JavaScript in places the structured check does not walk. The bodies of
+    ordinary streams (images, fonts, page content) are skipped: their bytes are data,
+    and in a large compressed or image-heavy file "/JS" turns up there by chance (about
+    once per 20 MiB of random bytes). Uncompressed object streams (/ObjStm) hold
+    dictionaries, so their bodies are scanned.
+    """
+    fh.seek(0)
+    digest = hashlib.sha256()
+    carry = b""
+    in_stream = False
+    objstm = False
+    while True:
+        chunk = fh.read(_SCAN_CHUNK)
+        digest.update(chunk)
+        buf = carry + chunk
+        final = not chunk
+        # Tokens may straddle chunks: leave the last few bytes for the next round.
+        limit = len(buf) if final else max(0, len(buf) - _SCAN_OVERLAP)
+        pos = 0
+        while pos < limit:
+            if in_stream:
+                end = buf.find(b"endstream", pos)
+                if end < 0 or end >= limit:
+                    pos = limit
+                    break
+                in_stream, pos = False, end + len(b"endstream")
+                continue
+            match = _SCAN_TOKENS.search(buf, pos)
+            if match is None or match.start() >= limit:
+                pos = limit
+                break
+            token = match.group()
+            pos = match.end()
+            if token.startswith(b"/J"):
+                return digest.hexdigest() if final else _finish_digest(digest, fh), True
+            if token == b"/ObjStm":
+                objstm = True
+            elif token == b"obj":
+                objstm = False
+            elif token == b"stream" and not objstm:
+                in_stream = True
+        if final:
+            return digest.hexdigest(), False
+        carry = buf[pos:]
+
+
+def _finish_digest(digest: Any, fh: BinaryIO) -> str:
+    for chunk in iter(lambda: fh.read(_SCAN_CHUNK), b""):
+        digest.update(chunk)
+    return str(digest.hexdigest())
 
 
 def _broken_xref() -> InputDocumentError:

@@ -128,8 +128,45 @@ def seal_pdf(
     with ``certify_only_if_first`` an already signed document gets an approval seal).
     """
     level = level or LevelSettings()
-    data = _read_input(input_path)
-    writer = open_incremental(data)
+    # The writer reads the original from the open file and copies it to the output in
+    # chunks: memory stays bounded whatever the document's size (issue 8).
+    with _open_input(input_path) as source:
+        return _seal_open_pdf(
+            source,
+            input_path,
+            output_path,
+            signer=signer,
+            seal_png=seal_png,
+            placement=placement,
+            reason=reason,
+            location=location,
+            field_name=field_name,
+            signer_name=signer_name,
+            signature_bytes=signature_bytes,
+            level=level,
+            certification=certification,
+            certify_only_if_first=certify_only_if_first,
+        )
+
+
+def _seal_open_pdf(
+    source: BinaryIO,
+    input_path: Path,
+    output_path: Path,
+    *,
+    signer: Signer,
+    seal_png: bytes,
+    placement: PlacementSpec,
+    reason: str,
+    location: str,
+    field_name: str,
+    signer_name: str,
+    signature_bytes: int | None,
+    level: LevelSettings,
+    certification: Certification,
+    certify_only_if_first: bool,
+) -> SealResult:
+    writer = open_incremental(source)
     certification = _check_may_add_signature(writer, certification, certify_only_if_first)
     if placement.cross_page:
         return _seal_cross_page(
@@ -272,18 +309,18 @@ def _inherited(page: generic.DictionaryObject, key: str) -> Any:
     return None
 
 
-def _read_input(path: Path) -> bytes:
+def _open_input(path: Path) -> BinaryIO:
     try:
-        return path.read_bytes()
+        return path.open("rb")
     except OSError as ex:
         raise InputDocumentError(
             "unreadable", f"cannot read the input document ({ex.strerror}); submit it again"
         ) from ex
 
 
-def open_incremental(data: bytes) -> IncrementalPdfFileWriter:
+def open_incremental(source: BinaryIO) -> IncrementalPdfFileWriter:
     try:
-        writer = IncrementalPdfFileWriter(io.BytesIO(data), strict=True)
+        writer = IncrementalPdfFileWriter(source, strict=True)
     except Exception as ex:
         raise InputDocumentError(
             "malformed",

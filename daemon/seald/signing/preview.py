@@ -20,6 +20,7 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from PIL import Image
 
@@ -68,16 +69,18 @@ def render_preview(
 ) -> list[PreviewImage]:
     """Render the page(s) the seal goes on, with the seal drawn where it will be."""
     dpi = check_dpi(dpi)
-    writer = open_incremental(_read(pdf_path))
-    try:
-        count = count_pages(writer.root["/Pages"])
-        geometry = {ix: page_geometry(writer, ix) for ix in range(count)}
-    except SigningError:
-        raise
-    except Exception as ex:
-        raise InputDocumentError(
-            "malformed", f"the PDF's page tree cannot be read ({type(ex).__name__}); re-save it"
-        ) from ex
+    # Read from the open file: a large document is never held in memory (issue 8).
+    with _open_source(pdf_path) as source:
+        writer = open_incremental(source)
+        try:
+            count = count_pages(writer.root["/Pages"])
+            geometry = {ix: page_geometry(writer, ix) for ix in range(count)}
+        except SigningError:
+            raise
+        except Exception as ex:
+            raise InputDocumentError(
+                "malformed", f"the PDF's page tree cannot be read ({type(ex).__name__}); re-save it"
+            ) from ex
     seal = _open_png(seal_png)
     if placement.cross_page:
         pages = [geometry[ix] for ix in range(count)]
@@ -192,8 +195,8 @@ def _open_png(seal_png: bytes) -> Image.Image:
     return image.convert("RGBA")
 
 
-def _read(path: Path) -> bytes:
+def _open_source(path: Path) -> BinaryIO:
     try:
-        return path.read_bytes()
+        return path.open("rb")
     except OSError as ex:
         raise InputDocumentError("unreadable", f"cannot read the document to preview ({ex.strerror})") from ex
