@@ -74,6 +74,11 @@ class RequestsConfig:
     max_documents_per_request: int
     # Once a request has its quorum, it must be signed within this time (R06).
     approval_use_hours: float = 24.0
+    # Issue 8: per-client limits. Unfinished (pending/approved/signing) requests per
+    # requester, and a token bucket per principal over every RPC.
+    max_pending_per_principal: int = 1000
+    rate_limit_per_second: float = 100.0
+    rate_limit_burst: int = 500
 
 
 @dataclass(frozen=True)
@@ -468,6 +473,27 @@ def _principal(file: Path, raw: Any, seal_ids: frozenset[str]) -> PrincipalConfi
     return entry
 
 
+def _check_request_limits(path: Path, requests: RequestsConfig) -> None:
+    """[requests] limits (issue 8): each must be a real bound; there is no "off" value."""
+    if requests.max_document_bytes < 1:
+        raise ConfigError(f"{path}: 'requests.max_document_bytes' must be at least 1 byte")
+    if requests.max_pending_per_principal < 1:
+        raise ConfigError(
+            f"{path}: 'requests.max_pending_per_principal' must be at least 1; "
+            "raise it instead of turning the limit off"
+        )
+    if not 0 < requests.rate_limit_per_second <= 1_000_000:
+        raise ConfigError(
+            f"{path}: 'requests.rate_limit_per_second' = {requests.rate_limit_per_second:g}; "
+            "use calls per second per principal, > 0 (e.g. 100)"
+        )
+    if requests.rate_limit_burst < 1:
+        raise ConfigError(
+            f"{path}: 'requests.rate_limit_burst' = {requests.rate_limit_burst}; use a count >= 1 "
+            "(calls a principal may make at once before the per-second rate applies)"
+        )
+
+
 def load_config(path: Path) -> Config:
     path = path.resolve()
     try:
@@ -514,8 +540,16 @@ def load_config(path: Path) -> Config:
         max_document_bytes=req_t.integer("max_document_bytes", 256 * 1024 * 1024, "bytes"),
         max_documents_per_request=req_t.integer("max_documents_per_request", 500, "a count"),
         approval_use_hours=req_t.number("approval_use_hours", 24.0, "hours, > 0"),
+        max_pending_per_principal=req_t.integer(
+            "max_pending_per_principal", 1000, "a count of unfinished requests per requester, >= 1"
+        ),
+        rate_limit_per_second=req_t.number(
+            "rate_limit_per_second", 100.0, "calls per second per principal, > 0"
+        ),
+        rate_limit_burst=req_t.integer("rate_limit_burst", 500, "calls in a burst per principal, >= 1"),
     )
     req_t.finish()
+    _check_request_limits(path, requests)
     if requests.required_approvals < 2:
         raise ConfigError(f"{path}: 'requests.required_approvals' must be at least 2 (R05)")
     if requests.approval_ttl_hours <= 0:

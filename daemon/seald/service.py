@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import os
 import shutil
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, replace
@@ -33,6 +34,7 @@ from seald.domain.errors import (
     SealError,
     ServiceUnavailable,
 )
+from seald.domain.limits import PrincipalRateLimits, check_open_requests
 from seald.domain.model import (
     Document,
     Placement,
@@ -52,6 +54,7 @@ from seald.signing.pades import seal_pdf, token_signer
 from seald.signing.placement import PlacementSpec
 from seald.signing.seal_image import SealImageSpec, render_seal_png
 from seald.store import seals as seal_tables
+from seald.store.limits import count_open_requests
 from seald.store.requests import Store, Transaction
 from seald.tokens.custody_guard import CustodyGuard
 from seald.tokens.manager import TokenManager, TokenState
@@ -126,6 +129,8 @@ class SealService:
         self.custody.on_not_returned = self.metrics.not_returned_alert
         self.custody.on_ready_change = self.wake_signer
         tokens.add_listener(self._on_token_change)
+        # Issue 8: a token bucket per principal over every RPC (api/servicers.py admits calls).
+        self.rate_limits = PrincipalRateLimits()
 
     # -- helpers -----------------------------------------------------------------------------
     def seal(self, seal_id: str, tx: Transaction | None = None) -> Seal:
@@ -194,6 +199,28 @@ class SealService:
             log.error("audit.write_failed", audit_event=event.event)
             raise
 
+    # -- per-client limits (issue 8) -----------------------------------------------------------
+    def admit_call(self, principal: Principal) -> None:
+        """The per-principal rate limit; raises RateLimited (RESOURCE_EXHAUSTED) when over it."""
+        limits = self.config.requests
+        self.rate_limits.admit(
+            principal.name,
+            rate=limits.rate_limit_per_second,
+            burst=limits.rate_limit_burst,
+            now=time.monotonic(),
+        )
+
+    async def check_open_requests(self, principal: Principal, client_request_key: str = "") -> None:
+        """Early refusal before an upload; submit() checks again inside its transaction."""
+        if client_request_key and await self.store.find_by_client_key(
+            principal.name, client_request_key
+        ):
+            return  # a retry of a request already made: submit() answers with it
+        count = await self.store.call(
+            lambda: count_open_requests(self.store._connection(), principal.name)
+        )
+        check_open_requests(principal.name, count, self.config.requests.max_pending_per_principal)
+
     # -- submit --------------------------------------------------------------------------------
     def new_upload_dir(self) -> Path:
         path = self.store.incoming_dir / uuid.uuid4().hex
@@ -259,6 +286,12 @@ class SealService:
         _fsync_dir(self.store.documents_dir)
 
         def _tx(tx: Transaction) -> SealRequest:
+            # In the one writer's transaction: concurrent uploads cannot overshoot the limit.
+            check_open_requests(
+                principal.name,
+                count_open_requests(tx.conn, principal.name),
+                self.config.requests.max_pending_per_principal,
+            )
             tx.save_request(request)
             for doc in request.documents:
                 tx.audit(

@@ -11,6 +11,7 @@ from seald.domain.errors import (
     NotFound,
     PermissionDenied,
     PreconditionFailed,
+    RateLimited,
     SealError,
     ServiceUnavailable,
     Unauthenticated,
@@ -24,6 +25,7 @@ STATUS_FOR_ERROR: dict[type[SealError], grpc.StatusCode] = {
     PreconditionFailed: grpc.StatusCode.FAILED_PRECONDITION,
     AlreadyDone: grpc.StatusCode.ALREADY_EXISTS,
     LimitExceeded: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    RateLimited: grpc.StatusCode.RESOURCE_EXHAUSTED,
     ServiceUnavailable: grpc.StatusCode.UNAVAILABLE,
 }
 

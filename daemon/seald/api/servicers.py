@@ -128,6 +128,7 @@ def rpc(
         try:
             principal, info.fingerprint = authenticate(self.service.config, context)
             info.principal = principal.name
+            self.service.admit_call(principal)  # per-client rate limit (issue 8)
             result = await method(self, principal, info, request, context)
         except SealError as ex:
             error = ex
@@ -167,6 +168,7 @@ def stream_rpc(
         try:
             principal, _ = authenticate(self.service.config, context)
             info.principal = principal.name
+            self.service.admit_call(principal)  # per-client rate limit (issue 8)
             async for item in method(self, principal, info, request, context):
                 yield item
         except SealError as ex:
@@ -255,6 +257,8 @@ class SealRequestServicer(requests_pb2_grpc.SealRequestServiceServicer):
                             f"{principal.name} is not a designated requester for seal {header.seal_id} (R04)",
                             reason="not_a_requester",
                         )
+                    # Refuse before the upload, not after it (issue 8).
+                    await self.service.check_open_requests(principal, header.client_request_key)
                     continue
                 if kind == "header":
                     raise InvalidInput("the header was sent twice", reason="duplicate_header")

@@ -55,6 +55,12 @@ class LimitExceeded(SealError):
     default_reason = "limit_exceeded"
 
 
+class RateLimited(LimitExceeded):
+    """A client called faster than its per-principal rate limit allows; retrying later works."""
+
+    default_reason = "rate_limited"
+
+
 class ServiceUnavailable(SealError):
     """The appliance cannot serve safely right now (e.g. the audit trail is not writable)."""
 
