@@ -35,6 +35,7 @@ from sealclient.output import (
     tokens_table,
     verify_text,
 )
+from sealclient.seal_cli import add_seal_parser
 
 TERMINAL_STATES = frozenset(
     {
@@ -275,6 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     verify.set_defaults(handler=cmd_verify)
 
     add_audit_parser(commands)
+    add_seal_parser(commands)
     return parser
 
 
