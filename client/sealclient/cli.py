@@ -36,6 +36,7 @@ from sealclient.output import (
     tokens_table,
     verify_text,
 )
+from sealclient.seal_cli import add_seal_parser
 
 TERMINAL_STATES = frozenset(
     {
@@ -277,8 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_audit_parser(commands)
     add_preview_parser(commands)
-    seal = commands.add_parser("seal", help="one seal: its image (more seal commands: issue 4)")
-    seal_commands = seal.add_subparsers(dest="seal_command", required=True, metavar="ACTION")
+    seal_commands = add_seal_parser(commands)
     add_seal_image_parser(seal_commands)
     return parser
 

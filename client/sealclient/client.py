@@ -441,6 +441,60 @@ class SealClient:
                 seals_pb2.RenderSealImageRequest(seal_id=seal_id, dpi=dpi), timeout=self._timeout
             ).png
 
+    # -- seal registry and lifecycle (R02; admin) ---------------------------
+
+    def get_seal(self, seal_id: str) -> seals_pb2.Seal:
+        with self._translated():
+            return self._seals.GetSeal(seals_pb2.GetSealRequest(seal_id=seal_id), timeout=self._timeout)
+
+    def create_seal_key(self, seal_id: str) -> seals_pb2.CreateSealKeyResponse:
+        """Have the daemon create the seal key ON the token; returns its PKCS#10 CSR (DER)."""
+        with self._translated():
+            return self._seals.CreateSealKey(
+                seals_pb2.CreateSealKeyRequest(seal_id=seal_id), timeout=self._timeout
+            )
+
+    def import_seal_certificate(self, seal_id: str, certificate_der: bytes) -> seals_pb2.Seal:
+        with self._translated():
+            return self._seals.ImportSealCertificate(
+                seals_pb2.ImportSealCertificateRequest(seal_id=seal_id, certificate_der=certificate_der),
+                timeout=self._timeout,
+            )
+
+    def change_seal(
+        self, seal_id: str, *, display_name: str = "", certificate_der: bytes = b"", comment: str = ""
+    ) -> seals_pb2.Seal:
+        with self._translated():
+            return self._seals.ChangeSeal(
+                seals_pb2.ChangeSealRequest(
+                    seal_id=seal_id,
+                    display_name=display_name,
+                    certificate_der=certificate_der,
+                    comment=comment,
+                ),
+                timeout=self._timeout,
+            )
+
+    def seal_lifecycle(
+        self, action: str, seal_id: str, *, comment: str = "", proposal_id: str = ""
+    ) -> seals_pb2.Seal:
+        """``action``: suspend, resume, report-lost or destroy (resume/destroy: two admins)."""
+        methods = {
+            "suspend": self._seals.SuspendSeal,
+            "resume": self._seals.ResumeSeal,
+            "report-lost": self._seals.ReportSealLost,
+            "destroy": self._seals.DestroySeal,
+        }
+        if action not in methods:
+            raise LocalInputError(
+                "unknown_action", f"unknown seal action {action!r}; use one of {', '.join(methods)}"
+            )
+        with self._translated():
+            return methods[action](
+                seals_pb2.SealLifecycleRequest(seal_id=seal_id, comment=comment, proposal_id=proposal_id),
+                timeout=self._timeout,
+            )
+
     def verify(self, path: Path) -> verify_pb2.VerifyReport:
         file_digest(path)  # fail on an unreadable file before opening the stream
         with self._translated():

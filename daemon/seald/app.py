@@ -95,6 +95,8 @@ def custody_interval(config: Config) -> float:
 def load_seal_certificates(config: Config) -> dict[str, bytes]:
     certificates = {}
     for seal_id, seal in config.seals.items():
+        if seal.certificate is None:
+            continue  # a new seal: its certificate comes through ImportSealCertificate
         try:
             cert = x509.load_pem_x509_certificate(seal.certificate.read_bytes())
         except ValueError as ex:

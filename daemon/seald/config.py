@@ -101,7 +101,9 @@ class SealConfig:
     token_label: str
     token_serial: str
     key_label: str
-    certificate: Path
+    # None: a new seal (刻制): its key is created on the token and its certificate imported
+    # through the API (CreateSealKey, ImportSealCertificate); the database keeps it.
+    certificate: Path | None
     categories: frozenset[str]
     size_mm: float
     required_approvals: int
@@ -333,7 +335,11 @@ def _seal(file: Path, raw: Any, default_approvals: int) -> SealConfig:
         token_label=t.text("token_label", hint="the PKCS#11 token label"),
         token_serial=t.text("token_serial", hint="the token's serial number"),
         key_label=t.text("key_label", hint="the label of the key and certificate on the token"),
-        certificate=t.path("certificate", "the seal certificate PEM (the one on the token)"),
+        certificate=(
+            t.path("certificate", "the seal certificate PEM (the one on the token)")
+            if "certificate" in t.data
+            else None
+        ),
         categories=frozenset(t.strings("categories", "a non-empty list of document categories")),
         size_mm=size,
         required_approvals=required,

@@ -9,7 +9,12 @@ released that was in flight (see SealService.sign_request).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import hashlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from pkcs11 import Attribute
@@ -17,7 +22,7 @@ from pkcs11 import exceptions as p11x
 
 from seald.domain import lifecycle
 from seald.domain.audit import AuditEvent
-from seald.domain.errors import AlreadyDone, PreconditionFailed
+from seald.domain.errors import AlreadyDone, PreconditionFailed, SealError
 from seald.domain.model import Principal, RequestState, Seal, SealStatus
 from seald.domain.seals import (
     STOPPING_ACTIONS,
@@ -25,11 +30,14 @@ from seald.domain.seals import (
     SealAction,
     SealState,
     decide,
+    effective_state,
     require_admin,
 )
 from seald.logs import get_logger
+from seald.seal_certs import check_seal_certificate, spki_sha256
 from seald.store import seals as seal_tables
 from seald.store.requests import Transaction
+from seald.tokens import seal_keys
 
 if TYPE_CHECKING:
     from seald.service import SealService
@@ -61,12 +69,267 @@ def delete_seal_objects(session: Any, key_label: str) -> int:
         rw.close()
 
 
+# One admin operation per seal at a time: key creation and certificate import touch the
+# token and the database in turn, and must not interleave with another change of that seal.
+_seal_locks: dict[str, asyncio.Lock] = {}
+
+
+@contextlib.asynccontextmanager
+async def _one_at_a_time(seal_id: str) -> AsyncIterator[None]:
+    lock = _seal_locks.setdefault(seal_id, asyncio.Lock())
+    async with lock:
+        yield
+
+
+@dataclass(frozen=True)
+class CreatedKey:
+    outcome: LifecycleOutcome
+    csr_der: bytes
+    key_created: bool
+
+
 class SealAdmin:
     def __init__(self, service: SealService) -> None:
         self.service = service
 
     def _read_state(self, tx: Transaction, seal_id: str) -> SealState:
-        return seal_tables.get_state(tx.conn, seal_id)
+        """The stored state, PENDING while the seal has no certificate (config or imported)."""
+        has_certificate = self.service.config.seals[seal_id].certificate is not None or bool(
+            tx.conn.execute("SELECT 1 FROM seal_certificate WHERE seal_id = ? LIMIT 1", (seal_id,)).fetchone()
+        )
+        return effective_state(seal_tables.get_state(tx.conn, seal_id), has_certificate)
+
+    def _decide_simple(
+        self,
+        tx: Transaction,
+        principal: Principal,
+        seal_id: str,
+        action: SealAction,
+        *,
+        comment: str,
+        now: datetime,
+        display_name: str = "",
+    ) -> Decision:
+        """A one-admin decision (create key, import, change): no proposal involved."""
+        return decide(
+            self._read_state(tx, seal_id),
+            action=action,
+            admin=principal,
+            comment=comment,
+            proposal_id="",
+            pending=None,
+            now=now,
+            display_name=display_name,
+        )
+
+    async def create_key(self, principal: Principal, seal_id: str, *, comment: str = "") -> CreatedKey:
+        """R02 刻制: the key pair is generated ON the token; a CSR for it is returned.
+
+        If the key already exists (a CSR was lost), a new CSR for the same key is made.
+        """
+        service = self.service
+        service.seal(seal_id)
+        require_admin(principal, seal_id)
+        sc = service.config.seals[seal_id]
+        subject = {
+            "organization_name": sc.organisation,
+            "common_name": f"{sc.organisation} {sc.display_name}",
+        }
+        async with _one_at_a_time(seal_id):
+            now = service.clock()
+            await service.store.write(
+                lambda tx: self._decide_simple(
+                    tx, principal, seal_id, SealAction.CREATE_KEY, comment=comment, now=now
+                )
+            )
+            key = await service.tokens.with_session(
+                seal_id, lambda session: seal_keys.build_csr(session, seal_id, sc.key_label, subject)
+            )
+            details: dict[str, str | int] = {
+                "key_created": int(key.created),
+                "public_key_sha256": spki_sha256(key.public_key_der),
+                "csr_sha256": _sha256(key.csr_der),
+                "key_bits": seal_keys.SEAL_KEY_BITS,
+            }
+
+            def _tx(tx: Transaction) -> Decision:
+                decision = self._decide_simple(
+                    tx, principal, seal_id, SealAction.CREATE_KEY, comment=comment, now=now
+                )
+                seal_tables.save_state(tx.conn, decision.state)
+                seal_tables.add_history(
+                    tx.conn,
+                    seal_id=seal_id,
+                    time=now,
+                    action=SealAction.CREATE_KEY.value,
+                    principal=principal.name,
+                    from_status=decision.previous_status,
+                    to_status=decision.state.status,
+                    comment=comment,
+                    details=details,
+                )
+                tx.audit(
+                    AuditEvent(
+                        event="seal.key_created" if key.created else "seal.csr_exported",
+                        principal=principal.name,
+                        role="admin",
+                        seal_id=seal_id,
+                        reason=comment,
+                        outcome=decision.state.status.value,
+                        details=dict(details),
+                    )
+                )
+                return decision
+
+            decision, _ = await service.store.write(_tx)
+            service.seal_states[seal_id] = decision.state
+        log.info(
+            "seal.key_created" if key.created else "seal.csr_exported",
+            seal_id=seal_id,
+            principal=principal.name,
+            public_key_sha256=details["public_key_sha256"],
+        )
+        outcome = LifecycleOutcome(seal=service.seal(seal_id), state=decision.state, executed=True)
+        return CreatedKey(outcome=outcome, csr_der=key.csr_der, key_created=key.created)
+
+    async def import_certificate(
+        self,
+        principal: Principal,
+        seal_id: str,
+        der: bytes,
+        *,
+        renew: bool,
+        comment: str = "",
+        display_name: str = "",
+    ) -> LifecycleOutcome:
+        """Register a certificate for the key on the token: first one (PENDING -> ACTIVE) or
+        a renewal (ACTIVE, same key; open approvals are void: they bound the old one).
+
+        Order: checks, then the token (the certificate object pyHanko signs with), then one
+        transaction (certificate row, state, history, re-bound requests, audit). If that
+        transaction fails, the token gets its previous certificate back.
+        """
+        service = self.service
+        service.seal(seal_id)
+        require_admin(principal, seal_id)
+        action = SealAction.CHANGE if renew else SealAction.IMPORT_CERTIFICATE
+        sc = service.config.seals[seal_id]
+        async with _one_at_a_time(seal_id):
+            now = service.clock()
+            await service.store.write(
+                lambda tx: self._decide_simple(
+                    tx, principal, seal_id, action, comment=comment, now=now, display_name=display_name
+                )
+            )
+            token_spki = await service.tokens.with_session(
+                seal_id, lambda session: seal_keys.token_public_key(session, seal_id, sc.key_label)
+            )
+            loop = asyncio.get_running_loop()
+            ca_pem = await loop.run_in_executor(None, service.config.trust.seal_ca.read_bytes)
+            facts = check_seal_certificate(
+                der, seal_id=seal_id, token_spki=token_spki, seal_ca_pem=ca_pem, now=now
+            )
+            previous = service.tokens.certificate_sha256(seal_id)
+            if facts.sha256 == previous:
+                raise AlreadyDone(
+                    f"that certificate is already seal {seal_id}'s registered certificate",
+                    reason="certificate_unchanged",
+                )
+            replaced = await service.tokens.with_session(
+                seal_id,
+                lambda session: seal_keys.replace_certificate(session, seal_id, sc.key_label, facts.der),
+            )
+            voided: list[str] = []
+            event = "seal.certificate_renewed" if renew else "seal.certificate_imported"
+            details: dict[str, str | int] = {
+                "certificate_sha256": facts.sha256,
+                "previous_certificate_sha256": previous,
+                "subject": facts.subject,
+                "serial": facts.serial_hex,
+                "not_after": facts.not_after.isoformat(),
+                "public_key_sha256": facts.public_key_sha256,
+            }
+
+            def _tx(tx: Transaction) -> Decision:
+                decision = self._decide_simple(
+                    tx, principal, seal_id, action, comment=comment, now=now, display_name=display_name
+                )
+                seal_tables.add_certificate(
+                    tx.conn,
+                    seal_id=seal_id,
+                    time=now,
+                    principal=principal.name,
+                    action=action.value,
+                    sha256=facts.sha256,
+                    der=facts.der,
+                )
+                seal_tables.save_state(tx.conn, decision.state)
+                seal_tables.add_history(
+                    tx.conn,
+                    seal_id=seal_id,
+                    time=now,
+                    action=action.value,
+                    principal=principal.name,
+                    from_status=decision.previous_status,
+                    to_status=decision.state.status,
+                    comment=comment,
+                    details=details,
+                )
+                for request in _open_requests(tx, seal_id):
+                    # R06: the approval digest covers the signing certificate.
+                    tx.save_request(
+                        lifecycle.rebind_certificate(request, certificate_sha256=facts.sha256, now=now)
+                    )
+                    tx.audit(
+                        AuditEvent(
+                            event="request.approvals_voided",
+                            principal=principal.name,
+                            role="admin",
+                            seal_id=seal_id,
+                            request_id=request.request_id,
+                            reason="seal_certificate_renewed",
+                            outcome="pending",
+                        )
+                    )
+                    voided.append(request.request_id)
+                tx.audit(
+                    AuditEvent(
+                        event=event,
+                        principal=principal.name,
+                        role="admin",
+                        seal_id=seal_id,
+                        reason=comment,
+                        outcome=decision.state.status.value,
+                        details={**details, "voided_requests": len(voided)},
+                    )
+                )
+                return decision
+
+            try:
+                decision, _ = await service.store.write(_tx)
+            except BaseException:
+                # Nothing registered: the token gets its previous certificate back.
+                with contextlib.suppress(SealError):
+                    await service.tokens.with_session(
+                        seal_id,
+                        lambda session: seal_keys.restore_certificates(
+                            session, seal_id, sc.key_label, replaced
+                        ),
+                    )
+                raise
+            service.tokens.set_certificate(seal_id, facts.der)
+            service.seal_states[seal_id] = decision.state
+        log.info(
+            event,
+            seal_id=seal_id,
+            principal=principal.name,
+            certificate_sha256=facts.sha256,
+            voided_requests=len(voided),
+        )
+        service.wake_signer()
+        return LifecycleOutcome(
+            seal=service.seal(seal_id), state=decision.state, executed=True, voided_requests=len(voided)
+        )
 
     async def act(
         self,
@@ -77,6 +340,26 @@ class SealAdmin:
         comment: str = "",
         proposal_id: str = "",
         display_name: str = "",
+    ) -> LifecycleOutcome:
+        async with _one_at_a_time(seal_id):
+            return await self._act(
+                principal,
+                seal_id,
+                action,
+                comment=comment,
+                proposal_id=proposal_id,
+                display_name=display_name,
+            )
+
+    async def _act(
+        self,
+        principal: Principal,
+        seal_id: str,
+        action: SealAction,
+        *,
+        comment: str,
+        proposal_id: str,
+        display_name: str,
     ) -> LifecycleOutcome:
         service = self.service
         service.seal(seal_id)  # unknown seal -> InvalidInput
@@ -210,6 +493,10 @@ class SealAdmin:
             executed=decision.executed,
             voided_requests=len(voided),
         )
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def _open_requests(tx: Transaction, seal_id: str) -> list[Any]:

@@ -153,6 +153,13 @@ class SealService:
         self.seal_states = await self.store.call(
             lambda: seal_tables.all_states(self.store._connection())
         )
+        # Certificates imported through the API (R02) are the registered ones.
+        imported = await self.store.call(
+            lambda: seal_tables.current_certificates(self.store._connection())
+        )
+        for seal_id, der in imported.items():
+            if seal_id in self.config.seals:
+                self.tokens.set_certificate(seal_id, der)
 
     def _on_token_change(self, state: TokenState) -> None:
         self.token_events.publish(state)

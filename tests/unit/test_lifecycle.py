@@ -155,6 +155,29 @@ def test_r06_a_changed_seal_certificate_voids_the_approval_at_signing() -> None:
     assert refused.value.reason == "seal_certificate_changed"
 
 
+def test_r02_r06_a_renewed_certificate_rebinds_the_request_and_voids_its_approvals() -> None:
+    approved = approve(approve(new_request(), LI), WANG)
+    renewed = lifecycle.rebind_certificate(approved, certificate_sha256="e" * 64, now=NOW)
+    assert renewed.state is RequestState.PENDING and renewed.approvals == ()
+    # The same digest a request for the renewed seal would have: approvers approve it again.
+    assert (
+        renewed.approval_digest
+        == new_request(seal=replace(SEAL, certificate_sha256="e" * 64)).approval_digest
+    )
+    with pytest.raises(InvalidInput) as stale:
+        approve(renewed, LI, approval_digest=approved.approval_digest)
+    assert stale.value.reason == "digest_mismatch"
+    again = approve(approve(renewed, LI), WANG)
+    seal = replace(SEAL, certificate_sha256="e" * 64)
+    assert lifecycle.begin_signing(again, seal=seal, policy=POLICY, now=NOW).state is RequestState.SIGNING
+
+
+def test_r02_a_pending_seal_without_certificate_takes_no_request() -> None:
+    with pytest.raises(PreconditionFailed) as refused:
+        new_request(seal=replace(SEAL, status=SealStatus.PENDING))
+    assert refused.value.reason == "seal_pending"
+
+
 def test_r02_suspended_or_lost_seal_signs_nothing() -> None:
     r = approve(approve(new_request(), LI), WANG)
     for status in (SealStatus.SUSPENDED, SealStatus.LOST, SealStatus.DESTROYED):

@@ -187,6 +187,12 @@ SUSPEND, RESUME, LOST, DESTROY = (
     SealAction.REPORT_LOST,
     SealAction.DESTROY,
 )
+P, CREATE, IMPORT, CHANGE = (
+    SealStatus.PENDING,
+    SealAction.CREATE_KEY,
+    SealAction.IMPORT_CERTIFICATE,
+    SealAction.CHANGE,
+)
 
 
 @pytest.mark.parametrize(
@@ -206,6 +212,21 @@ SUSPEND, RESUME, LOST, DESTROY = (
         (L, DESTROY, D),
         (D, DESTROY, AlreadyDone),
         (D, RESUME, PreconditionFailed),
+        # creation (刻制): a pending seal gets its key, then its certificate
+        (P, CREATE, P),
+        (P, IMPORT, A),
+        (P, SUSPEND, PreconditionFailed),
+        (P, RESUME, PreconditionFailed),
+        (P, CHANGE, PreconditionFailed),
+        (P, LOST, L),
+        (P, DESTROY, D),
+        (A, CREATE, AlreadyDone),  # a second key is never made for a seal
+        (A, IMPORT, AlreadyDone),  # renewal goes through CHANGE
+        (S, IMPORT, PreconditionFailed),
+        (L, CREATE, PreconditionFailed),
+        (D, CREATE, PreconditionFailed),
+        (A, CHANGE, A),
+        (S, CHANGE, PreconditionFailed),
     ],
 )
 def test_r02_lifecycle_transition_table(current: SealStatus, action: SealAction, expected: object) -> None:

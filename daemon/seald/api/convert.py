@@ -37,6 +37,7 @@ SEAL_STATUS_TO_PB = {
     SealStatus.SUSPENDED: common_pb2.SEAL_STATUS_SUSPENDED,
     SealStatus.LOST: common_pb2.SEAL_STATUS_LOST,
     SealStatus.DESTROYED: common_pb2.SEAL_STATUS_DESTROYED,
+    SealStatus.PENDING: common_pb2.SEAL_STATUS_PENDING,
 }
 ROLE_TO_PB = {
     Role.REQUESTER: common_pb2.ROLE_REQUESTER,

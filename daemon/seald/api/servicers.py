@@ -48,7 +48,7 @@ from seald.domain.errors import (
     Unauthenticated,
 )
 from seald.domain.model import Principal, Role
-from seald.domain.seals import SealAction
+from seald.domain.seals import SealAction, SealState, effective_state
 from seald.logs import get_logger
 from seald.previews import Previews
 from seald.seal_admin import SealAdmin
@@ -612,11 +612,13 @@ class SealRegistryServicer(seals_pb2_grpc.SealRegistryServiceServicer):
 
     def _seal_pb(self, seal_id: str) -> seals_pb2.Seal:
         tokens = self.service.tokens
+        der = tokens.certificate_der(seal_id)
+        state = self.service.seal_states.get(seal_id) or SealState(seal_id)
         return convert.seal_to_pb(
             self.service.config.seals[seal_id],
-            tokens.certificate_der(seal_id),
+            der,
             tokens.certificate_sha256(seal_id),
-            self.service.seal_states.get(seal_id),
+            effective_state(state, bool(der)),  # PENDING until a certificate is imported
         )
 
     async def _lifecycle(
@@ -695,14 +697,30 @@ class SealRegistryServicer(seals_pb2_grpc.SealRegistryServiceServicer):
         return seals_pb2.RenderSealImageResponse(png=png)
 
     @rpc
-    async def CreateSealKey(self, principal: Principal, info: CallInfo, request: Any, context: Any) -> Any:
-        raise _unimplemented("CreateSealKey")
+    async def CreateSealKey(
+        self,
+        principal: Principal,
+        info: CallInfo,
+        request: seals_pb2.CreateSealKeyRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> seals_pb2.CreateSealKeyResponse:
+        info.seal_id = request.seal_id
+        created = await SealAdmin(self.service).create_key(principal, request.seal_id)
+        return seals_pb2.CreateSealKeyResponse(seal_id=request.seal_id, csr_der=created.csr_der)
 
     @rpc
     async def ImportSealCertificate(
-        self, principal: Principal, info: CallInfo, request: Any, context: Any
-    ) -> Any:
-        raise _unimplemented("ImportSealCertificate")
+        self,
+        principal: Principal,
+        info: CallInfo,
+        request: seals_pb2.ImportSealCertificateRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> seals_pb2.Seal:
+        info.seal_id = request.seal_id
+        await SealAdmin(self.service).import_certificate(
+            principal, request.seal_id, request.certificate_der, renew=False
+        )
+        return self._seal_pb(request.seal_id)
 
     @rpc
     async def ChangeSeal(
@@ -713,14 +731,24 @@ class SealRegistryServicer(seals_pb2_grpc.SealRegistryServiceServicer):
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> seals_pb2.Seal:
         info.seal_id = request.seal_id
+        admin = SealAdmin(self.service)
         if request.certificate_der:
-            # Needs the token manager and config to take a new certificate at run time.
-            raise _unimplemented("ChangeSeal with a new certificate")
+            # Renewed certificate for the same key (and optionally a new name), history kept.
+            await admin.import_certificate(
+                principal,
+                request.seal_id,
+                request.certificate_der,
+                renew=True,
+                comment=request.comment,
+                display_name=request.display_name.strip(),
+            )
+            return self._seal_pb(request.seal_id)
         if not request.display_name.strip():
             raise InvalidInput(
-                "ChangeSeal needs the new display_name", reason="missing_display_name"
+                "ChangeSeal needs a new display_name or a renewed certificate_der",
+                reason="missing_display_name",
             )
-        await SealAdmin(self.service).act(
+        await admin.act(
             principal,
             request.seal_id,
             SealAction.CHANGE,

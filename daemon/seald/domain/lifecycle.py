@@ -113,6 +113,12 @@ def validate_placement(placement: Placement) -> None:
 
 def check_seal_usable(seal: Seal, category: str, now: datetime | None = None) -> None:
     """R02/R03: only an active seal, only within its scope and validity window."""
+    if seal.status is SealStatus.PENDING:
+        raise PreconditionFailed(
+            f"seal {seal.seal_id} is pending: it has no certificate yet; an admin must import "
+            "it (ImportSealCertificate) before the seal can be used",
+            reason="seal_pending",
+        )
     if seal.status is not SealStatus.ACTIVE:
         raise PreconditionFailed(
             f"seal {seal.seal_id} is {seal.status.value}; it cannot be used until an admin "
@@ -431,6 +437,34 @@ def void_approvals(request: SealRequest, *, why: str, now: datetime) -> SealRequ
         approvals=(),
         updated_at=now,
         state_reason=f"approvals void: {why}",
+    )
+
+
+def rebind_certificate(
+    request: SealRequest, *, certificate_sha256: str, now: datetime
+) -> SealRequest:
+    """R02/R06: the seal got a renewed certificate: open approvals are void.
+
+    The approval digest covers the signing certificate, so the request is bound to the
+    new one (new digest) and goes back to PENDING with no approvals; an approval sent
+    for the old digest is refused as a mismatch.
+    """
+    voided = void_approvals(
+        request, why="the seal's certificate was renewed; approve again", now=now
+    )
+    return replace(
+        voided,
+        seal_certificate_sha256=certificate_sha256,
+        approval_digest=compute_approval_digest(
+            request_id=request.request_id,
+            seal_id=request.seal_id,
+            seal_certificate_sha256=certificate_sha256,
+            requester=request.requester,
+            reason=request.reason,
+            category=request.category,
+            placement=request.placement,
+            documents=request.documents,
+        ),
     )
 
 

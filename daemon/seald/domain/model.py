@@ -28,6 +28,9 @@ class SealType(StrEnum):
 class SealStatus(StrEnum):
     """SEAL-RULES R02."""
 
+    # 刻制中: registered in the config, key being made on the token, no certificate
+    # imported yet; becomes ACTIVE when ImportSealCertificate accepts its certificate.
+    PENDING = "pending"
     ACTIVE = "active"
     SUSPENDED = "suspended"
     LOST = "lost"

@@ -4,9 +4,13 @@ The registry itself (type, organisation, token, certificate, scope) is config; w
 changes at run time — status, a changed display name — is a ``SealState`` kept in
 the database (store/seals.py). Each admin action is decided here:
 
+    PENDING --create_key--> PENDING --import_certificate--> ACTIVE   (creation, 刻制)
+    ACTIVE --change (new name or renewed certificate, same key)--> ACTIVE
     ACTIVE --suspend--> SUSPENDED --resume (2 admins)--> ACTIVE
     ACTIVE | SUSPENDED --report_lost--> LOST          (a lost seal is never resumed)
     any but DESTROYED --destroy (2 admins)--> DESTROYED  (final; key deleted on the token)
+
+A seal is PENDING while it has no certificate (neither imported nor configured).
 
 Two-admin actions go through a proposal: the first admin's call records it under a
 proposal id, a *different* admin's call with the same id, seal and action executes it.
@@ -39,6 +43,8 @@ class SealAction(StrEnum):
     REPORT_LOST = "report_lost"
     DESTROY = "destroy"
     CHANGE = "change"
+    CREATE_KEY = "create_key"
+    IMPORT_CERTIFICATE = "import_certificate"
 
 
 # R02: resume and destroy need two admins; suspend and report-lost act at once.
@@ -79,10 +85,23 @@ class Decision:
     previous_status: SealStatus = SealStatus.ACTIVE
 
 
+def effective_state(state: SealState, has_certificate: bool) -> SealState:
+    """A seal without a certificate is PENDING (刻制中), whatever the stored row says."""
+    if has_certificate or state.status is not SealStatus.ACTIVE:
+        return state
+    return replace(
+        state,
+        status=SealStatus.PENDING,
+        status_reason=(
+            f"seal {state.seal_id} has no certificate yet: an admin creates its key on the "
+            "token (CreateSealKey), has the CSR signed and imports the certificate"
+        ),
+    )
+
+
 def apply_state(seal: Seal, state: SealState | None) -> Seal:
     """The configured seal with its run-time status applied."""
-    if state is None:
-        return seal
+    state = effective_state(state or SealState(seal.seal_id), bool(seal.certificate_sha256))
     return replace(
         seal,
         status=state.status,
@@ -106,6 +125,31 @@ def next_status(current: SealStatus, action: SealAction) -> SealStatus:
         raise PreconditionFailed(
             "the seal is destroyed; nothing can change it any more (create a new seal)",
             reason="seal_destroyed",
+        )
+    if current is SealStatus.PENDING:
+        return _from_pending(action)
+    if action is SealAction.CREATE_KEY:
+        if current is SealStatus.ACTIVE:
+            raise AlreadyDone(
+                "the seal already has its key and certificate; renew the certificate with "
+                "ChangeSeal, or destroy the seal and register a new one for a new key",
+                reason="seal_has_key",
+            )
+        raise PreconditionFailed(
+            f"the seal is {current.value}; a key is created only for a new (pending) seal",
+            reason=f"seal_{current.value}",
+        )
+    if action is SealAction.IMPORT_CERTIFICATE:
+        if current is SealStatus.ACTIVE:
+            raise AlreadyDone(
+                "the seal already has a certificate; to renew it use ChangeSeal "
+                "(sealctl seal change --certificate FILE)",
+                reason="seal_has_certificate",
+            )
+        raise PreconditionFailed(
+            f"the seal is {current.value}; a first certificate is imported only for a "
+            "pending seal",
+            reason=f"seal_{current.value}",
         )
     if action is SealAction.SUSPEND:
         if current is SealStatus.SUSPENDED:
@@ -137,6 +181,23 @@ def next_status(current: SealStatus, action: SealAction) -> SealStatus:
             reason=f"seal_{current.value}",
         )
     return current
+
+
+def _from_pending(action: SealAction) -> SealStatus:
+    """A pending seal (no certificate yet) is made, lost or destroyed; nothing else."""
+    if action is SealAction.CREATE_KEY:
+        return SealStatus.PENDING
+    if action is SealAction.IMPORT_CERTIFICATE:
+        return SealStatus.ACTIVE
+    if action is SealAction.REPORT_LOST:
+        return SealStatus.LOST
+    if action is SealAction.DESTROY:
+        return SealStatus.DESTROYED
+    raise PreconditionFailed(
+        f"{action.value} is not possible for a pending seal (no certificate yet); import its "
+        "certificate first (ImportSealCertificate)",
+        reason="seal_pending",
+    )
 
 
 def decide(

@@ -45,6 +45,18 @@ CREATE TABLE IF NOT EXISTS seal_proposal (
     created_at TEXT NOT NULL,
     confirmed_by TEXT NOT NULL DEFAULT ''
 );
+-- Every certificate a seal was given through the API (R02 create/change), oldest
+-- first; the newest is the registered one and overrides the config's file.
+CREATE TABLE IF NOT EXISTS seal_certificate (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    seal_id TEXT NOT NULL,
+    time TEXT NOT NULL,
+    principal TEXT NOT NULL,
+    action TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    der BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS seal_certificate_seal ON seal_certificate(seal_id, id);
 """
 
 
@@ -170,3 +182,38 @@ def save_proposal(conn: sqlite3.Connection, proposal: Proposal) -> None:
 
 def confirm_proposal(conn: sqlite3.Connection, proposal_id: str, admin: str) -> None:
     conn.execute("UPDATE seal_proposal SET confirmed_by = ? WHERE proposal_id = ?", (admin, proposal_id))
+
+
+def add_certificate(
+    conn: sqlite3.Connection,
+    *,
+    seal_id: str,
+    time: datetime,
+    principal: str,
+    action: str,
+    sha256: str,
+    der: bytes,
+) -> None:
+    conn.execute(
+        "INSERT INTO seal_certificate(seal_id, time, principal, action, sha256, der)"
+        " VALUES (?,?,?,?,?,?)",
+        (seal_id, time.isoformat(), principal, action, sha256, der),
+    )
+
+
+def current_certificates(conn: sqlite3.Connection) -> dict[str, bytes]:
+    """The newest imported certificate of every seal that has one."""
+    rows = conn.execute(
+        "SELECT seal_id, der FROM seal_certificate WHERE id IN"
+        " (SELECT MAX(id) FROM seal_certificate GROUP BY seal_id)"
+    )
+    return {r[0]: bytes(r[1]) for r in rows}
+
+
+def certificate_history(conn: sqlite3.Connection, seal_id: str) -> list[tuple[str, str, str, str]]:
+    """(time, action, principal, sha256) of every imported certificate, oldest first."""
+    rows = conn.execute(
+        "SELECT time, action, principal, sha256 FROM seal_certificate WHERE seal_id = ? ORDER BY id",
+        (seal_id,),
+    )
+    return [(r[0], r[1], r[2], r[3]) for r in rows]

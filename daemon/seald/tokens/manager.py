@@ -149,10 +149,16 @@ class TokenManager:
         return list(self._states.values())
 
     def certificate_der(self, seal_id: str) -> bytes:
-        return self._certificates[seal_id]
+        """The registered certificate; b"" for a new seal whose certificate is not imported."""
+        return self._certificates.get(seal_id, b"")
 
     def certificate_sha256(self, seal_id: str) -> str:
-        return hashlib.sha256(self._certificates[seal_id]).hexdigest()
+        der = self.certificate_der(seal_id)
+        return hashlib.sha256(der).hexdigest() if der else ""
+
+    def set_certificate(self, seal_id: str, der: bytes) -> None:
+        """Register an imported or renewed certificate (committed in the database first)."""
+        self._certificates[seal_id] = der
 
     def _set(self, state: TokenState) -> None:
         old = self._states[state.seal_id]
@@ -264,6 +270,8 @@ class TokenManager:
 
     def _probe(self, seal: SealConfig, match: SlotToken) -> str:
         """'' if the token shows the registered certificate; else why it is a rogue token."""
+        if not self._certificates.get(seal.seal_id):
+            return ""  # a new seal: nothing registered to compare yet (it cannot sign either)
         try:
             with match.token.open(rw=False) as session:
                 certs = list(
@@ -293,7 +301,7 @@ class TokenManager:
         if not pin:
             raise InvalidInput("the PIN is empty; enter the token's user PIN", reason="pin_missing")
         seal = self._seals[seal_id]
-        registered = self._certificates[seal_id]
+        registered = self.certificate_der(seal_id)
         rogue: list[str] = []
 
         def _login() -> Any:
@@ -301,6 +309,10 @@ class TokenManager:
             if match is None:
                 raise PreconditionFailed(state.not_ready_reason, reason="token_absent")
             session = _open_with_pin(match, seal_id, pin, rw=False, wrong="wrong PIN")
+            if not registered:
+                # A new seal (no certificate yet): unlocked so an admin can create its key;
+                # it cannot sign until a certificate for that key is imported.
+                return session
             try:
                 _check_key_matches(session, seal, registered)
             except PreconditionFailed as ex:

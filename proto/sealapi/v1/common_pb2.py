@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17sealapi/v1/common.proto\x12\nsealapi.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"o\n\tPlacement\x12\x0c\n\x04page\x18\x01 \x01(\r\x12\x0c\n\x04x_mm\x18\x02 \x01(\x01\x12\x0c\n\x04y_mm\x18\x03 \x01(\x01\x12\x0f\n\x07size_mm\x18\x04 \x01(\x01\x12\x13\n\x0b\x61nchor_text\x18\x05 \x01(\t\x12\x12\n\ncross_page\x18\x06 \x01(\x08\"b\n\tPrincipal\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x1f\n\x05roles\x18\x03 \x03(\x0e\x32\x10.sealapi.v1.Role\x12\x10\n\x08seal_ids\x18\x04 \x03(\t\",\n\tErrorInfo\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"k\n\nTimeWindow\x12.\n\nnot_before\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tnot_after\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\xa8\x01\n\x08SealType\x12\x19\n\x15SEAL_TYPE_UNSPECIFIED\x10\x00\x12\x16\n\x12SEAL_TYPE_OFFICIAL\x10\x01\x12\"\n\x1eSEAL_TYPE_LEGAL_REPRESENTATIVE\x10\x02\x12\x16\n\x12SEAL_TYPE_CONTRACT\x10\x03\x12\x15\n\x11SEAL_TYPE_FINANCE\x10\x04\x12\x16\n\x12SEAL_TYPE_PERSONAL\x10\x05*\x8d\x01\n\nSealStatus\x12\x1b\n\x17SEAL_STATUS_UNSPECIFIED\x10\x00\x12\x16\n\x12SEAL_STATUS_ACTIVE\x10\x01\x12\x19\n\x15SEAL_STATUS_SUSPENDED\x10\x02\x12\x14\n\x10SEAL_STATUS_LOST\x10\x03\x12\x19\n\x15SEAL_STATUS_DESTROYED\x10\x04*y\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x12\n\x0eROLE_REQUESTER\x10\x01\x12\x11\n\rROLE_APPROVER\x10\x02\x12\x12\n\x0eROLE_CUSTODIAN\x10\x03\x12\x0e\n\nROLE_ADMIN\x10\x04\x12\x10\n\x0cROLE_AUDITOR\x10\x05\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17sealapi/v1/common.proto\x12\nsealapi.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"o\n\tPlacement\x12\x0c\n\x04page\x18\x01 \x01(\r\x12\x0c\n\x04x_mm\x18\x02 \x01(\x01\x12\x0c\n\x04y_mm\x18\x03 \x01(\x01\x12\x0f\n\x07size_mm\x18\x04 \x01(\x01\x12\x13\n\x0b\x61nchor_text\x18\x05 \x01(\t\x12\x12\n\ncross_page\x18\x06 \x01(\x08\"b\n\tPrincipal\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x1f\n\x05roles\x18\x03 \x03(\x0e\x32\x10.sealapi.v1.Role\x12\x10\n\x08seal_ids\x18\x04 \x03(\t\",\n\tErrorInfo\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"k\n\nTimeWindow\x12.\n\nnot_before\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tnot_after\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\xa8\x01\n\x08SealType\x12\x19\n\x15SEAL_TYPE_UNSPECIFIED\x10\x00\x12\x16\n\x12SEAL_TYPE_OFFICIAL\x10\x01\x12\"\n\x1eSEAL_TYPE_LEGAL_REPRESENTATIVE\x10\x02\x12\x16\n\x12SEAL_TYPE_CONTRACT\x10\x03\x12\x15\n\x11SEAL_TYPE_FINANCE\x10\x04\x12\x16\n\x12SEAL_TYPE_PERSONAL\x10\x05*\xa6\x01\n\nSealStatus\x12\x1b\n\x17SEAL_STATUS_UNSPECIFIED\x10\x00\x12\x16\n\x12SEAL_STATUS_ACTIVE\x10\x01\x12\x19\n\x15SEAL_STATUS_SUSPENDED\x10\x02\x12\x14\n\x10SEAL_STATUS_LOST\x10\x03\x12\x19\n\x15SEAL_STATUS_DESTROYED\x10\x04\x12\x17\n\x13SEAL_STATUS_PENDING\x10\x05*y\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x12\n\x0eROLE_REQUESTER\x10\x01\x12\x11\n\rROLE_APPROVER\x10\x02\x12\x12\n\x0eROLE_CUSTODIAN\x10\x03\x12\x0e\n\nROLE_ADMIN\x10\x04\x12\x10\n\x0cROLE_AUDITOR\x10\x05\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,9 +35,9 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SEALTYPE']._serialized_start=441
   _globals['_SEALTYPE']._serialized_end=609
   _globals['_SEALSTATUS']._serialized_start=612
-  _globals['_SEALSTATUS']._serialized_end=753
-  _globals['_ROLE']._serialized_start=755
-  _globals['_ROLE']._serialized_end=876
+  _globals['_SEALSTATUS']._serialized_end=778
+  _globals['_ROLE']._serialized_start=780
+  _globals['_ROLE']._serialized_end=901
   _globals['_PLACEMENT']._serialized_start=72
   _globals['_PLACEMENT']._serialized_end=183
   _globals['_PRINCIPAL']._serialized_start=185

@@ -26,6 +26,7 @@ class SealStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SEAL_STATUS_SUSPENDED: _ClassVar[SealStatus]
     SEAL_STATUS_LOST: _ClassVar[SealStatus]
     SEAL_STATUS_DESTROYED: _ClassVar[SealStatus]
+    SEAL_STATUS_PENDING: _ClassVar[SealStatus]
 
 class Role(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -46,6 +47,7 @@ SEAL_STATUS_ACTIVE: SealStatus
 SEAL_STATUS_SUSPENDED: SealStatus
 SEAL_STATUS_LOST: SealStatus
 SEAL_STATUS_DESTROYED: SealStatus
+SEAL_STATUS_PENDING: SealStatus
 ROLE_UNSPECIFIED: Role
 ROLE_REQUESTER: Role
 ROLE_APPROVER: Role
