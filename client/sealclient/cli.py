@@ -24,6 +24,7 @@ from sealclient.audit_cli import add_audit_parser
 from sealclient.client import ClientIdentity, SealClient
 from sealclient.config import ConfigOverrides, resolve_config
 from sealclient.errors import LocalInputError, SealClientError
+from sealclient.evidence_cli import add_evidence_parser, finish_evidence_args
 from sealclient.exitcodes import EPILOG, ExitCode, exit_code_for
 from sealclient.output import (
     event_text,
@@ -275,6 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     verify.set_defaults(handler=cmd_verify)
 
     add_audit_parser(commands)
+    add_evidence_parser(commands)
     return parser
 
 
@@ -527,6 +529,8 @@ def parse_args(parser: argparse.ArgumentParser, argv: Iterable[str] | None) -> a
     args = parser.parse_args(None if argv is None else list(argv))
     if args.command == "submit" and (problem := placement_problem(args)):
         parser.error(problem)
+    if args.command == "evidence":
+        finish_evidence_args(parser, args)
     return args
 
 
