@@ -10,9 +10,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from sealapi.v1 import common_pb2, requests_pb2
 from sealclient.errors import LocalVerificationError
+from seald.domain.approval_statement import (
+    ApprovalStatement,
+    certificate_sha256,
+    sign_statement,
+    statement_time,
+)
 from seald.domain.digest import (
     DigestDocument,
     DigestPlacement,
@@ -100,8 +110,13 @@ def build_approval(
     *,
     comment: str = "",
     expected_sha256: Sequence[str] | None = None,
+    signer: ApprovalSigner | None = None,
+    now: datetime | None = None,
 ) -> requests_pb2.ApproveRequestRequest:
-    """The approval to send, or LocalVerificationError if anything disagrees."""
+    """The approval to send, or LocalVerificationError if anything disagrees.
+
+    With ``signer`` (what SealClient always passes) the approval carries the signed
+    statement the daemon requires (issue 9); without it the daemon refuses it."""
     check_documents(request, local, expected_sha256)
     digest = local_approval_digest(request, local)
     if digest != request.approval_digest.lower():
@@ -112,9 +127,70 @@ def build_approval(
             "description (seal, placement, reason, documents) is not what it claims; do not "
             "approve, report it to the administrator",
         )
-    return requests_pb2.ApproveRequestRequest(
+    message = requests_pb2.ApproveRequestRequest(
         request_id=request.request_id,
         document_sha256=[mine.sha256 for mine in local],
         approval_digest=digest,
         comment=comment,
     )
+    if signer is not None:
+        statement = approval_statement(
+            request,
+            local,
+            digest=digest,
+            comment=comment,
+            signer_certificate_sha256=signer.certificate_sha256,
+            now=now or datetime.now(UTC),
+        )
+        message.statement = statement.canonical_bytes()
+        message.statement_signature = signer.sign(message.statement)
+    return message
+
+
+def approval_statement(
+    request: requests_pb2.SealRequest,
+    local: Sequence[LocalDocument],
+    *,
+    digest: str,
+    comment: str,
+    signer_certificate_sha256: str,
+    now: datetime,
+) -> ApprovalStatement:
+    """The statement an approver signs: the request as THIS machine checked it."""
+    return ApprovalStatement(
+        request_id=request.request_id,
+        approval_digest=digest,
+        seal_id=request.seal_id,
+        seal_certificate_sha256=request.seal_certificate_sha256,
+        requester=request.requester,
+        reason=request.reason,
+        category=request.category,
+        placement=digest_placement(request.placement),
+        documents=tuple(
+            DigestDocument(name=info.name, sha256=mine.sha256, size=mine.size)
+            for info, mine in zip(request.documents, local, strict=True)
+        ),
+        signer_certificate_sha256=signer_certificate_sha256,
+        signed_at=statement_time(now),
+        comment=comment,
+    )
+
+
+class ApprovalSigner:
+    """The approver's own mutual-TLS key and certificate (the ones the client connects with)."""
+
+    def __init__(self, key_pem: bytes, cert_pem: bytes) -> None:
+        try:
+            self._key = serialization.load_pem_private_key(key_pem, password=None)
+            certificate = x509.load_pem_x509_certificate(cert_pem)
+        except (ValueError, TypeError) as ex:
+            raise LocalVerificationError(
+                "signing_key_unusable",
+                f"the client key or certificate cannot sign approvals ({type(ex).__name__}); "
+                "check the key and cert settings (unencrypted PEM)",
+            ) from ex
+        self.certificate_der = certificate.public_bytes(serialization.Encoding.DER)
+        self.certificate_sha256 = certificate_sha256(self.certificate_der)
+
+    def sign(self, data: bytes) -> bytes:
+        return sign_statement(self._key, data)

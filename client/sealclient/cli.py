@@ -24,6 +24,7 @@ from sealclient.audit_cli import add_audit_parser
 from sealclient.client import ClientIdentity, SealClient
 from sealclient.config import ConfigOverrides, resolve_config
 from sealclient.errors import LocalInputError, SealClientError
+from sealclient.evidence_cli import add_evidence_parser, finish_evidence_args
 from sealclient.exitcodes import EPILOG, ExitCode, exit_code_for
 from sealclient.image_cli import add_preview_parser, add_seal_image_parser
 from sealclient.output import (
@@ -280,6 +281,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_preview_parser(commands)
     seal_commands = add_seal_parser(commands)
     add_seal_image_parser(seal_commands)
+
+    add_evidence_parser(commands)
     return parser
 
 
@@ -532,6 +535,8 @@ def parse_args(parser: argparse.ArgumentParser, argv: Iterable[str] | None) -> a
     args = parser.parse_args(None if argv is None else list(argv))
     if args.command == "submit" and (problem := placement_problem(args)):
         parser.error(problem)
+    if args.command == "evidence":
+        finish_evidence_args(parser, args)
     return args
 
 

@@ -35,7 +35,7 @@ from sealapi.v1 import (
     verify_pb2,
     verify_pb2_grpc,
 )
-from sealclient.approval import LocalDocument, build_approval
+from sealclient.approval import ApprovalSigner, LocalDocument, build_approval
 from sealclient.config import ClientConfig
 from sealclient.errors import (
     ConfigError,
@@ -134,6 +134,7 @@ class SealClient:
 
     def __init__(self, identity: ClientIdentity, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
         self.target = identity.target
+        self._identity = identity
         self._timeout = timeout_s
         credentials = grpc.ssl_channel_credentials(
             root_certificates=identity.ca_pem,
@@ -262,7 +263,11 @@ class SealClient:
                 )[1]
                 for position, info in enumerate(request.documents)
             ]
-        approval = build_approval(request, local, comment=comment, expected_sha256=expected_sha256)
+        # Issue 9: the approval is a statement signed with this client's own TLS key.
+        signer = ApprovalSigner(self._identity.key_pem, self._identity.cert_pem)
+        approval = build_approval(
+            request, local, comment=comment, expected_sha256=expected_sha256, signer=signer
+        )
         with self._translated():
             return self._requests.ApproveRequest(approval, timeout=self._timeout)
 
@@ -505,6 +510,14 @@ class SealClient:
     def verify_audit_chain(self) -> audit_pb2.VerifyAuditChainResponse:
         with self._translated():
             return self._audit.VerifyAuditChain(audit_pb2.VerifyAuditChainRequest(), timeout=self._timeout)
+
+    def evidence(self, request_id: str) -> bytes:
+        """The offline evidence package (JSON bytes, docs/evidence.md) of a sealed request."""
+        with self._translated():
+            package = self._requests.GetEvidence(
+                requests_pb2.GetEvidenceRequest(request_id=request_id), timeout=self._timeout
+            )
+        return bytes(package.json)
 
     def create_checkpoint(self) -> audit_pb2.Checkpoint:
         with self._translated():

@@ -190,7 +190,9 @@ class Daemon:
                 ("grpc.so_reuseport", 0),
             ]
         )
-        requests_pb2_grpc.add_SealRequestServiceServicer_to_server(SealRequestServicer(self.service), server)
+        requests_pb2_grpc.add_SealRequestServiceServicer_to_server(
+            SealRequestServicer(self.service, self.audit_ops), server
+        )
         tokens_pb2_grpc.add_TokenServiceServicer_to_server(TokenServicer(self.service), server)
         seals_pb2_grpc.add_SealRegistryServiceServicer_to_server(SealRegistryServicer(self.service), server)
         verify_pb2_grpc.add_VerifyServiceServicer_to_server(VerifyServicer(self.service), server)

@@ -25,6 +25,7 @@ from typing import Any
 from seald import test_hooks
 from seald.config import Config
 from seald.domain import lifecycle
+from seald.domain.approval_statement import SignedApproval
 from seald.domain.audit import AuditEvent
 from seald.domain.errors import (
     InvalidInput,
@@ -330,6 +331,7 @@ class SealService:
         approval_digest: str,
         comment: str,
         certificate_sha256: str,
+        signed: SignedApproval | None = None,
     ) -> SealRequest:
         now = self.clock()
         policy_cache: dict[str, Any] = {}
@@ -352,7 +354,22 @@ class SealService:
                 comment=comment,
                 certificate_sha256=certificate_sha256,
                 use_ttl=timedelta(hours=self.config.requests.approval_use_hours),
+                signed=signed.as_approval() if signed else None,
             )
+            details: dict[str, str | int | bool | None] = {
+                "approval_digest": approval_digest,
+                "comment": comment,
+            }
+            if signed is not None:  # issue 9: bind the statement and the policy into the ledger
+                signed.check(
+                    request,
+                    document_sha256=document_sha256,
+                    approval_digest=approval_digest,
+                    comment=comment,
+                    connection_certificate_sha256=certificate_sha256,
+                    now=now,
+                )
+                details.update(signed.audit_details(policy))
             tx.save_request(new)
             tx.audit(
                 _event(
@@ -362,7 +379,7 @@ class SealService:
                     Role.APPROVER,
                     None,
                     outcome=new.state.value,
-                    details={"approval_digest": approval_digest, "comment": comment},
+                    details=details,
                 )
             )
             return new

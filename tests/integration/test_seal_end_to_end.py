@@ -22,6 +22,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from sealapi.v1 import common_pb2, requests_pb2, requests_pb2_grpc
+from sealclient.approval import ApprovalSigner, LocalDocument, build_approval, local_approval_digest
 from sealclient.errors import SealClientError
 from seald.signing.verify import verify_pdf
 
@@ -162,27 +163,31 @@ def test_r05_same_approver_twice_counts_once_even_with_a_second_certificate(
 def test_r06_approval_naming_another_hash_or_digest_is_refused(
     daemon: SealDaemon, tmp_path: Path
 ) -> None:
+    """Signed (issue 9) but about other bytes: the hash and digest checks still name it."""
     request = submit(daemon, tmp_path)
     stub = requests_pb2_grpc.SealRequestServiceStub(raw_channel(daemon, "li.na"))
+    li = daemon.fixtures.principals["li.na"]
+    signer = ApprovalSigner(li.key.read_bytes(), li.cert.read_bytes())
     wrong_hash = hashlib.sha256(b"another document").hexdigest()
+    forged = requests_pb2.SealRequest()
+    forged.CopyFrom(request)
+    forged.documents[0].sha256 = wrong_hash
+    forged.approval_digest = local_approval_digest(
+        forged, [LocalDocument(wrong_hash, request.documents[0].size)]
+    )
+    message = build_approval(
+        forged, [LocalDocument(wrong_hash, request.documents[0].size)], signer=signer
+    )
     with pytest.raises(grpc.RpcError) as refused:
-        stub.ApproveRequest(
-            requests_pb2.ApproveRequestRequest(
-                request_id=request.request_id,
-                document_sha256=[wrong_hash],
-                approval_digest=request.approval_digest,
-            )
-        )
+        stub.ApproveRequest(message)
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert reason_of(refused.value) == "document_hash_mismatch"
+    forged.CopyFrom(request)
+    forged.placement.y_mm = 20  # another placement -> another digest
+    local = [LocalDocument(d.sha256, d.size) for d in request.documents]
+    forged.approval_digest = local_approval_digest(forged, local)
     with pytest.raises(grpc.RpcError) as bad_digest:
-        stub.ApproveRequest(
-            requests_pb2.ApproveRequestRequest(
-                request_id=request.request_id,
-                document_sha256=[d.sha256 for d in request.documents],
-                approval_digest=hashlib.sha256(b"other placement").hexdigest(),
-            )
-        )
+        stub.ApproveRequest(build_approval(forged, local, signer=signer))
     assert bad_digest.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert reason_of(bad_digest.value) == "digest_mismatch"
     with daemon.client("zhang.wei") as c:

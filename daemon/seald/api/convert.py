@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from datetime import UTC, datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -106,6 +107,8 @@ def request_to_pb(request: SealRequest) -> requests_pb2.SealRequest:
                 approved_at=timestamp(a.approved_at),
                 comment=a.comment,
                 certificate_sha256=a.certificate_sha256,
+                statement=a.statement.encode("utf-8"),
+                statement_signature=base64.b64decode(a.statement_signature_b64),
             )
             for a in request.approvals
         ],

@@ -36,6 +36,7 @@ from sealapi.v1 import (
 from seald.api import convert, custody_convert
 from seald.api.auth import authenticate
 from seald.api.errors import REASON_METADATA_KEY, Unimplemented, status_for
+from seald.api.signed_approvals import signed_approval
 from seald.audit_ops import AuditOperations
 from seald.domain import lifecycle
 from seald.domain.audit import AuditEvent, canonical_details_json
@@ -49,6 +50,7 @@ from seald.domain.errors import (
 )
 from seald.domain.model import Principal, Role
 from seald.domain.seals import SealAction, SealState, effective_state
+from seald.evidence import export_evidence
 from seald.logs import get_logger
 from seald.previews import Previews
 from seald.seal_admin import SealAdmin
@@ -197,9 +199,11 @@ def _unimplemented(what: str) -> SealError:
 
 
 class SealRequestServicer(requests_pb2_grpc.SealRequestServiceServicer):
-    def __init__(self, service: SealService) -> None:
+    def __init__(self, service: SealService, audit_ops: AuditOperations | None = None) -> None:
         self.service = service
         self.previews = Previews(service)
+
+        self.audit_ops = audit_ops  # the audit key signs on-demand checkpoints for GetEvidence
 
     @rpc
     async def SubmitRequest(
@@ -425,6 +429,7 @@ class SealRequestServicer(requests_pb2_grpc.SealRequestServiceServicer):
             approval_digest=request.approval_digest.lower(),
             comment=request.comment,
             certificate_sha256=info.fingerprint,
+            signed=signed_approval(request, context),
         )
         info.seal_id = result.seal_id
         return convert.request_to_pb(result)
@@ -516,8 +521,20 @@ class SealRequestServicer(requests_pb2_grpc.SealRequestServiceServicer):
             yield requests_pb2.PreviewPage(page=page.page, png=page.png)
 
     @rpc
-    async def GetEvidence(self, principal: Principal, info: CallInfo, request: Any, context: Any) -> Any:
-        raise _unimplemented("GetEvidence")
+    async def GetEvidence(
+        self,
+        principal: Principal,
+        info: CallInfo,
+        request: requests_pb2.GetEvidenceRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> requests_pb2.EvidencePackage:
+        info.request_id = request.request_id
+        if self.audit_ops is None:
+            raise _unimplemented("GetEvidence without the audit key")
+        data = await export_evidence(
+            self.service.store, self.service.config, self.audit_ops, principal, request.request_id
+        )
+        return requests_pb2.EvidencePackage(json=data)
 
 
 class TokenServicer(tokens_pb2_grpc.TokenServiceServicer):

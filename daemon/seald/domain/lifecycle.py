@@ -267,6 +267,7 @@ def approve(
     comment: str = "",
     certificate_sha256: str = "",
     use_ttl: timedelta | None = None,
+    signed: Approval | None = None,
 ) -> SealRequest:
     """Add one approval. With ``use_ttl``, a request that reaches its quorum must be
     signed within that time (approvals are collected, then used, R06)."""
@@ -318,6 +319,10 @@ def approve(
             approved_at=now,
             comment=comment,
             certificate_sha256=certificate_sha256,
+            # Issue 9: the verified statement, signature and certificate travel along.
+            statement=signed.statement if signed else "",
+            statement_signature_b64=signed.statement_signature_b64 if signed else "",
+            certificate_der_b64=signed.certificate_der_b64 if signed else "",
         ),
     )
     missing = policy.unmet(request.requester, approvals)

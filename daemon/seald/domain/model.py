@@ -125,6 +125,11 @@ class Approval:
     approved_at: datetime
     comment: str = ""
     certificate_sha256: str = ""
+    # Issue 9: the signed approval statement (canonical JSON text), its signature and
+    # the approver's certificate (both base64), as verified when the approval arrived.
+    statement: str = ""
+    statement_signature_b64: str = ""
+    certificate_der_b64: str = ""
 
 
 @dataclass(frozen=True)

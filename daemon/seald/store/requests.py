@@ -95,6 +95,9 @@ def request_from_json(text: str) -> SealRequest:
                 approved_at=must(a["approved_at"]),
                 comment=a["comment"],
                 certificate_sha256=a["certificate_sha256"],
+                statement=a.get("statement", ""),
+                statement_signature_b64=a.get("statement_signature_b64", ""),
+                certificate_der_b64=a.get("certificate_der_b64", ""),
             )
             for a in raw["approvals"]
         ),

@@ -1,0 +1,570 @@
+"""Offline verification of an evidence package (issue 9; docs/evidence.md).
+
+No daemon, no database, no network: the package (``seald.evidence/1``), the sealed
+PDF(s) and the CA certificates the verifier trusts are all it reads. Every check
+is reported with a verdict; the package is good only if all pass.
+
+The canonical encodings are not re-implemented here: the ledger record hash, the
+approval digest, the approval statement and the checkpoint payload come from the
+same pure modules the daemon uses (``seald.domain.audit``, ``seald.domain.digest``,
+``seald.domain.approval_statement``, ``seald.store.checkpoints.checkpoint_payload``).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import io
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from seald.domain.approval_statement import (
+    ApprovalStatement,
+    StatementError,
+    parse_statement,
+    signature_verifies,
+    statement_problems,
+)
+from seald.domain.audit import RECORD_COLUMNS, verify_segment
+from seald.domain.digest import DigestDocument, DigestPlacement, canonical_approval_subject, digest_of
+from seald.store.checkpoints import checkpoint_payload
+
+EVIDENCE_FORMAT: Final = "seald.evidence/1"
+
+# Check names, in the order they are reported (docs/evidence.md explains each).
+CHECKS: Final = (
+    "package_format",
+    "checkpoint_signature",
+    "checkpoint_certificate_trusted",
+    "ledger_chain",
+    "ledger_request",
+    "approval_signatures",
+    "approver_certificates_trusted",
+    "approval_statements",
+    "approvals_recorded",
+    "approval_policy",
+    "seal_certificate",
+    "pdf_hash",
+    "pdf_signature",
+    "pdf_coverage",
+)
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+
+@dataclass
+class Verdict:
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.checks) and all(c.ok for c in self.checks)
+
+    def failed(self) -> list[str]:
+        return [c.name for c in self.checks if not c.ok]
+
+    def add(self, name: str, problems: Sequence[str], good: str) -> bool:
+        self.checks.append(Check(name, not problems, "; ".join(problems) if problems else good))
+        return not problems
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "checks": [c.__dict__ for c in self.checks]}
+
+
+class PackageError(ValueError):
+    """The package is not a readable seald evidence package."""
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _der(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.DER)
+
+
+def load_trust(paths: Sequence[Path]) -> list[x509.Certificate]:
+    """Every certificate in the given PEM files (CA certificates, the audit certificate)."""
+    anchors: list[x509.Certificate] = []
+    for path in paths:
+        anchors.extend(x509.load_pem_x509_certificates(path.read_bytes()))
+    return anchors
+
+
+def chain_problem(
+    leaf: x509.Certificate,
+    intermediates: Sequence[x509.Certificate],
+    anchors: Sequence[x509.Certificate],
+    at: datetime,
+) -> str:
+    """'' if ``leaf`` is a trusted certificate or chains to one, valid at ``at``."""
+    trusted = {_sha256(_der(a)) for a in anchors}
+    current = leaf
+    for _ in range(8):
+        if not current.not_valid_before_utc <= at <= current.not_valid_after_utc:
+            return f"{current.subject.rfc4514_string()} is not valid at {at.isoformat()}"
+        if _sha256(_der(current)) in trusted:
+            return ""
+        issuer = next(
+            (c for c in (*anchors, *intermediates) if c.subject == current.issuer and _issued(current, c)),
+            None,
+        )
+        if issuer is None:
+            return f"{leaf.subject.rfc4514_string()} does not chain to a trusted certificate (--ca)"
+        current = issuer
+    return f"{leaf.subject.rfc4514_string()}: certificate chain too long"
+
+
+def _issued(child: x509.Certificate, issuer: x509.Certificate) -> bool:
+    try:
+        child.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
+def _time(text: str) -> datetime:
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _request_digest(request: dict[str, Any]) -> str:
+    p = request["placement"]
+    subject = canonical_approval_subject(
+        request_id=request["request_id"],
+        seal_id=request["seal_id"],
+        seal_certificate_sha256=request["seal_certificate_sha256"],
+        requester=request["requester"],
+        reason=request["reason"],
+        category=request["category"],
+        placement=DigestPlacement(
+            p["page"], p["x_mm"], p["y_mm"], p["size_mm"], p["anchor_text"], p["cross_page"]
+        ),
+        documents=[DigestDocument(d["name"], d["sha256"], d["size"]) for d in request["documents"]],
+    )
+    return digest_of(subject)
+
+
+@dataclass
+class _Approval:
+    raw: dict[str, Any]
+    approver: str
+    statement_bytes: bytes = b""
+    statement: ApprovalStatement | None = None
+    certificate: x509.Certificate | None = None
+    valid: bool = True  # every per-approval check passed
+
+
+def _load_package(data: bytes) -> dict[str, Any]:
+    try:
+        package = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as ex:
+        raise PackageError(f"not UTF-8 JSON ({ex})") from ex
+    if not isinstance(package, dict) or package.get("format") != EVIDENCE_FORMAT:
+        got = package.get("format") if isinstance(package, dict) else None
+        raise PackageError(f"format is {got!r}, expected {EVIDENCE_FORMAT!r}")
+    for key in ("request", "approvals", "seal", "ledger"):
+        if key not in package:
+            raise PackageError(f"the package has no {key!r}")
+    return package
+
+
+def verify_package(data: bytes, pdfs: Sequence[Path], anchors: Sequence[x509.Certificate]) -> Verdict:
+    """Check the package and the sealed PDF(s) against the trusted certificates.
+
+    Unreadable PDF files raise OSError (the caller reports it as an input error)."""
+    verdict = Verdict()
+    try:
+        package = _load_package(data)
+        request = package["request"]
+        ledger = package["ledger"]
+        checkpoint = ledger["checkpoint"]
+        records = ledger["records"]
+    except (PackageError, KeyError, TypeError) as ex:
+        verdict.add("package_format", [f"not a seald evidence package: {ex}"], "")
+        return verdict
+    verdict.add("package_format", [], f"{EVIDENCE_FORMAT}, request {request.get('request_id')}")
+    try:
+        _verify_checkpoint(verdict, checkpoint, anchors)
+        request_records = _verify_ledger(verdict, request, records, checkpoint)
+        approvals = _verify_approvals(verdict, package, anchors)
+        _verify_recorded(verdict, approvals, request_records)
+        _verify_policy(verdict, request, approvals, request_records, package.get("policy"))
+        seal_cert, chain = _verify_seal(verdict, package, anchors)
+        _verify_pdfs(
+            verdict,
+            request,
+            request_records=request_records,
+            pdfs=pdfs,
+            seal_cert=seal_cert,
+            chain=chain,
+            anchors=anchors,
+        )
+    except (KeyError, TypeError, ValueError, IndexError, binascii.Error) as ex:
+        done = {c.name for c in verdict.checks}
+        missing = next(n for n in CHECKS if n not in done) if len(done) < len(CHECKS) else "package_format"
+        verdict.add(missing, [f"malformed package content ({type(ex).__name__}: {ex})"], "")
+    return verdict
+
+
+def _verify_checkpoint(
+    verdict: Verdict, checkpoint: dict[str, Any], anchors: Sequence[x509.Certificate]
+) -> None:
+    certificate = x509.load_pem_x509_certificate(checkpoint["certificate_pem"].encode("ascii"))
+    payload = checkpoint_payload(
+        int(checkpoint["sequence"]), checkpoint["head_hash"], checkpoint["created_at"], checkpoint["host"]
+    )
+    key = certificate.public_key()
+    problems = []
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        problems.append("the audit certificate does not hold an EC key")
+    else:
+        try:
+            key.verify(base64.b64decode(checkpoint["signature"]), payload, ec.ECDSA(hashes.SHA256()))
+        except InvalidSignature:
+            problems.append(
+                f"checkpoint at record {checkpoint['sequence']} is not signed by the key of the audit "
+                "certificate in the package (edited or re-signed checkpoint)"
+            )
+    verdict.add(
+        "checkpoint_signature",
+        problems,
+        f"checkpoint at record {checkpoint['sequence']} signed by {certificate.subject.rfc4514_string()}",
+    )
+    problem = chain_problem(certificate, [], anchors, _time(checkpoint["created_at"]))
+    verdict.add(
+        "checkpoint_certificate_trusted",
+        [f"audit certificate: {problem}; pass the appliance's audit-cert.pem with --ca"] if problem else [],
+        f"audit certificate SHA-256 {_sha256(_der(certificate))} is trusted",
+    )
+
+
+def _verify_ledger(
+    verdict: Verdict, request: dict[str, Any], records: list[dict[str, Any]], checkpoint: dict[str, Any]
+) -> list[dict[str, Any]]:
+    rows = [tuple(r[c] for c in RECORD_COLUMNS) for r in records]
+    problems = []
+    if not rows:
+        problems.append("the package holds no ledger records")
+    else:
+        head = (int(checkpoint["sequence"]), str(checkpoint["head_hash"]))
+        first = rows[0][0]
+        segment = verify_segment(rows, first if isinstance(first, int) else -1, head)
+        result = segment.result
+        if not result.ok:
+            problems.append(result.problem)
+        elif result.head_sequence != head[0] or result.head_hash != head[1]:
+            problems.append(
+                f"the records end at {result.head_sequence}, not at the checkpointed record {head[0]} "
+                "with the checkpoint's hash: they do not chain into the checkpoint"
+            )
+    verdict.add(
+        "ledger_chain",
+        problems,
+        f"records {rows[0][0] if rows else '-'}..{checkpoint['sequence']} chain into the signed checkpoint",
+    )
+    own = [r for r in records if r["request_id"] == request["request_id"]]
+    problems = []
+    by_event: dict[str, list[dict[str, Any]]] = {}
+    for r in own:
+        by_event.setdefault(r["event"], []).append(r)
+    submitted = by_event.get("request.submitted", [])
+    originals = sorted(d["sha256"] for d in request["documents"])
+    if sorted(r["document_sha256"] for r in submitted) != originals:
+        problems.append("the ledger's request.submitted records do not name the package's documents")
+    if any(r["principal"] != request["requester"] or r["seal_id"] != request["seal_id"] for r in submitted):
+        problems.append("the ledger's request.submitted records name another requester or seal")
+    for r in by_event.get("request.approved", []):
+        if json.loads(r["details_json"]).get("approval_digest") != request["approval_digest"]:
+            problems.append(f"ledger record {r['sequence']} approved another approval digest")
+    sealed = {
+        r["document_sha256"]: json.loads(r["details_json"]).get("sealed_sha256")
+        for r in by_event.get("seal.signed", [])
+    }
+    for d in request["documents"]:
+        if sealed.get(d["sha256"]) != d["sealed_sha256"]:
+            problems.append(f"document {d['index']} ({d['name']}): no seal.signed record for its sealed hash")
+    if _request_digest(request) != request["approval_digest"]:
+        problems.append("the request's fields do not hash to its approval digest (edited request)")
+    verdict.add("ledger_request", problems, f"{len(own)} records of the request agree with the package")
+    return own
+
+
+def _verify_approvals(
+    verdict: Verdict, package: dict[str, Any], anchors: Sequence[x509.Certificate]
+) -> list[_Approval]:
+    request = package["request"]
+    approvals = [_Approval(raw=a, approver=str(a["approver"])) for a in package["approvals"]]
+    signature_problems: list[str] = []
+    trust_problems: list[str] = []
+    content_problems: list[str] = []
+    for a in approvals:
+        who = a.approver
+        try:
+            a.certificate = x509.load_pem_x509_certificate(a.raw["certificate_pem"].encode("ascii"))
+            a.statement_bytes = a.raw["statement"].encode("utf-8")
+            signature = base64.b64decode(a.raw["signature"])
+        except (ValueError, KeyError, AttributeError, binascii.Error):
+            signature_problems.append(
+                f"{who}: no readable certificate, statement or signature (unsigned approval)"
+            )
+            a.valid = False
+            continue
+        if not a.statement_bytes or not signature_verifies(a.certificate, a.statement_bytes, signature):
+            signature_problems.append(
+                f"{who}: the statement's signature does not verify with the certificate given "
+                "(statement edited or certificate swapped)"
+            )
+            a.valid = False
+        try:
+            a.statement = parse_statement(a.statement_bytes)
+        except StatementError as ex:
+            content_problems.append(f"{who}: {ex.message}")
+            a.valid = False
+            continue
+        if a.statement.signer_certificate_sha256 != _sha256(_der(a.certificate)):
+            signature_problems.append(f"{who}: the statement names another signing certificate")
+            a.valid = False
+        problem = chain_problem(a.certificate, [], anchors, _time(a.statement.signed_at))
+        if problem:
+            trust_problems.append(f"{who}: {problem}")
+            a.valid = False
+        problems = statement_problems(
+            a.statement,
+            request_id=request["request_id"],
+            approval_digest=request["approval_digest"],
+            document_sha256=[d["sha256"] for d in request["documents"]],
+        )
+        if problems:
+            content_problems.append(f"{who}: " + "; ".join(problems))
+            a.valid = False
+    names = ", ".join(a.approver for a in approvals) or "none"
+    verdict.add("approval_signatures", signature_problems, f"{len(approvals)} statements signed ({names})")
+    verdict.add("approver_certificates_trusted", trust_problems, "every approver certificate chains to --ca")
+    verdict.add("approval_statements", content_problems, "every statement approves exactly this request")
+    return approvals
+
+
+def _effective_approvals(request_records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """principal -> the request.approved record still standing (withdrawals removed)."""
+    standing: dict[str, dict[str, Any]] = {}
+    for r in request_records:
+        if r["event"] == "request.approved":
+            standing[r["principal"]] = r
+        elif r["event"] == "request.approval_withdrawn":
+            standing.pop(r["principal"], None)
+    return standing
+
+
+def _verify_recorded(
+    verdict: Verdict, approvals: list[_Approval], request_records: list[dict[str, Any]]
+) -> None:
+    standing = _effective_approvals(request_records)
+    problems = []
+    for a in approvals:
+        record = standing.get(a.approver)
+        details = json.loads(record["details_json"]) if record else {}
+        statement_ok = details.get("statement_sha256") == _sha256(a.statement_bytes)
+        certificate_ok = a.certificate is not None and details.get("certificate_sha256") == _sha256(
+            _der(a.certificate)
+        )
+        if record is None or not statement_ok or not certificate_ok:
+            problems.append(f"{a.approver}: this approval is not the one the ledger recorded")
+            a.valid = False
+    present = {a.approver for a in approvals}
+    for principal, record in standing.items():
+        if principal not in present:
+            problems.append(
+                f"the ledger records an approval by {principal} (record {record['sequence']}) "
+                "that the package leaves out"
+            )
+    verdict.add("approvals_recorded", problems, f"{len(standing)} recorded approvals, all in the package")
+
+
+def _verify_policy(
+    verdict: Verdict,
+    request: dict[str, Any],
+    approvals: list[_Approval],
+    request_records: list[dict[str, Any]],
+    package_policy: Any,
+) -> None:
+    standing = _effective_approvals(request_records)
+    recorded = [r for r in request_records if r["event"] == "request.approved"]
+    problems = []
+    policy: Any = None
+    if recorded:
+        details = json.loads(recorded[-1]["details_json"])
+        policy = json.loads(details["policy"]) if "policy" in details else None
+    if policy is None:
+        problems.append("the ledger records no approval policy for this request (unsigned approvals)")
+        policy = {"required": request.get("required_approvals", 2), "eligible": None, "groups": []}
+    elif package_policy != policy:
+        problems.append("the package's policy is not the one the ledger recorded")
+    requester = request["requester"]
+    seen: set[str] = set()
+    for a in approvals:
+        if a.approver == requester:
+            problems.append(f"{a.approver} is the requester and can never approve the request")
+        if a.approver in seen:
+            problems.append(f"{a.approver} approves more than once; one person counts once")
+        seen.add(a.approver)
+    eligible = None if policy.get("eligible") is None else set(policy["eligible"])
+    counted = {
+        a.approver
+        for a in approvals
+        if a.valid
+        and a.approver != requester
+        and a.approver in standing
+        and (eligible is None or a.approver in eligible)
+    }
+    required = int(policy["required"])
+    if len(counted) < required:
+        problems.append(f"only {len(counted)} valid distinct approvals of the {required} required")
+    for name, members in policy.get("groups", []):
+        if not counted & set(members):
+            problems.append(f"no valid approval from group {name}")
+    verdict.add(
+        "approval_policy",
+        problems,
+        f"{len(counted)} of {required} required distinct approvers ({', '.join(sorted(counted))}), "
+        f"none the requester {requester}",
+    )
+
+
+def _verify_seal(
+    verdict: Verdict, package: dict[str, Any], anchors: Sequence[x509.Certificate]
+) -> tuple[x509.Certificate | None, list[x509.Certificate]]:
+    request = package["request"]
+    pems = package["seal"]["certificate_chain_pem"]
+    chain = [x509.load_pem_x509_certificate(p.encode("ascii")) for p in pems]
+    problems = []
+    seal_cert = chain[0] if chain else None
+    if seal_cert is None:
+        problems.append("the package has no seal certificate")
+    else:
+        if _sha256(_der(seal_cert)) != request["seal_certificate_sha256"]:
+            problems.append("the seal certificate is not the one the request (and the approvals) name")
+        signed_at = _time(request["signed_at"]) if request.get("signed_at") else datetime.now(UTC)
+        problem = chain_problem(seal_cert, chain[1:], anchors, signed_at)
+        if problem:
+            problems.append(problem)
+    verdict.add(
+        "seal_certificate",
+        problems,
+        f"seal {request['seal_id']}: {seal_cert.subject.rfc4514_string() if seal_cert else ''} "
+        "chains to --ca",
+    )
+    return seal_cert, chain
+
+
+def _verify_pdfs(
+    verdict: Verdict,
+    request: dict[str, Any],
+    *,
+    request_records: list[dict[str, Any]],
+    pdfs: Sequence[Path],
+    seal_cert: x509.Certificate | None,
+    chain: list[x509.Certificate],
+    anchors: Sequence[x509.Certificate],
+) -> None:
+    by_sealed = {d["sealed_sha256"]: d for d in request["documents"]}
+    recorded = {
+        json.loads(r["details_json"]).get("sealed_sha256")
+        for r in request_records
+        if r["event"] == "seal.signed"
+    }
+    hash_problems, sig_problems, coverage_problems = [], [], []
+    if not pdfs:
+        hash_problems.append("no sealed PDF given")
+    matched: list[tuple[Path, dict[str, Any]]] = []
+    for number, pdf in enumerate(pdfs, 1):
+        digest = _sha256(pdf.read_bytes())
+        document = by_sealed.get(digest)
+        if document is None or digest not in recorded:
+            hash_problems.append(
+                f"PDF {number} (SHA-256 {digest}) is not a sealed document of request "
+                f"{request['request_id']} as the package and the ledger record it"
+            )
+        else:
+            matched.append((pdf, document))
+    for pdf, document in matched:
+        problem_sig, problem_cov = _pdf_problems(pdf, document, seal_cert, chain, anchors)
+        sig_problems += problem_sig
+        coverage_problems += problem_cov
+    verdict.add("pdf_hash", hash_problems, f"{len(matched)} PDF(s) are the recorded sealed documents")
+    if not matched:
+        sig_problems.append("no PDF to check (see pdf_hash)")
+        coverage_problems.append("no PDF to check (see pdf_hash)")
+    verdict.add("pdf_signature", sig_problems, "signed by the seal's key; intact, valid, trusted")
+    verdict.add(
+        "pdf_coverage",
+        coverage_problems,
+        "the signed revision is the approved document plus only the seal's signature",
+    )
+
+
+def _pdf_problems(
+    path: Path,
+    document: dict[str, Any],
+    seal_cert: x509.Certificate | None,
+    chain: list[x509.Certificate],
+    anchors: Sequence[x509.Certificate],
+) -> tuple[list[str], list[str]]:
+    from pyhanko.pdf_utils.reader import PdfFileReader  # noqa: PLC0415 - heavy, only here
+    from pyhanko.sign.validation.status import SignatureCoverageLevel  # noqa: PLC0415
+
+    from seald.signing.verify import verify_pdf  # noqa: PLC0415
+
+    name = document["name"]
+    if seal_cert is None:
+        return [f"{name}: no seal certificate to check against"], []
+    seal_sha = _sha256(_der(seal_cert))
+    roots = [c.public_bytes(serialization.Encoding.PEM) for c in (*anchors, *chain[1:])]
+    pdf = path.read_bytes()
+    checks = verify_pdf(path, roots)
+    mine = [c for c in checks if c.kind == "signature" and c.signer_certificate_sha256 == seal_sha]
+    if not mine:
+        return [f"{name}: no signature by the seal's certificate in this PDF"], []
+    check = mine[0]
+    sig_problems = []
+    if not (check.intact and check.valid):
+        sig_problems.append(f"{name}: the seal's signature is not intact and valid ({check.summary})")
+    if not check.trusted:
+        sig_problems.append(f"{name}: the seal's signer does not chain to --ca")
+    coverage: list[str] = []
+    size, original_sha = int(document["size"]), document["sha256"]
+    if _sha256(pdf[:size]) != original_sha:
+        coverage.append(f"{name}: the sealed PDF does not start with the approved document's bytes")
+        return sig_problems, coverage
+    reader = PdfFileReader(io.BytesIO(pdf), strict=False)
+    embedded = next(s for s in reader.embedded_signatures if s.field_name == check.field_name)
+    byte_range = [int(v) for v in embedded.byte_range]
+    original_revisions = PdfFileReader(io.BytesIO(pdf[:size]), strict=False).xrefs.total_revisions
+    if byte_range[0] != 0 or byte_range[1] < size:
+        coverage.append(f"{name}: the signature's byte range does not cover the approved document")
+    if embedded.signed_revision != original_revisions:
+        coverage.append(
+            f"{name}: the seal signed revision {embedded.signed_revision}, but the approved document "
+            f"ends at revision {original_revisions - 1}: something else was added before the signature"
+        )
+    level = embedded.evaluate_signature_coverage()
+    if level not in {SignatureCoverageLevel.ENTIRE_FILE, SignatureCoverageLevel.ENTIRE_REVISION}:
+        coverage.append(f"{name}: the signature does not cover its whole revision ({level.name})")
+    if not check.covers_whole_document and check.modification_level not in {"NONE", "LTA_UPDATES"}:
+        coverage.append(f"{name}: after the seal, the PDF was changed ({check.changed_after})")
+    return sig_problems, coverage

@@ -1,0 +1,282 @@
+"""Evidence packages (issue 9; SEAL-RULES R05, R06, R10, R14) from a real sealed request.
+
+One daemon seals one request; its package is fetched with sealctl, the daemon is
+stopped, and the package is verified offline on a copy (no daemon, no database).
+Then every tampering is made on that package and must be caught and named.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import datetime as dt
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from fixture_layout import SealFixtures
+
+from sealapi.v1 import common_pb2, requests_pb2
+from sealclient.approval import ApprovalSigner, LocalDocument, build_approval
+from sealclient.errors import SealClientError
+from sealclient.evidence import load_trust, verify_package
+from seald.store.checkpoints import checkpoint_payload
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from daemon_harness import SealDaemon, make_pdf, unlock_first_use
+
+SEALCTL = shutil.which("sealctl", path=str(Path(sys.executable).parent))
+PLACEMENT = common_pb2.Placement(page=0, x_mm=150, y_mm=240)
+
+
+@dataclass(frozen=True)
+class Sealed:
+    fixtures: SealFixtures
+    package: Path
+    pdf: Path
+    original: Path
+    trust: list[Path]
+    request: requests_pb2.SealRequest
+
+
+def _sealctl(fixtures: SealFixtures, target: str, who: str, *args: str) -> subprocess.CompletedProcess[str]:
+    assert SEALCTL is not None
+    command = [SEALCTL, "--config", str(fixtures.principals[who].config), "--server", target, *args]
+    return subprocess.run(command, capture_output=True, text=True, check=False, timeout=120)
+
+
+def _offline(*args: str) -> subprocess.CompletedProcess[str]:
+    assert SEALCTL is not None
+    return subprocess.run([SEALCTL, *args], capture_output=True, text=True, check=False, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def sealed(tmp_path_factory: pytest.TempPathFactory, seal_fixtures: SealFixtures) -> Iterator[Sealed]:
+    from fixture_layout import relocate_fixtures  # noqa: PLC0415
+
+    work = tmp_path_factory.mktemp("evidence")
+    fixtures = relocate_fixtures(seal_fixtures.root, work / "seal-fixtures")
+    daemon = SealDaemon(fixtures)
+    daemon.start()
+    try:
+        original = make_pdf(work / "contract.pdf", pages=2)
+        with daemon.client("zhang.wei") as requester:
+            request = requester.submit(
+                [original], seal_id="contract", reason="采购合同", category="contract", placement=PLACEMENT
+            )
+            with pytest.raises(SealClientError) as not_yet:
+                requester.evidence(request.request_id)
+            assert not_yet.value.code == grpc.StatusCode.FAILED_PRECONDITION
+        with daemon.client("li.na") as li, daemon.client("wang.fang") as wang:
+            li.approve(request.request_id, "同意")
+            wang.approve(request.request_id)
+            with pytest.raises(SealClientError) as approver:
+                wang.evidence(request.request_id)
+            assert approver.value.code == grpc.StatusCode.PERMISSION_DENIED
+        with daemon.client("liu.yang") as custodian:
+            unlock_first_use(custodian, fixtures, "contract")
+        pdf = work / "contract.sealed.pdf"
+        with daemon.client("zhang.wei") as requester:
+            done = daemon.wait_state(requester, request.request_id, requests_pb2.REQUEST_STATE_SIGNED)
+            requester.download(request.request_id, 0, pdf)
+        package = work / "evidence.json"
+        fetched = _sealctl(
+            fixtures, daemon.target, "zhao.min", "evidence", request.request_id, "--out", str(package)
+        )
+        assert fetched.returncode == 0, fetched.stderr
+        by_requester = work / "by-requester.json"
+        again = _sealctl(
+            fixtures, daemon.target, "zhang.wei", "evidence", request.request_id, "--out", str(by_requester)
+        )
+        assert again.returncode == 0, again.stderr
+    finally:
+        daemon.stop()
+    # A copy elsewhere, the daemon stopped: nothing but these files is used from here on.
+    offline = work / "offline"
+    offline.mkdir()
+    for source in (package, pdf, original, fixtures.tls_ca, fixtures.seal_ca):
+        shutil.copy(source, offline / source.name)
+    shutil.copy(fixtures.state_dir / "audit" / "audit-cert.pem", offline / "audit-cert.pem")
+    trust = [offline / fixtures.tls_ca.name, offline / fixtures.seal_ca.name, offline / "audit-cert.pem"]
+    yield Sealed(fixtures, offline / package.name, offline / pdf.name, offline / original.name, trust, done)
+
+
+def _verify(sealed: Sealed, package: dict[str, Any], pdf: Path | None = None) -> dict[str, str]:
+    """Failed checks -> their detail, for a (tampered) package."""
+    data = json.dumps(package, ensure_ascii=False).encode()
+    verdict = verify_package(data, [pdf or sealed.pdf], load_trust(sealed.trust))
+    assert [c.name for c in verdict.checks][:1] == ["package_format"]
+    return {c.name: c.detail for c in verdict.checks if not c.ok}
+
+
+def _package(sealed: Sealed) -> dict[str, Any]:
+    return json.loads(sealed.package.read_text(encoding="utf-8"))
+
+
+def test_r10_r14_package_of_a_real_sealed_request_verifies_offline_with_the_daemon_stopped(
+    sealed: Sealed,
+) -> None:
+    done = _offline(
+        "evidence",
+        "verify",
+        str(sealed.package),
+        str(sealed.pdf),
+        *[a for p in sealed.trust for a in ("--ca", str(p))],
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[-1] == "evidence VERIFIED"
+    for name in (
+        "checkpoint_signature",
+        "checkpoint_certificate_trusted",
+        "ledger_chain",
+        "ledger_request",
+        "approval_signatures",
+        "approver_certificates_trusted",
+        "approval_statements",
+        "approvals_recorded",
+        "approval_policy",
+        "seal_certificate",
+        "pdf_hash",
+        "pdf_signature",
+        "pdf_coverage",
+    ):
+        assert any(line.startswith(f"PASS  {name}:") for line in lines), (name, done.stdout)
+    package = _package(sealed)
+    assert package["format"] == "seald.evidence/1"
+    assert [a["approver"] for a in package["approvals"]] == ["li.na", "wang.fang"]
+    assert package["policy"]["required"] == 2
+    assert package["request"]["documents"][0]["sealed_sha256"] == sealed.request.documents[0].sealed_sha256
+    as_json = _offline(
+        "--json",
+        "evidence",
+        "verify",
+        str(sealed.package),
+        str(sealed.pdf),
+        *[a for p in sealed.trust for a in ("--ca", str(p))],
+    )
+    assert json.loads(as_json.stdout)["ok"] is True
+
+
+def test_r06_edited_approval_statement_is_caught(sealed: Sealed) -> None:
+    package = _package(sealed)
+    statement = package["approvals"][0]["statement"]
+    package["approvals"][0]["statement"] = statement.replace('"comment":"同意"', '"comment":"同意（附条件）"')
+    assert package["approvals"][0]["statement"] != statement
+    failed = _verify(sealed, package)
+    assert "approval_signatures" in failed and "li.na" in failed["approval_signatures"]
+
+
+def test_r04_swapped_approver_certificate_is_caught(sealed: Sealed) -> None:
+    package = _package(sealed)
+    laptop = sealed.fixtures.principals["li.na-laptop"].cert.read_text(encoding="ascii")
+    package["approvals"][0]["certificate_pem"] = laptop  # same person, same CA, another key
+    failed = _verify(sealed, package)
+    assert "approval_signatures" in failed
+    assert "certificate swapped" in failed["approval_signatures"]
+
+
+def test_r05_removed_approval_is_caught(sealed: Sealed) -> None:
+    package = _package(sealed)
+    del package["approvals"][1]
+    failed = _verify(sealed, package)
+    assert "only 1 valid distinct approvals of the 2 required" in failed["approval_policy"]
+    assert "wang.fang" in failed["approvals_recorded"]
+
+
+def test_r05_injected_approval_by_the_requester_is_caught(sealed: Sealed) -> None:
+    package = _package(sealed)
+    who = sealed.fixtures.principals["zhang.wei"]
+    local = [LocalDocument(d.sha256, d.size) for d in sealed.request.documents]
+    message = build_approval(
+        sealed.request,
+        local,
+        signer=ApprovalSigner(who.key.read_bytes(), who.cert.read_bytes()),
+        now=dt.datetime.now(dt.UTC),
+    )
+    package["approvals"][1] = {
+        "approver": "zhang.wei",
+        "approved_at": dt.datetime.now(dt.UTC).isoformat(),
+        "certificate_sha256": who.fingerprint_sha256,
+        "certificate_pem": who.cert.read_text(encoding="ascii"),
+        "statement": message.statement.decode(),
+        "signature": base64.b64encode(message.statement_signature).decode(),
+    }
+    failed = _verify(sealed, package)
+    # The requester's statement is genuinely signed; what makes it worthless is who signed it.
+    assert "approval_signatures" not in failed
+    assert "zhang.wei is the requester" in failed["approval_policy"]
+    assert "zhang.wei" in failed["approvals_recorded"]
+
+
+def test_r10_changed_ledger_record_is_caught(sealed: Sealed) -> None:
+    package = _package(sealed)
+    records = package["ledger"]["records"]
+    approved = next(r for r in records if r["event"] == "request.approved" and r["principal"] == "wang.fang")
+    approved["principal"] = "chen.jie"
+    failed = _verify(sealed, package)
+    assert f"record {approved['sequence']} was modified" in failed["ledger_chain"]
+
+
+def test_r10_checkpoint_resigned_by_another_key_is_caught(sealed: Sealed) -> None:
+    package = _package(sealed)
+    checkpoint = package["ledger"]["checkpoint"]
+    key = ec.generate_private_key(ec.SECP256R1())
+    payload = checkpoint_payload(
+        checkpoint["sequence"], checkpoint["head_hash"], checkpoint["created_at"], checkpoint["host"]
+    )
+    signature = base64.b64encode(key.sign(payload, ec.ECDSA(hashes.SHA256()))).decode()
+    # Only the signature replaced: it no longer verifies with the audit certificate.
+    only_signature = copy.deepcopy(package)
+    only_signature["ledger"]["checkpoint"]["signature"] = signature
+    assert "re-signed checkpoint" in _verify(sealed, only_signature)["checkpoint_signature"]
+    # Signature and certificate replaced together: consistent, but the key is not trusted.
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "seald audit key (forged)")])
+    now = dt.datetime.now(dt.UTC)
+    forged_cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    both = copy.deepcopy(only_signature)
+    both["ledger"]["checkpoint"]["certificate_pem"] = forged_cert.public_bytes(
+        serialization.Encoding.PEM
+    ).decode()
+    failed = _verify(sealed, both)
+    assert "checkpoint_signature" not in failed
+    assert "does not chain to a trusted certificate" in failed["checkpoint_certificate_trusted"]
+
+
+def test_r14_a_different_pdf_is_caught(sealed: Sealed, tmp_path: Path) -> None:
+    failed = _verify(sealed, _package(sealed), pdf=sealed.original)
+    assert "is not a sealed document of request" in failed["pdf_hash"]
+    other = make_pdf(tmp_path / "other.pdf", pages=1)
+    assert "pdf_hash" in _verify(sealed, _package(sealed), pdf=other)
+    done = _offline(
+        "evidence",
+        "verify",
+        str(sealed.package),
+        str(other),
+        *[a for p in sealed.trust for a in ("--ca", str(p))],
+    )
+    assert done.returncode == 10, done.stdout + done.stderr
+    assert "FAIL  pdf_hash:" in done.stdout
+    assert (
+        done.stdout.splitlines()[-1] == "evidence NOT verified: pdf_hash, pdf_signature, pdf_coverage failed"
+    )
