@@ -8,4 +8,4 @@ bash scripts/setup.sh
 .venv/bin/pytest -q -m "not umockdev" "$@"
 # Issue 3: real udev events need umockdev's LD_PRELOAD; a missing umockdev fails here, never skips.
 command -v umockdev-wrapper >/dev/null || { echo "test.sh: umockdev-wrapper missing (Debian umockdev)" >&2; exit 1; }
-umockdev-wrapper .venv/bin/pytest -q -m umockdev -p no:cacheprovider tests/integration/test_token_hotplug.py
+umockdev-wrapper .venv/bin/pytest -q -m umockdev -p no:cacheprovider tests/integration/test_token_hotplug.py tests/integration/test_token_hotplug_daemon.py
