@@ -135,7 +135,7 @@ def seals_table(seals: Sequence[seals_pb2.Seal]) -> str:
     if not seals:
         return "no seals"
     return table(
-        ["SEAL", "TYPE", "NAME", "STATUS", "CUSTODIAN", "CATEGORIES"],
+        ["SEAL", "TYPE", "NAME", "STATUS", "CUSTODIAN", "CATEGORIES", "LEVEL", "CERTIFIES"],
         [
             [
                 s.seal_id,
@@ -144,6 +144,8 @@ def seals_table(seals: Sequence[seals_pb2.Seal]) -> str:
                 enum_label(common_pb2.SealStatus.Name(s.status), "SEAL_STATUS_"),
                 s.custodian,
                 ",".join(s.categories),
+                s.signature_level,
+                f"P={s.certification_level} {s.certify}" if s.certification_level else "no",
             ]
             for s in seals
         ],
@@ -168,6 +170,7 @@ def verify_text(report: verify_pb2.VerifyReport) -> str:
                     f"  signature:   {'valid' if s.valid else 'INVALID'}",
                     f"  chain:       {'trusted' if s.trusted else 'NOT trusted'}",
                     f"  revocation:  {s.revocation or 'not checked'}",
+                    f"  certified:   {_certified(s)}",
                     f"  whole doc:   {'yes' if s.covers_whole_document else 'no'}",
                     f"  after it:    {_changed_after(s)}",
                 ]
@@ -184,6 +187,21 @@ _CHANGES_AFTER = {
     "ANNOTATIONS": "annotations (comments, markup)",
     "OTHER": "CONTENT CHANGES not allowed after signing",
 }
+
+
+_CERTIFICATION_WORDS = {
+    1: "no changes allowed",
+    2: "form filling and further signatures allowed",
+    3: "form filling, signatures and annotations allowed",
+}
+
+
+def _certified(s: verify_pb2.SignatureReport) -> str:
+    """DocMDP of a certification signature (P=1/2/3), or that it is an approval one."""
+    if not s.certification_level:
+        return "no (approval signature)"
+    words = _CERTIFICATION_WORDS.get(s.certification_level, s.certification)
+    return f"yes, DocMDP P={s.certification_level}: {words}"
 
 
 def _changed_after(s: verify_pb2.SignatureReport) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 
 from seald.domain import lifecycle
-from seald.domain.errors import InvalidInput, PermissionDenied
+from seald.domain.errors import InvalidInput, PermissionDenied, PreconditionFailed
 from seald.domain.model import Principal, SealRequest
 from seald.service import SealService
 from seald.signing.errors import SigningError
@@ -18,6 +18,8 @@ from seald.signing.placement import PlacementSpec
 from seald.signing.preview import PreviewImage, check_dpi, render_preview
 
 MAX_CONCURRENT = 2
+# Not the document's fault: the seal host lacks poppler or a CJK font.
+HOST_PROBLEMS = frozenset({"tool_missing", "no_cjk_font"})
 
 
 class Previews:
@@ -57,12 +59,14 @@ class Previews:
         )
         loop = asyncio.get_running_loop()
         async with self._slots:
-            seal_png = await loop.run_in_executor(None, self.service.seal_image, request.seal_id)
             try:
+                seal_png = await loop.run_in_executor(None, self.service.seal_image, request.seal_id)
                 pages = await loop.run_in_executor(
                     None, lambda: render_preview(original, seal_png, placement, dpi=dpi)
                 )
             except SigningError as ex:
+                if ex.reason in HOST_PROBLEMS:
+                    raise PreconditionFailed(str(ex), reason=ex.reason) from ex
                 # The placement cannot be drawn (anchor missing, off the page, ...): the
                 # same reason sealing would give, so the approver can reject it now.
                 raise InvalidInput(str(ex), reason=ex.reason) from ex

@@ -147,6 +147,10 @@ def token_to_pb(state: TokenState, ready: bool, not_ready_reason: str) -> tokens
     )
 
 
+# DocMDP permission level (ISO 32000 P value) of each [[seal]] certify mode.
+CERTIFY_P = {"none": 0, "no_changes": 1, "form_filling": 2}
+
+
 def seal_to_pb(
     seal: SealConfig,
     certificate_der: bytes,
@@ -159,6 +163,10 @@ def seal_to_pb(
         not_before=timestamp(seal.valid_from), not_after=timestamp(seal.valid_until)
     )
     pb.validity.CopyFrom(window)
+    pb.signature_level = seal.level
+    pb.certify = seal.certify
+    pb.certification_level = CERTIFY_P[seal.certify]
+    pb.image_shape = seal.shape
     if state is not None:
         pb.status = SEAL_STATUS_TO_PB[state.status]
         pb.status_reason = state.status_reason

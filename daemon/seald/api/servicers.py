@@ -56,7 +56,7 @@ from seald.previews import Previews
 from seald.seal_admin import SealAdmin
 from seald.service import SealService, UploadedDocument
 from seald.signing.errors import SigningError
-from seald.signing.verify import verify_pdf
+from seald.signing.verify import CERTIFICATION_P, verify_pdf
 from seald.tokens.manager import TokenState
 
 log = get_logger("seald.api")
@@ -916,6 +916,8 @@ class VerifyServicer(verify_pb2_grpc.VerifyServiceServicer):
                 covers_whole_document=c.covers_whole_document,
                 modification_level=c.modification_level,
                 summary=c.summary,
+                certification=c.certification,
+                certification_level=CERTIFICATION_P.get(c.certification, 0),
             )
             for c in checks
         ]

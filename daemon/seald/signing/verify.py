@@ -64,6 +64,8 @@ _CHANGE_WORDS = {
     "OTHER": "CONTENT CHANGES not allowed after signing",
 }
 _MDP_WORDS = {1: "no_changes", 2: "form_filling", 3: "annotations"}
+# The DocMDP P value of each word in SignatureCheck.certification.
+CERTIFICATION_P = {word: p for p, word in _MDP_WORDS.items()}
 
 
 def verify_pdf(path: Path, trust_roots_pem: Sequence[bytes]) -> list[SignatureCheck]:

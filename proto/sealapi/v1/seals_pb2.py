@@ -26,47 +26,47 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from sealapi.v1 import common_pb2 as sealapi_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16sealapi/v1/seals.proto\x12\nsealapi.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17sealapi/v1/common.proto\"\xd1\x03\n\x04Seal\x12\x0f\n\x07seal_id\x18\x01 \x01(\t\x12\"\n\x04type\x18\x02 \x01(\x0e\x32\x14.sealapi.v1.SealType\x12\x14\n\x0corganisation\x18\x03 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x04 \x01(\t\x12\x13\n\x0btoken_label\x18\x05 \x01(\t\x12\x14\n\x0ctoken_serial\x18\x06 \x01(\t\x12\x11\n\tkey_label\x18\x07 \x01(\t\x12\x1a\n\x12\x63\x65rtificate_sha256\x18\x08 \x01(\t\x12\x17\n\x0f\x63\x65rtificate_der\x18\t \x01(\x0c\x12&\n\x06status\x18\n \x01(\x0e\x32\x16.sealapi.v1.SealStatus\x12\x12\n\ncategories\x18\x0b \x03(\t\x12(\n\x08validity\x18\x0c \x01(\x0b\x32\x16.sealapi.v1.TimeWindow\x12\x1a\n\x12required_approvals\x18\r \x01(\r\x12\x17\n\x0f\x61pprover_groups\x18\x0e \x03(\t\x12\x11\n\tcustodian\x18\x0f \x01(\t\x12\x15\n\rstatus_reason\x18\x10 \x01(\t\x12\x30\n\x0cstatus_since\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x12\n\x10ListSealsRequest\"4\n\x11ListSealsResponse\x12\x1f\n\x05seals\x18\x01 \x03(\x0b\x32\x10.sealapi.v1.Seal\"!\n\x0eGetSealRequest\x12\x0f\n\x07seal_id\x18\x01 \x01(\t\"\'\n\x14\x43reateSealKeyRequest\x12\x0f\n\x07seal_id\x18\x01 \x01(\t\"9\n\x15\x43reateSealKeyResponse\x12\x0f\n\x07seal_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63sr_der\x18\x02 \x01(\x0c\"H\n\x1cImportSealCertificateRequest\x12\x0f\n\x07seal_id\x18\x01 \x01(\t\x12\x17\n\x0f\x63\x65rtificate_der\x18\x02 \x01(\x0c\"d\n\x11\x43hangeSealRequest\x12\x0f\n\x07seal_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x17\n\x0f\x63\x65rtificate_der\x18\x03 \x01(\x0c\x12\x0f\n\x07\x63omment\x18\x04 \x01(\t\"M\n\x14SealLifecycleRequest\x12\x0f\n\x07seal_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63omment\x18\x02 \x01(\t\x12\x13\n\x0bproposal_id\x18\x03 \x01(\t\"6\n\x16RenderSealImageRequest\x12\x0f\n\x07seal_id\x18\x01 \x01(\t\x12\x0b\n\x03\x64pi\x18\x02 \x01(\r\"&\n\x17RenderSealImageResponse\x12\x0b\n\x03png\x18\x01 \x01(\x0c\"k\n\x07\x43ustody\x12\x0f\n\x07seal_id\x18\x01 \x01(\t\x12\x11\n\tcustodian\x18\x02 \x01(\t\x12\x10\n\x08\x64\x65legate\x18\x03 \x01(\t\x12*\n\ndelegation\x18\x04 \x01(\x0b\x32\x16.sealapi.v1.TimeWindow\"$\n\x11GetCustodyRequest\x12\x0f\n\x07seal_id\x18\x01 \x01(\t\"\xaa\x01\n\x1bProposeCustodyChangeRequest\x12\x0f\n\x07seal_id\x18\x01 \x01(\t\x12+\n\x04kind\x18\x02 \x01(\x0e\x32\x1d.sealapi.v1.CustodyChangeKind\x12\x14\n\x0cto_principal\x18\x03 \x01(\t\x12&\n\x06window\x18\x04 \x01(\x0b\x32\x16.sealapi.v1.TimeWindow\x12\x0f\n\x07\x63omment\x18\x05 \x01(\t\"\xc4\x01\n\rCustodyChange\x12\x11\n\tchange_id\x18\x01 \x01(\t\x12\x0f\n\x07seal_id\x18\x02 \x01(\t\x12+\n\x04kind\x18\x03 \x01(\x0e\x32\x1d.sealapi.v1.CustodyChangeKind\x12\x14\n\x0cto_principal\x18\x04 \x01(\t\x12&\n\x06window\x18\x05 \x01(\x0b\x32\x16.sealapi.v1.TimeWindow\x12\x11\n\tapprovals\x18\x06 \x03(\t\x12\x11\n\tin_effect\x18\x07 \x01(\x08\"0\n\x1b\x41pproveCustodyChangeRequest\x12\x11\n\tchange_id\x18\x01 \x01(\t*~\n\x11\x43ustodyChangeKind\x12#\n\x1f\x43USTODY_CHANGE_KIND_UNSPECIFIED\x10\x00\x12 \n\x1c\x43USTODY_CHANGE_KIND_HANDOVER\x10\x01\x12\"\n\x1e\x43USTODY_CHANGE_KIND_DELEGATION\x10\x02\x32\xe6\x07\n\x13SealRegistryService\x12H\n\tListSeals\x12\x1c.sealapi.v1.ListSealsRequest\x1a\x1d.sealapi.v1.ListSealsResponse\x12\x37\n\x07GetSeal\x12\x1a.sealapi.v1.GetSealRequest\x1a\x10.sealapi.v1.Seal\x12T\n\rCreateSealKey\x12 .sealapi.v1.CreateSealKeyRequest\x1a!.sealapi.v1.CreateSealKeyResponse\x12S\n\x15ImportSealCertificate\x12(.sealapi.v1.ImportSealCertificateRequest\x1a\x10.sealapi.v1.Seal\x12=\n\nChangeSeal\x12\x1d.sealapi.v1.ChangeSealRequest\x1a\x10.sealapi.v1.Seal\x12\x41\n\x0bSuspendSeal\x12 .sealapi.v1.SealLifecycleRequest\x1a\x10.sealapi.v1.Seal\x12@\n\nResumeSeal\x12 .sealapi.v1.SealLifecycleRequest\x1a\x10.sealapi.v1.Seal\x12\x44\n\x0eReportSealLost\x12 .sealapi.v1.SealLifecycleRequest\x1a\x10.sealapi.v1.Seal\x12\x41\n\x0b\x44\x65stroySeal\x12 .sealapi.v1.SealLifecycleRequest\x1a\x10.sealapi.v1.Seal\x12Z\n\x0fRenderSealImage\x12\".sealapi.v1.RenderSealImageRequest\x1a#.sealapi.v1.RenderSealImageResponse\x12@\n\nGetCustody\x12\x1d.sealapi.v1.GetCustodyRequest\x1a\x13.sealapi.v1.Custody\x12Z\n\x14ProposeCustodyChange\x12\'.sealapi.v1.ProposeCustodyChangeRequest\x1a\x19.sealapi.v1.CustodyChange\x12Z\n\x14\x41pproveCustodyChange\x12\'.sealapi.v1.ApproveCustodyChangeRequest\x1a\x19.sealapi.v1.CustodyChangeb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16sealapi/v1/seals.proto\x12\nsealapi.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17sealapi/v1/common.proto\"\xad\x04\n\x04Seal\x12\x0f\n\x07seal_id\x18\x01 \x01(\t\x12\"\n\x04type\x18\x02 \x01(\x0e\x32\x14.sealapi.v1.SealType\x12\x14\n\x0corganisation\x18\x03 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x04 \x01(\t\x12\x13\n\x0btoken_label\x18\x05 \x01(\t\x12\x14\n\x0ctoken_serial\x18\x06 \x01(\t\x12\x11\n\tkey_label\x18\x07 \x01(\t\x12\x1a\n\x12\x63\x65rtificate_sha256\x18\x08 \x01(\t\x12\x17\n\x0f\x63\x65rtificate_der\x18\t \x01(\x0c\x12&\n\x06status\x18\n \x01(\x0e\x32\x16.sealapi.v1.SealStatus\x12\x12\n\ncategories\x18\x0b \x03(\t\x12(\n\x08validity\x18\x0c \x01(\x0b\x32\x16.sealapi.v1.TimeWindow\x12\x1a\n\x12required_approvals\x18\r \x01(\r\x12\x17\n\x0f\x61pprover_groups\x18\x0e \x03(\t\x12\x11\n\tcustodian\x18\x0f \x01(\t\x12\x15\n\rstatus_reason\x18\x10 \x01(\t\x12\x30\n\x0cstatus_since\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0fsignature_level\x18\x12 \x01(\t\x12\x0f\n\x07\x63\x65rtify\x18\x13 \x01(\t\x12\x1b\n\x13\x63\x65rtification_level\x18\x14 \x01(\r\x12\x13\n\x0bimage_shape\x18\x15 \x01(\t\"\x12\n\x10ListSealsRequest\"4\n\x11ListSealsResponse\x12\x1f\n\x05seals\x18\x01 \x03(\x0b\x32\x10.sealapi.v1.Seal\"!\n\x0eGetSealRequest\x12\x0f\n\x07seal_id\x18\x01 \x01(\t\"\'\n\x14\x43reateSealKeyRequest\x12\x0f\n\x07seal_id\x18\x01 \x01(\t\"9\n\x15\x43reateSealKeyResponse\x12\x0f\n\x07seal_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63sr_der\x18\x02 \x01(\x0c\"H\n\x1cImportSealCertificateRequest\x12\x0f\n\x07seal_id\x18\x01 \x01(\t\x12\x17\n\x0f\x63\x65rtificate_der\x18\x02 \x01(\x0c\"d\n\x11\x43hangeSealRequest\x12\x0f\n\x07seal_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x17\n\x0f\x63\x65rtificate_der\x18\x03 \x01(\x0c\x12\x0f\n\x07\x63omment\x18\x04 \x01(\t\"M\n\x14SealLifecycleRequest\x12\x0f\n\x07seal_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63omment\x18\x02 \x01(\t\x12\x13\n\x0bproposal_id\x18\x03 \x01(\t\"6\n\x16RenderSealImageRequest\x12\x0f\n\x07seal_id\x18\x01 \x01(\t\x12\x0b\n\x03\x64pi\x18\x02 \x01(\r\"&\n\x17RenderSealImageResponse\x12\x0b\n\x03png\x18\x01 \x01(\x0c\"k\n\x07\x43ustody\x12\x0f\n\x07seal_id\x18\x01 \x01(\t\x12\x11\n\tcustodian\x18\x02 \x01(\t\x12\x10\n\x08\x64\x65legate\x18\x03 \x01(\t\x12*\n\ndelegation\x18\x04 \x01(\x0b\x32\x16.sealapi.v1.TimeWindow\"$\n\x11GetCustodyRequest\x12\x0f\n\x07seal_id\x18\x01 \x01(\t\"\xaa\x01\n\x1bProposeCustodyChangeRequest\x12\x0f\n\x07seal_id\x18\x01 \x01(\t\x12+\n\x04kind\x18\x02 \x01(\x0e\x32\x1d.sealapi.v1.CustodyChangeKind\x12\x14\n\x0cto_principal\x18\x03 \x01(\t\x12&\n\x06window\x18\x04 \x01(\x0b\x32\x16.sealapi.v1.TimeWindow\x12\x0f\n\x07\x63omment\x18\x05 \x01(\t\"\xc4\x01\n\rCustodyChange\x12\x11\n\tchange_id\x18\x01 \x01(\t\x12\x0f\n\x07seal_id\x18\x02 \x01(\t\x12+\n\x04kind\x18\x03 \x01(\x0e\x32\x1d.sealapi.v1.CustodyChangeKind\x12\x14\n\x0cto_principal\x18\x04 \x01(\t\x12&\n\x06window\x18\x05 \x01(\x0b\x32\x16.sealapi.v1.TimeWindow\x12\x11\n\tapprovals\x18\x06 \x03(\t\x12\x11\n\tin_effect\x18\x07 \x01(\x08\"0\n\x1b\x41pproveCustodyChangeRequest\x12\x11\n\tchange_id\x18\x01 \x01(\t*~\n\x11\x43ustodyChangeKind\x12#\n\x1f\x43USTODY_CHANGE_KIND_UNSPECIFIED\x10\x00\x12 \n\x1c\x43USTODY_CHANGE_KIND_HANDOVER\x10\x01\x12\"\n\x1e\x43USTODY_CHANGE_KIND_DELEGATION\x10\x02\x32\xe6\x07\n\x13SealRegistryService\x12H\n\tListSeals\x12\x1c.sealapi.v1.ListSealsRequest\x1a\x1d.sealapi.v1.ListSealsResponse\x12\x37\n\x07GetSeal\x12\x1a.sealapi.v1.GetSealRequest\x1a\x10.sealapi.v1.Seal\x12T\n\rCreateSealKey\x12 .sealapi.v1.CreateSealKeyRequest\x1a!.sealapi.v1.CreateSealKeyResponse\x12S\n\x15ImportSealCertificate\x12(.sealapi.v1.ImportSealCertificateRequest\x1a\x10.sealapi.v1.Seal\x12=\n\nChangeSeal\x12\x1d.sealapi.v1.ChangeSealRequest\x1a\x10.sealapi.v1.Seal\x12\x41\n\x0bSuspendSeal\x12 .sealapi.v1.SealLifecycleRequest\x1a\x10.sealapi.v1.Seal\x12@\n\nResumeSeal\x12 .sealapi.v1.SealLifecycleRequest\x1a\x10.sealapi.v1.Seal\x12\x44\n\x0eReportSealLost\x12 .sealapi.v1.SealLifecycleRequest\x1a\x10.sealapi.v1.Seal\x12\x41\n\x0b\x44\x65stroySeal\x12 .sealapi.v1.SealLifecycleRequest\x1a\x10.sealapi.v1.Seal\x12Z\n\x0fRenderSealImage\x12\".sealapi.v1.RenderSealImageRequest\x1a#.sealapi.v1.RenderSealImageResponse\x12@\n\nGetCustody\x12\x1d.sealapi.v1.GetCustodyRequest\x1a\x13.sealapi.v1.Custody\x12Z\n\x14ProposeCustodyChange\x12\'.sealapi.v1.ProposeCustodyChangeRequest\x1a\x19.sealapi.v1.CustodyChange\x12Z\n\x14\x41pproveCustodyChange\x12\'.sealapi.v1.ApproveCustodyChangeRequest\x1a\x19.sealapi.v1.CustodyChangeb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'sealapi.v1.seals_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CUSTODYCHANGEKIND']._serialized_start=1693
-  _globals['_CUSTODYCHANGEKIND']._serialized_end=1819
+  _globals['_CUSTODYCHANGEKIND']._serialized_start=1785
+  _globals['_CUSTODYCHANGEKIND']._serialized_end=1911
   _globals['_SEAL']._serialized_start=97
-  _globals['_SEAL']._serialized_end=562
-  _globals['_LISTSEALSREQUEST']._serialized_start=564
-  _globals['_LISTSEALSREQUEST']._serialized_end=582
-  _globals['_LISTSEALSRESPONSE']._serialized_start=584
-  _globals['_LISTSEALSRESPONSE']._serialized_end=636
-  _globals['_GETSEALREQUEST']._serialized_start=638
-  _globals['_GETSEALREQUEST']._serialized_end=671
-  _globals['_CREATESEALKEYREQUEST']._serialized_start=673
-  _globals['_CREATESEALKEYREQUEST']._serialized_end=712
-  _globals['_CREATESEALKEYRESPONSE']._serialized_start=714
-  _globals['_CREATESEALKEYRESPONSE']._serialized_end=771
-  _globals['_IMPORTSEALCERTIFICATEREQUEST']._serialized_start=773
-  _globals['_IMPORTSEALCERTIFICATEREQUEST']._serialized_end=845
-  _globals['_CHANGESEALREQUEST']._serialized_start=847
-  _globals['_CHANGESEALREQUEST']._serialized_end=947
-  _globals['_SEALLIFECYCLEREQUEST']._serialized_start=949
-  _globals['_SEALLIFECYCLEREQUEST']._serialized_end=1026
-  _globals['_RENDERSEALIMAGEREQUEST']._serialized_start=1028
-  _globals['_RENDERSEALIMAGEREQUEST']._serialized_end=1082
-  _globals['_RENDERSEALIMAGERESPONSE']._serialized_start=1084
-  _globals['_RENDERSEALIMAGERESPONSE']._serialized_end=1122
-  _globals['_CUSTODY']._serialized_start=1124
-  _globals['_CUSTODY']._serialized_end=1231
-  _globals['_GETCUSTODYREQUEST']._serialized_start=1233
-  _globals['_GETCUSTODYREQUEST']._serialized_end=1269
-  _globals['_PROPOSECUSTODYCHANGEREQUEST']._serialized_start=1272
-  _globals['_PROPOSECUSTODYCHANGEREQUEST']._serialized_end=1442
-  _globals['_CUSTODYCHANGE']._serialized_start=1445
-  _globals['_CUSTODYCHANGE']._serialized_end=1641
-  _globals['_APPROVECUSTODYCHANGEREQUEST']._serialized_start=1643
-  _globals['_APPROVECUSTODYCHANGEREQUEST']._serialized_end=1691
-  _globals['_SEALREGISTRYSERVICE']._serialized_start=1822
-  _globals['_SEALREGISTRYSERVICE']._serialized_end=2820
+  _globals['_SEAL']._serialized_end=654
+  _globals['_LISTSEALSREQUEST']._serialized_start=656
+  _globals['_LISTSEALSREQUEST']._serialized_end=674
+  _globals['_LISTSEALSRESPONSE']._serialized_start=676
+  _globals['_LISTSEALSRESPONSE']._serialized_end=728
+  _globals['_GETSEALREQUEST']._serialized_start=730
+  _globals['_GETSEALREQUEST']._serialized_end=763
+  _globals['_CREATESEALKEYREQUEST']._serialized_start=765
+  _globals['_CREATESEALKEYREQUEST']._serialized_end=804
+  _globals['_CREATESEALKEYRESPONSE']._serialized_start=806
+  _globals['_CREATESEALKEYRESPONSE']._serialized_end=863
+  _globals['_IMPORTSEALCERTIFICATEREQUEST']._serialized_start=865
+  _globals['_IMPORTSEALCERTIFICATEREQUEST']._serialized_end=937
+  _globals['_CHANGESEALREQUEST']._serialized_start=939
+  _globals['_CHANGESEALREQUEST']._serialized_end=1039
+  _globals['_SEALLIFECYCLEREQUEST']._serialized_start=1041
+  _globals['_SEALLIFECYCLEREQUEST']._serialized_end=1118
+  _globals['_RENDERSEALIMAGEREQUEST']._serialized_start=1120
+  _globals['_RENDERSEALIMAGEREQUEST']._serialized_end=1174
+  _globals['_RENDERSEALIMAGERESPONSE']._serialized_start=1176
+  _globals['_RENDERSEALIMAGERESPONSE']._serialized_end=1214
+  _globals['_CUSTODY']._serialized_start=1216
+  _globals['_CUSTODY']._serialized_end=1323
+  _globals['_GETCUSTODYREQUEST']._serialized_start=1325
+  _globals['_GETCUSTODYREQUEST']._serialized_end=1361
+  _globals['_PROPOSECUSTODYCHANGEREQUEST']._serialized_start=1364
+  _globals['_PROPOSECUSTODYCHANGEREQUEST']._serialized_end=1534
+  _globals['_CUSTODYCHANGE']._serialized_start=1537
+  _globals['_CUSTODYCHANGE']._serialized_end=1733
+  _globals['_APPROVECUSTODYCHANGEREQUEST']._serialized_start=1735
+  _globals['_APPROVECUSTODYCHANGEREQUEST']._serialized_end=1783
+  _globals['_SEALREGISTRYSERVICE']._serialized_start=1914
+  _globals['_SEALREGISTRYSERVICE']._serialized_end=2912
 # @@protoc_insertion_point(module_scope)

@@ -21,7 +21,7 @@ CUSTODY_CHANGE_KIND_HANDOVER: CustodyChangeKind
 CUSTODY_CHANGE_KIND_DELEGATION: CustodyChangeKind
 
 class Seal(_message.Message):
-    __slots__ = ("seal_id", "type", "organisation", "display_name", "token_label", "token_serial", "key_label", "certificate_sha256", "certificate_der", "status", "categories", "validity", "required_approvals", "approver_groups", "custodian", "status_reason", "status_since")
+    __slots__ = ("seal_id", "type", "organisation", "display_name", "token_label", "token_serial", "key_label", "certificate_sha256", "certificate_der", "status", "categories", "validity", "required_approvals", "approver_groups", "custodian", "status_reason", "status_since", "signature_level", "certify", "certification_level", "image_shape")
     SEAL_ID_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
     ORGANISATION_FIELD_NUMBER: _ClassVar[int]
@@ -39,6 +39,10 @@ class Seal(_message.Message):
     CUSTODIAN_FIELD_NUMBER: _ClassVar[int]
     STATUS_REASON_FIELD_NUMBER: _ClassVar[int]
     STATUS_SINCE_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_LEVEL_FIELD_NUMBER: _ClassVar[int]
+    CERTIFY_FIELD_NUMBER: _ClassVar[int]
+    CERTIFICATION_LEVEL_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_SHAPE_FIELD_NUMBER: _ClassVar[int]
     seal_id: str
     type: _common_pb2.SealType
     organisation: str
@@ -56,7 +60,11 @@ class Seal(_message.Message):
     custodian: str
     status_reason: str
     status_since: _timestamp_pb2.Timestamp
-    def __init__(self, seal_id: _Optional[str] = ..., type: _Optional[_Union[_common_pb2.SealType, str]] = ..., organisation: _Optional[str] = ..., display_name: _Optional[str] = ..., token_label: _Optional[str] = ..., token_serial: _Optional[str] = ..., key_label: _Optional[str] = ..., certificate_sha256: _Optional[str] = ..., certificate_der: _Optional[bytes] = ..., status: _Optional[_Union[_common_pb2.SealStatus, str]] = ..., categories: _Optional[_Iterable[str]] = ..., validity: _Optional[_Union[_common_pb2.TimeWindow, _Mapping]] = ..., required_approvals: _Optional[int] = ..., approver_groups: _Optional[_Iterable[str]] = ..., custodian: _Optional[str] = ..., status_reason: _Optional[str] = ..., status_since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    signature_level: str
+    certify: str
+    certification_level: int
+    image_shape: str
+    def __init__(self, seal_id: _Optional[str] = ..., type: _Optional[_Union[_common_pb2.SealType, str]] = ..., organisation: _Optional[str] = ..., display_name: _Optional[str] = ..., token_label: _Optional[str] = ..., token_serial: _Optional[str] = ..., key_label: _Optional[str] = ..., certificate_sha256: _Optional[str] = ..., certificate_der: _Optional[bytes] = ..., status: _Optional[_Union[_common_pb2.SealStatus, str]] = ..., categories: _Optional[_Iterable[str]] = ..., validity: _Optional[_Union[_common_pb2.TimeWindow, _Mapping]] = ..., required_approvals: _Optional[int] = ..., approver_groups: _Optional[_Iterable[str]] = ..., custodian: _Optional[str] = ..., status_reason: _Optional[str] = ..., status_since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., signature_level: _Optional[str] = ..., certify: _Optional[str] = ..., certification_level: _Optional[int] = ..., image_shape: _Optional[str] = ...) -> None: ...
 
 class ListSealsRequest(_message.Message):
     __slots__ = ()

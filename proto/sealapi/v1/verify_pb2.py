@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17sealapi/v1/verify.proto\x12\nsealapi.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"#\n\x13VerifyDocumentChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"\xe7\x02\n\x0fSignatureReport\x12\x12\n\nfield_name\x18\x01 \x01(\t\x12\x16\n\x0esigner_subject\x18\x02 \x01(\t\x12!\n\x19signer_certificate_sha256\x18\x03 \x01(\t\x12\x0f\n\x07seal_id\x18\x04 \x01(\t\x12\x30\n\x0csigning_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0etimestamp_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06intact\x18\x07 \x01(\x08\x12\r\n\x05valid\x18\x08 \x01(\x08\x12\x0f\n\x07trusted\x18\t \x01(\x08\x12\x12\n\nrevocation\x18\n \x01(\t\x12\x1d\n\x15\x63overs_whole_document\x18\x0b \x01(\x08\x12\x1a\n\x12modification_level\x18\x0c \x01(\t\x12\x0f\n\x07summary\x18\r \x01(\t\"k\n\x0cVerifyReport\x12/\n\nsignatures\x18\x01 \x03(\x0b\x32\x1b.sealapi.v1.SignatureReport\x12\x11\n\tall_valid\x18\x02 \x01(\x08\x12\x17\n\x0f\x64ocument_sha256\x18\x03 \x01(\t2^\n\rVerifyService\x12M\n\x0eVerifyDocument\x12\x1f.sealapi.v1.VerifyDocumentChunk\x1a\x18.sealapi.v1.VerifyReport(\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17sealapi/v1/verify.proto\x12\nsealapi.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"#\n\x13VerifyDocumentChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"\x9b\x03\n\x0fSignatureReport\x12\x12\n\nfield_name\x18\x01 \x01(\t\x12\x16\n\x0esigner_subject\x18\x02 \x01(\t\x12!\n\x19signer_certificate_sha256\x18\x03 \x01(\t\x12\x0f\n\x07seal_id\x18\x04 \x01(\t\x12\x30\n\x0csigning_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0etimestamp_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06intact\x18\x07 \x01(\x08\x12\r\n\x05valid\x18\x08 \x01(\x08\x12\x0f\n\x07trusted\x18\t \x01(\x08\x12\x12\n\nrevocation\x18\n \x01(\t\x12\x1d\n\x15\x63overs_whole_document\x18\x0b \x01(\x08\x12\x1a\n\x12modification_level\x18\x0c \x01(\t\x12\x0f\n\x07summary\x18\r \x01(\t\x12\x15\n\rcertification\x18\x0e \x01(\t\x12\x1b\n\x13\x63\x65rtification_level\x18\x0f \x01(\r\"k\n\x0cVerifyReport\x12/\n\nsignatures\x18\x01 \x03(\x0b\x32\x1b.sealapi.v1.SignatureReport\x12\x11\n\tall_valid\x18\x02 \x01(\x08\x12\x17\n\x0f\x64ocument_sha256\x18\x03 \x01(\t2^\n\rVerifyService\x12M\n\x0eVerifyDocument\x12\x1f.sealapi.v1.VerifyDocumentChunk\x1a\x18.sealapi.v1.VerifyReport(\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,9 +35,9 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_VERIFYDOCUMENTCHUNK']._serialized_start=72
   _globals['_VERIFYDOCUMENTCHUNK']._serialized_end=107
   _globals['_SIGNATUREREPORT']._serialized_start=110
-  _globals['_SIGNATUREREPORT']._serialized_end=469
-  _globals['_VERIFYREPORT']._serialized_start=471
-  _globals['_VERIFYREPORT']._serialized_end=578
-  _globals['_VERIFYSERVICE']._serialized_start=580
-  _globals['_VERIFYSERVICE']._serialized_end=674
+  _globals['_SIGNATUREREPORT']._serialized_end=521
+  _globals['_VERIFYREPORT']._serialized_start=523
+  _globals['_VERIFYREPORT']._serialized_end=630
+  _globals['_VERIFYSERVICE']._serialized_start=632
+  _globals['_VERIFYSERVICE']._serialized_end=726
 # @@protoc_insertion_point(module_scope)

@@ -16,7 +16,7 @@ class VerifyDocumentChunk(_message.Message):
     def __init__(self, data: _Optional[bytes] = ...) -> None: ...
 
 class SignatureReport(_message.Message):
-    __slots__ = ("field_name", "signer_subject", "signer_certificate_sha256", "seal_id", "signing_time", "timestamp_time", "intact", "valid", "trusted", "revocation", "covers_whole_document", "modification_level", "summary")
+    __slots__ = ("field_name", "signer_subject", "signer_certificate_sha256", "seal_id", "signing_time", "timestamp_time", "intact", "valid", "trusted", "revocation", "covers_whole_document", "modification_level", "summary", "certification", "certification_level")
     FIELD_NAME_FIELD_NUMBER: _ClassVar[int]
     SIGNER_SUBJECT_FIELD_NUMBER: _ClassVar[int]
     SIGNER_CERTIFICATE_SHA256_FIELD_NUMBER: _ClassVar[int]
@@ -30,6 +30,8 @@ class SignatureReport(_message.Message):
     COVERS_WHOLE_DOCUMENT_FIELD_NUMBER: _ClassVar[int]
     MODIFICATION_LEVEL_FIELD_NUMBER: _ClassVar[int]
     SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    CERTIFICATION_FIELD_NUMBER: _ClassVar[int]
+    CERTIFICATION_LEVEL_FIELD_NUMBER: _ClassVar[int]
     field_name: str
     signer_subject: str
     signer_certificate_sha256: str
@@ -43,7 +45,9 @@ class SignatureReport(_message.Message):
     covers_whole_document: bool
     modification_level: str
     summary: str
-    def __init__(self, field_name: _Optional[str] = ..., signer_subject: _Optional[str] = ..., signer_certificate_sha256: _Optional[str] = ..., seal_id: _Optional[str] = ..., signing_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., timestamp_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., intact: _Optional[bool] = ..., valid: _Optional[bool] = ..., trusted: _Optional[bool] = ..., revocation: _Optional[str] = ..., covers_whole_document: _Optional[bool] = ..., modification_level: _Optional[str] = ..., summary: _Optional[str] = ...) -> None: ...
+    certification: str
+    certification_level: int
+    def __init__(self, field_name: _Optional[str] = ..., signer_subject: _Optional[str] = ..., signer_certificate_sha256: _Optional[str] = ..., seal_id: _Optional[str] = ..., signing_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., timestamp_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., intact: _Optional[bool] = ..., valid: _Optional[bool] = ..., trusted: _Optional[bool] = ..., revocation: _Optional[str] = ..., covers_whole_document: _Optional[bool] = ..., modification_level: _Optional[str] = ..., summary: _Optional[str] = ..., certification: _Optional[str] = ..., certification_level: _Optional[int] = ...) -> None: ...
 
 class VerifyReport(_message.Message):
     __slots__ = ("signatures", "all_valid", "document_sha256")
