@@ -130,10 +130,13 @@ def time_reports(path: Path, pdf_hours: float) -> None:
             started = time.perf_counter()
             conn = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True)
             report = build_report(ledger.records(conn, to_time=to_time), REPORT_FROM, to_time)
+            (last_time,) = conn.execute(
+                "SELECT time FROM audit_log WHERE sequence = ?", (report.ledger_head_sequence,)
+            ).fetchone()
             conn.close()
             data = render(report, fmt)
             if fmt == "pdf":
-                data = seal_report_pdf(data, Path(audit_dir))
+                data = seal_report_pdf(data, Path(audit_dir), last_time, REPORT_FROM)
             seconds = time.perf_counter() - started
             print(
                 f"report {fmt}: {seconds:.1f} s for {report.ledger_head_sequence:,} records read, "

@@ -8,19 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import io
 import sqlite3
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
 
 import aiohttp
-from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
-from pyhanko.sign import signers
-from pyhanko.sign.fields import SigSeedSubFilter
 from pyhanko.sign.timestamps.common_utils import TimestampRequestError
 
-from seald import audit_timestamps, reports
+from seald import audit_timestamps, report_seal, reports
 from seald.domain.audit import ChainVerification, format_time
 from seald.domain.errors import InvalidInput
 from seald.logs import get_logger
@@ -33,8 +29,6 @@ from seald.store.audit_health import (
 from seald.store.backup import BackupManifest, create_backup
 from seald.store.checkpoints import (
     AUDIT_DIR_NAME,
-    CERT_FILE,
-    KEY_FILE,
     AuditKey,
     SignedCheckpoint,
     create_checkpoint,
@@ -188,10 +182,16 @@ class AuditOperations:
             try:
                 records = self.store.ledger.records(conn, to_time=to_time)
                 report = reports.build_report(records, from_time, to_time, seal_id)
+                # The seal's time comes from the ledger, so the same ledger gives the same bytes.
+                row = conn.execute(
+                    "SELECT time FROM audit_log WHERE sequence = ?", (report.ledger_head_sequence,)
+                ).fetchone()
             finally:
                 conn.close()
             data = reports.render(report, fmt)
-            return seal_report_pdf(data, self.directory) if fmt == "pdf" else data
+            if fmt != "pdf":
+                return data
+            return seal_report_pdf(data, self.directory, str(row[0]) if row else "", from_time)
 
         # Off the loop and off the store thread.
         return await asyncio.get_running_loop().run_in_executor(None, _render)
@@ -208,20 +208,8 @@ class AuditOperations:
         )
 
 
-def seal_report_pdf(data: bytes, audit_dir: Path) -> bytes:
-    """Append a PAdES signature by the audit key (an incremental update: the report
-    bytes stay a prefix of the sealed file)."""
-    signer = signers.SimpleSigner.load(str(audit_dir / KEY_FILE), str(audit_dir / CERT_FILE))  # type: ignore[no-untyped-call]
-    if signer is None:
-        raise InvalidInput(
-            "the audit key cannot be loaded for sealing the report; check the audit directory",
-            reason="audit_key_unusable",
-        )
-    meta = signers.PdfSignatureMetadata(
-        field_name="AuditSeal",
-        reason="签盖记录汇总表 (seald audit key)",
-        subfilter=SigSeedSubFilter.PADES,
-        md_algorithm="sha256",
-    )
-    out = signers.sign_pdf(IncrementalPdfFileWriter(io.BytesIO(data)), meta, signer=signer)
-    return bytes(out.getvalue())
+def seal_report_pdf(data: bytes, audit_dir: Path, last_record_time: str, fallback: datetime) -> bytes:
+    """Seal a rendered report with the audit key, reproducibly (see seald.report_seal)."""
+    signer, certificate = report_seal.load_audit_signer(audit_dir)
+    when = report_seal.report_signing_time(last_record_time, fallback, certificate)
+    return report_seal.seal_report(data, signer, when)

@@ -11,6 +11,8 @@ import asyncio
 import json
 import socket
 import sqlite3
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -176,6 +178,26 @@ def test_r10_unreachable_tsa_keeps_the_signed_checkpoint_and_the_next_run_stamps
     stamped = asyncio.run(again())
     assert stamped.sequence == 3 and stamped.timestamp_token
     assert _stored_tokens(tmp_path)[3] == stamped.timestamp_token
+
+
+def test_r10_sealctl_offline_verify_checks_the_checkpoint_timestamp(
+    pki: LivePki, tsa_root: Path, tmp_path: Path
+) -> None:
+    first, _ = asyncio.run(_run(tmp_path, pki.tsa_url, (tsa_root,), records=2))
+    second, _ = asyncio.run(_run(tmp_path, pki.tsa_url, (tsa_root,), records=2))
+    assert first is not None and second is not None
+    db, cert = tmp_path / "seald.sqlite3", tmp_path / "audit" / "audit-cert.pem"
+    sealctl = [sys.executable, "-m", "sealclient.cli", "--json", "audit", "verify", "--offline", str(db)]
+    sealctl += ["--audit-cert", str(cert), "--tsa-root", str(tsa_root)]
+    good = subprocess.run(sealctl, capture_output=True, text=True, check=False)
+    assert good.returncode == 0, good.stdout + good.stderr
+    assert json.loads(good.stdout)["timestamp_time"].startswith(str(datetime.now(UTC).year))
+    _put_token(tmp_path, second.sequence, first.timestamp_token)
+    bad = subprocess.run(sealctl, capture_output=True, text=True, check=False)
+    assert bad.returncode == 10, bad.stdout + bad.stderr
+    verdict = json.loads(bad.stdout)
+    assert (verdict["ok"], verdict["first_bad_sequence"]) == (False, second.sequence)
+    assert "message imprint differs" in verdict["problem"]
 
 
 def test_r10_daemon_uses_audit_interval_key_dir_and_tsa_from_config(
