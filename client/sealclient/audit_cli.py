@@ -8,6 +8,7 @@ found in the file or given with --checkpoint, trusting --audit-cert if given.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,6 +46,14 @@ def add_audit_parser(commands: Any) -> None:
     verify.add_argument("--offline", type=Path, metavar="DBFILE", help="check a copied database file")
     verify.add_argument("--checkpoint", type=Path, metavar="FILE", help="a later exported checkpoint")
     verify.add_argument("--audit-cert", type=Path, metavar="PEM", help="the appliance's audit certificate")
+    verify.add_argument(
+        "--tsa-root",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="PEM",
+        help="offline: check the checkpoint's RFC 3161 timestamp against this TSA root (repeatable)",
+    )
     verify.set_defaults(handler=cmd_audit_verify, offline_handler=cmd_audit_verify_offline)
 
     checkpoint = actions.add_parser("checkpoint", help="sign the current chain head now")
@@ -100,6 +109,12 @@ def cmd_audit_verify_offline(args: argparse.Namespace, out: _Output) -> int:
             result, checkpoint = verify_with_checkpoints(conn, certificate, extra)
         finally:
             conn.close()
+        stamp = _check_timestamp(checkpoint, tuple(args.tsa_root)) if result.ok and args.tsa_root else ""
+        if stamp.startswith("!"):
+            assert checkpoint is not None
+            result = dataclasses.replace(
+                result, ok=False, first_bad_sequence=checkpoint.sequence, problem=stamp[1:]
+            )
     except (OSError, ValueError, sqlite3.Error, SealError) as ex:
         print(f"sealctl: error: cannot verify {args.offline}: {ex}", file=sys.stderr)
         return ExitCode.OTHER
@@ -108,12 +123,26 @@ def cmd_audit_verify_offline(args: argparse.Namespace, out: _Output) -> int:
     )
     data["checkpoint_sequence"] = checkpoint.sequence if checkpoint else None
     data["certificate_pinned"] = certificate is not None
+    data["timestamp_time"] = stamp if result.ok else ""
     if checkpoint is None:
         human += " (no checkpoint: truncation of the tail cannot be detected)"
     elif certificate is None:
         human += " (checkpoint checked with the certificate stored in the file; pass --audit-cert)"
     out.emit(human, data)
     return ExitCode.OK if result.ok else ExitCode.VERIFICATION_FAILED
+
+
+def _check_timestamp(checkpoint: SignedCheckpoint | None, roots: tuple[Path, ...]) -> str:
+    """The TSA time of the checkpoint's valid token; '!problem' when it is missing or bad."""
+    import asyncio  # noqa: PLC0415 - pyHanko's validation is async; offline mode only
+
+    from seald import audit_timestamps  # noqa: PLC0415 - pulls in pyHanko: offline mode only
+
+    if checkpoint is None or not checkpoint.timestamp_token:
+        where = "no checkpoint" if checkpoint is None else f"the checkpoint at record {checkpoint.sequence}"
+        return f"!--tsa-root given but {where} carries no RFC 3161 timestamp"
+    problem = asyncio.run(audit_timestamps.timestamp_problem(checkpoint, audit_timestamps.load_roots(roots)))
+    return f"!{problem}" if problem else audit_timestamps.timestamp_time(checkpoint)
 
 
 def cmd_audit_checkpoint(args: argparse.Namespace, client: SealClient, out: _Output) -> int:

@@ -47,7 +47,7 @@ from seald.api.servicers import (
     TokenServicer,
     VerifyServicer,
 )
-from seald.audit_ops import CHECKPOINT_INTERVAL_S, AuditOperations
+from seald.audit_ops import AuditOperations
 from seald.config import Config, load_config
 from seald.domain.audit import AuditEvent
 from seald.domain.errors import ConfigError, SealError
@@ -135,7 +135,13 @@ class Daemon:
         )
         self.service = SealService(config, self.store, self.tokens, clock=clock)
         self.audit_ops = AuditOperations(
-            self.store, config.server.host_name, lambda: datetime.now(UTC), self._audit_writable_again
+            self.store,
+            config.server.host_name,
+            lambda: datetime.now(UTC),
+            self._audit_writable_again,
+            directory=config.audit_dir,
+            tsa_url=config.audit.tsa_url if config.audit.timestamp_checkpoints else "",
+            tsa_roots=config.audit.tsa_roots,
         )
         # The asyncio flavour: its set() is a coroutine, safe to call from the loop.
         self.health: Any = health_aio.HealthServicer()
@@ -238,7 +244,8 @@ class Daemon:
             asyncio.create_task(self._periodic(self.service.expire_due, EXPIRY_INTERVAL_S), name="expiry"),
             asyncio.create_task(self._periodic(self._update_health, HEALTH_INTERVAL_S), name="health"),
             asyncio.create_task(
-                self._periodic(self.audit_ops.checkpoint, CHECKPOINT_INTERVAL_S), name="checkpoint"
+                self._periodic(self.audit_ops.checkpoint, self.config.audit.checkpoint_interval_s),
+                name="checkpoint",
             ),
         ]
         interval = self.notifier.watchdog_interval()

@@ -7,17 +7,16 @@ writer thread (store.call / store.write).
 from __future__ import annotations
 
 import asyncio
-import io
+import dataclasses
 import sqlite3
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
 
-from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
-from pyhanko.sign import signers
-from pyhanko.sign.fields import SigSeedSubFilter
+import aiohttp
+from pyhanko.sign.timestamps.common_utils import TimestampRequestError
 
-from seald import reports
+from seald import audit_timestamps, report_seal, reports
 from seald.domain.audit import ChainVerification, format_time
 from seald.domain.errors import InvalidInput
 from seald.logs import get_logger
@@ -30,22 +29,18 @@ from seald.store.audit_health import (
 from seald.store.backup import BackupManifest, create_backup
 from seald.store.checkpoints import (
     AUDIT_DIR_NAME,
-    CERT_FILE,
-    KEY_FILE,
     AuditKey,
     SignedCheckpoint,
     create_checkpoint,
     ensure_schema,
     export_latest,
     read_exported,
+    store_timestamp,
     verify_with_checkpoints,
 )
 from seald.store.requests import Store
 
 log = get_logger("seald.audit")
-
-CHECKPOINT_INTERVAL_S = 300.0
-
 
 class AuditOperations:
     def __init__(
@@ -54,13 +49,21 @@ class AuditOperations:
         host: str,
         clock: Callable[[], datetime],
         on_writable_again: Callable[[], Awaitable[None]] | None = None,
+        *,
+        directory: Path | None = None,
+        tsa_url: str = "",
+        tsa_roots: tuple[Path, ...] = (),
     ) -> None:
         self.store = store
         self.host = host
         self.clock = clock
-        self.directory: Path = store.state_dir / AUDIT_DIR_NAME
+        # [audit] key_dir; default <state_dir>/audit.
+        self.directory: Path = directory or store.state_dir / AUDIT_DIR_NAME
         self._key: AuditKey | None = None
         self._on_writable_again = on_writable_again
+        # [audit] timestamp_checkpoints: each checkpoint also gets an RFC 3161 token.
+        self.tsa_url = tsa_url
+        self.tsa_roots = tsa_roots
 
     @property
     def key(self) -> AuditKey:
@@ -77,18 +80,62 @@ class AuditOperations:
 
     async def verify(self) -> tuple[ChainVerification, SignedCheckpoint | None]:
         certificate = self.key.certificate
-        return await self.store.call(
+        result, latest = await self.store.call(
             lambda: verify_with_checkpoints(
                 self.store._connection(), certificate, read_exported(self.directory)
             )
         )
+        if result.ok and latest is not None and self.tsa_roots:
+            result = await self._check_timestamp(result, latest)
+        return result, latest
+
+    async def _check_timestamp(
+        self, result: ChainVerification, latest: SignedCheckpoint
+    ) -> ChainVerification:
+        if not latest.timestamp_token:
+            # The TSA was unreachable when it was made; the audit key's signature still holds.
+            log.warning("audit.checkpoint_not_timestamped", sequence=latest.sequence)
+            return result
+        roots = await asyncio.get_running_loop().run_in_executor(
+            None, audit_timestamps.load_roots, self.tsa_roots
+        )
+        problem = await audit_timestamps.timestamp_problem(latest, roots)
+        if not problem:
+            return result
+        return dataclasses.replace(result, ok=False, first_bad_sequence=latest.sequence, problem=problem)
 
     async def checkpoint(self) -> SignedCheckpoint:
         key, now = self.key, self.clock()
         checkpoint, _ = await self.store.write(lambda tx: create_checkpoint(tx.conn, key, self.host, now))
+        if self.tsa_url and not checkpoint.timestamp_token:
+            checkpoint = await self._timestamp(checkpoint)
         await self.store.call(lambda: export_latest(self.directory, checkpoint))
         log.info("audit.checkpoint", sequence=checkpoint.sequence, head_hash=checkpoint.head_hash)
         return checkpoint
+
+    async def _timestamp(self, checkpoint: SignedCheckpoint) -> SignedCheckpoint:
+        """Ask the TSA outside any transaction; store the token with the checkpoint.
+
+        A TSA failure keeps the signed checkpoint (truncation detection must not depend
+        on a remote service) and is logged; the next checkpoint run asks again.
+        """
+        try:
+            token = await audit_timestamps.request_timestamp(checkpoint, self.tsa_url)
+        except (TimeoutError, OSError, TimestampRequestError, aiohttp.ClientError) as ex:
+            log.error(
+                "audit.checkpoint_timestamp_failed",
+                sequence=checkpoint.sequence,
+                problem=f"{type(ex).__name__}: {ex}",
+            )
+            return checkpoint
+        stamped = dataclasses.replace(checkpoint, timestamp_token=token)
+        await self.store.write(lambda tx: store_timestamp(tx.conn, stamped))
+        log.info(
+            "audit.checkpoint_timestamped",
+            sequence=stamped.sequence,
+            tsa_time=audit_timestamps.timestamp_time(stamped),
+        )
+        return stamped
 
     async def probe(self) -> bool:
         """Re-check writability: cheap file check always, a real commit while failed."""
@@ -135,10 +182,16 @@ class AuditOperations:
             try:
                 records = self.store.ledger.records(conn, to_time=to_time)
                 report = reports.build_report(records, from_time, to_time, seal_id)
+                # The seal's time comes from the ledger, so the same ledger gives the same bytes.
+                row = conn.execute(
+                    "SELECT time FROM audit_log WHERE sequence = ?", (report.ledger_head_sequence,)
+                ).fetchone()
             finally:
                 conn.close()
             data = reports.render(report, fmt)
-            return seal_report_pdf(data, self.directory) if fmt == "pdf" else data
+            if fmt != "pdf":
+                return data
+            return seal_report_pdf(data, self.directory, str(row[0]) if row else "", from_time)
 
         # Off the loop and off the store thread.
         return await asyncio.get_running_loop().run_in_executor(None, _render)
@@ -155,20 +208,8 @@ class AuditOperations:
         )
 
 
-def seal_report_pdf(data: bytes, audit_dir: Path) -> bytes:
-    """Append a PAdES signature by the audit key (an incremental update: the report
-    bytes stay a prefix of the sealed file)."""
-    signer = signers.SimpleSigner.load(str(audit_dir / KEY_FILE), str(audit_dir / CERT_FILE))  # type: ignore[no-untyped-call]
-    if signer is None:
-        raise InvalidInput(
-            "the audit key cannot be loaded for sealing the report; check the audit directory",
-            reason="audit_key_unusable",
-        )
-    meta = signers.PdfSignatureMetadata(
-        field_name="AuditSeal",
-        reason="签盖记录汇总表 (seald audit key)",
-        subfilter=SigSeedSubFilter.PADES,
-        md_algorithm="sha256",
-    )
-    out = signers.sign_pdf(IncrementalPdfFileWriter(io.BytesIO(data)), meta, signer=signer)
-    return bytes(out.getvalue())
+def seal_report_pdf(data: bytes, audit_dir: Path, last_record_time: str, fallback: datetime) -> bytes:
+    """Seal a rendered report with the audit key, reproducibly (see seald.report_seal)."""
+    signer, certificate = report_seal.load_audit_signer(audit_dir)
+    when = report_seal.report_signing_time(last_record_time, fallback, certificate)
+    return report_seal.seal_report(data, signer, when)

@@ -14,7 +14,7 @@ from pathlib import Path
 from seald.config import Config
 from seald.domain.errors import SealError
 from seald.store.backup import create_backup, restore_backup
-from seald.store.checkpoints import AUDIT_DIR_NAME, AuditKey
+from seald.store.checkpoints import AuditKey
 
 
 def run_backup(config: Config, destination: Path) -> int:
@@ -24,7 +24,7 @@ def run_backup(config: Config, destination: Path) -> int:
         if not database.is_file():
             print(f"seald: no state database at {database}; nothing to back up", file=sys.stderr)
             return 1
-        key = AuditKey.load_or_create(state_dir / AUDIT_DIR_NAME, config.server.host_name)
+        key = AuditKey.load_or_create(config.audit_dir, config.server.host_name)
         conn = sqlite3.connect(database.resolve().as_uri() + "?mode=ro", uri=True)
         try:
             manifest = create_backup(conn, destination, key, config.server.host_name, datetime.now(UTC))
@@ -50,7 +50,9 @@ def run_restore(config: Config, backup: Path) -> int:
         print(f"seald: restore refused: {ex}", file=sys.stderr)
         return 1
     try:
-        result = restore_backup(backup, state_dir, config.server.host_name, datetime.now(UTC))
+        result = restore_backup(
+            backup, state_dir, config.server.host_name, datetime.now(UTC), config.audit_dir
+        )
     except SealError as ex:
         print(f"seald: restore refused: {ex}", file=sys.stderr)
         return 1

@@ -67,6 +67,30 @@ class TrustConfig:
 
 
 @dataclass(frozen=True)
+class AuditConfig:
+    """[audit] (issue 5): signed checkpoints of the ledger head and the audit key.
+
+    ``key_dir`` None: <state_dir>/audit. It holds audit-key.pem (0600, created at
+    first start), audit-cert.pem and latest-checkpoint.json. ``timestamp_checkpoints``:
+    each checkpoint's signed head also gets an RFC 3161 timestamp from ``tsa_url``
+    (default: [trust] tsa_url), whose signature must chain to ``tsa_roots``.
+    """
+
+    checkpoint_interval_s: float = 300.0
+    key_dir: Path | None = None
+    timestamp_checkpoints: bool = False
+    tsa_url: str = ""
+    tsa_roots: tuple[Path, ...] = ()
+
+    def key_directory(self, state_dir: Path) -> Path:
+        return self.key_dir if self.key_dir is not None else state_dir / "audit"
+
+
+# A checkpoint bounds how much of the tail a truncation could hide; at least daily.
+CHECKPOINT_INTERVAL_RANGE_S = (1.0, 86400.0)
+
+
+@dataclass(frozen=True)
 class RequestsConfig:
     required_approvals: int
     approval_ttl_hours: float
@@ -143,6 +167,12 @@ class Config:
     principals: Mapping[str, PrincipalConfig]
     tokens: TokensConfig = field(default_factory=lambda: TokensConfig(frozenset(), 0.0))
     metrics: MetricsConfig = field(default_factory=lambda: MetricsConfig(None))
+    audit: AuditConfig = field(default_factory=AuditConfig)
+
+    @property
+    def audit_dir(self) -> Path:
+        """Directory of the audit key, its certificate and the exported latest checkpoint."""
+        return self.audit.key_directory(self.store.state_dir)
 
     def principal_for_fingerprint(self, fingerprint: str) -> Principal | None:
         for entry in self.principals.values():
@@ -599,6 +629,7 @@ def load_config(path: Path) -> Config:
             owner[fp] = name
         principals[name] = entry
     metrics = _metrics(root.table("metrics")) if "metrics" in raw else MetricsConfig(None)
+    audit = _audit(root.table("audit"), trust) if "audit" in raw else AuditConfig()
     root.finish()
     return Config(
         path=path,
@@ -611,6 +642,54 @@ def load_config(path: Path) -> Config:
         principals=principals,
         tokens=tokens,
         metrics=metrics,
+        audit=audit,
+    )
+
+
+def _audit(t: _Table, trust: TrustConfig) -> AuditConfig:
+    low, high = CHECKPOINT_INTERVAL_RANGE_S
+    interval = t.number("checkpoint_interval_seconds", 300.0, f"seconds between {low:g} and {high:g}")
+    if not low <= interval <= high:
+        raise ConfigError(
+            f"{t.file}: 'audit.checkpoint_interval_seconds' = {interval:g}; use {low:g} to {high:g} "
+            "seconds (a checkpoint at least daily bounds how much of the ledger a truncation can hide)"
+        )
+    key_dir = None
+    if "key_dir" in t.data:
+        key_dir = t.path("key_dir", "a directory for the audit key", must_exist=False)
+    if key_dir is not None and key_dir.exists() and not key_dir.is_dir():
+        raise ConfigError(f"{t.file}: 'audit.key_dir' = {key_dir} is not a directory; give a directory path")
+    timestamp = t.boolean("timestamp_checkpoints", False, "true or false")
+    tsa_url = str(t._get("tsa_url", "", str, "the RFC 3161 timestamp URL for checkpoints")).strip()
+    tsa_roots = tuple(
+        _existing(t.file, "audit.tsa_roots", t.file.parent / Path(p))
+        for p in t.optional_strings("tsa_roots", "a list of CA PEM paths")
+    )
+    t.finish()
+    if tsa_url and not tsa_url.startswith(("http://", "https://")):
+        raise ConfigError(f"{t.file}: 'audit.tsa_url' must start with http:// or https://")
+    if timestamp and not (tsa_url or trust.tsa_url):
+        raise ConfigError(
+            f"{t.file}: 'audit.timestamp_checkpoints' = true needs a timestamp authority; set "
+            "'audit.tsa_url' (or 'trust.tsa_url'), or set timestamp_checkpoints = false"
+        )
+    if timestamp and not tsa_roots:
+        raise ConfigError(
+            f"{t.file}: 'audit.timestamp_checkpoints' = true needs 'audit.tsa_roots': the CA PEM(s) "
+            "the timestamp authority's certificate must chain to (a token is only evidence if "
+            "its signer is checked)"
+        )
+    if (tsa_url or tsa_roots) and not timestamp:
+        raise ConfigError(
+            f"{t.file}: 'audit.tsa_url'/'audit.tsa_roots' are set but 'audit.timestamp_checkpoints' "
+            "is not true; set it to true, or remove them"
+        )
+    return AuditConfig(
+        checkpoint_interval_s=interval,
+        key_dir=key_dir,
+        timestamp_checkpoints=timestamp,
+        tsa_url=tsa_url or (trust.tsa_url if timestamp else ""),
+        tsa_roots=tsa_roots,
     )
 
 

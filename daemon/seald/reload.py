@@ -42,6 +42,8 @@ def restart_only_changes(
         changed.append("pkcs11.module")
     if old.metrics != new.metrics:
         changed.append("metrics.listen")
+    if getattr(old, "audit", None) != getattr(new, "audit", None):  # issue 5's [audit]
+        changed.append("audit")
     if getattr(old, "tokens", None) != getattr(new, "tokens", None):  # issue 3's [tokens]
         changed.append("tokens")
     added = sorted(set(new.seals) - set(old.seals))

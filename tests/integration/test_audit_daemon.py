@@ -132,6 +132,11 @@ def test_r10_r11_r12_audit_end_to_end_with_backup_restore_and_log_canary(
         audit_cert = (state / "audit" / "audit-cert.pem").read_bytes()
         checks = verify_pdf(report_pdf, [audit_cert])
         assert len(checks) == 1 and checks[0].valid and checks[0].intact
+        # Reproducible (R11): the same ledger gives the same sealed bytes, a second later too.
+        again = tmp_path / "report-again.pdf"
+        got = sealctl(d, "zhao.min", "audit", "report", *period, "--format", "pdf", "-o", str(again))
+        assert got.returncode == 0, got.stderr
+        assert again.read_bytes() == report_pdf.read_bytes()
         as_json = sealctl(d, "zhao.min", "audit", "report", *period, "--format", "json", "--seal", "contract")
         assert as_json.returncode == 0, as_json.stderr
         report = json.loads(as_json.stdout)

@@ -12,9 +12,12 @@ import shutil
 import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from json.encoder import encode_basestring
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from seald.domain.audit import (
     GENESIS_HASH,
@@ -22,7 +25,9 @@ from seald.domain.audit import (
     AuditEvent,
     ChainVerification,
     canonical_row_bytes,
+    encode_row,
 )
+from seald.store import ledger as ledger_module
 from seald.store.ledger import (
     SCHEMA,
     Ledger,
@@ -115,6 +120,13 @@ def head(pristine: tuple[Path, tuple[int, str]]) -> tuple[int, str]:
     return pristine[1]
 
 
+@pytest.fixture(params=["sqlite-json", "python"])
+def each_encoder(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a tamper test with the SQLite encoder (fast path) and the Python fallback."""
+    monkeypatch.setattr(ledger_module, "_sql_encoder_agrees", request.param == "sqlite-json")
+    return str(request.param)
+
+
 def tamper(path: Path, *statements: tuple[str, tuple[object, ...]]) -> None:
     """Edit the file as an attacker would: drop the triggers, change rows, commit."""
     conn = sqlite3.connect(path)
@@ -199,6 +211,7 @@ def test_r10_schema_columns_match_the_verifier_row_order(tmp_path: Path) -> None
 # --- the tamper corpus -------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("each_encoder")
 @pytest.mark.parametrize("column", TEXT_COLUMNS)
 def test_r10_modified_column_is_detected_and_named(ledger_copy: Path, column: str) -> None:
     tamper(ledger_copy, (f"UPDATE audit_log SET {column} = {column} || 'x' WHERE sequence = 23", ()))
@@ -209,6 +222,7 @@ def test_r10_modified_column_is_detected_and_named(ledger_copy: Path, column: st
     assert (result.records_checked, result.head_sequence) == (22, 22)
 
 
+@pytest.mark.usefixtures("each_encoder")
 @pytest.mark.parametrize(
     "new_details",
     [
@@ -225,6 +239,7 @@ def test_r10_modified_details_json_is_detected(ledger_copy: Path, new_details: s
     assert (result.ok, result.first_bad_sequence) == (False, 7)
 
 
+@pytest.mark.usefixtures("each_encoder")
 @pytest.mark.parametrize("value", [5, b"blob", 2.5])
 def test_r10_column_with_a_non_text_value_is_detected(ledger_copy: Path, value: object) -> None:
     # Recreate the table without type affinity so the value is stored as it is.
@@ -239,6 +254,7 @@ def test_r10_column_with_a_non_text_value_is_detected(ledger_copy: Path, value: 
     assert (result.ok, result.first_bad_sequence) == (False, 30), result.problem
 
 
+@pytest.mark.usefixtures("each_encoder")
 def test_r10_deleted_middle_record_is_detected_and_named(ledger_copy: Path) -> None:
     tamper(ledger_copy, ("DELETE FROM audit_log WHERE sequence = 17", ()))
     result = verify_ledger_file(ledger_copy)
@@ -246,12 +262,14 @@ def test_r10_deleted_middle_record_is_detected_and_named(ledger_copy: Path) -> N
     assert "record 17 missing" in result.problem
 
 
+@pytest.mark.usefixtures("each_encoder")
 def test_r10_deleted_first_record_is_detected(ledger_copy: Path) -> None:
     tamper(ledger_copy, ("DELETE FROM audit_log WHERE sequence = 1", ()))
     result = verify_ledger_file(ledger_copy)
     assert (result.ok, result.first_bad_sequence, result.records_checked) == (False, 1, 0)
 
 
+@pytest.mark.usefixtures("each_encoder")
 def test_r10_deleted_last_record_is_detected_against_the_expected_head(
     ledger_copy: Path, head: tuple[int, str]
 ) -> None:
@@ -264,6 +282,7 @@ def test_r10_deleted_last_record_is_detected_against_the_expected_head(
     assert result.head_sequence == RECORD_COUNT - 1
 
 
+@pytest.mark.usefixtures("each_encoder")
 def test_r10_inserted_forged_record_with_made_up_hashes_is_detected(ledger_copy: Path) -> None:
     original = rows(ledger_copy)
     shifted = [(int(str(row[0])) + (1 if int(str(row[0])) >= 20 else 0), *row[1:]) for row in original]
@@ -276,6 +295,7 @@ def test_r10_inserted_forged_record_with_made_up_hashes_is_detected(ledger_copy:
     assert (result.ok, result.first_bad_sequence) == (False, 20)
 
 
+@pytest.mark.usefixtures("each_encoder")
 def test_r10_inserted_well_formed_forged_record_breaks_the_next_link(ledger_copy: Path) -> None:
     # A forger who knows the format hashes the forged record correctly and links it to
     # record 19, but cannot make the following (renumbered) record link to it.
@@ -292,6 +312,7 @@ def test_r10_inserted_well_formed_forged_record_breaks_the_next_link(ledger_copy
     assert "does not link to record 20" in result.problem
 
 
+@pytest.mark.usefixtures("each_encoder")
 def test_r10_swapped_records_are_detected(ledger_copy: Path) -> None:
     original = rows(ledger_copy)
     swapped = list(original)
@@ -302,6 +323,7 @@ def test_r10_swapped_records_are_detected(ledger_copy: Path) -> None:
     assert (result.ok, result.first_bad_sequence) == (False, 10)
 
 
+@pytest.mark.usefixtures("each_encoder")
 def test_r10_rechained_ledger_is_detected_only_with_the_expected_head(
     ledger_copy: Path, head: tuple[int, str]
 ) -> None:
@@ -508,3 +530,61 @@ def test_r10_parallel_verification_detects_rechaining_against_the_head(
     assert verify_parallel(ledger_copy).ok
     result = verify_parallel(ledger_copy, head)
     assert (result.ok, result.first_bad_sequence) == (False, RECORD_COUNT)
+
+
+# --- the fast path: canonical bytes built by SQLite's json_object -------------------------
+
+
+def test_r10_sqlite_json_encoder_is_used_here_and_agrees_row_for_row(ledger_copy: Path) -> None:
+    conn = sqlite3.connect(ledger_copy)
+    try:
+        # On this SQLite the fast path must be the one taken (the benchmark measures it).
+        assert ledger_module.sql_encoder_agrees(conn)
+        fast = list(ledger_module._stream_encoded(conn, use_sql=True))
+        reference = [encode_row(row) for row in rows(ledger_copy)]
+    finally:
+        conn.close()
+    assert len(fast) == RECORD_COUNT
+    assert fast == reference
+
+
+def test_r10_sqlite_json_quotes_every_code_point_like_the_canonical_encoder() -> None:
+    # Every code point except lone surrogates, in chunks: escaping is per character.
+    conn = sqlite3.connect(":memory:")
+    points = [c for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF]
+    for start in range(0, len(points), 8192):
+        text = "".join(map(chr, points[start : start + 8192]))
+        (quoted,) = conn.execute("SELECT json_quote(?)", (text,)).fetchone()
+        assert quoted == encode_basestring(text), f"first differing chunk starts at {points[start]:#x}"
+    conn.close()
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    event=st.builds(
+        AuditEvent,
+        event=st.text(min_size=1, max_size=12),
+        principal=st.text(max_size=12),
+        reason=st.text(max_size=30),
+        document_name=st.text(max_size=20),
+        details=st.dictionaries(
+            st.text(max_size=8), st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=8))
+        ),
+    ),
+    host=st.text(min_size=1, max_size=12),
+)
+def test_r10_sqlite_json_encoder_matches_python_on_arbitrary_records(event: AuditEvent, host: str) -> None:
+    conn = sqlite3.connect(":memory:")
+    Ledger.create_schema(conn)
+    with conn:
+        Ledger(host, SteppingClock()).append(conn, event)
+        Ledger(host, SteppingClock()).append(conn, event)
+    stored = conn.execute(f"SELECT {', '.join(RECORD_COLUMNS)} FROM audit_log ORDER BY sequence").fetchall()
+    assert list(ledger_module._stream_encoded(conn, use_sql=True)) == [encode_row(r) for r in stored]
+    conn.close()
+
+
+def test_r10_text_that_is_not_utf8_is_detected_and_named(ledger_copy: Path) -> None:
+    tamper(ledger_copy, ("UPDATE audit_log SET reason = CAST(X'ff41' AS TEXT) WHERE sequence = 12", ()))
+    result = verify_ledger_file(ledger_copy)
+    assert (result.ok, result.first_bad_sequence) == (False, 12), result.problem

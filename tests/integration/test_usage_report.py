@@ -13,10 +13,15 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from seald.audit_ops import seal_report_pdf
 from seald.domain.audit import AuditEvent, AuditRecord, chain_next
 from seald.reports import build_report, render
+from seald.signing.verify import verify_pdf
+from seald.store.checkpoints import CERT_FILE, AuditKey
 
 GOLDEN = Path(__file__).resolve().parent.parent / "assets" / "golden"
+# A TEST-ONLY audit key (committed on purpose) so the sealed report has golden bytes too.
+GOLDEN_AUDIT_DIR = GOLDEN / "audit-key"
 T0 = datetime(2026, 11, 2, 1, 0, tzinfo=UTC)
 PERIOD = (T0, T0 + timedelta(days=1))
 
@@ -154,11 +159,47 @@ def test_r11_pdf_report_has_cjk_text_embedded_font_and_page_numbers(tmp_path: Pa
     assert " yes yes " in fonts  # embedded, subset
 
 
+def sealed_known_report() -> bytes:
+    """The known report sealed like GetUsageReport does: time from the last record in it."""
+    records = known_ledger()
+    report = build_report(records, *PERIOD)
+    last = next(r for r in records if r.sequence == report.ledger_head_sequence)
+    return seal_report_pdf(render(report, "pdf"), GOLDEN_AUDIT_DIR, last.time, PERIOD[0])
+
+
+def test_r11_sealed_pdf_report_is_reproducible_and_matches_the_golden_file(tmp_path: Path) -> None:
+    first, second = sealed_known_report(), sealed_known_report()
+    assert first == second, "two seals of the same report differ"
+    assert first == (GOLDEN / "usage-report.sealed.pdf").read_bytes()
+    # The seal is an incremental update: the unsealed report's bytes stay a prefix.
+    assert first.startswith((GOLDEN / "usage-report.pdf").read_bytes())
+    pdf = tmp_path / "sealed.pdf"
+    pdf.write_bytes(first)
+    pdfsig = subprocess.run(
+        ["pdfsig", str(pdf)], capture_output=True, text=True, check=False, env={"TZ": "UTC"}
+    ).stdout
+    assert "Signature Field Name: AuditSeal" in pdfsig
+    assert "Signature is Valid." in pdfsig and "Total document signed" in pdfsig
+    # The time of the last record in the report (09:21 on the report day), not the wall clock.
+    assert "Signing Time: Nov 02 2026 09:21:00" in pdfsig
+    checks = verify_pdf(pdf, [(GOLDEN_AUDIT_DIR / CERT_FILE).read_bytes()])
+    assert [(c.field_name, c.intact, c.valid, c.trusted) for c in checks] == [("AuditSeal", True, True, True)]
+
+
+def test_r11_sealed_report_changes_when_the_ledger_changes() -> None:
+    records = known_ledger()[:-5]
+    report = build_report(records, *PERIOD)
+    sealed = seal_report_pdf(render(report, "pdf"), GOLDEN_AUDIT_DIR, records[-1].time, PERIOD[0])
+    assert sealed != sealed_known_report()
+
+
 def _write_golden() -> None:
     GOLDEN.mkdir(parents=True, exist_ok=True)
     report = build_report(known_ledger(), *PERIOD)
     for fmt in ("json", "csv", "pdf"):
         (GOLDEN / f"usage-report.{fmt}").write_bytes(render(report, fmt))
+    AuditKey.load_or_create(GOLDEN_AUDIT_DIR, "seal-host-01", T0 - timedelta(days=30))
+    (GOLDEN / "usage-report.sealed.pdf").write_bytes(sealed_known_report())
     print(f"wrote golden reports to {GOLDEN}")
 
 

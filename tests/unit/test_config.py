@@ -54,3 +54,76 @@ def test_a_certificate_may_identify_only_one_principal(seal_fixtures: SealFixtur
     path = write(tmp_path, seal_fixtures, r'^certificates = \["[0-9a-f]+"\]$', f'certificates = ["{li}"]')
     with pytest.raises(ConfigError, match="exactly one principal"):
         load_config(path)
+
+
+# --- [audit] (issue 5): checkpoint interval, audit key directory, checkpoint timestamps ---
+
+
+def with_audit(tmp_path: Path, fx: SealFixtures, body: str) -> Path:
+    return write(tmp_path, fx, r"^\[trust\]$", f"[audit]\n{body}\n\n[trust]")
+
+
+def test_r10_audit_defaults_without_an_audit_table(seal_fixtures: SealFixtures) -> None:
+    config = load_config(seal_fixtures.config)
+    assert config.audit.checkpoint_interval_s == 300.0
+    assert config.audit_dir == config.store.state_dir / "audit"
+    assert not config.audit.timestamp_checkpoints and config.audit.tsa_url == ""
+
+
+def test_r10_audit_interval_and_key_dir_are_read(seal_fixtures: SealFixtures, tmp_path: Path) -> None:
+    path = with_audit(tmp_path, seal_fixtures, 'checkpoint_interval_seconds = 60\nkey_dir = "keys/audit"')
+    config = load_config(path)
+    assert config.audit.checkpoint_interval_s == 60.0
+    assert config.audit_dir == tmp_path / "keys" / "audit"  # relative to the config file
+
+
+def test_r10_audit_timestamps_use_trust_tsa_url_by_default(
+    seal_fixtures: SealFixtures, tmp_path: Path
+) -> None:
+    roots = f'tsa_roots = ["{seal_fixtures.tls_ca}"]'
+    path = with_audit(tmp_path, seal_fixtures, f"timestamp_checkpoints = true\n{roots}")
+    text = path.read_text(encoding="utf-8").replace("[trust]\n", '[trust]\ntsa_url = "http://127.0.0.1:9/tsa"\n')
+    path.write_text(text, encoding="utf-8")
+    config = load_config(path)
+    assert config.audit.timestamp_checkpoints
+    assert config.audit.tsa_url == "http://127.0.0.1:9/tsa"
+    assert config.audit.tsa_roots == (seal_fixtures.tls_ca,)
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ("checkpoint_intervall = 60", r"unknown key 'audit\.checkpoint_intervall'"),
+        ("checkpoint_interval_seconds = 0", r"'audit\.checkpoint_interval_seconds' = 0; use 1 to 86400"),
+        ("checkpoint_interval_seconds = 90000", r"checkpoint_interval_seconds' = 90000; use 1 to 86400"),
+        ('checkpoint_interval_seconds = "5m"', r"'audit\.checkpoint_interval_seconds' = '5m' is not valid"),
+        ('key_dir = ""', r"'audit\.key_dir' is empty"),
+        ("timestamp_checkpoints = 1", r"'audit\.timestamp_checkpoints' = 1 is not valid; it must be true or"),
+        ("timestamp_checkpoints = true", r"needs a timestamp authority; set 'audit\.tsa_url'"),
+        (
+            'timestamp_checkpoints = true\ntsa_url = "http://127.0.0.1:9/tsa"',
+            r"needs 'audit\.tsa_roots'",
+        ),
+        (
+            'timestamp_checkpoints = true\ntsa_url = "ftp://tsa"\ntsa_roots = ["/etc/hostname"]',
+            r"'audit\.tsa_url' must start with http",
+        ),
+        ('tsa_roots = ["/nonexistent/tsa-root.pem"]', r"'audit\.tsa_roots'.*does not exist"),
+        ('tsa_url = "http://127.0.0.1:9/tsa"', r"timestamp_checkpoints' is not true"),
+    ],
+)
+def test_r10_bad_audit_config_names_file_key_and_fix(
+    seal_fixtures: SealFixtures, tmp_path: Path, body: str, expected: str
+) -> None:
+    path = with_audit(tmp_path, seal_fixtures, body)
+    with pytest.raises(ConfigError) as bad:
+        load_config(path)
+    assert str(path) in str(bad.value)
+    assert re.search(expected, str(bad.value)), str(bad.value)
+
+
+def test_r10_audit_key_dir_that_is_a_file_is_refused(seal_fixtures: SealFixtures, tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("x")
+    path = with_audit(tmp_path, seal_fixtures, 'key_dir = "afile"')
+    with pytest.raises(ConfigError, match=r"'audit\.key_dir' = .*afile is not a directory"):
+        load_config(path)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -378,62 +379,117 @@ def _link_problem(sequence: int) -> str:
     )
 
 
+# An encoded row, what the hot loop consumes: (sequence, canonical bytes, previous_hash,
+# record_hash), the two hashes as ASCII bytes. The canonical bytes are None when a stored
+# field is not text (edited outside the appliance). The store may build these bytes in
+# SQL (see CANONICAL_FIELDS) or with encode_row(); the loop does not care which.
+EncodedRow = tuple[object, bytes | None, bytes, bytes]
+
+# Canonical key -> stored column, in canonical (sorted) key order; "version" comes last
+# and is the constant FORMAT_VERSION. An encoder outside this module (SQLite's
+# json_object in the store) builds the same object from this table.
+CANONICAL_FIELDS: Final = (
+    ("details", "details_json"),
+    ("document_name", "document_name"),
+    ("document_sha256", "document_sha256"),
+    ("event", "event"),
+    ("host", "host"),
+    ("outcome", "outcome"),
+    ("previous_hash", "previous_hash"),
+    ("principal", "principal"),
+    ("reason", "reason"),
+    ("request_id", "request_id"),
+    ("role", "role"),
+    ("seal_id", "seal_id"),
+    ("sequence", "sequence"),
+    ("time", "time"),
+)
+
+
+def _ascii(value: object) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    return str(value).encode("utf-8", "backslashreplace")
+
+
+def encode_row(row: Sequence[object]) -> EncodedRow:
+    """A stored row (RECORD_COLUMNS order) as the hot loop consumes it."""
+    try:
+        canonical: bytes | None = canonical_row_bytes(row)
+    except (TypeError, ValueError):
+        canonical = None
+    return (row[0], canonical, _ascii(row[13]), _ascii(row[14]))
+
+
 def _verify_run(
-    rows: Iterable[Sequence[object]],
+    rows: Iterable[EncodedRow],
     first_sequence: int,
     start_hash: str | None,
     expected_head: tuple[int, str] | None,
 ) -> SegmentVerification:
-    """The hot loop. start_hash None: accept the first record's previous_hash as given."""
+    """The hot loop. start_hash None: accept the first record's previous_hash as given.
+
+    Kept tight on purpose (it runs a million times per verification): no per-record
+    objects, hashes compared as bytes, the record count derived from sequences.
+    """
     expected_sequence = first_sequence
     head_sequence = first_sequence - 1
-    head_hash: str = start_hash or ""
+    head_hash = b"" if start_hash is None else start_hash.encode("ascii")
     linked_from: str | None = None
-    checked = 0
-    checkpoint_sequence, checkpoint_hash = expected_head if expected_head else (-1, "")
+    checkpoint_sequence, checkpoint_hash = (
+        (expected_head[0], expected_head[1].encode("ascii", "replace")) if expected_head else (-1, b"")
+    )
     sha256 = hashlib.sha256
-    canonical = canonical_row_bytes
 
     def failed(bad: int, problem: str) -> SegmentVerification:
-        result = ChainVerification(False, checked, bad, problem, head_hash, head_sequence)
+        checked = head_sequence - first_sequence + 1
+        head = head_hash.decode("ascii", "replace")
+        result = ChainVerification(False, checked, bad, problem, head, head_sequence)
         return SegmentVerification(first_sequence, result, linked_from)
 
-    for row in rows:
-        sequence = row[0]
-        if sequence != expected_sequence:
-            if type(sequence) is not int:
-                return failed(expected_sequence, f"record after {head_sequence} has a non-integer sequence")
-            return failed(
-                min(sequence, expected_sequence), _missing_records_problem(expected_sequence, sequence)
-            )
-        if linked_from is None:
-            linked_from = str(row[13])
-            if start_hash is None:
-                head_hash = linked_from
-        if row[13] != head_hash:
-            return failed(sequence, _link_problem(sequence))
-        try:
-            computed = sha256(canonical(row)).hexdigest()
-        except (TypeError, ValueError):
-            return failed(
-                sequence,
-                f"record {sequence} has a field that is not text (it was edited outside the appliance)",
-            )
-        if computed != row[14]:
-            return failed(
-                sequence, f"record {sequence} was modified: its content does not match its record_hash"
-            )
-        if sequence == checkpoint_sequence and computed != checkpoint_hash:
-            return failed(
-                sequence,
-                f"record {sequence} differs from the checkpoint: the ledger was rewritten "
-                f"at or before record {sequence} and its hashes recomputed",
-            )
-        head_sequence = sequence
-        head_hash = computed
-        expected_sequence = sequence + 1
-        checked += 1
-    result = ChainVerification(True, checked, None, "", head_hash, head_sequence)
+    iterator = iter(rows)
+    first = next(iterator, None)
+    if first is not None:
+        linked_from = first[2].decode("ascii", "replace")
+        if start_hash is None:
+            head_hash = first[2]
+        iterator = itertools.chain((first,), iterator)
+    sequence: object = first_sequence
+    try:
+        for sequence, canonical, previous, recorded in iterator:
+            if sequence != expected_sequence:
+                if type(sequence) is not int:
+                    return failed(
+                        expected_sequence, f"record after {head_sequence} has a non-integer sequence"
+                    )
+                return failed(
+                    min(sequence, expected_sequence), _missing_records_problem(expected_sequence, sequence)
+                )
+            if previous != head_hash:
+                return failed(expected_sequence, _link_problem(expected_sequence))
+            # sha256(None) raises TypeError: a field that is not text (handled below).
+            computed = sha256(canonical).hexdigest().encode()  # type: ignore[arg-type]
+            if computed != recorded:
+                return failed(
+                    expected_sequence,
+                    f"record {expected_sequence} was modified: its content does not match its record_hash",
+                )
+            if expected_sequence == checkpoint_sequence and computed != checkpoint_hash:
+                return failed(
+                    expected_sequence,
+                    f"record {expected_sequence} differs from the checkpoint: the ledger was rewritten "
+                    f"at or before record {expected_sequence} and its hashes recomputed",
+                )
+            head_sequence = expected_sequence
+            head_hash = computed
+            expected_sequence += 1
+    except TypeError:
+        return failed(
+            expected_sequence,
+            f"record {expected_sequence} has a field that is not text (it was edited outside the appliance)",
+        )
+    checked = head_sequence - first_sequence + 1
+    result = ChainVerification(True, checked, None, "", head_hash.decode("ascii"), head_sequence)
     return SegmentVerification(first_sequence, result, linked_from)
 
 
@@ -460,6 +516,13 @@ def verify_rows(
     that sequence must exist and carry that hash. Records after it are fine (the ledger
     grew since); fewer records means truncation; a different hash means rewriting.
     """
+    return verify_encoded_rows(map(encode_row, rows), expected_head)
+
+
+def verify_encoded_rows(
+    rows: Iterable[EncodedRow], expected_head: tuple[int, str] | None = None
+) -> ChainVerification:
+    """verify_rows() over rows already encoded (EncodedRow): the fast path of the store."""
     run = _verify_run(rows, 1, GENESIS_HASH, expected_head)
     return _truncation_check(run.result, expected_head)
 
@@ -468,6 +531,13 @@ def verify_segment(
     rows: Iterable[Sequence[object]], first_sequence: int, expected_head: tuple[int, str] | None = None
 ) -> SegmentVerification:
     """Verify the run of records starting at ``first_sequence``; join with join_segments()."""
+    return verify_encoded_segment(map(encode_row, rows), first_sequence, expected_head)
+
+
+def verify_encoded_segment(
+    rows: Iterable[EncodedRow], first_sequence: int, expected_head: tuple[int, str] | None = None
+) -> SegmentVerification:
+    """verify_segment() over rows already encoded (EncodedRow)."""
     start_hash = GENESIS_HASH if first_sequence == 1 else None
     return _verify_run(rows, first_sequence, start_hash, expected_head)
 

@@ -214,9 +214,14 @@ def _terminal_seal_statuses(database: Path) -> dict[str, tuple[str, str, str | N
     return {str(r[0]): (str(r[1]), str(r[2]), r[3]) for r in rows}
 
 
-def restore_backup(backup: Path, state_dir: Path, host: str, now: datetime) -> RestoreResult:
-    """Verify ``backup`` and make it the state database of ``state_dir`` (seald stopped)."""
-    audit_dir = state_dir / "audit"
+def restore_backup(
+    backup: Path, state_dir: Path, host: str, now: datetime, audit_dir: Path | None = None
+) -> RestoreResult:
+    """Verify ``backup`` and make it the state database of ``state_dir`` (seald stopped).
+
+    ``audit_dir``: where the audit certificate lives ([audit] key_dir; default state_dir/audit).
+    """
+    audit_dir = audit_dir or state_dir / "audit"
     cert_path = audit_dir / "audit-cert.pem"
     certificate = x509.load_pem_x509_certificate(cert_path.read_bytes()) if cert_path.is_file() else None
     manifest = verify_backup(backup, certificate)

@@ -291,6 +291,14 @@ def create_checkpoint(conn: sqlite3.Connection, key: AuditKey, host: str, now: d
     return checkpoint
 
 
+def store_timestamp(conn: sqlite3.Connection, checkpoint: SignedCheckpoint) -> None:
+    """Keep the RFC 3161 token of a stored checkpoint (it arrives after the commit)."""
+    conn.execute(
+        "UPDATE audit_checkpoint SET timestamp_token = ? WHERE sequence = ? AND signature = ?",
+        (checkpoint.timestamp_token, checkpoint.sequence, checkpoint.signature),
+    )
+
+
 def export_latest(directory: Path, checkpoint: SignedCheckpoint) -> None:
     """Write the checkpoint beside the key (atomic), unless a later one is there already."""
     path = directory / LATEST_FILE
