@@ -431,6 +431,7 @@ class Daemon:
         abandoned = [t for t in self.service._signing_tasks if not t.done()]
         for task in abandoned:
             task.cancel()
+        self.service.seal_workers.shutdown()
         if rpcs_stopped is not None:
             await rpcs_stopped
         with contextlib.suppress(SealError):

@@ -48,10 +48,12 @@ from seald.domain.model import (
 from seald.domain.seals import SealState, apply_state
 from seald.logs import get_logger
 from seald.metrics import SealMetrics
+from seald.seal_workers import SealWorkers, seal_documents
 from seald.signing.errors import InputDocumentError, SigningError, TokenSigningError
 from seald.signing.input_checks import check_input_pdf
-from seald.signing.levels import Certification, level_settings
+from seald.signing.levels import Certification, LevelSettings, level_settings
 from seald.signing.pades import seal_pdf, token_signer
+from seald.signing.pipeline import SealJob, splits
 from seald.signing.placement import PlacementSpec
 from seald.signing.seal_image import SealImageSpec, render_seal_png
 from seald.store import seals as seal_tables
@@ -116,6 +118,8 @@ class SealService:
         self.token_events = Broadcaster()
         self._wake = asyncio.Event()
         self._seal_images: dict[str, bytes] = {}
+        # Worker processes for the CPU-bound halves of sealing (started by run_signer).
+        self.seal_workers = SealWorkers()
         self._signing_tasks: set[asyncio.Task[None]] = set()
         self._busy_seals: set[str] = set()
         self.signed_count = 0
@@ -575,6 +579,10 @@ class SealService:
 
     async def run_signer(self) -> None:
         """Background loop: seal every APPROVED request whose token is ready."""
+        try:
+            await self.seal_workers.warm()
+        except Exception as ex:  # sealing still works: the pool is started again on use
+            log.error("seal_workers.warm_failed", problem=type(ex).__name__)
         while True:
             await self._wake.wait()
             self._wake.clear()
@@ -650,10 +658,8 @@ class SealService:
 
         await test_hooks.pause("SEALD_TEST_PAUSE_AFTER_INTENT", request_id)
         started = asyncio.get_running_loop().time()
-        sealed: list[tuple[str, int]] = []
         try:
-            for doc in request.documents:
-                sealed.append(await self._seal_document(request, doc))
+            sealed = await self._seal_documents(request)
         except (PreconditionFailed, TokenSigningError) as ex:
             return await self._interrupt(request, f"not signed: {ex}; waiting for the token", ex)
         except SigningError as ex:
@@ -702,6 +708,50 @@ class SealService:
             outcome="signed",
         )
         return done
+
+    async def _seal_documents(self, request: SealRequest) -> list[tuple[str, int]]:
+        """(sha256, size) of each sealed document, in order; all sealed or none released.
+
+        Levels that split (B-B, B-T) go through the worker pipeline (issue 8): PDF work in
+        worker processes, only the raw signature on the token thread. B-LT/B-LTA seal each
+        document in one step on the token thread.
+        """
+        sc = self.config.seals[request.seal_id]
+        level = self._level_settings(request.seal_id)
+        if not splits(level):
+            return [await self._seal_document(request, doc) for doc in request.documents]
+        seal_png = self.seal_image(request.seal_id)
+        jobs = [
+            SealJob(
+                input_path=self.store.original_path(request.request_id, doc.index),
+                output_path=self.store.sealed_path(request.request_id, doc.index),
+                signing_cert_der=b"",  # read from the token by seal_documents
+                chain_der=(),
+                seal_png=seal_png,
+                placement=_placement_spec(request),
+                reason=request.reason,
+                location=self.config.server.host_name,
+                field_name=f"Seal-{request.seal_id}-{request.request_id[:12]}",
+                signer_name=f"{sc.organisation} {sc.display_name}",
+                level=level,
+                certification=Certification(sc.certify),
+                certify_only_if_first=True,
+            )
+            for doc in request.documents
+        ]
+        results = await seal_documents(
+            self.seal_workers, self.tokens, request.seal_id, jobs, key_label=sc.key_label
+        )
+        return [(result.sha256, result.size) for result in results]
+
+    def _level_settings(self, seal_id: str) -> LevelSettings:
+        trust = self.config.trust
+        return level_settings(
+            self.config.seals[seal_id].level,
+            tsa_url=trust.tsa_url,
+            trust_root_files=trust.signing_roots or (trust.seal_ca,),
+            fetch_revocation=trust.fetch_revocation,
+        )
 
     async def _seal_document(self, request: SealRequest, doc: Document) -> tuple[str, int]:
         sc = self.config.seals[request.seal_id]
@@ -930,6 +980,17 @@ def _event(
         reason=reason or request.reason,
         outcome=outcome,
         details=details or {},
+    )
+
+
+def _placement_spec(request: SealRequest) -> PlacementSpec:
+    return PlacementSpec(
+        page=request.placement.page,
+        x_mm=request.placement.x_mm,
+        y_mm=request.placement.y_mm,
+        size_mm=request.placement.size_mm,
+        anchor_text=request.placement.anchor_text,
+        cross_page=request.placement.cross_page,
     )
 
 

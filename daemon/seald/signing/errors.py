@@ -17,6 +17,10 @@ class SigningError(Exception):
         super().__init__(message)
         self.reason = reason
 
+    def __reduce__(self) -> tuple[type[SigningError], tuple[str, str]]:
+        # Raised in seal worker processes (signing/pipeline.py) and pickled back.
+        return (type(self), (self.reason, self.message))
+
     @property
     def message(self) -> str:
         return str(self.args[0]) if self.args else ""

@@ -131,10 +131,9 @@ def seal_pdf(
     # The writer reads the original from the open file and copies it to the output in
     # chunks: memory stays bounded whatever the document's size (issue 8).
     with _open_input(input_path) as source:
-        return _seal_open_pdf(
+        plan = plan_seal(
             source,
             input_path,
-            output_path,
             signer=signer,
             seal_png=seal_png,
             placement=placement,
@@ -147,12 +146,32 @@ def seal_pdf(
             certification=certification,
             certify_only_if_first=certify_only_if_first,
         )
+        with _atomic_output(output_path) as out:
+            with _translate_signing_errors(plan.field_name):
+                plan.pdf_signer.sign_pdf(plan.writer, output=out, bytes_reserved=plan.bytes_reserved)
+            return plan.result(out)
 
 
-def _seal_open_pdf(
+@dataclass
+class SealPlan:
+    """A document opened for sealing with its signature field laid out, not yet signed."""
+
+    writer: IncrementalPdfFileWriter
+    pdf_signer: signers.PdfSigner
+    field_name: str
+    page_ix: int
+    box: tuple[float, float, float, float]
+    slice_boxes: tuple[tuple[float, float, float, float], ...]
+    bytes_reserved: int
+
+    def result(self, out: BinaryIO) -> SealResult:
+        result = _result(out, self.field_name, self.page_ix, self.box)
+        return dataclasses.replace(result, slice_boxes_pt=self.slice_boxes)
+
+
+def plan_seal(
     source: BinaryIO,
     input_path: Path,
-    output_path: Path,
     *,
     signer: Signer,
     seal_png: bytes,
@@ -160,53 +179,52 @@ def _seal_open_pdf(
     reason: str,
     location: str,
     field_name: str,
-    signer_name: str,
-    signature_bytes: int | None,
-    level: LevelSettings,
-    certification: Certification,
-    certify_only_if_first: bool,
-) -> SealResult:
+    signer_name: str = "",
+    signature_bytes: int | None = None,
+    level: LevelSettings | None = None,
+    certification: Certification = Certification.NONE,
+    certify_only_if_first: bool = False,
+) -> SealPlan:
+    """Open ``source`` incrementally, check it may be sealed, place the seal (visible
+    box, or 骑缝章 slices drawn on every page) and set up pyHanko's PdfSigner."""
+    level = level or LevelSettings()
+    bytes_reserved = signature_bytes or level.signature_bytes
     writer = open_incremental(source)
     certification = _check_may_add_signature(writer, certification, certify_only_if_first)
+    meta = signature_metadata(
+        field_name,
+        reason=reason,
+        location=location,
+        signer_name=signer_name,
+        level=level,
+        certification=certification,
+    )
     if placement.cross_page:
-        return _seal_cross_page(
+        return _plan_cross_page(
             writer,
-            output_path,
-            signer=signer,
+            signer,
             seal_png=seal_png,
             placement=placement,
-            meta=signature_metadata(
-                field_name,
-                reason=reason,
-                location=location,
-                signer_name=signer_name,
-                level=level,
-                certification=certification,
-            ),
+            meta=meta,
             level=level,
-            signature_bytes=signature_bytes,
+            bytes_reserved=bytes_reserved,
         )
     if placement.anchor_text:
         placement = resolve_anchor(input_path, placement, page_rotations(writer))
     page_ix, box = _page_and_box(writer, placement)
     rotate = page_geometry(writer, page_ix).rotate
-    pdf_signer = _pdf_signer(
+    # pyHanko annotates the box as ints but writes floats fine; rounding to whole
+    # points would move the seal by up to 0.35 mm.
+    exact_box = cast("tuple[int, int, int, int]", tuple(round(v, 3) for v in box))
+    spec = fields.SigFieldSpec(sig_field_name=field_name, on_page=page_ix, box=exact_box)
+    pdf_signer = signers.PdfSigner(
+        meta,
         signer,
-        seal_png,
-        page_ix,
-        box,
-        reason=reason,
-        location=location,
-        field_name=field_name,
-        signer_name=signer_name,
-        rotate=rotate,
-        level=level,
-        certification=certification,
+        stamp_style=seal_stamp_style(seal_png, rotate),
+        new_field_spec=spec,
+        timestamper=level.timestamper(),
     )
-    with _atomic_output(output_path) as out:
-        with _translate_signing_errors(field_name):
-            pdf_signer.sign_pdf(writer, output=out, bytes_reserved=signature_bytes or level.signature_bytes)
-        return _result(out, field_name, page_ix, box)
+    return SealPlan(writer, pdf_signer, field_name, page_ix, box, (), bytes_reserved)
 
 
 def _check_may_add_signature(
@@ -237,17 +255,16 @@ def _check_may_add_signature(
     return certification
 
 
-def _seal_cross_page(
+def _plan_cross_page(
     writer: IncrementalPdfFileWriter,
-    output_path: Path,
-    *,
     signer: Signer,
+    *,
     seal_png: bytes,
     placement: PlacementSpec,
     meta: signers.PdfSignatureMetadata,
     level: LevelSettings,
-    signature_bytes: int | None,
-) -> SealResult:
+    bytes_reserved: int,
+) -> SealPlan:
     """骑缝章: slices on every page's right edge + one invisible signature over them."""
     try:
         count = count_pages(writer.root["/Pages"])
@@ -264,11 +281,7 @@ def _seal_cross_page(
     # Invisible field: the visible part is the slices, which the signature covers.
     spec = fields.SigFieldSpec(sig_field_name=field_name, on_page=count - 1)
     pdf_signer = signers.PdfSigner(meta, signer, new_field_spec=spec, timestamper=level.timestamper())
-    with _atomic_output(output_path) as out:
-        with _translate_signing_errors(field_name):
-            pdf_signer.sign_pdf(writer, output=out, bytes_reserved=signature_bytes or level.signature_bytes)
-        result = _result(out, field_name, count - 1, boxes[-1])
-    return dataclasses.replace(result, slice_boxes_pt=tuple(boxes))
+    return SealPlan(writer, pdf_signer, field_name, count - 1, boxes[-1], tuple(boxes), bytes_reserved)
 
 
 def page_geometry(writer: IncrementalPdfFileWriter, page_ix: int) -> PageGeometry:
@@ -377,41 +390,6 @@ def seal_stamp_style(seal_png: bytes, rotate: int = 0) -> StaticStampStyle:
             margins=layout.Margins(0, 0, 0, 0),
             inner_content_scaling=layout.InnerScaling.STRETCH_TO_FIT,
         ),
-    )
-
-
-def _pdf_signer(
-    signer: Signer,
-    seal_png: bytes,
-    page_ix: int,
-    box: tuple[float, float, float, float],
-    *,
-    reason: str,
-    location: str,
-    field_name: str,
-    signer_name: str,
-    rotate: int,
-    level: LevelSettings,
-    certification: Certification,
-) -> signers.PdfSigner:
-    meta = signature_metadata(
-        field_name,
-        reason=reason,
-        location=location,
-        signer_name=signer_name,
-        level=level,
-        certification=certification,
-    )
-    # pyHanko annotates the box as ints but writes floats fine; rounding to whole
-    # points would move the seal by up to 0.35 mm.
-    exact_box = cast("tuple[int, int, int, int]", tuple(round(v, 3) for v in box))
-    spec = fields.SigFieldSpec(sig_field_name=field_name, on_page=page_ix, box=exact_box)
-    return signers.PdfSigner(
-        meta,
-        signer,
-        stamp_style=seal_stamp_style(seal_png, rotate),
-        new_field_spec=spec,
-        timestamper=level.timestamper(),
     )
 
 

@@ -1,0 +1,154 @@
+"""The daemon's side of the sealing pipeline (issue 8; see seald/signing/pipeline.py).
+
+A request's documents flow through prepare (worker process) -> raw signature (the
+token's thread) -> finish (worker process), several documents in flight at once, so
+PDF work overlaps across cores while the token signs. Fail closed: after the first
+failure no further document is signed, every temp file is deleted, and nothing is
+renamed into place; only when every document of the request is finished are the
+sealed files renamed (and their directory fsync'd once).
+
+Workers are spawned (not forked: the daemon runs gRPC threads) and get only the
+paths, the seal image, the placement and the certificate: never a token session or
+a PIN.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import multiprocessing
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, TypeVar
+
+from seald.logs import get_logger
+from seald.signing.errors import TokenSigningError
+from seald.signing.pades import SealResult, token_signer
+from seald.signing.pipeline import (
+    PreparedSeal,
+    SealJob,
+    discard,
+    finish_seal,
+    fsync_directory,
+    prepare_seal,
+    publish,
+    sign_prepared,
+    warm_up,
+)
+from seald.tokens.manager import TokenManager
+
+log = get_logger("seald.seal_workers")
+T = TypeVar("T")
+
+
+class _Skipped(Exception):
+    """A document not started because another one of the request already failed."""
+
+
+class SealWorkers:
+    """A process pool for the CPU-bound halves of PAdES sealing."""
+
+    def __init__(self, workers: int | None = None) -> None:
+        self.size = max(1, workers or os.cpu_count() or 1)
+        self._pool: concurrent.futures.ProcessPoolExecutor | None = None
+
+    def _executor(self) -> concurrent.futures.ProcessPoolExecutor:
+        if self._pool is None:
+            self._pool = concurrent.futures.ProcessPoolExecutor(
+                max_workers=self.size, mp_context=multiprocessing.get_context("spawn")
+            )
+        return self._pool
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._executor(), fn, *args)
+        except BrokenProcessPool as ex:
+            # A worker died (killed, out of memory): start a fresh pool next time and let
+            # the request wait, like a token error; nothing was released.
+            self.shutdown()
+            log.error("seal_workers.broken_pool")
+            raise TokenSigningError(
+                "seal_worker_died", "a sealing worker process died; the request will be retried"
+            ) from ex
+
+    async def warm(self) -> None:
+        """Start every worker now, so the first request does not wait for imports."""
+        await asyncio.gather(*(self.run(warm_up) for _ in range(self.size)))
+
+    def shutdown(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+
+async def seal_documents(
+    workers: SealWorkers,
+    tokens: TokenManager,
+    seal_id: str,
+    jobs: Sequence[SealJob],
+    *,
+    key_label: str,
+) -> list[SealResult]:
+    """Seal every job or none: results in job order, sealed files renamed into place."""
+    signers: dict[int, Any] = {}
+
+    def signer_for(session: Any) -> Any:
+        # One pyHanko signer (certificate and key handle read once) per token session.
+        signer = signers.get(id(session))
+        if signer is None or signer[0] is not session:
+            signers.clear()
+            signer = signers[id(session)] = (
+                session,
+                token_signer(session, key_label=key_label, cert_label=key_label),
+            )
+        return signer[1]
+
+    first = await tokens.with_session(seal_id, signer_for)
+    cert_der = first.signing_cert.dump()
+    chain = tuple(cert.dump() for cert in first.cert_registry)
+    jobs = [job.with_certificate(cert_der, chain) for job in jobs]
+
+    in_flight = asyncio.Semaphore(workers.size + 1)  # one preparing ahead per worker
+    failed = asyncio.Event()
+    prepared_all: list[PreparedSeal] = []
+
+    async def one(job: SealJob) -> tuple[PreparedSeal, SealResult]:
+        async with in_flight:
+            if failed.is_set():
+                raise _Skipped
+            prepared = await workers.run(prepare_seal, job)
+            prepared_all.append(prepared)
+            if failed.is_set():
+                raise _Skipped
+            signature = await tokens.with_session(
+                seal_id, lambda session: sign_prepared(signer_for(session), prepared)
+            )
+            return prepared, await workers.run(finish_seal, job, prepared, signature)
+
+    async def guarded(job: SealJob) -> tuple[PreparedSeal, SealResult]:
+        try:
+            return await one(job)
+        except BaseException:
+            failed.set()
+            raise
+
+    try:
+        outcomes = await asyncio.gather(*(guarded(job) for job in jobs), return_exceptions=True)
+    except BaseException:  # cancelled (daemon stopping): nothing is published
+        for prepared in prepared_all:
+            discard(prepared)
+        raise
+    errors = [o for o in outcomes if isinstance(o, BaseException)]
+    if errors:
+        for prepared in prepared_all:
+            discard(prepared)
+        raise next((e for e in errors if not isinstance(e, _Skipped)), errors[0])
+    done = [o for o in outcomes if not isinstance(o, BaseException)]
+    for (prepared, _), job in zip(done, jobs, strict=True):
+        publish(prepared, job.output_path)
+    if jobs:
+        fsync_directory(jobs[0].output_path.parent)
+    return [result for _, result in done]
+

@@ -1,0 +1,268 @@
+"""Sealing split in three so only the key operation is serial (issue 8).
+
+pyHanko's interrupted signing separates a PAdES signature into:
+
+1. ``prepare_seal`` (worker process): open the original, place the seal, write the
+   incremental update with an empty /Contents to a temp file next to the output,
+   digest the /ByteRange and build the CMS signed attributes. Returns their DER: the
+   exact bytes the token signs.
+2. ``sign_prepared`` (the token's thread, in the daemon): one raw C_Sign over those
+   bytes. The worker processes never see the token, a session or a PIN.
+3. ``finish_seal`` (worker process): wrap the signature value in the CMS (with the
+   signature timestamp for B-T), write it into the reserved /Contents, fsync, hash.
+   The daemon then renames the temp file into place (``publish``), so a sealed file
+   appears only complete and only when the daemon says so.
+
+Steps 1 and 3 are CPU-bound pure Python (asn1crypto, the PDF writer); run in a
+process pool they overlap across cores while the token signs the next document.
+Levels B-LT/B-LTA add post-signature steps (DSS, document timestamp) that need
+the validation state of step 1; they keep the one-step ``seal_pdf`` on the token
+thread (they wait on the network anyway).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import hashlib
+import os
+import tempfile
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from asn1crypto import cms, x509
+from pyhanko.sign import signers
+from pyhanko.sign.signers.pdf_byterange import PreparedByteRangeDigest
+from pyhanko.sign.signers.pdf_cms import PdfCMSSignedAttributes
+from pyhanko_certvalidator.registry import SimpleCertificateStore
+
+from .errors import SigningError
+from .levels import Certification, LevelSettings
+from .pades import (
+    SealResult,
+    _open_input,
+    _translate_signing_errors,
+    plan_seal,
+    translate_signing_exception,
+)
+from .placement import PlacementSpec
+
+if TYPE_CHECKING:
+    from pyhanko.sign.signers import Signer
+
+DIGEST = "sha256"
+
+
+@dataclass(frozen=True)
+class SealJob:
+    """Everything a worker process needs to seal one document: plain, picklable data."""
+
+    input_path: Path
+    output_path: Path
+    signing_cert_der: bytes
+    chain_der: tuple[bytes, ...]
+    seal_png: bytes
+    placement: PlacementSpec
+    reason: str
+    location: str
+    field_name: str
+    signer_name: str = ""
+    level: LevelSettings = field(default_factory=LevelSettings)
+    certification: Certification = Certification.NONE
+    certify_only_if_first: bool = False
+
+
+    def with_certificate(self, signing_cert_der: bytes, chain_der: tuple[bytes, ...]) -> SealJob:
+        return dataclasses.replace(self, signing_cert_der=signing_cert_der, chain_der=chain_der)
+
+
+@dataclass(frozen=True)
+class PreparedSeal:
+    """A document written up to its empty signature; ``to_sign`` goes to the token."""
+
+    temp_path: Path
+    to_sign: bytes  # DER of the CMS signed attributes
+    document_digest: bytes
+    reserved_start: int
+    reserved_end: int
+    field_name: str
+    page_ix: int
+    box: tuple[float, float, float, float]
+    slice_boxes: tuple[tuple[float, float, float, float], ...]
+
+
+def splits(level: LevelSettings) -> bool:
+    """Whether ``level`` can be sealed in the three-step pipeline."""
+    return not level.level.embeds_validation_info
+
+
+def _external_signer(job: SealJob, signature: bytes | None = None) -> signers.ExternalSigner:
+    chain = [x509.Certificate.load(der) for der in job.chain_der]
+    return signers.ExternalSigner(
+        signing_cert=x509.Certificate.load(job.signing_cert_der),
+        cert_registry=SimpleCertificateStore.from_certs(chain),  # type: ignore[no-untyped-call]
+        signature_value=signature if signature is not None else 512,
+    )
+
+
+def prepare_seal(job: SealJob) -> PreparedSeal:
+    """Step 1 (worker): temp file with the placeholder signature, and the bytes to sign."""
+    with _only_signing_errors(job.field_name):
+        return asyncio.run(_prepare(job))
+
+
+async def _prepare(job: SealJob) -> PreparedSeal:
+    signer = _external_signer(job)
+    with _open_input(job.input_path) as source:
+        plan = plan_seal(
+            source,
+            job.input_path,
+            signer=signer,
+            seal_png=job.seal_png,
+            placement=job.placement,
+            reason=job.reason,
+            location=job.location,
+            field_name=job.field_name,
+            signer_name=job.signer_name,
+            level=job.level,
+            certification=job.certification,
+            certify_only_if_first=job.certify_only_if_first,
+        )
+        fd, tmp_name = tempfile.mkstemp(
+            prefix=f".{job.output_path.name}.", suffix=".part", dir=job.output_path.parent
+        )
+        temp = Path(tmp_name)
+        try:
+            with os.fdopen(fd, "w+b") as out, _translate_signing_errors(plan.field_name):
+                digest, _tbs, _ = await plan.pdf_signer.async_digest_doc_for_signing(
+                    plan.writer, bytes_reserved=plan.bytes_reserved, output=out
+                )
+                attrs = await signer.signed_attrs(
+                    digest.document_digest,
+                    DIGEST,
+                    attr_settings=PdfCMSSignedAttributes(
+                        signing_time=datetime.now(UTC),
+                        cades_signed_attrs=plan.pdf_signer.signature_meta.cades_signed_attr_spec,
+                    ),
+                    use_pades=True,
+                )
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
+    return PreparedSeal(
+        temp_path=temp,
+        to_sign=attrs.dump(),
+        document_digest=digest.document_digest,
+        reserved_start=digest.reserved_region_start,
+        reserved_end=digest.reserved_region_end,
+        field_name=plan.field_name,
+        page_ix=plan.page_ix,
+        box=plan.box,
+        slice_boxes=plan.slice_boxes,
+    )
+
+
+_thread_loops = threading.local()
+
+
+def sign_prepared(signer: Signer, prepared: PreparedSeal) -> bytes:
+    """Step 2 (token thread): the raw signature over the signed attributes.
+
+    pyHanko's signer API is async; one event loop kept per token thread avoids
+    creating a loop (and its executor) for every signature on the serial path.
+    """
+    loop = getattr(_thread_loops, "loop", None)
+    if loop is None:
+        loop = _thread_loops.loop = asyncio.new_event_loop()
+    with _translate_signing_errors(prepared.field_name):
+        signature = loop.run_until_complete(signer.async_sign_raw(prepared.to_sign, DIGEST))
+    if not signature:
+        raise SigningError("signing_failed", "the token returned an empty signature; retry")
+    return bytes(signature)
+
+
+def finish_seal(job: SealJob, prepared: PreparedSeal, signature: bytes) -> SealResult:
+    """Step 3 (worker): the CMS into the reserved /Contents, fsync'd; returns its hash."""
+    try:
+        with _only_signing_errors(job.field_name):
+            return asyncio.run(_finish(job, prepared, signature))
+    except BaseException:
+        prepared.temp_path.unlink(missing_ok=True)
+        raise
+
+
+@contextlib.contextmanager
+def _only_signing_errors(field_name: str) -> Iterator[None]:
+    """What leaves a worker is a SigningError (pickles back with its reason) and
+    never a library exception that might not unpickle in the daemon."""
+    try:
+        yield
+    except SigningError:
+        raise
+    except Exception as ex:
+        raise translate_signing_exception(ex, field_name) from None
+
+
+async def _finish(job: SealJob, prepared: PreparedSeal, signature: bytes) -> SealResult:
+    signer = _external_signer(job, signature)
+    with _translate_signing_errors(prepared.field_name):
+        signed_data = await signer.async_sign_prescribed_attributes(
+            DIGEST, cms.CMSAttributes.load(prepared.to_sign), timestamper=job.level.timestamper()
+        )
+        digest = PreparedByteRangeDigest(
+            document_digest=prepared.document_digest,
+            reserved_region_start=prepared.reserved_start,
+            reserved_region_end=prepared.reserved_end,
+        )
+        with prepared.temp_path.open("r+b") as out:
+            digest.fill_with_cms(out, signed_data)
+            out.flush()
+            os.fsync(out.fileno())
+    sha, size = _hash_file(prepared.temp_path)
+    return SealResult(
+        sha256=sha,
+        size=size,
+        field_name=prepared.field_name,
+        page=prepared.page_ix + 1,
+        box_pt=prepared.box,
+        slice_boxes_pt=prepared.slice_boxes,
+    )
+
+
+def publish(prepared: PreparedSeal, output_path: Path) -> None:
+    """Rename the finished temp file into place (the daemon does this, not a worker)."""
+    os.replace(prepared.temp_path, output_path)
+
+
+def discard(prepared: PreparedSeal) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        prepared.temp_path.unlink()
+
+
+def fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _hash_file(path: Path) -> tuple[str, int]:
+    digest = hashlib.sha256()
+    size = 0
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+            size += len(block)
+    return digest.hexdigest(), size
+
+
+def warm_up() -> int:
+    """Run in each new worker so the first real document does not pay for imports."""
+    return os.getpid()
+
