@@ -57,6 +57,7 @@ from seald.reload import config_digest, restart_only_changes
 from seald.sdnotify import SystemdNotifier
 from seald.service import SealService
 from seald.store.ledger import Ledger
+from seald.store.orphans import sweep_orphans
 from seald.store.requests import Store
 from seald.tokens.hotplug import HotplugWatcher
 from seald.tokens.manager import TokenManager
@@ -174,6 +175,10 @@ class Daemon:
                 f"the audit chain in {self.store.db_path} does not verify: {head.problem}; "
                 "refusing to start. Restore a verified backup"
             )
+        # Before recovery and before the server: nothing can be uploading yet.
+        uploads, documents = await self.store.call(lambda: sweep_orphans(self.store))
+        if uploads or documents:
+            log.warning("store.orphans_removed", uploads=uploads, document_directories=documents)
         await self.service.recover()
         await self.service.custody.open()
         await self.tokens.refresh()  # tokens already inserted are found at start

@@ -775,6 +775,7 @@ class SealService:
         )
 
         def _sign(session: Any) -> tuple[str, int]:
+            test_hooks.kill_point("sign.before_document")
             result = seal_pdf(
                 original,
                 output,
@@ -789,6 +790,7 @@ class SealService:
                 certification=Certification(sc.certify),
                 certify_only_if_first=True,
             )
+            test_hooks.kill_point("sign.document_sealed")
             return result.sha256, result.size
 
         return await self.tokens.with_session(request.seal_id, _sign)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sealapi.v1 import common_pb2, seals_pb2
 from seald.api.convert import timestamp
+from seald.api.times import datetime_from_pb
 from seald.domain.custody import Custody, CustodyChange, CustodyChangeKind
 from seald.domain.errors import InvalidInput
 
@@ -24,8 +25,8 @@ def kind_from_pb(value: int) -> CustodyChangeKind:
 
 
 def window_from_pb(window: common_pb2.TimeWindow) -> tuple[datetime | None, datetime | None]:
-    start = window.not_before.ToDatetime(tzinfo=UTC) if window.HasField("not_before") else None
-    end = window.not_after.ToDatetime(tzinfo=UTC) if window.HasField("not_after") else None
+    start = datetime_from_pb(window.not_before, "not_before") if window.HasField("not_before") else None
+    end = datetime_from_pb(window.not_after, "not_after") if window.HasField("not_after") else None
     return start, end
 
 

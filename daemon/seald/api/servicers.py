@@ -15,7 +15,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -37,6 +37,7 @@ from seald.api import convert, custody_convert
 from seald.api.auth import authenticate
 from seald.api.errors import REASON_METADATA_KEY, Unimplemented, status_for
 from seald.api.signed_approvals import signed_approval
+from seald.api.times import datetime_from_pb
 from seald.audit_ops import AuditOperations
 from seald.domain import lifecycle
 from seald.domain.audit import AuditEvent, canonical_details_json
@@ -953,13 +954,14 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
             "request_id": request.request_id or None,
             "seal_id": request.seal_id or None,
             "event": request.event or None,
-            "after_sequence": request.after_sequence,
+            # uint64 on the wire, INTEGER (int64) in SQLite: anything past it matches nothing.
+            "after_sequence": min(request.after_sequence, 2**63 - 1),
             "limit": request.limit or None,
         }
         if request.HasField("from_time"):
-            filters["from_time"] = request.from_time.ToDatetime().isoformat()
+            filters["from_time"] = datetime_from_pb(request.from_time, "from_time")
         if request.HasField("to_time"):
-            filters["to_time"] = request.to_time.ToDatetime().isoformat()
+            filters["to_time"] = datetime_from_pb(request.to_time, "to_time")
         records = await self.service.store.call(lambda: list(self.service.store.iter_audit_sync(**filters)))
         for r in records:
             yield audit_pb2.AuditRecord(
@@ -1037,8 +1039,8 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
             audit_pb2.REPORT_FORMAT_PDF: "pdf",
         }
         data = await self.audit_ops.report(
-            request.from_time.ToDatetime(tzinfo=UTC),
-            request.to_time.ToDatetime(tzinfo=UTC),
+            datetime_from_pb(request.from_time, "from_time"),
+            datetime_from_pb(request.to_time, "to_time"),
             request.seal_id,
             formats.get(request.format, "unknown"),
         )

@@ -20,6 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from seald import test_hooks
 from seald.domain.audit import AuditEvent, AuditRecord
 from seald.domain.errors import NotFound, ServiceUnavailable
 from seald.domain.model import (
@@ -217,9 +218,11 @@ class Store:
         tx = Transaction(conn, self.ledger)
         try:
             result = fn(tx)
+            test_hooks.kill_point_for_records("tx", [r.event for r in tx.records])
             # A deleted database file still takes writes (the inode lives on): refuse them.
             check_same_file(self.db_path, self.db_identity)
             conn.execute("COMMIT")
+            test_hooks.kill_point_for_records("commit", [r.event for r in tx.records])
         except sqlite3.Error as ex:
             _rollback(conn)
             self.writable = False
