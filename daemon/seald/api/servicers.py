@@ -48,7 +48,7 @@ from seald.domain.errors import (
     Unauthenticated,
 )
 from seald.domain.model import Principal, Role
-from seald.domain.seals import SealAction, SealState, effective_state
+from seald.domain.seals import SealAction, SealState, effective_state, require_admin
 from seald.logs import get_logger
 from seald.seal_admin import SealAdmin
 from seald.service import SealService, UploadedDocument
@@ -662,7 +662,10 @@ class SealRegistryServicer(seals_pb2_grpc.SealRegistryServiceServicer):
         request: seals_pb2.RenderSealImageRequest,
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> seals_pb2.RenderSealImageResponse:
+        info.seal_id = request.seal_id
         self.service.seal(request.seal_id)
+        if request.seal_id not in principal.seal_ids:
+            raise PermissionDenied(f"you have no role on seal {request.seal_id}", reason="not_visible")
         loop = asyncio.get_running_loop()
         png = await loop.run_in_executor(None, self.service.seal_image, request.seal_id)
         return seals_pb2.RenderSealImageResponse(png=png)
@@ -702,6 +705,8 @@ class SealRegistryServicer(seals_pb2_grpc.SealRegistryServiceServicer):
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> seals_pb2.Seal:
         info.seal_id = request.seal_id
+        self.service.seal(request.seal_id)
+        require_admin(principal, request.seal_id)  # R04 before any check of the input
         admin = SealAdmin(self.service)
         if request.certificate_der:
             # Renewed certificate for the same key (and optionally a new name), history kept.
