@@ -598,12 +598,14 @@ class SealRegistryServicer(seals_pb2_grpc.SealRegistryServiceServicer):
         tokens = self.service.tokens
         der = tokens.certificate_der(seal_id)
         state = self.service.seal_states.get(seal_id) or SealState(seal_id)
-        return convert.seal_to_pb(
+        pb = convert.seal_to_pb(
             self.service.config.seals[seal_id],
             der,
             tokens.certificate_sha256(seal_id),
             effective_state(state, bool(der)),  # PENDING until a certificate is imported
         )
+        pb.custodian = self.service.custody.custody(seal_id).custodian  # R07: who holds it
+        return pb
 
     async def _lifecycle(
         self,
