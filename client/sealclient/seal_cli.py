@@ -109,6 +109,7 @@ def seal_text(seal: seals_pb2.Seal) -> str:
         lines.append(f"              {seal.status_reason}")
     lines += [
         f"token:        {seal.token_label} (serial {seal.token_serial}), key {seal.key_label}",
+        f"custodian:    {seal.custodian or '(none)'}",
         f"categories:   {', '.join(seal.categories)}",
         f"approvals:    {seal.required_approvals} from {', '.join(seal.approver_groups) or 'approvers'}",
     ]

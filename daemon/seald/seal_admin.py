@@ -125,7 +125,8 @@ class SealAdmin:
     async def create_key(self, principal: Principal, seal_id: str, *, comment: str = "") -> CreatedKey:
         """R02 刻制: the key pair is generated ON the token; a CSR for it is returned.
 
-        If the key already exists (a CSR was lost), a new CSR for the same key is made.
+        If the key already exists (a CSR was lost, or an active seal's certificate is to be
+        renewed), a new CSR for the same key is made; an active seal never gets a new key.
         """
         service = self.service
         service.seal(seal_id)
@@ -137,13 +138,18 @@ class SealAdmin:
         }
         async with _one_at_a_time(seal_id):
             now = service.clock()
-            await service.store.write(
+            preview, _ = await service.store.write(
                 lambda tx: self._decide_simple(
                     tx, principal, seal_id, SealAction.CREATE_KEY, comment=comment, now=now
                 )
             )
+            # A new key only for a pending seal; an active one gets a CSR for its key (renewal).
+            new_seal = preview.previous_status is SealStatus.PENDING
             key = await service.tokens.with_session(
-                seal_id, lambda session: seal_keys.build_csr(session, seal_id, sc.key_label, subject)
+                seal_id,
+                lambda session: seal_keys.build_csr(
+                    session, seal_id, sc.key_label, subject, may_generate=new_seal
+                ),
             )
             details: dict[str, str | int] = {
                 "key_created": int(key.created),
@@ -156,7 +162,8 @@ class SealAdmin:
                 decision = self._decide_simple(
                     tx, principal, seal_id, SealAction.CREATE_KEY, comment=comment, now=now
                 )
-                seal_tables.save_state(tx.conn, decision.state)
+                if decision.previous_status is SealStatus.PENDING:
+                    seal_tables.save_state(tx.conn, decision.state)
                 seal_tables.add_history(
                     tx.conn,
                     seal_id=seal_id,

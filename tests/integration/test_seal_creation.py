@@ -326,6 +326,10 @@ def test_r02_r06_renewed_certificate_voids_approvals_bound_to_the_old_one(
         with d.client("liu.yang") as custodian:
             unlock_first_use(custodian, fx, "contract")
         with d.client("chen.jie") as admin:
+            # The renewal CSR comes from the seal's own key on the token: never a second key.
+            csr = x509.load_der_x509_csr(admin.create_seal_key("contract").csr_der)
+            assert csr.public_key() == x509.load_der_x509_certificate(old_der).public_key()
+            renewed = IssuingCA(fx).issue_for_csr(csr.public_bytes(serialization.Encoding.DER))
             other = x509.load_pem_x509_certificate(fx.seals["official"].certificate.read_bytes())
             with pytest.raises(SealClientError) as mismatch:  # a renewal keeps the key
                 admin.change_seal("contract", certificate_der=other.public_bytes(serialization.Encoding.DER))
@@ -380,7 +384,8 @@ def test_r02_r06_renewed_certificate_voids_approvals_bound_to_the_old_one(
         with d.client("zhao.min") as auditor:
             assert auditor.get_seal("contract").certificate_der == renewed
         history, events = ledger(d, "contract")
-        assert history == ["change"]
+        assert history == ["create_key", "change"]
+        assert "seal.csr_exported" in events and "seal.key_created" not in events
         assert "seal.certificate_renewed" in events and "request.approvals_voided" in events
         db = sqlite3.connect(fx.state_dir / "seald.sqlite3")
         try:

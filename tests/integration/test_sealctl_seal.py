@@ -78,6 +78,8 @@ def test_r02_sealctl_seal_lifecycle_from_new_token_to_destroyed(
         "contract": "SEAL_STATUS_ACTIVE",
         NEW_SEAL: "SEAL_STATUS_PENDING",
     }
+    custodians = {s["seal_id"]: s.get("custodian") for s in json.loads(listed.stdout)["seals"]}
+    assert custodians[NEW_SEAL] == "liu.yang"  # R07: the custodian who holds the token
     shown = sealctl(d, "chen.jie", "seal", "show", NEW_SEAL)
     assert shown.returncode == 0 and "none yet" in shown.stdout and "PENDING" in shown.stdout
 

@@ -172,6 +172,14 @@ def test_r02_r06_a_renewed_certificate_rebinds_the_request_and_voids_its_approva
     assert lifecycle.begin_signing(again, seal=seal, policy=POLICY, now=NOW).state is RequestState.SIGNING
 
 
+def test_r04_only_an_approver_withdraws_and_is_told_so() -> None:
+    r = approve(new_request(), LI)
+    custodian = person("liu.yang", Role.CUSTODIAN)
+    with pytest.raises(PermissionDenied) as refused:
+        lifecycle.withdraw_approval(r, approver=custodian, policy=POLICY, now=NOW)
+    assert refused.value.reason == "not_an_approver"
+
+
 def test_r02_a_pending_seal_without_certificate_takes_no_request() -> None:
     with pytest.raises(PreconditionFailed) as refused:
         new_request(seal=replace(SEAL, status=SealStatus.PENDING))

@@ -220,7 +220,7 @@ P, CREATE, IMPORT, CHANGE = (
         (P, CHANGE, PreconditionFailed),
         (P, LOST, L),
         (P, DESTROY, D),
-        (A, CREATE, AlreadyDone),  # a second key is never made for a seal
+        (A, CREATE, A),  # only a CSR for the existing key (renewal), never a second key
         (A, IMPORT, AlreadyDone),  # renewal goes through CHANGE
         (S, IMPORT, PreconditionFailed),
         (L, CREATE, PreconditionFailed),

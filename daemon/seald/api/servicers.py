@@ -50,7 +50,7 @@ from seald.domain.errors import (
     Unauthenticated,
 )
 from seald.domain.model import Principal, Role
-from seald.domain.seals import SealAction, SealState, effective_state
+from seald.domain.seals import SealAction, SealState, effective_state, require_admin
 from seald.evidence import export_evidence
 from seald.logs import get_logger
 from seald.previews import Previews
@@ -632,12 +632,14 @@ class SealRegistryServicer(seals_pb2_grpc.SealRegistryServiceServicer):
         tokens = self.service.tokens
         der = tokens.certificate_der(seal_id)
         state = self.service.seal_states.get(seal_id) or SealState(seal_id)
-        return convert.seal_to_pb(
+        pb = convert.seal_to_pb(
             self.service.config.seals[seal_id],
             der,
             tokens.certificate_sha256(seal_id),
             effective_state(state, bool(der)),  # PENDING until a certificate is imported
         )
+        pb.custodian = self.service.custody.custody(seal_id).custodian  # R07: who holds it
+        return pb
 
     async def _lifecycle(
         self,
@@ -749,6 +751,8 @@ class SealRegistryServicer(seals_pb2_grpc.SealRegistryServiceServicer):
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> seals_pb2.Seal:
         info.seal_id = request.seal_id
+        self.service.seal(request.seal_id)
+        require_admin(principal, request.seal_id)  # R04 before any check of the input
         admin = SealAdmin(self.service)
         if request.certificate_der:
             # Renewed certificate for the same key (and optionally a new name), history kept.

@@ -343,6 +343,12 @@ def approve(
 def withdraw_approval(
     request: SealRequest, *, approver: Principal, policy: ApprovalPolicy, now: datetime
 ) -> SealRequest:
+    if not approver.has(Role.APPROVER, request.seal_id):  # R04: refused as such, first
+        raise PermissionDenied(
+            f"{approver.name} is not a designated approver for seal {request.seal_id}; only an "
+            "approver withdraws their own approval (R04)",
+            reason="not_an_approver",
+        )
     _require_open(request, "changed")
     if approver.name not in {a.approver for a in request.approvals}:
         raise PreconditionFailed(

@@ -130,11 +130,7 @@ def next_status(current: SealStatus, action: SealAction) -> SealStatus:
         return _from_pending(action)
     if action is SealAction.CREATE_KEY:
         if current is SealStatus.ACTIVE:
-            raise AlreadyDone(
-                "the seal already has its key and certificate; renew the certificate with "
-                "ChangeSeal, or destroy the seal and register a new one for a new key",
-                reason="seal_has_key",
-            )
+            return current  # a CSR for the existing key (renewal); never a second key
         raise PreconditionFailed(
             f"the seal is {current.value}; a key is created only for a new (pending) seal",
             reason=f"seal_{current.value}",

@@ -79,11 +79,20 @@ def token_public_key(session: Any, seal_id: str, key_label: str) -> bytes:
         raise _token_error(seal_id, "show its public key", ex) from ex
 
 
-def build_csr(session: Any, seal_id: str, key_label: str, subject: dict[str, str]) -> SealKey:
-    """Create the seal key on the token unless it exists, and a CSR signed by it."""
+def build_csr(
+    session: Any, seal_id: str, key_label: str, subject: dict[str, str], *, may_generate: bool
+) -> SealKey:
+    """A CSR signed by the seal key; the key is generated on the token first if it is
+    missing and ``may_generate`` (a new seal). An active seal never gets a second key."""
     try:
         created = False
         if not _private_keys(session, key_label):
+            if not may_generate:
+                raise PreconditionFailed(
+                    f"the token of seal {seal_id} holds no key labelled {key_label}; an active "
+                    "seal never gets a new key (destroy it and register a new seal)",
+                    reason="seal_key_missing",
+                )
             _generate(session, key_label)
             created = True
         spki = token_public_key(session, seal_id, key_label)
