@@ -503,7 +503,7 @@ def _verify_pdfs(
         else:
             matched.append((pdf, document))
     for pdf, document in matched:
-        problem_sig, problem_cov = _pdf_problems(pdf, document, seal_cert, chain, anchors)
+        problem_sig, problem_cov = pdf_problems(pdf, document, seal_cert, chain, anchors)
         sig_problems += problem_sig
         coverage_problems += problem_cov
     verdict.add("pdf_hash", hash_problems, f"{len(matched)} PDF(s) are the recorded sealed documents")
@@ -518,13 +518,16 @@ def _verify_pdfs(
     )
 
 
-def _pdf_problems(
+def pdf_problems(
     path: Path,
     document: dict[str, Any],
     seal_cert: x509.Certificate | None,
     chain: list[x509.Certificate],
     anchors: Sequence[x509.Certificate],
 ) -> tuple[list[str], list[str]]:
+    """(signature problems, coverage problems) of one sealed PDF whose hash already matched.
+
+    ``document``: the approved original's ``name``, ``size`` and ``sha256``."""
     from pyhanko.pdf_utils.reader import PdfFileReader  # noqa: PLC0415 - heavy, only here
     from pyhanko.sign.validation.status import SignatureCoverageLevel  # noqa: PLC0415
 
