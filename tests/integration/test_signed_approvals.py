@@ -114,9 +114,16 @@ def test_r06_approval_signed_by_another_key_than_the_connections_is_refused(
     conn = sqlite3.connect(daemon.fixtures.state_dir / "seald.sqlite3")
     try:
         approved = conn.execute("SELECT COUNT(*) FROM audit_log WHERE event = 'request.approved'").fetchone()
+        denied = conn.execute(
+            "SELECT principal, reason FROM audit_log WHERE event = 'access.denied' AND request_id = ?",
+            (request.request_id,),
+        ).fetchall()
     finally:
         conn.close()
     assert approved == (0,)
+    # Forged approvals leave a trace: each refusal by key is an access.denied record.
+    assert denied.count(("li.na", "approval_signature_invalid")) == 3
+    assert ("li.na", "statement_certificate_mismatch") in denied
 
 
 def test_r05_r14_sealctl_and_sealclient_approvals_are_stored_signed_and_bound_in_the_ledger(
