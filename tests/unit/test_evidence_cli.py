@@ -76,3 +76,20 @@ def test_evidence_verify_not_a_package_fails_verification_offline(
     verdict = json.loads(capsys.readouterr().out)
     assert verdict["ok"] is False
     assert verdict["checks"][0]["name"] == "package_format"
+
+
+def test_offline_verifier_module_imports_no_grpc_and_no_database() -> None:
+    """sealclient/evidence.py runs without a daemon: no gRPC, no sqlite3 of its own."""
+    import ast  # noqa: PLC0415
+    import importlib.util  # noqa: PLC0415
+
+    spec = importlib.util.find_spec("sealclient.evidence")
+    assert spec is not None and spec.origin is not None
+    imported = set()
+    for node in ast.walk(ast.parse(Path(spec.origin).read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            imported |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            imported.add(node.module)
+    assert not {m for m in imported if m.split(".")[0] in {"grpc", "sqlite3", "sealapi"}}
+    assert not {m for m in imported if m.startswith("sealclient.client")}
