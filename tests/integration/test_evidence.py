@@ -51,6 +51,7 @@ class Sealed:
     package: Path
     pdf: Path
     original: Path
+    annex_pdf: Path  # the request's second sealed document
     trust: list[Path]
     request: requests_pb2.SealRequest
 
@@ -76,9 +77,14 @@ def sealed(tmp_path_factory: pytest.TempPathFactory, seal_fixtures: SealFixtures
     daemon.start()
     try:
         original = make_pdf(work / "contract.pdf", pages=2)
+        annex = make_pdf(work / "annex.pdf", pages=3)
         with daemon.client("zhang.wei") as requester:
             request = requester.submit(
-                [original], seal_id="contract", reason="采购合同", category="contract", placement=PLACEMENT
+                [original, annex],
+                seal_id="contract",
+                reason="采购合同",
+                category="contract",
+                placement=PLACEMENT,
             )
             with pytest.raises(SealClientError) as not_yet:
                 requester.evidence(request.request_id)
@@ -91,10 +97,11 @@ def sealed(tmp_path_factory: pytest.TempPathFactory, seal_fixtures: SealFixtures
             assert approver.value.code == grpc.StatusCode.PERMISSION_DENIED
         with daemon.client("liu.yang") as custodian:
             unlock_first_use(custodian, fixtures, "contract")
-        pdf = work / "contract.sealed.pdf"
+        pdf, annex_pdf = work / "contract.sealed.pdf", work / "annex.sealed.pdf"
         with daemon.client("zhang.wei") as requester:
             done = daemon.wait_state(requester, request.request_id, requests_pb2.REQUEST_STATE_SIGNED)
             requester.download(request.request_id, 0, pdf)
+            requester.download(request.request_id, 1, annex_pdf)
         package = work / "evidence.json"
         fetched = _sealctl(
             fixtures, daemon.target, "zhao.min", "evidence", request.request_id, "--out", str(package)
@@ -105,16 +112,27 @@ def sealed(tmp_path_factory: pytest.TempPathFactory, seal_fixtures: SealFixtures
             fixtures, daemon.target, "zhang.wei", "evidence", request.request_id, "--out", str(by_requester)
         )
         assert again.returncode == 0, again.stderr
+        # The first export signed a checkpoint covering the request; the second reuses it.
+        first, second = (json.loads(p.read_text(encoding="utf-8")) for p in (package, by_requester))
+        assert first["ledger"]["checkpoint"] == second["ledger"]["checkpoint"]
     finally:
         daemon.stop()
     # A copy elsewhere, the daemon stopped: nothing but these files is used from here on.
     offline = work / "offline"
     offline.mkdir()
-    for source in (package, pdf, original, fixtures.tls_ca, fixtures.seal_ca):
+    for source in (package, pdf, annex_pdf, original, fixtures.tls_ca, fixtures.seal_ca):
         shutil.copy(source, offline / source.name)
     shutil.copy(fixtures.state_dir / "audit" / "audit-cert.pem", offline / "audit-cert.pem")
     trust = [offline / fixtures.tls_ca.name, offline / fixtures.seal_ca.name, offline / "audit-cert.pem"]
-    yield Sealed(fixtures, offline / package.name, offline / pdf.name, offline / original.name, trust, done)
+    yield Sealed(
+        fixtures,
+        offline / package.name,
+        offline / pdf.name,
+        offline / original.name,
+        offline / annex_pdf.name,
+        trust,
+        done,
+    )
 
 
 def _verify(sealed: Sealed, package: dict[str, Any], pdf: Path | None = None) -> dict[str, str]:
@@ -137,9 +155,11 @@ def test_r10_r14_package_of_a_real_sealed_request_verifies_offline_with_the_daem
         "verify",
         str(sealed.package),
         str(sealed.pdf),
+        str(sealed.annex_pdf),
         *[a for p in sealed.trust for a in ("--ca", str(p))],
     )
     assert done.returncode == 0, done.stdout + done.stderr
+    assert "PASS  pdf_hash: 2 PDF(s) are the recorded sealed documents" in done.stdout
     lines = done.stdout.splitlines()
     assert lines[-1] == "evidence VERIFIED"
     for name in (
