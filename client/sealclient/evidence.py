@@ -531,6 +531,7 @@ def pdf_problems(
     from pyhanko.pdf_utils.reader import PdfFileReader  # noqa: PLC0415 - heavy, only here
     from pyhanko.sign.validation.status import SignatureCoverageLevel  # noqa: PLC0415
 
+    from seald.signing.errors import SigningError  # noqa: PLC0415
     from seald.signing.verify import verify_pdf  # noqa: PLC0415
 
     name = document["name"]
@@ -539,7 +540,13 @@ def pdf_problems(
     seal_sha = _sha256(_der(seal_cert))
     roots = [c.public_bytes(serialization.Encoding.PEM) for c in (*anchors, *chain[1:])]
     pdf = path.read_bytes()
-    checks = verify_pdf(path, roots)
+    try:
+        checks = verify_pdf(path, roots)
+    except SigningError as ex:  # e.g. a timestamp whose TSA does not chain to --ca
+        return [
+            f"{name}: its signatures cannot be validated ({ex.message}); if it carries "
+            "timestamps, pass the TSA's root certificate with --ca too"
+        ], []
     mine = [c for c in checks if c.kind == "signature" and c.signer_certificate_sha256 == seal_sha]
     if not mine:
         return [f"{name}: no signature by the seal's certificate in this PDF"], []
@@ -549,6 +556,14 @@ def pdf_problems(
         sig_problems.append(f"{name}: the seal's signature is not intact and valid ({check.summary})")
     if not check.trusted:
         sig_problems.append(f"{name}: the seal's signer does not chain to --ca")
+    tsa_hint = "it does not verify, or its TSA does not chain to --ca (pass the TSA's root certificate)"
+    if check.timestamp_time is not None and not check.timestamp_valid:
+        sig_problems.append(f"{name}: the seal's RFC 3161 timestamp cannot be trusted: {tsa_hint}")
+    for stamp in (c for c in checks if c.kind == "document_timestamp"):
+        if not (stamp.intact and stamp.valid and stamp.trusted):
+            sig_problems.append(
+                f"{name}: document timestamp {stamp.field_name} cannot be trusted: {tsa_hint}"
+            )
     coverage: list[str] = []
     size, original_sha = int(document["size"]), document["sha256"]
     if _sha256(pdf[:size]) != original_sha:

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 from fixture_layout import SealFixtures
 from ltv_pki import LivePki, live_pki
 from pyhanko.pdf_utils.reader import PdfFileReader
@@ -78,7 +79,10 @@ def test_r13_r14_daemon_seals_b_t_certified_at_the_anchor(
     # Issue 9: the evidence package verifies offline for a B-T, certified, anchored seal too.
     audit_cert = fresh_seal_fixtures.state_dir / "audit" / "audit-cert.pem"
     trust = load_trust([fresh_seal_fixtures.tls_ca, fresh_seal_fixtures.seal_ca, audit_cert])
-    verdict = verify_package(evidence, [out], trust)
+    # The seal's RFC 3161 timestamp counts only if its TSA is trusted as well.
+    without_tsa = verify_package(evidence, [out], trust)
+    assert without_tsa.failed() == ["pdf_signature"], without_tsa.as_dict()
+    verdict = verify_package(evidence, [out], [*trust, x509.load_pem_x509_certificate(pki.root_pem)])
     assert verdict.ok, verdict.as_dict()
 
     checks = verify_pdf(out, [fresh_seal_fixtures.seal_ca.read_bytes()])
