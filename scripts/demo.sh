@@ -62,4 +62,10 @@ pdfsig "$WORK/contract.sealed.pdf"
 qpdf --check "$WORK/contract.sealed.pdf" | tail -1
 $SEALCTL --config "$C/zhang.wei.toml" verify "$WORK/contract.sealed.pdf"
 
-step "Done. Sealed PDF: $WORK/contract.sealed.pdf   Daemon log: $WORK/seald.log"
+step "8. 赵敏 (zhao.min, auditor) exports the evidence package; seald stops; it verifies offline"
+$SEALCTL --config "$C/zhao.min.toml" evidence "$RID" --out "$WORK/contract.evidence.json"
+kill $SEALD_PID; wait $SEALD_PID 2>/dev/null || true
+$SEALCTL evidence verify "$WORK/contract.evidence.json" "$WORK/contract.sealed.pdf" \
+        --ca "$WORK/pki/tls-ca.pem" --ca "$WORK/pki/seal-ca.pem" --ca "$WORK/state/audit/audit-cert.pem"
+
+step "Done. Sealed PDF: $WORK/contract.sealed.pdf   Evidence: $WORK/contract.evidence.json   Daemon log: $WORK/seald.log"

@@ -503,7 +503,7 @@ def _verify_pdfs(
         else:
             matched.append((pdf, document))
     for pdf, document in matched:
-        problem_sig, problem_cov = _pdf_problems(pdf, document, seal_cert, chain, anchors)
+        problem_sig, problem_cov = pdf_problems(pdf, document, seal_cert, chain, anchors)
         sig_problems += problem_sig
         coverage_problems += problem_cov
     verdict.add("pdf_hash", hash_problems, f"{len(matched)} PDF(s) are the recorded sealed documents")
@@ -518,16 +518,20 @@ def _verify_pdfs(
     )
 
 
-def _pdf_problems(
+def pdf_problems(
     path: Path,
     document: dict[str, Any],
     seal_cert: x509.Certificate | None,
     chain: list[x509.Certificate],
     anchors: Sequence[x509.Certificate],
 ) -> tuple[list[str], list[str]]:
+    """(signature problems, coverage problems) of one sealed PDF whose hash already matched.
+
+    ``document``: the approved original's ``name``, ``size`` and ``sha256``."""
     from pyhanko.pdf_utils.reader import PdfFileReader  # noqa: PLC0415 - heavy, only here
     from pyhanko.sign.validation.status import SignatureCoverageLevel  # noqa: PLC0415
 
+    from seald.signing.errors import SigningError  # noqa: PLC0415
     from seald.signing.verify import verify_pdf  # noqa: PLC0415
 
     name = document["name"]
@@ -536,7 +540,13 @@ def _pdf_problems(
     seal_sha = _sha256(_der(seal_cert))
     roots = [c.public_bytes(serialization.Encoding.PEM) for c in (*anchors, *chain[1:])]
     pdf = path.read_bytes()
-    checks = verify_pdf(path, roots)
+    try:
+        checks = verify_pdf(path, roots)
+    except SigningError as ex:  # e.g. a timestamp whose TSA does not chain to --ca
+        return [
+            f"{name}: its signatures cannot be validated ({ex.message}); if it carries "
+            "timestamps, pass the TSA's root certificate with --ca too"
+        ], []
     mine = [c for c in checks if c.kind == "signature" and c.signer_certificate_sha256 == seal_sha]
     if not mine:
         return [f"{name}: no signature by the seal's certificate in this PDF"], []
@@ -546,6 +556,14 @@ def _pdf_problems(
         sig_problems.append(f"{name}: the seal's signature is not intact and valid ({check.summary})")
     if not check.trusted:
         sig_problems.append(f"{name}: the seal's signer does not chain to --ca")
+    tsa_hint = "it does not verify, or its TSA does not chain to --ca (pass the TSA's root certificate)"
+    if check.timestamp_time is not None and not check.timestamp_valid:
+        sig_problems.append(f"{name}: the seal's RFC 3161 timestamp cannot be trusted: {tsa_hint}")
+    for stamp in (c for c in checks if c.kind == "document_timestamp"):
+        if not (stamp.intact and stamp.valid and stamp.trusted):
+            sig_problems.append(
+                f"{name}: document timestamp {stamp.field_name} cannot be trusted: {tsa_hint}"
+            )
     coverage: list[str] = []
     size, original_sha = int(document["size"]), document["sha256"]
     if _sha256(pdf[:size]) != original_sha:

@@ -335,8 +335,10 @@ class SealService:
         approval_digest: str,
         comment: str,
         certificate_sha256: str,
-        signed: SignedApproval | None = None,
+        signed: SignedApproval,
     ) -> SealRequest:
+        """Record one approval; ``signed`` is its statement, already verified against the
+        connection's certificate (api/signed_approvals.py). There is no unsigned path."""
         now = self.clock()
         policy_cache: dict[str, Any] = {}
 
@@ -358,22 +360,23 @@ class SealService:
                 comment=comment,
                 certificate_sha256=certificate_sha256,
                 use_ttl=timedelta(hours=self.config.requests.approval_use_hours),
-                signed=signed.as_approval() if signed else None,
+                signed=signed.as_approval(),
             )
             details: dict[str, str | int | bool | None] = {
                 "approval_digest": approval_digest,
                 "comment": comment,
             }
-            if signed is not None:  # issue 9: bind the statement and the policy into the ledger
-                signed.check(
-                    request,
-                    document_sha256=document_sha256,
-                    approval_digest=approval_digest,
-                    comment=comment,
-                    connection_certificate_sha256=certificate_sha256,
-                    now=now,
-                )
-                details.update(signed.audit_details(policy))
+            # Issue 9: the signed statement must say what is approved; its hash, the
+            # certificate and the policy it met are bound into the ledger.
+            signed.check(
+                request,
+                document_sha256=document_sha256,
+                approval_digest=approval_digest,
+                comment=comment,
+                connection_certificate_sha256=certificate_sha256,
+                now=now,
+            )
+            details.update(signed.audit_details(policy))
             tx.save_request(new)
             tx.audit(
                 _event(

@@ -10,6 +10,8 @@ from __future__ import annotations
 import base64
 import copy
 import datetime as dt
+import hashlib
+import io
 import json
 import shutil
 import subprocess
@@ -26,11 +28,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from fixture_layout import SealFixtures
+from pyhanko.pdf_utils import generic
+from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+from pyhanko.sign import signers
 
 from sealapi.v1 import common_pb2, requests_pb2
 from sealclient.approval import ApprovalSigner, LocalDocument, build_approval
 from sealclient.errors import SealClientError
-from sealclient.evidence import load_trust, verify_package
+from sealclient.evidence import load_trust, pdf_problems, verify_package
 from seald.store.checkpoints import checkpoint_payload
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -46,6 +51,7 @@ class Sealed:
     package: Path
     pdf: Path
     original: Path
+    annex_pdf: Path  # the request's second sealed document
     trust: list[Path]
     request: requests_pb2.SealRequest
 
@@ -71,9 +77,14 @@ def sealed(tmp_path_factory: pytest.TempPathFactory, seal_fixtures: SealFixtures
     daemon.start()
     try:
         original = make_pdf(work / "contract.pdf", pages=2)
+        annex = make_pdf(work / "annex.pdf", pages=3)
         with daemon.client("zhang.wei") as requester:
             request = requester.submit(
-                [original], seal_id="contract", reason="采购合同", category="contract", placement=PLACEMENT
+                [original, annex],
+                seal_id="contract",
+                reason="采购合同",
+                category="contract",
+                placement=PLACEMENT,
             )
             with pytest.raises(SealClientError) as not_yet:
                 requester.evidence(request.request_id)
@@ -86,10 +97,11 @@ def sealed(tmp_path_factory: pytest.TempPathFactory, seal_fixtures: SealFixtures
             assert approver.value.code == grpc.StatusCode.PERMISSION_DENIED
         with daemon.client("liu.yang") as custodian:
             unlock_first_use(custodian, fixtures, "contract")
-        pdf = work / "contract.sealed.pdf"
+        pdf, annex_pdf = work / "contract.sealed.pdf", work / "annex.sealed.pdf"
         with daemon.client("zhang.wei") as requester:
             done = daemon.wait_state(requester, request.request_id, requests_pb2.REQUEST_STATE_SIGNED)
             requester.download(request.request_id, 0, pdf)
+            requester.download(request.request_id, 1, annex_pdf)
         package = work / "evidence.json"
         fetched = _sealctl(
             fixtures, daemon.target, "zhao.min", "evidence", request.request_id, "--out", str(package)
@@ -100,16 +112,27 @@ def sealed(tmp_path_factory: pytest.TempPathFactory, seal_fixtures: SealFixtures
             fixtures, daemon.target, "zhang.wei", "evidence", request.request_id, "--out", str(by_requester)
         )
         assert again.returncode == 0, again.stderr
+        # The first export signed a checkpoint covering the request; the second reuses it.
+        first, second = (json.loads(p.read_text(encoding="utf-8")) for p in (package, by_requester))
+        assert first["ledger"]["checkpoint"] == second["ledger"]["checkpoint"]
     finally:
         daemon.stop()
     # A copy elsewhere, the daemon stopped: nothing but these files is used from here on.
     offline = work / "offline"
     offline.mkdir()
-    for source in (package, pdf, original, fixtures.tls_ca, fixtures.seal_ca):
+    for source in (package, pdf, annex_pdf, original, fixtures.tls_ca, fixtures.seal_ca):
         shutil.copy(source, offline / source.name)
     shutil.copy(fixtures.state_dir / "audit" / "audit-cert.pem", offline / "audit-cert.pem")
     trust = [offline / fixtures.tls_ca.name, offline / fixtures.seal_ca.name, offline / "audit-cert.pem"]
-    yield Sealed(fixtures, offline / package.name, offline / pdf.name, offline / original.name, trust, done)
+    yield Sealed(
+        fixtures,
+        offline / package.name,
+        offline / pdf.name,
+        offline / original.name,
+        offline / annex_pdf.name,
+        trust,
+        done,
+    )
 
 
 def _verify(sealed: Sealed, package: dict[str, Any], pdf: Path | None = None) -> dict[str, str]:
@@ -132,9 +155,11 @@ def test_r10_r14_package_of_a_real_sealed_request_verifies_offline_with_the_daem
         "verify",
         str(sealed.package),
         str(sealed.pdf),
+        str(sealed.annex_pdf),
         *[a for p in sealed.trust for a in ("--ca", str(p))],
     )
     assert done.returncode == 0, done.stdout + done.stderr
+    assert "PASS  pdf_hash: 2 PDF(s) are the recorded sealed documents" in done.stdout
     lines = done.stdout.splitlines()
     assert lines[-1] == "evidence VERIFIED"
     for name in (
@@ -280,3 +305,57 @@ def test_r14_a_different_pdf_is_caught(sealed: Sealed, tmp_path: Path) -> None:
     assert (
         done.stdout.splitlines()[-1] == "evidence NOT verified: pdf_hash, pdf_signature, pdf_coverage failed"
     )
+
+
+def _self_signed(tmp_path: Path) -> tuple[Path, Path, x509.Certificate]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test seal")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    key_path, cert_path = tmp_path / "seal.key", tmp_path / "seal.pem"
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return key_path, cert_path, cert
+
+
+def _sign(data: bytes, key_path: Path, cert_path: Path) -> bytes:
+    signer = signers.SimpleSigner.load(str(key_path), str(cert_path))  # type: ignore[no-untyped-call]
+    assert signer is not None
+    meta = signers.PdfSignatureMetadata(field_name="Seal", md_algorithm="sha256")
+    return bytes(signers.sign_pdf(IncrementalPdfFileWriter(io.BytesIO(data)), meta, signer=signer).getvalue())
+
+
+def test_r14_pdf_coverage_names_a_revision_slipped_in_between_approval_and_signature(
+    sealed: Sealed, tmp_path: Path
+) -> None:
+    """The signature must sit on the approved bytes themselves, not on a later edit of them."""
+    original = sealed.original.read_bytes()
+    document = {"name": "contract.pdf", "size": len(original), "sha256": hashlib.sha256(original).hexdigest()}
+    key_path, cert_path, cert = _self_signed(tmp_path)
+    honest = tmp_path / "honest.pdf"
+    honest.write_bytes(_sign(original, key_path, cert_path))
+    assert pdf_problems(honest, document, cert, [cert], [cert]) == ([], [])
+    edit = IncrementalPdfFileWriter(io.BytesIO(original))
+    edit.root["/PageMode"] = generic.NameObject("/FullScreen")
+    edit.update_root()
+    edited = io.BytesIO()
+    edit.write(edited)
+    slipped = tmp_path / "slipped.pdf"
+    slipped.write_bytes(_sign(edited.getvalue(), key_path, cert_path))
+    assert slipped.read_bytes().startswith(original)  # the approved bytes are still a prefix
+    signature_problems, coverage = pdf_problems(slipped, document, cert, [cert], [cert])
+    assert signature_problems == []
+    assert len(coverage) == 1 and "something else was added before the signature" in coverage[0]

@@ -12,12 +12,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 from fixture_layout import SealFixtures
 from ltv_pki import LivePki, live_pki
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.validation import read_certification_data
 
 from sealapi.v1 import common_pb2, requests_pb2
+from sealclient.evidence import load_trust, verify_package
 from sealclient.output import verify_text
 from seald.signing.verify import verify_pdf
 
@@ -70,8 +72,18 @@ def test_r13_r14_daemon_seals_b_t_certified_at_the_anchor(
             requester.download(request.request_id, 0, out)
         with d.client("zhao.min") as auditor:
             report = auditor.verify(out)
+            evidence = auditor.evidence(request.request_id)  # issue 9
     finally:
         d.stop()
+
+    # Issue 9: the evidence package verifies offline for a B-T, certified, anchored seal too.
+    audit_cert = fresh_seal_fixtures.state_dir / "audit" / "audit-cert.pem"
+    trust = load_trust([fresh_seal_fixtures.tls_ca, fresh_seal_fixtures.seal_ca, audit_cert])
+    # The seal's RFC 3161 timestamp counts only if its TSA is trusted as well.
+    without_tsa = verify_package(evidence, [out], trust)
+    assert without_tsa.failed() == ["pdf_signature"], without_tsa.as_dict()
+    verdict = verify_package(evidence, [out], [*trust, x509.load_pem_x509_certificate(pki.root_pem)])
+    assert verdict.ok, verdict.as_dict()
 
     checks = verify_pdf(out, [fresh_seal_fixtures.seal_ca.read_bytes()])
     assert len(checks) == 1 and checks[0].valid and checks[0].trusted

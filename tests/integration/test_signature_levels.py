@@ -5,6 +5,7 @@ check every output; multiple seals and DocMDP certification (R13 multiple seals)
 
 from __future__ import annotations
 
+import hashlib
 import io
 import shutil
 import subprocess
@@ -15,6 +16,7 @@ from pathlib import Path
 import pkcs11
 import pytest
 from asn1crypto import pem, x509
+from cryptography import x509 as cx509
 from ltv_pki import LivePki, live_pki
 from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
@@ -27,6 +29,7 @@ from pyhanko.sign.validation import (
 from pyhanko.sign.validation.status import SignatureCoverageLevel
 from pyhanko_certvalidator import ValidationContext
 
+from sealclient.evidence import pdf_problems
 from seald.signing.errors import SigningError
 from seald.signing.levels import Certification, LevelSettings, SignatureLevel
 from seald.signing.pades import seal_pdf, token_signer
@@ -190,6 +193,16 @@ def test_r14_levels_validate_in_pyhanko_pdfsig_and_qpdf(
         status = validate_pdf_signature(reader.embedded_regular_signatures[0], _offline_context(reader, pki))
         assert status.modification_level is not None
         assert status.modification_level.name == "LTA_UPDATES"
+    # Issue 9: the evidence verifier's PDF checks accept every level: the seal's revision sits
+    # right on the approved bytes, and what follows it is validation data only.
+    seal_cert = cx509.load_der_x509_certificate(pki.seal_cert_der)
+    root = cx509.load_pem_x509_certificate(pki.root_pem)
+    original = src.read_bytes()
+    document = {"name": "in.pdf", "size": len(original), "sha256": hashlib.sha256(original).hexdigest()}
+    assert pdf_problems(out, document, seal_cert, [seal_cert], [root]) == ([], [])
+    # Without the TSA's root among the trusted certificates: a named problem, not a crash.
+    untrusted_tsa, _ = pdf_problems(out, document, seal_cert, [seal_cert], [seal_cert])
+    assert untrusted_tsa and "TSA's root certificate" in untrusted_tsa[0], untrusted_tsa
 
 
 def test_r14_b_lt_refuses_a_revoked_seal_certificate(

@@ -20,7 +20,7 @@ import grpc
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from fixture_layout import SealFixtures
+from fixture_layout import SealFixtures, relocate_fixtures
 
 from sealapi.v1 import common_pb2, requests_pb2, requests_pb2_grpc
 from sealclient.approval import ApprovalSigner, LocalDocument, build_approval
@@ -32,9 +32,10 @@ from daemon_harness import SealDaemon, make_pdf
 PLACEMENT = common_pb2.Placement(page=0, x_mm=150, y_mm=240)
 
 
-@pytest.fixture
-def daemon(fresh_seal_fixtures: SealFixtures) -> Iterator[SealDaemon]:
-    d = SealDaemon(fresh_seal_fixtures)
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory: pytest.TempPathFactory, seal_fixtures: SealFixtures) -> Iterator[SealDaemon]:
+    """One daemon for the module: each test submits its own request."""
+    d = SealDaemon(relocate_fixtures(seal_fixtures.root, tmp_path_factory.mktemp("signed") / "fixtures"))
     d.start()
     yield d
     if d.proc is not None:
@@ -113,10 +114,20 @@ def test_r06_approval_signed_by_another_key_than_the_connections_is_refused(
         assert list(c.get(request.request_id).approvals) == []
     conn = sqlite3.connect(daemon.fixtures.state_dir / "seald.sqlite3")
     try:
-        approved = conn.execute("SELECT COUNT(*) FROM audit_log WHERE event = 'request.approved'").fetchone()
+        approved = conn.execute(
+            "SELECT COUNT(*) FROM audit_log WHERE event = 'request.approved' AND request_id = ?",
+            (request.request_id,),
+        ).fetchone()
+        denied = conn.execute(
+            "SELECT principal, reason FROM audit_log WHERE event = 'access.denied' AND request_id = ?",
+            (request.request_id,),
+        ).fetchall()
     finally:
         conn.close()
     assert approved == (0,)
+    # Forged approvals leave a trace: each refusal by key is an access.denied record.
+    assert denied.count(("li.na", "approval_signature_invalid")) == 3
+    assert ("li.na", "statement_certificate_mismatch") in denied
 
 
 def test_r05_r14_sealctl_and_sealclient_approvals_are_stored_signed_and_bound_in_the_ledger(
@@ -130,7 +141,9 @@ def test_r05_r14_sealctl_and_sealclient_approvals_are_stored_signed_and_bound_in
     conn = sqlite3.connect(daemon.fixtures.state_dir / "seald.sqlite3")
     try:
         rows = conn.execute(
-            "SELECT principal, details_json FROM audit_log WHERE event = 'request.approved' ORDER BY sequence"
+            "SELECT principal, details_json FROM audit_log WHERE event = 'request.approved' "
+            "AND request_id = ? ORDER BY sequence",
+            (request.request_id,),
         ).fetchall()
     finally:
         conn.close()
