@@ -162,11 +162,13 @@ def test_r08_out_of_hours_unlock_refused_and_request_waits_for_the_hours(
     fresh_seal_fixtures: SealFixtures, daemons: list[SealDaemon], tmp_path: Path
 ) -> None:
     clock = DaemonClock(fresh_seal_fixtures)
-    clock.set(tomorrow_utc(3))  # 03:00 UTC: before the seal's hours
     d = start(
         daemons, SealDaemon(fresh_seal_fixtures, contract_hours("09:00-17:00"), env=clock.env)
     )
+    # Approved first, at the real time: a signed approval must be dated within 10 minutes
+    # of the daemon's clock (issue 9), and the approvers' clocks are not moved.
     request_id = submit_approved(d, tmp_path)
+    clock.set(tomorrow_utc(3))  # 03:00 UTC: before the seal's hours
     with d.client("liu.yang") as custodian:
         custodian.change_pin("contract", user_pin(d.fixtures, "contract"), CHANGED_PIN)
         with pytest.raises(SealClientError) as refused:
