@@ -23,6 +23,7 @@ from sealapi.v1 import common_pb2, requests_pb2
 from sealclient.audit_cli import add_audit_parser
 from sealclient.client import ClientIdentity, SealClient
 from sealclient.config import ConfigOverrides, resolve_config
+from sealclient.custody_cli import add_custody_parser
 from sealclient.errors import LocalInputError, SealClientError
 from sealclient.evidence_cli import add_evidence_parser, finish_evidence_args
 from sealclient.exitcodes import EPILOG, ExitCode, exit_code_for
@@ -283,6 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_seal_image_parser(seal_commands)
 
     add_evidence_parser(commands)
+    add_custody_parser(commands)
     return parser
 
 

@@ -8,6 +8,7 @@ the daemon's custody clock moved with SEALD_TEST_CLOCK_FILE (see custody_harness
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 import time
@@ -161,11 +162,13 @@ def test_r08_out_of_hours_unlock_refused_and_request_waits_for_the_hours(
     fresh_seal_fixtures: SealFixtures, daemons: list[SealDaemon], tmp_path: Path
 ) -> None:
     clock = DaemonClock(fresh_seal_fixtures)
-    clock.set(tomorrow_utc(3))  # 03:00 UTC: before the seal's hours
     d = start(
         daemons, SealDaemon(fresh_seal_fixtures, contract_hours("09:00-17:00"), env=clock.env)
     )
+    # Approved first, at the real time: a signed approval must be dated within 10 minutes
+    # of the daemon's clock (issue 9), and the approvers' clocks are not moved.
     request_id = submit_approved(d, tmp_path)
+    clock.set(tomorrow_utc(3))  # 03:00 UTC: before the seal's hours
     with d.client("liu.yang") as custodian:
         custodian.change_pin("contract", user_pin(d.fixtures, "contract"), CHANGED_PIN)
         with pytest.raises(SealClientError) as refused:
@@ -238,6 +241,50 @@ def test_r08_token_left_in_after_hours_alerts_once_locks_and_shows_in_metrics(
     with d.client("liu.yang") as custodian, pytest.raises(SealClientError) as refused:
         custodian.unlock("contract", CHANGED_PIN)
     assert refused.value.reason == "out_of_hours"
+
+
+def test_r08_one_alert_per_night_even_across_a_restart(
+    fresh_seal_fixtures: SealFixtures, daemons: list[SealDaemon]
+) -> None:
+    clock = DaemonClock(fresh_seal_fixtures)
+    clock.set(tomorrow_utc(17, 45))  # the token is in, end of hours + grace has passed
+    port = free_port()
+    d = start(
+        daemons,
+        SealDaemon(
+            fresh_seal_fixtures,
+            chain(
+                contract_hours("09:00-17:00", grace_minutes=30),
+                lambda text: text + f'\n[metrics]\nlisten = "127.0.0.1:{port}"\n',
+            ),
+            env=clock.env,
+        ),
+    )
+    alerts = ("seald_token_not_returned_alerts_total", (("seal", "contract"),))
+    overdue = ("seald_token_return_overdue", (("seal", "contract"),))
+    deadline = time.monotonic() + 10
+    while not audit_rows(d, "token.not_returned") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    (first,) = [r for r in audit_rows(d, "token.not_returned") if r["seal_id"] == "contract"]
+    night = tomorrow_utc(0).date().isoformat()
+    assert json.loads(first["details_json"]) == {"local_day": night}
+    assert scrape(port)[alerts] == 1.0
+
+    d.stop()  # e.g. a reboot or an update the same night
+    d.start()
+    time.sleep(1.5)  # seven custody ticks of the new process
+    after = scrape(port)
+    assert after[alerts] == 0.0 and after[overdue] == 1.0  # still overdue, not alerted again
+    assert [r["seal_id"] for r in audit_rows(d, "token.not_returned")] == ["contract"]
+    assert len(log_events(d, "token.not_returned")) == 1  # the log file spans both processes
+
+    clock.set(tomorrow_utc(17 + 24, 45))  # the next night: a new alert
+    deadline = time.monotonic() + 10
+    while len(audit_rows(d, "token.not_returned")) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    second = audit_rows(d, "token.not_returned")[1]
+    assert json.loads(second["details_json"])["local_day"] != night
+    assert scrape(port)[alerts] == 1.0
 
 
 def test_r09_delegation_ends_by_itself(

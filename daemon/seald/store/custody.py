@@ -1,4 +1,5 @@
-"""SQLite tables for custody (R07, R09): PIN-changed marks, the custody record, custody changes.
+"""SQLite tables for custody (R07-R09): PIN-changed marks, the custody record, custody changes,
+and the last night a same-day-return alert was raised per seal (one alert per night, R08).
 
 All functions take the connection of a store transaction (``Transaction.conn``) so a
 custody change and its audit record commit together.
@@ -33,6 +34,11 @@ CREATE TABLE IF NOT EXISTS custody_changes (
     seal_id TEXT NOT NULL,
     body TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS token_return_alerts (
+    seal_id TEXT PRIMARY KEY,
+    local_day TEXT NOT NULL,
+    alerted_at TEXT NOT NULL
+);
 """
 
 
@@ -54,6 +60,20 @@ def mark_pin_changed(
 
 def pin_changed_tokens(conn: sqlite3.Connection) -> set[tuple[str, str]]:
     return {(r[0], r[1]) for r in conn.execute("SELECT seal_id, token_serial FROM token_pin_changes")}
+
+
+# -- R08: same-day return alerts -----------------------------------------------------------------
+def mark_return_alerted(conn: sqlite3.Connection, seal_id: str, local_day: str, when: datetime) -> None:
+    """The seal's business day (its own zone) whose not-returned alert has been raised."""
+    conn.execute(
+        "INSERT INTO token_return_alerts(seal_id, local_day, alerted_at) VALUES (?,?,?)"
+        " ON CONFLICT(seal_id) DO UPDATE SET local_day=excluded.local_day, alerted_at=excluded.alerted_at",
+        (seal_id, local_day, when.isoformat()),
+    )
+
+
+def return_alerted_days(conn: sqlite3.Connection) -> dict[str, str]:
+    return {r[0]: r[1] for r in conn.execute("SELECT seal_id, local_day FROM token_return_alerts")}
 
 
 # -- R09: custody ---------------------------------------------------------------------------------

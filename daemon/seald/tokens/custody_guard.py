@@ -49,6 +49,8 @@ class CustodyGuard:
             conn = self.store._connection()
             custody_store.create_schema(conn)
             self._pin_changed = custody_store.pin_changed_tokens(conn)
+            # R08: a restart the same night must not raise the alert again.
+            self._alerted_day = custody_store.return_alerted_days(conn)
             for seal_id in self.config.seals:
                 record = custody_store.get_custody(conn, seal_id)
                 if record is not None:
@@ -220,7 +222,7 @@ class CustodyGuard:
                     self.not_returned_alerts[seal_id] += 1
                     self.on_not_returned(seal_id)
                     log.warning("token.not_returned", seal_id=seal_id, day=day)
-                    await self._audit_system("token.not_returned", seal_id, "alert", "same_day_return")
+                    await self._record_not_returned(seal_id, day, now)
                     actions.append((seal_id, "not_returned"))
             if not state.unlocked:
                 continue
@@ -237,6 +239,23 @@ class CustodyGuard:
             log.info("token.auto_locked", seal_id=seal_id, why=why)
             actions.append((seal_id, why))
         return actions
+
+    async def _record_not_returned(self, seal_id: str, day: str, now: datetime) -> None:
+        """The alert's audit record and the mark that this night has alerted, in one transaction."""
+
+        def _tx(tx: Transaction) -> None:
+            custody_store.mark_return_alerted(tx.conn, seal_id, day, now)
+            tx.audit(
+                AuditEvent(
+                    event="token.not_returned",
+                    seal_id=seal_id,
+                    outcome="alert",
+                    reason="same_day_return",
+                    details={"local_day": day},
+                )
+            )
+
+        await self.store.write(_tx)
 
     async def _audit_system(self, event: str, seal_id: str, outcome: str, reason: str) -> None:
         await self.store.write(
