@@ -374,7 +374,9 @@ class SealService:
                 approval_digest=approval_digest,
                 comment=comment,
                 connection_certificate_sha256=certificate_sha256,
-                now=now,
+                # The statement is dated by the approver's wall clock: compare with ours, not
+                # with self.clock (tests move that one to reach other hours of the day).
+                now=datetime.now(UTC),
             )
             details.update(signed.audit_details(policy))
             tx.save_request(new)

@@ -127,3 +127,16 @@ def log_events(d: SealDaemon, event: str) -> list[dict[str, object]]:
         if isinstance(entry, dict) and entry.get("event") == event:
             found.append(entry)
     return found
+
+
+def wait_audit_rows(d: SealDaemon, event: str, count: int = 1, timeout: float = 10.0) -> list[dict[str, str]]:
+    """The ledger's records of ``event`` once there are ``count``: a token is locked at
+    once and its audit record written just after, so a test that saw the lock waits."""
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = audit_rows(d, event)
+        if len(rows) >= count:
+            return rows
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{count} {event!r} record(s) expected, found {len(rows)}")
+        time.sleep(0.05)

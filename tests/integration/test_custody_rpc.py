@@ -36,6 +36,7 @@ from custody_harness import (
     submit_approved,
     token_status,
     tomorrow_utc,
+    wait_audit_rows,
     wait_token,
 )
 from daemon_harness import CHANGED_PIN, SealDaemon, free_port, user_pin
@@ -327,7 +328,7 @@ def test_r09_delegation_ends_by_itself(
 
         clock.set(datetime.now(UTC) + timedelta(hours=2))  # the delegation window is over
         wait_token(d, lambda s: not s.unlocked)
-        (locked,) = audit_rows(d, "token.auto_locked")
+        (locked,) = wait_audit_rows(d, "token.auto_locked")
         assert locked["reason"] == "delegation_ended"
         with pytest.raises(SealClientError) as refused:
             sun.unlock("contract", CHANGED_PIN)
@@ -369,5 +370,5 @@ def test_r07_idle_token_locks_itself(
     wait_token(d, lambda s: not s.unlocked, timeout=idle_s + 10)
     waited = time.monotonic() - unlocked_at
     assert idle_s - 0.5 <= waited <= idle_s + 3, waited  # the idle time, checked every 1.5 s
-    (locked,) = audit_rows(d, "token.auto_locked")
+    (locked,) = wait_audit_rows(d, "token.auto_locked")
     assert (locked["seal_id"], locked["reason"], locked["outcome"]) == ("contract", "idle", "locked")

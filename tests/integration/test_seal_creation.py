@@ -28,6 +28,7 @@ from fixture_layout import SealFixtures
 from pkcs11 import Attribute, ObjectClass
 
 from sealapi.v1 import common_pb2, requests_pb2, requests_pb2_grpc
+from sealclient.approval import ApprovalSigner, LocalDocument, build_approval
 from sealclient.errors import SealClientError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -348,22 +349,22 @@ def test_r02_r06_renewed_certificate_voids_approvals_bound_to_the_old_one(
             rebound.seal_certificate_sha256
             == x509.load_der_x509_certificate(renewed).fingerprint(hashes.SHA256()).hex()
         )
-        # An approval still bound to the old certificate (old digest) is refused.
+        # An approval still bound to the old certificate (old digest), correctly signed by
+        # its approver (issue 9), is refused.
         fp = fx.principals["wang.fang"]
+        stale_approval = build_approval(
+            request,
+            [LocalDocument(sha256=doc.sha256, size=doc.size) for doc in request.documents],
+            signer=ApprovalSigner(fp.key.read_bytes(), fp.cert.read_bytes()),
+        )
+        assert stale_approval.approval_digest == old_digest
         creds = grpc.ssl_channel_credentials(
             fx.tls_ca.read_bytes(), fp.key.read_bytes(), fp.cert.read_bytes()
         )
         with grpc.secure_channel(d.target, creds) as channel:
             stub = requests_pb2_grpc.SealRequestServiceStub(channel)
             with pytest.raises(grpc.RpcError) as stale:
-                stub.ApproveRequest(
-                    requests_pb2.ApproveRequestRequest(
-                        request_id=request.request_id,
-                        document_sha256=[doc.sha256 for doc in request.documents],
-                        approval_digest=old_digest,
-                    ),
-                    timeout=30,
-                )
+                stub.ApproveRequest(stale_approval, timeout=30)
         assert code_and_reason(stale.value) == (grpc.StatusCode.INVALID_ARGUMENT, "digest_mismatch")
 
         # Approved again under the new certificate, the document is sealed with it.
