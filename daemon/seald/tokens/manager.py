@@ -326,6 +326,10 @@ class TokenManager:
             return session
 
         async with self._slots_lock:
+            # Concurrent unlocks (a custodian pressing twice, a script racing): whoever got
+            # here first logged in; a second C_Login on the same token would be refused.
+            if self._states[seal_id].unlocked:
+                return self._states[seal_id]
             try:
                 session = await self._on_token(seal_id, _login)
             except PreconditionFailed:
