@@ -60,7 +60,7 @@ class SealDaemon:
     def target(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 20.0) -> None:
+    def start(self, timeout: float = 60.0) -> None:
         port_file = self.fixtures.state_dir / "seald.port"
         port_file.unlink(missing_ok=True)
         env = dict(os.environ, SOFTHSM2_CONF=str(self.fixtures.softhsm2_conf), **self.extra_env)

@@ -36,6 +36,9 @@ def channel_of(d: SealDaemon, who: str) -> grpc.Channel:
     return grpc.secure_channel(d.target, creds)
 
 
+failures: list[str] = []  # what the refused attempts were told, for the assertion messages
+
+
 def storm(d: SealDaemon, who: str, call: str, message: object) -> list[grpc.StatusCode]:
     """``ATTEMPTS`` calls at once, each on its own channel (its own TLS connection)."""
     channels = [channel_of(d, who) for _ in range(ATTEMPTS)]
@@ -52,6 +55,7 @@ def storm(d: SealDaemon, who: str, call: str, message: object) -> list[grpc.Stat
             getattr(service(channel), call)(message, timeout=60)
             return grpc.StatusCode.OK
         except grpc.RpcError as ex:
+            failures.append(f"{ex.code()}: {ex.details()}")  # type: ignore[attr-defined]
             return ex.code()  # type: ignore[attr-defined,no-any-return]
 
     try:
@@ -116,7 +120,7 @@ def test_r06_fifty_parallel_signing_triggers_make_exactly_one_signature(
         )
         # Every one of the custodian's unlocks succeeds: the first logs in, the others find
         # the token unlocked (none may fail with a second C_Login).
-        assert set(codes) == {grpc.StatusCode.OK}, codes
+        assert set(codes) == {grpc.StatusCode.OK}, failures
         with d.client("zhang.wei") as z:
             d.wait_state(z, first.request_id, requests_pb2.REQUEST_STATE_SIGNED)
         counts = evidence(d, first.request_id)

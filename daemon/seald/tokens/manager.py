@@ -235,7 +235,7 @@ class TokenManager:
                 # Drain every token thread first: nothing may be inside the library.
                 await asyncio.gather(*(self._on_token(s, lambda: None) for s in self._seals))
                 await asyncio.get_running_loop().run_in_executor(None, self._lib.reinitialize)
-            await self.refresh()
+            await self._refresh_locked()
 
     @property
     def has_unlocked(self) -> bool:
@@ -243,6 +243,12 @@ class TokenManager:
 
     async def refresh(self) -> None:
         """Re-read the slot list and update presence of every seal's token."""
+        # Never while a login is under way: SoftHSM can miss a token in C_GetTokenInfo
+        # during another thread's C_Login, and a token read as gone loses its session.
+        async with self._slots_lock:
+            await self._refresh_locked()
+
+    async def _refresh_locked(self) -> None:
         slot_tokens = await asyncio.get_running_loop().run_in_executor(None, self._slot_tokens)
         slot_tokens = [t for t in slot_tokens if t.serial not in self._removed_serials]
         now = self._clock()
