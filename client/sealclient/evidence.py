@@ -37,7 +37,7 @@ from seald.domain.approval_statement import (
 )
 from seald.domain.audit import RECORD_COLUMNS, verify_segment
 from seald.domain.digest import DigestDocument, DigestPlacement, canonical_approval_subject, digest_of
-from seald.store.checkpoints import checkpoint_payload
+from seald.store.checkpoints import CHECKPOINT_FORMAT, checkpoint_payload
 
 EVIDENCE_FORMAT: Final = "seald.evidence/1"
 
@@ -194,14 +194,16 @@ def verify_package(data: bytes, pdfs: Sequence[Path], anchors: Sequence[x509.Cer
         request = package["request"]
         ledger = package["ledger"]
         checkpoint = ledger["checkpoint"]
-        records = ledger["records"]
+        for key in ("records", "columns", "request_sequences"):
+            if key not in ledger:
+                raise PackageError(f"the package's ledger has no {key!r}")
     except (PackageError, KeyError, TypeError) as ex:
         verdict.add("package_format", [f"not a seald evidence package: {ex}"], "")
         return verdict
     verdict.add("package_format", [], f"{EVIDENCE_FORMAT}, request {request.get('request_id')}")
     try:
         _verify_checkpoint(verdict, checkpoint, anchors)
-        request_records = _verify_ledger(verdict, request, records, checkpoint)
+        request_records = _verify_ledger(verdict, request, ledger)
         approvals = _verify_approvals(verdict, package, anchors)
         _verify_recorded(verdict, approvals, request_records)
         _verify_policy(verdict, request, approvals, request_records, package.get("policy"))
@@ -231,11 +233,14 @@ def _verify_checkpoint(
     )
     key = certificate.public_key()
     problems = []
+    if checkpoint.get("format") != CHECKPOINT_FORMAT:
+        problems.append(f"the checkpoint's format is not {CHECKPOINT_FORMAT!r}")
     if not isinstance(key, ec.EllipticCurvePublicKey):
         problems.append("the audit certificate does not hold an EC key")
     else:
         try:
-            key.verify(base64.b64decode(checkpoint["signature"]), payload, ec.ECDSA(hashes.SHA256()))
+            signature = base64.b64decode(checkpoint["signature"], validate=True)
+            key.verify(signature, payload, ec.ECDSA(hashes.SHA256()))
         except InvalidSignature:
             problems.append(
                 f"checkpoint at record {checkpoint['sequence']} is not signed by the key of the audit "
@@ -255,10 +260,13 @@ def _verify_checkpoint(
 
 
 def _verify_ledger(
-    verdict: Verdict, request: dict[str, Any], records: list[dict[str, Any]], checkpoint: dict[str, Any]
+    verdict: Verdict, request: dict[str, Any], ledger: dict[str, Any]
 ) -> list[dict[str, Any]]:
+    records, checkpoint, columns = ledger["records"], ledger["checkpoint"], ledger["columns"]
     rows = [tuple(r[c] for c in RECORD_COLUMNS) for r in records]
     problems = []
+    if columns != list(RECORD_COLUMNS):
+        problems.append("the package's ledger columns are not seald.audit/1's")
     if not rows:
         problems.append("the package holds no ledger records")
     else:
@@ -299,6 +307,12 @@ def _verify_ledger(
     for d in request["documents"]:
         if sealed.get(d["sha256"]) != d["sealed_sha256"]:
             problems.append(f"document {d['index']} ({d['name']}): no seal.signed record for its sealed hash")
+    if ledger["request_sequences"] != [r["sequence"] for r in own]:
+        problems.append("the package's list of the request's records is not what the records say")
+    if request.get("state") != "signed":
+        problems.append(f"the request's state is {request.get('state')!r}, not 'signed'")
+    if [d["index"] for d in request["documents"]] != list(range(len(request["documents"]))):
+        problems.append("the request's documents are not numbered 0, 1, ... in order")
     if _request_digest(request) != request["approval_digest"]:
         problems.append("the request's fields do not hash to its approval digest (edited request)")
     verdict.add("ledger_request", problems, f"{len(own)} records of the request agree with the package")
@@ -318,7 +332,7 @@ def _verify_approvals(
         try:
             a.certificate = x509.load_pem_x509_certificate(a.raw["certificate_pem"].encode("ascii"))
             a.statement_bytes = a.raw["statement"].encode("utf-8")
-            signature = base64.b64decode(a.raw["signature"])
+            signature = base64.b64decode(a.raw["signature"], validate=True)
         except (ValueError, KeyError, AttributeError, binascii.Error):
             signature_problems.append(
                 f"{who}: no readable certificate, statement or signature (unsigned approval)"
@@ -337,8 +351,10 @@ def _verify_approvals(
             content_problems.append(f"{who}: {ex.message}")
             a.valid = False
             continue
-        if a.statement.signer_certificate_sha256 != _sha256(_der(a.certificate)):
-            signature_problems.append(f"{who}: the statement names another signing certificate")
+        if a.statement.signer_certificate_sha256 != _sha256(_der(a.certificate)) or a.raw.get(
+            "certificate_sha256"
+        ) != _sha256(_der(a.certificate)):
+            signature_problems.append(f"{who}: the statement or the package names another certificate")
             a.valid = False
         problem = chain_problem(a.certificate, [], anchors, _time(a.statement.signed_at))
         if problem:
@@ -454,6 +470,8 @@ def _verify_seal(
     chain = [x509.load_pem_x509_certificate(p.encode("ascii")) for p in pems]
     problems = []
     seal_cert = chain[0] if chain else None
+    if package["seal"].get("seal_id") != request["seal_id"]:
+        problems.append("the package's seal section names another seal than the request")
     if seal_cert is None:
         problems.append("the package has no seal certificate")
     else:
@@ -493,9 +511,12 @@ def _verify_pdfs(
         hash_problems.append("no sealed PDF given")
     matched: list[tuple[Path, dict[str, Any]]] = []
     for number, pdf in enumerate(pdfs, 1):
-        digest = _sha256(pdf.read_bytes())
+        data = pdf.read_bytes()
+        digest = _sha256(data)
         document = by_sealed.get(digest)
-        if document is None or digest not in recorded:
+        if document is not None and document.get("sealed_size") != len(data):
+            hash_problems.append(f"PDF {number}: the package gives another size for this sealed document")
+        elif document is None or digest not in recorded:
             hash_problems.append(
                 f"PDF {number} (SHA-256 {digest}) is not a sealed document of request "
                 f"{request['request_id']} as the package and the ledger record it"

@@ -359,3 +359,47 @@ def test_r14_pdf_coverage_names_a_revision_slipped_in_between_approval_and_signa
     signature_problems, coverage = pdf_problems(slipped, document, cert, [cert], [cert])
     assert signature_problems == []
     assert len(coverage) == 1 and "something else was added before the signature" in coverage[0]
+
+
+def _leaves(value: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _leaves(item, (*path, key))
+    elif isinstance(value, list) and value and path[-1:] != ("certificate_chain_pem",):
+        for index, item in enumerate(value):
+            yield from _leaves(item, (*path, index))
+    else:
+        yield path
+
+
+def test_r10_r14_any_damaged_field_is_a_failed_check_never_a_crash(sealed: Sealed) -> None:
+    """A bounded sample (seeded) of fields, each replaced by values of the wrong kind."""
+    import random  # noqa: PLC0415
+
+    package = _package(sealed)
+    paths = sorted(_leaves(package), key=repr)
+    chosen = random.Random(9).sample(paths, 36)
+    anchors = load_trust(sealed.trust)
+    for path, replacement in zip(chosen, [None, "x", 7, [], {"a": 1}, "0" * 64] * 6, strict=False):
+        damaged = copy.deepcopy(package)
+        target = damaged
+        for key in path[:-1]:
+            target = target[key]
+        if target[path[-1]] == replacement:
+            continue
+        target[path[-1]] = replacement
+        data = json.dumps(damaged, ensure_ascii=False).encode()
+        verdict = verify_package(data, [sealed.pdf], anchors)
+        # Fields a reader is told but no check depends on (the ledger and signatures carry them).
+        informational = {
+            "created_at",
+            "host",
+            "approved_at",
+            "state",
+            "request_sequences",
+            "columns",
+            "required_approvals",
+            "signed_at",
+        }
+        if not set(map(str, path)) & informational:
+            assert not verdict.ok, path
