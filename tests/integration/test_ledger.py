@@ -240,7 +240,7 @@ def test_r10_modified_details_json_is_detected(ledger_copy: Path, new_details: s
 
 
 @pytest.mark.usefixtures("each_encoder")
-@pytest.mark.parametrize("value", [5, b"blob", 2.5])
+@pytest.mark.parametrize("value", [5, b"blob", 2.5, None])
 def test_r10_column_with_a_non_text_value_is_detected(ledger_copy: Path, value: object) -> None:
     # Recreate the table without type affinity so the value is stored as it is.
     tamper(
@@ -252,6 +252,20 @@ def test_r10_column_with_a_non_text_value_is_detected(ledger_copy: Path, value: 
     )
     result = verify_ledger_file(ledger_copy)
     assert (result.ok, result.first_bad_sequence) == (False, 30), result.problem
+
+
+@pytest.mark.usefixtures("each_encoder")
+@pytest.mark.parametrize(("column", "sequence"), [("previous_hash", 1), ("record_hash", 30), ("time", 30)])
+def test_r10_null_in_a_column_is_detected_and_named(ledger_copy: Path, column: str, sequence: int) -> None:
+    tamper(
+        ledger_copy,
+        ("CREATE TABLE loose AS SELECT * FROM audit_log", ()),
+        ("DROP TABLE audit_log", ()),
+        ("ALTER TABLE loose RENAME TO audit_log", ()),
+        (f"UPDATE audit_log SET {column} = NULL WHERE sequence = ?", (sequence,)),
+    )
+    result = verify_ledger_file(ledger_copy)
+    assert (result.ok, result.first_bad_sequence) == (False, sequence), result.problem
 
 
 @pytest.mark.usefixtures("each_encoder")

@@ -450,7 +450,7 @@ def _verify_run(
     iterator = iter(rows)
     first = next(iterator, None)
     if first is not None:
-        linked_from = first[2].decode("ascii", "replace")
+        linked_from = _ascii(first[2]).decode("ascii", "replace")  # NULL put in by hand: "None"
         if start_hash is None:
             head_hash = first[2]
         iterator = itertools.chain((first,), iterator)
