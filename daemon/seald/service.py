@@ -507,12 +507,25 @@ class SealService:
             self._seal_images[seal_id] = render_seal_png(spec, sc.size_mm)
         return self._seal_images[seal_id]
 
-    async def run_signer(self) -> None:
-        """Background loop: seal every APPROVED request whose token is ready."""
+    async def _warm_workers(self) -> None:
         try:
             await self.seal_workers.warm()
         except Exception as ex:  # sealing still works: the pool is started again on use
             log.error("seal_workers.warm_failed", problem=type(ex).__name__)
+
+    async def _render_seal_images(self) -> None:
+        loop = asyncio.get_running_loop()
+        for seal_id in self.config.seals:
+            try:
+                await loop.run_in_executor(None, self.seal_image, seal_id)
+            except SigningError as ex:  # the request that needs it fails with this reason
+                log.error("seal_image.render_failed", seal_id=seal_id, reason=ex.reason)
+
+    async def run_signer(self) -> None:
+        """Background loop: seal every APPROVED request whose token is ready."""
+        # Start the seal workers and render each seal image (~1 s of CPU) once now, off
+        # the loop, rather than in the first request.
+        await asyncio.gather(self._warm_workers(), self._render_seal_images())
         while True:
             await self._wake.wait()
             self._wake.clear()
@@ -648,9 +661,10 @@ class SealService:
         """
         sc = self.config.seals[request.seal_id]
         level = self._level_settings(request.seal_id)
+        # Rendering a seal takes ~1 s of CPU: never on the event loop (cached after once).
+        seal_png = await asyncio.get_running_loop().run_in_executor(None, self.seal_image, request.seal_id)
         if not splits(level):
             return [await self._seal_document(request, doc) for doc in request.documents]
-        seal_png = self.seal_image(request.seal_id)
         jobs = [
             SealJob(
                 input_path=self.store.original_path(request.request_id, doc.index),
