@@ -223,14 +223,17 @@ class SealService:
                 f"{self.config.requests.max_documents_per_request} (max_documents_per_request)",
                 reason="too_many_documents",
             )
-        loop = asyncio.get_running_loop()
         for upload in uploads:
+            # In a seal worker process: parsing is CPU-bound, and many concurrent submits
+            # would otherwise queue on the daemon's own interpreter (issue 8).
             try:
-                await loop.run_in_executor(
-                    None, check_input_pdf, upload.path, self.config.requests.max_document_bytes
+                await self.seal_workers.run(
+                    check_input_pdf, upload.path, self.config.requests.max_document_bytes
                 )
             except InputDocumentError as ex:
                 raise InvalidInput(f"{upload.name}: {ex}", reason=ex.reason) from ex
+            except SigningError as ex:  # the worker died: nothing was stored
+                raise ServiceUnavailable(f"{upload.name}: {ex}", reason=ex.reason) from ex
         request_id = uuid.uuid4().hex
         documents = [
             Document(index=i, name=u.name, size=u.size, sha256=u.sha256)
