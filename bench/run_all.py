@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
+_LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \[\w+\s*\]")
 
 
 def benches(quick: bool) -> list[tuple[str, list[str]]]:
@@ -66,7 +68,8 @@ def main() -> int:
         lines = [
             line
             for line in done.stdout.splitlines()
-            if line.strip() and "NOT subset" not in line  # fontTools chatter from fixtures
+            # Leave out fontTools chatter from fixtures and the daemon's own log lines.
+            if line.strip() and "NOT subset" not in line and not _LOG_LINE.match(line)
         ]
         report.append("")
         report.append(
