@@ -263,14 +263,17 @@ class SealService:
                 f"{self.config.requests.max_documents_per_request} (max_documents_per_request)",
                 reason="too_many_documents",
             )
-        loop = asyncio.get_running_loop()
         for upload in uploads:
+            # In a seal worker process: parsing is CPU-bound, and many concurrent submits
+            # would otherwise queue on the daemon's own interpreter (issue 8).
             try:
-                await loop.run_in_executor(
-                    None, check_input_pdf, upload.path, self.config.requests.max_document_bytes
+                await self.seal_workers.run(
+                    check_input_pdf, upload.path, self.config.requests.max_document_bytes
                 )
             except InputDocumentError as ex:
                 raise InvalidInput(f"{upload.name}: {ex}", reason=ex.reason) from ex
+            except SigningError as ex:  # the worker died: nothing was stored
+                raise ServiceUnavailable(f"{upload.name}: {ex}", reason=ex.reason) from ex
         request_id = uuid.uuid4().hex
         documents = [
             Document(index=i, name=u.name, size=u.size, sha256=u.sha256)
@@ -582,12 +585,25 @@ class SealService:
             self._seal_images[seal_id] = png
         return self._seal_images[seal_id]
 
-    async def run_signer(self) -> None:
-        """Background loop: seal every APPROVED request whose token is ready."""
+    async def _warm_workers(self) -> None:
         try:
             await self.seal_workers.warm()
         except Exception as ex:  # sealing still works: the pool is started again on use
             log.error("seal_workers.warm_failed", problem=type(ex).__name__)
+
+    async def _render_seal_images(self) -> None:
+        loop = asyncio.get_running_loop()
+        for seal_id in self.config.seals:
+            try:
+                await loop.run_in_executor(None, self.seal_image, seal_id)
+            except SigningError as ex:  # the request that needs it fails with this reason
+                log.error("seal_image.render_failed", seal_id=seal_id, reason=ex.reason)
+
+    async def run_signer(self) -> None:
+        """Background loop: seal every APPROVED request whose token is ready."""
+        # Start the seal workers and render each seal image (~1 s of CPU) once now, off
+        # the loop, rather than in the first request.
+        await asyncio.gather(self._warm_workers(), self._render_seal_images())
         while True:
             await self._wake.wait()
             self._wake.clear()
@@ -723,9 +739,10 @@ class SealService:
         """
         sc = self.config.seals[request.seal_id]
         level = self._level_settings(request.seal_id)
+        # Rendering a seal takes ~1 s of CPU: never on the event loop (cached after once).
+        seal_png = await asyncio.get_running_loop().run_in_executor(None, self.seal_image, request.seal_id)
         if not splits(level):
             return [await self._seal_document(request, doc) for doc in request.documents]
-        seal_png = self.seal_image(request.seal_id)
         jobs = [
             SealJob(
                 input_path=self.store.original_path(request.request_id, doc.index),

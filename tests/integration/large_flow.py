@@ -8,6 +8,7 @@ after the flow minus the RSS at the reset is the growth caused by the flow.
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import time
@@ -119,3 +120,20 @@ def run_large_flow(d: SealDaemon, source: Path, out: Path, timeout: float = 1800
         sealed_size=out.stat().st_size,
         signed=pdfsig(out),
     )
+
+
+def process_tree_cpu_s(pid: int) -> dict[int, float]:
+    """CPU seconds (user + system) of ``pid`` and each of its live children, by pid."""
+    tick = os.sysconf("SC_CLK_TCK")
+    pids = [pid]
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        children = (task / "children").read_text(encoding="ascii").split()
+        pids.extend(int(c) for c in children)
+    cpu: dict[int, float] = {}
+    for p in pids:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text(encoding="ascii").rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        cpu[p] = (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return cpu

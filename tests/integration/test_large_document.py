@@ -13,13 +13,18 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import grpc
+import pytest
 from fixture_layout import SealFixtures
+
+from sealclient.errors import SealClientError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "assets"))
 from daemon_harness import SealDaemon, make_pdf, unlock_first_use
-from large_flow import byte_range_covers_file, run_large_flow
+from large_flow import PLACEMENT, byte_range_covers_file, run_large_flow
 from large_pdf import write_large_pdf
+from make_pdfs import javascript_pdf
 
 SIZE = 64 << 20
 
@@ -50,3 +55,25 @@ def test_large_document_is_sealed_validly_in_bounded_memory(
             assert sealed.read(len(block)) == block
     # Reading the whole file once would add >= 64 MiB; streaming stays far below.
     assert figures.growth_mib < SIZE / (1 << 20) / 2, f"peak RSS grew {figures.growth_mib:.1f} MiB"
+
+
+def test_input_checked_in_a_worker_process_still_names_what_is_wrong(
+    fresh_seal_fixtures: SealFixtures, tmp_path: Path
+) -> None:
+    """The input checks run in a seal worker process; their refusal crosses back intact."""
+    scripted = tmp_path / "scripted.pdf"
+    scripted.write_bytes(javascript_pdf())
+    d = SealDaemon(fresh_seal_fixtures)
+    d.start()
+    try:
+        with d.client("zhang.wei") as requester, pytest.raises(SealClientError) as refused:
+            requester.submit(
+                [scripted], seal_id="contract", reason="r", category="contract", placement=PLACEMENT
+            )
+        assert refused.value.code == grpc.StatusCode.INVALID_ARGUMENT
+        assert refused.value.reason == "javascript"
+        assert "scripted.pdf" in refused.value.message and "JavaScript" in refused.value.message
+        with d.client("zhang.wei") as requester:
+            assert requester.list() == []  # nothing half-stored
+    finally:
+        d.stop()

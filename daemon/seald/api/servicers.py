@@ -195,6 +195,12 @@ def stream_rpc(
     return wrapper
 
 
+def _sync_and_close(file: Any) -> None:
+    file.flush()
+    os.fsync(file.fileno())
+    file.close()
+
+
 def _unimplemented(what: str) -> SealError:
     return Unimplemented(f"{what} is not available in this version of seald yet")
 
@@ -221,13 +227,12 @@ class SealRequestServicer(requests_pb2_grpc.SealRequestServiceServicer):
             uploads: list[UploadedDocument] = []
             current: dict[str, Any] | None = None
 
-            def finish_current() -> None:
+            async def finish_current() -> None:
                 nonlocal current
                 if current is None:
                     return
-                current["file"].flush()
-                os.fsync(current["file"].fileno())
-                current["file"].close()
+                # fsync off the event loop: other clients' calls go on meanwhile.
+                await asyncio.get_running_loop().run_in_executor(None, _sync_and_close, current["file"])
                 start: requests_pb2.DocumentStart = current["start"]
                 size, sha = current["size"], current["hash"].hexdigest()
                 if size != start.size:
@@ -268,7 +273,7 @@ class SealRequestServicer(requests_pb2_grpc.SealRequestServiceServicer):
                 if kind == "header":
                     raise InvalidInput("the header was sent twice", reason="duplicate_header")
                 if kind == "document_start":
-                    finish_current()
+                    await finish_current()
                     start = message.document_start
                     if len(uploads) >= limits.max_documents_per_request:
                         raise LimitExceeded(
@@ -307,7 +312,7 @@ class SealRequestServicer(requests_pb2_grpc.SealRequestServiceServicer):
                     current["hash"].update(message.chunk)
                     continue
                 raise InvalidInput("empty SubmitRequest message", reason="empty_message")
-            finish_current()
+            await finish_current()
             if header is None:
                 raise InvalidInput("no header was sent", reason="missing_header")
             seal = self.service.config.seals[header.seal_id]
