@@ -642,7 +642,9 @@ class SealService:
                 if not queue:
                     return
                 for request in queue:
-                    if self.draining:
+                    # Checked per request: a lock (or removal) mid-queue must not start an
+                    # intent + interrupt pair for every request still queued.
+                    if self.draining or not self.readiness(seal_id)[0]:
                         return
                     await self.sign_request(request.request_id)
         except ServiceUnavailable as ex:
