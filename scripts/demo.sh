@@ -21,7 +21,7 @@ C="$WORK/clients"
 step "2. Start seald (mutual TLS on 127.0.0.1:$PORT); its JSON log goes to $WORK/seald.log"
 .venv/bin/seald --config "$WORK/seald.toml" >"$WORK/seald.log" 2>&1 &
 SEALD_PID=$!
-trap 'kill $SEALD_PID 2>/dev/null; wait $SEALD_PID 2>/dev/null || true' EXIT
+trap 'kill $SEALD_PID 2>/dev/null || true; wait $SEALD_PID 2>/dev/null || true' EXIT
 for _ in $(seq 100); do
   [ -s "$WORK/state/seald.port" ] && break
   kill -0 $SEALD_PID 2>/dev/null || { cat "$WORK/seald.log"; exit 1; }
