@@ -99,7 +99,9 @@ def time_read_only(conn: sqlite3.Connection) -> tuple[int, float]:
     return count, time.perf_counter() - started
 
 
-def time_verify(path: Path, workers: int | None, *, python_encoder: bool = False) -> tuple[float, float]:
+def time_verify(
+    path: Path, workers: int | None, *, python_encoder: bool = False, parallel_from: int | None = None
+) -> tuple[float, float]:
     """(records/s wall, CPU seconds of this process) of one verification of the file."""
     conn = sqlite3.connect(path)
     saved = ledger_module._sql_encoder_agrees
@@ -107,7 +109,8 @@ def time_verify(path: Path, workers: int | None, *, python_encoder: bool = False
         ledger_module._sql_encoder_agrees = False  # the Python encoder (the fallback path)
     try:
         cpu, started = time.process_time(), time.perf_counter()
-        result = verify_ledger(conn, workers=workers)
+        threshold = ledger_module.PARALLEL_FROM_RECORDS if parallel_from is None else parallel_from
+        result = verify_ledger(conn, workers=workers, parallel_from_records=threshold)
         seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     finally:
         ledger_module._sql_encoder_agrees = saved
@@ -173,7 +176,14 @@ def main() -> None:
         single_rate, single_cpu = time_verify(path, 1)
         python_rate, python_cpu = time_verify(path, 1, python_encoder=True)
         print(f"read-only baseline (SELECT every row): {read_rate:,.0f} rec/s")
-        print(f"verify, default ({os.cpu_count()} worker processes): {verify_rate:,.0f} rec/s")
+        mode = (
+            f"{os.cpu_count()} worker processes"
+            if read_count >= ledger_module.PARALLEL_FROM_RECORDS
+            else f"one process below {ledger_module.PARALLEL_FROM_RECORDS:,} records"
+        )
+        print(f"verify, default ({mode}): {verify_rate:,.0f} rec/s")
+        parallel_rate, _ = time_verify(path, os.cpu_count() or 1, parallel_from=0)
+        print(f"verify, forced {os.cpu_count()} worker processes: {parallel_rate:,.0f} rec/s")
         print(
             f"verify, 1 process, SQLite json_object encoder: {single_rate:,.0f} rec/s, "
             f"{single_cpu / read_count * 1e6:.2f} us CPU/record"
