@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
+from seald import test_hooks
 from seald.logs import get_logger
 from seald.signing.errors import TokenSigningError
 from seald.signing.pades import SealResult, token_signer
@@ -122,9 +123,11 @@ async def seal_documents(
             prepared_all.append(prepared)
             if failed.is_set():
                 raise _Skipped
-            signature = await tokens.with_session(
-                seal_id, lambda session: sign_prepared(signer_for(session), prepared)
-            )
+            def _sign(session: Any) -> bytes:
+                test_hooks.kill_point("sign.before_document")  # tests only: the crash matrix
+                return sign_prepared(signer_for(session), prepared)
+
+            signature = await tokens.with_session(seal_id, _sign)
             return prepared, await workers.run(finish_seal, job, prepared, signature)
 
     async def guarded(job: SealJob) -> tuple[PreparedSeal, SealResult]:
@@ -148,6 +151,7 @@ async def seal_documents(
     done = [o for o in outcomes if not isinstance(o, BaseException)]
     for (prepared, _), job in zip(done, jobs, strict=True):
         publish(prepared, job.output_path)
+        test_hooks.kill_point("sign.document_sealed")  # tests only: one sealed file renamed
     if jobs:
         fsync_directory(jobs[0].output_path.parent)
     return [result for _, result in done]

@@ -19,8 +19,9 @@ matrix of issue 8, tests/integration/test_crash_matrix.py). Points:
 - ``tx:<event>``: inside a store transaction whose first audit record is <event> (e.g.
   ``tx:seal.sign_intent``), after its rows are written, before COMMIT;
 - ``commit:<event>``: right after that transaction committed, before anyone is told;
-- ``sign.before_document`` / ``sign.document_sealed``: on the token thread, before
-  ``seal_pdf`` and after it wrote (renamed) one sealed file.
+- ``sign.before_document`` / ``sign.document_sealed``: on the token thread before a
+  document's signature, and after one sealed file of the request was renamed into place
+  (the pipeline of seal_workers.py, or ``seal_pdf`` for B-LT/B-LTA).
 """
 
 from __future__ import annotations

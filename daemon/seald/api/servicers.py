@@ -428,6 +428,11 @@ class SealRequestServicer(requests_pb2_grpc.SealRequestServiceServicer):
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> requests_pb2.SealRequest:
         info.request_id = request.request_id
+        # Who may approve is answered before the statement is examined: a requester or an
+        # auditor hears PERMISSION_DENIED, not a remark about a signature (R04, R05).
+        lifecycle.require_eligible_approver(
+            await self.service.get(principal, request.request_id), principal
+        )
         result = await self.service.approve(
             principal,
             request.request_id,

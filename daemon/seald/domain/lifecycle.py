@@ -243,7 +243,8 @@ def _require_not_expired(request: SealRequest, now: datetime) -> None:
         )
 
 
-def _require_eligible_approver(request: SealRequest, approver: Principal) -> None:
+def require_eligible_approver(request: SealRequest, approver: Principal) -> None:
+    """R05: a designated approver of the request's seal, and never its requester."""
     if not approver.has(Role.APPROVER, request.seal_id):
         raise PermissionDenied(
             f"{approver.name} is not a designated approver for seal {request.seal_id} (R05)",
@@ -271,7 +272,7 @@ def approve(
 ) -> SealRequest:
     """Add one approval. With ``use_ttl``, a request that reaches its quorum must be
     signed within that time (approvals are collected, then used, R06)."""
-    _require_eligible_approver(request, approver)
+    require_eligible_approver(request, approver)
     policy.check_may_approve(approver.name)
     if request.state is RequestState.APPROVED and approver.name in {
         a.approver for a in request.approvals
@@ -369,7 +370,7 @@ def withdraw_approval(
 def reject(
     request: SealRequest, *, approver: Principal, comment: str, now: datetime
 ) -> SealRequest:
-    _require_eligible_approver(request, approver)
+    require_eligible_approver(request, approver)
     _require_open(request, "rejected")
     _require_text("comment", comment)
     return replace(
