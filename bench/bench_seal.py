@@ -41,7 +41,7 @@ from large_flow import process_tree_cpu_s  # noqa: E402
 from make_pdfs import valid_pdf  # noqa: E402
 
 from sealapi.v1 import common_pb2, requests_pb2  # noqa: E402
-from sealclient.approval import LocalDocument, build_approval  # noqa: E402
+from sealclient.approval import ApprovalSigner, LocalDocument, build_approval  # noqa: E402
 from sealclient.client import SealClient, file_digest  # noqa: E402
 from seald.signing.pades import seal_pdf, token_signer  # noqa: E402
 from seald.signing.placement import PlacementSpec  # noqa: E402
@@ -113,7 +113,11 @@ def prepared_approval(approver: SealClient, rid: str, tmp: Path) -> requests_pb2
         approver.download(rid, info.index, path, requests_pb2.DOCUMENT_VARIANT_ORIGINAL)
         digest = file_digest(path)
         local.append(LocalDocument(sha256=digest.sha256, size=digest.size))
-    return build_approval(request, local)
+    # Signed with the approver's own key, as SealClient.approve does (issue 9).
+    identity = approver._identity
+    return build_approval(
+        request, local, signer=ApprovalSigner(identity.key_pem, identity.cert_pem)
+    )
 
 
 def main() -> int:
