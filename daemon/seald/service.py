@@ -782,21 +782,8 @@ class SealService:
         seal_png = self.seal_image(request.seal_id)
         original = self.store.original_path(request.request_id, doc.index)
         output = self.store.sealed_path(request.request_id, doc.index)
-        placement = PlacementSpec(
-            page=request.placement.page,
-            x_mm=request.placement.x_mm,
-            y_mm=request.placement.y_mm,
-            size_mm=request.placement.size_mm,
-            anchor_text=request.placement.anchor_text,
-            cross_page=request.placement.cross_page,
-        )
-        trust = self.config.trust
-        level = level_settings(
-            sc.level,
-            tsa_url=trust.tsa_url,
-            trust_root_files=trust.signing_roots or (trust.seal_ca,),
-            fetch_revocation=trust.fetch_revocation,
-        )
+        placement = _placement_spec(request)
+        level = self._level_settings(request.seal_id)
 
         def _sign(session: Any) -> tuple[str, int]:
             test_hooks.kill_point("sign.before_document")
