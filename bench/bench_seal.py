@@ -126,6 +126,9 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=20)
     args = parser.parse_args()
+    if not 1 <= args.rounds <= args.batch:
+        # Each latency round seals one document of the batch (a fresh request per round).
+        parser.error(f"--rounds must be 1..--batch ({args.batch}); got {args.rounds}")
 
     with tempfile.TemporaryDirectory(prefix="bench-seal-") as tmp_name:
         tmp = Path(tmp_name)
