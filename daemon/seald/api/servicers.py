@@ -201,6 +201,13 @@ def _sync_and_close(file: Any) -> None:
     file.close()
 
 
+def _require_role_on_seal(service: SealService, principal: Principal, seal_id: str) -> None:
+    """NOT_FOUND for an unknown seal, PERMISSION_DENIED without a role on it."""
+    service.seal(seal_id)
+    if seal_id not in principal.seal_ids:
+        raise PermissionDenied(f"you have no role on seal {seal_id}", reason="not_visible")
+
+
 def _unimplemented(what: str) -> SealError:
     return Unimplemented(f"{what} is not available in this version of seald yet")
 
@@ -695,9 +702,7 @@ class SealRegistryServicer(seals_pb2_grpc.SealRegistryServiceServicer):
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> seals_pb2.Seal:
         info.seal_id = request.seal_id
-        self.service.seal(request.seal_id)
-        if request.seal_id not in principal.seal_ids:
-            raise PermissionDenied(f"you have no role on seal {request.seal_id}", reason="not_visible")
+        _require_role_on_seal(self.service, principal, request.seal_id)
         return self._seal_pb(request.seal_id)
 
     @rpc
@@ -709,9 +714,7 @@ class SealRegistryServicer(seals_pb2_grpc.SealRegistryServiceServicer):
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> seals_pb2.RenderSealImageResponse:
         info.seal_id = request.seal_id
-        self.service.seal(request.seal_id)
-        if request.seal_id not in principal.seal_ids:
-            raise PermissionDenied(f"you have no role on seal {request.seal_id}", reason="not_visible")
+        _require_role_on_seal(self.service, principal, request.seal_id)
         dpi = request.dpi or SEAL_IMAGE_DPI
         if not SEAL_IMAGE_MIN_DPI <= dpi <= SEAL_IMAGE_MAX_DPI:
             raise InvalidInput(
@@ -838,9 +841,7 @@ class SealRegistryServicer(seals_pb2_grpc.SealRegistryServiceServicer):
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> seals_pb2.Custody:
         info.seal_id = request.seal_id
-        self.service.seal(request.seal_id)
-        if request.seal_id not in principal.seal_ids:
-            raise PermissionDenied(f"you have no role on seal {request.seal_id}", reason="not_visible")
+        _require_role_on_seal(self.service, principal, request.seal_id)
         guard = self.service.custody
         return custody_convert.custody_to_pb(guard.custody(request.seal_id), guard.clock())
 
