@@ -84,6 +84,25 @@ class SealWorkers:
             pool.shutdown(wait=False, cancel_futures=True)
 
 
+class SignerCache:
+    """One pyHanko signer (certificate and key handle read from the token once) per
+    token session: a new session (unlock after a lock or a re-insertion) reads again."""
+
+    def __init__(self) -> None:
+        self._signers: dict[str, tuple[Any, Any]] = {}
+
+    def cached(self, seal_id: str, session: Any) -> Any | None:
+        entry = self._signers.get(seal_id)
+        return entry[1] if entry is not None and entry[0] is session else None
+
+    def for_session(self, seal_id: str, session: Any, key_label: str) -> Any:
+        signer = self.cached(seal_id, session)
+        if signer is None:
+            signer = token_signer(session, key_label=key_label, cert_label=key_label)
+            self._signers[seal_id] = (session, signer)
+        return signer
+
+
 async def seal_documents(
     workers: SealWorkers,
     tokens: TokenManager,
@@ -91,22 +110,60 @@ async def seal_documents(
     jobs: Sequence[SealJob],
     *,
     key_label: str,
+    signers: SignerCache | None = None,
+    before_sign: asyncio.Future[None] | None = None,
 ) -> list[SealResult]:
-    """Seal every job or none: results in job order, sealed files renamed into place."""
-    signers: dict[int, Any] = {}
+    """Seal every job or none: results in job order, sealed files renamed into place.
+
+    ``before_sign`` gates the token: documents are prepared while it runs (the caller
+    commits its intent record there) and nothing is signed unless it succeeds. It is
+    settled before this returns or raises, and its failure is the one raised.
+    """
+    try:
+        return await _seal_documents(
+            workers,
+            tokens,
+            seal_id,
+            jobs,
+            key_label=key_label,
+            cache=signers or SignerCache(),
+            gate=before_sign,
+        )
+    except asyncio.CancelledError:
+        if before_sign is not None:
+            before_sign.cancel()
+        raise
+    except BaseException:
+        if before_sign is not None:
+            await settled(before_sign)  # raises the gate's own failure first
+        raise
+
+
+async def settled(gate: asyncio.Future[None]) -> None:
+    """Wait for ``gate``; raise its exception if it failed."""
+    await asyncio.wait([gate])
+    gate.result()
+
+
+async def _seal_documents(
+    workers: SealWorkers,
+    tokens: TokenManager,
+    seal_id: str,
+    jobs: Sequence[SealJob],
+    *,
+    key_label: str,
+    cache: SignerCache,
+    gate: asyncio.Future[None] | None,
+) -> list[SealResult]:
 
     def signer_for(session: Any) -> Any:
-        # One pyHanko signer (certificate and key handle read once) per token session.
-        signer = signers.get(id(session))
-        if signer is None or signer[0] is not session:
-            signers.clear()
-            signer = signers[id(session)] = (
-                session,
-                token_signer(session, key_label=key_label, cert_label=key_label),
-            )
-        return signer[1]
+        return cache.for_session(seal_id, session, key_label)
 
-    first = await tokens.with_session(seal_id, signer_for)
+    # The certificate the signed attributes name: from the cache while the session that
+    # read it is the token's current one, else read on the token's thread.
+    first: Any = cache.cached(seal_id, tokens.current_session(seal_id))
+    if first is None:
+        first = await tokens.with_session(seal_id, signer_for)
     cert_der = first.signing_cert.dump()
     chain = tuple(cert.dump() for cert in first.cert_registry)
     jobs = [job.with_certificate(cert_der, chain) for job in jobs]
@@ -121,6 +178,8 @@ async def seal_documents(
                 raise _Skipped
             prepared = await workers.run(prepare_seal, job)
             prepared_all.append(prepared)
+            if gate is not None:
+                await asyncio.shield(gate)  # shared by every document; raises if it failed
             if failed.is_set():
                 raise _Skipped
             def _sign(session: Any) -> bytes:
@@ -139,7 +198,9 @@ async def seal_documents(
 
     try:
         outcomes = await asyncio.gather(*(guarded(job) for job in jobs), return_exceptions=True)
-    except BaseException:  # cancelled (daemon stopping): nothing is published
+        if gate is not None:
+            await settled(gate)  # also with no jobs, or all failed before it
+    except BaseException:  # cancelled (daemon stopping), or the gate failed: nothing is published
         for prepared in prepared_all:
             discard(prepared)
         raise

@@ -48,7 +48,7 @@ from seald.domain.model import (
 from seald.domain.seals import SealState, apply_state
 from seald.logs import get_logger
 from seald.metrics import SealMetrics
-from seald.seal_workers import SealWorkers, seal_documents
+from seald.seal_workers import SealWorkers, SignerCache, seal_documents, settled
 from seald.signing.errors import InputDocumentError, SigningError, TokenSigningError
 from seald.signing.input_checks import check_input_pdf
 from seald.signing.levels import Certification, LevelSettings, level_settings
@@ -120,6 +120,7 @@ class SealService:
         self._seal_images: dict[str, bytes] = {}
         # Worker processes for the CPU-bound halves of sealing (started by run_signer).
         self.seal_workers = SealWorkers()
+        self._signers = SignerCache()  # the token's certificate, read once per session
         self._signing_tasks: set[asyncio.Task[None]] = set()
         self._busy_seals: set[str] = set()
         self.signed_count = 0
@@ -646,15 +647,20 @@ class SealService:
                     # intent + interrupt pair for every request still queued.
                     if self.draining or not self.readiness(seal_id)[0]:
                         return
-                    await self.sign_request(request.request_id)
+                    await self.sign_request(request.request_id, request)
         except ServiceUnavailable as ex:
             # Fail closed: nothing was released; health says NOT_SERVING until audit works.
             log.error("signer.audit_unavailable", seal_id=seal_id, reason=ex.reason, problem=str(ex))
         finally:
             self._busy_seals.discard(seal_id)
 
-    async def sign_request(self, request_id: str) -> SealRequest:
-        """Intent record, token signature, result record — or nothing released."""
+    async def sign_request(self, request_id: str, queued: SealRequest | None = None) -> SealRequest:
+        """Intent record, token signature, result record — or nothing released.
+
+        ``queued`` is the request as the signer's queue read it (APPROVED): its documents
+        are prepared while the intent record commits, so the commit costs no latency.
+        The token signs only once the intent is committed.
+        """
         now = self.clock()
 
         def _intent(tx: Transaction) -> SealRequest:
@@ -670,23 +676,39 @@ class SealService:
                 tx.audit(_event("seal.sign_intent", new, None, None, doc, outcome="intent"))
             return new
 
-        try:
-            request = await self._commit(_intent, "seal.sign_intent")
-        except PreconditionFailed as ex:
-            if ex.reason in ("request_expired",):
-                await self.expire_due()
-            elif ex.reason not in ("not_approved",):
-                await self._fail_before_signing(request_id, ex)
-            raise
+        intent = asyncio.ensure_future(self._commit(_intent, "seal.sign_intent"))
 
-        await test_hooks.pause("SEALD_TEST_PAUSE_AFTER_INTENT", request_id)
+        async def intent_committed() -> None:
+            await intent
+            await test_hooks.pause("SEALD_TEST_PAUSE_AFTER_INTENT", request_id)
+
+        if queued is None or queued.request_id != request_id:
+            try:
+                queued = await intent
+            except PreconditionFailed as ex:
+                await self._intent_refused(request_id, ex)
+                raise
+        gate = asyncio.ensure_future(intent_committed())
         started = asyncio.get_running_loop().time()
         try:
-            sealed = await self._seal_documents(request)
-        except (PreconditionFailed, TokenSigningError) as ex:
-            return await self._interrupt(request, f"not signed: {ex}; waiting for the token", ex)
-        except SigningError as ex:
-            return await self._fail(request, f"cannot seal: {ex}", ex)
+            sealed = await self._seal_documents(queued, gate)
+        except BaseException as ex:
+            # _seal_documents settles the gate before it raises (unless cancelled): the
+            # intent's own failure comes first and means nothing was signed.
+            if not intent.done() or intent.cancelled():
+                raise
+            failure = intent.exception()
+            if failure is not None:
+                if isinstance(failure, PreconditionFailed):
+                    await self._intent_refused(request_id, failure)
+                raise failure from None
+            request = intent.result()
+            if isinstance(ex, (PreconditionFailed, TokenSigningError)):
+                return await self._interrupt(request, f"not signed: {ex}; waiting for the token", ex)
+            if isinstance(ex, SigningError):
+                return await self._fail(request, f"cannot seal: {ex}", ex)
+            raise
+        request = intent.result()
 
         latency_ms = round((asyncio.get_running_loop().time() - started) * 1000, 1)
         await test_hooks.pause("SEALD_TEST_PAUSE_BEFORE_RESULT", request_id)
@@ -732,18 +754,37 @@ class SealService:
         )
         return done
 
-    async def _seal_documents(self, request: SealRequest) -> list[tuple[str, int]]:
+    async def _intent_refused(self, request_id: str, ex: PreconditionFailed) -> None:
+        """The intent record was refused: the request expired, or the policy no longer holds."""
+        if ex.reason in ("request_expired",):
+            await self.expire_due()
+        elif ex.reason not in ("not_approved",):
+            await self._fail_before_signing(request_id, ex)
+
+    async def _seal_documents(
+        self, request: SealRequest, intent_committed: asyncio.Future[None]
+    ) -> list[tuple[str, int]]:
         """(sha256, size) of each sealed document, in order; all sealed or none released.
 
         Levels that split (B-B, B-T) go through the worker pipeline (issue 8): PDF work in
         worker processes, only the raw signature on the token thread. B-LT/B-LTA seal each
-        document in one step on the token thread.
+        document in one step on the token thread. No token signature before
+        ``intent_committed`` is done; it is always settled when this returns or raises.
         """
         sc = self.config.seals[request.seal_id]
         level = self._level_settings(request.seal_id)
         # Rendering a seal takes ~1 s of CPU: never on the event loop (cached after once).
-        seal_png = await asyncio.get_running_loop().run_in_executor(None, self.seal_image, request.seal_id)
+        try:
+            if request.seal_id in self._seal_images:
+                seal_png = self._seal_images[request.seal_id]
+            else:
+                loop = asyncio.get_running_loop()
+                seal_png = await loop.run_in_executor(None, self.seal_image, request.seal_id)
+        except BaseException:
+            await settled(intent_committed)
+            raise
         if not splits(level):
+            await intent_committed
             return [await self._seal_document(request, doc) for doc in request.documents]
         jobs = [
             SealJob(
@@ -764,7 +805,13 @@ class SealService:
             for doc in request.documents
         ]
         results = await seal_documents(
-            self.seal_workers, self.tokens, request.seal_id, jobs, key_label=sc.key_label
+            self.seal_workers,
+            self.tokens,
+            request.seal_id,
+            jobs,
+            key_label=sc.key_label,
+            signers=self._signers,
+            before_sign=intent_committed,
         )
         return [(result.sha256, result.size) for result in results]
 

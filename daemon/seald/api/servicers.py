@@ -516,7 +516,9 @@ class SealRequestServicer(requests_pb2_grpc.SealRequestServiceServicer):
         with path.open("rb") as f:
             chunk = await loop.run_in_executor(None, f.read, CHUNK_SIZE)
             yield requests_pb2.DocumentChunk(info=first, data=chunk)
-            while True:
+            # A buffered read of a regular file is short only at its end: no extra read
+            # (and thread hop) to learn that a small document is done.
+            while len(chunk) == CHUNK_SIZE:
                 chunk = await loop.run_in_executor(None, f.read, CHUNK_SIZE)
                 if not chunk:
                     break

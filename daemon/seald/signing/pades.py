@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
-import io
 import os
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -20,9 +19,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 import pkcs11.exceptions
 from asn1crypto import x509
-from PIL import Image
 from pyhanko.pdf_utils import generic, layout, misc
-from pyhanko.pdf_utils.images import PdfImage
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.sign import fields, signers
 from pyhanko.sign.pkcs11 import PKCS11Signer
@@ -37,6 +34,7 @@ from .errors import InputDocumentError, SigningError, TokenSigningError
 from .input_checks import count_pages
 from .levels import Certification, LevelSettings, SignatureLevel
 from .placement import PlacementSpec, normalise_rotation, placement_box, resolve_page_index
+from .seal_xobject import seal_image
 
 if TYPE_CHECKING:
     import pkcs11
@@ -373,15 +371,9 @@ def seal_stamp_style(seal_png: bytes, rotate: int = 0) -> StaticStampStyle:
     Appearance streams are drawn in unrotated page space; on a page with /Rotate the
     image is turned the other way so the seal is upright on screen (R13).
     """
-    try:
-        image: Image.Image = Image.open(io.BytesIO(seal_png))
-        image.load()
-    except Exception as ex:
-        raise SigningError("bad_seal_image", "the seal image is not a readable PNG; re-render it") from ex
-    if rotate:
-        image = image.rotate(rotate, expand=True)  # PIL turns counter-clockwise
     return StaticStampStyle(
-        background=PdfImage(image),
+        # Converted to a PDF image once per (image, angle), not per document.
+        background=seal_image(seal_png, rotate),
         background_opacity=1.0,
         border_width=0,
         background_layout=layout.SimpleBoxLayoutRule(

@@ -377,6 +377,14 @@ class TokenManager:
             executor.shutdown(wait=True)
 
     # -- key operations ------------------------------------------------------------------------
+    def current_session(self, seal_id: str) -> Any | None:
+        """The open session of an unlocked, present token (for identity checks only:
+        key operations go through ``with_session``, on the token's thread)."""
+        state = self._states.get(seal_id)
+        if state is None or not state.present or not state.unlocked:
+            return None
+        return self._sessions.get(seal_id)
+
     async def with_session(self, seal_id: str, fn: Callable[[Any], T]) -> T:
         """Run ``fn(session)`` on the token's thread; fails closed if not ready."""
         state = self._states[seal_id]
