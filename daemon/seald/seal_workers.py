@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import multiprocessing
 import os
+import signal
 from collections.abc import Callable, Sequence
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
@@ -79,9 +81,24 @@ class SealWorkers:
         await asyncio.gather(*(self.run(warm_up) for _ in range(self.size)))
 
     def shutdown(self) -> None:
+        """Stop the pool and its processes now.
+
+        Called when nothing waits on a worker any more (signing drained or abandoned, or
+        the pool broke). Workers still starting (spawn + imports: seconds, tens of seconds
+        on a loaded host) or running are terminated: the interpreter's exit would
+        otherwise join them and hold up a SIGTERM well past systemd's stop timeout. What
+        they wrote is a temp file that recovery removes.
+        """
         pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
+        if pool is None:
+            return
+        # ProcessPoolExecutor has no public handle on its processes before Python 3.14
+        # (terminate_workers); _processes is the pid -> Process map it keeps.
+        processes = list(getattr(pool, "_processes", None) or {})
+        pool.shutdown(wait=False, cancel_futures=True)
+        for process in [p for p in processes if isinstance(p, int)]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(process, signal.SIGTERM)
 
 
 class SignerCache:

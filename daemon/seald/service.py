@@ -349,6 +349,9 @@ class SealService:
         def _tx(tx: Transaction) -> SealRequest:
             request = tx.get_request(request_id)
             _require_visible(principal, request)
+            # R04/R05: who may approve is answered before anything about the seal or the
+            # statement (the API relies on this order).
+            lifecycle.require_eligible_approver(request, principal)
             # R02/R03: no approval for a stopped seal or outside its window.
             lifecycle.check_seal_usable(self.seal(request.seal_id, tx), request.category, now)
             policy = policy_cache.setdefault(

@@ -13,6 +13,10 @@ forward without waiting. SEALD_TEST_CUSTODY_INTERVAL_S=<seconds>: how often the
 custody rules are checked (default: seald.app.CUSTODY_INTERVAL_S). The audit ledger
 keeps the real time.
 
+SEALD_TEST_SLOW_WORKER_START_S=<seconds>: each seal worker process sleeps this long in
+its warm-up (signing/pipeline.py ``warm_up``), so a test can stop seald while its
+workers are still starting.
+
 SEALD_TEST_KILL_AT=<point>[@<n>]: the daemon sends itself SIGKILL the n-th time (default
 the first) it reaches <point> — exactly what `kill -9` does, at an exact place (the crash
 matrix of issue 8, tests/integration/test_crash_matrix.py). Points:

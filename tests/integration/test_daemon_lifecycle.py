@@ -273,6 +273,46 @@ def test_r04_sighup_refuses_broken_config_keeps_old_then_swaps_in_good_one(
 BATCH = 16  # documents in one request: the request stays SIGNING for the whole batch
 
 
+def _children(pid: int) -> list[int]:
+    return [
+        int(c)
+        for task in Path(f"/proc/{pid}/task").iterdir()
+        for c in (task / "children").read_text().split()
+    ]
+
+
+def test_r15_sigterm_while_seal_workers_still_start_exits_at_once(
+    fresh_seal_fixtures: SealFixtures,
+) -> None:
+    """Found under load: seald logged seald.stopped, then sat 30 s in the interpreter's
+    exit joining seal workers that were still importing. They are terminated now."""
+    d = SealDaemon(fresh_seal_fixtures, env={"SEALD_TEST_SLOW_WORKER_START_S": "120"})
+    d.start()
+    assert d.proc is not None
+    deadline = time.monotonic() + 30
+    while len(workers := _children(d.proc.pid)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)  # the spawned seal workers (and the pool's resource tracker)
+    assert len(workers) >= 2, workers
+    d.proc.send_signal(signal.SIGTERM)
+    started = time.monotonic()
+    code = d.proc.wait(timeout=60)
+    took = time.monotonic() - started
+    d.proc = None
+    assert code == 0
+    assert took < 15, f"seald took {took:.1f} s to exit after SIGTERM"
+    time.sleep(0.5)
+    alive = [w for w in workers if Path(f"/proc/{w}").exists() and "zombie" not in _state(w)]
+    assert alive == [], f"seal workers outlived seald: {alive}"
+    assert [r["event"] for r in audit_rows(d.fixtures, "daemon.stopped")] == ["daemon.stopped"]
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split("\n")[0].lower()
+    except (FileNotFoundError, IndexError):
+        return "zombie"
+
+
 def test_r10_sigterm_during_a_batch_signature_completes_it_nothing_lost(
     daemon: SealDaemon, tmp_path: Path
 ) -> None:

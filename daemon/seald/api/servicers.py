@@ -435,11 +435,17 @@ class SealRequestServicer(requests_pb2_grpc.SealRequestServiceServicer):
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> requests_pb2.SealRequest:
         info.request_id = request.request_id
-        # Who may approve is answered before the statement is examined: a requester or an
-        # auditor hears PERMISSION_DENIED, not a remark about a signature (R04, R05).
-        lifecycle.require_eligible_approver(
-            await self.service.get(principal, request.request_id), principal
-        )
+        try:
+            signed = signed_approval(request, context)
+        except SealError:
+            # Who may approve is answered before the statement is examined: a requester or
+            # an auditor hears PERMISSION_DENIED (or NOT_FOUND), not a remark about a
+            # signature (R04, R05). approve() checks the same first inside its transaction,
+            # so a good statement costs no extra read.
+            lifecycle.require_eligible_approver(
+                await self.service.get(principal, request.request_id), principal
+            )
+            raise
         result = await self.service.approve(
             principal,
             request.request_id,
@@ -447,7 +453,7 @@ class SealRequestServicer(requests_pb2_grpc.SealRequestServiceServicer):
             approval_digest=request.approval_digest.lower(),
             comment=request.comment,
             certificate_sha256=info.fingerprint,
-            signed=signed_approval(request, context),
+            signed=signed,
         )
         info.seal_id = result.seal_id
         return convert.request_to_pb(result)

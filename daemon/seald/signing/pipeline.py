@@ -29,6 +29,7 @@ import hashlib
 import os
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -264,5 +265,7 @@ def _hash_file(path: Path) -> tuple[str, int]:
 
 def warm_up() -> int:
     """Run in each new worker so the first real document does not pay for imports."""
+    # Tests only (SEALD_TEST_SLOW_WORKER_START_S): a worker still starting when seald stops.
+    time.sleep(float(os.environ.get("SEALD_TEST_SLOW_WORKER_START_S", "0") or 0))
     return os.getpid()
 
