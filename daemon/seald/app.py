@@ -176,9 +176,14 @@ class Daemon:
                 "refusing to start. Restore a verified backup"
             )
         # Before recovery and before the server: nothing can be uploading yet.
-        uploads, documents = await self.store.call(lambda: sweep_orphans(self.store))
-        if uploads or documents:
-            log.warning("store.orphans_removed", uploads=uploads, document_directories=documents)
+        uploads, documents, partials = await self.store.call(lambda: sweep_orphans(self.store))
+        if uploads or documents or partials:
+            log.warning(
+                "store.orphans_removed",
+                uploads=uploads,
+                document_directories=documents,
+                sealing_temp_files=partials,
+            )
         await self.service.recover()
         await self.service.custody.open()
         await self.tokens.refresh()  # tokens already inserted are found at start

@@ -75,6 +75,8 @@ def check_state(state_dir: Path, *, after_restart: bool) -> dict[str, int]:
         assert list((state_dir / "incoming").iterdir()) == [], "cut-off upload left behind"
         orphans = [p.name for p in (state_dir / "documents").iterdir() if p.name not in by_id]
         assert orphans == [], f"document directories without a request: {orphans}"
+        partial = sorted(str(p.relative_to(state_dir)) for p in state_dir.glob("documents/*/.*.part"))
+        assert partial == [], f"sealing temp files left behind: {partial}"
     return {
         "requests": len(requests),
         "signed_documents": sum(len(r.documents) for r in requests if r.state is RequestState.SIGNED),
