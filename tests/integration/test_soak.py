@@ -30,6 +30,7 @@ Run: umockdev-wrapper .venv/bin/pytest -q -s -m umockdev -p no:cacheprovider <th
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import subprocess
@@ -253,6 +254,21 @@ def auditor(s: Soak) -> Callable[[random.Random], None]:
     return body
 
 
+def daemon_error_events(d: SealDaemon) -> dict[str, int]:
+    """The daemon's own error and critical log lines, by event (and traceback lines)."""
+    found: Counter[str] = Counter()
+    for line in d.log().splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            if "Traceback" in line:
+                found["traceback"] += 1
+            continue
+        if isinstance(entry, dict) and entry.get("level") in ("error", "critical"):
+            found[str(entry.get("event"))] += 1
+    return dict(found)
+
+
 def rss_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -408,6 +424,7 @@ def test_r05_r07_r10_soak_with_removals_sealed_equals_signed_records_equals_sign
     assert intents(d, big) >= 2 * BIG_BATCH  # the interrupted attempt and the one that signed
 
     interrupted = Counter(r["reason"] for r in audit_rows(d, "seal.sign_interrupted"))
+    daemon_errors = daemon_error_events(d)
     removed_seen = [e for e in log_events(d, "token.usb_removed") if e["seal_id"] == "contract"]
     added_seen = [e for e in log_events(d, "token.usb_added") if e["seal_id"] == "contract"]
     print(
@@ -417,8 +434,10 @@ def test_r05_r07_r10_soak_with_removals_sealed_equals_signed_records_equals_sign
         f"interrupted by reason {dict(interrupted)}; "
         f"race refusals {sum(s.refusals.values())} {dict(s.refusals.most_common(8))}; "
         f"audit records {verdict.records_checked}; daemon RSS {rss_start // 1024} -> {rss_end // 1024} MiB; "
-        f"load average {load_average[0]:.2f} {load_average[1]:.2f} {load_average[2]:.2f}"
+        f"load average {load_average[0]:.2f} {load_average[1]:.2f} {load_average[2]:.2f}; "
+        f"daemon error log lines {daemon_errors}"
     )
+    assert not daemon_errors, daemon_errors  # e.g. a failed rescan after an insertion
     assert s.calls["approve"] > 0 and s.calls["lock"] > 0
     assert s.calls["removal"] >= 2 and s.calls["removal"] == s.calls["reinsertion"]
     assert len(removed_seen) == s.calls["removal"]
