@@ -444,3 +444,8 @@ def test_r05_r07_r10_soak_with_removals_sealed_equals_signed_records_equals_sign
     assert len(added_seen) == s.calls["reinsertion"] + 1  # + the first insertion
     assert s.calls["unlock_after_reinsertion"] > 0
     assert interrupted["token_absent"] >= 1
+    # One removal or lock interrupts at most the one request being signed, never the queue;
+    # and nothing else interrupts a signature here.
+    assert interrupted["token_absent"] <= s.calls["removal"]  # the forced one included
+    assert interrupted["token_locked"] <= s.calls["lock"]
+    assert set(interrupted) <= {"token_absent", "token_locked"}, interrupted

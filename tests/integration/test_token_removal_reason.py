@@ -2,22 +2,33 @@
 
 Found by the soak (issue 8): a signature queued on the token's thread when the token
 was pulled out was refused as "token_locked", so the ledger's `seal.sign_interrupted`
-record named a lock that never happened. Real SoftHSM token through the daemon's
-TokenManager; `mark_removed` is what the udev watcher calls on a `remove` uevent.
+record named a lock that never happened; and a signature running when it was pulled
+failed inside SoftHSM (ObjectHandleInvalid) and was counted as a token fault
+("token_error", the request FAILED after three). Real SoftHSM token through the
+daemon's TokenManager; removal = `mark_removed` (what the udev watcher calls on a
+`remove` uevent) + the token's directory moved away, as in test_token_hotplug.py.
 """
 
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
+from pathlib import Path
+from typing import Any
 
+import pkcs11
 import pytest
 from fixture_layout import SealFixtures
+from pkcs11 import Mechanism, ObjectClass
 
 from seald.app import load_seal_certificates
 from seald.config import load_config
 from seald.domain.errors import PreconditionFailed
 from seald.tokens.manager import TokenManager
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from test_token_hotplug import token_dir
 
 
 async def _unlocked(fx: SealFixtures) -> TokenManager:
@@ -76,3 +87,46 @@ def test_r07_r10_queued_key_operation_refused_with_the_real_reason(
     if how == "removed":
         serial = fx.seals["contract"].token_serial
         assert all("not inserted" in str(o) and serial in str(o) for o in outcomes), outcomes
+
+
+@pytest.mark.parametrize("removed", [True, False], ids=["removed", "token-fault"])
+def test_r07_signature_failing_because_token_was_pulled_is_a_removal_not_a_token_fault(
+    fresh_seal_fixtures: SealFixtures, removed: bool
+) -> None:
+    fx = fresh_seal_fixtures
+    seal = fx.seals["contract"]
+    running, release = threading.Event(), threading.Event()
+
+    def sign(session: Any) -> bytes:
+        key = session.get_key(object_class=ObjectClass.PRIVATE_KEY, label=seal.key_label)
+        running.set()
+        assert release.wait(10)
+        if not removed:
+            raise pkcs11.exceptions.DeviceError()  # the token itself failed; it is still here
+        return bytes(key.sign(b"digest" * 8, mechanism=Mechanism.SHA256_RSA_PKCS))
+
+    async def run() -> BaseException | bytes:
+        tokens = await _unlocked(fx)
+        folder = token_dir(fx, "contract")
+        try:
+            signing = asyncio.create_task(tokens.with_session("contract", sign))
+            while not running.is_set():
+                await asyncio.sleep(0.002)
+            if removed:
+                assert tokens.mark_removed(seal.token_serial) == ["contract"]
+                folder.rename(fx.root / "pulled-out")  # SoftHSM now fails the C_Sign
+            release.set()
+            (outcome,) = await asyncio.gather(signing, return_exceptions=True)
+            return outcome
+        finally:
+            release.set()
+            await tokens.close()
+
+    outcome = asyncio.run(run())
+    if removed:
+        assert isinstance(outcome, PreconditionFailed), outcome
+        assert outcome.reason == "token_absent", outcome.reason
+        assert "not inserted" in str(outcome) and seal.token_serial in str(outcome)
+        assert isinstance(outcome.__cause__, pkcs11.exceptions.PKCS11Error), outcome.__cause__
+    else:
+        assert isinstance(outcome, pkcs11.exceptions.DeviceError), outcome

@@ -390,11 +390,17 @@ class TokenManager:
                 raise _SessionGone
             return fn(session)
 
-        gone = False
+        gone, cause = False, None
         try:
             result = await self._on_token(seal_id, _run)
         except _SessionGone:
             gone = True  # refused below with the reason read here: a removal is not a lock
+        except Exception as ex:
+            if self._sessions.get(seal_id) is session:
+                raise  # a fault of the token itself: the caller counts it
+            # The token left (or was locked) while the key operation ran, which is why it
+            # failed (ObjectHandleInvalid...): a removal, not a token fault to give up on.
+            gone, cause = True, ex
         if gone or self._sessions.get(seal_id) is not session:
             # Removed or locked while the key operation waited or ran: fail closed, the
             # caller deletes the output and the request goes back to APPROVED.
@@ -402,7 +408,7 @@ class TokenManager:
             raise PreconditionFailed(
                 current.not_ready_reason or f"the token of seal {seal_id} was locked during signing",
                 reason=_not_ready_code(current),
-            )
+            ) from cause
         self.last_use[seal_id] = self._clock()
         return result
 
