@@ -16,14 +16,17 @@ documented long run is SEAL_SOAK_SECONDS=600) these run at once over mutual TLS:
   documents are being signed — and put back (`add`) after a short random time; each
   removal and insertion must be seen by the daemon;
 - an auditor verifying the audit chain and reading records.
-Before the load starts, one removal is forced while a known 12-document request is
-being signed: it must go back to APPROVED with nothing released, and end SIGNED with
-exactly one "seal.signed" record per document.
+First (requesters, approvers and auditor already running; custodian and remover not
+yet), one removal is forced while a known 12-document request is being signed: it must
+go back to APPROVED with nothing released, and end SIGNED with exactly one
+"seal.signed" record per document.
 Every answer must be OK or a refusal of the kind a race produces (FAILED_PRECONDITION
-token_absent, ALREADY_EXISTS, NOT_FOUND...) — never INTERNAL, UNKNOWN or UNAVAILABLE. Then everything
-left is approved and sealed, and: sealed files == audit "seal.signed" records ==
-documents of requests in SIGNED (every sealed file's SHA-256 as recorded), pdfsig sees one
-signature in each sealed PDF (up to ~200 of them), and the chain verifies.
+token_absent, ALREADY_EXISTS, NOT_FOUND...) — never INTERNAL, UNKNOWN or UNAVAILABLE —
+and the daemon logs no error. Then everything left is approved and sealed, and: sealed
+files == audit "seal.signed" records == documents of requests in SIGNED (every sealed
+file's SHA-256 as recorded), pdfsig sees one signature in each sealed PDF (up to ~200
+of them), the chain verifies, and signatures were interrupted only as `token_absent`
+(at most one per removal) or `token_locked` (at most one per lock).
 The figures are printed (run with -s to see them).
 Run: umockdev-wrapper .venv/bin/pytest -q -s -m umockdev -p no:cacheprovider <this file>.
 """
