@@ -395,21 +395,28 @@ class TokenManager:
         def _run() -> T:
             # Re-check on the token thread: a removal may have happened while queued.
             if self._sessions.get(seal_id) is not session:
-                raise PreconditionFailed(
-                    self._states[seal_id].not_ready_reason or "the token was locked",
-                    reason="token_locked",
-                )
+                raise _SessionGone
             return fn(session)
 
-        result = await self._on_token(seal_id, _run)
-        if self._sessions.get(seal_id) is not session:
-            # Removed or locked while the key operation ran: fail closed, the caller
-            # deletes the output and the request goes back to APPROVED.
+        gone, cause = False, None
+        try:
+            result = await self._on_token(seal_id, _run)
+        except _SessionGone:
+            gone = True  # refused below with the reason read here: a removal is not a lock
+        except Exception as ex:
+            if self._sessions.get(seal_id) is session:
+                raise  # a fault of the token itself: the caller counts it
+            # The token left (or was locked) while the key operation ran, which is why it
+            # failed (ObjectHandleInvalid...): a removal, not a token fault to give up on.
+            gone, cause = True, ex
+        if gone or self._sessions.get(seal_id) is not session:
+            # Removed or locked while the key operation waited or ran: fail closed, the
+            # caller deletes the output and the request goes back to APPROVED.
             current = self._states[seal_id]
             raise PreconditionFailed(
                 current.not_ready_reason or f"the token of seal {seal_id} was locked during signing",
                 reason=_not_ready_code(current),
-            )
+            ) from cause
         self.last_use[seal_id] = self._clock()
         return result
 
@@ -501,6 +508,10 @@ def rogue_by_label(seal: SealConfig, slot_tokens: list[SlotToken]) -> str:
                 f"seal {seal.seal_id}'s token has serial {seal.token_serial}: rogue token refused"
             )
     return ""
+
+
+class _SessionGone(Exception):
+    """The session was dropped (lock or removal) while a key operation waited its turn."""
 
 
 def _close_quietly(session: Any) -> None:
