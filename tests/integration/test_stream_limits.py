@@ -5,11 +5,13 @@ TLS, the real client stubs and the real `sealctl`: the streams up to the cap ope
 one is refused with RESOURCE_EXHAUSTED naming the setting, other principals are not held
 back, and a slot comes back whenever a stream ends (client cancel, deadline, error,
 normal end) — checked by opening again and by the `seald_open_streams` gauge falling to
-0. The daemon stays SERVING, and SIGTERM is not held up by open watches.
+0. A lower cap at SIGHUP ends no open stream; the daemon stays SERVING, and SIGTERM is
+not held up by open watches.
 """
 
 from __future__ import annotations
 
+import signal
 import sys
 import time
 import urllib.request
@@ -219,6 +221,28 @@ def test_streams_per_principal_are_capped_named_and_freed_whenever_a_stream_ends
         wang_calls = [wang.watch_tokens() for _ in range(PER_PRINCIPAL)]
         assert serving(li) == health_pb2.HealthCheckResponse.SERVING
         assert d.proc is not None and d.proc.poll() is None
+
+        # SIGHUP with a lower cap ends no open stream; it refuses new ones until enough close.
+        lower = PER_PRINCIPAL - 1
+        text = d.config_path.read_text(encoding="utf-8")
+        key = "max_streams_per_principal = "
+        assert f"{key}{PER_PRINCIPAL}\n" in text
+        d.config_path.write_text(text.replace(f"{key}{PER_PRINCIPAL}\n", f"{key}{lower}\n"), encoding="utf-8")
+        d.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while scrape(metrics_port)[("seald_config_reloads_total", (("outcome", "reloaded"),))] < 1:
+            assert time.monotonic() < deadline, f"the reload did not happen:\n{d.log()[-2000:]}"
+            time.sleep(0.05)
+        assert scrape(metrics_port)[("seald_open_streams", ())] == PER_PRINCIPAL  # none ended
+        lowered = refusal(wang.tokens.WatchTokens(tokens_pb2.WatchTokensRequest(), timeout=30))
+        assert f"the limit is {lower}" in lowered.details()  # type: ignore[attr-defined]
+        wang_calls.pop().cancel()
+        wait_open_streams(metrics_port, lower)
+        with pytest.raises(grpc.RpcError) as still:  # 2 open, the cap is 2
+            wang.watch_tokens()
+        assert reason_of(still.value) == "too_many_streams"
+        wang_calls.pop().cancel()
+        wang_calls.append(reopen_within(wang))
 
         # SIGTERM is not held up by open watches: they end after the RPC grace (5 s).
         started = time.monotonic()
