@@ -177,6 +177,7 @@ def test_streams_per_principal_are_capped_named_and_freed_whenever_a_stream_ends
 
         # A deadline frees the slot.
         li_calls.pop(0).cancel()
+        wait_open_streams(metrics_port, PER_PRINCIPAL - 1 + len(wang_calls))
         short = li.tokens.WatchTokens(tokens_pb2.WatchTokensRequest(), timeout=1.0)
         assert next(short).seal_id
         with pytest.raises(grpc.RpcError) as expired:
@@ -238,7 +239,7 @@ def test_streams_per_principal_are_capped_named_and_freed_whenever_a_stream_ends
         assert f"the limit is {lower}" in lowered.details()  # type: ignore[attr-defined]
         wang_calls.pop().cancel()
         wait_open_streams(metrics_port, lower)
-        with pytest.raises(grpc.RpcError) as still:  # 2 open, the cap is 2
+        with pytest.raises(grpc.RpcError) as still:  # `lower` open, the cap is `lower`
             wang.watch_tokens()
         assert reason_of(still.value) == "too_many_streams"
         wang_calls.pop().cancel()
