@@ -6,7 +6,8 @@
 Each bench runs as its own process (a fresh SoftHSM token, a fresh seald), in this
 order: sealing throughput/latency/concurrency (bench_seal.py), one large file
 (bench_large.py), token removal -> refusal (bench_token_removal.py, under
-umockdev-wrapper), audit chain verification (bench_ledger.py). The machine's load
+umockdev-wrapper), audit chain verification (bench_ledger.py), a watch-stream flood
+against another client's calls (bench_stream_flood.py). The machine's load
 average is printed with each: the benches compare against in-process baselines run
 side by side, but on a busy machine the parallel speed-up cannot show.
 Exit status: non-zero if any bench failed to run.
@@ -48,6 +49,7 @@ def benches(quick: bool) -> list[tuple[str, list[str]]]:
         ("large file", [PY, str(ROOT / "bench" / "bench_large.py"), *large]),
         ("token removal -> refusal", removal_cmd),
         ("audit chain verification", [PY, str(ROOT / "bench" / "bench_ledger.py"), "--records", records]),
+        ("watch-stream flood vs another client", [PY, str(ROOT / "bench" / "bench_stream_flood.py")]),
     ]
 
 

@@ -310,6 +310,7 @@ class Daemon:
             snap.token_present[seal_id] = state.present
             snap.token_unlocked[seal_id] = state.unlocked
             snap.token_return_overdue[seal_id] = self.service.custody.return_overdue(seal_id)
+        snap.open_streams = self.service.open_streams.total
         return snap
 
     async def _feed_metrics(self) -> None:

@@ -103,6 +103,10 @@ class RequestsConfig:
     max_pending_per_principal: int = 1000
     rate_limit_per_second: float = 100.0
     rate_limit_burst: int = 500
+    # Server-streaming calls (watches, downloads, previews, audit queries, reports) open at
+    # once, per principal and in total: a watch holds its slot until it ends.
+    max_streams_per_principal: int = 8
+    max_open_streams: int = 1024
 
 
 @dataclass(frozen=True)
@@ -528,6 +532,17 @@ def _check_request_limits(path: Path, requests: RequestsConfig) -> None:
             f"{path}: 'requests.rate_limit_burst' = {requests.rate_limit_burst}; use a count >= 1 "
             "(calls a principal may make at once before the per-second rate applies)"
         )
+    if requests.max_streams_per_principal < 1:
+        raise ConfigError(
+            f"{path}: 'requests.max_streams_per_principal' = {requests.max_streams_per_principal}; "
+            "use a count >= 1 of streams (watches, downloads) one principal may hold open at once"
+        )
+    if requests.max_open_streams < requests.max_streams_per_principal:
+        raise ConfigError(
+            f"{path}: 'requests.max_open_streams' = {requests.max_open_streams} is below "
+            f"'requests.max_streams_per_principal' = {requests.max_streams_per_principal}; "
+            "the server-wide cap must allow at least one principal's streams (e.g. 1024)"
+        )
 
 
 def load_config(path: Path) -> Config:
@@ -583,6 +598,12 @@ def load_config(path: Path) -> Config:
             "rate_limit_per_second", 100.0, "calls per second per principal, > 0"
         ),
         rate_limit_burst=req_t.integer("rate_limit_burst", 500, "calls in a burst per principal, >= 1"),
+        max_streams_per_principal=req_t.integer(
+            "max_streams_per_principal", 8, "a count of open streams per principal, >= 1"
+        ),
+        max_open_streams=req_t.integer(
+            "max_open_streams", 1024, "a count of open streams for all principals together"
+        ),
     )
     req_t.finish()
     _check_request_limits(path, requests)

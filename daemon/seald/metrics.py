@@ -51,6 +51,7 @@ class Snapshot:
     token_return_overdue: dict[str, bool] = field(default_factory=dict)
     audit_records: int = 0
     last_checkpoint_age_s: float = math.nan
+    open_streams: int = 0  # server-streaming calls open now, all principals (issue 8)
 
 
 class SnapshotSource(Protocol):
@@ -142,6 +143,11 @@ class _StateCollector(Collector):
             "seald_audit_last_checkpoint_age_seconds",
             "Seconds since the newest audit checkpoint; NaN while none exists",
             value=snap.last_checkpoint_age_s,
+        )
+        yield GaugeMetricFamily(
+            "seald_open_streams",
+            "Server-streaming calls (watches, downloads, ...) open now, all principals together",
+            value=snap.open_streams,
         )
 
 

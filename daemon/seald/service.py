@@ -35,7 +35,7 @@ from seald.domain.errors import (
     SealError,
     ServiceUnavailable,
 )
-from seald.domain.limits import PrincipalRateLimits, check_open_requests
+from seald.domain.limits import OpenStreams, PrincipalRateLimits, StreamSlot, check_open_requests
 from seald.domain.model import (
     Document,
     Placement,
@@ -137,6 +137,8 @@ class SealService:
         tokens.add_listener(self._on_token_change)
         # Issue 8: a token bucket per principal over every RPC (api/servicers.py admits calls).
         self.rate_limits = PrincipalRateLimits()
+        # Issue 8: server streams open now, per principal and in total (stream_rpc takes a slot).
+        self.open_streams = OpenStreams()
 
     # -- helpers -----------------------------------------------------------------------------
     def seal(self, seal_id: str, tx: Transaction | None = None) -> Seal:
@@ -221,6 +223,15 @@ class SealService:
             rate=limits.rate_limit_per_second,
             burst=limits.rate_limit_burst,
             now=time.monotonic(),
+        )
+
+    def open_stream(self, principal: Principal) -> StreamSlot:
+        """A slot for one more server stream; raises TooManyStreams (RESOURCE_EXHAUSTED)."""
+        limits = self.config.requests
+        return self.open_streams.open(
+            principal.name,
+            per_principal=limits.max_streams_per_principal,
+            total=limits.max_open_streams,
         )
 
     async def check_open_requests(self, principal: Principal, client_request_key: str = "") -> None:

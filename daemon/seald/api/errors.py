@@ -14,6 +14,7 @@ from seald.domain.errors import (
     RateLimited,
     SealError,
     ServiceUnavailable,
+    TooManyStreams,
     Unauthenticated,
 )
 
@@ -26,6 +27,7 @@ STATUS_FOR_ERROR: dict[type[SealError], grpc.StatusCode] = {
     AlreadyDone: grpc.StatusCode.ALREADY_EXISTS,
     LimitExceeded: grpc.StatusCode.RESOURCE_EXHAUSTED,
     RateLimited: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    TooManyStreams: grpc.StatusCode.RESOURCE_EXHAUSTED,
     ServiceUnavailable: grpc.StatusCode.UNAVAILABLE,
 }
 

@@ -49,6 +49,7 @@ from seald.domain.errors import (
     ServiceUnavailable,
     Unauthenticated,
 )
+from seald.domain.limits import StreamSlot
 from seald.domain.model import Principal, Role
 from seald.domain.seals import SealAction, SealState, effective_state, require_admin
 from seald.evidence import export_evidence
@@ -168,10 +169,12 @@ def stream_rpc(
         started = time.perf_counter()
         info = CallInfo()
         error: SealError | None = None
+        slot: StreamSlot | None = None
         try:
             principal, _ = authenticate(self.service.config, context)
             info.principal = principal.name
             self.service.admit_call(principal)  # per-client rate limit (issue 8)
+            slot = _hold_stream_slot(self.service, principal, context)
             async for item in method(self, principal, info, request, context):
                 yield item
         except SealError as ex:
@@ -184,6 +187,9 @@ def stream_rpc(
             _log_call(name, info, grpc.StatusCode.INTERNAL, "internal", started)
             await _abort(context, grpc.StatusCode.INTERNAL, f"internal error in {name}", "internal")
             return
+        finally:
+            if slot is not None:
+                slot.release()
         if error is not None:
             await _refuse(self.service, error, name, info)
             code = status_for(error)
@@ -193,6 +199,21 @@ def stream_rpc(
         _log_call(name, info, grpc.StatusCode.OK, "", started)
 
     return wrapper
+
+
+def _hold_stream_slot(
+    service: SealService, principal: Principal, context: grpc.aio.ServicerContext[Any, Any]
+) -> StreamSlot:
+    """Take one of the principal's stream slots (issue 8) for as long as the RPC lives.
+
+    The wrapper's ``finally`` releases it when the generator ends; the done callback also
+    covers an RPC that ends while the generator is parked at a ``yield`` (client cancel,
+    deadline, shutdown), which is finalized only later. Releasing twice is a no-op.
+    """
+    slot = service.open_stream(principal)
+    # grpc-stubs types the callback as a class, not a Callable; grpc calls it with the context.
+    context.add_done_callback(lambda _context: slot.release())  # type: ignore[arg-type]
+    return slot
 
 
 def _sync_and_close(file: Any) -> None:

@@ -61,6 +61,12 @@ class RateLimited(LimitExceeded):
     default_reason = "rate_limited"
 
 
+class TooManyStreams(LimitExceeded):
+    """A principal (or the whole server) already holds its cap of open server streams."""
+
+    default_reason = "too_many_streams"
+
+
 class ServiceUnavailable(SealError):
     """The appliance cannot serve safely right now (e.g. the audit trail is not writable)."""
 

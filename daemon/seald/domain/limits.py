@@ -1,4 +1,5 @@
-"""Per-client limits (issue 8): a token bucket per principal and the open-request cap.
+"""Per-client limits (issue 8): a token bucket per principal, the open-request cap and
+the cap on open server streams.
 
 Pure: the caller passes the clock (monotonic seconds) and the counts; nothing here
 reads time, the store or the network. The buckets are keyed by principal name, and
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from seald.domain.errors import LimitExceeded, RateLimited
+from seald.domain.errors import LimitExceeded, RateLimited, TooManyStreams
 
 
 @dataclass
@@ -63,3 +64,63 @@ def check_open_requests(principal: str, open_requests: int, limit: int) -> None:
             "them to be sealed, or cancel some, then submit again",
             reason="too_many_pending",
         )
+
+
+class StreamSlot:
+    """One open server stream; ``release`` frees it once, however often it is called."""
+
+    def __init__(self, streams: OpenStreams, principal: str) -> None:
+        self._streams = streams
+        self.principal = principal
+        self.released = False
+
+    def release(self) -> None:
+        if not self.released:
+            self.released = True
+            self._streams._close(self.principal)
+
+
+class OpenStreams:
+    """Server-streaming calls open now, per principal and in total.
+
+    A watch holds its slot for as long as it is open, so these are counts of what is open,
+    not a rate. The caps are passed per call (SIGHUP may change them); lowering one ends no
+    stream already open, it only refuses new ones until enough have closed. Principals
+    come from the allow-list, so the table stays bounded; a principal at 0 is dropped.
+    """
+
+    def __init__(self) -> None:
+        self._by_principal: dict[str, int] = {}
+        self.total = 0
+
+    def open_for(self, principal: str) -> int:
+        return self._by_principal.get(principal, 0)
+
+    def open(self, principal: str, *, per_principal: int, total: int) -> StreamSlot:
+        """Take a slot for one more stream of ``principal``, or raise TooManyStreams."""
+        held = self.open_for(principal)
+        if held >= per_principal:
+            raise TooManyStreams(
+                f"{principal} already has {held} streams open (watches, downloads, previews, "
+                f"audit queries or reports); the limit is {per_principal} "
+                "(requests.max_streams_per_principal). Close other watches or wait for "
+                "downloads to finish, then try again",
+            )
+        if self.total >= total:
+            raise TooManyStreams(
+                f"the server already has {self.total} streams open for all clients; the limit "
+                f"is {total} (requests.max_open_streams). Try again when other watches have "
+                "closed; the operator can raise requests.max_open_streams",
+                reason="server_streams_full",
+            )
+        self._by_principal[principal] = held + 1
+        self.total += 1
+        return StreamSlot(self, principal)
+
+    def _close(self, principal: str) -> None:
+        held = self._by_principal.get(principal, 0)
+        if held <= 1:
+            self._by_principal.pop(principal, None)
+        else:
+            self._by_principal[principal] = held - 1
+        self.total = max(0, self.total - 1)
