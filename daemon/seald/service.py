@@ -413,6 +413,9 @@ class SealService:
 
         request = await self._commit(_tx, "request.approved")
         if request.state is RequestState.APPROVED:
+            # Straight to the signer when its token is ready and idle: no queue to read
+            # (latency of one request, issue 8); otherwise the signer's loop picks it up.
+            self._start_seal_queue(request.seal_id, [request])
             self.wake_signer()
         return request
 
@@ -635,25 +638,30 @@ class SealService:
         approved = await self.store.list_requests(states=(RequestState.APPROVED,), limit=10_000)
         started = 0
         for request in approved:
-            ready, _ = self.readiness(request.seal_id)
-            if not ready or request.seal_id in self._busy_seals:
-                continue
-            started += 1
-            self._busy_seals.add(request.seal_id)
-            task = asyncio.create_task(self._sign_seal_queue(request.seal_id))
-            self._signing_tasks.add(task)
-            task.add_done_callback(self._signing_tasks.discard)
+            if self._start_seal_queue(request.seal_id, [r for r in approved if r.seal_id == request.seal_id]):
+                started += 1
         return started
 
-    async def _sign_seal_queue(self, seal_id: str) -> None:
+    def _start_seal_queue(self, seal_id: str, first: Sequence[SealRequest]) -> bool:
+        """Start signing ``seal_id``'s APPROVED requests, ``first`` (already read) first,
+        unless its token is not ready or a queue of that seal is already running."""
+        if self.draining or seal_id in self._busy_seals or not self.readiness(seal_id)[0]:
+            return False
+        self._busy_seals.add(seal_id)
+        task = asyncio.create_task(self._sign_seal_queue(seal_id, list(first)))
+        self._signing_tasks.add(task)
+        task.add_done_callback(self._signing_tasks.discard)
+        return True
+
+    async def _sign_seal_queue(self, seal_id: str, first: list[SealRequest]) -> None:
         try:
             while True:
                 ready, _ = self.readiness(seal_id)
                 if not ready:
                     return
-                queue = await self.store.list_requests(
+                queue, first = first or await self.store.list_requests(
                     states=(RequestState.APPROVED,), seal_id=seal_id, limit=50
-                )
+                ), []
                 if not queue:
                     return
                 for request in queue:
