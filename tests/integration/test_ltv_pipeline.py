@@ -85,20 +85,26 @@ def _job(src: Path, out: Path, level: LevelSettings, cert_der: bytes) -> SealJob
 
 
 def _pipeline(workers: SealWorkers, signer: object, job: SealJob) -> None:
-    """prepare (worker process) -> raw signature (here) -> finish (worker) -> publish."""
+    """prepare (worker process) -> raw signature (here) -> finish (a FRESH worker process,
+    as in the daemon where any worker may finish: nothing may rely on state left in the
+    preparing process, e.g. asn1crypto classes already set up) -> publish."""
+    finisher = SealWorkers(1)
 
     async def run() -> None:
         prepared = await workers.run(prepare_seal, job)
         try:
             # On a thread of its own, like the daemon's token thread (it runs its own loop).
             signature = await asyncio.to_thread(sign_prepared, signer, prepared)  # type: ignore[arg-type]
-            await workers.run(finish_seal, job, prepared, signature)
+            await finisher.run(finish_seal, job, prepared, signature)
         except BaseException:
             discard(prepared)
             raise
         publish(prepared, job.output_path)
 
-    asyncio.run(run())
+    try:
+        asyncio.run(run())
+    finally:
+        finisher.shutdown()
 
 
 def _dss_summary(path: Path) -> dict[str, object]:

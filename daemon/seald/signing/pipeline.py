@@ -24,13 +24,12 @@ B-LT/B-LTA follow pyHanko's own interrupted signing: step 1 is
 seal certificate (revocation hard-fail: a revoked certificate is never signed with)
 and collects the validation paths and revocation info into the ``PdfTBSDocument``'s
 ``PostSignInstructions``; step 3 is ``PdfTBSDocument.async_finish_signing`` with those
-instructions. They cross the process boundary as data: the instructions pickled
-(without their timestamper, rebuilt from the level) and the validation context's
-OCSP responses and CRLs as DER, preloaded into an offline context in the finish worker
-(``LevelSettings.collected_validation_context``: one-step signing reuses its one
-context's cache there too).
-The result means the same as one ``PdfSigner.sign_pdf``: same DSS contents, same
-signature and document timestamps.
+instructions. They cross the process boundary as data: the validation paths, OCSP
+responses and CRLs as DER, the remaining settings pickled (without the timestamper,
+rebuilt from the level). The finish worker preloads that revocation info into an
+offline context (``LevelSettings.collected_validation_context``: one-step signing
+reuses its one context's cache there too). The result means the same as one
+``PdfSigner.sign_pdf``: same DSS contents, same signature and document timestamps.
 """
 
 from __future__ import annotations
@@ -49,11 +48,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
-from asn1crypto import cms, x509
+from asn1crypto import cms, crl, ocsp, x509
 from pyhanko.sign import signers
 from pyhanko.sign.signers.pdf_byterange import PreparedByteRangeDigest
 from pyhanko.sign.signers.pdf_cms import PdfCMSSignedAttributes
-from pyhanko.sign.signers.pdf_signer import PdfTBSDocument, PostSignInstructions
+from pyhanko.sign.signers.pdf_signer import (
+    PdfTBSDocument,
+    PostSignInstructions,
+    PreSignValidationStatus,
+)
+from pyhanko_certvalidator.authority import CertTrustAnchor
+from pyhanko_certvalidator.path import ValidationPath
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 
 from .errors import SigningError
@@ -109,11 +114,13 @@ class PreparedSeal:
     page_ix: int
     box: tuple[float, float, float, float]
     slice_boxes: tuple[tuple[float, float, float, float], ...]
-    # B-LT/B-LTA: pyHanko's PostSignInstructions (validation paths, revocation info to
-    # embed, DSS settings) pickled without the timestamper; b"" below B-LT. Produced by
-    # our own worker for the daemon, never read from outside the daemon.
+    # B-LT/B-LTA: pyHanko's PostSignInstructions (DSS settings, document timestamp
+    # field) pickled without validation info and timestamper; b"" below B-LT. Produced
+    # by our own worker for the daemon, never read from outside the daemon.
     post_sign: bytes = b""
-    # ... and what the pre-signing validation cached (OCSP responses, CRLs; DER).
+    # ... the validation paths of the seal and TSA certificates (each root first, DER)
+    validation_paths: tuple[tuple[bytes, ...], ...] = ()
+    # ... and the revocation info the pre-signing validation fetched (DER).
     revinfo_ocsps: tuple[bytes, ...] = ()
     revinfo_crls: tuple[bytes, ...] = ()
 
@@ -187,6 +194,7 @@ async def _prepare(job: SealJob) -> PreparedSeal:
         box=plan.box,
         slice_boxes=plan.slice_boxes,
         post_sign=post_sign.instructions,
+        validation_paths=post_sign.paths,
         revinfo_ocsps=post_sign.ocsps,
         revinfo_crls=post_sign.crls,
     )
@@ -195,21 +203,57 @@ async def _prepare(job: SealJob) -> PreparedSeal:
 @dataclass(frozen=True)
 class _PostSignState:
     instructions: bytes = b""
+    paths: tuple[tuple[bytes, ...], ...] = ()
     ocsps: tuple[bytes, ...] = ()
     crls: tuple[bytes, ...] = ()
 
 
 def _post_sign_state(tbs: PdfTBSDocument) -> _PostSignState:
-    """What step 3 needs of pyHanko's pre-signing validation, as plain bytes."""
+    """What step 3 needs of pyHanko's pre-signing validation, as plain data.
+
+    Certificates, OCSP responses and CRLs travel as DER: asn1crypto objects do not
+    survive pickling into a fresh worker process (their classes set up their field
+    maps on first construction, which unpickling skips).
+    """
     instructions = tbs.post_sign_instructions
     if instructions is None:  # below B-LT: nothing to do after the signature
         return _PostSignState()
+    info = instructions.validation_info
     context = tbs.validation_context
+    paths = []
+    for path in info.validation_paths:
+        if not isinstance(path.trust_anchor, CertTrustAnchor):
+            raise SigningError(
+                "seal_certificate_invalid",
+                "a validation path ends in a trust anchor that is not a certificate; "
+                "configure [trust] signing_roots as CA certificates",
+            )
+        paths.append(tuple(cert.dump() for cert in path))
     return _PostSignState(
-        # The timestamper holds an HTTP client; step 3 builds its own from the level.
-        instructions=pickle.dumps(dataclasses.replace(instructions, timestamper=None)),
+        # The rest is plain settings (DSS placement, field name, decode limits); the
+        # timestamper holds an HTTP client: step 3 builds its own from the level.
+        instructions=pickle.dumps(
+            dataclasses.replace(instructions, validation_info=None, timestamper=None)  # type: ignore[arg-type]
+        ),
+        paths=tuple(paths),
         ocsps=tuple(response.dump() for response in context.ocsps) if context else (),
         crls=tuple(crl.dump() for crl in context.crls) if context else (),
+    )
+
+
+def _validation_status(prepared: PreparedSeal) -> PreSignValidationStatus:
+    """The parts of pyHanko's PreSignValidationStatus that post-signature processing
+    reads (validation paths, revocation info to embed), rebuilt from DER."""
+    paths = []
+    for ders in prepared.validation_paths:
+        certs = [x509.Certificate.load(der) for der in ders]
+        leaf = certs[-1] if len(certs) > 1 else None
+        paths.append(ValidationPath(CertTrustAnchor(certs[0]), certs[1:-1], leaf))
+    return PreSignValidationStatus(
+        signer_path=paths[0],
+        validation_paths=paths,
+        ocsps_to_embed=[ocsp.OCSPResponse.load(der) for der in prepared.revinfo_ocsps],
+        crls_to_embed=[crl.CertificateList.load(der) for der in prepared.revinfo_crls],
     )
 
 
@@ -292,11 +336,15 @@ async def _finish_with_validation_info(
 ) -> None:
     """B-LT/B-LTA: the CMS into /Contents, then the DSS update (and the document
     timestamp), exactly as ``PdfSigner.sign_pdf`` does after its signature."""
-    instructions: PostSignInstructions = pickle.loads(prepared.post_sign)  # noqa: S301 (our own worker's bytes)
-    if job.level.level is SignatureLevel.B_LTA:
-        instructions = dataclasses.replace(instructions, timestamper=job.level.timestamper())
+    settings: PostSignInstructions = pickle.loads(prepared.post_sign)  # noqa: S301 (our own worker's bytes)
+    status = _validation_status(prepared)
+    instructions = dataclasses.replace(
+        settings,
+        validation_info=status,
+        timestamper=job.level.timestamper() if job.level.level is SignatureLevel.B_LTA else None,
+    )
     context = job.level.collected_validation_context(
-        certs=[cert for path in instructions.validation_info.validation_paths for cert in path],
+        certs=[cert for path in status.validation_paths for cert in path],
         ocsps=prepared.revinfo_ocsps,
         crls=prepared.revinfo_crls,
     )
