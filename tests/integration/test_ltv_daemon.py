@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import re
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import grpc
 import pkcs11
 import pytest
 from asn1crypto import ocsp
@@ -32,11 +34,14 @@ from pkcs11 import Attribute, CertificateType, ObjectClass
 from pyhanko.pdf_utils.reader import PdfFileReader
 
 from sealapi.v1 import common_pb2, requests_pb2
+from sealclient.errors import SealClientError
 from seald.signing.verify import verify_pdf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from daemon_harness import SealDaemon, make_pdf, unlock_first_use
+from daemon_harness import CHANGED_PIN, SealDaemon, make_pdf, unlock_first_use
 from state_checks import check_state
+
+KILL_AT = "SEALD_TEST_KILL_AT"
 
 
 @dataclass(frozen=True)
@@ -222,3 +227,46 @@ def test_r15_daemon_ltv_fails_closed_when_tsa_or_revocation_responders_are_down(
     sealed = outcomes[""]
     assert len(list((state / "documents" / sealed.request_id).glob("*.sealed.pdf"))) == 1
     check_state(state, after_restart=False)
+
+
+def test_r10_r15_daemon_killed_mid_b_lta_signature_recovers_and_signs_once(
+    ltv: LtvSetup, tmp_path: Path
+) -> None:
+    """SIGKILL on the token thread right before the raw signature (prepare, with its
+    TSA/OCSP work, is done): after restart nothing is released, the prepared temp file is
+    gone, the request is APPROVED again, and the next unlock seals it once, as B-LTA."""
+    d = SealDaemon(ltv.fixtures, _config(ltv, "B-LTA"), env={KILL_AT: "sign.before_document"})  # type: ignore[arg-type]
+    d.start()
+    request_id = _request(d, tmp_path, "crash")
+    folder = ltv.fixtures.state_dir / "documents" / request_id
+    try:
+        with d.client("liu.yang") as custodian:
+            unlock_first_use(custodian, ltv.fixtures, "contract")
+    except SealClientError as ex:  # the daemon may die before it answers
+        assert ex.code == grpc.StatusCode.UNAVAILABLE, ex
+    assert d.proc is not None
+    assert d.proc.wait(timeout=120) == -signal.SIGKILL, d.log()[-3000:]
+    d.proc = None
+    assert '"point": "sign.before_document"' in d.log()
+    # The pipeline got as far as the prepared temp file: the crash leaves it behind.
+    assert list(folder.glob(".*.part")), sorted(p.name for p in folder.iterdir())
+
+    d.extra_env = {}
+    d.start()
+    try:
+        check_state(ltv.fixtures.state_dir, after_restart=True)
+        assert not list(folder.glob(".*.part")) and not list(folder.glob("*.sealed.pdf"))
+        out = tmp_path / "recovered.pdf"
+        with d.client("zhang.wei") as requester:
+            assert requester.get(request_id).state == requests_pb2.REQUEST_STATE_APPROVED
+            with d.client("liu.yang") as custodian:
+                custodian.unlock("contract", CHANGED_PIN)
+            d.wait_state(requester, request_id, requests_pb2.REQUEST_STATE_SIGNED, timeout=120)
+            requester.download(request_id, 0, out)
+    finally:
+        d.stop()
+    assert [c.kind for c in verify_pdf(out, [ltv.pki.root_pem])] == ["signature", "document_timestamp"]
+    events = [event for event, _ in _audit(ltv.fixtures.state_dir, request_id)]
+    assert events.count("seal.sign_intent") == 2 and events.count("seal.signed") == 1, events
+    assert "seal.outcome_unknown" in events, events
+    check_state(ltv.fixtures.state_dir, after_restart=True)
