@@ -197,13 +197,17 @@ def test_r15_daemon_ltv_fails_closed_when_tsa_or_revocation_responders_are_down(
     try:
         with d.client("liu.yang") as custodian:
             unlock_first_use(custodian, ltv.fixtures, "contract")
-        for down in ("tsa", "ocsp+crls", ""):
+        # OCSP alone down: pyHanko falls back to the CRL (hard-fail needs one of them).
+        for down in ("tsa", "ocsp+crls", "ocsp", ""):
             ltv.pki.outage.clear()
             ltv.pki.outage.update(part for part in down.split("+") if part)
-            request_id = _request(d, tmp_path, down or "up")
-            wanted = requests_pb2.REQUEST_STATE_SIGNED if not down else requests_pb2.REQUEST_STATE_FAILED
+            request_id = _request(d, tmp_path, down.replace("+", "-") or "up")
+            fails = down in ("tsa", "ocsp+crls")
+            wanted = requests_pb2.REQUEST_STATE_FAILED if fails else requests_pb2.REQUEST_STATE_SIGNED
             with d.client("zhang.wei") as requester:
                 outcomes[down] = d.wait_state(requester, request_id, wanted, timeout=120)
+                if down == "ocsp":
+                    requester.download(request_id, 0, tmp_path / "via-crl.pdf")
         ltv.pki.outage.clear()
         with d.client("zhao.min") as auditor:
             assert auditor.verify_audit_chain().ok
@@ -219,10 +223,15 @@ def test_r15_daemon_ltv_fails_closed_when_tsa_or_revocation_responders_are_down(
         failed = outcomes[down]
         assert words in failed.state_reason, failed.state_reason
         folder = state / "documents" / failed.request_id
-        assert not list(folder.glob("*.sealed.pdf")) and not list(folder.glob("*.part"))
+        assert not list(folder.glob("*.sealed.pdf")) and not list(folder.glob(".*.part"))
         records = _audit(state, failed.request_id)
         assert [event for event, _ in records[-2:]] == ["seal.sign_intent", "seal.sign_failed"], records
         assert records[-1][1] == reason and "seal.signed" not in dict(records), records
+    via_crl = tmp_path / "via-crl.pdf"
+    checks = verify_pdf(via_crl, [ltv.pki.root_pem])
+    assert checks[0].trusted and checks[0].revocation == "good", checks
+    dss = PdfFileReader(io.BytesIO(via_crl.read_bytes())).root["/DSS"]
+    assert len(dss.get("/CRLs", [])) >= 1, dict(dss)
     # The token and the configuration were fine all along: with the services back, it seals.
     sealed = outcomes[""]
     assert len(list((state / "documents" / sealed.request_id).glob("*.sealed.pdf"))) == 1
