@@ -237,7 +237,7 @@ def _post_sign_state(tbs: PdfTBSDocument) -> _PostSignState:
         ),
         paths=tuple(paths),
         ocsps=tuple(response.dump() for response in context.ocsps) if context else (),
-        crls=tuple(crl.dump() for crl in context.crls) if context else (),
+        crls=tuple(revocation_list.dump() for revocation_list in context.crls) if context else (),
     )
 
 
