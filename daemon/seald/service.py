@@ -52,8 +52,7 @@ from seald.seal_workers import SealWorkers, SignerCache, seal_documents, settled
 from seald.signing.errors import InputDocumentError, SigningError, TokenSigningError
 from seald.signing.input_checks import check_input_pdf
 from seald.signing.levels import Certification, LevelSettings, level_settings
-from seald.signing.pades import seal_pdf, token_signer
-from seald.signing.pipeline import SealJob, splits
+from seald.signing.pipeline import SealJob
 from seald.signing.placement import PlacementSpec
 from seald.signing.seal_image import SealImageSpec, render_seal_png
 from seald.store import seals as seal_tables
@@ -788,10 +787,10 @@ class SealService:
     ) -> list[tuple[str, int]]:
         """(sha256, size) of each sealed document, in order; all sealed or none released.
 
-        Levels that split (B-B, B-T) go through the worker pipeline (issue 8): PDF work in
-        worker processes, only the raw signature on the token thread. B-LT/B-LTA seal each
-        document in one step on the token thread. No token signature before
-        ``intent_committed`` is done; it is always settled when this returns or raises.
+        Every level goes through the worker pipeline (issue 8): PDF work, and for B-LT/B-LTA
+        the TSA/OCSP/CRL fetches, DSS and document timestamp, in worker processes; only the
+        raw signature on the token thread. No token signature before ``intent_committed``
+        is done; it is always settled when this returns or raises.
         """
         sc = self.config.seals[request.seal_id]
         level = self._level_settings(request.seal_id)
@@ -805,9 +804,6 @@ class SealService:
         except BaseException:
             await settled(intent_committed)
             raise
-        if not splits(level):
-            await intent_committed
-            return [await self._seal_document(request, doc) for doc in request.documents]
         jobs = [
             SealJob(
                 input_path=self.store.original_path(request.request_id, doc.index),
@@ -845,35 +841,6 @@ class SealService:
             trust_root_files=trust.signing_roots or (trust.seal_ca,),
             fetch_revocation=trust.fetch_revocation,
         )
-
-    async def _seal_document(self, request: SealRequest, doc: Document) -> tuple[str, int]:
-        sc = self.config.seals[request.seal_id]
-        seal_png = self.seal_image(request.seal_id)
-        original = self.store.original_path(request.request_id, doc.index)
-        output = self.store.sealed_path(request.request_id, doc.index)
-        placement = _placement_spec(request)
-        level = self._level_settings(request.seal_id)
-
-        def _sign(session: Any) -> tuple[str, int]:
-            test_hooks.kill_point("sign.before_document")
-            result = seal_pdf(
-                original,
-                output,
-                signer=token_signer(session, key_label=sc.key_label, cert_label=sc.key_label),
-                seal_png=seal_png,
-                placement=placement,
-                reason=request.reason,
-                location=self.config.server.host_name,
-                field_name=f"Seal-{request.seal_id}-{request.request_id[:12]}",
-                signer_name=f"{sc.organisation} {sc.display_name}",
-                level=level,
-                certification=Certification(sc.certify),
-                certify_only_if_first=True,
-            )
-            test_hooks.kill_point("sign.document_sealed")
-            return result.sha256, result.size
-
-        return await self.tokens.with_session(request.seal_id, _sign)
 
     def _remove_sealed(self, request: SealRequest) -> None:
         for doc in request.documents:
@@ -984,6 +951,7 @@ class SealService:
             states=(RequestState.SIGNING,), limit=100_000
         ):
             paths = [self.store.sealed_path(request.request_id, d.index) for d in request.documents]
+            _remove_partial_outputs(paths)
             if all(p.exists() for p in paths):
                 sealed = [(_sha256_file(p), p.stat().st_size) for p in paths]
 
@@ -1029,6 +997,15 @@ class SealService:
                     return new
 
                 await self._commit(_back, "seal.outcome_unknown")
+
+
+def _remove_partial_outputs(sealed_paths: Sequence[Path]) -> None:
+    """Temp files of a pipeline cut off by the crash (``.<sealed name>.<random>.part``,
+    signing/pipeline.py): never released, only garbage once their daemon is gone."""
+    for path in sealed_paths:
+        for partial in path.parent.glob(f".{path.name}.*.part"):
+            with contextlib.suppress(FileNotFoundError):
+                partial.unlink()
 
 
 def _require_visible(principal: Principal, request: SealRequest) -> None:

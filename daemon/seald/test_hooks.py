@@ -25,7 +25,7 @@ matrix of issue 8, tests/integration/test_crash_matrix.py). Points:
 - ``commit:<event>``: right after that transaction committed, before anyone is told;
 - ``sign.before_document`` / ``sign.document_sealed``: on the token thread before a
   document's signature, and after one sealed file of the request was renamed into place
-  (the pipeline of seal_workers.py, or ``seal_pdf`` for B-LT/B-LTA).
+  (the pipeline of seal_workers.py, every level).
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ import socketserver
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -34,6 +34,9 @@ class LivePki:
     root_pem: bytes
     seal_cert_der: bytes
     revoked_seal_cert_der: bytes
+    # Services answering 503 while named here ("tsa", "ocsp", "crls": the first path
+    # segment after the architecture), so a test can take one responder down.
+    outage: set[str] = field(default_factory=set)
 
 
 class _ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
@@ -199,17 +202,27 @@ def live_pki(seal_cert_pem: bytes, workdir: Path) -> Iterator[LivePki]:
         _config(seal_cert_pem, workdir), key_search_dir=str(workdir), external_url_prefix=base_url
     )
     arch = config.get_pki_arch(ARCH)
-    server.set_app(Animator(AnimatorArchStore(config.pki_archs), with_web_ui=False))
+    live = LivePki(
+        base_url=base_url,
+        tsa_url=f"{base_url}/{ARCH}/tsa/tsa",
+        root_pem=_pem(arch.get_cert(CertLabel("root")).dump()),
+        seal_cert_der=arch.get_cert(CertLabel("seal")).dump(),
+        revoked_seal_cert_der=arch.get_cert(CertLabel("seal-revoked")).dump(),
+    )
+    animator = Animator(AnimatorArchStore(config.pki_archs), with_web_ui=False)
+
+    def app(environ: dict[str, Any], start: Any) -> Any:
+        parts = environ.get("PATH_INFO", "").strip("/").split("/")
+        if len(parts) > 1 and parts[1] in live.outage:
+            start("503 Service Unavailable", [("Content-Type", "text/plain")])
+            return [b"down for the test"]
+        return animator(environ, start)
+
+    server.set_app(app)
     thread = threading.Thread(target=server.serve_forever, name="certomancer", daemon=True)
     thread.start()
     try:
-        yield LivePki(
-            base_url=base_url,
-            tsa_url=f"{base_url}/{ARCH}/tsa/tsa",
-            root_pem=_pem(arch.get_cert(CertLabel("root")).dump()),
-            seal_cert_der=arch.get_cert(CertLabel("seal")).dump(),
-            revoked_seal_cert_der=arch.get_cert(CertLabel("seal-revoked")).dump(),
-        )
+        yield live
     finally:
         server.shutdown()
         server.server_close()

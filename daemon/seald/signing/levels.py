@@ -141,6 +141,34 @@ class LevelSettings:
             revocation_mode="hard-fail",
         )
 
+    def collected_validation_context(
+        self,
+        *,
+        certs: Sequence[x509.Certificate],
+        ocsps: Sequence[bytes],
+        crls: Sequence[bytes],
+    ) -> ValidationContext | None:
+        """The context of a signature's post-signature step (the pipeline's finish):
+        what its pre-signing validation collected, and no fetching.
+
+        One-step ``PdfSigner.sign_pdf`` keeps one context from the pre-signing
+        validation to the DSS and the document timestamp, so those reuse its cached
+        OCSP responses; a fresh context allowed to fetch would ask the responders
+        again (pyHanko fetches whenever it may) and embed the answers twice. Offline
+        with the same data, the DSS is the same, and anything new (a TSA answering
+        with another certificate) fails closed instead of being fetched.
+        """
+        if not self.level.embeds_validation_info:
+            return None
+        return ValidationContext(
+            trust_roots=load_certificates(self.trust_roots_pem),
+            other_certs=[*load_certificates(self.other_certs_pem), *certs],
+            ocsps=list(ocsps),
+            crls=list(crls),
+            allow_fetching=False,
+            revocation_mode="hard-fail",
+        )
+
 
 def load_certificates(blobs: Sequence[bytes]) -> list[x509.Certificate]:
     """Certificates from PEM (one or several per blob) or DER blobs."""

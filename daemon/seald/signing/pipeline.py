@@ -9,15 +9,27 @@ pyHanko's interrupted signing separates a PAdES signature into:
 2. ``sign_prepared`` (the token's thread, in the daemon): one raw C_Sign over those
    bytes. The worker processes never see the token, a session or a PIN.
 3. ``finish_seal`` (worker process): wrap the signature value in the CMS (with the
-   signature timestamp for B-T), write it into the reserved /Contents, fsync, hash.
+   signature timestamp for B-T and up), write it into the reserved /Contents; for
+   B-LT/B-LTA run pyHanko's post-signature processing (DSS with the certificates,
+   OCSP responses and CRLs, and for B-LTA the document timestamp); fsync, hash.
    The daemon then renames the temp file into place (``publish``), so a sealed file
    appears only complete and only when the daemon says so.
 
-Steps 1 and 3 are CPU-bound pure Python (asn1crypto, the PDF writer); run in a
-process pool they overlap across cores while the token signs the next document.
-Levels B-LT/B-LTA add post-signature steps (DSS, document timestamp) that need
-the validation state of step 1; they keep the one-step ``seal_pdf`` on the token
-thread (they wait on the network anyway).
+Steps 1 and 3 are CPU-bound pure Python (asn1crypto, the PDF writer) or wait on the
+network (TSA, OCSP, CRL); run in a process pool they overlap across cores while the
+token signs the next document.
+
+B-LT/B-LTA follow pyHanko's own interrupted signing: step 1 is
+``PdfSigner.async_digest_doc_for_signing``, whose pre-signing validation checks the
+seal certificate (revocation hard-fail: a revoked certificate is never signed with)
+and collects the validation paths and revocation info into the ``PdfTBSDocument``'s
+``PostSignInstructions``; step 3 is ``PdfTBSDocument.async_finish_signing`` with those
+instructions. They cross the process boundary as data: the validation paths, OCSP
+responses and CRLs as DER, the remaining settings pickled (without the timestamper,
+rebuilt from the level). The finish worker preloads that revocation info into an
+offline context (``LevelSettings.collected_validation_context``: one-step signing
+reuses its one context's cache there too). The result means the same as one
+``PdfSigner.sign_pdf``: same DSS contents, same signature and document timestamps.
 """
 
 from __future__ import annotations
@@ -27,6 +39,7 @@ import contextlib
 import dataclasses
 import hashlib
 import os
+import pickle
 import tempfile
 import threading
 import time
@@ -34,16 +47,23 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
-from asn1crypto import cms, x509
+from asn1crypto import cms, crl, ocsp, x509
 from pyhanko.sign import signers
 from pyhanko.sign.signers.pdf_byterange import PreparedByteRangeDigest
 from pyhanko.sign.signers.pdf_cms import PdfCMSSignedAttributes
+from pyhanko.sign.signers.pdf_signer import (
+    PdfTBSDocument,
+    PostSignInstructions,
+    PreSignValidationStatus,
+)
+from pyhanko_certvalidator.authority import CertTrustAnchor
+from pyhanko_certvalidator.path import ValidationPath
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 
 from .errors import SigningError
-from .levels import Certification, LevelSettings
+from .levels import Certification, LevelSettings, SignatureLevel
 from .pades import (
     SealResult,
     _open_input,
@@ -95,11 +115,15 @@ class PreparedSeal:
     page_ix: int
     box: tuple[float, float, float, float]
     slice_boxes: tuple[tuple[float, float, float, float], ...]
-
-
-def splits(level: LevelSettings) -> bool:
-    """Whether ``level`` can be sealed in the three-step pipeline."""
-    return not level.level.embeds_validation_info
+    # B-LT/B-LTA: pyHanko's PostSignInstructions (DSS settings, document timestamp
+    # field) pickled without validation info and timestamper; b"" below B-LT. Produced
+    # by our own worker for the daemon, never read from outside the daemon.
+    post_sign: bytes = b""
+    # ... the validation paths of the seal and TSA certificates (each root first, DER)
+    validation_paths: tuple[tuple[bytes, ...], ...] = ()
+    # ... and the revocation info the pre-signing validation fetched (DER).
+    revinfo_ocsps: tuple[bytes, ...] = ()
+    revinfo_crls: tuple[bytes, ...] = ()
 
 
 def _external_signer(job: SealJob, signature: bytes | None = None) -> signers.ExternalSigner:
@@ -138,9 +162,10 @@ async def _prepare(job: SealJob) -> PreparedSeal:
             prefix=f".{job.output_path.name}.", suffix=".part", dir=job.output_path.parent
         )
         temp = Path(tmp_name)
+        context = plan.pdf_signer.signature_meta.validation_context
         try:
             with os.fdopen(fd, "w+b") as out, _translate_signing_errors(plan.field_name):
-                digest, _tbs, _ = await plan.pdf_signer.async_digest_doc_for_signing(
+                digest, tbs, _ = await plan.pdf_signer.async_digest_doc_for_signing(
                     plan.writer, bytes_reserved=plan.bytes_reserved, output=out
                 )
                 attrs = await signer.signed_attrs(
@@ -152,9 +177,13 @@ async def _prepare(job: SealJob) -> PreparedSeal:
                     ),
                     use_pades=True,
                 )
+                post_sign = _post_sign_state(tbs)
         except BaseException:
             temp.unlink(missing_ok=True)
             raise
+        finally:
+            if context is not None:
+                await context.aclose()  # type: ignore[no-untyped-call]  # the OCSP/CRL fetchers' HTTP sessions
     return PreparedSeal(
         temp_path=temp,
         to_sign=attrs.dump(),
@@ -165,6 +194,67 @@ async def _prepare(job: SealJob) -> PreparedSeal:
         page_ix=plan.page_ix,
         box=plan.box,
         slice_boxes=plan.slice_boxes,
+        post_sign=post_sign.instructions,
+        validation_paths=post_sign.paths,
+        revinfo_ocsps=post_sign.ocsps,
+        revinfo_crls=post_sign.crls,
+    )
+
+
+@dataclass(frozen=True)
+class _PostSignState:
+    instructions: bytes = b""
+    paths: tuple[tuple[bytes, ...], ...] = ()
+    ocsps: tuple[bytes, ...] = ()
+    crls: tuple[bytes, ...] = ()
+
+
+def _post_sign_state(tbs: PdfTBSDocument) -> _PostSignState:
+    """What step 3 needs of pyHanko's pre-signing validation, as plain data.
+
+    Certificates, OCSP responses and CRLs travel as DER: asn1crypto objects do not
+    survive pickling into a fresh worker process (their classes set up their field
+    maps on first construction, which unpickling skips).
+    """
+    instructions = tbs.post_sign_instructions
+    if instructions is None:  # below B-LT: nothing to do after the signature
+        return _PostSignState()
+    info = instructions.validation_info
+    context = tbs.validation_context
+    paths = []
+    for path in info.validation_paths:
+        if not isinstance(path.trust_anchor, CertTrustAnchor):
+            raise SigningError(
+                "seal_certificate_invalid",
+                "a validation path ends in a trust anchor that is not a certificate; "
+                "configure [trust] signing_roots as CA certificates",
+            )
+        paths.append(tuple(cert.dump() for cert in path))
+    return _PostSignState(
+        # The rest is plain settings (DSS placement, field name, decode limits); the
+        # timestamper holds an HTTP client: step 3 builds its own from the level.
+        instructions=pickle.dumps(
+            dataclasses.replace(instructions, validation_info=None, timestamper=None)  # type: ignore[arg-type]
+        ),
+        paths=tuple(paths),
+        ocsps=tuple(response.dump() for response in context.ocsps) if context else (),
+        crls=tuple(revocation_list.dump() for revocation_list in context.crls) if context else (),
+    )
+
+
+def _validation_status(prepared: PreparedSeal) -> PreSignValidationStatus:
+    """The parts of pyHanko's PreSignValidationStatus that post-signature processing
+    reads (validation paths, revocation info to embed), rebuilt from DER."""
+    paths = []
+    for ders in prepared.validation_paths:
+        certs = [x509.Certificate.load(der) for der in ders]
+        leaf = certs[-1] if len(certs) > 1 else None
+        paths.append(ValidationPath(CertTrustAnchor(certs[0]), certs[1:-1], leaf))
+    return PreSignValidationStatus(
+        signer_path=paths[0],
+        validation_paths=paths,
+        ocsps_to_embed=[ocsp.OCSPResponse.load(der) for der in prepared.revinfo_ocsps],
+        crls_to_embed=[crl.CertificateList.load(der) for der in prepared.revinfo_crls],
     )
 
 
@@ -221,7 +311,10 @@ async def _finish(job: SealJob, prepared: PreparedSeal, signature: bytes) -> Sea
             reserved_region_end=prepared.reserved_end,
         )
         with prepared.temp_path.open("r+b") as out:
-            digest.fill_with_cms(out, signed_data)
+            if prepared.post_sign:
+                await _finish_with_validation_info(job, prepared, digest, signed_data, out)
+            else:
+                digest.fill_with_cms(out, signed_data)
             out.flush()
             os.fsync(out.fileno())
     sha, size = _hash_file(prepared.temp_path)
@@ -233,6 +326,36 @@ async def _finish(job: SealJob, prepared: PreparedSeal, signature: bytes) -> Sea
         box_pt=prepared.box,
         slice_boxes_pt=prepared.slice_boxes,
     )
+
+
+async def _finish_with_validation_info(
+    job: SealJob,
+    prepared: PreparedSeal,
+    digest: PreparedByteRangeDigest,
+    signed_data: cms.ContentInfo,
+    out: BinaryIO,
+) -> None:
+    """B-LT/B-LTA: the CMS into /Contents, then the DSS update (and the document
+    timestamp), exactly as ``PdfSigner.sign_pdf`` does after its signature."""
+    settings: PostSignInstructions = pickle.loads(prepared.post_sign)  # noqa: S301 (our own worker's bytes)
+    status = _validation_status(prepared)
+    instructions = dataclasses.replace(
+        settings,
+        validation_info=status,
+        timestamper=job.level.timestamper() if job.level.level is SignatureLevel.B_LTA else None,
+    )
+    context = job.level.collected_validation_context(
+        certs=[cert for path in status.validation_paths for cert in path],
+        ocsps=prepared.revinfo_ocsps,
+        crls=prepared.revinfo_crls,
+    )
+    try:
+        await PdfTBSDocument.async_finish_signing(
+            out, digest, signed_data, post_sign_instr=instructions, validation_context=context
+        )
+    finally:
+        if context is not None:
+            await context.aclose()  # type: ignore[no-untyped-call]
 
 
 def publish(prepared: PreparedSeal, output_path: Path) -> None:
