@@ -13,12 +13,14 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from fixture_layout import ClientIdentity as FixtureClient
 from fixture_layout import SealFixtures
+from prometheus_client.parser import text_string_to_metric_families
 
 from sealapi.v1 import requests_pb2
 from sealclient.client import ClientIdentity, SealClient
@@ -150,3 +152,14 @@ def unlock_first_use(client: SealClient, fixtures: SealFixtures, seal_id: str) -
     """Change the initial PIN to CHANGED_PIN, then unlock with it; returns the TokenStatus."""
     client.change_pin(seal_id, user_pin(fixtures, seal_id), CHANGED_PIN)
     return client.unlock(seal_id, CHANGED_PIN)
+
+
+def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of seald's /metrics: (name, sorted labels) -> value."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
+        text = reply.read().decode()
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }

@@ -12,7 +12,6 @@ from pathlib import Path
 import grpc
 import pytest
 from fixture_layout import SealFixtures
-from prometheus_client.parser import text_string_to_metric_families
 
 from sealapi.v1 import common_pb2, requests_pb2
 from sealclient.errors import SealClientError
@@ -21,7 +20,7 @@ from seald.domain.errors import ConfigError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import daemon_harness
-from daemon_harness import SealDaemon, free_port, make_pdf
+from daemon_harness import SealDaemon, free_port, make_pdf, scrape
 
 PLACEMENT = common_pb2.Placement(page=0, x_mm=150, y_mm=240)
 SIGNED = requests_pb2.REQUEST_STATE_SIGNED
@@ -35,16 +34,6 @@ def unlock(d: SealDaemon, seal_id: str) -> None:
             first_use(custodian, d.fixtures, seal_id)
         else:
             custodian.unlock(seal_id, daemon_harness.user_pin(d.fixtures, seal_id))
-
-
-def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
-        text = reply.read().decode()
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
 
 
 def test_r10_metrics_after_a_known_run(fresh_seal_fixtures: SealFixtures, tmp_path: Path) -> None:

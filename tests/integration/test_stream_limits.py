@@ -14,7 +14,6 @@ from __future__ import annotations
 import signal
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,6 @@ import grpc
 import pytest
 from fixture_layout import SealFixtures
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from prometheus_client.parser import text_string_to_metric_families
 
 from sealapi.v1 import (
     common_pb2,
@@ -36,7 +34,7 @@ from sealapi.v1 import (
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from daemon_harness import SealDaemon, free_port, make_pdf
+from daemon_harness import SealDaemon, free_port, make_pdf, scrape
 from real_client_harness import sealctl
 
 PER_PRINCIPAL, TOTAL = 3, 7
@@ -106,16 +104,6 @@ def reopen_within(peer: Peer, seconds: float = 10.0) -> Any:
             assert ex.code() == EXHAUSTED, ex  # type: ignore[attr-defined]
             assert time.monotonic() < deadline, "the slot of the ended stream was never freed"
             time.sleep(0.05)
-
-
-def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
-        text = reply.read().decode()
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
 
 
 def wait_open_streams(port: int, expected: int, seconds: float = 10.0) -> None:

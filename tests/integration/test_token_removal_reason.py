@@ -22,21 +22,11 @@ import pytest
 from fixture_layout import SealFixtures
 from pkcs11 import Mechanism, ObjectClass
 
-from seald.app import load_seal_certificates
-from seald.config import load_config
 from seald.domain.errors import PreconditionFailed
-from seald.tokens.manager import TokenManager
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from test_seal_pipeline import _unlocked
 from test_token_hotplug import token_dir
-
-
-async def _unlocked(fx: SealFixtures) -> TokenManager:
-    config = load_config(fx.config)
-    tokens = TokenManager(fx.module, config.seals, load_seal_certificates(config))
-    await tokens.refresh()
-    await tokens.unlock("contract", fx.seals["contract"].user_pin, "liu.yang")
-    return tokens
 
 
 @pytest.mark.parametrize("how", ["removed", "locked"])
