@@ -22,6 +22,7 @@ import os
 import signal
 from collections.abc import Callable, Sequence
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from seald import test_hooks
@@ -129,6 +130,7 @@ async def seal_documents(
     key_label: str,
     signers: SignerCache | None = None,
     before_sign: asyncio.Future[None] | None = None,
+    early: Sequence[EarlyPrepare] = (),
 ) -> list[SealResult]:
     """Seal every job or none: results in job order, sealed files renamed into place.
 
@@ -145,6 +147,7 @@ async def seal_documents(
             key_label=key_label,
             cache=signers or SignerCache(),
             gate=before_sign,
+            early=early,
         )
     except asyncio.CancelledError:
         if before_sign is not None:
@@ -154,6 +157,49 @@ async def seal_documents(
         if before_sign is not None:
             await settled(before_sign)  # raises the gate's own failure first
         raise
+
+
+@dataclass(frozen=True)
+class EarlyPrepare:
+    """A document's preparation started before its request's intent record (issue 8:
+    latency); the worker writes only a temp file, nothing is signed."""
+
+    job: SealJob
+    prepared: asyncio.Future[PreparedSeal]
+
+
+def start_prepare(
+    workers: SealWorkers,
+    tokens: TokenManager,
+    cache: SignerCache,
+    seal_id: str,
+    jobs: Sequence[SealJob],
+) -> list[EarlyPrepare]:
+    """Start preparing ``jobs`` now if the token's certificate is already known for its
+    current session (no token call here); else nothing (the normal path prepares)."""
+    signer: Any = cache.cached(seal_id, tokens.current_session(seal_id))
+    if signer is None or len(jobs) > workers.size:
+        return []
+    cert_der = signer.signing_cert.dump()
+    chain = tuple(cert.dump() for cert in signer.cert_registry)
+    ready = [job.with_certificate(cert_der, chain) for job in jobs]
+    return [EarlyPrepare(job, asyncio.ensure_future(workers.run(prepare_seal, job))) for job in ready]
+
+
+def discard_early(early: EarlyPrepare) -> None:
+    """Delete what an unused early preparation wrote, once it is done."""
+
+    def _done(future: asyncio.Future[PreparedSeal]) -> None:
+        if not future.cancelled() and future.exception() is None:
+            discard(future.result())
+        # Rare (the approval was refused after all, or the token went away): worth a line.
+        log.info(
+            "seal.early_prepare_discarded",
+            request_id=early.job.output_path.parent.name,
+            document=early.job.output_path.name,
+        )
+
+    early.prepared.add_done_callback(_done)
 
 
 async def settled(gate: asyncio.Future[None]) -> None:
@@ -171,6 +217,7 @@ async def _seal_documents(
     key_label: str,
     cache: SignerCache,
     gate: asyncio.Future[None] | None,
+    early: Sequence[EarlyPrepare],
 ) -> list[SealResult]:
 
     def signer_for(session: Any) -> Any:
@@ -184,17 +231,34 @@ async def _seal_documents(
     cert_der = first.signing_cert.dump()
     chain = tuple(cert.dump() for cert in first.cert_registry)
     jobs = [job.with_certificate(cert_der, chain) for job in jobs]
+    # Preparations started before the intent (start_prepare) are used only for the very
+    # job they were made for (same certificate, same everything); any other is discarded.
+    started = {id(e): e for e in early}
+    early_for: list[asyncio.Future[PreparedSeal] | None] = []
+    for job in jobs:
+        match = next((e for e in started.values() if e.job == job), None)
+        if match is not None:
+            del started[id(match)]
+        early_for.append(match.prepared if match is not None else None)
+    for unused in started.values():
+        discard_early(unused)
 
     in_flight = asyncio.Semaphore(workers.size + 1)  # one preparing ahead per worker
     failed = asyncio.Event()
     prepared_all: list[PreparedSeal] = []
 
-    async def one(job: SealJob) -> tuple[PreparedSeal, SealResult]:
+    async def one(
+        job: SealJob, early: asyncio.Future[PreparedSeal] | None
+    ) -> tuple[PreparedSeal, SealResult]:
         async with in_flight:
+            if early is not None:
+                prepared = await early  # already under way: kept track of even if we stop now
+                prepared_all.append(prepared)
             if failed.is_set():
                 raise _Skipped
-            prepared = await workers.run(prepare_seal, job)
-            prepared_all.append(prepared)
+            if early is None:
+                prepared = await workers.run(prepare_seal, job)
+                prepared_all.append(prepared)
             if gate is not None:
                 await asyncio.shield(gate)  # shared by every document; raises if it failed
             if failed.is_set():
@@ -206,15 +270,19 @@ async def _seal_documents(
             signature = await tokens.with_session(seal_id, _sign)
             return prepared, await workers.run(finish_seal, job, prepared, signature)
 
-    async def guarded(job: SealJob) -> tuple[PreparedSeal, SealResult]:
+    async def guarded(
+        job: SealJob, early: asyncio.Future[PreparedSeal] | None
+    ) -> tuple[PreparedSeal, SealResult]:
         try:
-            return await one(job)
+            return await one(job, early)
         except BaseException:
             failed.set()
             raise
 
     try:
-        outcomes = await asyncio.gather(*(guarded(job) for job in jobs), return_exceptions=True)
+        outcomes = await asyncio.gather(
+            *(guarded(job, e) for job, e in zip(jobs, early_for, strict=True)), return_exceptions=True
+        )
         if gate is not None:
             await settled(gate)  # also with no jobs, or all failed before it
     except BaseException:  # cancelled (daemon stopping), or the gate failed: nothing is published

@@ -48,7 +48,15 @@ from seald.domain.model import (
 from seald.domain.seals import SealState, apply_state
 from seald.logs import get_logger
 from seald.metrics import SealMetrics
-from seald.seal_workers import SealWorkers, SignerCache, seal_documents, settled
+from seald.seal_workers import (
+    EarlyPrepare,
+    SealWorkers,
+    SignerCache,
+    discard_early,
+    seal_documents,
+    settled,
+    start_prepare,
+)
 from seald.signing.errors import InputDocumentError, SigningError, TokenSigningError
 from seald.signing.input_checks import check_input_pdf
 from seald.signing.levels import Certification, LevelSettings, level_settings
@@ -120,6 +128,8 @@ class SealService:
         # Worker processes for the CPU-bound halves of sealing (started by run_signer).
         self.seal_workers = SealWorkers()
         self._signers = SignerCache()  # the token's certificate, read once per session
+        # request id -> (seal id, preparations started before its intent record)
+        self._early: dict[str, tuple[str, list[EarlyPrepare]]] = {}
         self._signing_tasks: set[asyncio.Task[None]] = set()
         self._busy_seals: set[str] = set()
         self.signed_count = 0
@@ -356,18 +366,12 @@ class SealService:
         now = self.clock()
         policy_cache: dict[str, Any] = {}
 
-        def _tx(tx: Transaction) -> SealRequest:
-            request = tx.get_request(request_id)
-            _require_visible(principal, request)
-            # R04/R05: who may approve is answered before anything about the seal or the
-            # statement (the API relies on this order).
-            lifecycle.require_eligible_approver(request, principal)
-            # R02/R03: no approval for a stopped seal or outside its window.
-            lifecycle.check_seal_usable(self.seal(request.seal_id, tx), request.category, now)
+        def approved(request: SealRequest) -> SealRequest:
+            """The request with this approval added (pure; raises if it is refused)."""
             policy = policy_cache.setdefault(
                 request.seal_id, self.config.policy_for(request.seal_id, now)
             )
-            new = lifecycle.approve(
+            return lifecycle.approve(
                 request,
                 approver=principal,
                 document_sha256=document_sha256,
@@ -379,6 +383,17 @@ class SealService:
                 use_ttl=timedelta(hours=self.config.requests.approval_use_hours),
                 signed=signed.as_approval(),
             )
+
+        def _tx(tx: Transaction) -> SealRequest:
+            request = tx.get_request(request_id)
+            _require_visible(principal, request)
+            # R04/R05: who may approve is answered before anything about the seal or the
+            # statement (the API relies on this order).
+            lifecycle.require_eligible_approver(request, principal)
+            # R02/R03: no approval for a stopped seal or outside its window.
+            lifecycle.check_seal_usable(self.seal(request.seal_id, tx), request.category, now)
+            new = approved(request)
+            policy = policy_cache[request.seal_id]
             details: dict[str, str | int | bool | None] = {
                 "approval_digest": approval_digest,
                 "comment": comment,
@@ -410,13 +425,48 @@ class SealService:
             )
             return new
 
-        request = await self._commit(_tx, "request.approved")
+        early = await self._early_if_completing(request_id, principal, approved)
+        try:
+            request = await self._commit(_tx, "request.approved")
+        except BaseException:
+            for prepared in early:
+                discard_early(prepared)
+            raise
+        started = False
         if request.state is RequestState.APPROVED:
+            if early:
+                self._early[request_id] = (request.seal_id, early)
             # Straight to the signer when its token is ready and idle: no queue to read
             # (latency of one request, issue 8); otherwise the signer's loop picks it up.
-            self._start_seal_queue(request.seal_id, [request])
+            started = self._start_seal_queue(request.seal_id, [request])
             self.wake_signer()
+        if not started:
+            self._early.pop(request_id, None)
+            for prepared in early:
+                discard_early(prepared)
         return request
+
+    async def _early_if_completing(
+        self, request_id: str, principal: Principal, approved: Callable[[SealRequest], SealRequest]
+    ) -> list[EarlyPrepare]:
+        """Preparations for a request this approval will make APPROVED (decided by the
+        approval's own pure rule on the request as it is now; the transaction decides
+        again); [] when it will not, or when no signer would start at once anyway."""
+        if not any(
+            seal_id not in self._busy_seals and self.readiness(seal_id)[0]
+            for seal_id in self.config.seals
+        ):
+            return []  # no read for nothing (a batch while the token is busy or locked)
+        try:
+            current = await self.store.get_request(request_id)
+            if not lifecycle.can_view(principal, current):
+                return []
+            would_be = approved(current)
+        except Exception:  # any refusal: the real transaction answers it
+            return []
+        if would_be.state is not RequestState.APPROVED:
+            return []
+        return self._prepare_early(would_be)
 
     async def withdraw(self, principal: Principal, request_id: str) -> SealRequest:
         def step(request: SealRequest, now: datetime) -> SealRequest:
@@ -567,7 +617,19 @@ class SealService:
             # Fail closed: no unrecorded unlock stays in effect.
             await self.tokens.lock(seal_id)
             raise
+        await self._read_seal_certificate(seal_id)
         return state
+
+    async def _read_seal_certificate(self, seal_id: str) -> None:
+        """Read the certificate the signed attributes will name now, once per session, so
+        the first request need not (and can be prepared before its intent record)."""
+        key_label = self.config.seals[seal_id].key_label
+        try:
+            await self.tokens.with_session(
+                seal_id, lambda session: self._signers.for_session(seal_id, session, key_label)
+            )
+        except Exception as ex:  # best effort: the first request reads it again, or fails
+            log.warning("seal.certificate_read_failed", seal_id=seal_id, problem=type(ex).__name__)
 
     async def lock(self, principal: Principal, seal_id: str) -> TokenState:
         self.require_custodian(principal, seal_id)
@@ -674,6 +736,12 @@ class SealService:
             log.error("signer.audit_unavailable", seal_id=seal_id, reason=ex.reason, problem=str(ex))
         finally:
             self._busy_seals.discard(seal_id)
+            # Preparations made for a request this queue did not reach: their temp files go.
+            for request_id, (early_seal, early) in list(self._early.items()):
+                if early_seal == seal_id:
+                    del self._early[request_id]
+                    for prepared in early:
+                        discard_early(prepared)
 
     async def sign_request(self, request_id: str, queued: SealRequest | None = None) -> SealRequest:
         """Intent record, token signature, result record — or nothing released.
@@ -793,7 +861,6 @@ class SealService:
         is done; it is always settled when this returns or raises.
         """
         sc = self.config.seals[request.seal_id]
-        level = self._level_settings(request.seal_id)
         # Rendering a seal takes ~1 s of CPU: never on the event loop (cached after once).
         try:
             if request.seal_id in self._seal_images:
@@ -804,7 +871,23 @@ class SealService:
         except BaseException:
             await settled(intent_committed)
             raise
-        jobs = [
+        jobs = self._jobs_for(request, seal_png)
+        results = await seal_documents(
+            self.seal_workers,
+            self.tokens,
+            request.seal_id,
+            jobs,
+            key_label=sc.key_label,
+            signers=self._signers,
+            before_sign=intent_committed,
+            early=self._early.pop(request.request_id, ("", []))[1],
+        )
+        return [(result.sha256, result.size) for result in results]
+
+    def _jobs_for(self, request: SealRequest, seal_png: bytes) -> list[SealJob]:
+        sc = self.config.seals[request.seal_id]
+        level = self._level_settings(request.seal_id)
+        return [
             SealJob(
                 input_path=self.store.original_path(request.request_id, doc.index),
                 output_path=self.store.sealed_path(request.request_id, doc.index),
@@ -822,16 +905,26 @@ class SealService:
             )
             for doc in request.documents
         ]
-        results = await seal_documents(
+
+    def _prepare_early(self, request: SealRequest) -> list[EarlyPrepare]:
+        """Start preparing the documents of a request the approval under way will make
+        APPROVED, while that approval commits (issue 8: latency of one request). Only when
+        its seal's signer would start at once; the token signs only after the intent."""
+        seal_png = self._seal_images.get(request.seal_id)
+        if (
+            seal_png is None
+            or self.draining
+            or request.seal_id in self._busy_seals
+            or not self.readiness(request.seal_id)[0]
+        ):
+            return []
+        return start_prepare(
             self.seal_workers,
             self.tokens,
+            self._signers,
             request.seal_id,
-            jobs,
-            key_label=sc.key_label,
-            signers=self._signers,
-            before_sign=intent_committed,
+            self._jobs_for(request, seal_png),
         )
-        return [(result.sha256, result.size) for result in results]
 
     def _level_settings(self, seal_id: str) -> LevelSettings:
         trust = self.config.trust
