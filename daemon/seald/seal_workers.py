@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import hashlib
 import multiprocessing
 import os
 import signal
@@ -104,20 +105,26 @@ class SealWorkers:
 
 class SignerCache:
     """One pyHanko signer (certificate and key handle read from the token once) per
-    token session: a new session (unlock after a lock or a re-insertion) reads again."""
+    token session and registered certificate: a new session (unlock after a lock or a
+    re-insertion) or a renewed certificate (written to the token while it stays
+    unlocked, R06) reads again."""
 
     def __init__(self) -> None:
-        self._signers: dict[str, tuple[Any, Any]] = {}
+        self._signers: dict[str, tuple[Any, str, Any]] = {}
 
-    def cached(self, seal_id: str, session: Any) -> Any | None:
+    def cached(self, seal_id: str, session: Any, certificate_sha256: str) -> Any | None:
         entry = self._signers.get(seal_id)
-        return entry[1] if entry is not None and entry[0] is session else None
+        if entry is None or entry[0] is not session or entry[1] != certificate_sha256:
+            return None
+        return entry[2]
 
-    def for_session(self, seal_id: str, session: Any, key_label: str) -> Any:
-        signer = self.cached(seal_id, session)
+    def for_session(self, seal_id: str, session: Any, key_label: str, certificate_sha256: str) -> Any:
+        signer = self.cached(seal_id, session, certificate_sha256)
         if signer is None:
             signer = token_signer(session, key_label=key_label, cert_label=key_label)
-            self._signers[seal_id] = (session, signer)
+            read_der: bytes = signer.signing_cert.dump()  # type: ignore[union-attr]
+            read = hashlib.sha256(read_der).hexdigest()
+            self._signers[seal_id] = (session, read, signer)
         return signer
 
 
@@ -177,7 +184,9 @@ def start_prepare(
 ) -> list[EarlyPrepare]:
     """Start preparing ``jobs`` now if the token's certificate is already known for its
     current session (no token call here); else nothing (the normal path prepares)."""
-    signer: Any = cache.cached(seal_id, tokens.current_session(seal_id))
+    signer: Any = cache.cached(
+        seal_id, tokens.current_session(seal_id), tokens.certificate_sha256(seal_id)
+    )
     if signer is None or len(jobs) > workers.size:
         return []
     cert_der = signer.signing_cert.dump()
@@ -219,13 +228,14 @@ async def _seal_documents(
     gate: asyncio.Future[None] | None,
     early: Sequence[EarlyPrepare],
 ) -> list[SealResult]:
+    registered = tokens.certificate_sha256(seal_id)  # the seal's certificate as registered
 
     def signer_for(session: Any) -> Any:
-        return cache.for_session(seal_id, session, key_label)
+        return cache.for_session(seal_id, session, key_label, registered)
 
     # The certificate the signed attributes name: from the cache while the session that
     # read it is the token's current one, else read on the token's thread.
-    first: Any = cache.cached(seal_id, tokens.current_session(seal_id))
+    first: Any = cache.cached(seal_id, tokens.current_session(seal_id), registered)
     if first is None:
         first = await tokens.with_session(seal_id, signer_for)
     cert_der = first.signing_cert.dump()

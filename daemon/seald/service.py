@@ -624,9 +624,11 @@ class SealService:
         """Read the certificate the signed attributes will name now, once per session, so
         the first request need not (and can be prepared before its intent record)."""
         key_label = self.config.seals[seal_id].key_label
+        registered = self.tokens.certificate_sha256(seal_id)
         try:
             await self.tokens.with_session(
-                seal_id, lambda session: self._signers.for_session(seal_id, session, key_label)
+                seal_id,
+                lambda session: self._signers.for_session(seal_id, session, key_label, registered),
             )
         except Exception as ex:  # best effort: the first request reads it again, or fails
             log.warning("seal.certificate_read_failed", seal_id=seal_id, problem=type(ex).__name__)
