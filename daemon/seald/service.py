@@ -1046,6 +1046,7 @@ class SealService:
             states=(RequestState.SIGNING,), limit=100_000
         ):
             paths = [self.store.sealed_path(request.request_id, d.index) for d in request.documents]
+            _remove_partial_outputs(paths)
             if all(p.exists() for p in paths):
                 sealed = [(_sha256_file(p), p.stat().st_size) for p in paths]
 
@@ -1091,6 +1092,15 @@ class SealService:
                     return new
 
                 await self._commit(_back, "seal.outcome_unknown")
+
+
+def _remove_partial_outputs(sealed_paths: Sequence[Path]) -> None:
+    """Temp files of a pipeline cut off by the crash (``.<sealed name>.<random>.part``,
+    signing/pipeline.py): never released, only garbage once their daemon is gone."""
+    for path in sealed_paths:
+        for partial in path.parent.glob(f".{path.name}.*.part"):
+            with contextlib.suppress(FileNotFoundError):
+                partial.unlink()
 
 
 def _require_visible(principal: Principal, request: SealRequest) -> None:

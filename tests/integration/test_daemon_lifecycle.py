@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 
@@ -145,6 +146,15 @@ def wait_log(d: SealDaemon, event: str, count: int = 1, timeout: float = 15.0) -
             return
         time.sleep(0.05)
     raise AssertionError(f"no {event} (x{count}) in the seald log:\n{d.log()[-3000:]}")
+
+
+@pytest.fixture
+def daemon(fresh_seal_fixtures: SealFixtures) -> Iterator[SealDaemon]:
+    d = SealDaemon(fresh_seal_fixtures)
+    d.start()
+    yield d
+    if d.proc is not None:
+        d.stop()
 
 
 # --- sd_notify --------------------------------------------------------------------------

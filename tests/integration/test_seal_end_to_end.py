@@ -12,6 +12,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -32,6 +33,15 @@ PLACEMENT = common_pb2.Placement(page=0, x_mm=150, y_mm=240)
 SIGNED = requests_pb2.REQUEST_STATE_SIGNED
 APPROVED = requests_pb2.REQUEST_STATE_APPROVED
 PENDING = requests_pb2.REQUEST_STATE_PENDING
+
+
+@pytest.fixture
+def daemon(fresh_seal_fixtures: SealFixtures) -> Iterator[SealDaemon]:
+    d = SealDaemon(fresh_seal_fixtures)
+    d.start()
+    yield d
+    if d.proc is not None:
+        d.stop()
 
 
 def submit(d: SealDaemon, tmp_path: Path, requester: str = "zhang.wei") -> requests_pb2.SealRequest:
