@@ -24,9 +24,9 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from seald.audit_ops import seal_report_pdf
+from seald.audit.operations import seal_report_pdf
+from seald.audit.reports import build_report, render
 from seald.domain.audit import GENESIS_HASH, canonical_row_bytes, format_time
-from seald.reports import build_report, render
 from seald.store import ledger as ledger_module
 from seald.store.checkpoints import AuditKey
 from seald.store.ledger import Ledger, verify_ledger

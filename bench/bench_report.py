@@ -22,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_ledger import build_ledger
 
-from seald.reports import build_report, render
+from seald.audit.reports import build_report, render
 from seald.store.ledger import Ledger
 
 FROM = datetime(2026, 1, 1, tzinfo=UTC)

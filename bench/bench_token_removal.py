@@ -21,9 +21,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "softhsm-fixtures"))
 from fixture_layout import load_fixtures  # noqa: E402
 
-from seald.app import load_seal_certificates  # noqa: E402
 from seald.config import load_config  # noqa: E402
 from seald.domain.errors import PreconditionFailed  # noqa: E402
+from seald.runtime.daemon import load_seal_certificates  # noqa: E402
 from seald.tokens.hotplug import HotplugWatcher  # noqa: E402
 from seald.tokens.manager import TokenManager  # noqa: E402
 

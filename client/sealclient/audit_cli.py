@@ -18,9 +18,8 @@ from cryptography import x509
 
 from sealclient.client import SealClient
 from sealclient.exitcodes import ExitCode
+from seald.domain.checkpoints import SignedCheckpoint
 from seald.domain.errors import SealError
-from seald.store.checkpoints import SignedCheckpoint, verify_with_checkpoints
-from seald.store.ledger import LedgerFileError
 
 
 class _Output(Protocol):
@@ -97,6 +96,11 @@ def cmd_audit_verify(args: argparse.Namespace, client: SealClient, out: _Output)
 def cmd_audit_verify_offline(args: argparse.Namespace, out: _Output) -> int:
     import sqlite3  # noqa: PLC0415 - only the offline mode touches a database file
 
+    # Reading a copied state database is reading the daemon's store format: only this
+    # offline mode imports the store's ledger reader (sealctl's other commands never do).
+    from seald.store.checkpoints import verify_with_checkpoints  # noqa: PLC0415
+    from seald.store.ledger import LedgerFileError  # noqa: PLC0415
+
     try:
         certificate = (
             x509.load_pem_x509_certificate(args.audit_cert.read_bytes()) if args.audit_cert else None
@@ -136,7 +140,7 @@ def _check_timestamp(checkpoint: SignedCheckpoint | None, roots: tuple[Path, ...
     """The TSA time of the checkpoint's valid token; '!problem' when it is missing or bad."""
     import asyncio  # noqa: PLC0415 - pyHanko's validation is async; offline mode only
 
-    from seald import audit_timestamps  # noqa: PLC0415 - pulls in pyHanko: offline mode only
+    from seald.audit import timestamps as audit_timestamps  # noqa: PLC0415 - pulls in pyHanko: offline mode only
 
     if checkpoint is None or not checkpoint.timestamp_token:
         where = "no checkpoint" if checkpoint is None else f"the checkpoint at record {checkpoint.sequence}"

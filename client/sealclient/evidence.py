@@ -36,8 +36,8 @@ from seald.domain.approval_statement import (
     statement_problems,
 )
 from seald.domain.audit import RECORD_COLUMNS, verify_segment
+from seald.domain.checkpoints import CHECKPOINT_FORMAT, checkpoint_payload
 from seald.domain.digest import DigestDocument, DigestPlacement, canonical_approval_subject, digest_of
-from seald.store.checkpoints import CHECKPOINT_FORMAT, checkpoint_payload
 
 EVIDENCE_FORMAT: Final = "seald.evidence/1"
 

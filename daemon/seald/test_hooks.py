@@ -38,7 +38,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from seald.logs import get_logger
+from seald.runtime.logs import get_logger
 
 log = get_logger("seald.test_hooks")
 

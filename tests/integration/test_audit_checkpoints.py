@@ -16,7 +16,7 @@ from pathlib import Path
 
 from cryptography import x509
 
-from seald.audit_ops import AuditOperations
+from seald.audit.operations import AuditOperations
 from seald.domain.audit import GENESIS_HASH, AuditEvent, chain_after
 from seald.store.checkpoints import LATEST_FILE, SignedCheckpoint, signature_problem
 from seald.store.ledger import Ledger

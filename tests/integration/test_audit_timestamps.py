@@ -23,8 +23,8 @@ from daemon_harness import SealDaemon
 from fixture_layout import SealFixtures
 from ltv_pki import LivePki, live_pki
 
-from seald.audit_ops import AuditOperations
-from seald.audit_timestamps import timestamp_time
+from seald.audit.operations import AuditOperations
+from seald.audit.timestamps import timestamp_time
 from seald.domain.audit import AuditEvent, ChainVerification
 from seald.store.checkpoints import LATEST_FILE, SignedCheckpoint
 from seald.store.ledger import Ledger

@@ -19,7 +19,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from sealapi.v1 import common_pb2, requests_pb2, requests_pb2_grpc, seals_pb2, seals_pb2_grpc
 from sealclient.errors import SealClientError
-from seald.app import MAX_MESSAGE_BYTES
+from seald.runtime.daemon import MAX_MESSAGE_BYTES
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from daemon_harness import SealDaemon, make_pdf

@@ -25,7 +25,7 @@ from fixture_layout import SealFixtures
 from ltv_pki import LivePki, live_pki
 from pyhanko.pdf_utils.reader import PdfFileReader
 
-from seald.seal_workers import SealWorkers
+from seald.service.seal_workers import SealWorkers
 from seald.signing.errors import SigningError
 from seald.signing.levels import LevelSettings, SignatureLevel
 from seald.signing.pades import seal_pdf, token_signer

@@ -21,10 +21,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "assets"))
 from large_flow import byte_range_covers_file, pdfsig
 from make_pdfs import valid_pdf
 
-from seald.app import load_seal_certificates
 from seald.config import load_config
 from seald.domain.errors import PreconditionFailed
-from seald.seal_workers import SealWorkers, seal_documents
+from seald.runtime.daemon import load_seal_certificates
+from seald.service.seal_workers import SealWorkers, seal_documents
 from seald.signing.errors import PlacementError
 from seald.signing.pipeline import SealJob
 from seald.signing.placement import PlacementSpec

@@ -97,7 +97,7 @@ async def wait_for(predicate: Any, timeout: float = 5.0) -> None:
 
 
 def manager(fx: SealFixtures) -> tuple[TokenManager, dict[str, bytes]]:
-    from seald.app import load_seal_certificates  # noqa: PLC0415
+    from seald.runtime.daemon import load_seal_certificates  # noqa: PLC0415
 
     config = load_config(fx.config)
     certs = load_seal_certificates(config)

@@ -13,9 +13,9 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from seald.audit_ops import seal_report_pdf
+from seald.audit.operations import seal_report_pdf
+from seald.audit.reports import build_report, render
 from seald.domain.audit import AuditEvent, AuditRecord, chain_next
-from seald.reports import build_report, render
 from seald.signing.verify import verify_pdf
 from seald.store.checkpoints import CERT_FILE, AuditKey
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from seald.sdnotify import SystemdNotifier, single_line, socket_address, watchdog_interval_from
+from seald.runtime.sdnotify import SystemdNotifier, single_line, socket_address, watchdog_interval_from
 
 
 @pytest.fixture

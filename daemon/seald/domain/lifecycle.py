@@ -542,32 +542,5 @@ def recover_unknown_outcome(request: SealRequest, *, now: datetime) -> SealReque
     )
 
 
-def can_view(principal: Principal, request: SealRequest) -> bool:
-    if principal.name == request.requester:
-        return True
-    if Role.ADMIN in principal.roles or Role.AUDITOR in principal.roles:
-        return request.seal_id in principal.seal_ids
-    return request.seal_id in principal.seal_ids and bool(
-        principal.roles & {Role.APPROVER, Role.CUSTODIAN}
-    )
-
-
-def can_preview(principal: Principal, request: SealRequest) -> bool:
-    """Who may see the preview (the original with the seal drawn in): the requester, the
-    seal's approvers (they approve that picture, R06) and its admins and auditors.
-    A custodian holds the token; judging documents is not part of that role (R04)."""
-    if principal.name == request.requester:
-        return True
-    return request.seal_id in principal.seal_ids and bool(
-        principal.roles & {Role.APPROVER, Role.ADMIN, Role.AUDITOR}
-    )
-
-
-def can_download_sealed(principal: Principal, request: SealRequest) -> bool:
-    return principal.name == request.requester or (
-        Role.AUDITOR in principal.roles and request.seal_id in principal.seal_ids
-    )
-
-
 def approver_count(request: SealRequest) -> int:
     return len(distinct_approvers(request.requester, request.approvals))

@@ -18,7 +18,7 @@ from seald.domain.audit import AuditEvent
 from seald.domain.custody import Custody, CustodyChange, CustodyChangeKind
 from seald.domain.errors import PermissionDenied, PreconditionFailed
 from seald.domain.model import Principal, Role
-from seald.logs import get_logger
+from seald.runtime.logs import get_logger
 from seald.store import custody as custody_store
 from seald.store.requests import Store, Transaction
 from seald.tokens.manager import TokenManager

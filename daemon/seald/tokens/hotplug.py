@@ -22,7 +22,7 @@ from typing import Any
 import pyudev
 
 from seald.domain.errors import ConfigError
-from seald.logs import get_logger
+from seald.runtime.logs import get_logger
 from seald.tokens.manager import TokenManager
 
 log = get_logger("seald.hotplug")

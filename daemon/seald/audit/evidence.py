@@ -30,7 +30,7 @@ from typing import Any, Final
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from seald.audit_ops import AuditOperations
+from seald.audit.operations import AuditOperations
 from seald.config import Config
 from seald.domain.audit import RECORD_COLUMNS, AuditEvent
 from seald.domain.errors import PermissionDenied, PreconditionFailed

@@ -12,10 +12,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pkcs11 import Attribute
 from pkcs11 import exceptions as p11x
@@ -33,14 +33,14 @@ from seald.domain.seals import (
     effective_state,
     require_admin,
 )
-from seald.logs import get_logger
-from seald.seal_certs import check_seal_certificate, spki_sha256
+from seald.registry.certs import check_seal_certificate, spki_sha256
+from seald.runtime.logs import get_logger
+from seald.service.catalog import SealCatalog
+from seald.service.settings import LiveConfig
 from seald.store import seals as seal_tables
-from seald.store.requests import Transaction
+from seald.store.requests import Store, Transaction
 from seald.tokens import seal_keys
-
-if TYPE_CHECKING:
-    from seald.service import SealService
+from seald.tokens.manager import TokenManager
 
 log = get_logger("seald.seals")
 
@@ -89,12 +89,28 @@ class CreatedKey:
 
 
 class SealAdmin:
-    def __init__(self, service: SealService) -> None:
-        self.service = service
+    """Seal lifecycle by admins (R01-R03): create key, import certificate, suspend ... destroy."""
+
+    def __init__(
+        self,
+        live: LiveConfig,
+        store: Store,
+        tokens: TokenManager,
+        catalog: SealCatalog,
+        *,
+        clock: Callable[[], datetime],
+        wake_signer: Callable[[], None],
+    ) -> None:
+        self._live = live
+        self._store = store
+        self._tokens = tokens
+        self._catalog = catalog
+        self._clock = clock
+        self._wake_signer = wake_signer
 
     def _read_state(self, tx: Transaction, seal_id: str) -> SealState:
         """The stored state, PENDING while the seal has no certificate (config or imported)."""
-        has_certificate = self.service.config.seals[seal_id].certificate is not None or bool(
+        has_certificate = self._live.current.seals[seal_id].certificate is not None or bool(
             tx.conn.execute("SELECT 1 FROM seal_certificate WHERE seal_id = ? LIMIT 1", (seal_id,)).fetchone()
         )
         return effective_state(seal_tables.get_state(tx.conn, seal_id), has_certificate)
@@ -128,24 +144,23 @@ class SealAdmin:
         If the key already exists (a CSR was lost, or an active seal's certificate is to be
         renewed), a new CSR for the same key is made; an active seal never gets a new key.
         """
-        service = self.service
-        service.seal(seal_id)
+        self._catalog.seal(seal_id)
         require_admin(principal, seal_id)
-        sc = service.config.seals[seal_id]
+        sc = self._live.current.seals[seal_id]
         subject = {
             "organization_name": sc.organisation,
             "common_name": f"{sc.organisation} {sc.display_name}",
         }
         async with _one_at_a_time(seal_id):
-            now = service.clock()
-            preview, _ = await service.store.write(
+            now = self._clock()
+            preview, _ = await self._store.write(
                 lambda tx: self._decide_simple(
                     tx, principal, seal_id, SealAction.CREATE_KEY, comment=comment, now=now
                 )
             )
             # A new key only for a pending seal; an active one gets a CSR for its key (renewal).
             new_seal = preview.previous_status is SealStatus.PENDING
-            key = await service.tokens.with_session(
+            key = await self._tokens.with_session(
                 seal_id,
                 lambda session: seal_keys.build_csr(
                     session, seal_id, sc.key_label, subject, may_generate=new_seal
@@ -188,15 +203,15 @@ class SealAdmin:
                 )
                 return decision
 
-            decision, _ = await service.store.write(_tx)
-            service.seal_states[seal_id] = decision.state
+            decision, _ = await self._store.write(_tx)
+            self._catalog.states[seal_id] = decision.state
         log.info(
             "seal.key_created" if key.created else "seal.csr_exported",
             seal_id=seal_id,
             principal=principal.name,
             public_key_sha256=details["public_key_sha256"],
         )
-        outcome = LifecycleOutcome(seal=service.seal(seal_id), state=decision.state, executed=True)
+        outcome = LifecycleOutcome(seal=self._catalog.seal(seal_id), state=decision.state, executed=True)
         return CreatedKey(outcome=outcome, csr_der=key.csr_der, key_created=key.created)
 
     async def import_certificate(
@@ -216,33 +231,32 @@ class SealAdmin:
         transaction (certificate row, state, history, re-bound requests, audit). If that
         transaction fails, the token gets its previous certificate back.
         """
-        service = self.service
-        service.seal(seal_id)
+        self._catalog.seal(seal_id)
         require_admin(principal, seal_id)
         action = SealAction.CHANGE if renew else SealAction.IMPORT_CERTIFICATE
-        sc = service.config.seals[seal_id]
+        sc = self._live.current.seals[seal_id]
         async with _one_at_a_time(seal_id):
-            now = service.clock()
-            await service.store.write(
+            now = self._clock()
+            await self._store.write(
                 lambda tx: self._decide_simple(
                     tx, principal, seal_id, action, comment=comment, now=now, display_name=display_name
                 )
             )
-            token_spki = await service.tokens.with_session(
+            token_spki = await self._tokens.with_session(
                 seal_id, lambda session: seal_keys.token_public_key(session, seal_id, sc.key_label)
             )
             loop = asyncio.get_running_loop()
-            ca_pem = await loop.run_in_executor(None, service.config.trust.seal_ca.read_bytes)
+            ca_pem = await loop.run_in_executor(None, self._live.current.trust.seal_ca.read_bytes)
             facts = check_seal_certificate(
                 der, seal_id=seal_id, token_spki=token_spki, seal_ca_pem=ca_pem, now=now
             )
-            previous = service.tokens.certificate_sha256(seal_id)
+            previous = self._tokens.certificate_sha256(seal_id)
             if facts.sha256 == previous:
                 raise AlreadyDone(
                     f"that certificate is already seal {seal_id}'s registered certificate",
                     reason="certificate_unchanged",
                 )
-            replaced = await service.tokens.with_session(
+            replaced = await self._tokens.with_session(
                 seal_id,
                 lambda session: seal_keys.replace_certificate(session, seal_id, sc.key_label, facts.der),
             )
@@ -313,19 +327,19 @@ class SealAdmin:
                 return decision
 
             try:
-                decision, _ = await service.store.write(_tx)
+                decision, _ = await self._store.write(_tx)
             except BaseException:
                 # Nothing registered: the token gets its previous certificate back.
                 with contextlib.suppress(SealError):
-                    await service.tokens.with_session(
+                    await self._tokens.with_session(
                         seal_id,
                         lambda session: seal_keys.restore_certificates(
                             session, seal_id, sc.key_label, replaced
                         ),
                     )
                 raise
-            service.tokens.set_certificate(seal_id, facts.der)
-            service.seal_states[seal_id] = decision.state
+            self._tokens.set_certificate(seal_id, facts.der)
+            self._catalog.states[seal_id] = decision.state
         log.info(
             event,
             seal_id=seal_id,
@@ -333,9 +347,9 @@ class SealAdmin:
             certificate_sha256=facts.sha256,
             voided_requests=len(voided),
         )
-        service.wake_signer()
+        self._wake_signer()
         return LifecycleOutcome(
-            seal=service.seal(seal_id), state=decision.state, executed=True, voided_requests=len(voided)
+            seal=self._catalog.seal(seal_id), state=decision.state, executed=True, voided_requests=len(voided)
         )
 
     async def act(
@@ -368,10 +382,9 @@ class SealAdmin:
         proposal_id: str,
         display_name: str,
     ) -> LifecycleOutcome:
-        service = self.service
-        service.seal(seal_id)  # unknown seal -> InvalidInput
+        self._catalog.seal(seal_id)  # unknown seal -> InvalidInput
         require_admin(principal, seal_id)
-        now = service.clock()
+        now = self._clock()
 
         def _decide(tx: Transaction) -> Decision:
             if proposal_id and seal_tables.proposal_confirmed(tx.conn, proposal_id):
@@ -395,9 +408,9 @@ class SealAdmin:
         # changes. A dry run of the decision keeps a refused call away from the token.
         deleted = -1
         if action is SealAction.DESTROY:
-            preview, _ = await service.store.write(_decide)
+            preview, _ = await self._store.write(_decide)
             if preview.executed:
-                key_label = service.config.seals[seal_id].key_label
+                key_label = self._live.current.seals[seal_id].key_label
 
                 def _delete(session: Any) -> int:
                     try:
@@ -409,7 +422,7 @@ class SealAdmin:
                             reason="token_error",
                         ) from ex
 
-                deleted = await service.tokens.with_session(seal_id, _delete)
+                deleted = await self._tokens.with_session(seal_id, _delete)
 
         voided: list[str] = []
 
@@ -481,11 +494,11 @@ class SealAdmin:
             )
             return decision
 
-        decision, _ = await service.store.write(_tx)
+        decision, _ = await self._store.write(_tx)
         if decision.executed:
-            service.seal_states[seal_id] = decision.state
+            self._catalog.states[seal_id] = decision.state
             if decision.state.status is SealStatus.DESTROYED:
-                await service.tokens.lock(seal_id)
+                await self._tokens.lock(seal_id)
         log.info(
             f"seal.{action.value}" if decision.executed else "seal.lifecycle_proposed",
             seal_id=seal_id,
@@ -495,7 +508,7 @@ class SealAdmin:
             voided_requests=len(voided),
         )
         return LifecycleOutcome(
-            seal=service.seal(seal_id),
+            seal=self._catalog.seal(seal_id),
             state=decision.state,
             executed=decision.executed,
             voided_requests=len(voided),

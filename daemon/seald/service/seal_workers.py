@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from seald import test_hooks
-from seald.logs import get_logger
+from seald.runtime.logs import get_logger
 from seald.signing.errors import TokenSigningError
 from seald.signing.pades import SealResult, token_signer
 from seald.signing.pipeline import (

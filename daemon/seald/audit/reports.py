@@ -3,7 +3,7 @@
 A report is a pure function of the ledger records up to its end time: no wall
 clock, no randomness (the PDF's document id and font subset tag are derived from
 the report content), so the same ledger gives the same bytes. The PDF is then
-sealed with the audit key (seald.audit_ops) - that signature carries its own
+sealed with the audit key (seald.audit.operations) - that signature carries its own
 signing time, so reproducibility is promised for the unsealed report bytes.
 """
 

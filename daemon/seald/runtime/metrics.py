@@ -31,7 +31,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from seald.domain.model import RequestState
-from seald.logs import get_logger
+from seald.runtime.logs import get_logger
 
 log = get_logger("seald.metrics")
 

@@ -8,14 +8,15 @@ at most ``MAX_CONCURRENT`` at a time (poppler is CPU-heavy and the seal host is 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
-from seald.domain import lifecycle
-from seald.domain.errors import InvalidInput, PermissionDenied, PreconditionFailed
+from seald.domain import access
+from seald.domain.errors import InvalidInput, PreconditionFailed
 from seald.domain.model import Principal, SealRequest
-from seald.service import SealService
 from seald.signing.errors import SigningError
 from seald.signing.placement import PlacementSpec
 from seald.signing.preview import PreviewImage, check_dpi, render_preview
+from seald.store.requests import Store
 
 MAX_CONCURRENT = 2
 # Not the document's fault: the seal host lacks poppler or a CJK font.
@@ -23,20 +24,22 @@ HOST_PROBLEMS = frozenset({"tool_missing", "no_cjk_font"})
 
 
 class Previews:
-    def __init__(self, service: SealService) -> None:
-        self.service = service
+    def __init__(
+        self,
+        get_request: Callable[[Principal, str], Awaitable[SealRequest]],
+        store: Store,
+        seal_image: Callable[[str], bytes],
+    ) -> None:
+        self._get_request = get_request
+        self._store = store
+        self._seal_image = seal_image
         self._slots = asyncio.Semaphore(MAX_CONCURRENT)
 
     async def render(
         self, principal: Principal, request_id: str, document_index: int, dpi: int
     ) -> tuple[SealRequest, list[PreviewImage]]:
-        request = await self.service.get(principal, request_id)
-        if not lifecycle.can_preview(principal, request):
-            raise PermissionDenied(
-                f"{principal.name} may not preview request {request_id}: only its requester "
-                "and the seal's approvers, administrators and auditors may (R04)",
-                reason="not_allowed_to_preview",
-            )
+        request = await self._get_request(principal, request_id)
+        access.require_may_preview(principal, request)
         if not 0 <= document_index < len(request.documents):
             raise InvalidInput(
                 f"request {request_id} has {len(request.documents)} document(s); index "
@@ -47,7 +50,7 @@ class Previews:
             dpi = check_dpi(dpi)
         except SigningError as ex:
             raise InvalidInput(str(ex), reason=ex.reason) from ex
-        original = self.service.store.original_path(request_id, document_index)
+        original = self._store.original_path(request_id, document_index)
         p = request.placement
         placement = PlacementSpec(
             page=p.page,
@@ -60,7 +63,7 @@ class Previews:
         loop = asyncio.get_running_loop()
         async with self._slots:
             try:
-                seal_png = await loop.run_in_executor(None, self.service.seal_image, request.seal_id)
+                seal_png = await loop.run_in_executor(None, self._seal_image, request.seal_id)
                 pages = await loop.run_in_executor(
                     None, lambda: render_preview(original, seal_png, placement, dpi=dpi)
                 )

@@ -16,10 +16,11 @@ from pathlib import Path
 import aiohttp
 from pyhanko.sign.timestamps.common_utils import TimestampRequestError
 
-from seald import audit_timestamps, report_seal, reports
+from seald.audit import report_seal, reports
+from seald.audit import timestamps as audit_timestamps
 from seald.domain.audit import ChainVerification, format_time
 from seald.domain.errors import InvalidInput
-from seald.logs import get_logger
+from seald.runtime.logs import get_logger
 from seald.store.audit_health import (
     DatabaseFileReplaced,
     check_free_space,
@@ -209,7 +210,7 @@ class AuditOperations:
 
 
 def seal_report_pdf(data: bytes, audit_dir: Path, last_record_time: str, fallback: datetime) -> bytes:
-    """Seal a rendered report with the audit key, reproducibly (see seald.report_seal)."""
+    """Seal a rendered report with the audit key, reproducibly (see seald.audit.report_seal)."""
     signer, certificate = report_seal.load_audit_signer(audit_dir)
     when = report_seal.report_signing_time(last_record_time, fallback, certificate)
     return report_seal.seal_report(data, signer, when)

@@ -15,6 +15,7 @@ from seald.config import Config
 from seald.domain.errors import SealError
 from seald.store.backup import create_backup, restore_backup
 from seald.store.checkpoints import AuditKey
+from seald.store.state_lock import acquire_state_lock
 
 
 def run_backup(config: Config, destination: Path) -> int:
@@ -41,8 +42,6 @@ def run_backup(config: Config, destination: Path) -> int:
 
 
 def run_restore(config: Config, backup: Path) -> int:
-    from seald.app import acquire_state_lock  # noqa: PLC0415 - app imports this module
-
     state_dir = config.store.state_dir
     try:
         lock = acquire_state_lock(state_dir)

@@ -1,0 +1,282 @@
+"""SealRegistryService: the seals, their lifecycle (R01-R03), seal images and custody (R07)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+
+from sealapi.v1 import seals_pb2, seals_pb2_grpc
+from seald.api import convert, custody_convert
+from seald.api.call import CallInfo, Gate, Servicer, rpc
+from seald.domain import access
+from seald.domain.errors import InvalidInput
+from seald.domain.model import Principal
+from seald.domain.seals import SealAction, SealState, effective_state, require_admin
+from seald.registry.admin import SealAdmin
+from seald.service.catalog import SealCatalog
+from seald.signing.errors import SigningError
+from seald.tokens.custody_guard import CustodyGuard
+from seald.tokens.manager import TokenManager
+
+SEAL_IMAGE_DPI, SEAL_IMAGE_MIN_DPI, SEAL_IMAGE_MAX_DPI = 300, 72, 1200
+
+
+class SealRegistryServicer(Servicer, seals_pb2_grpc.SealRegistryServiceServicer):
+    def __init__(
+        self,
+        gate: Gate,
+        *,
+        catalog: SealCatalog,
+        tokens: TokenManager,
+        custody: CustodyGuard,
+        admin: SealAdmin,
+        seal_image: Callable[[str, int], bytes],
+    ) -> None:
+        super().__init__(gate)
+        self.catalog = catalog
+        self.tokens = tokens
+        self.custody = custody
+        self.admin = admin
+        self.seal_image = seal_image
+
+    def _require_role_on_seal(self, principal: Principal, seal_id: str) -> None:
+        """NOT_FOUND for an unknown seal, PERMISSION_DENIED without a role on it."""
+        self.catalog.seal(seal_id)
+        access.require_role_on_seal(principal, seal_id)
+
+    def _seal_pb(self, seal_id: str) -> seals_pb2.Seal:
+        tokens = self.tokens
+        der = tokens.certificate_der(seal_id)
+        state = self.catalog.states.get(seal_id) or SealState(seal_id)
+        pb = convert.seal_to_pb(
+            self.gate.live.current.seals[seal_id],
+            der,
+            tokens.certificate_sha256(seal_id),
+            effective_state(state, bool(der)),  # PENDING until a certificate is imported
+        )
+        pb.custodian = self.custody.custody(seal_id).custodian  # R07: who holds it
+        return pb
+
+    async def _lifecycle(
+        self,
+        principal: Principal,
+        info: CallInfo,
+        request: seals_pb2.SealLifecycleRequest,
+        action: SealAction,
+    ) -> seals_pb2.Seal:
+        info.seal_id = request.seal_id
+        outcome = await self.admin.act(
+            principal,
+            request.seal_id,
+            action,
+            comment=request.comment,
+            proposal_id=request.proposal_id,
+        )
+        pb = self._seal_pb(request.seal_id)
+        if not outcome.executed:
+            pb.status_reason = (
+                f"{action.value} proposed as {request.proposal_id} by {principal.name}; a "
+                "second administrator must confirm it with the same proposal id"
+            )
+        return pb
+
+    @rpc
+    async def ListSeals(
+        self,
+        principal: Principal,
+        info: CallInfo,
+        request: seals_pb2.ListSealsRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> seals_pb2.ListSealsResponse:
+        return seals_pb2.ListSealsResponse(
+            seals=[self._seal_pb(s) for s in sorted(self.gate.live.current.seals) if s in principal.seal_ids]
+        )
+
+    @rpc
+    async def GetSeal(
+        self,
+        principal: Principal,
+        info: CallInfo,
+        request: seals_pb2.GetSealRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> seals_pb2.Seal:
+        info.seal_id = request.seal_id
+        self._require_role_on_seal(principal, request.seal_id)
+        return self._seal_pb(request.seal_id)
+
+    @rpc
+    async def RenderSealImage(
+        self,
+        principal: Principal,
+        info: CallInfo,
+        request: seals_pb2.RenderSealImageRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> seals_pb2.RenderSealImageResponse:
+        info.seal_id = request.seal_id
+        self._require_role_on_seal(principal, request.seal_id)
+        dpi = request.dpi or SEAL_IMAGE_DPI
+        if not SEAL_IMAGE_MIN_DPI <= dpi <= SEAL_IMAGE_MAX_DPI:
+            raise InvalidInput(
+                f"seal image resolution {dpi} dpi is outside {SEAL_IMAGE_MIN_DPI}.."
+                f"{SEAL_IMAGE_MAX_DPI}; ask for one in that range or 0 for {SEAL_IMAGE_DPI}",
+                reason="bad_dpi",
+            )
+        loop = asyncio.get_running_loop()
+        try:
+            png = await loop.run_in_executor(None, self.seal_image, request.seal_id, dpi)
+        except SigningError as ex:
+            raise InvalidInput(str(ex), reason=ex.reason) from ex
+        return seals_pb2.RenderSealImageResponse(png=png)
+
+    @rpc
+    async def CreateSealKey(
+        self,
+        principal: Principal,
+        info: CallInfo,
+        request: seals_pb2.CreateSealKeyRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> seals_pb2.CreateSealKeyResponse:
+        info.seal_id = request.seal_id
+        created = await self.admin.create_key(principal, request.seal_id)
+        return seals_pb2.CreateSealKeyResponse(seal_id=request.seal_id, csr_der=created.csr_der)
+
+    @rpc
+    async def ImportSealCertificate(
+        self,
+        principal: Principal,
+        info: CallInfo,
+        request: seals_pb2.ImportSealCertificateRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> seals_pb2.Seal:
+        info.seal_id = request.seal_id
+        await self.admin.import_certificate(
+            principal, request.seal_id, request.certificate_der, renew=False
+        )
+        return self._seal_pb(request.seal_id)
+
+    @rpc
+    async def ChangeSeal(
+        self,
+        principal: Principal,
+        info: CallInfo,
+        request: seals_pb2.ChangeSealRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> seals_pb2.Seal:
+        info.seal_id = request.seal_id
+        self.catalog.seal(request.seal_id)
+        require_admin(principal, request.seal_id)  # R04 before any check of the input
+        admin = self.admin
+        if request.certificate_der:
+            # Renewed certificate for the same key (and optionally a new name), history kept.
+            await admin.import_certificate(
+                principal,
+                request.seal_id,
+                request.certificate_der,
+                renew=True,
+                comment=request.comment,
+                display_name=request.display_name.strip(),
+            )
+            return self._seal_pb(request.seal_id)
+        if not request.display_name.strip():
+            raise InvalidInput(
+                "ChangeSeal needs a new display_name or a renewed certificate_der",
+                reason="missing_display_name",
+            )
+        await admin.act(
+            principal,
+            request.seal_id,
+            SealAction.CHANGE,
+            comment=request.comment,
+            display_name=request.display_name.strip(),
+        )
+        return self._seal_pb(request.seal_id)
+
+    @rpc
+    async def SuspendSeal(
+        self,
+        principal: Principal,
+        info: CallInfo,
+        request: seals_pb2.SealLifecycleRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> seals_pb2.Seal:
+        return await self._lifecycle(principal, info, request, SealAction.SUSPEND)
+
+    @rpc
+    async def ResumeSeal(
+        self,
+        principal: Principal,
+        info: CallInfo,
+        request: seals_pb2.SealLifecycleRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> seals_pb2.Seal:
+        return await self._lifecycle(principal, info, request, SealAction.RESUME)
+
+    @rpc
+    async def ReportSealLost(
+        self,
+        principal: Principal,
+        info: CallInfo,
+        request: seals_pb2.SealLifecycleRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> seals_pb2.Seal:
+        return await self._lifecycle(principal, info, request, SealAction.REPORT_LOST)
+
+    @rpc
+    async def DestroySeal(
+        self,
+        principal: Principal,
+        info: CallInfo,
+        request: seals_pb2.SealLifecycleRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> seals_pb2.Seal:
+        return await self._lifecycle(principal, info, request, SealAction.DESTROY)
+
+    @rpc
+    async def GetCustody(
+        self,
+        principal: Principal,
+        info: CallInfo,
+        request: seals_pb2.GetCustodyRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> seals_pb2.Custody:
+        info.seal_id = request.seal_id
+        self._require_role_on_seal(principal, request.seal_id)
+        guard = self.custody
+        return custody_convert.custody_to_pb(guard.custody(request.seal_id), guard.clock())
+
+    @rpc
+    async def ProposeCustodyChange(
+        self,
+        principal: Principal,
+        info: CallInfo,
+        request: seals_pb2.ProposeCustodyChangeRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> seals_pb2.CustodyChange:
+        info.seal_id = request.seal_id
+        self.catalog.seal(request.seal_id)
+        start, end = custody_convert.window_from_pb(request.window)
+        change = await self.custody.propose(
+            principal,
+            request.seal_id,
+            custody_convert.kind_from_pb(request.kind),
+            request.to_principal,
+            comment=request.comment,
+            window_start=start,
+            window_end=end,
+        )
+        return custody_convert.change_to_pb(change)
+
+    @rpc
+    async def ApproveCustodyChange(
+        self,
+        principal: Principal,
+        info: CallInfo,
+        request: seals_pb2.ApproveCustodyChangeRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> seals_pb2.CustodyChange:
+        change = await self.custody.approve(principal, request.change_id)
+        info.seal_id = change.seal_id
+        return custody_convert.change_to_pb(change)

@@ -1,0 +1,112 @@
+"""Builds the service parts (seald.service) for the daemon: who gets which collaborator."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from seald.config import Config
+from seald.registry.admin import SealAdmin
+from seald.runtime.metrics import SealMetrics
+from seald.service.admission import Admission
+from seald.service.catalog import SealCatalog
+from seald.service.expiry import Expiry
+from seald.service.previews import Previews
+from seald.service.recorder import Recorder
+from seald.service.requests import RequestService
+from seald.service.seal_workers import SealWorkers
+from seald.service.settings import LiveConfig
+from seald.service.signer import Signer
+from seald.service.tokens import Readiness, TokenService
+from seald.store.requests import Store
+from seald.tokens.custody_guard import CustodyGuard
+from seald.tokens.manager import TokenManager
+
+
+@dataclass(frozen=True)
+class Services:
+    """The parts, for the daemon's wiring (seald.runtime.daemon) only: servicers and
+    background tasks each receive the parts they use, never this bundle."""
+
+    live: LiveConfig
+    store: Store
+    tokens: TokenManager
+    clock: Callable[[], datetime]
+    metrics: SealMetrics
+    recorder: Recorder
+    catalog: SealCatalog
+    admission: Admission
+    custody: CustodyGuard
+    readiness: Readiness
+    expiry: Expiry
+    workers: SealWorkers
+    signer: Signer
+    requests: RequestService
+    token_service: TokenService
+    previews: Previews
+    seal_admin: SealAdmin
+
+
+def build_services(
+    config: Config, store: Store, tokens: TokenManager, clock: Callable[[], datetime]
+) -> Services:
+    live = LiveConfig(config)
+    # Ops counters (seald.runtime.metrics); served only if [metrics] listen is set.
+    metrics = SealMetrics(config.seals)
+    recorder = Recorder(store)
+    catalog = SealCatalog(live, store, tokens)
+    # R07/R08/R09: initial PIN, hours, custody holder (issue 3).
+    custody = CustodyGuard(config, store, tokens, clock)
+    custody.on_not_returned = metrics.not_returned_alert
+    readiness = Readiness(store, tokens, custody)
+    expiry = Expiry(store, recorder, clock)
+    # Worker processes for the CPU-bound halves of sealing (started by the signer loop).
+    workers = SealWorkers()
+    signer = Signer(
+        live,
+        store,
+        tokens,
+        catalog,
+        recorder,
+        expiry=expiry,
+        workers=workers,
+        readiness=readiness,
+        clock=clock,
+    )
+    custody.on_ready_change = signer.wake
+    token_service = TokenService(
+        catalog,
+        tokens,
+        custody,
+        recorder,
+        wake_signer=signer.wake,
+        read_seal_certificate=signer.read_seal_certificate,
+    )
+    requests = RequestService(
+        live, store, catalog, recorder, signer=signer, workers=workers, clock=clock
+    )
+    previews = Previews(requests.get, store, signer.seal_image)
+    seal_admin = SealAdmin(live, store, tokens, catalog, clock=clock, wake_signer=signer.wake)
+    return Services(
+        live=live,
+        store=store,
+        tokens=tokens,
+        clock=clock,
+        metrics=metrics,
+        recorder=recorder,
+        catalog=catalog,
+        admission=Admission(live, store),
+        custody=custody,
+        readiness=readiness,
+        expiry=expiry,
+        workers=workers,
+        signer=signer,
+        requests=requests,
+        token_service=token_service,
+        previews=previews,
+        seal_admin=seal_admin,
+    )
+
+
+__all__ = ["Services", "build_services"]

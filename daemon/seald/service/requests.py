@@ -1,0 +1,347 @@
+"""Requests as their people see them: submit, approve, withdraw, reject, cancel, read.
+
+Each operation loads the request, applies a pure transition of seald.domain.lifecycle
+(the approval rules themselves are in seald.domain.policy), and commits the new request
+with its audit record through the Recorder in ONE transaction.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from seald.config import Config
+from seald.domain import access, lifecycle
+from seald.domain.approval_statement import SignedApproval
+from seald.domain.errors import (
+    InvalidInput,
+    LimitExceeded,
+    PreconditionFailed,
+    ServiceUnavailable,
+)
+from seald.domain.limits import check_open_requests
+from seald.domain.model import (
+    Document,
+    Placement,
+    Principal,
+    RequestState,
+    Role,
+    SealRequest,
+)
+from seald.service.catalog import SealCatalog
+from seald.service.recorder import Recorder, request_event
+from seald.service.seal_workers import SealWorkers, discard_early
+from seald.service.settings import LiveConfig
+from seald.service.signer import Signer
+from seald.signing.errors import InputDocumentError, SigningError
+from seald.signing.input_checks import check_input_pdf
+from seald.store.limits import count_open_requests
+from seald.store.requests import Store, Transaction
+
+
+@dataclass(frozen=True)
+class UploadedDocument:
+    name: str
+    size: int
+    sha256: str
+    path: Path
+
+
+class RequestService:
+    """The request operations of requesters and approvers (R04-R06)."""
+
+    def __init__(
+        self,
+        live: LiveConfig,
+        store: Store,
+        catalog: SealCatalog,
+        recorder: Recorder,
+        *,
+        signer: Signer,
+        workers: SealWorkers,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._live = live
+        self._store = store
+        self._catalog = catalog
+        self._recorder = recorder
+        self._signer = signer
+        self._workers = workers
+        self._clock = clock
+
+    @property
+    def config(self) -> Config:
+        return self._live.current
+
+    def new_upload_dir(self) -> Path:
+        path = self._store.incoming_dir / uuid.uuid4().hex
+        path.mkdir(mode=0o700)
+        return path
+
+    async def submit(
+        self,
+        principal: Principal,
+        *,
+        seal_id: str,
+        reason: str,
+        category: str,
+        placement: Placement,
+        uploads: Sequence[UploadedDocument],
+        upload_dir: Path,
+        client_request_key: str = "",
+    ) -> SealRequest:
+        if client_request_key:
+            existing = await self._store.find_by_client_key(principal.name, client_request_key)
+            if existing is not None:
+                shutil.rmtree(upload_dir, ignore_errors=True)
+                return existing
+        seal = self._catalog.seal(seal_id)
+        if len(uploads) > self.config.requests.max_documents_per_request:
+            raise LimitExceeded(
+                f"{len(uploads)} documents in one request; the limit is "
+                f"{self.config.requests.max_documents_per_request} (max_documents_per_request)",
+                reason="too_many_documents",
+            )
+        for upload in uploads:
+            # In a seal worker process: parsing is CPU-bound, and many concurrent submits
+            # would otherwise queue on the daemon's own interpreter (issue 8).
+            try:
+                await self._workers.run(
+                    check_input_pdf, upload.path, self.config.requests.max_document_bytes
+                )
+            except InputDocumentError as ex:
+                raise InvalidInput(f"{upload.name}: {ex}", reason=ex.reason) from ex
+            except SigningError as ex:  # the worker died: nothing was stored
+                raise ServiceUnavailable(f"{upload.name}: {ex}", reason=ex.reason) from ex
+        request_id = uuid.uuid4().hex
+        documents = [
+            Document(index=i, name=u.name, size=u.size, sha256=u.sha256)
+            for i, u in enumerate(uploads)
+        ]
+        request = lifecycle.submit(
+            request_id=request_id,
+            requester=principal,
+            seal=seal,
+            reason=reason,
+            category=category,
+            placement=placement,
+            documents=documents,
+            now=self._clock(),
+            ttl=timedelta(hours=self.config.requests.approval_ttl_hours),
+            host=self.config.server.host_name,
+            client_request_key=client_request_key,
+        )
+        # Documents go in place before the row: a crash leaves an orphan directory, never a
+        # request without its documents.
+        final_dir = self._store.documents_dir / request_id
+        for i, upload in enumerate(uploads):
+            os.replace(upload.path, upload_dir / f"{i:04d}.pdf")
+        os.replace(upload_dir, final_dir)
+        _fsync_dir(self._store.documents_dir)
+
+        def _tx(tx: Transaction) -> SealRequest:
+            # In the one writer's transaction: concurrent uploads cannot overshoot the limit.
+            check_open_requests(
+                principal.name,
+                count_open_requests(tx.conn, principal.name),
+                self.config.requests.max_pending_per_principal,
+            )
+            tx.save_request(request)
+            for doc in request.documents:
+                tx.audit(
+                    request_event(
+                        "request.submitted",
+                        request,
+                        principal,
+                        Role.REQUESTER,
+                        doc,
+                        outcome="pending",
+                        details={"category": request.category},  # for the R11 summary
+                    )
+                )
+            return request
+
+        try:
+            return await self._recorder.commit(_tx, "request.submitted")
+        except BaseException:
+            shutil.rmtree(final_dir, ignore_errors=True)
+            raise
+
+    async def approve(
+        self,
+        principal: Principal,
+        request_id: str,
+        *,
+        document_sha256: Sequence[str],
+        approval_digest: str,
+        comment: str,
+        certificate_sha256: str,
+        signed: SignedApproval,
+    ) -> SealRequest:
+        """Record one approval; ``signed`` is its statement, already verified against the
+        connection's certificate (api/signed_approvals.py). There is no unsigned path."""
+        now = self._clock()
+        policy_cache: dict[str, Any] = {}
+
+        def approved(request: SealRequest) -> SealRequest:
+            """The request with this approval added (pure; raises if it is refused)."""
+            policy = policy_cache.setdefault(
+                request.seal_id, self.config.policy_for(request.seal_id, now)
+            )
+            return lifecycle.approve(
+                request,
+                approver=principal,
+                document_sha256=document_sha256,
+                approval_digest=approval_digest,
+                policy=policy,
+                now=now,
+                comment=comment,
+                certificate_sha256=certificate_sha256,
+                use_ttl=timedelta(hours=self.config.requests.approval_use_hours),
+                signed=signed.as_approval(),
+            )
+
+        def _tx(tx: Transaction) -> SealRequest:
+            request = tx.get_request(request_id)
+            access.require_visible(principal, request)
+            # R04/R05: who may approve is answered before anything about the seal or the
+            # statement (the API relies on this order).
+            lifecycle.require_eligible_approver(request, principal)
+            # R02/R03: no approval for a stopped seal or outside its window.
+            lifecycle.check_seal_usable(self._catalog.seal(request.seal_id, tx), request.category, now)
+            new = approved(request)
+            policy = policy_cache[request.seal_id]
+            details: dict[str, str | int | bool | None] = {
+                "approval_digest": approval_digest,
+                "comment": comment,
+            }
+            # Issue 9: the signed statement must say what is approved; its hash, the
+            # certificate and the policy it met are bound into the ledger.
+            signed.check(
+                request,
+                document_sha256=document_sha256,
+                approval_digest=approval_digest,
+                comment=comment,
+                connection_certificate_sha256=certificate_sha256,
+                # The statement is dated by the approver's wall clock: compare with ours, not
+                # with the injected clock (tests move that one to reach other hours of the day).
+                now=datetime.now(UTC),
+            )
+            details.update(signed.audit_details(policy))
+            tx.save_request(new)
+            tx.audit(
+                request_event(
+                    "request.approved",
+                    new,
+                    principal,
+                    Role.APPROVER,
+                    None,
+                    outcome=new.state.value,
+                    details=details,
+                )
+            )
+            return new
+
+        early = await self._signer.prepare_if_completing(request_id, principal, approved)
+        try:
+            request = await self._recorder.commit(_tx, "request.approved")
+        except BaseException:
+            for prepared in early:
+                discard_early(prepared)
+            raise
+        # Straight to the signer when its token is ready and idle: no queue to read
+        # (latency of one request, issue 8); otherwise the signer's loop picks it up.
+        self._signer.hand_over(request, early)
+        return request
+
+    async def withdraw(self, principal: Principal, request_id: str) -> SealRequest:
+        def step(request: SealRequest, now: datetime) -> SealRequest:
+            policy = self.config.policy_for(request.seal_id, now)
+            return lifecycle.withdraw_approval(request, approver=principal, policy=policy, now=now)
+
+        return await self._principal_transition(
+            principal, request_id, step, event="request.approval_withdrawn", role=Role.APPROVER
+        )
+
+    async def reject(self, principal: Principal, request_id: str, comment: str) -> SealRequest:
+        return await self._principal_transition(
+            principal,
+            request_id,
+            lambda r, now: lifecycle.reject(r, approver=principal, comment=comment, now=now),
+            event="request.rejected",
+            role=Role.APPROVER,
+            reason=comment,
+        )
+
+    async def cancel(self, principal: Principal, request_id: str, comment: str) -> SealRequest:
+        return await self._principal_transition(
+            principal,
+            request_id,
+            lambda r, now: lifecycle.cancel(r, principal=principal, now=now, comment=comment),
+            event="request.cancelled",
+            role=Role.REQUESTER,
+            reason=comment,
+        )
+
+    async def _principal_transition(
+        self,
+        principal: Principal,
+        request_id: str,
+        step: Callable[[SealRequest, datetime], SealRequest],
+        *,
+        event: str,
+        role: Role,
+        reason: str = "",
+    ) -> SealRequest:
+        """A caller's transition on a request they may see, stored with its audit record."""
+        now = self._clock()
+
+        def _tx(tx: Transaction) -> SealRequest:
+            request = tx.get_request(request_id)
+            access.require_visible(principal, request)
+            new = step(request, now)
+            tx.save_request(new)
+            tx.audit(request_event(event, new, principal, role, None, outcome=new.state.value, reason=reason))
+            return new
+
+        return await self._recorder.commit(_tx, event)
+
+    async def get(self, principal: Principal, request_id: str) -> SealRequest:
+        request = await self._store.get_request(request_id)
+        access.require_visible(principal, request)
+        return request
+
+    async def document_path(
+        self, principal: Principal, request_id: str, index: int, *, sealed: bool
+    ) -> tuple[SealRequest, Document, Path]:
+        request = await self.get(principal, request_id)
+        if not 0 <= index < len(request.documents):
+            raise InvalidInput(
+                f"request {request_id} has {len(request.documents)} document(s); index {index} "
+                "does not exist",
+                reason="bad_document_index",
+            )
+        document = request.documents[index]
+        if sealed:
+            access.require_may_download_sealed(principal, request)
+            if request.state is not RequestState.SIGNED:
+                raise PreconditionFailed(
+                    f"request {request_id} is {request.state.value}: {request.state_reason}",
+                    reason="not_signed",
+                )
+            return request, document, self._store.sealed_path(request_id, index)
+        return request, document, self._store.original_path(request_id, index)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,648 @@
+"""The signing side: the signer loop, the sealing pipeline per request, recovery, seal images.
+
+``sign_request`` is where a request is signed: intent record (committed, fsync'd) ->
+documents sealed (PDF work in the seal worker processes, seald.service.seal_workers; only
+the raw signature on the token's thread) -> result record, or nothing released (R10, R15).
+``recover`` resolves requests a crash left SIGNING. The daemon stops through
+``stop_starting`` + ``drain``; ``in_flight`` tells who is still signing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from datetime import datetime
+from pathlib import Path
+
+from seald import test_hooks
+from seald.config import Config
+from seald.domain import access, lifecycle
+from seald.domain.audit import AuditEvent
+from seald.domain.errors import PreconditionFailed, SealError, ServiceUnavailable
+from seald.domain.model import Principal, RequestState, SealRequest
+from seald.runtime.logs import get_logger
+from seald.service.catalog import SealCatalog
+from seald.service.expiry import Expiry
+from seald.service.recorder import Recorder, request_event
+from seald.service.seal_workers import (
+    EarlyPrepare,
+    SealWorkers,
+    SignerCache,
+    discard_early,
+    seal_documents,
+    settled,
+    start_prepare,
+)
+from seald.service.settings import LiveConfig
+from seald.signing.errors import SigningError, TokenSigningError
+from seald.signing.levels import Certification, LevelSettings, level_settings
+from seald.signing.pipeline import SealJob
+from seald.signing.placement import PlacementSpec
+from seald.signing.seal_image import SealImageSpec, render_seal_png
+from seald.store.requests import Store, Transaction
+from seald.tokens.manager import TokenManager
+
+log = get_logger("seald")
+
+MAX_SIGN_ATTEMPTS = 3
+
+
+class Signer:
+    """Seals every APPROVED request whose token is ready; one queue per seal at a time."""
+
+    def __init__(
+        self,
+        live: LiveConfig,
+        store: Store,
+        tokens: TokenManager,
+        catalog: SealCatalog,
+        recorder: Recorder,
+        *,
+        expiry: Expiry,
+        workers: SealWorkers,
+        readiness: Callable[[str], tuple[bool, str]],
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._live = live
+        self._store = store
+        self._tokens = tokens
+        self._catalog = catalog
+        self._recorder = recorder
+        self._expiry = expiry
+        self._workers = workers
+        self._readiness = readiness
+        self._clock = clock
+        self._wake = asyncio.Event()
+        self._seal_images: dict[str, bytes] = {}
+        self._signers = SignerCache()  # the token's certificate, read once per session
+        # request id -> (seal id, preparations started before its intent record)
+        self._early: dict[str, tuple[str, list[EarlyPrepare]]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._busy_seals: set[str] = set()
+        self.signed_count = 0
+        # Set on SIGTERM: signatures in flight finish, no new one starts.
+        self.draining = False
+
+    @property
+    def config(self) -> Config:
+        return self._live.current
+
+    # -- stopping ------------------------------------------------------------------------------
+    @property
+    def in_flight(self) -> list[asyncio.Task[None]]:
+        """The signing queues still running (each signs one request at a time)."""
+        return [t for t in self._tasks if not t.done()]
+
+    def stop_starting(self) -> None:
+        """SIGTERM: signatures in flight finish, no new one starts."""
+        self.draining = True
+
+    async def drain(self, deadline: float) -> int:
+        """Wait for the signatures in flight until the loop time ``deadline``; cancel the rest.
+
+        Returns how many were abandoned: such a request stays SIGNING with its intent
+        record, nothing is released, and ``recover`` at the next start resolves it.
+        """
+        loop = asyncio.get_running_loop()
+        while pending := self.in_flight:
+            if loop.time() >= deadline:
+                break
+            await asyncio.wait(pending, timeout=deadline - loop.time())
+        abandoned = self.in_flight
+        for task in abandoned:
+            task.cancel()
+        return len(abandoned)
+
+    def clear_images(self) -> None:
+        """Forget the rendered seal images (a reload may change name or organisation)."""
+        self._seal_images.clear()
+
+    # -- a completing approval hands its request over ---------------------------------------------
+    def hand_over(self, request: SealRequest, early: list[EarlyPrepare]) -> None:
+        """An approval committed: start its request at once if the signer is idle and ready
+        (latency of one request, issue 8); otherwise the loop picks it up. Preparations
+        made for it are used by its queue, or discarded."""
+        started = False
+        if request.state is RequestState.APPROVED:
+            if early:
+                self._early[request.request_id] = (request.seal_id, early)
+            started = self._start_queue(request.seal_id, [request])
+            self.wake()
+        if not started:
+            self._early.pop(request.request_id, None)
+            for prepared in early:
+                discard_early(prepared)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def read_seal_certificate(self, seal_id: str) -> None:
+        """Read the certificate the signed attributes will name now, once per session, so
+        the first request need not (and can be prepared before its intent record)."""
+        key_label = self.config.seals[seal_id].key_label
+        registered = self._tokens.certificate_sha256(seal_id)
+        try:
+            await self._tokens.with_session(
+                seal_id,
+                lambda session: self._signers.for_session(seal_id, session, key_label, registered),
+            )
+        except Exception as ex:  # best effort: the first request reads it again, or fails
+            log.warning("seal.certificate_read_failed", seal_id=seal_id, problem=type(ex).__name__)
+
+    async def prepare_if_completing(
+        self, request_id: str, principal: Principal, approved: Callable[[SealRequest], SealRequest]
+    ) -> list[EarlyPrepare]:
+        """Preparations for a request this approval will make APPROVED (decided by the
+        approval's own pure rule on the request as it is now; the transaction decides
+        again); [] when it will not, or when no signer would start at once anyway."""
+        if not any(
+            seal_id not in self._busy_seals and self._readiness(seal_id)[0]
+            for seal_id in self.config.seals
+        ):
+            return []  # no read for nothing (a batch while the token is busy or locked)
+        try:
+            current = await self._store.get_request(request_id)
+            if not access.can_view(principal, current):
+                return []
+            would_be = approved(current)
+        except Exception:  # any refusal: the real transaction answers it
+            return []
+        if would_be.state is not RequestState.APPROVED:
+            return []
+        return self._prepare_early(would_be)
+
+    def seal_image(self, seal_id: str, dpi: int = 300) -> bytes:
+        """The seal's PNG (cached at the 300 dpi used for sealing and previews)."""
+        if seal_id not in self._seal_images or dpi != 300:
+            sc = self.config.seals[seal_id]
+            spec = SealImageSpec(
+                seal_type=sc.seal_type.value,
+                organisation=sc.organisation,
+                purpose_text="" if sc.seal_type.value == "official" else sc.display_name,
+                holder_name=sc.holder_name,
+                code_number=sc.code_number,
+                shape=sc.shape,
+            )
+            png = render_seal_png(spec, sc.size_mm, dpi)
+            if dpi != 300:
+                return png
+            self._seal_images[seal_id] = png
+        return self._seal_images[seal_id]
+
+    async def _warm_workers(self) -> None:
+        try:
+            await self._workers.warm()
+        except Exception as ex:  # sealing still works: the pool is started again on use
+            log.error("seal_workers.warm_failed", problem=type(ex).__name__)
+
+    async def _render_seal_images(self) -> None:
+        loop = asyncio.get_running_loop()
+        for seal_id in self.config.seals:
+            try:
+                await loop.run_in_executor(None, self.seal_image, seal_id)
+            except SigningError as ex:  # the request that needs it fails with this reason
+                log.error("seal_image.render_failed", seal_id=seal_id, reason=ex.reason)
+
+    async def run(self) -> None:
+        """Background loop: seal every APPROVED request whose token is ready."""
+        # Start the seal workers and render each seal image (~1 s of CPU) once now, off
+        # the loop, rather than in the first request.
+        await asyncio.gather(self._warm_workers(), self._render_seal_images())
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            try:
+                await self.sign_ready_requests()
+            except ServiceUnavailable:
+                log.error("signer.audit_unavailable")
+                await asyncio.sleep(1.0)
+                self._wake.set()
+
+    async def sign_ready_requests(self) -> int:
+        if self.draining:
+            return 0
+        approved = await self._store.list_requests(states=(RequestState.APPROVED,), limit=10_000)
+        started = 0
+        for request in approved:
+            if self._start_queue(request.seal_id, [r for r in approved if r.seal_id == request.seal_id]):
+                started += 1
+        return started
+
+    def _start_queue(self, seal_id: str, first: Sequence[SealRequest]) -> bool:
+        """Start signing ``seal_id``'s APPROVED requests, ``first`` (already read) first,
+        unless its token is not ready or a queue of that seal is already running."""
+        if self.draining or seal_id in self._busy_seals or not self._readiness(seal_id)[0]:
+            return False
+        self._busy_seals.add(seal_id)
+        task = asyncio.create_task(self._sign_seal_queue(seal_id, list(first)))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return True
+
+    async def _sign_seal_queue(self, seal_id: str, first: list[SealRequest]) -> None:
+        try:
+            while True:
+                ready, _ = self._readiness(seal_id)
+                if not ready:
+                    return
+                queue, first = first or await self._store.list_requests(
+                    states=(RequestState.APPROVED,), seal_id=seal_id, limit=50
+                ), []
+                if not queue:
+                    return
+                for request in queue:
+                    # Checked per request: a lock (or removal) mid-queue must not start an
+                    # intent + interrupt pair for every request still queued.
+                    if self.draining or not self._readiness(seal_id)[0]:
+                        return
+                    await self.sign_request(request.request_id, request)
+        except ServiceUnavailable as ex:
+            # Fail closed: nothing was released; health says NOT_SERVING until audit works.
+            log.error("signer.audit_unavailable", seal_id=seal_id, reason=ex.reason, problem=str(ex))
+        finally:
+            self._busy_seals.discard(seal_id)
+            # Preparations made for a request this queue did not reach: their temp files go.
+            for request_id, (early_seal, early) in list(self._early.items()):
+                if early_seal == seal_id:
+                    del self._early[request_id]
+                    for prepared in early:
+                        discard_early(prepared)
+
+    async def sign_request(self, request_id: str, queued: SealRequest | None = None) -> SealRequest:
+        """Intent record, token signature, result record — or nothing released.
+
+        ``queued`` is the request as the signer's queue read it (APPROVED): its documents
+        are prepared while the intent record commits, so the commit costs no latency.
+        The token signs only once the intent is committed.
+        """
+        now = self._clock()
+
+        def _intent(tx: Transaction) -> SealRequest:
+            request = tx.get_request(request_id)
+            new = lifecycle.begin_signing(
+                request,
+                seal=self._catalog.seal(request.seal_id, tx),
+                policy=self.config.policy_for(request.seal_id, now),
+                now=now,
+            )
+            tx.save_request(new)
+            for doc in new.documents:
+                tx.audit(request_event("seal.sign_intent", new, None, None, doc, outcome="intent"))
+            return new
+
+        intent = asyncio.ensure_future(self._recorder.commit(_intent, "seal.sign_intent"))
+
+        async def intent_committed() -> None:
+            await intent
+            await test_hooks.pause("SEALD_TEST_PAUSE_AFTER_INTENT", request_id)
+
+        if queued is None or queued.request_id != request_id:
+            try:
+                queued = await intent
+            except PreconditionFailed as ex:
+                await self._intent_refused(request_id, ex)
+                raise
+        gate = asyncio.ensure_future(intent_committed())
+        started = asyncio.get_running_loop().time()
+        try:
+            sealed = await self._seal_documents(queued, gate)
+        except BaseException as ex:
+            # _seal_documents settles the gate before it raises (unless cancelled): the
+            # intent's own failure comes first and means nothing was signed.
+            if not intent.done() or intent.cancelled():
+                raise
+            failure = intent.exception()
+            if failure is not None:
+                if isinstance(failure, PreconditionFailed):
+                    await self._intent_refused(request_id, failure)
+                raise failure from None
+            request = intent.result()
+            if isinstance(ex, (PreconditionFailed, TokenSigningError)):
+                return await self._interrupt(request, f"not signed: {ex}; waiting for the token", ex)
+            if isinstance(ex, SigningError):
+                return await self._fail(request, f"cannot seal: {ex}", ex)
+            raise
+        request = intent.result()
+
+        latency_ms = round((asyncio.get_running_loop().time() - started) * 1000, 1)
+        await test_hooks.pause("SEALD_TEST_PAUSE_BEFORE_RESULT", request_id)
+
+        def _result(tx: Transaction) -> SealRequest:
+            current = tx.get_request(request_id)
+            # R02: a suspension/loss committed while the token was signing wins: the
+            # sealed output is not released (the caller deletes it and voids approvals).
+            lifecycle.check_seal_usable(self._catalog.seal(current.seal_id, tx), current.category)
+            new = lifecycle.complete_signing(current, sealed=sealed, now=self._clock())
+            tx.save_request(new)
+            for doc in new.documents:
+                tx.audit(
+                    request_event(
+                        "seal.signed",
+                        new,
+                        None,
+                        None,
+                        doc,
+                        outcome="signed",
+                        details={"sealed_sha256": doc.sealed_sha256, "latency_ms": int(latency_ms)},
+                    )
+                )
+            return new
+
+        try:
+            done = await self._recorder.commit(_result, "seal.signed")
+        except PreconditionFailed as ex:
+            self._remove_sealed(request)
+            return await self._void_in_flight(request, ex)
+        except ServiceUnavailable:
+            # Fail closed: without its result record no sealed document is released.
+            self._remove_sealed(request)
+            raise
+        self.signed_count += len(done.documents)
+        log.info(
+            "seal.request_completed",
+            request_id=request_id,
+            seal_id=done.seal_id,
+            documents=len(done.documents),
+            latency_ms=latency_ms,
+            outcome="signed",
+        )
+        return done
+
+    async def _intent_refused(self, request_id: str, ex: PreconditionFailed) -> None:
+        """The intent record was refused: the request expired, or the policy no longer holds."""
+        if ex.reason in ("request_expired",):
+            await self._expiry.expire_due()
+        elif ex.reason not in ("not_approved",):
+            await self._fail_before_signing(request_id, ex)
+
+    async def _seal_documents(
+        self, request: SealRequest, intent_committed: asyncio.Future[None]
+    ) -> list[tuple[str, int]]:
+        """(sha256, size) of each sealed document, in order; all sealed or none released.
+
+        Every level goes through the worker pipeline (issue 8): PDF work, and for B-LT/B-LTA
+        the TSA/OCSP/CRL fetches, DSS and document timestamp, in worker processes; only the
+        raw signature on the token thread. No token signature before ``intent_committed``
+        is done; it is always settled when this returns or raises.
+        """
+        sc = self.config.seals[request.seal_id]
+        # Rendering a seal takes ~1 s of CPU: never on the event loop (cached after once).
+        try:
+            if request.seal_id in self._seal_images:
+                seal_png = self._seal_images[request.seal_id]
+            else:
+                loop = asyncio.get_running_loop()
+                seal_png = await loop.run_in_executor(None, self.seal_image, request.seal_id)
+        except BaseException:
+            await settled(intent_committed)
+            raise
+        jobs = self._jobs_for(request, seal_png)
+        results = await seal_documents(
+            self._workers,
+            self._tokens,
+            request.seal_id,
+            jobs,
+            key_label=sc.key_label,
+            signers=self._signers,
+            before_sign=intent_committed,
+            early=self._early.pop(request.request_id, ("", []))[1],
+        )
+        return [(result.sha256, result.size) for result in results]
+
+    def _jobs_for(self, request: SealRequest, seal_png: bytes) -> list[SealJob]:
+        sc = self.config.seals[request.seal_id]
+        level = self._level_settings(request.seal_id)
+        return [
+            SealJob(
+                input_path=self._store.original_path(request.request_id, doc.index),
+                output_path=self._store.sealed_path(request.request_id, doc.index),
+                signing_cert_der=b"",  # read from the token by seal_documents
+                chain_der=(),
+                seal_png=seal_png,
+                placement=_placement_spec(request),
+                reason=request.reason,
+                location=self.config.server.host_name,
+                field_name=f"Seal-{request.seal_id}-{request.request_id[:12]}",
+                signer_name=f"{sc.organisation} {sc.display_name}",
+                level=level,
+                certification=Certification(sc.certify),
+                certify_only_if_first=True,
+            )
+            for doc in request.documents
+        ]
+
+    def _prepare_early(self, request: SealRequest) -> list[EarlyPrepare]:
+        """Start preparing the documents of a request the approval under way will make
+        APPROVED, while that approval commits (issue 8: latency of one request). Only when
+        its seal's signer would start at once; the token signs only after the intent."""
+        seal_png = self._seal_images.get(request.seal_id)
+        if (
+            seal_png is None
+            or self.draining
+            or request.seal_id in self._busy_seals
+            or not self._readiness(request.seal_id)[0]
+        ):
+            return []
+        return start_prepare(
+            self._workers,
+            self._tokens,
+            self._signers,
+            request.seal_id,
+            self._jobs_for(request, seal_png),
+        )
+
+    def _level_settings(self, seal_id: str) -> LevelSettings:
+        trust = self.config.trust
+        return level_settings(
+            self.config.seals[seal_id].level,
+            tsa_url=trust.tsa_url,
+            trust_root_files=trust.signing_roots or (trust.seal_ca,),
+            fetch_revocation=trust.fetch_revocation,
+        )
+
+    def _remove_sealed(self, request: SealRequest) -> None:
+        for doc in request.documents:
+            with contextlib.suppress(FileNotFoundError):
+                self._store.sealed_path(request.request_id, doc.index).unlink()
+
+    async def _interrupt(
+        self, request: SealRequest, why: str, ex: SealError | SigningError
+    ) -> SealRequest:
+        self._remove_sealed(request)
+        if request.sign_attempts >= MAX_SIGN_ATTEMPTS and isinstance(ex, TokenSigningError):
+            return await self._fail(
+                request, f"{why} (gave up after {request.sign_attempts} attempts)", ex
+            )
+
+        return await self._record_transition(
+            request.request_id,
+            lambda current, now: lifecycle.interrupt_signing(current, why=why, now=now),
+            event="seal.sign_interrupted",
+            outcome="approved",
+            reason=getattr(ex, "reason", "token_error"),
+        )
+
+    async def _void_in_flight(self, request: SealRequest, ex: PreconditionFailed) -> SealRequest:
+        """The seal stopped while signing: nothing released, approvals void (R02)."""
+
+        def void(current: SealRequest, now: datetime) -> SealRequest:
+            back = lifecycle.interrupt_signing(current, why=ex.message, now=now)
+            return lifecycle.void_approvals(back, why=ex.message, now=now)
+
+        return await self._record_transition(
+            request.request_id, void, event="seal.sign_voided", outcome="pending", reason=ex.reason
+        )
+
+    async def _fail(
+        self, request: SealRequest, why: str, ex: SealError | SigningError
+    ) -> SealRequest:
+        self._remove_sealed(request)
+
+        return await self._record_transition(
+            request.request_id,
+            lambda current, now: lifecycle.fail_signing(current, why=why, now=now),
+            event="seal.sign_failed",
+            outcome="failed",
+            reason=getattr(ex, "reason", "error"),
+        )
+
+    async def _record_transition(
+        self,
+        request_id: str,
+        step: Callable[[SealRequest, datetime], SealRequest],
+        *,
+        event: str,
+        outcome: str,
+        reason: str,
+    ) -> SealRequest:
+        """Apply a signing-side transition and its audit record in one transaction."""
+
+        def _tx(tx: Transaction) -> SealRequest:
+            new = step(tx.get_request(request_id), self._clock())
+            tx.save_request(new)
+            tx.audit(
+                AuditEvent(
+                    event=event,
+                    seal_id=new.seal_id,
+                    request_id=new.request_id,
+                    outcome=outcome,
+                    reason=reason,
+                )
+            )
+            return new
+
+        return await self._recorder.commit(_tx, event)
+
+    async def _fail_before_signing(self, request_id: str, ex: PreconditionFailed) -> None:
+        """The policy no longer holds at signing time (R05: checked again): the request fails."""
+        if ex.reason in ("token_absent", "token_locked", "request_signing", "request_final"):
+            return
+
+        def _tx(tx: Transaction) -> SealRequest:
+            current = tx.get_request(request_id)
+            if current.state is not RequestState.APPROVED:
+                return current
+            new = replace(
+                current,
+                state=RequestState.FAILED,
+                updated_at=self._clock(),
+                state_reason=f"refused at signing time: {ex.message}",
+            )
+            tx.save_request(new)
+            tx.audit(
+                AuditEvent(
+                    event="seal.sign_refused",
+                    seal_id=new.seal_id,
+                    request_id=new.request_id,
+                    outcome="failed",
+                    reason=ex.reason,
+                )
+            )
+            return new
+
+        await self._recorder.commit(_tx, "seal.sign_refused")
+
+    async def recover(self) -> None:
+        """After a crash: requests left SIGNING are resolved by the output on disk."""
+        await self._catalog.load()
+        for request in await self._store.list_requests(
+            states=(RequestState.SIGNING,), limit=100_000
+        ):
+            paths = [self._store.sealed_path(request.request_id, d.index) for d in request.documents]
+            _remove_partial_outputs(paths)
+            if all(p.exists() for p in paths):
+                sealed = [(_sha256_file(p), p.stat().st_size) for p in paths]
+
+                def _done(
+                    tx: Transaction,
+                    rid: str = request.request_id,
+                    sealed: list[tuple[str, int]] = sealed,
+                ) -> SealRequest:
+                    new = lifecycle.complete_signing(
+                        tx.get_request(rid), sealed=sealed, now=self._clock()
+                    )
+                    tx.save_request(new)
+                    for doc in new.documents:
+                        tx.audit(
+                            request_event(
+                                "seal.signed",
+                                new,
+                                None,
+                                None,
+                                doc,
+                                outcome="recovered",
+                                details={"sealed_sha256": doc.sealed_sha256},
+                            )
+                        )
+                    return new
+
+                await self._recorder.commit(_done, "seal.recovered_signed")
+            else:
+                self._remove_sealed(request)
+
+                def _back(tx: Transaction, rid: str = request.request_id) -> SealRequest:
+                    new = lifecycle.recover_unknown_outcome(tx.get_request(rid), now=self._clock())
+                    tx.save_request(new)
+                    tx.audit(
+                        AuditEvent(
+                            event="seal.outcome_unknown",
+                            seal_id=new.seal_id,
+                            request_id=new.request_id,
+                            outcome="approved",
+                            reason="crash_between_intent_and_result",
+                        )
+                    )
+                    return new
+
+                await self._recorder.commit(_back, "seal.outcome_unknown")
+
+
+def _remove_partial_outputs(sealed_paths: Sequence[Path]) -> None:
+    """Temp files of a pipeline cut off by the crash (``.<sealed name>.<random>.part``,
+    signing/pipeline.py): never released, only garbage once their daemon is gone."""
+    for path in sealed_paths:
+        for partial in path.parent.glob(f".{path.name}.*.part"):
+            with contextlib.suppress(FileNotFoundError):
+                partial.unlink()
+
+
+def _placement_spec(request: SealRequest) -> PlacementSpec:
+    return PlacementSpec(
+        page=request.placement.page,
+        x_mm=request.placement.x_mm,
+        y_mm=request.placement.y_mm,
+        size_mm=request.placement.size_mm,
+        anchor_text=request.placement.anchor_text,
+        cross_page=request.placement.cross_page,
+    )
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
