@@ -29,6 +29,8 @@ from sealclient.evidence_cli import add_evidence_parser, finish_evidence_args
 from sealclient.exitcodes import EPILOG, ExitCode, exit_code_for
 from sealclient.image_cli import add_preview_parser, add_seal_image_parser
 from sealclient.output import (
+    escape_lines,
+    escape_text,
     event_text,
     message_dict,
     request_text,
@@ -62,7 +64,12 @@ class Output:
         self.stream = stream
 
     def emit(self, human: str, data: Any) -> None:
-        print(to_json(data) if self.as_json else human, file=self.stream, flush=True)
+        # Formatters escape each server string; escape_lines is the net under them all.
+        print(to_json(data) if self.as_json else escape_lines(human), file=self.stream, flush=True)
+
+    def say(self, human: str) -> None:
+        """A human-only line (progress), escaped like every other."""
+        print(escape_lines(human), file=self.stream, flush=True)
 
 
 # -- argument types ----------------------------------------------------------
@@ -325,11 +332,7 @@ def cmd_submit(args: argparse.Namespace, client: SealClient, out: Output) -> int
         out.emit(request_text(request), request)
         return ExitCode.OK
     if not out.as_json:
-        print(
-            f"submitted {request.request_id}; waiting for approvals and sealing…",
-            file=out.stream,
-            flush=True,
-        )
+        out.say(f"submitted {request.request_id}; waiting for approvals and sealing…")
     final = wait_for_end(client, request, out)
     out.emit(request_text(final), final)
     return ExitCode.OK if final.state == requests_pb2.REQUEST_STATE_SIGNED else ExitCode.OTHER
@@ -342,7 +345,7 @@ def wait_for_end(
         return request
     for event in client.watch(request_id=request.request_id):
         if not out.as_json:
-            print(event_text(event), file=out.stream, flush=True)
+            out.say(event_text(event))
         if event.request.state in TERMINAL_STATES:
             return event.request
     return client.get(request.request_id)
@@ -448,7 +451,7 @@ def cmd_download(args: argparse.Namespace, client: SealClient, out: Output) -> i
         info = client.download(args.request_id, index, path, variant)
         written.append({"path": str(path), "document": message_dict(info)})
         if not out.as_json:
-            print(f"wrote {path} (sha256 verified)", file=out.stream, flush=True)
+            out.say(f"wrote {path} (sha256 verified)")
     if out.as_json:
         out.emit("", {"request_id": args.request_id, "documents": written})
     return ExitCode.OK
@@ -530,7 +533,7 @@ def overrides_from_args(args: argparse.Namespace) -> ConfigOverrides:
 
 
 def error_line(error: SealClientError) -> str:
-    return f"sealctl: error: {error.message} ({error.reason})"
+    return f"sealctl: error: {escape_text(error.message)} ({escape_text(error.reason)})"
 
 
 def parse_args(parser: argparse.ArgumentParser, argv: Iterable[str] | None) -> argparse.Namespace:
@@ -562,7 +565,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except grpc.RpcError as error:  # a stream we did not wrap; never a traceback
-        print(f"sealctl: error: {error} (rpc_error)", file=sys.stderr)
+        print(f"sealctl: error: {escape_text(str(error))} (rpc_error)", file=sys.stderr)
         return int(ExitCode.OTHER)
 
 

@@ -21,7 +21,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from sealapi.v1 import common_pb2, seals_pb2
 from sealclient.client import SealClient
 from sealclient.exitcodes import ExitCode
-from sealclient.output import enum_label
+from sealclient.output import enum_label, escaped
 
 # R09; the daemon enforces it, the text only tells the user what to expect.
 REQUIRED_APPROVALS = 2
@@ -103,6 +103,7 @@ def _window_text(window: common_pb2.TimeWindow) -> str:
 
 
 def custody_text(custody: seals_pb2.Custody) -> str:
+    custody = escaped(custody)  # whatever the server sent (issue 14)
     lines = [
         f"seal:       {custody.seal_id}",
         f"custodian:  {custody.custodian or '(none)'}",
@@ -115,6 +116,7 @@ def custody_text(custody: seals_pb2.Custody) -> str:
 
 
 def change_text(change: seals_pb2.CustodyChange) -> str:
+    change = escaped(change)  # whatever the server sent (issue 14)
     kind = enum_label(seals_pb2.CustodyChangeKind.Name(change.kind), "CUSTODY_CHANGE_KIND_").lower()
     lines = [
         f"change:     {change.change_id}",

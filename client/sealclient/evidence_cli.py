@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from sealclient.client import SealClient
 from sealclient.evidence import verify_package
 from sealclient.exitcodes import ExitCode
+from sealclient.output import escape_text
 
 
 class _Output(Protocol):
@@ -98,7 +99,8 @@ def cmd_evidence_verify(args: argparse.Namespace, out: _Output) -> int:
             file=sys.stderr,
         )
         return ExitCode.INVALID_ARGUMENT
-    lines = [f"{'PASS' if c.ok else 'FAIL'}  {c.name}: {c.detail}" for c in verdict.checks]
+    # A package is outside data: its texts are escaped like a server's (issue 14).
+    lines = [f"{'PASS' if c.ok else 'FAIL'}  {c.name}: {escape_text(c.detail)}" for c in verdict.checks]
     lines.append(
         "evidence VERIFIED" if verdict.ok else f"evidence NOT verified: {', '.join(verdict.failed())} failed"
     )

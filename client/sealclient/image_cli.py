@@ -19,6 +19,7 @@ import grpc
 from sealclient.client import SealClient
 from sealclient.errors import LocalInputError, SealClientError
 from sealclient.exitcodes import ExitCode
+from sealclient.output import escape_lines
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -77,7 +78,7 @@ def cmd_preview(args: argparse.Namespace, client: SealClient, out: _Output) -> i
         write_atomically(path, page.png)
         written.append({"page": page.page, "path": str(path), "bytes": len(page.png)})
         if not out.as_json:
-            print(f"wrote {path} (page {page.page})", file=out.stream, flush=True)
+            print(escape_lines(f"wrote {path} (page {page.page})"), file=out.stream, flush=True)
     if out.as_json:
         out.emit("", {"request_id": args.request_id, "document": args.index, "pages": written})
     return ExitCode.OK

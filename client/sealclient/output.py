@@ -1,25 +1,99 @@
-"""Rendering of sealapi messages for humans (tables) and for scripts (JSON)."""
+"""Rendering of sealapi messages for humans (tables) and for scripts (JSON).
+
+Whatever the server sent, nothing printed here reaches a terminal raw (issue 14): every
+string a message carries is escaped with `escape_text` before it is formatted
+(`escaped`), and every human-readable output passes `escape_lines` once more on its way
+out (`Output.emit`, error lines). JSON output writes those characters as \\uXXXX.
+"""
 
 from __future__ import annotations
 
 import json
 import unicodedata
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
+from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 
 from sealapi.v1 import common_pb2, requests_pb2, seals_pb2, tokens_pb2, verify_pb2
+from seald.domain.text_policy import is_refused
+
+M = TypeVar("M", bound=Message)
+
+
+def _escape_char(ch: str) -> str:
+    code = ord(ch)
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    if code < 0x10000:
+        return f"\\u{code:04x}"
+    return f"\\U{code:08x}"
+
+
+def escape_text(text: str) -> str:
+    """The one escaping function: every control, format (bidi), separator, unassigned or
+    private-use character becomes a visible \\x.., \\u.... or \\U........ sequence.
+    Newlines and tabs too: a field is one line; CJK and ordinary spaces stay as they are."""
+    if not any(is_refused(ch) for ch in text):
+        return text
+    return "".join(_escape_char(ch) if is_refused(ch) else ch for ch in text)
+
+
+def escape_lines(text: str) -> str:
+    """`escape_text` on each line of a text we formatted ourselves (our newlines stay)."""
+    return "\n".join(escape_text(line) for line in text.split("\n"))
+
+
+def escaped(message: M) -> M:
+    """A copy of `message` with every string field, at any depth, passed through
+    `escape_text`: formatters work on this, so a newline a server put into a field
+    cannot fake a line of output."""
+    copy = type(message)()
+    copy.CopyFrom(message)
+    _escape_in_place(copy)
+    return copy
+
+
+def _escape_in_place(message: Message) -> None:
+    for field, value in message.ListFields():
+        if field.type == FieldDescriptor.TYPE_STRING:
+            if field.is_repeated:
+                escaped_values = [escape_text(v) for v in value]
+                del value[:]
+                value.extend(escaped_values)
+            else:
+                setattr(message, field.name, escape_text(value))
+        elif field.type == FieldDescriptor.TYPE_MESSAGE:
+            if field.message_type is not None and field.message_type.GetOptions().map_entry:
+                continue  # no map fields in sealapi; never printed raw either way
+            if field.is_repeated:
+                for item in value:
+                    _escape_in_place(item)
+            else:
+                _escape_in_place(value)
 
 
 def message_dict(message: Message) -> dict[str, Any]:
     return MessageToDict(message, preserving_proto_field_name=True)
 
 
+def _json_escape(ch: str) -> str:
+    code = ord(ch)
+    if code < 0x10000:
+        return f"\\u{code:04x}"
+    code -= 0x10000  # JSON escapes a non-BMP character as a surrogate pair
+    return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
+
+
 def to_json(value: Message | dict[str, Any]) -> str:
+    """One JSON object; characters a terminal would act on are written as \\uXXXX
+    (json.dumps already escapes C0; this adds DEL, C1, bidi and other format characters,
+    which can only occur inside JSON strings, so the result is the same JSON value)."""
     data = message_dict(value) if isinstance(value, Message) else value
-    return json.dumps(data, ensure_ascii=False, sort_keys=True)
+    text = json.dumps(data, ensure_ascii=False, sort_keys=True)
+    return "".join(_json_escape(ch) if is_refused(ch) else ch for ch in text)
 
 
 def display_width(text: str) -> int:
@@ -32,6 +106,7 @@ def pad(text: str, width: int) -> str:
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    rows = [[escape_text(cell) for cell in row] for row in rows]
     widths = [display_width(h) for h in headers]
     for row in rows:
         widths = [max(w, display_width(cell)) for w, cell in zip(widths, row, strict=True)]
@@ -52,6 +127,7 @@ def state_label(state: int) -> str:
 
 
 def placement_text(p: common_pb2.Placement) -> str:
+    p = escaped(p)
     page = "last page" if p.page == 0 else f"page {p.page}"
     if p.cross_page:
         where = "cross-page seal on every page"
@@ -64,6 +140,7 @@ def placement_text(p: common_pb2.Placement) -> str:
 
 
 def request_text(r: requests_pb2.SealRequest) -> str:
+    r = escaped(r)
     state = state_label(r.state) + (f" — {r.state_reason}" if r.state_reason else "")
     approvers = ", ".join(a.approver for a in r.approvals) or "none yet"
     lines = [
@@ -106,12 +183,14 @@ def requests_table(requests: Sequence[requests_pb2.SealRequest]) -> str:
 
 
 def event_text(e: requests_pb2.RequestEvent) -> str:
+    e = escaped(e)
     r = e.request
     reason = f" — {r.state_reason}" if r.state_reason else ""
     return f"{e.event:<10} {r.request_id}  {state_label(r.state)}{reason}"
 
 
 def token_row(t: tokens_pb2.TokenStatus) -> list[str]:
+    t = escaped(t)
     presence = enum_label(tokens_pb2.TokenPresence.Name(t.presence), "TOKEN_PRESENCE_")
     return [
         t.seal_id,
@@ -153,6 +232,7 @@ def seals_table(seals: Sequence[seals_pb2.Seal]) -> str:
 
 
 def verify_text(report: verify_pb2.VerifyReport) -> str:
+    report = escaped(report)
     if not report.signatures:
         return f"no signatures found (document sha256 {report.document_sha256})"
     blocks = []

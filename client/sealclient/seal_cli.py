@@ -23,7 +23,7 @@ from sealapi.v1 import common_pb2, seals_pb2
 from sealclient.client import SealClient
 from sealclient.errors import LocalInputError
 from sealclient.exitcodes import ExitCode
-from sealclient.output import enum_label, seals_table
+from sealclient.output import enum_label, escaped, seals_table
 
 MAX_CERTIFICATE_FILE = 64 * 1024
 
@@ -100,6 +100,7 @@ def read_certificate(path: Path) -> bytes:
 
 
 def seal_text(seal: seals_pb2.Seal) -> str:
+    seal = escaped(seal)  # whatever the server sent (issue 14)
     lines = [
         f"seal:         {seal.seal_id} ({enum_label(common_pb2.SealType.Name(seal.type), 'SEAL_TYPE_')})",
         f"name:         {seal.organisation} {seal.display_name}",

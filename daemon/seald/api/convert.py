@@ -12,6 +12,13 @@ from seald.config import SealConfig
 from seald.domain.model import Placement, RequestState, Role, SealRequest, SealStatus, SealType
 from seald.domain.policy import approver_groups_for
 from seald.domain.seals import SealState
+from seald.domain.text_policy import (
+    MAX_CATEGORY,
+    MAX_LABEL,
+    MAX_TEXT,
+    check_document_name,
+    check_text,
+)
 from seald.tokens.manager import TokenState
 
 STATE_TO_PB = {
@@ -55,6 +62,28 @@ def timestamp(value: datetime | None) -> Timestamp | None:
     ts = Timestamp()
     ts.FromDatetime(value.astimezone(UTC))
     return ts
+
+
+# -- incoming text: every human-readable field passes the one text policy here ------
+
+
+def text_in(field: str, value: str, *, limit: int = MAX_TEXT, required: bool = False) -> str:
+    """A client's human-readable field, refused (INVALID_ARGUMENT naming it) unless it
+    meets `seald.domain.text_policy`."""
+    return check_text(field, value, limit=limit, required=required)
+
+
+def document_name_in(value: str) -> str:
+    """A document's name: a base name only (no path), under the text policy."""
+    return check_document_name(value)
+
+
+def submit_header_in(header: requests_pb2.SubmitRequestHeader) -> None:
+    """The text of a SubmitRequest header, checked before any document is uploaded."""
+    text_in("reason", header.reason, required=True)
+    text_in("category", header.category, limit=MAX_CATEGORY, required=True)
+    text_in("client_request_key", header.client_request_key, limit=MAX_LABEL)
+    text_in("anchor_text", header.placement.anchor_text, limit=MAX_LABEL)
 
 
 def placement_from_pb(pb: common_pb2.Placement, default_size_mm: float) -> Placement:

@@ -15,6 +15,7 @@ from seald.domain import access
 from seald.domain.errors import InvalidInput
 from seald.domain.model import Principal
 from seald.domain.seals import SealAction, SealState, effective_state, require_admin
+from seald.domain.text_policy import MAX_LABEL
 from seald.registry.admin import SealAdmin
 from seald.service.catalog import SealCatalog
 from seald.signing.errors import SigningError
@@ -68,6 +69,7 @@ class SealRegistryServicer(Servicer, seals_pb2_grpc.SealRegistryServiceServicer)
         action: SealAction,
     ) -> seals_pb2.Seal:
         info.seal_id = request.seal_id
+        # The comment meets the text policy in domain.seals.decide, after the admin check.
         outcome = await self.admin.act(
             principal,
             request.seal_id,
@@ -168,6 +170,8 @@ class SealRegistryServicer(Servicer, seals_pb2_grpc.SealRegistryServiceServicer)
         info.seal_id = request.seal_id
         self.catalog.seal(request.seal_id)
         require_admin(principal, request.seal_id)  # R04 before any check of the input
+        convert.text_in("comment", request.comment)
+        convert.text_in("display_name", request.display_name, limit=MAX_LABEL)
         admin = self.admin
         if request.certificate_der:
             # Renewed certificate for the same key (and optionally a new name), history kept.
@@ -258,6 +262,7 @@ class SealRegistryServicer(Servicer, seals_pb2_grpc.SealRegistryServiceServicer)
         info.seal_id = request.seal_id
         self.catalog.seal(request.seal_id)
         start, end = custody_convert.window_from_pb(request.window)
+        # to_principal and comment meet the text policy in domain.custody.propose_change.
         change = await self.custody.propose(
             principal,
             request.seal_id,

@@ -107,6 +107,7 @@ class SealRequestServicer(Servicer, requests_pb2_grpc.SealRequestServiceServicer
                     info.seal_id = header.seal_id
                     self.catalog.seal(header.seal_id)
                     access.require_requester(principal, header.seal_id)
+                    convert.submit_header_in(header)  # one text policy (issue 14)
                     # Refuse before the upload, not after it (issue 8).
                     await self.gate.admission.check_open_requests(principal, header.client_request_key)
                     continue
@@ -115,6 +116,7 @@ class SealRequestServicer(Servicer, requests_pb2_grpc.SealRequestServiceServicer
                 if kind == "document_start":
                     await finish_current()
                     start = message.document_start
+                    convert.document_name_in(start.name)  # a base name, before the upload
                     if len(uploads) >= limits.max_documents_per_request:
                         raise LimitExceeded(
                             f"more than {limits.max_documents_per_request} documents in one request "
@@ -282,7 +284,7 @@ class SealRequestServicer(Servicer, requests_pb2_grpc.SealRequestServiceServicer
             request.request_id,
             document_sha256=[h.lower() for h in request.document_sha256],
             approval_digest=request.approval_digest.lower(),
-            comment=request.comment,
+            comment=convert.text_in("comment", request.comment),
             certificate_sha256=info.fingerprint,
             signed=signed,
         )
@@ -298,6 +300,7 @@ class SealRequestServicer(Servicer, requests_pb2_grpc.SealRequestServiceServicer
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> requests_pb2.SealRequest:
         info.request_id = request.request_id
+        convert.text_in("comment", request.comment)  # not kept, but never let through
         return convert.request_to_pb(await self.requests.withdraw(principal, request.request_id))
 
     @rpc
@@ -310,7 +313,9 @@ class SealRequestServicer(Servicer, requests_pb2_grpc.SealRequestServiceServicer
     ) -> requests_pb2.SealRequest:
         info.request_id = request.request_id
         return convert.request_to_pb(
-            await self.requests.reject(principal, request.request_id, request.comment)
+            await self.requests.reject(
+                principal, request.request_id, convert.text_in("comment", request.comment)
+            )
         )
 
     @rpc
@@ -323,7 +328,9 @@ class SealRequestServicer(Servicer, requests_pb2_grpc.SealRequestServiceServicer
     ) -> requests_pb2.SealRequest:
         info.request_id = request.request_id
         return convert.request_to_pb(
-            await self.requests.cancel(principal, request.request_id, request.comment)
+            await self.requests.cancel(
+                principal, request.request_id, convert.text_in("comment", request.comment)
+            )
         )
 
     @stream_rpc

@@ -19,6 +19,7 @@ from seald.domain.errors import (
     PermissionDenied,
     PreconditionFailed,
 )
+from seald.domain.text_policy import MAX_LABEL, check_text
 
 HOURS_PATTERN = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]|24):([0-5]\d)$")
 REQUIRED_CUSTODY_APPROVALS = 2
@@ -160,6 +161,8 @@ def propose_change(
 ) -> CustodyChange:
     if not to_principal:
         raise InvalidInput("name the principal who takes custody (to_principal)", reason="no_principal")
+    check_text("to_principal", to_principal, limit=MAX_LABEL)
+    check_text("comment", comment)
     if to_principal not in eligible_holders:
         raise InvalidInput(
             f"{to_principal} is not a custodian-role principal of seal {custody.seal_id}; "

@@ -41,10 +41,9 @@ from seald.domain.model import (
 )
 from seald.domain.policy import ApprovalPolicy, distinct_approvers
 from seald.domain.seals import check_window
+from seald.domain.text_policy import MAX_CATEGORY, MAX_TEXT, check_document_name, check_text
 
 SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
-MAX_TEXT = 500
-MAX_NAME = 255
 
 
 def compute_approval_digest(
@@ -79,18 +78,7 @@ def compute_approval_digest(
 
 
 def _require_text(field: str, value: str, *, limit: int = MAX_TEXT) -> None:
-    if not value.strip():
-        raise InvalidInput(f"{field} is empty: say {field} in words", reason=f"missing_{field}")
-    if len(value) > limit:
-        raise InvalidInput(
-            f"{field} is {len(value)} characters; shorten it to at most {limit}",
-            reason=f"{field}_too_long",
-        )
-    if any(ord(c) < 0x20 and c not in "\t" for c in value):
-        raise InvalidInput(
-            f"{field} contains control characters (e.g. a newline); remove them",
-            reason=f"bad_{field}",
-        )
+    check_text(field, value, limit=limit, required=True)
 
 
 def validate_placement(placement: Placement) -> None:
@@ -157,7 +145,7 @@ def submit(
             reason="not_a_requester",
         )
     _require_text("reason", reason)
-    _require_text("category", category, limit=64)
+    _require_text("category", category, limit=MAX_CATEGORY)
     check_seal_usable(seal, category, now)
     validate_placement(placement)
     if not documents:
@@ -165,7 +153,7 @@ def submit(
             "the request has no document; attach at least one PDF", reason="no_documents"
         )
     for doc in documents:
-        _require_text("document_name", doc.name, limit=MAX_NAME)
+        check_document_name(doc.name)
         if not SHA256_HEX.match(doc.sha256):
             raise InvalidInput(
                 f"document {doc.index} has no valid SHA-256", reason="bad_document_hash"
@@ -303,10 +291,7 @@ def approve(
             "again (R06)",
             reason="digest_mismatch",
         )
-    if comment and len(comment) > MAX_TEXT:
-        raise InvalidInput(
-            f"comment is longer than {MAX_TEXT} characters", reason="comment_too_long"
-        )
+    check_text("comment", comment)
     if approver.name in {a.approver for a in request.approvals}:
         raise AlreadyDone(
             f"{approver.name} already approved request {request.request_id}; one person counts once",
@@ -390,6 +375,7 @@ def cancel(
             reason="not_the_requester",
         )
     _require_open(request, "cancelled")
+    check_text("comment", comment)
     why = f": {comment}" if comment else ""
     return replace(
         request,

@@ -31,6 +31,7 @@ from seald.domain.errors import (
     SealError,
 )
 from seald.domain.model import Principal, Role, Seal, SealStatus
+from seald.domain.text_policy import MAX_LABEL, check_text
 
 PROPOSAL_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 PROPOSAL_TTL = timedelta(hours=24)
@@ -209,8 +210,8 @@ def decide(
 ) -> Decision:
     """One admin call on a seal. ``pending`` is the stored proposal with ``proposal_id``."""
     require_admin(admin, state.seal_id)
-    if len(comment) > MAX_COMMENT:
-        raise InvalidInput(f"comment is longer than {MAX_COMMENT} characters", reason="comment_too_long")
+    check_text("comment", comment, limit=MAX_COMMENT)
+    check_text("display_name", display_name, limit=MAX_LABEL)
     target = next_status(state.status, action)
     if action in TWO_ADMIN_ACTIONS:
         if not PROPOSAL_ID.match(proposal_id):
