@@ -79,13 +79,10 @@ class Row:
     method: str
     denied: frozenset[str]
     make: Callable[[Ctx], Any]
-    # RPCs other issues are building now: only the refusal of the denied roles is asserted
-    # (UNIMPLEMENTED is accepted from them until the RPC exists).
-    in_progress: bool = False
 
 
-def row(service: str, method: str, denied: str, make: Callable[[Ctx], Any], in_progress: bool = False) -> Row:
-    return Row(service, method, frozenset(denied.split()), make, in_progress)
+def row(service: str, method: str, denied: str, make: Callable[[Ctx], Any]) -> Row:
+    return Row(service, method, frozenset(denied.split()), make)
 
 
 def submit_stream(ctx: Ctx) -> Iterator[requests_pb2.SubmitRequestMessage]:
@@ -150,16 +147,17 @@ TABLE = [
     row(
         "SealRequestService",
         "PreviewRequest",
-        "outsider",
+        # lifecycle.can_preview: the requester, the seal's approvers, admins and auditors;
+        # a custodian holds the token and does not judge documents (R04).
+        "custodian outsider",
         lambda c: requests_pb2.PreviewRequestRequest(request_id=c.request_id),
-        in_progress=True,
     ),
     row(
         "SealRequestService",
         "GetEvidence",
-        "outsider",
+        # evidence.export_evidence: the requester, auditors and admins of the seal (R10).
+        "approver custodian outsider",
         lambda c: requests_pb2.GetEvidenceRequest(request_id=c.request_id),
-        in_progress=True,
     ),
     # -- tokens (R07)
     row(
@@ -271,6 +269,61 @@ TABLE = [
 ]
 
 REFUSALS = {grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED}
+UNLISTED = "unlisted"  # a client-CA certificate that is not on the allow-list
+Observed = dict[tuple[str, str], grpc.StatusCode]  # (method, role) -> the daemon's answer
+
+
+def matrix_problems(table: list[Row], observed: Observed) -> list[str]:
+    """What is wrong with the daemon's answers, given the table's expectations (pure)."""
+    problems: list[str] = []
+    for entry in table:
+        for (method, role), code in observed.items():
+            if method != entry.method:
+                continue
+            if role == UNLISTED:
+                if code != grpc.StatusCode.UNAUTHENTICATED:
+                    problems.append(
+                        f"{method} as an unlisted certificate: {code.name}, expected UNAUTHENTICATED"
+                    )
+            elif role in entry.denied:
+                if code != grpc.StatusCode.PERMISSION_DENIED:
+                    problems.append(f"{method} as {role}: {code.name}, expected PERMISSION_DENIED")
+            elif code in REFUSALS or code == grpc.StatusCode.INTERNAL:
+                problems.append(f"{method} as {role}: {code.name}, expected to pass R04")
+    return problems
+
+
+def assert_every_cell_decides(table: list[Row], observed: Observed) -> None:
+    """Mutation check of the table: flipping any one cell (a denied role listed as
+    allowed, or an allowed one as denied) must make the matrix fail on the same answers.
+    A cell that passes either way (like the old `in_progress` rows) proves nothing."""
+    roles = sorted({role for _, role in observed if role != UNLISTED})
+    unknown = {role for entry in table for role in entry.denied} - set(roles)
+    assert not unknown, f"the table names roles nobody played: {unknown}"
+    blind = []
+    for index, entry in enumerate(table):
+        for role in roles:
+            flipped = entry.denied ^ {role}
+            mutated = list(table)
+            mutated[index] = Row(entry.service, entry.method, flipped, entry.make)
+            if not matrix_problems(mutated, observed):
+                blind.append(f"{entry.method} / {role}")
+    assert blind == [], "cells that pass whatever the table says: " + ", ".join(blind)
+
+
+def assert_loosening_any_rpc_fails(table: list[Row], observed: Observed) -> None:
+    """A daemon whose authorisation of one RPC is loosened (every role it denies now gets
+    through: OK, or PERMISSION_DENIED turned into NOT_FOUND) must fail the matrix."""
+    for entry in table:
+        if not entry.denied:
+            continue
+        for let_through in (grpc.StatusCode.OK, grpc.StatusCode.NOT_FOUND):
+            loosened = dict(observed)
+            for role in entry.denied:
+                loosened[(entry.method, role)] = let_through
+            found = matrix_problems(table, loosened)
+            assert found, f"loosening {entry.method} ({let_through.name}) went unnoticed"
+            assert all(entry.method in problem for problem in found), found
 
 
 def channel(d: SealDaemon, cert: Path, key: Path, ca: Path | None = None) -> grpc.Channel:
@@ -378,33 +431,25 @@ def test_r04_every_role_against_every_rpc(
     }
     identities["outsider"] = extra["qian.li"]
     stranger = fx.unlisted
-    problems: list[str] = []
+    observed: Observed = {}
     # One TLS connection per identity for the whole table (the identity is per call anyway).
     channels = {role: channel(d, cert, key) for role, (cert, key) in identities.items()}
     unlisted = channel(d, stranger.cert, stranger.key)
     try:
         for entry in TABLE:
             for role, ch in channels.items():
-                code = invoke(ch, entry, ctx)
-                if role in entry.denied:
-                    allowed = {grpc.StatusCode.PERMISSION_DENIED}
-                    if entry.in_progress:
-                        allowed.add(grpc.StatusCode.UNIMPLEMENTED)
-                    if code not in allowed:
-                        problems.append(f"{entry.method} as {role}: {code.name}, expected PERMISSION_DENIED")
-                elif (code in REFUSALS or code == grpc.StatusCode.INTERNAL) and not (
-                    entry.in_progress and code == grpc.StatusCode.PERMISSION_DENIED
-                ):
-                    problems.append(f"{entry.method} as {role}: {code.name}, expected to pass R04")
-            code = invoke(unlisted, entry, ctx)
-            if code != grpc.StatusCode.UNAUTHENTICATED:
-                problems.append(
-                    f"{entry.method} as an unlisted certificate: {code.name}, expected UNAUTHENTICATED"
-                )
+                observed[(entry.method, role)] = invoke(ch, entry, ctx)
+            observed[(entry.method, UNLISTED)] = invoke(unlisted, entry, ctx)
     finally:
         for ch in (*channels.values(), unlisted):
             ch.close()
+    problems = matrix_problems(TABLE, observed)
     assert problems == [], "\n".join(problems)
+    # Issue 14: the matrix must be able to fail. Two rows once accepted any answer from
+    # the roles they did not list, so letting every role on the seal fetch evidence still
+    # passed. Checked here against the answers the real daemon just gave:
+    assert_every_cell_decides(TABLE, observed)
+    assert_loosening_any_rpc_fails(TABLE, observed)
 
     # A certificate from another CA does not get a TLS connection at all.
     mallory = fx.foreign
