@@ -52,6 +52,7 @@ CHECKS: Final = (
     "approver_certificates_trusted",
     "approval_statements",
     "approvals_recorded",
+    "approvals_not_replayed",
     "approval_policy",
     "seal_certificate",
     "pdf_hash",
@@ -206,6 +207,7 @@ def verify_package(data: bytes, pdfs: Sequence[Path], anchors: Sequence[x509.Cer
         request_records = _verify_ledger(verdict, request, ledger)
         approvals = _verify_approvals(verdict, package, anchors)
         _verify_recorded(verdict, approvals, request_records)
+        _verify_not_replayed(verdict, approvals, request_records)
         _verify_policy(verdict, request, approvals, request_records, package.get("policy"))
         seal_cert, chain = _verify_seal(verdict, package, anchors)
         _verify_pdfs(
@@ -410,6 +412,54 @@ def _verify_recorded(
                 "that the package leaves out"
             )
     verdict.add("approvals_recorded", problems, f"{len(standing)} recorded approvals, all in the package")
+
+
+def _verify_not_replayed(
+    verdict: Verdict, approvals: list[_Approval], request_records: list[dict[str, Any]]
+) -> None:
+    """R06, an approval is used once (issue 14): a counted statement must not have been
+    recorded before (ledger order), nor be signed before its approver's last withdrawal
+    on this request (ledger time). Either way a withdrawn approval came back by replay."""
+    standing = _effective_approvals(request_records)
+    problems: list[str] = []
+    for a in approvals:
+        record = standing.get(a.approver)
+        if record is None or a.statement is None:
+            continue  # approvals_recorded / approval_statements report these
+        statement_sha = _sha256(a.statement_bytes)
+        earlier = [r for r in request_records if int(r["sequence"]) < int(record["sequence"])]
+        own: list[str] = []
+        for r in earlier:
+            if (
+                r["event"] == "request.approved"
+                and json.loads(r["details_json"]).get("statement_sha256") == statement_sha
+            ):
+                own.append(
+                    f"{a.approver}: the counted statement was already recorded at record "
+                    f"{r['sequence']} ({r['time']}): a statement is used once, this one is replayed"
+                )
+                break
+        withdrawals = [
+            r
+            for r in earlier
+            if r["event"] == "request.approval_withdrawn" and r["principal"] == a.approver
+        ]
+        if withdrawals:
+            last = withdrawals[-1]
+            if _time(a.statement.signed_at) < _time(last["time"]):
+                own.append(
+                    f"{a.approver}: the counted statement was signed at {a.statement.signed_at}, "
+                    f"before {a.approver} withdrew at record {last['sequence']} ({last['time']}): "
+                    "a withdrawn approval replayed"
+                )
+        if own:
+            problems += own
+            a.valid = False
+    verdict.add(
+        "approvals_not_replayed",
+        problems,
+        "no counted statement was recorded before or predates its approver's withdrawal",
+    )
 
 
 def _verify_policy(

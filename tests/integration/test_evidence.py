@@ -36,10 +36,15 @@ from sealapi.v1 import common_pb2, requests_pb2
 from sealclient.approval import ApprovalSigner, LocalDocument, build_approval
 from sealclient.errors import SealClientError
 from sealclient.evidence import load_trust, pdf_problems, verify_package
+from seald.domain.audit import RECORD_COLUMNS, canonical_details_json, canonical_row_bytes, format_time
 from seald.store.checkpoints import checkpoint_payload
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from daemon_harness import SealDaemon, make_pdf, unlock_first_use
+
+# Issue 14: certificates and statements dated from now; scripts/test.sh runs these again
+# under faketime at 03:10 and 23:50 UTC.
+pytestmark = pytest.mark.clock
 
 SEALCTL = shutil.which("sealctl", path=str(Path(sys.executable).parent))
 PLACEMENT = common_pb2.Placement(page=0, x_mm=150, y_mm=240)
@@ -171,6 +176,7 @@ def test_r10_r14_package_of_a_real_sealed_request_verifies_offline_with_the_daem
         "approver_certificates_trusted",
         "approval_statements",
         "approvals_recorded",
+        "approvals_not_replayed",
         "approval_policy",
         "seal_certificate",
         "pdf_hash",
@@ -403,3 +409,120 @@ def test_r10_r14_any_damaged_field_is_a_failed_check_never_a_crash(sealed: Seale
         }
         if not set(map(str, path)) & informational:
             assert not verdict.ok, path
+
+
+# -- issue 14 item 1: a withdrawn approval that comes back by replay ----------------------
+
+
+def _append_and_resign(sealed: Sealed, package: dict[str, Any], events: list[dict[str, Any]]) -> None:
+    """Append ledger records of the request after the checkpointed head, chain them, and
+    re-sign the checkpoint with the appliance's OWN audit key: the package a daemon that
+    accepted the replay (as seald did before issue 14) would export. Nothing else is
+    touched, so every other check still passes and only the replay can fail it."""
+    ledger = package["ledger"]
+    records = ledger["records"]
+    template = next(r for r in records if r["event"] == "request.approved")
+    head = records[-1]
+    moment = dt.datetime.fromisoformat(head["time"].replace("Z", "+00:00"))
+    for extra in events:
+        moment += dt.timedelta(seconds=1)
+        record = {**template, "reason": template["reason"], **extra}
+        record["sequence"] = head["sequence"] + 1
+        record["time"] = format_time(moment)
+        record["previous_hash"] = head["record_hash"]
+        record["record_hash"] = hashlib.sha256(
+            canonical_row_bytes(tuple(record[c] for c in RECORD_COLUMNS))
+        ).hexdigest()
+        records.append(record)
+        ledger["request_sequences"].append(record["sequence"])
+        head = record
+    checkpoint = ledger["checkpoint"]
+    checkpoint["sequence"], checkpoint["head_hash"] = head["sequence"], head["record_hash"]
+    checkpoint["created_at"] = format_time(moment + dt.timedelta(seconds=1))
+    key = serialization.load_pem_private_key(
+        (sealed.fixtures.state_dir / "audit" / "audit-key.pem").read_bytes(), password=None
+    )
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    payload = checkpoint_payload(
+        checkpoint["sequence"], checkpoint["head_hash"], checkpoint["created_at"], checkpoint["host"]
+    )
+    checkpoint["signature"] = base64.b64encode(key.sign(payload, ec.ECDSA(hashes.SHA256()))).decode()
+
+
+def evidence_replayed_withdrawn_approval(sealed: Sealed) -> dict[str, Any]:
+    """li.na approved, withdrew, and the very statement she signed before the withdrawal
+    was sent again and counted (the audit's attack): the ledger shows her approval, her
+    withdrawal, then a second `request.approved` with the same statement hash."""
+    package = _package(sealed)
+    approved = next(
+        r for r in package["ledger"]["records"]
+        if r["event"] == "request.approved" and r["principal"] == "li.na"
+    )
+    _append_and_resign(
+        sealed,
+        package,
+        [
+            {"event": "request.approval_withdrawn", "outcome": "withdrawn", "details_json": "{}"},
+            {"event": "request.approved", "details_json": approved["details_json"]},
+        ],
+    )
+    return package
+
+
+def test_r06_evidence_replayed_withdrawn_approval_fails_offline(sealed: Sealed, tmp_path: Path) -> None:
+    package = evidence_replayed_withdrawn_approval(sealed)
+    failed = _verify(sealed, package)
+    # Chain, checkpoint and every signature are genuine: only the replay is wrong.
+    for good in ("ledger_chain", "checkpoint_signature", "approval_signatures", "approvals_recorded"):
+        assert good not in failed, (good, failed)
+    replay = failed["approvals_not_replayed"]
+    assert "li.na: the counted statement was already recorded at record" in replay
+    assert "before li.na withdrew at record" in replay and "a withdrawn approval replayed" in replay
+    assert "wang.fang" not in replay
+    assert "only 1 valid distinct approvals of the 2 required" in failed["approval_policy"]
+
+    # The same through `sealctl evidence verify`: exit 10 and the named verdict.
+    path = tmp_path / "evidence-replayed-withdrawn-approval.json"
+    path.write_text(json.dumps(package, ensure_ascii=False), encoding="utf-8")
+    done = _offline(
+        "evidence", "verify", str(path), str(sealed.pdf), *[a for p in sealed.trust for a in ("--ca", str(p))]
+    )
+    assert done.returncode == 10, done.stdout + done.stderr
+    assert any(line.startswith("FAIL  approvals_not_replayed: li.na") for line in done.stdout.splitlines())
+    assert "approvals_not_replayed" in done.stdout.splitlines()[-1]
+
+
+def test_r06_approval_signed_after_the_withdrawal_still_counts(sealed: Sealed) -> None:
+    """The control: a NEW statement li.na signs after withdrawing is a fresh approval."""
+    package = _package(sealed)
+    who = sealed.fixtures.principals["li.na"]
+    approved = next(
+        r for r in package["ledger"]["records"]
+        if r["event"] == "request.approved" and r["principal"] == "li.na"
+    )
+    head_time = dt.datetime.fromisoformat(package["ledger"]["records"][-1]["time"].replace("Z", "+00:00"))
+    local = [LocalDocument(d.sha256, d.size) for d in sealed.request.documents]
+    message = build_approval(
+        sealed.request,
+        local,
+        signer=ApprovalSigner(who.key.read_bytes(), who.cert.read_bytes()),
+        now=head_time + dt.timedelta(seconds=1, milliseconds=500),  # after the withdrawal
+    )
+    details = json.loads(approved["details_json"])
+    details["statement_sha256"] = hashlib.sha256(message.statement).hexdigest()
+    details["signature_sha256"] = hashlib.sha256(message.statement_signature).hexdigest()
+    _append_and_resign(
+        sealed,
+        package,
+        [
+            {"event": "request.approval_withdrawn", "outcome": "withdrawn", "details_json": "{}"},
+            {
+                "event": "request.approved",
+                "details_json": canonical_details_json(details),
+            },
+        ],
+    )
+    entry = next(a for a in package["approvals"] if a["approver"] == "li.na")
+    entry["statement"] = message.statement.decode()
+    entry["signature"] = base64.b64encode(message.statement_signature).decode()
+    assert _verify(sealed, package) == {}
