@@ -12,6 +12,7 @@ DEBIAN_PACKAGES=(
   sqlite3                    # offline inspection of the state database
   python3-seccomp            # the unit syscall-filter test replays our stack under seccomp
   systemd                    # systemd-analyze for the unit checks
+  faketime                   # issue 14: clock-marked tests run again at 03:10 and 23:50 UTC
   python3-venv python3-dev gcc pkg-config
   umockdev gir1.2-umockdev-1.0 libgirepository1.0-dev libcairo2-dev   # issue 3: real uevents in tests (PyGObject<3.51 builds against these)
 )

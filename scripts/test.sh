@@ -6,6 +6,16 @@ bash scripts/setup.sh
 .venv/bin/ruff check .
 .venv/bin/mypy
 .venv/bin/pytest -q -m "not umockdev" "$@"
+# Issue 14: every test that reads the wall clock (marked `clock`) runs again at two fixed
+# hours of tomorrow (UTC), under Debian faketime: LD_PRELOAD reaches every seald a test
+# starts, so daemon and test share the moved clock, which keeps ticking from there.
+# The date is computed, so it never goes stale; a missing faketime fails here, never skips.
+command -v faketime >/dev/null || { echo "test.sh: faketime missing (Debian faketime)" >&2; exit 1; }
+tomorrow=$(date -u -d tomorrow +%F)
+for at in 03:10:00 23:50:00; do
+  echo "test.sh: clock-marked tests at $tomorrow $at UTC (faketime)"
+  TZ=UTC faketime -f "@$tomorrow $at" .venv/bin/pytest -q -m clock -p no:cacheprovider
+done
 # Issue 3: real udev events need umockdev's LD_PRELOAD; a missing umockdev fails here, never skips.
 command -v umockdev-wrapper >/dev/null || { echo "test.sh: umockdev-wrapper missing (Debian umockdev)" >&2; exit 1; }
 umockdev-wrapper .venv/bin/pytest -q -m umockdev -p no:cacheprovider tests/integration/test_token_hotplug.py tests/integration/test_token_hotplug_daemon.py tests/integration/test_soak.py

@@ -64,9 +64,14 @@ class DaemonClock:
         self.path.write_text(f"{offset:.3f}", encoding="ascii")
 
 
+# Read once (issue 14): a test that runs across midnight (the 23:50 faketime pass of
+# scripts/test.sh) must not see "tomorrow" move between two calls.
+_TOMORROW = (datetime.now(UTC) + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
 def tomorrow_utc(hour: int, minute: int = 0) -> datetime:
-    day = (datetime.now(UTC) + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
-    return day + timedelta(hours=hour, minutes=minute)
+    """An instant of the day after the test session started (UTC)."""
+    return _TOMORROW + timedelta(hours=hour, minutes=minute)
 
 
 def submit_approved(d: SealDaemon, tmp_path: Path, name: str = "合同.pdf") -> str:

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import grpc
+import pytest
 from fixture_layout import SealFixtures
 from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.writer import PageObject, PdfFileWriter
@@ -103,6 +104,7 @@ def seald(d: SealDaemon, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.clock  # issue 14: a report period of yesterday..tomorrow
 def test_r10_r11_r12_audit_end_to_end_with_backup_restore_and_log_canary(
     fresh_seal_fixtures: SealFixtures, tmp_path: Path
 ) -> None:

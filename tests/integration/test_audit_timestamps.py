@@ -108,6 +108,7 @@ def _put_token(state_dir: Path, sequence: int, token: bytes) -> None:
     exported.write_text(json.dumps(raw), encoding="utf-8")
 
 
+@pytest.mark.clock  # issue 14: the TSA time against now, the year
 def test_r10_checkpoint_is_timestamped_by_the_tsa_and_verifies(
     pki: LivePki, tsa_root: Path, tmp_path: Path
 ) -> None:
@@ -180,6 +181,7 @@ def test_r10_unreachable_tsa_keeps_the_signed_checkpoint_and_the_next_run_stamps
     assert _stored_tokens(tmp_path)[3] == stamped.timestamp_token
 
 
+@pytest.mark.clock  # issue 14: the TSA time against now, the year
 def test_r10_sealctl_offline_verify_checks_the_checkpoint_timestamp(
     pki: LivePki, tsa_root: Path, tmp_path: Path
 ) -> None:

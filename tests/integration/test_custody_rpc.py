@@ -159,6 +159,7 @@ def test_r07_initial_pin_refused_for_signing_until_changed_and_change_is_audited
     assert token_status(d).initial_pin_changed
 
 
+@pytest.mark.clock  # issue 14: hours, nights and request expiry on the daemon clock
 def test_r08_out_of_hours_unlock_refused_and_request_waits_for_the_hours(
     fresh_seal_fixtures: SealFixtures, daemons: list[SealDaemon], tmp_path: Path
 ) -> None:
@@ -166,10 +167,14 @@ def test_r08_out_of_hours_unlock_refused_and_request_waits_for_the_hours(
     d = start(
         daemons, SealDaemon(fresh_seal_fixtures, contract_hours("09:00-17:00"), env=clock.env)
     )
-    # Approved first, at the real time: a signed approval must be dated within 10 minutes
-    # of the daemon's clock (issue 9), and the approvers' clocks are not moved.
-    request_id = submit_approved(d, tmp_path)
+    # The whole scenario lives on one pinned clock (issue 14): submitted and approved at
+    # 03:00 UTC tomorrow, so the approvals' use window (24 h from the last approval) ends
+    # tomorrow 03:00 + 24 h, after the 10:00 unlock, at whatever hour the suite runs. It
+    # used to be submitted at the real time and expired before 10:00 when run at 00-10 UTC.
+    # Signed approvals are dated by the approvers' wall clocks and compared with the
+    # daemon's wall clock, not this one (issue 9), so moving it does not upset them.
     clock.set(tomorrow_utc(3))  # 03:00 UTC: before the seal's hours
+    request_id = submit_approved(d, tmp_path)
     with d.client("liu.yang") as custodian:
         custodian.change_pin("contract", user_pin(d.fixtures, "contract"), CHANGED_PIN)
         with pytest.raises(SealClientError) as refused:
@@ -193,6 +198,7 @@ def test_r08_out_of_hours_unlock_refused_and_request_waits_for_the_hours(
         assert d.wait_state(requester, request_id, SIGNED).state == SIGNED
 
 
+@pytest.mark.clock  # issue 14: hours, nights and request expiry on the daemon clock
 def test_r08_token_left_in_after_hours_alerts_once_locks_and_shows_in_metrics(
     fresh_seal_fixtures: SealFixtures, daemons: list[SealDaemon]
 ) -> None:
@@ -244,6 +250,7 @@ def test_r08_token_left_in_after_hours_alerts_once_locks_and_shows_in_metrics(
     assert refused.value.reason == "out_of_hours"
 
 
+@pytest.mark.clock  # issue 14: hours, nights and request expiry on the daemon clock
 def test_r08_one_alert_per_night_even_across_a_restart(
     fresh_seal_fixtures: SealFixtures, daemons: list[SealDaemon]
 ) -> None:
@@ -288,6 +295,7 @@ def test_r08_one_alert_per_night_even_across_a_restart(
     assert scrape(port)[alerts] == 1.0
 
 
+@pytest.mark.clock  # issue 14: hours, nights and request expiry on the daemon clock
 def test_r09_delegation_ends_by_itself(
     fresh_seal_fixtures: SealFixtures, daemons: list[SealDaemon], tmp_path: Path
 ) -> None:

@@ -176,6 +176,7 @@ def ledger(d: SealDaemon, seal_id: str) -> tuple[list[str], list[str]]:
     return history, events
 
 
+@pytest.mark.clock  # issue 14: certificates valid from now for a day
 def test_r02_r15_create_key_on_token_import_certificate_then_seal_validates(
     new_seal_daemon: SealDaemon, tmp_path: Path
 ) -> None:
@@ -299,6 +300,7 @@ def renewed_certificate(fx: SealFixtures, seal_id: str) -> bytes:
     return IssuingCA(fx).issue(current.subject, current.public_key(), days=730)  # type: ignore[arg-type]
 
 
+@pytest.mark.clock  # issue 14: certificates valid from now for a day
 def test_r02_r06_renewed_certificate_voids_approvals_bound_to_the_old_one(
     fresh_seal_fixtures: SealFixtures, tmp_path: Path
 ) -> None:

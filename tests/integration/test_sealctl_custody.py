@@ -145,6 +145,7 @@ def test_r09_handover_needs_two_other_approvals_then_only_the_new_custodian_unlo
     assert recorded == ["wang.fang"]
 
 
+@pytest.mark.clock  # issue 14: a delegation window from now
 def test_r09_delegation_times_need_a_zone_and_are_kept_as_given(cd: CustodyDaemon) -> None:
     d = cd.daemon
     proposals_before = len(audit_rows(d, "custody.change_proposed"))

@@ -22,6 +22,10 @@ from seald.domain.approval_statement import (
 )
 from seald.domain.digest import DigestDocument, DigestPlacement
 
+# Issue 14: certificates and statements dated from now; scripts/test.sh runs these again
+# under faketime at 03:10 and 23:50 UTC.
+pytestmark = pytest.mark.clock
+
 
 def _statement(**changes: object) -> ApprovalStatement:
     base = ApprovalStatement(
