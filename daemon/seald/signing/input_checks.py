@@ -2,9 +2,14 @@
 
 A sealed document is evidence: we refuse inputs a validator or a viewer could read
 differently from us (broken cross-references, truncation), inputs we cannot sign
-incrementally (encryption), and inputs that can change what is shown after
-sealing (JavaScript). Anything wrong with the input raises InputDocumentError and
-nothing else, whatever the parser throws.
+incrementally (encryption), inputs that can change what is shown after sealing
+(JavaScript), inputs with active content that runs or sends something when opened or
+clicked (issue 14: /Launch, /SubmitForm, /ImportData, /GoToR, /GoToE, /URI as an
+automatic action, RichMedia, XFA, embedded files), and unsigned incremental updates
+(the shadow-attack family: an earlier revision that a later one hides or replaces).
+Anything wrong with the input raises InputDocumentError and nothing else, whatever the
+parser throws; an active-content refusal names the object ("object 12 0: /OpenAction
+/Launch").
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from typing import Any, BinaryIO
 from pyhanko.pdf_utils import generic, misc
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.pdf_utils.xref import ObjectHeaderReadError
+from pyhanko.sign.diff_analysis import DEFAULT_DIFF_POLICY, ModificationLevel
 
 from .errors import InputDocumentError
 
@@ -28,10 +34,32 @@ _TRAILER_WINDOW = 1024  # and %%EOF within the last 1024 (ISO 32000 implementati
 _MAX_PAGE_TREE_DEPTH = 64
 _MAX_PAGES = 100_000
 _SCAN_CHUNK = 1 << 20
-_SCAN_OVERLAP = 16  # longer than any token below plus its look-ahead
-_SCAN_TOKENS = re.compile(
-    rb"/(?:JavaScript|JS)(?![A-Za-z0-9#])|/ObjStm(?![A-Za-z0-9#])|endstream|\bobj\b|stream(?=\r?\n)"
+_SCAN_OVERLAP = 64  # longer than any token below plus its look-ahead
+# Names that mean active content wherever they occur in an object (not in stream data).
+# /URI is not among them: an ordinary link is a /URI action; automatic ones are found by
+# the structural walk. /JS and /JavaScript keep their own reason, `javascript`.
+_ACTIVE_NAMES = (
+    b"Launch|SubmitForm|ImportData|GoToR|GoToE|RichMediaExecute|RichMedia|XFA|EmbeddedFiles|FileAttachment"
 )
+_SCAN_TOKENS = re.compile(
+    rb"/(?P<js>JavaScript|JS)(?![A-Za-z0-9#])|/(?P<active>" + _ACTIVE_NAMES + rb")(?![A-Za-z0-9#])"
+    rb"|/ObjStm(?![A-Za-z0-9#])|endstream|(?:(?P<num>\d{1,10})[ \t\r\n]+(?P<gen>\d{1,5})[ \t\r\n]+)?\bobj\b"
+    rb"|stream(?=\r?\n)"
+)
+# Actions that run a program, send data or open another file (ISO 32000-1 12.6.4).
+_ACTIVE_ACTIONS = {
+    "/Launch": "launches a program or opens a file",
+    "/SubmitForm": "sends form data to an address",
+    "/ImportData": "imports data from a file",
+    "/GoToR": "opens another PDF file",
+    "/GoToE": "opens an embedded or another file",
+    "/RichMediaExecute": "runs rich media (Flash/3D) commands",
+}
+_ACTIVE_ANNOTATIONS = {
+    "/FileAttachment": "carries an embedded file",
+    "/RichMedia": "plays rich media (Flash, video, 3D)",
+}
+_MAX_WALK = 200_000  # objects visited by the structural walk (fields, outlines, actions)
 
 
 @dataclass(frozen=True)
@@ -42,6 +70,7 @@ class PdfFacts:
     sha256: str
     pdf_version: str  # from the header, e.g. "1.7"
     existing_signatures: int  # signature fields already holding a signature
+    javascript_at: str = ""  # where JavaScript was found, e.g. "object 12 0: /OpenAction"
 
 
 def check_input_pdf(path: Path, max_bytes: int, *, allow_javascript: bool = False) -> PdfFacts:
@@ -72,7 +101,7 @@ def check_input_stream(fh: BinaryIO, size: int, *, allow_javascript: bool = Fals
     """The checks over a seekable binary stream of ``size`` bytes, read in chunks."""
     version = _check_envelope(fh, size)
     try:
-        facts = _parse_and_inspect(fh, size, version)
+        return _parse_and_inspect(fh, size, version, allow_javascript=allow_javascript)
     except InputDocumentError:
         raise
     except ObjectHeaderReadError as ex:
@@ -80,13 +109,6 @@ def check_input_stream(fh: BinaryIO, size: int, *, allow_javascript: bool = Fals
         raise _broken_xref() from ex
     except Exception as ex:
         raise _malformed(ex) from ex
-    if facts.has_javascript and not allow_javascript:
-        raise InputDocumentError(
-            "javascript",
-            "the PDF contains JavaScript (document, page or link actions), which could change "
-            "what the sealed document shows; export or print it to a PDF without scripts",
-        )
-    return facts
 
 
 def _check_envelope(fh: BinaryIO, size: int) -> str:
@@ -112,7 +134,7 @@ def _check_envelope(fh: BinaryIO, size: int) -> str:
     return header.group(1).decode("ascii")
 
 
-def _parse_and_inspect(fh: BinaryIO, size: int, version: str) -> PdfFacts:
+def _parse_and_inspect(fh: BinaryIO, size: int, version: str, *, allow_javascript: bool) -> PdfFacts:
     fh.seek(0)
     try:
         reader = PdfFileReader(fh, strict=True)
@@ -127,23 +149,287 @@ def _parse_and_inspect(fh: BinaryIO, size: int, version: str) -> PdfFacts:
     page_count = count_pages(root["/Pages"])
     if page_count == 0:
         raise InputDocumentError("zero_pages", "the PDF has no pages; submit a document with pages")
-    has_js = _has_document_javascript(root)
-    sha256, js_name = _scan_bytes(fh)
+    walk = _ActiveContentWalk(reader)
+    walk.run()
+    sha256, found = _scan_bytes(fh)
+    js_at = walk.javascript_at
+    if found is not None:
+        kind, where = found
+        if kind == "active" and not walk.active:
+            walk.active = where
+        elif kind == "js" and not js_at:
+            js_at = where
+    if walk.active:
+        raise InputDocumentError(
+            "active_content",
+            f"the PDF has active content ({walk.active}): it runs, opens or sends something "
+            "when the document is opened or clicked, outside what the seal shows; remove it "
+            "(e.g. print to PDF) and submit the document again",
+        )
+    if js_at and not allow_javascript:
+        raise InputDocumentError(
+            "javascript",
+            f"the PDF contains JavaScript ({js_at}), which could change what the sealed "
+            "document shows; export or print it to a PDF without scripts",
+        )
+    _check_revisions(reader)
     return PdfFacts(
         page_count=page_count,
         size=size,
-        has_javascript=has_js or js_name,
+        has_javascript=bool(js_at),
         sha256=sha256,
         pdf_version=version,
         existing_signatures=_count_signatures(root),
+        javascript_at=js_at,
     )
 
 
-def _scan_bytes(fh: BinaryIO) -> tuple[str, bool]:
-    """SHA-256 of the whole stream and whether a /JS or /JavaScript name occurs outside
-    stream data, in one chunked pass.
+def _check_revisions(reader: PdfFileReader) -> None:
+    """The shadow-attack family (hide, replace, hide-and-replace) lives in incremental
+    updates: a later revision changes what an earlier one shows. Policy (issue 14):
+    - an input with incremental updates and no signature is refused (`incremental_update`):
+      nobody vouched for the earlier revision, and re-saving it as one revision costs the
+      user nothing;
+    - a signed input may carry updates after its last signature only if pyHanko's
+      difference analysis finds nothing but validation data and timestamps in them (a
+      later form fill, annotation or content change is refused the same way); updates
+      before a signature were seen and signed by that signer.
+    The refusal names the revision and the objects it changes."""
+    total = reader.xrefs.total_revisions
+    if total <= 1:
+        return
+    signatures = list(reader.embedded_signatures)
+    if not signatures:
+        raise InputDocumentError(
+            "incremental_update",
+            f"the PDF has {total - 1} unsigned incremental update(s); revision "
+            f"{_revision_changes(reader, total - 1)}: an update can hide or replace what an "
+            "earlier revision shows (shadow attack). Re-save it as one revision (e.g. "
+            "`qpdf in.pdf out.pdf` or print to PDF) and submit that",
+        )
+    last = max(signatures, key=lambda sig: sig.signed_revision)
+    if last.signed_revision >= total - 1:
+        return
+    # Coverage and difference analysis only: no digest (that is the signer's business and
+    # `verify`'s), so a large signed input is not read once more here.
+    last.coverage = last.evaluate_signature_coverage()
+    result = last.evaluate_modifications(DEFAULT_DIFF_POLICY)
+    level = getattr(result, "modification_level", None)
+    if level not in (ModificationLevel.NONE, ModificationLevel.LTA_UPDATES):
+        what = level.name if level is not None else f"suspicious: {result}"
+        raise InputDocumentError(
+            "incremental_update",
+            f"after its last signature ({last.field_name}) the PDF was changed ({what}); "
+            f"revision {_revision_changes(reader, total - 1)}: such an update can hide or "
+            "replace what the signer saw (shadow attack); seal the document as it was signed",
+        )
 
-    Catches JavaScript in places the structured check does not walk. The bodies of
+
+def _revision_changes(reader: PdfFileReader, revision: int) -> str:
+    """"2 changes object 3 0, object 7 0": how a refused revision is named."""
+    refs = sorted(reader.xrefs.explicit_refs_in_revision(revision), key=lambda r: (r.idnum, r.generation))
+    named = ", ".join(f"object {r.idnum} {r.generation}" for r in refs[:8])
+    more = f" and {len(refs) - 8} more" if len(refs) > 8 else ""
+    return f"{revision} changes {named}{more}" if refs else f"{revision}"
+
+
+class _ActiveContentWalk:
+    """A structural walk over the places a viewer acts on: the catalog's /OpenAction and
+    /AA, its /Names trees (/JavaScript, /EmbeddedFiles), /AcroForm (/XFA, every field's
+    /A and /AA), the outline items, every page's /AA and every annotation (its subtype,
+    /A and /AA), following each action's /Next chain. Objects come through pyHanko's
+    reader, so those in compressed object streams are seen like any other; only
+    dictionaries are resolved, never stream data, so memory stays bounded.
+    The first finding of each kind is kept as "object N G: path"."""
+
+    def __init__(self, reader: PdfFileReader) -> None:
+        self.reader = reader
+        self.active = ""
+        self.javascript_at = ""
+        self._visited: set[tuple[int, int]] = set()
+        self._steps = 0
+
+    def run(self) -> None:
+        reader = self.reader
+        root_ref = reader.trailer.raw_get("/Root")
+        root_label = _label(root_ref, "the catalog")
+        root = reader.root
+        self._actions_of(root, root_label, "", automatic=True, keys=("/OpenAction",))
+        self._trigger_dict(root, root_label, "")
+        names, names_label = _get(root, "/Names", root_label)
+        if isinstance(names, generic.DictionaryObject):
+            if "/JavaScript" in names:
+                self._js(f"{names_label}: /Names /JavaScript")
+            if "/EmbeddedFiles" in names:
+                self._hit(f"{names_label}: /Names /EmbeddedFiles (embedded files)")
+        acroform, form_label = _get(root, "/AcroForm", root_label)
+        if isinstance(acroform, generic.DictionaryObject):
+            if "/XFA" in acroform:
+                self._hit(f"{form_label}: /AcroForm /XFA (an XFA form, rendered by its own engine)")
+            fields, fields_label = _get(acroform, "/Fields", form_label)
+            self._fields(fields, fields_label)
+        outlines, outlines_label = _get(root, "/Outlines", root_label)
+        if isinstance(outlines, generic.DictionaryObject):
+            self._outlines(outlines, outlines_label)
+        for number, (page, label) in enumerate(self._pages(root), start=1):
+            where = f"{label} (page {number})"
+            self._trigger_dict(page, where, "")
+            annots, annots_label = _get(page, "/Annots", where)
+            if isinstance(annots, generic.ArrayObject):
+                for raw in annots:
+                    annot = _deref(raw)
+                    if isinstance(annot, generic.DictionaryObject):
+                        self._annotation(annot, _label(raw, annots_label))
+
+    # -- helpers -------------------------------------------------------------------
+
+    def _step(self) -> bool:
+        self._steps += 1
+        if self._steps > _MAX_WALK:
+            raise InputDocumentError(
+                "too_complex",
+                f"the PDF has more than {_MAX_WALK} actions, fields or outline items to "
+                "check; simplify it (e.g. print to PDF)",
+            )
+        return True
+
+    def _hit(self, where: str) -> None:
+        if not self.active:
+            self.active = where
+
+    def _js(self, where: str) -> None:
+        if not self.javascript_at:
+            self.javascript_at = where
+
+    def _pages(self, root: generic.DictionaryObject) -> Iterator[tuple[generic.DictionaryObject, str]]:
+        stack: list[Any] = [root.raw_get("/Pages")]
+        while stack:
+            raw = stack.pop()
+            node = _deref(raw)
+            if not isinstance(node, generic.DictionaryObject):
+                continue
+            if "/Kids" in node and node.get("/Type") != "/Page":
+                kids = node.raw_get("/Kids")
+                kids = _deref(kids)
+                stack.extend(reversed(list(kids)))
+            else:
+                yield node, _label(raw, "a page")
+
+    def _annotation(self, annot: generic.DictionaryObject, label: str) -> None:
+        subtype = annot.get("/Subtype")
+        if subtype in _ACTIVE_ANNOTATIONS:
+            self._hit(f"{label}: /Annots {subtype} ({_ACTIVE_ANNOTATIONS[subtype]})")
+        self._actions_of(annot, label, "/Annots", automatic=False, keys=("/A",))
+        self._trigger_dict(annot, label, "/Annots")
+
+    def _fields(self, fields: Any, label: str) -> None:
+        stack: list[tuple[Any, str]] = [(raw, label) for raw in (fields if isinstance(fields, list) else [])]
+        while stack:
+            raw, parent = stack.pop()
+            field = _deref(raw)
+            where = _label(raw, parent)
+            if not isinstance(field, generic.DictionaryObject) or not self._first_visit(raw):
+                continue
+            self._step()
+            self._actions_of(field, where, "/AcroForm field", automatic=False, keys=("/A",))
+            self._trigger_dict(field, where, "/AcroForm field")
+            kids = _deref(field.get("/Kids"))
+            if isinstance(kids, list):
+                stack.extend((kid, where) for kid in kids)
+
+    def _outlines(self, outlines: generic.DictionaryObject, label: str) -> None:
+        stack: list[tuple[Any, str]] = []
+        first = outlines.raw_get("/First") if "/First" in outlines else None
+        if first is not None:
+            stack.append((first, label))
+        while stack:
+            raw, parent = stack.pop()
+            item = _deref(raw)
+            where = _label(raw, parent)
+            if not isinstance(item, generic.DictionaryObject) or not self._first_visit(raw):
+                continue
+            self._step()
+            self._actions_of(item, where, "/Outlines", automatic=False, keys=("/A",))
+            for key in ("/First", "/Next"):
+                if key in item:
+                    stack.append((item.raw_get(key), where))
+
+    def _first_visit(self, raw: Any) -> bool:
+        if isinstance(raw, generic.IndirectObject):
+            key = (raw.idnum, raw.generation)
+            if key in self._visited:
+                return False
+            self._visited.add(key)
+        return True
+
+    def _trigger_dict(self, owner: generic.DictionaryObject, label: str, path: str) -> None:
+        """/AA: additional actions run by events (open, close, focus, page shown): every
+        one is automatic."""
+        aa, aa_label = _get(owner, "/AA", label)
+        if isinstance(aa, generic.DictionaryObject):
+            for trigger in list(aa.keys()):
+                raw = aa.raw_get(trigger)
+                self._action(raw, _label(raw, aa_label), f"{path} /AA {trigger}".strip(), automatic=True)
+
+    def _actions_of(
+        self,
+        owner: generic.DictionaryObject,
+        label: str,
+        path: str,
+        *,
+        automatic: bool,
+        keys: tuple[str, ...],
+    ) -> None:
+        for key in keys:
+            if key in owner:
+                raw = owner.raw_get(key)
+                self._action(raw, _label(raw, label), f"{path} {key}".strip(), automatic=automatic)
+
+    def _action(self, raw: Any, label: str, path: str, *, automatic: bool) -> None:
+        """One action and its /Next chain (a dictionary or an array of them)."""
+        stack: list[tuple[Any, str, str]] = [(raw, label, path)]
+        while stack:
+            current, where, trail = stack.pop()
+            action = _deref(current)
+            if isinstance(action, generic.ArrayObject) and trail.endswith("/Next"):
+                stack.extend((item, _label(item, where), trail) for item in action)
+                continue
+            if not isinstance(action, generic.DictionaryObject) or not self._first_visit(current):
+                continue
+            self._step()
+            kind = action.get("/S")
+            if kind == "/JavaScript":
+                self._js(f"{where}: {trail} /JavaScript")
+            elif kind in _ACTIVE_ACTIONS:
+                self._hit(f"{where}: {trail} {kind} ({_ACTIVE_ACTIONS[kind]})")
+            elif kind == "/URI" and automatic:
+                self._hit(f"{where}: {trail} /URI (opens a web address by itself)")
+            if "/Next" in action:
+                nxt = action.raw_get("/Next")
+                stack.append((nxt, _label(nxt, where), f"{trail} /Next"))
+
+
+def _label(raw: Any, fallback: str) -> str:
+    """"object 12 0" for an indirect reference; else the label of the object holding it."""
+    if isinstance(raw, generic.IndirectObject):
+        return f"object {raw.idnum} {raw.generation}"
+    return fallback
+
+
+def _get(owner: generic.DictionaryObject, key: str, label: str) -> tuple[Any, str]:
+    """(value, label of the object it lives in) for one key of a dictionary."""
+    if key not in owner:
+        return None, label
+    raw = owner.raw_get(key)
+    return _deref(raw), _label(raw, label)
+
+
+def _scan_bytes(fh: BinaryIO) -> tuple[str, tuple[str, str] | None]:
+    """SHA-256 of the whole stream and the first JavaScript (`js`) or active-content
+    (`active`) name outside stream data with the object it is in, in one chunked pass.
+
+    Catches what the structural walk does not reach (an object no walked path leads
+    to, e.g. a dictionary an incremental update left behind). The bodies of
     ordinary streams (images, fonts, page content) are skipped: their bytes are data,
     and in a large compressed or image-heavy file "/JS" turns up there by chance (about
     once per 20 MiB of random bytes). Uncompressed object streams (/ObjStm) hold
@@ -154,6 +440,7 @@ def _scan_bytes(fh: BinaryIO) -> tuple[str, bool]:
     carry = b""
     in_stream = False
     objstm = False
+    current = "an object"
     while True:
         chunk = fh.read(_SCAN_CHUNK)
         digest.update(chunk)
@@ -176,16 +463,21 @@ def _scan_bytes(fh: BinaryIO) -> tuple[str, bool]:
                 break
             token = match.group()
             pos = match.end()
-            if token.startswith(b"/J"):
-                return digest.hexdigest() if final else _finish_digest(digest, fh), True
+            kind = "js" if match.group("js") else "active" if match.group("active") else ""
+            if kind:
+                inside = f"object stream {current}" if objstm else current
+                found = (kind, f"{inside}: {token.decode('ascii')}")
+                return (digest.hexdigest() if final else _finish_digest(digest, fh)), found
             if token == b"/ObjStm":
                 objstm = True
-            elif token == b"obj":
+            elif token.endswith(b"obj"):
                 objstm = False
+                if match.group("num") is not None:
+                    current = f"object {int(match.group('num'))} {int(match.group('gen'))}"
             elif token == b"stream" and not objstm:
                 in_stream = True
         if final:
-            return digest.hexdigest(), False
+            return digest.hexdigest(), None
         carry = buf[pos:]
 
 
@@ -245,52 +537,6 @@ def _deref(obj: Any) -> Any:
     if isinstance(obj, generic.IndirectObject):
         return obj.get_object()  # type: ignore[no-untyped-call]
     return obj
-
-
-def _is_js_action(action: Any) -> bool:
-    action = _deref(action)
-    return isinstance(action, generic.DictionaryObject) and action.get("/S") == "/JavaScript"
-
-
-def _actions_in(d: generic.DictionaryObject) -> Iterator[Any]:
-    """/A, /OpenAction and every trigger in /AA of one dictionary."""
-    for key in ("/A", "/OpenAction"):
-        if key in d:
-            yield d[key]
-    aa = _deref(d.get("/AA"))
-    if isinstance(aa, generic.DictionaryObject):
-        yield from aa.values()
-
-
-def _has_document_javascript(root: generic.DictionaryObject) -> bool:
-    names = _deref(root.get("/Names"))
-    if isinstance(names, generic.DictionaryObject) and "/JavaScript" in names:
-        return True
-    if any(_is_js_action(a) for a in _actions_in(root)):
-        return True
-    # Page-level and annotation-level actions (links, widgets).
-    for page, _ in _iter_pages(root):
-        if any(_is_js_action(a) for a in _actions_in(page)):
-            return True
-        for annot_ref in _deref(page.get("/Annots")) or []:
-            annot = _deref(annot_ref)
-            if isinstance(annot, generic.DictionaryObject) and any(
-                _is_js_action(a) for a in _actions_in(annot)
-            ):
-                return True
-    return False
-
-
-def _iter_pages(root: generic.DictionaryObject) -> Iterator[tuple[generic.DictionaryObject, int]]:
-    stack: list[Any] = [root["/Pages"]]
-    index = 0
-    while stack:
-        node = _deref(stack.pop())
-        if "/Kids" in node and node.get("/Type") != "/Page":
-            stack.extend(reversed(list(node["/Kids"])))
-        else:
-            yield node, index
-            index += 1
 
 
 def _count_signatures(root: generic.DictionaryObject) -> int:
