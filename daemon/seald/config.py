@@ -21,6 +21,7 @@ from seald.domain.errors import ConfigError
 from seald.domain.model import Principal, Role, Seal, SealType
 from seald.domain.policy import ApprovalPolicy, build_policy
 from seald.domain.seal_shapes import SEAL_SHAPES, allowed_shapes, default_shape
+from seald.domain.text_policy import describe, refused_character
 
 FINGERPRINT = re.compile(r"^[0-9a-f]{64}$")
 SEAL_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -244,6 +245,22 @@ class _Table:
             raise ConfigError(f"{self.file}: '{self._key(key)}' is empty; set it ({hint})")
         return str(value)
 
+    def label(self, key: str, default: Any = None, hint: str = "a string") -> str:
+        """Text shown to people (names, display names): the one text policy (issue 14)."""
+        value = self.text(key, default, hint)
+        self.visible(key, value)
+        return value
+
+    def visible(self, key: str, value: str) -> None:
+        found = refused_character(value)
+        if found is not None:
+            position, ch = found
+            raise ConfigError(
+                f"{self.file}: '{self._key(key)}' contains {describe(ch)} at character "
+                f"{position + 1}; use visible text only (control, format and bidirectional "
+                "characters are refused everywhere text is shown to people)"
+            )
+
     def integer(self, key: str, default: int, hint: str) -> int:
         return int(self._get(key, default, int, hint))
 
@@ -364,8 +381,8 @@ def _seal(file: Path, raw: Any, default_approvals: int) -> SealConfig:
     seal = SealConfig(
         seal_id=seal_id,
         seal_type=seal_type,
-        organisation=t.text("organisation", hint="the organisation's registered name"),
-        display_name=t.text("display_name", hint="e.g. 合同专用章"),
+        organisation=t.label("organisation", hint="the organisation's registered name"),
+        display_name=t.label("display_name", hint="e.g. 合同专用章"),
         token_label=t.text("token_label", hint="the PKCS#11 token label"),
         token_serial=t.text("token_serial", hint="the token's serial number"),
         key_label=t.text("key_label", hint="the label of the key and certificate on the token"),
@@ -374,7 +391,9 @@ def _seal(file: Path, raw: Any, default_approvals: int) -> SealConfig:
             if "certificate" in t.data
             else None
         ),
-        categories=frozenset(t.strings("categories", "a non-empty list of document categories")),
+        categories=frozenset(
+            _visible_all(t, "categories", t.strings("categories", "a non-empty list of document categories"))
+        ),
         size_mm=size,
         required_approvals=required,
         hours=_hours(t),
@@ -470,9 +489,15 @@ def _metrics(t: _Table) -> MetricsConfig:
     return MetricsConfig(listen=listen)
 
 
+def _visible_all(t: _Table, key: str, values: list[str]) -> list[str]:
+    for value in values:
+        t.visible(key, value)
+    return values
+
+
 def _principal(file: Path, raw: Any, seal_ids: frozenset[str]) -> PrincipalConfig:
     t = _Table(file, "principal", raw)
-    name = t.text("name", hint="the person's or system's login name")
+    name = t.label("name", hint="the person's or system's login name")
     t.where = f"principal[{name}]"
     roles: set[Role] = set()
     for role in t.strings("roles", "a list of: " + ", ".join(r.value for r in Role)):
@@ -500,7 +525,7 @@ def _principal(file: Path, raw: Any, seal_ids: frozenset[str]) -> PrincipalConfi
     entry = PrincipalConfig(
         principal=Principal(
             name=name,
-            display_name=t.text("display_name", default=name, hint="a display name"),
+            display_name=t.label("display_name", default=name, hint="a display name"),
             roles=frozenset(roles),
             seal_ids=seals,
             groups=groups,

@@ -127,3 +127,24 @@ def test_r10_audit_key_dir_that_is_a_file_is_refused(seal_fixtures: SealFixtures
     path = with_audit(tmp_path, seal_fixtures, 'key_dir = "afile"')
     with pytest.raises(ConfigError, match=r"'audit\.key_dir' = .*afile is not a directory"):
         load_config(path)
+
+
+# --- issue 14: names and categories meet the one text policy ---------------------------
+
+
+@pytest.mark.parametrize(
+    ("edit", "new", "expected"),
+    [
+        (r'^display_name = "张伟"$', 'display_name = "张伟\\\\u202e"', r"wei\]\.display_name.*U\+202E"),
+        (r'^name = "li\.na"$', 'name = "li.na\\\\u001b"', r"principal\.name.*U\+001B"),
+        (r'^categories = \["contract"\]$', 'categories = ["contract\\\\u0085"]', r"categories.*U\+0085"),
+    ],
+)
+def test_r04_names_and_categories_with_control_characters_are_refused(
+    seal_fixtures: SealFixtures, tmp_path: Path, edit: str, new: str, expected: str
+) -> None:
+    path = write(tmp_path, seal_fixtures, edit, new)
+    with pytest.raises(ConfigError) as bad:
+        load_config(path)
+    assert str(path) in str(bad.value) and "visible text only" in str(bad.value)
+    assert re.search(expected, str(bad.value)), str(bad.value)
