@@ -147,7 +147,7 @@ TABLE = [
     row(
         "SealRequestService",
         "PreviewRequest",
-        # lifecycle.can_preview: the requester, the seal's approvers, admins and auditors;
+        # domain.access.can_preview: the requester, the seal's approvers, admins and auditors;
         # a custodian holds the token and does not judge documents (R04).
         "custodian outsider",
         lambda c: requests_pb2.PreviewRequestRequest(request_id=c.request_id),
@@ -155,7 +155,7 @@ TABLE = [
     row(
         "SealRequestService",
         "GetEvidence",
-        # evidence.export_evidence: the requester, auditors and admins of the seal (R10).
+        # audit.evidence (require_may_fetch): the requester, auditors and admins of the seal (R10).
         "approver custodian outsider",
         lambda c: requests_pb2.GetEvidenceRequest(request_id=c.request_id),
     ),
