@@ -8,13 +8,16 @@ bash scripts/setup.sh
 .venv/bin/pytest -q -m "not umockdev" "$@"
 # Issue 14: every test that reads the wall clock (marked `clock`) runs again at two fixed
 # hours of tomorrow (UTC), under Debian faketime: LD_PRELOAD reaches every seald a test
-# starts, so daemon and test share the moved clock, which keeps ticking from there.
-# The date is computed, so it never goes stale; a missing faketime fails here, never skips.
+# starts. An offset ("+Ns"), not a start time ("@date"): with "@" each new process (every
+# seald) would start again at that instant, behind the test's clock; with an offset all
+# share one moved clock, ticking. The date is computed, so it never goes stale; a missing
+# faketime fails here, never skips.
 command -v faketime >/dev/null || { echo "test.sh: faketime missing (Debian faketime)" >&2; exit 1; }
 tomorrow=$(date -u -d tomorrow +%F)
 for at in 03:10:00 23:50:00; do
-  echo "test.sh: clock-marked tests at $tomorrow $at UTC (faketime)"
-  TZ=UTC faketime -f "@$tomorrow $at" .venv/bin/pytest -q -m clock -p no:cacheprovider
+  offset=$(( $(date -u -d "$tomorrow $at" +%s) - $(date -u +%s) ))
+  echo "test.sh: clock-marked tests at $tomorrow $at UTC (faketime +${offset}s)"
+  TZ=UTC faketime -f "+${offset}s" .venv/bin/pytest -q -m clock -p no:cacheprovider
 done
 # Issue 3: real udev events need umockdev's LD_PRELOAD; a missing umockdev fails here, never skips.
 command -v umockdev-wrapper >/dev/null || { echo "test.sh: umockdev-wrapper missing (Debian umockdev)" >&2; exit 1; }

@@ -414,6 +414,14 @@ def test_r10_r14_any_damaged_field_is_a_failed_check_never_a_crash(sealed: Seale
 # -- issue 14 item 1: a withdrawn approval that comes back by replay ----------------------
 
 
+def _latest_time(package: dict[str, Any]) -> dt.datetime:
+    """After the last ledger record and after every statement in the package: the
+    approvers' clocks may run ahead of the daemon's (by up to the allowed skew)."""
+    signed = [json.loads(a["statement"])["signed_at"] for a in package["approvals"]]
+    times = [package["ledger"]["records"][-1]["time"], *signed]
+    return max(dt.datetime.fromisoformat(t.replace("Z", "+00:00")) for t in times)
+
+
 def _append_and_resign(sealed: Sealed, package: dict[str, Any], events: list[dict[str, Any]]) -> None:
     """Append ledger records of the request after the checkpointed head, chain them, and
     re-sign the checkpoint with the appliance's OWN audit key: the package a daemon that
@@ -423,7 +431,7 @@ def _append_and_resign(sealed: Sealed, package: dict[str, Any], events: list[dic
     records = ledger["records"]
     template = next(r for r in records if r["event"] == "request.approved")
     head = records[-1]
-    moment = dt.datetime.fromisoformat(head["time"].replace("Z", "+00:00"))
+    moment = _latest_time(package)
     for extra in events:
         moment += dt.timedelta(seconds=1)
         record = {**template, "reason": template["reason"], **extra}
@@ -500,13 +508,13 @@ def test_r06_approval_signed_after_the_withdrawal_still_counts(sealed: Sealed) -
         r for r in package["ledger"]["records"]
         if r["event"] == "request.approved" and r["principal"] == "li.na"
     )
-    head_time = dt.datetime.fromisoformat(package["ledger"]["records"][-1]["time"].replace("Z", "+00:00"))
+    head_time = _latest_time(package)  # the withdrawal is appended 1 s after this
     local = [LocalDocument(d.sha256, d.size) for d in sealed.request.documents]
     message = build_approval(
         sealed.request,
         local,
         signer=ApprovalSigner(who.key.read_bytes(), who.cert.read_bytes()),
-        now=head_time + dt.timedelta(seconds=1, milliseconds=500),  # after the withdrawal
+        now=head_time + dt.timedelta(seconds=2),  # after the withdrawal
     )
     details = json.loads(approved["details_json"])
     details["statement_sha256"] = hashlib.sha256(message.statement).hexdigest()
