@@ -47,7 +47,8 @@ esac
 if [[ -n "$DESTDIR" && "$DESTDIR" != /* ]]; then
     die "DESTDIR must be an absolute path (got '$DESTDIR')."
 fi
-for f in seald.service seald.sysusers seald.tmpfiles 70-seald-tokens.rules seald.example.toml; do
+for f in seald.service seald.sysusers seald.tmpfiles 70-seald-tokens.rules seald.example.toml \
+         sealweb.service sealweb.sysusers; do
     [[ -f "$SRC/$f" ]] || die "missing $SRC/$f: run from a complete checkout."
 done
 [[ -f "$REPO/docs/operations.md" ]] || die "missing $REPO/docs/operations.md: run from a complete checkout."
@@ -66,6 +67,13 @@ sed "s#^ExecStart=/usr/bin/seald #ExecStart=$PREFIX/bin/seald #" "$SRC/seald.ser
     > "$unitdir/seald.service.tmp"
 chmod 0644 "$unitdir/seald.service.tmp"
 mv -f "$unitdir/seald.service.tmp" "$unitdir/seald.service"
+
+# Issue 18: the web console, its own unit and user (enable it only where it is wanted).
+sed "s#^ExecStart=/usr/bin/sealweb #ExecStart=$PREFIX/bin/sealweb #" "$SRC/sealweb.service" \
+    > "$unitdir/sealweb.service.tmp"
+chmod 0644 "$unitdir/sealweb.service.tmp"
+mv -f "$unitdir/sealweb.service.tmp" "$unitdir/sealweb.service"
+install -D -m 0644 "$SRC/sealweb.sysusers" "$sysusersdir/sealweb.conf"
 
 install -D -m 0644 "$SRC/seald.sysusers" "$sysusersdir/seald.conf"
 install -D -m 0644 "$SRC/seald.tmpfiles" "$tmpfilesdir/seald.conf"
@@ -97,6 +105,7 @@ EOF
 }
 write_wrapper seald seald.app
 write_wrapper sealctl sealclient.cli
+write_wrapper sealweb sealweb.app
 
 if [[ "$SEALD_BUILD_VENV" == "1" ]]; then
     [[ -z "$DESTDIR" ]] || die "SEALD_BUILD_VENV=1 needs an empty DESTDIR (a venv is not relocatable)."

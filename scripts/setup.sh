@@ -15,6 +15,8 @@ DEBIAN_PACKAGES=(
   faketime                   # issue 14: clock-marked tests run again at 03:10 and 23:50 UTC
   python3-venv python3-dev gcc pkg-config
   umockdev gir1.2-umockdev-1.0 libgirepository1.0-dev libcairo2-dev   # issue 3: real uevents in tests (PyGObject<3.51 builds against these)
+  chromium chromium-driver   # issue 18: browser tests of sealweb (headless, virtual authenticator)
+  libnss3-tools              # issue 18: certutil puts the test CA in the browser's NSS database
 )
 
 missing=()

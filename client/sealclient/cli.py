@@ -40,6 +40,7 @@ from sealclient.output import (
     tokens_table,
     verify_text,
 )
+from sealclient.principal_cli import add_principal_parser
 from sealclient.seal_cli import add_seal_parser
 
 TERMINAL_STATES = frozenset(
@@ -292,6 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_evidence_parser(commands)
     add_custody_parser(commands)
+    add_principal_parser(commands)
     return parser
 
 

@@ -34,6 +34,8 @@ from sealapi.v1 import (
     tokens_pb2_grpc,
     verify_pb2,
     verify_pb2_grpc,
+    webauthn_pb2,
+    webauthn_pb2_grpc,
 )
 from sealclient.approval import ApprovalSigner, LocalDocument, build_approval
 from sealclient.config import ClientConfig
@@ -150,6 +152,7 @@ class SealClient:
         self._seals = seals_pb2_grpc.SealRegistryServiceStub(self._channel)
         self._verify = verify_pb2_grpc.VerifyServiceStub(self._channel)
         self._audit = audit_pb2_grpc.AuditServiceStub(self._channel)
+        self._webauthn = webauthn_pb2_grpc.WebAuthnServiceStub(self._channel)
 
     def __enter__(self) -> SealClient:
         return self
@@ -438,6 +441,76 @@ class SealClient:
             return self._seals.ApproveCustodyChange(
                 seals_pb2.ApproveCustodyChangeRequest(change_id=change_id), timeout=self._timeout
             )
+
+    # -- WebAuthn credentials (issue 18) --------------------------------------------------------
+    def start_enrolment(self, principal: str) -> webauthn_pb2.StartEnrolmentResponse:
+        """Admin: a one-time enrolment code for an approver's security key."""
+        with self._translated():
+            return self._webauthn.StartEnrolment(
+                webauthn_pb2.StartEnrolmentRequest(principal=principal), timeout=self._timeout
+            )
+
+    def begin_registration(self, enrolment_id: str, code: str) -> webauthn_pb2.BeginRegistrationResponse:
+        with self._translated(secrets=(code,)):
+            return self._webauthn.BeginRegistration(
+                webauthn_pb2.BeginRegistrationRequest(enrolment_id=enrolment_id, code=code),
+                timeout=self._timeout,
+            )
+
+    def finish_registration(
+        self, enrolment_id: str, code: str, credential_json: str, name: str = ""
+    ) -> webauthn_pb2.WebAuthnCredential:
+        with self._translated(secrets=(code,)):
+            return self._webauthn.FinishRegistration(
+                webauthn_pb2.FinishRegistrationRequest(
+                    enrolment_id=enrolment_id, code=code, credential_json=credential_json, name=name
+                ),
+                timeout=self._timeout,
+            )
+
+    def approve_credential(self, credential_id: str) -> webauthn_pb2.WebAuthnCredential:
+        with self._translated():
+            return self._webauthn.ApproveCredential(
+                webauthn_pb2.CredentialRef(credential_id=credential_id), timeout=self._timeout
+            )
+
+    def list_credentials(self, principal: str = "") -> builtins.list[webauthn_pb2.WebAuthnCredential]:
+        with self._translated():
+            return builtins.list(
+                self._webauthn.ListCredentials(
+                    webauthn_pb2.ListCredentialsRequest(principal=principal), timeout=self._timeout
+                ).credentials
+            )
+
+    def name_credential(self, credential_id: str, name: str) -> webauthn_pb2.WebAuthnCredential:
+        with self._translated():
+            return self._webauthn.NameCredential(
+                webauthn_pb2.NameCredentialRequest(credential_id=credential_id, name=name),
+                timeout=self._timeout,
+            )
+
+    def revoke_credential(self, credential_id: str) -> webauthn_pb2.WebAuthnCredential:
+        with self._translated():
+            return self._webauthn.RevokeCredential(
+                webauthn_pb2.CredentialRef(credential_id=credential_id), timeout=self._timeout
+            )
+
+    def begin_webauthn_approval(
+        self, request_id: str, credential_id: str, comment: str = ""
+    ) -> webauthn_pb2.BeginApprovalResponse:
+        with self._translated():
+            return self._webauthn.BeginApproval(
+                webauthn_pb2.BeginApprovalRequest(
+                    request_id=request_id, credential_id=credential_id, comment=comment
+                ),
+                timeout=self._timeout,
+            )
+
+    def finish_webauthn_approval(
+        self, request: webauthn_pb2.FinishApprovalRequest
+    ) -> requests_pb2.SealRequest:
+        with self._translated():
+            return self._webauthn.FinishApproval(request, timeout=self._timeout)
 
     def seal_image(self, seal_id: str, dpi: int = 0) -> bytes:
         """The seal's image as a transparent PNG (dpi 0 = the daemon's default, 300)."""

@@ -38,6 +38,7 @@ from seald.domain.approval_statement import (
 from seald.domain.audit import RECORD_COLUMNS, verify_segment
 from seald.domain.checkpoints import CHECKPOINT_FORMAT, checkpoint_payload
 from seald.domain.digest import DigestDocument, DigestPlacement, canonical_approval_subject, digest_of
+from seald.domain.webauthn import WebAuthnStatement
 
 EVIDENCE_FORMAT: Final = "seald.evidence/1"
 
@@ -169,6 +170,7 @@ class _Approval:
     statement: ApprovalStatement | None = None
     certificate: x509.Certificate | None = None
     valid: bool = True  # every per-approval check passed
+    webauthn_key_sha256: str = ""  # issue 18: SHA-256 of the credential's COSE key
 
 
 def _load_package(data: bytes) -> dict[str, Any]:
@@ -331,6 +333,9 @@ def _verify_approvals(
     content_problems: list[str] = []
     for a in approvals:
         who = a.approver
+        if a.raw.get("webauthn_assertion"):
+            _verify_webauthn_approval(a, request, signature_problems, content_problems)
+            continue
         try:
             a.certificate = x509.load_pem_x509_certificate(a.raw["certificate_pem"].encode("ascii"))
             a.statement_bytes = a.raw["statement"].encode("utf-8")
@@ -378,6 +383,41 @@ def _verify_approvals(
     return approvals
 
 
+def _verify_webauthn_approval(
+    a: _Approval, request: dict[str, Any], signature_problems: list[str], content_problems: list[str]
+) -> None:
+    """Issue 18: the assertion's signature by the credential key it carries, over client data
+    naming SHA-256 of seald's statement and its origin, UV set; the statement names the
+    approver; the key is the one the signed ledger recorded (``_verify_recorded``)."""
+    # Imported here: the client imports only seald.domain at module level (the WebAuthn
+    # check needs the `webauthn` package, used by this one offline check).
+    from seald.webauthn.approvals import offline_problems  # noqa: PLC0415
+
+    who = a.approver
+    a.statement_bytes = str(a.raw.get("statement", "")).encode("utf-8")
+    problems, facts = offline_problems(a.statement_bytes, str(a.raw["webauthn_assertion"]))
+    if problems or not facts:
+        signature_problems.append(f"{who}: WebAuthn assertion: " + "; ".join(problems))
+        a.valid = False
+    if not facts:
+        return
+    statement: WebAuthnStatement = facts["statement"]
+    a.statement = statement.base
+    a.webauthn_key_sha256 = str(facts["public_key_sha256"])
+    if statement.principal != who:
+        signature_problems.append(f"{who}: the WebAuthn statement is signed for {statement.principal}")
+        a.valid = False
+    content = statement_problems(
+        statement.base,
+        request_id=request["request_id"],
+        approval_digest=request["approval_digest"],
+        document_sha256=[d["sha256"] for d in request["documents"]],
+    )
+    if content:
+        content_problems.append(f"{who}: " + "; ".join(content))
+        a.valid = False
+
+
 def _effective_approvals(request_records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """principal -> the request.approved record still standing (withdrawals removed)."""
     standing: dict[str, dict[str, Any]] = {}
@@ -398,9 +438,13 @@ def _verify_recorded(
         record = standing.get(a.approver)
         details = json.loads(record["details_json"]) if record else {}
         statement_ok = details.get("statement_sha256") == _sha256(a.statement_bytes)
-        certificate_ok = a.certificate is not None and details.get("certificate_sha256") == _sha256(
-            _der(a.certificate)
-        )
+        if a.webauthn_key_sha256:
+            # The ledger names the WebAuthn key the daemon verified for this approver.
+            certificate_ok = details.get("webauthn_public_key_sha256") == a.webauthn_key_sha256
+        else:
+            certificate_ok = a.certificate is not None and details.get("certificate_sha256") == _sha256(
+                _der(a.certificate)
+            )
         if record is None or not statement_ok or not certificate_ok:
             problems.append(f"{a.approver}: this approval is not the one the ledger recorded")
             a.valid = False

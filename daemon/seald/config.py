@@ -155,6 +155,39 @@ class SealConfig:
 
 
 @dataclass(frozen=True)
+class WebAuthnConfig:
+    """[webauthn] (issue 18): the relying party the approvers' security keys are bound to.
+
+    ``origin`` is the web console's URL as the browser sees it (https://host[:port]);
+    ``rp_id`` its host name (or a registrable suffix of it). Assertions naming another
+    origin or RP id are refused."""
+
+    rp_id: str
+    origin: str
+    rp_name: str = "Seal appliance"
+
+
+ORIGIN = re.compile(r"^https://[a-z0-9.-]+(:\d{1,5})?$")
+
+
+def _webauthn(t: _Table) -> WebAuthnConfig:
+    origin = t.text("origin", hint="the web console's origin, e.g. 'https://seal.example.com:8443'")
+    rp_id = t.text("rp_id", hint="the console's host name, e.g. 'seal.example.com'")
+    rp_name = t.text("rp_name", default="Seal appliance", hint="a name shown by the browser")
+    t.finish()
+    host = origin.removeprefix("https://").rpartition(":")[0] or origin.removeprefix("https://")
+    if not ORIGIN.match(origin):
+        raise ConfigError(
+            f"{t.file}: 'webauthn.origin' = {origin!r}; use https://HOST[:PORT] in lower case, no path"
+        )
+    if not (host == rp_id or host.endswith("." + rp_id)):
+        raise ConfigError(
+            f"{t.file}: 'webauthn.rp_id' = {rp_id!r} is not the origin's host {host!r} or a suffix of it"
+        )
+    return WebAuthnConfig(rp_id=rp_id, origin=origin, rp_name=rp_name)
+
+
+@dataclass(frozen=True)
 class PrincipalConfig:
     principal: Principal
     certificates: frozenset[str]
@@ -173,6 +206,7 @@ class Config:
     tokens: TokensConfig = field(default_factory=lambda: TokensConfig(frozenset(), 0.0))
     metrics: MetricsConfig = field(default_factory=lambda: MetricsConfig(None))
     audit: AuditConfig = field(default_factory=AuditConfig)
+    webauthn: WebAuthnConfig | None = None
 
     @property
     def audit_dir(self) -> Path:
@@ -507,7 +541,15 @@ def _principal(file: Path, raw: Any, seal_ids: frozenset[str]) -> PrincipalConfi
             raise ConfigError(
                 f"{file}: '{t.where}.roles' has {role!r}; use " + ", ".join(r.value for r in Role)
             ) from ex
-    seals = frozenset(t.strings("seals", "a list of seal ids"))
+    if Role.RELAY in roles and roles != {Role.RELAY}:
+        raise ConfigError(
+            f"{file}: '{t.where}.roles' gives the relay role together with others; the web "
+            "console's identity must be a relay only (it never approves, requests or holds a seal)"
+        )
+    # The relay acts on no seal of its own: 'seals' may be left out for it.
+    relay_only = roles == {Role.RELAY}
+    seal_hint = "a list of seal ids"
+    seals = frozenset(t.optional_strings("seals", seal_hint) if relay_only else t.strings("seals", seal_hint))
     unknown = sorted(seals - seal_ids)
     if unknown:
         raise ConfigError(f"{file}: '{t.where}.seals' names unknown seal '{unknown[0]}'; define it")
@@ -676,6 +718,7 @@ def load_config(path: Path) -> Config:
         principals[name] = entry
     metrics = _metrics(root.table("metrics")) if "metrics" in raw else MetricsConfig(None)
     audit = _audit(root.table("audit"), trust) if "audit" in raw else AuditConfig()
+    webauthn = _webauthn(root.table("webauthn")) if "webauthn" in raw else None
     root.finish()
     return Config(
         path=path,
@@ -689,6 +732,7 @@ def load_config(path: Path) -> Config:
         tokens=tokens,
         metrics=metrics,
         audit=audit,
+        webauthn=webauthn,
     )
 
 

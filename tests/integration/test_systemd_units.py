@@ -328,6 +328,9 @@ EXPECTED_INSTALL = {
     "etc/seald/seald.toml": 0o640,
     "usr/bin/seald": 0o755,
     "usr/bin/sealctl": 0o755,
+    "usr/lib/systemd/system/sealweb.service": 0o644,
+    "usr/lib/sysusers.d/sealweb.conf": 0o644,
+    "usr/bin/sealweb": 0o755,
 }
 
 
@@ -422,7 +425,18 @@ def test_r15_installed_wrapper_code_runs_in_python(tmp_path: Path) -> None:
 
 def test_example_config_has_every_schema_key() -> None:
     config = tomllib.loads(EXAMPLE_CONFIG.read_text())
-    assert set(config) == {"server", "store", "pkcs11", "trust", "tokens", "requests", "seal", "principal"}
+    assert set(config) == {
+        "server",
+        "store",
+        "pkcs11",
+        "trust",
+        "tokens",
+        "requests",
+        "seal",
+        "principal",
+        "webauthn",
+    }
+    assert set(config["webauthn"]) == {"origin", "rp_id", "rp_name"}
     assert set(config["server"]) == {"listen", "host_name", "tls_cert", "tls_key", "client_ca"}
     assert config["server"]["tls_key"] == "credential:server.key"
     assert config["store"] == {"state_dir": "/var/lib/seald"}
@@ -476,6 +490,7 @@ def test_r15_example_config_is_accepted_by_the_daemon_loader(
     assert config.server.tls_key == credentials / "server.key"
     assert config.requests.required_approvals >= 2
     assert set(config.seals) == {"contract"}
+    assert config.webauthn is not None and config.webauthn.rp_id == "seal.example.com"
 
 
 def test_example_config_comments_every_key() -> None:
@@ -592,3 +607,73 @@ def test_r15_udev_rule_every_grant_names_one_exact_model() -> None:
         assert assigned["MODE"] == "0660"
         assert ("TAG", "", "+=", "seald-token") in rule.assigns
         assert ("ENV", "SEALD_TOKEN", "=", "1") in rule.assigns
+
+
+# --- sealweb (issue 18): its own unit and user, the same exposure bound ----------------
+WEB_UNIT = SYSTEMD_DIR / "sealweb.service"
+WEB_EXPOSURE_RE = re.compile(r"Overall exposure level for sealweb\.service: (\d+\.\d+)")
+
+WEB_STACK_PROBE = r"""
+import asyncio, ssl
+import aiohttp.web, jinja2, grpc, cbor2
+from webauthn import verify_authentication_response
+import sealweb.app
+html = jinja2.Environment(autoescape=True).from_string("{{ x }}").render(x="<b>")
+assert html == "&lt;b&gt;", html
+async def main():
+    app = aiohttp.web.Application()
+    app.router.add_get("/", lambda request: aiohttp.web.Response(text="ok"))
+    runner = aiohttp.web.AppRunner(app)
+    await runner.setup()
+    site = aiohttp.web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    await runner.cleanup()
+asyncio.run(main())
+print("WEB-STACK-OK")
+"""
+
+
+def test_r15_sealweb_unit_security_score_at_most_2() -> None:
+    result = run([tool("systemd-analyze"), "security", "--offline=true", str(WEB_UNIT)])
+    match = WEB_EXPOSURE_RE.search(result.stdout + result.stderr)
+    assert match is not None, f"no exposure line in output:\n{result.stdout}\n{result.stderr}"
+    assert float(match.group(1)) <= 2.0, result.stdout
+
+
+def test_r15_sealweb_unit_verifies_clean_and_keeps_least_privilege(tmp_path: Path) -> None:
+    fake = tmp_path / "sealweb"
+    fake.write_text("#!/bin/sh\nexit 0\n")
+    fake.chmod(0o755)
+    copy = tmp_path / "sealweb.service"
+    copy.write_text(WEB_UNIT.read_text().replace("ExecStart=/usr/bin/sealweb ", f"ExecStart={fake} "))
+    result = run([tool("systemd-analyze"), "verify", str(copy)])
+    assert result.returncode == 0 and result.stdout.strip() == "" and result.stderr.strip() == "", (
+        result.stderr
+    )
+    d = unit_directives(WEB_UNIT.read_text())
+    assert d["Service.ExecStart"] == ["/usr/bin/sealweb --config /etc/sealweb/sealweb.toml"]
+    assert d["Service.User"] == ["sealweb"] and d["Service.Group"] == ["sealweb"]
+    assert d["Service.PrivateDevices"] == ["yes"] and "Service.DeviceAllow" not in d
+    assert d["Service.NoNewPrivileges"] == ["yes"] and d["Service.CapabilityBoundingSet"] == [""]
+    assert d["Service.MemoryDenyWriteExecute"] == ["yes"]
+    assert "AF_NETLINK" not in d["Service.RestrictAddressFamilies"][0]
+
+
+def test_r15_sealweb_stack_runs_under_memory_deny_write_execute() -> None:
+    result = run([sys.executable, "-c", MDWE_PROBE + WEB_STACK_PROBE])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "WEB-STACK-OK" in result.stdout
+
+
+def test_r15_sealweb_sysusers_makes_its_own_system_user(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    for sysusers in ("seald.sysusers", "sealweb.sysusers"):
+        users = run([tool("systemd-sysusers"), f"--root={root}", str(SYSTEMD_DIR / sysusers)])
+        assert users.returncode == 0, users.stderr
+    passwd = (root / "etc" / "passwd").read_text()
+    line = next(entry for entry in passwd.splitlines() if entry.startswith("sealweb:"))
+    assert int(line.split(":")[2]) < 1000 and line.endswith(":/usr/sbin/nologin")
+    group = (root / "etc" / "group").read_text()
+    seald_group = next(entry for entry in group.splitlines() if entry.startswith("seald:"))
+    assert "sealweb" not in seald_group  # no access to the tokens' device nodes

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from seald.config import Config
 from seald.domain.errors import PermissionDenied, Unauthenticated
-from seald.domain.model import Principal
+from seald.domain.model import Principal, Role
 from seald.domain.seals import check_window
 
 
@@ -50,3 +50,29 @@ def authenticate(config: Config, context: grpc.aio.ServicerContext[Any, Any]) ->
         PermissionDenied,
     )
     return principal, fingerprint
+
+
+# Issue 18: the relay (sealweb) names the signed-in person's web session in this metadata.
+WEB_SESSION_METADATA = "seal-web-session"
+
+
+def web_session_token(context: grpc.aio.ServicerContext[Any, Any]) -> str:
+    for key, value in context.invocation_metadata() or ():
+        if key == WEB_SESSION_METADATA:
+            return value if isinstance(value, str) else value.decode("ascii", "replace")
+    return ""
+
+
+def acting_principal(
+    sessions: Any, principal: Principal, context: grpc.aio.ServicerContext[Any, Any], method: str
+) -> Principal:
+    """Who a call acts for: the certificate's principal, or, for a relay presenting a web
+    session, the person signed in with a security key (whose permissions then apply; the
+    relay's own never widen them). A session token from anyone but a relay is refused."""
+    token = web_session_token(context)
+    if not token:
+        return principal
+    if Role.RELAY not in principal.roles or sessions is None:
+        raise PermissionDenied("only the web console may present a web session", reason="not_a_relay")
+    person: Principal = sessions.acting_principal(principal, token, method)
+    return person

@@ -17,7 +17,7 @@ from typing import Any
 
 import grpc
 
-from seald.api.auth import authenticate
+from seald.api.auth import acting_principal, authenticate
 from seald.api.errors import REASON_METADATA_KEY, Unimplemented, status_for
 from seald.domain.audit import AuditEvent
 from seald.domain.errors import PermissionDenied, SealError, ServiceUnavailable, Unauthenticated
@@ -52,6 +52,8 @@ class Gate:
     admission: Admission
     recorder: Recorder
     metrics: SealMetrics
+    # Issue 18: the WebAuthn registry, which knows the web sessions a relay may act for.
+    web_sessions: Any = None
 
 
 class Servicer:
@@ -78,6 +80,8 @@ class _Call:
 
     def admit(self, *, stream: bool) -> Principal:
         principal, self.info.fingerprint = authenticate(self.gate.live.current, self.context)
+        # Issue 18: a relay's call acts for the person of its web session (api/auth.py).
+        principal = acting_principal(self.gate.web_sessions, principal, self.context, self.name)
         self.info.principal = principal.name
         self.gate.admission.admit_call(principal)  # per-client rate limit (issue 8)
         if stream:

@@ -53,6 +53,7 @@ ROLE_TO_PB = {
     Role.CUSTODIAN: common_pb2.ROLE_CUSTODIAN,
     Role.ADMIN: common_pb2.ROLE_ADMIN,
     Role.AUDITOR: common_pb2.ROLE_AUDITOR,
+    Role.RELAY: common_pb2.ROLE_RELAY,
 }
 
 
@@ -138,6 +139,7 @@ def request_to_pb(request: SealRequest) -> requests_pb2.SealRequest:
                 certificate_sha256=a.certificate_sha256,
                 statement=a.statement.encode("utf-8"),
                 statement_signature=base64.b64decode(a.statement_signature_b64),
+                webauthn_assertion=a.webauthn_assertion,
             )
             for a in request.approvals
         ],

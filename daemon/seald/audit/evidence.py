@@ -112,6 +112,8 @@ def _approvals_json(request: SealRequest) -> list[dict[str, Any]]:
             "certificate_pem": _pem(base64.b64decode(a.certificate_der_b64)) if a.certificate_der_b64 else "",
             "statement": a.statement,
             "signature": a.statement_signature_b64,
+            # Issue 18: an approval signed with a WebAuthn credential carries the assertion.
+            **({"webauthn_assertion": a.webauthn_assertion} if a.webauthn_assertion else {}),
         }
         for a in request.approvals
     ]

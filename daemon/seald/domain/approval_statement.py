@@ -153,6 +153,21 @@ def parse_statement(data: bytes) -> ApprovalStatement:
             f"approval statement version {raw.get('version')!r} is not {STATEMENT_VERSION!r}; "
             "update the client"
         )
+    statement = statement_fields(raw, signer_certificate_sha256=_text(raw, "signer_certificate_sha256"))
+    if statement.canonical_bytes() != data:
+        raise StatementError(
+            "the approval statement is not in canonical form (sorted keys, no spaces, UTF-8) or "
+            "carries unknown fields; the signature must be over the canonical bytes"
+        )
+    if not _SHA256_HEX.fullmatch(statement.signer_certificate_sha256) or not _TIME.fullmatch(
+        statement.signed_at
+    ):
+        raise StatementError("the approval statement's certificate hash or time is malformed")
+    return statement
+
+
+def statement_fields(raw: dict[str, Any], *, signer_certificate_sha256: str) -> ApprovalStatement:
+    """The fields every statement version shares (the WebAuthn statement reuses them)."""
     placement_raw = raw.get("placement")
     documents_raw = raw.get("documents")
     if not isinstance(placement_raw, dict) or not isinstance(documents_raw, list):
@@ -166,7 +181,7 @@ def parse_statement(data: bytes) -> ApprovalStatement:
         documents.append(
             DigestDocument(name=_text(d, "name"), sha256=_text(d, "sha256"), size=_int(d, "size"))
         )
-    statement = ApprovalStatement(
+    return ApprovalStatement(
         request_id=_text(raw, "request_id"),
         approval_digest=_text(raw, "approval_digest"),
         seal_id=_text(raw, "seal_id"),
@@ -183,21 +198,11 @@ def parse_statement(data: bytes) -> ApprovalStatement:
             cross_page=placement_raw["cross_page"],
         ),
         documents=tuple(documents),
-        signer_certificate_sha256=_text(raw, "signer_certificate_sha256"),
+        signer_certificate_sha256=signer_certificate_sha256,
         signed_at=_text(raw, "signed_at"),
         comment=_text(raw, "comment"),
         decision=_text(raw, "decision"),
     )
-    if statement.canonical_bytes() != data:
-        raise StatementError(
-            "the approval statement is not in canonical form (sorted keys, no spaces, UTF-8) or "
-            "carries unknown fields; the signature must be over the canonical bytes"
-        )
-    if not _SHA256_HEX.fullmatch(statement.signer_certificate_sha256) or not _TIME.fullmatch(
-        statement.signed_at
-    ):
-        raise StatementError("the approval statement's certificate hash or time is malformed")
-    return statement
 
 
 def statement_problems(

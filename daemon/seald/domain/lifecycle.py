@@ -309,6 +309,7 @@ def approve(
             statement=signed.statement if signed else "",
             statement_signature_b64=signed.statement_signature_b64 if signed else "",
             certificate_der_b64=signed.certificate_der_b64 if signed else "",
+            webauthn_assertion=signed.webauthn_assertion if signed else "",
         ),
     )
     missing = policy.unmet(request.requester, approvals)

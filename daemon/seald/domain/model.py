@@ -13,6 +13,9 @@ class Role(StrEnum):
     CUSTODIAN = "custodian"
     ADMIN = "admin"
     AUDITOR = "auditor"
+    # Issue 18: the web console's process (sealweb). It forwards WebAuthn registrations
+    # and assertions; who approved is always the credential's owner, never the relay.
+    RELAY = "relay"
 
 
 class SealType(StrEnum):
@@ -130,6 +133,11 @@ class Approval:
     statement: str = ""
     statement_signature_b64: str = ""
     certificate_der_b64: str = ""
+    # Issue 18: an approval signed by a WebAuthn credential instead: canonical JSON of the
+    # assertion (credential id, authenticator data, client data JSON, signature) and the
+    # credential's COSE public key; ``statement`` is then the WebAuthn statement and
+    # ``certificate_der_b64`` is empty.
+    webauthn_assertion: str = ""
 
 
 @dataclass(frozen=True)

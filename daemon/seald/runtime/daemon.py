@@ -37,6 +37,8 @@ from sealapi.v1 import (
     tokens_pb2_grpc,
     verify_pb2,
     verify_pb2_grpc,
+    webauthn_pb2,
+    webauthn_pb2_grpc,
 )
 from seald import test_hooks
 from seald.api.audit import AuditServicer
@@ -45,6 +47,7 @@ from seald.api.registry import SealRegistryServicer
 from seald.api.requests import SealRequestServicer
 from seald.api.tokens import TokenServicer
 from seald.api.verify import VerifyServicer
+from seald.api.webauthn import WebAuthnServicer
 from seald.audit import backup_cli
 from seald.audit.operations import AuditOperations
 from seald.config import Config, load_config
@@ -77,6 +80,7 @@ SERVICE_NAMES = (
     seals_pb2.DESCRIPTOR.services_by_name["SealRegistryService"].full_name,
     verify_pb2.DESCRIPTOR.services_by_name["VerifyService"].full_name,
     audit_pb2.DESCRIPTOR.services_by_name["AuditService"].full_name,
+    webauthn_pb2.DESCRIPTOR.services_by_name["WebAuthnService"].full_name,
 )
 
 
@@ -174,6 +178,7 @@ class Daemon:
             )
         await self.signer.recover()
         await self.services.custody.open()
+        await self.services.webauthn.open()
         await self.tokens.refresh()  # tokens already inserted are found at start
         if self.config.tokens.models:
             self.hotplug = HotplugWatcher(
@@ -258,7 +263,12 @@ class Daemon:
     def _add_servicers(self, server: grpc.aio.Server) -> None:
         """One servicer per gRPC service, each given the parts it uses."""
         parts = self.services
-        gate = Gate(parts.live, parts.admission, parts.recorder, parts.metrics)
+        gate = Gate(
+            parts.live, parts.admission, parts.recorder, parts.metrics, web_sessions=parts.webauthn
+        )
+        webauthn_pb2_grpc.add_WebAuthnServiceServicer_to_server(
+            WebAuthnServicer(gate, registry=parts.webauthn), server
+        )
         requests_pb2_grpc.add_SealRequestServiceServicer_to_server(
             SealRequestServicer(
                 gate,

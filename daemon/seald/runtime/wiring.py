@@ -22,6 +22,7 @@ from seald.service.tokens import Readiness, TokenService
 from seald.store.requests import Store
 from seald.tokens.custody_guard import CustodyGuard
 from seald.tokens.manager import TokenManager
+from seald.webauthn.registry import WebAuthnRegistry
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class Services:
     token_service: TokenService
     previews: Previews
     seal_admin: SealAdmin
+    webauthn: WebAuthnRegistry
 
 
 def build_services(
@@ -106,6 +108,8 @@ def build_services(
         token_service=token_service,
         previews=previews,
         seal_admin=seal_admin,
+        # Issue 18: approvers' security keys, approvals by assertion, web sessions.
+        webauthn=WebAuthnRegistry(live, store, requests, clock),
     )
 
 

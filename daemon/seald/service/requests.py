@@ -43,6 +43,7 @@ from seald.signing.errors import InputDocumentError, SigningError
 from seald.signing.input_checks import check_input_pdf
 from seald.store.limits import count_open_requests
 from seald.store.requests import Store, Transaction
+from seald.webauthn.approvals import WebAuthnApproval
 
 
 @dataclass(frozen=True)
@@ -182,10 +183,12 @@ class RequestService:
         approval_digest: str,
         comment: str,
         certificate_sha256: str,
-        signed: SignedApproval,
+        signed: SignedApproval | WebAuthnApproval,
     ) -> SealRequest:
         """Record one approval; ``signed`` is its statement, already verified against the
-        connection's certificate (api/signed_approvals.py). There is no unsigned path."""
+        connection's certificate (api/signed_approvals.py) or, issue 18, a WebAuthn
+        assertion over seald's own statement verified by seald.webauthn.registry (then
+        ``principal`` is the credential's owner). There is no unsigned path."""
         now = self._clock()
         policy_cache: dict[str, Any] = {}
 
@@ -223,16 +226,19 @@ class RequestService:
             }
             # Issue 9: the signed statement must say what is approved; its hash, the
             # certificate and the policy it met are bound into the ledger.
-            signed.check(
-                request,
-                document_sha256=document_sha256,
-                approval_digest=approval_digest,
-                comment=comment,
-                connection_certificate_sha256=certificate_sha256,
-                # The statement is dated by the approver's wall clock: compare with ours, not
-                # with the injected clock (tests move that one to reach other hours of the day).
-                now=datetime.now(UTC),
-            )
+            if isinstance(signed, WebAuthnApproval):
+                signed.check(request)  # seald's own statement still describes the request
+            else:
+                signed.check(
+                    request,
+                    document_sha256=document_sha256,
+                    approval_digest=approval_digest,
+                    comment=comment,
+                    connection_certificate_sha256=certificate_sha256,
+                    # The statement is dated by the approver's wall clock: compare with ours,
+                    # not with the injected clock (tests move that one to other hours of the day).
+                    now=datetime.now(UTC),
+                )
             details.update(signed.audit_details(policy))
             tx.save_request(new)
             tx.audit(

@@ -99,6 +99,7 @@ def request_from_json(text: str) -> SealRequest:
                 statement=a.get("statement", ""),
                 statement_signature_b64=a.get("statement_signature_b64", ""),
                 certificate_der_b64=a.get("certificate_der_b64", ""),
+                webauthn_assertion=a.get("webauthn_assertion", ""),
             )
             for a in raw["approvals"]
         ),

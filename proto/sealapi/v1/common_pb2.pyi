@@ -36,6 +36,7 @@ class Role(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ROLE_CUSTODIAN: _ClassVar[Role]
     ROLE_ADMIN: _ClassVar[Role]
     ROLE_AUDITOR: _ClassVar[Role]
+    ROLE_RELAY: _ClassVar[Role]
 SEAL_TYPE_UNSPECIFIED: SealType
 SEAL_TYPE_OFFICIAL: SealType
 SEAL_TYPE_LEGAL_REPRESENTATIVE: SealType
@@ -54,6 +55,7 @@ ROLE_APPROVER: Role
 ROLE_CUSTODIAN: Role
 ROLE_ADMIN: Role
 ROLE_AUDITOR: Role
+ROLE_RELAY: Role
 
 class Placement(_message.Message):
     __slots__ = ("page", "x_mm", "y_mm", "size_mm", "anchor_text", "cross_page")

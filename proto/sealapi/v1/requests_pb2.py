@@ -26,17 +26,17 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from sealapi.v1 import common_pb2 as sealapi_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19sealapi/v1/requests.proto\x12\nsealapi.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17sealapi/v1/common.proto\"\x8e\x01\n\x13SubmitRequestHeader\x12\x0f\n\x07seal_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x03 \x01(\t\x12(\n\tplacement\x18\x04 \x01(\x0b\x32\x15.sealapi.v1.Placement\x12\x1a\n\x12\x63lient_request_key\x18\x05 \x01(\t\";\n\rDocumentStart\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x04\x12\x0e\n\x06sha256\x18\x03 \x01(\t\"\x9a\x01\n\x14SubmitRequestMessage\x12\x31\n\x06header\x18\x01 \x01(\x0b\x32\x1f.sealapi.v1.SubmitRequestHeaderH\x00\x12\x33\n\x0e\x64ocument_start\x18\x02 \x01(\x0b\x32\x19.sealapi.v1.DocumentStartH\x00\x12\x0f\n\x05\x63hunk\x18\x03 \x01(\x0cH\x00\x42\t\n\x07payload\"u\n\x0c\x44ocumentInfo\x12\r\n\x05index\x18\x01 \x01(\r\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04size\x18\x03 \x01(\x04\x12\x0e\n\x06sha256\x18\x04 \x01(\t\x12\x15\n\rsealed_sha256\x18\x05 \x01(\t\x12\x13\n\x0bsealed_size\x18\x06 \x01(\x04\"\xc3\x01\n\x08\x41pproval\x12\x10\n\x08\x61pprover\x18\x01 \x01(\t\x12\x17\n\x0f\x61pproval_digest\x18\x02 \x01(\t\x12/\n\x0b\x61pproved_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x63omment\x18\x04 \x01(\t\x12\x1a\n\x12\x63\x65rtificate_sha256\x18\x05 \x01(\t\x12\x11\n\tstatement\x18\x06 \x01(\x0c\x12\x1b\n\x13statement_signature\x18\x07 \x01(\x0c\"\xe2\x04\n\x0bSealRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0f\n\x07seal_id\x18\x02 \x01(\t\x12\x11\n\trequester\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x05 \x01(\t\x12(\n\tplacement\x18\x06 \x01(\x0b\x32\x15.sealapi.v1.Placement\x12+\n\tdocuments\x18\x07 \x03(\x0b\x32\x18.sealapi.v1.DocumentInfo\x12\'\n\x05state\x18\x08 \x01(\x0e\x32\x18.sealapi.v1.RequestState\x12\x14\n\x0cstate_reason\x18\t \x01(\t\x12\'\n\tapprovals\x18\n \x03(\x0b\x32\x14.sealapi.v1.Approval\x12\x1a\n\x12required_approvals\x18\x0b \x01(\r\x12\x17\n\x0f\x61pproval_digest\x18\x0c \x01(\t\x12\x1f\n\x17seal_certificate_sha256\x18\r \x01(\t\x12.\n\ncreated_at\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tsigned_at\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04host\x18\x12 \x01(\t\x12\x17\n\x0foutcome_unknown\x18\x13 \x01(\x08\"\'\n\x11GetRequestRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\"\x8a\x01\n\x13ListRequestsRequest\x12(\n\x06states\x18\x01 \x03(\x0e\x32\x18.sealapi.v1.RequestState\x12\x0f\n\x07seal_id\x18\x02 \x01(\t\x12\x11\n\trequester\x18\x03 \x01(\t\x12\x11\n\tpage_size\x18\x04 \x01(\r\x12\x12\n\npage_token\x18\x05 \x01(\t\"Z\n\x14ListRequestsResponse\x12)\n\x08requests\x18\x01 \x03(\x0b\x32\x17.sealapi.v1.SealRequest\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\";\n\x14WatchRequestsRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0f\n\x07seal_id\x18\x02 \x01(\t\"G\n\x0cRequestEvent\x12(\n\x07request\x18\x01 \x01(\x0b\x32\x17.sealapi.v1.SealRequest\x12\r\n\x05\x65vent\x18\x02 \x01(\t\"\x9e\x01\n\x15\x41pproveRequestRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x17\n\x0f\x64ocument_sha256\x18\x02 \x03(\t\x12\x17\n\x0f\x61pproval_digest\x18\x03 \x01(\t\x12\x0f\n\x07\x63omment\x18\x04 \x01(\t\x12\x11\n\tstatement\x18\x05 \x01(\x0c\x12\x1b\n\x13statement_signature\x18\x06 \x01(\x0c\">\n\x17WithdrawApprovalRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63omment\x18\x02 \x01(\t\";\n\x14RejectRequestRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63omment\x18\x02 \x01(\t\";\n\x14\x43\x61ncelRequestRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63omment\x18\x02 \x01(\t\"s\n\x17\x44ownloadDocumentRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x16\n\x0e\x64ocument_index\x18\x02 \x01(\r\x12,\n\x07variant\x18\x03 \x01(\x0e\x32\x1b.sealapi.v1.DocumentVariant\"E\n\rDocumentChunk\x12&\n\x04info\x18\x01 \x01(\x0b\x32\x18.sealapi.v1.DocumentInfo\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"P\n\x15PreviewRequestRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x16\n\x0e\x64ocument_index\x18\x02 \x01(\r\x12\x0b\n\x03\x64pi\x18\x03 \x01(\r\"(\n\x0bPreviewPage\x12\x0c\n\x04page\x18\x01 \x01(\r\x12\x0b\n\x03png\x18\x02 \x01(\x0c\"(\n\x12GetEvidenceRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\"\x1f\n\x0f\x45videncePackage\x12\x0c\n\x04json\x18\x01 \x01(\x0c*\x87\x02\n\x0cRequestState\x12\x1d\n\x19REQUEST_STATE_UNSPECIFIED\x10\x00\x12\x19\n\x15REQUEST_STATE_PENDING\x10\x01\x12\x1a\n\x16REQUEST_STATE_APPROVED\x10\x02\x12\x19\n\x15REQUEST_STATE_SIGNING\x10\x03\x12\x18\n\x14REQUEST_STATE_SIGNED\x10\x04\x12\x1a\n\x16REQUEST_STATE_REJECTED\x10\x05\x12\x1b\n\x17REQUEST_STATE_CANCELLED\x10\x06\x12\x19\n\x15REQUEST_STATE_EXPIRED\x10\x07\x12\x18\n\x14REQUEST_STATE_FAILED\x10\x08*o\n\x0f\x44ocumentVariant\x12 \n\x1c\x44OCUMENT_VARIANT_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x44OCUMENT_VARIANT_SEALED\x10\x01\x12\x1d\n\x19\x44OCUMENT_VARIANT_ORIGINAL\x10\x02\x32\xf4\x06\n\x12SealRequestService\x12L\n\rSubmitRequest\x12 .sealapi.v1.SubmitRequestMessage\x1a\x17.sealapi.v1.SealRequest(\x01\x12\x44\n\nGetRequest\x12\x1d.sealapi.v1.GetRequestRequest\x1a\x17.sealapi.v1.SealRequest\x12Q\n\x0cListRequests\x12\x1f.sealapi.v1.ListRequestsRequest\x1a .sealapi.v1.ListRequestsResponse\x12M\n\rWatchRequests\x12 .sealapi.v1.WatchRequestsRequest\x1a\x18.sealapi.v1.RequestEvent0\x01\x12L\n\x0e\x41pproveRequest\x12!.sealapi.v1.ApproveRequestRequest\x1a\x17.sealapi.v1.SealRequest\x12P\n\x10WithdrawApproval\x12#.sealapi.v1.WithdrawApprovalRequest\x1a\x17.sealapi.v1.SealRequest\x12J\n\rRejectRequest\x12 .sealapi.v1.RejectRequestRequest\x1a\x17.sealapi.v1.SealRequest\x12J\n\rCancelRequest\x12 .sealapi.v1.CancelRequestRequest\x1a\x17.sealapi.v1.SealRequest\x12T\n\x10\x44ownloadDocument\x12#.sealapi.v1.DownloadDocumentRequest\x1a\x19.sealapi.v1.DocumentChunk0\x01\x12N\n\x0ePreviewRequest\x12!.sealapi.v1.PreviewRequestRequest\x1a\x17.sealapi.v1.PreviewPage0\x01\x12J\n\x0bGetEvidence\x12\x1e.sealapi.v1.GetEvidenceRequest\x1a\x1b.sealapi.v1.EvidencePackageb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19sealapi/v1/requests.proto\x12\nsealapi.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17sealapi/v1/common.proto\"\x8e\x01\n\x13SubmitRequestHeader\x12\x0f\n\x07seal_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x03 \x01(\t\x12(\n\tplacement\x18\x04 \x01(\x0b\x32\x15.sealapi.v1.Placement\x12\x1a\n\x12\x63lient_request_key\x18\x05 \x01(\t\";\n\rDocumentStart\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x04\x12\x0e\n\x06sha256\x18\x03 \x01(\t\"\x9a\x01\n\x14SubmitRequestMessage\x12\x31\n\x06header\x18\x01 \x01(\x0b\x32\x1f.sealapi.v1.SubmitRequestHeaderH\x00\x12\x33\n\x0e\x64ocument_start\x18\x02 \x01(\x0b\x32\x19.sealapi.v1.DocumentStartH\x00\x12\x0f\n\x05\x63hunk\x18\x03 \x01(\x0cH\x00\x42\t\n\x07payload\"u\n\x0c\x44ocumentInfo\x12\r\n\x05index\x18\x01 \x01(\r\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04size\x18\x03 \x01(\x04\x12\x0e\n\x06sha256\x18\x04 \x01(\t\x12\x15\n\rsealed_sha256\x18\x05 \x01(\t\x12\x13\n\x0bsealed_size\x18\x06 \x01(\x04\"\xdf\x01\n\x08\x41pproval\x12\x10\n\x08\x61pprover\x18\x01 \x01(\t\x12\x17\n\x0f\x61pproval_digest\x18\x02 \x01(\t\x12/\n\x0b\x61pproved_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x63omment\x18\x04 \x01(\t\x12\x1a\n\x12\x63\x65rtificate_sha256\x18\x05 \x01(\t\x12\x11\n\tstatement\x18\x06 \x01(\x0c\x12\x1b\n\x13statement_signature\x18\x07 \x01(\x0c\x12\x1a\n\x12webauthn_assertion\x18\x08 \x01(\t\"\xe2\x04\n\x0bSealRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0f\n\x07seal_id\x18\x02 \x01(\t\x12\x11\n\trequester\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x05 \x01(\t\x12(\n\tplacement\x18\x06 \x01(\x0b\x32\x15.sealapi.v1.Placement\x12+\n\tdocuments\x18\x07 \x03(\x0b\x32\x18.sealapi.v1.DocumentInfo\x12\'\n\x05state\x18\x08 \x01(\x0e\x32\x18.sealapi.v1.RequestState\x12\x14\n\x0cstate_reason\x18\t \x01(\t\x12\'\n\tapprovals\x18\n \x03(\x0b\x32\x14.sealapi.v1.Approval\x12\x1a\n\x12required_approvals\x18\x0b \x01(\r\x12\x17\n\x0f\x61pproval_digest\x18\x0c \x01(\t\x12\x1f\n\x17seal_certificate_sha256\x18\r \x01(\t\x12.\n\ncreated_at\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tsigned_at\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04host\x18\x12 \x01(\t\x12\x17\n\x0foutcome_unknown\x18\x13 \x01(\x08\"\'\n\x11GetRequestRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\"\x8a\x01\n\x13ListRequestsRequest\x12(\n\x06states\x18\x01 \x03(\x0e\x32\x18.sealapi.v1.RequestState\x12\x0f\n\x07seal_id\x18\x02 \x01(\t\x12\x11\n\trequester\x18\x03 \x01(\t\x12\x11\n\tpage_size\x18\x04 \x01(\r\x12\x12\n\npage_token\x18\x05 \x01(\t\"Z\n\x14ListRequestsResponse\x12)\n\x08requests\x18\x01 \x03(\x0b\x32\x17.sealapi.v1.SealRequest\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\";\n\x14WatchRequestsRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0f\n\x07seal_id\x18\x02 \x01(\t\"G\n\x0cRequestEvent\x12(\n\x07request\x18\x01 \x01(\x0b\x32\x17.sealapi.v1.SealRequest\x12\r\n\x05\x65vent\x18\x02 \x01(\t\"\x9e\x01\n\x15\x41pproveRequestRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x17\n\x0f\x64ocument_sha256\x18\x02 \x03(\t\x12\x17\n\x0f\x61pproval_digest\x18\x03 \x01(\t\x12\x0f\n\x07\x63omment\x18\x04 \x01(\t\x12\x11\n\tstatement\x18\x05 \x01(\x0c\x12\x1b\n\x13statement_signature\x18\x06 \x01(\x0c\">\n\x17WithdrawApprovalRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63omment\x18\x02 \x01(\t\";\n\x14RejectRequestRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63omment\x18\x02 \x01(\t\";\n\x14\x43\x61ncelRequestRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63omment\x18\x02 \x01(\t\"s\n\x17\x44ownloadDocumentRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x16\n\x0e\x64ocument_index\x18\x02 \x01(\r\x12,\n\x07variant\x18\x03 \x01(\x0e\x32\x1b.sealapi.v1.DocumentVariant\"E\n\rDocumentChunk\x12&\n\x04info\x18\x01 \x01(\x0b\x32\x18.sealapi.v1.DocumentInfo\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"P\n\x15PreviewRequestRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x16\n\x0e\x64ocument_index\x18\x02 \x01(\r\x12\x0b\n\x03\x64pi\x18\x03 \x01(\r\"(\n\x0bPreviewPage\x12\x0c\n\x04page\x18\x01 \x01(\r\x12\x0b\n\x03png\x18\x02 \x01(\x0c\"(\n\x12GetEvidenceRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\"\x1f\n\x0f\x45videncePackage\x12\x0c\n\x04json\x18\x01 \x01(\x0c*\x87\x02\n\x0cRequestState\x12\x1d\n\x19REQUEST_STATE_UNSPECIFIED\x10\x00\x12\x19\n\x15REQUEST_STATE_PENDING\x10\x01\x12\x1a\n\x16REQUEST_STATE_APPROVED\x10\x02\x12\x19\n\x15REQUEST_STATE_SIGNING\x10\x03\x12\x18\n\x14REQUEST_STATE_SIGNED\x10\x04\x12\x1a\n\x16REQUEST_STATE_REJECTED\x10\x05\x12\x1b\n\x17REQUEST_STATE_CANCELLED\x10\x06\x12\x19\n\x15REQUEST_STATE_EXPIRED\x10\x07\x12\x18\n\x14REQUEST_STATE_FAILED\x10\x08*o\n\x0f\x44ocumentVariant\x12 \n\x1c\x44OCUMENT_VARIANT_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x44OCUMENT_VARIANT_SEALED\x10\x01\x12\x1d\n\x19\x44OCUMENT_VARIANT_ORIGINAL\x10\x02\x32\xf4\x06\n\x12SealRequestService\x12L\n\rSubmitRequest\x12 .sealapi.v1.SubmitRequestMessage\x1a\x17.sealapi.v1.SealRequest(\x01\x12\x44\n\nGetRequest\x12\x1d.sealapi.v1.GetRequestRequest\x1a\x17.sealapi.v1.SealRequest\x12Q\n\x0cListRequests\x12\x1f.sealapi.v1.ListRequestsRequest\x1a .sealapi.v1.ListRequestsResponse\x12M\n\rWatchRequests\x12 .sealapi.v1.WatchRequestsRequest\x1a\x18.sealapi.v1.RequestEvent0\x01\x12L\n\x0e\x41pproveRequest\x12!.sealapi.v1.ApproveRequestRequest\x1a\x17.sealapi.v1.SealRequest\x12P\n\x10WithdrawApproval\x12#.sealapi.v1.WithdrawApprovalRequest\x1a\x17.sealapi.v1.SealRequest\x12J\n\rRejectRequest\x12 .sealapi.v1.RejectRequestRequest\x1a\x17.sealapi.v1.SealRequest\x12J\n\rCancelRequest\x12 .sealapi.v1.CancelRequestRequest\x1a\x17.sealapi.v1.SealRequest\x12T\n\x10\x44ownloadDocument\x12#.sealapi.v1.DownloadDocumentRequest\x1a\x19.sealapi.v1.DocumentChunk0\x01\x12N\n\x0ePreviewRequest\x12!.sealapi.v1.PreviewRequestRequest\x1a\x17.sealapi.v1.PreviewPage0\x01\x12J\n\x0bGetEvidence\x12\x1e.sealapi.v1.GetEvidenceRequest\x1a\x1b.sealapi.v1.EvidencePackageb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'sealapi.v1.requests_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_REQUESTSTATE']._serialized_start=2535
-  _globals['_REQUESTSTATE']._serialized_end=2798
-  _globals['_DOCUMENTVARIANT']._serialized_start=2800
-  _globals['_DOCUMENTVARIANT']._serialized_end=2911
+  _globals['_REQUESTSTATE']._serialized_start=2563
+  _globals['_REQUESTSTATE']._serialized_end=2826
+  _globals['_DOCUMENTVARIANT']._serialized_start=2828
+  _globals['_DOCUMENTVARIANT']._serialized_end=2939
   _globals['_SUBMITREQUESTHEADER']._serialized_start=100
   _globals['_SUBMITREQUESTHEADER']._serialized_end=242
   _globals['_DOCUMENTSTART']._serialized_start=244
@@ -46,39 +46,39 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DOCUMENTINFO']._serialized_start=462
   _globals['_DOCUMENTINFO']._serialized_end=579
   _globals['_APPROVAL']._serialized_start=582
-  _globals['_APPROVAL']._serialized_end=777
-  _globals['_SEALREQUEST']._serialized_start=780
-  _globals['_SEALREQUEST']._serialized_end=1390
-  _globals['_GETREQUESTREQUEST']._serialized_start=1392
-  _globals['_GETREQUESTREQUEST']._serialized_end=1431
-  _globals['_LISTREQUESTSREQUEST']._serialized_start=1434
-  _globals['_LISTREQUESTSREQUEST']._serialized_end=1572
-  _globals['_LISTREQUESTSRESPONSE']._serialized_start=1574
-  _globals['_LISTREQUESTSRESPONSE']._serialized_end=1664
-  _globals['_WATCHREQUESTSREQUEST']._serialized_start=1666
-  _globals['_WATCHREQUESTSREQUEST']._serialized_end=1725
-  _globals['_REQUESTEVENT']._serialized_start=1727
-  _globals['_REQUESTEVENT']._serialized_end=1798
-  _globals['_APPROVEREQUESTREQUEST']._serialized_start=1801
-  _globals['_APPROVEREQUESTREQUEST']._serialized_end=1959
-  _globals['_WITHDRAWAPPROVALREQUEST']._serialized_start=1961
-  _globals['_WITHDRAWAPPROVALREQUEST']._serialized_end=2023
-  _globals['_REJECTREQUESTREQUEST']._serialized_start=2025
-  _globals['_REJECTREQUESTREQUEST']._serialized_end=2084
-  _globals['_CANCELREQUESTREQUEST']._serialized_start=2086
-  _globals['_CANCELREQUESTREQUEST']._serialized_end=2145
-  _globals['_DOWNLOADDOCUMENTREQUEST']._serialized_start=2147
-  _globals['_DOWNLOADDOCUMENTREQUEST']._serialized_end=2262
-  _globals['_DOCUMENTCHUNK']._serialized_start=2264
-  _globals['_DOCUMENTCHUNK']._serialized_end=2333
-  _globals['_PREVIEWREQUESTREQUEST']._serialized_start=2335
-  _globals['_PREVIEWREQUESTREQUEST']._serialized_end=2415
-  _globals['_PREVIEWPAGE']._serialized_start=2417
-  _globals['_PREVIEWPAGE']._serialized_end=2457
-  _globals['_GETEVIDENCEREQUEST']._serialized_start=2459
-  _globals['_GETEVIDENCEREQUEST']._serialized_end=2499
-  _globals['_EVIDENCEPACKAGE']._serialized_start=2501
-  _globals['_EVIDENCEPACKAGE']._serialized_end=2532
-  _globals['_SEALREQUESTSERVICE']._serialized_start=2914
-  _globals['_SEALREQUESTSERVICE']._serialized_end=3798
+  _globals['_APPROVAL']._serialized_end=805
+  _globals['_SEALREQUEST']._serialized_start=808
+  _globals['_SEALREQUEST']._serialized_end=1418
+  _globals['_GETREQUESTREQUEST']._serialized_start=1420
+  _globals['_GETREQUESTREQUEST']._serialized_end=1459
+  _globals['_LISTREQUESTSREQUEST']._serialized_start=1462
+  _globals['_LISTREQUESTSREQUEST']._serialized_end=1600
+  _globals['_LISTREQUESTSRESPONSE']._serialized_start=1602
+  _globals['_LISTREQUESTSRESPONSE']._serialized_end=1692
+  _globals['_WATCHREQUESTSREQUEST']._serialized_start=1694
+  _globals['_WATCHREQUESTSREQUEST']._serialized_end=1753
+  _globals['_REQUESTEVENT']._serialized_start=1755
+  _globals['_REQUESTEVENT']._serialized_end=1826
+  _globals['_APPROVEREQUESTREQUEST']._serialized_start=1829
+  _globals['_APPROVEREQUESTREQUEST']._serialized_end=1987
+  _globals['_WITHDRAWAPPROVALREQUEST']._serialized_start=1989
+  _globals['_WITHDRAWAPPROVALREQUEST']._serialized_end=2051
+  _globals['_REJECTREQUESTREQUEST']._serialized_start=2053
+  _globals['_REJECTREQUESTREQUEST']._serialized_end=2112
+  _globals['_CANCELREQUESTREQUEST']._serialized_start=2114
+  _globals['_CANCELREQUESTREQUEST']._serialized_end=2173
+  _globals['_DOWNLOADDOCUMENTREQUEST']._serialized_start=2175
+  _globals['_DOWNLOADDOCUMENTREQUEST']._serialized_end=2290
+  _globals['_DOCUMENTCHUNK']._serialized_start=2292
+  _globals['_DOCUMENTCHUNK']._serialized_end=2361
+  _globals['_PREVIEWREQUESTREQUEST']._serialized_start=2363
+  _globals['_PREVIEWREQUESTREQUEST']._serialized_end=2443
+  _globals['_PREVIEWPAGE']._serialized_start=2445
+  _globals['_PREVIEWPAGE']._serialized_end=2485
+  _globals['_GETEVIDENCEREQUEST']._serialized_start=2487
+  _globals['_GETEVIDENCEREQUEST']._serialized_end=2527
+  _globals['_EVIDENCEPACKAGE']._serialized_start=2529
+  _globals['_EVIDENCEPACKAGE']._serialized_end=2560
+  _globals['_SEALREQUESTSERVICE']._serialized_start=2942
+  _globals['_SEALREQUESTSERVICE']._serialized_end=3826
 # @@protoc_insertion_point(module_scope)

@@ -92,7 +92,7 @@ class DocumentInfo(_message.Message):
     def __init__(self, index: _Optional[int] = ..., name: _Optional[str] = ..., size: _Optional[int] = ..., sha256: _Optional[str] = ..., sealed_sha256: _Optional[str] = ..., sealed_size: _Optional[int] = ...) -> None: ...
 
 class Approval(_message.Message):
-    __slots__ = ("approver", "approval_digest", "approved_at", "comment", "certificate_sha256", "statement", "statement_signature")
+    __slots__ = ("approver", "approval_digest", "approved_at", "comment", "certificate_sha256", "statement", "statement_signature", "webauthn_assertion")
     APPROVER_FIELD_NUMBER: _ClassVar[int]
     APPROVAL_DIGEST_FIELD_NUMBER: _ClassVar[int]
     APPROVED_AT_FIELD_NUMBER: _ClassVar[int]
@@ -100,6 +100,7 @@ class Approval(_message.Message):
     CERTIFICATE_SHA256_FIELD_NUMBER: _ClassVar[int]
     STATEMENT_FIELD_NUMBER: _ClassVar[int]
     STATEMENT_SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    WEBAUTHN_ASSERTION_FIELD_NUMBER: _ClassVar[int]
     approver: str
     approval_digest: str
     approved_at: _timestamp_pb2.Timestamp
@@ -107,7 +108,8 @@ class Approval(_message.Message):
     certificate_sha256: str
     statement: bytes
     statement_signature: bytes
-    def __init__(self, approver: _Optional[str] = ..., approval_digest: _Optional[str] = ..., approved_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., comment: _Optional[str] = ..., certificate_sha256: _Optional[str] = ..., statement: _Optional[bytes] = ..., statement_signature: _Optional[bytes] = ...) -> None: ...
+    webauthn_assertion: str
+    def __init__(self, approver: _Optional[str] = ..., approval_digest: _Optional[str] = ..., approved_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., comment: _Optional[str] = ..., certificate_sha256: _Optional[str] = ..., statement: _Optional[bytes] = ..., statement_signature: _Optional[bytes] = ..., webauthn_assertion: _Optional[str] = ...) -> None: ...
 
 class SealRequest(_message.Message):
     __slots__ = ("request_id", "seal_id", "requester", "reason", "category", "placement", "documents", "state", "state_reason", "approvals", "required_approvals", "approval_digest", "seal_certificate_sha256", "created_at", "updated_at", "expires_at", "signed_at", "host", "outcome_unknown")
