@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from skf_fixture import ADMIN_PIN, INITIAL_USER_PIN, SkfTestToken
 
-from seald.gm import certs, sm2
+from seald.gm import certs, ses, sm2
 from seald.tokens import skf
 
 DEV = "SKF-TEST-01"
@@ -256,3 +256,58 @@ def test_skf_cancel_wait_returns_promptly(token: SkfTestToken, lib: skf.SkfLibra
     watcher.stop()
     assert time.monotonic() - t0 < 1.0
     assert watcher.error is None
+
+
+def test_skf_gbt38540_signature_made_on_the_token_verifies(
+    token: SkfTestToken, lib: skf.SkfLibrary, tmp_path: Path
+) -> None:
+    """An SES_Signature whose SM2 signature is made by the SKF token, over TBS_Sign (GB/T 38540)."""
+    _dev, _app, con, point = _provision(lib)
+    maker = sm2.Sm2PrivateKey.generate()
+    t0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    span = dt.timedelta(days=365)
+    maker_cert = certs.build_certificate(
+        subject=certs.name("seal maker"),
+        issuer=certs.name("seal maker"),
+        public_key=maker.public_key,
+        sign=maker.sign,
+        not_before=t0,
+        not_after=t0 + span,
+        ca=True,
+    ).dump()
+    holder_cert = certs.build_certificate(
+        subject=certs.name("合同专用章"),
+        issuer=certs.name("seal maker"),
+        public_key=sm2.Sm2PublicKey(point),
+        sign=maker.sign,
+        not_before=t0,
+        not_after=t0 + span,
+    ).dump()
+    con.import_certificate(holder_cert)
+    seal = ses.build_seal(
+        ses.SealSpec(
+            es_id="SEAL-1",
+            name="合同专用章",
+            holder_certs=[con.export_certificate()],
+            created=t0,
+            valid_start=t0,
+            valid_end=t0 + span,
+            picture=b"\x89PNG\r\n\x1a\n" + b"\x00" * 16,
+        ),
+        maker_cert=maker_cert,
+        maker_sign=maker.sign,
+    )
+    data_hash = sm2.sm3(b"the PDF's ByteRange bytes")
+    der = ses.build_signature(
+        seal=seal,
+        signer_cert=holder_cert,
+        data_hash=data_hash,
+        property_info="ByteRange",
+        sign=con.sign,
+        time_info=t0 + dt.timedelta(days=30),
+    )
+    report = ses.verify_signature(der, data_hash=data_hash, trusted_makers=[maker_cert])
+    assert "signature" in report.checks and "data_hash" in report.checks
+    parsed = ses.parse_signature(der)
+    res = _openssl_verify(tmp_path, point, parsed["to_sign"].dump(), bytes(parsed["signature"].native))
+    assert res.returncode == 0 and "Verified Successfully" in res.stdout, res.stdout + res.stderr
