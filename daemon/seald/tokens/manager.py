@@ -27,9 +27,10 @@ import pkcs11
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
-from pkcs11 import Attribute, Mechanism, ObjectClass
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
 from pkcs11 import exceptions as p11x
+from pkcs11.util.ec import encode_ecdsa_signature
 
 from seald.config import SealConfig
 from seald.domain.errors import (
@@ -583,12 +584,26 @@ def _check_key_matches(session: Any, seal: SealConfig, registered_der: bytes) ->
     # A copied certificate proves nothing: the key must sign for the registered public key.
     challenge = os.urandom(32)
     try:
-        signature = keys[0].sign(challenge, mechanism=Mechanism.SHA256_RSA_PKCS)
         public_key = x509.load_der_x509_certificate(registered_der).public_key()
-        if not isinstance(public_key, rsa.RSAPublicKey):
+        key_is_ec = keys[0][Attribute.KEY_TYPE] == KeyType.EC
+        if isinstance(public_key, ec.EllipticCurvePublicKey) and isinstance(public_key.curve, ec.SECP256R1):
+            if not key_is_ec:
+                raise PreconditionFailed(
+                    f"seal {seal.seal_id}'s certificate holds an ECDSA P-256 key but the token's key "
+                    f"{seal.key_label} is RSA; refusing a rogue token",
+                    reason="token_rogue",
+                )
+            # SoftHSM has no hash-then-sign ECDSA: hash here, raw CKM_ECDSA on the token.
+            raw = keys[0].sign(hashlib.sha256(challenge).digest(), mechanism=Mechanism.ECDSA)
+            public_key.verify(encode_ecdsa_signature(bytes(raw)), challenge, ec.ECDSA(hashes.SHA256()))
+            return
+        if not isinstance(public_key, rsa.RSAPublicKey) or key_is_ec:
             raise PreconditionFailed(
-                f"seal {seal.seal_id}'s certificate does not hold an RSA key", reason="token_rogue"
+                f"seal {seal.seal_id}'s certificate and the token's key {seal.key_label} are not the "
+                "same key type (RSA-2048 or ECDSA P-256 on a PKCS#11 token); refusing a rogue token",
+                reason="token_rogue",
             )
+        signature = keys[0].sign(challenge, mechanism=Mechanism.SHA256_RSA_PKCS)
         public_key.verify(bytes(signature), challenge, padding.PKCS1v15(), hashes.SHA256())
     except InvalidSignature as ex:
         raise PreconditionFailed(
