@@ -291,9 +291,11 @@ EXPORT ULONG SKF_WaitForDevEvent(LPSTR szDevName, ULONG *pulDevNameLen, ULONG *p
     char cur[MAX_DEVICES][MAX_NAME + 1];
     unsigned gen = g_cancel_gen;
     if (!szDevName || !pulDevNameLen || !pulEvent) return SAR_INVALIDPARAMERR;
-    pthread_mutex_lock(&g_wait_lock);
-    snapshot_known_locked();
     for (;;) {
+        /* the lock is held only to compare and update the snapshot, never while sleeping:
+           SKF_EnumDev on another thread must not wait for the next device event */
+        pthread_mutex_lock(&g_wait_lock);
+        snapshot_known_locked();
         int n = list_dirs(root_dir(), cur, MAX_DEVICES);
         const char *name = NULL;
         ULONG ev = 0;
@@ -325,10 +327,8 @@ EXPORT ULONG SKF_WaitForDevEvent(LPSTR szDevName, ULONG *pulDevNameLen, ULONG *p
             if (ev == DEV_EVENT_REMOVE) mark_device_dead(reported);
             return SAR_OK;
         }
-        if (g_cancel_gen != gen) {
-            pthread_mutex_unlock(&g_wait_lock);
-            return SAR_NOT_EVENTERR; /* cancelled by SKF_CancelWaitForDevEvent */
-        }
+        pthread_mutex_unlock(&g_wait_lock);
+        if (g_cancel_gen != gen) return SAR_NOT_EVENTERR; /* cancelled by SKF_CancelWaitForDevEvent */
         struct timespec ts = {0, 20 * 1000 * 1000};
         nanosleep(&ts, NULL);
     }

@@ -7,6 +7,7 @@ PDF must be valid in pdfsig (an independent validator) and in seald's own verifi
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import subprocess
 import sys
@@ -17,10 +18,11 @@ import pkcs11
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from fixture_layout import SealFixtures
 
-from seald.config import SealConfig
+from seald.app import load_seal_certificates
+from seald.config import SealConfig, load_config
 from seald.domain.custody import ALWAYS
 from seald.domain.errors import InvalidInput, PreconditionFailed
 from seald.domain.model import SealType
@@ -29,6 +31,7 @@ from seald.signing.placement import PlacementSpec
 from seald.signing.seal_image import SealImageSpec, render_seal_png
 from seald.signing.verify import verify_pdf
 from seald.tokens import manager, seal_keys
+from seald.tokens.manager import TokenManager
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "assets"))
 import make_pdfs
@@ -177,3 +180,29 @@ def test_ecdsa_key_and_certificate_type_mismatch_is_a_rogue_token(
         seal_keys.build_csr(
             rw_session, "contract", rsa_label, {"common_name": "x"}, may_generate=False, algorithm="sm2"
         )
+
+
+def test_ecdsa_pkcs11_backend_sign_matches_the_registered_certificate(
+    fresh_seal_fixtures: SealFixtures,
+) -> None:
+    """``TokenManager.sign`` (the KeyBackend signing call) on the RSA contract seal: the signature
+    verifies with the registered certificate; refused while the token is locked."""
+
+    config = load_config(fresh_seal_fixtures.config)
+    certs = load_seal_certificates(config)
+
+    async def main() -> bytes:
+        tokens = TokenManager(fresh_seal_fixtures.module, config.seals, certs)
+        await tokens.refresh()
+        with pytest.raises(PreconditionFailed):
+            await tokens.sign("contract", b"message")
+        await tokens.unlock("contract", fresh_seal_fixtures.seals["contract"].user_pin, "liu.yang")
+        try:
+            return await tokens.sign("contract", b"message")
+        finally:
+            await tokens.close()
+
+    signature = asyncio.run(main())
+    public = x509.load_der_x509_certificate(certs["contract"]).public_key()
+    assert isinstance(public, rsa.RSAPublicKey)
+    public.verify(signature, b"message", padding.PKCS1v15(), hashes.SHA256())

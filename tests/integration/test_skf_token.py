@@ -311,3 +311,19 @@ def test_skf_gbt38540_signature_made_on_the_token_verifies(
     parsed = ses.parse_signature(der)
     res = _openssl_verify(tmp_path, point, parsed["to_sign"].dump(), bytes(parsed["signature"].native))
     assert res.returncode == 0 and "Verified Successfully" in res.stdout, res.stdout + res.stderr
+
+
+def test_skf_enumeration_does_not_wait_for_a_pending_device_event(
+    token: SkfTestToken, lib: skf.SkfLibrary
+) -> None:
+    """A presence thread blocked in SKF_WaitForDevEvent must not block SKF_EnumDev elsewhere."""
+    lib.enum_devices()
+    watcher = skf.SkfPresenceWatcher(lib, lambda _n, _p: None)
+    watcher.start()
+    try:
+        time.sleep(0.1)
+        t0 = time.monotonic()
+        assert lib.enum_devices() == [DEV]
+        assert time.monotonic() - t0 < 1.0
+    finally:
+        watcher.stop()

@@ -421,6 +421,29 @@ class TokenManager:
         self.last_use[seal_id] = self._clock()
         return result
 
+    async def sign(self, seal_id: str, message: bytes) -> bytes:
+        """A DER signature over ``message`` with the seal's key (``KeyBackend.sign``).
+
+        RSA: CKM_SHA256_RSA_PKCS. ECDSA P-256: SHA-256 here and raw CKM_ECDSA on the token
+        (SoftHSM has no hash-then-sign ECDSA), r||s encoded as DER.
+        """
+        seal = self._seals[seal_id]
+
+        def _sign(session: Any) -> bytes:
+            query = {Attribute.CLASS: ObjectClass.PRIVATE_KEY, Attribute.LABEL: seal.key_label}
+            keys = list(session.get_objects(query))
+            if len(keys) != 1:
+                raise PreconditionFailed(
+                    f"the token of seal {seal_id} does not hold exactly one key labelled {seal.key_label}",
+                    reason="token_rogue",
+                )
+            if keys[0][Attribute.KEY_TYPE] == KeyType.EC:
+                raw = keys[0].sign(hashlib.sha256(message).digest(), mechanism=Mechanism.ECDSA)
+                return bytes(encode_ecdsa_signature(bytes(raw)))
+            return bytes(keys[0].sign(message, mechanism=Mechanism.SHA256_RSA_PKCS))
+
+        return await self.with_session(seal_id, _sign)
+
     async def change_pin(self, seal_id: str, old_pin: str, new_pin: str) -> None:
         """C_SetPIN in a session of its own; the PINs go nowhere else and are never retried."""
         state = self._states[seal_id]
