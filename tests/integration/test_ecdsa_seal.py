@@ -21,11 +21,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from fixture_layout import SealFixtures
 
-from seald.app import load_seal_certificates
 from seald.config import SealConfig, load_config
 from seald.domain.custody import ALWAYS
 from seald.domain.errors import InvalidInput, PreconditionFailed
 from seald.domain.model import SealType
+from seald.runtime.daemon import load_seal_certificates
 from seald.signing.pades import seal_pdf, token_signer
 from seald.signing.placement import PlacementSpec
 from seald.signing.seal_image import SealImageSpec, render_seal_png
