@@ -152,6 +152,11 @@ class SealConfig:
     shape: str = "round"
     holder_name: str = ""
     code_number: str = ""
+    # Issue 19: the seal key's algorithm on its PKCS#11 token, and the signature format.
+    # SM2 keys (SKF tokens, vendor PKCS#11 profiles) and the gbt38540 format exist as
+    # libraries (seald.gm, tokens/skf_backend.py) but are not wired into the daemon yet.
+    algorithm: str = "rsa"
+    format: str = "pades"
 
 
 @dataclass(frozen=True)
@@ -403,6 +408,8 @@ def _seal(file: Path, raw: Any, default_approvals: int) -> SealConfig:
         valid_until=valid_until,
         level=_choice(t, "level", "B-B", SIGNATURE_LEVELS),
         certify=_choice(t, "certify", "none", CERTIFY_MODES),
+        algorithm=_choice(t, "algorithm", "rsa", SEAL_ALGORITHMS),
+        format=_choice(t, "format", "pades", SEAL_FORMATS),
         **_seal_image_keys(t, seal_type),
     )
     t.finish()
@@ -442,6 +449,10 @@ def _seal_image_keys(t: _Table, seal_type: SealType) -> dict[str, str]:
 
 SIGNATURE_LEVELS = ("B-B", "B-T", "B-LT", "B-LTA")
 CERTIFY_MODES = ("none", "no_changes", "form_filling")
+# What the daemon can seal with today (PKCS#11 tokens, PAdES); "sm2" / "gbt38540" come
+# with the SKF backend's wiring (issue 19).
+SEAL_ALGORITHMS = ("rsa", "ecdsa-p256")
+SEAL_FORMATS = ("pades",)
 
 
 def _choice(t: _Table, key: str, default: str, allowed: tuple[str, ...]) -> str:
