@@ -183,3 +183,24 @@ def test_gbt38540_pdf_untrusted_maker_and_plain_pdf_refused(sealed: dict[str, ob
     with pytest.raises(ses.GbtError) as exc:
         gbt38540_pdf.verify_gbt38540_pdf(valid_pdf())
     assert exc.value.reason == "gbt38540_not_found"
+
+
+def test_gbt38540_sealctl_verify_offline(
+    sealed: dict[str, object], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`sealctl verify --offline FILE [--seal-maker CERT]`: no daemon, exit codes and reasons."""
+    from sealclient.cli import main  # noqa: PLC0415
+
+    path, tmp, maker = sealed["path"], sealed["tmp"], sealed["maker_cert"]
+    assert isinstance(path, Path) and isinstance(tmp, Path) and isinstance(maker, bytes)
+    (tmp / "maker.der").write_bytes(maker)
+    assert main(["verify", "--offline", str(path), "--seal-maker", str(tmp / "maker.der")]) == 0
+    out = capsys.readouterr().out
+    assert "Seal1: valid GB/T 38540 seal signature" in out and "合同专用章" in out and "note:" not in out
+    assert main(["--json", "verify", "--offline", str(path)]) == 0
+    assert '"valid": true' in capsys.readouterr().out
+    data = path.read_bytes()
+    i = data.index(b"/MediaBox")
+    (tmp / "tampered.pdf").write_bytes(data[:i] + b"/MediaBoy" + data[i + 9 :])
+    assert main(["verify", "--offline", str(tmp / "tampered.pdf")]) == 10
+    assert "gbt38540_data_hash_mismatch" in capsys.readouterr().out
