@@ -204,3 +204,78 @@ def test_gbt38540_sealctl_verify_offline(
     (tmp / "tampered.pdf").write_bytes(data[:i] + b"/MediaBoy" + data[i + 9 :])
     assert main(["verify", "--offline", str(tmp / "tampered.pdf")]) == 10
     assert "gbt38540_data_hash_mismatch" in capsys.readouterr().out
+
+
+def test_gbt38540_visible_seal_drawn_from_the_seal_picture(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """R13 for the GB/T 38540 format: the SES_Seal's own PNG is drawn at the requested place."""
+    from PIL import Image  # noqa: PLC0415
+
+    from seald.signing.placement import PlacementSpec  # noqa: PLC0415
+    from seald.signing.seal_image import SealImageSpec, render_seal_png  # noqa: PLC0415
+
+    maker = sm2.Sm2PrivateKey.generate()
+    holder = sm2.Sm2PrivateKey.generate()
+    maker_cert = bytes(
+        certs.build_certificate(
+            subject=certs.name("maker"),
+            issuer=certs.name("maker"),
+            public_key=maker.public_key,
+            sign=maker.sign,
+            not_before=T0,
+            not_after=T0 + SPAN,
+            ca=True,
+        ).dump()
+    )
+    holder_cert = bytes(
+        certs.build_certificate(
+            subject=certs.name("合同专用章"),
+            issuer=certs.name("maker"),
+            public_key=holder.public_key,
+            sign=maker.sign,
+            not_before=T0,
+            not_after=T0 + SPAN,
+        ).dump()
+    )
+    png = render_seal_png(SealImageSpec("contract", "华夏示例科技有限公司", "合同专用章"), 40)
+    seal = ses.build_seal(
+        ses.SealSpec(
+            es_id="S1",
+            name="合同专用章",
+            holder_certs=[holder_cert],
+            created=T0,
+            valid_start=T0,
+            valid_end=T0 + SPAN,
+            picture=png,
+        ),
+        maker_cert=maker_cert,
+        maker_sign=maker.sign,
+    )
+    spec = PlacementSpec(0, 150, 200, 40)
+    out = gbt38540_pdf.seal_pdf_gbt38540(
+        valid_pdf(chinese=False),
+        seal=seal,
+        signer_cert=holder_cert,
+        sign=holder.sign,
+        time_info=T0 + dt.timedelta(days=1),
+        placement=spec,
+    )
+    (tmp_path / "v.pdf").write_bytes(out)
+    assert gbt38540_pdf.verify_gbt38540_pdf(out)[0].covers_whole_document
+    subprocess.run(
+        ["pdftoppm", "-r", "72", "-png", "-singlefile", str(tmp_path / "v.pdf"), str(tmp_path / "r")],
+        check=True,
+    )
+    image = Image.open(tmp_path / "r.png").convert("RGB")
+    xs, ys = [], []
+    raw = image.tobytes()
+    for i in range(0, len(raw), 3):
+        if raw[i] > 180 and raw[i + 1] < 90 and raw[i + 2] < 90:
+            xs.append((i // 3) % image.width)
+            ys.append((i // 3) // image.width)
+    assert xs, "no red seal pixels on the rendered page"
+    mm = 25.4 / 72
+    assert (min(xs) + max(xs) + 1) / 2 * mm == pytest.approx(spec.x_mm, abs=1.5)
+    assert (min(ys) + max(ys) + 1) / 2 * mm == pytest.approx(spec.y_mm, abs=1.5)
+    assert (max(xs) + 1 - min(xs)) * mm == pytest.approx(spec.size_mm, abs=2.0)

@@ -20,15 +20,18 @@ import datetime as dt
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.fields import SigFieldSpec, append_signature_field
 from pyhanko.sign.signers import SignatureObject
-from pyhanko.sign.signers.cms_embedder import PdfCMSEmbedder, SigIOSetup, SigObjSetup
+from pyhanko.sign.signers.cms_embedder import PdfCMSEmbedder, SigAppearanceSetup, SigIOSetup, SigObjSetup
 
 from seald.gm import certs, ses, sm2
+from seald.signing import pades
+from seald.signing.placement import PlacementSpec
 
 SUBFILTER = "/GBT38540.SES"
 FILTER = "/Adobe.PPKLite"
@@ -47,24 +50,44 @@ def seal_pdf_gbt38540(
     time_info: dt.datetime,
     field_name: str = "Seal1",
     property_info: str = "PDF ByteRange",
+    placement: PlacementSpec | None = None,
 ) -> bytes:
     """Seal ``pdf`` with an SES_Signature over its ByteRange SM3 hash; returns the new PDF.
 
     The checks in ``ses.build_signature`` (seal verifies and is valid now, signer is an SM2
     holder) run before ``sign`` is called; if any fails, nothing is signed or written.
+    With ``placement`` the seal's own impression (``SES_Seal`` picture, PNG) is drawn there,
+    upright, with the PAdES path's placement rules (R13); without it the field is invisible.
     """
     # Checked up front too, so a bad seal is refused before the PDF is laid out.
     parsed = ses.parse_seal(seal)
     ses.verify_seal(parsed, at=time_info)
     writer = IncrementalPdfFileWriter(io.BytesIO(pdf))
-    append_signature_field(writer, SigFieldSpec(sig_field_name=field_name))
+    appearance = None
+    if placement is None:
+        append_signature_field(writer, SigFieldSpec(sig_field_name=field_name))
+    else:
+        picture = parsed["e_seal_info"]["picture"]
+        if str(picture["type"].native).upper() != "PNG":
+            raise ses.GbtError(
+                f"SES_Seal.eSealInfo.picture.type is {picture['type'].native}; a visible seal needs PNG",
+                reason="gbt38540_picture_unsupported",
+            )
+        page_ix, box = pades._page_and_box(writer, placement)
+        rotate = pades.page_geometry(writer, page_ix).rotate
+        # as in pades.plan_seal: pyHanko annotates ints but writes floats; rounding would move the seal
+        exact_box = cast("tuple[int, int, int, int]", tuple(round(v, 3) for v in box))
+        spec = SigFieldSpec(sig_field_name=field_name, on_page=page_ix, box=exact_box)
+        append_signature_field(writer, spec)
+        style = pades.seal_stamp_style(bytes(picture["data"].native), rotate)
+        appearance = SigAppearanceSetup(style=style, timestamp=time_info, name=None)
     reserve = 2 * (len(seal) + len(signer_cert) + 1024)
     placeholder = SignatureObject(timestamp=time_info, bytes_reserved=reserve)
     placeholder[generic.NameObject("/Filter")] = generic.NameObject(FILTER)
     placeholder[generic.NameObject("/SubFilter")] = generic.NameObject(SUBFILTER)
     embedder = PdfCMSEmbedder().write_cms(field_name=field_name, writer=writer, existing_fields_only=True)
     next(embedder)
-    embedder.send(SigObjSetup(sig_placeholder=placeholder))
+    embedder.send(SigObjSetup(sig_placeholder=placeholder, appearance_setup=appearance))
     prepared, output = embedder.send(SigIOSetup(md_algorithm="sm3", in_place=False))
     der = ses.build_signature(
         seal=seal,
