@@ -384,6 +384,29 @@ def build_signature(
     return bytes(SesSignature(value).dump())
 
 
+def add_timestamp(signature: bytes, token: bytes) -> bytes:
+    """The SES_Signature with an RFC 3161 ``timeStamp`` over its signature value added.
+
+    The token is requested after signing (it covers the signature), so it is added to the
+    finished structure; ``toSign`` and the signature are kept byte for byte. The token's
+    imprint is checked here; its TSA signature by ``gbt38540_pdf.timestamp_problem``.
+    """
+    sig = parse_signature(signature)
+    value = bytes(sig["signature"].native)
+    _check_timestamp(token, value)
+    return bytes(
+        SesSignature(
+            {
+                "to_sign": sig["to_sign"],
+                "cert": sig["cert"],
+                "signature_algorithm": sig["signature_algorithm"],
+                "signature": value,
+                "time_stamp": token,
+            }
+        ).dump()
+    )
+
+
 # ---------------------------------------------------------------------------- verification
 
 

@@ -17,17 +17,23 @@ signature of a type they do not handle, and seald / ``sealctl verify`` verify it
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import cast
 
+from asn1crypto import cms
+from asn1crypto import x509 as asn1_x509
 from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.fields import SigFieldSpec, append_signature_field
 from pyhanko.sign.signers import SignatureObject
 from pyhanko.sign.signers.cms_embedder import PdfCMSEmbedder, SigAppearanceSetup, SigIOSetup, SigObjSetup
+from pyhanko.sign.validation.generic_cms import validate_tst_signed_data
+from pyhanko.sign.validation.status import TimestampSignatureStatus
+from pyhanko_certvalidator import ValidationContext
 
 from seald.gm import certs, ses, sm2
 from seald.signing import pades
@@ -163,3 +169,37 @@ def verify_gbt38540_pdf(
             f"the PDF has no signature with /SubFilter {SUBFILTER}", reason="gbt38540_not_found"
         )
     return checks
+
+
+async def timestamp_problem(signature_der: bytes, tsa_roots: Sequence[bytes]) -> str:
+    """'' if the SES_Signature's timestamp is a valid RFC 3161 token over its signature value,
+    signed by a TSA chaining to ``tsa_roots`` (DER); else what is wrong. No timestamp: a problem.
+
+    ``ses.verify_signature`` checks the imprint only (pure, no PKI); this adds the TSA's CMS
+    signature and chain with pyHanko's token validation (offline, revocation soft-fail), as
+    the audit checkpoints do.
+    """
+    sig = ses.parse_signature(signature_der)
+    token = sig["time_stamp"].native
+    if token is None:
+        return "SES_Signature.timeStamp is absent"
+    value = bytes(sig["signature"].native)
+
+    def imprint(algorithm: str) -> bytes:
+        return sm2.sm3(value) if algorithm in ("sm3", sm2.SM3_OID) else hashlib.new(algorithm, value).digest()
+
+    try:
+        content = cms.ContentInfo.load(bytes(token))
+        roots = [asn1_x509.Certificate.load(bytes(r)) for r in tsa_roots]
+        context = ValidationContext(trust_roots=roots, allow_fetching=False, revocation_mode="soft-fail")
+        kwargs = await validate_tst_signed_data(content["content"], context, imprint)
+        status = TimestampSignatureStatus(**kwargs)
+    except Exception as ex:  # a malformed token can fail anywhere in parsing
+        return f"SES_Signature.timeStamp cannot be validated ({type(ex).__name__}); damaged or not RFC 3161"
+    if not status.intact:
+        return "SES_Signature.timeStamp does not cover SES_Signature.signature (message imprint differs)"
+    if not status.valid:
+        return "SES_Signature.timeStamp has a broken TSA signature"
+    if not status.trusted:
+        return "SES_Signature.timeStamp is not signed by a TSA chaining to the configured TSA roots"
+    return ""
