@@ -86,6 +86,16 @@ def build_csr(*, subject: x509.Name, public_key: Sm2PublicKey, sign: Signer) -> 
     )
 
 
+def pem_or_der(data: bytes) -> bytes:
+    """DER of a certificate given as PEM or DER."""
+    from asn1crypto import pem  # noqa: PLC0415
+
+    if pem.detect(data):
+        _, _, der = pem.unarmor(data)
+        return bytes(der)
+    return data
+
+
 def load_certificate(der: bytes, *, what: str = "certificate") -> x509.Certificate:
     """Parse a DER certificate completely, or refuse naming ``what``."""
     try:

@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pkcs11
 from cryptography import x509
@@ -39,6 +39,9 @@ from seald.domain.errors import (
     PreconditionFailed,
     ServiceUnavailable,
 )
+
+if TYPE_CHECKING:  # skf_backend imports TokenState from here
+    from seald.tokens.skf_backend import SkfTokenManager
 
 T = TypeVar("T")
 
@@ -109,9 +112,15 @@ class TokenManager:
         seals: Mapping[str, SealConfig],
         certificates: Mapping[str, bytes],
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        skf: SkfTokenManager | None = None,
     ) -> None:
         self._module_path = module
-        self._seals = dict(seals)
+        # Seals on SKF tokens (issue 19) are served by ``skf``; this manager delegates every
+        # call about them, so the rest of the daemon sees one token manager.
+        self._skf = skf
+        self._skf_ids = frozenset(skf.seal_ids) if skf is not None else frozenset()
+        self._seals = {k: v for k, v in seals.items() if k not in self._skf_ids}
+        certificates = {k: v for k, v in certificates.items() if k not in self._skf_ids}
         self._certificates = dict(certificates)  # registered certificate DER per seal
         self._clock = clock
         self._lib: Any = None
@@ -142,15 +151,27 @@ class TokenManager:
     # -- observation ---------------------------------------------------------------------------
     def add_listener(self, listener: Callable[[TokenState], None]) -> None:
         self._listeners.append(listener)
+        if self._skf is not None:
+            self._skf.add_listener(listener)
+
+    def is_skf(self, seal_id: str) -> bool:
+        return seal_id in self._skf_ids
+
+    def _skf_for(self, seal_id: str) -> SkfTokenManager | None:
+        return self._skf if seal_id in self._skf_ids else None
 
     def state(self, seal_id: str) -> TokenState:
+        if (skf := self._skf_for(seal_id)) is not None:
+            return skf.state(seal_id)
         return self._states[seal_id]
 
     def states(self) -> list[TokenState]:
-        return list(self._states.values())
+        return list(self._states.values()) + (self._skf.states() if self._skf is not None else [])
 
     def certificate_der(self, seal_id: str) -> bytes:
         """The registered certificate; b"" for a new seal whose certificate is not imported."""
+        if (skf := self._skf_for(seal_id)) is not None:
+            return skf.certificate_der(seal_id)
         return self._certificates.get(seal_id, b"")
 
     def certificate_sha256(self, seal_id: str) -> str:
@@ -159,6 +180,9 @@ class TokenManager:
 
     def set_certificate(self, seal_id: str, der: bytes) -> None:
         """Register an imported or renewed certificate (committed in the database first)."""
+        if (skf := self._skf_for(seal_id)) is not None:
+            skf.set_certificate(seal_id, der)
+            return
         self._certificates[seal_id] = der
 
     def _set(self, state: TokenState) -> None:
@@ -244,6 +268,8 @@ class TokenManager:
 
     async def refresh(self) -> None:
         """Re-read the slot list and update presence of every seal's token."""
+        if self._skf is not None:
+            await self._skf.refresh()
         # Never while a login is under way: SoftHSM can miss a token in C_GetTokenInfo
         # during another thread's C_Login, and a token read as gone loses its session.
         async with self._slots_lock:
@@ -299,6 +325,8 @@ class TokenManager:
 
     # -- custody: unlock / lock ----------------------------------------------------------------
     async def unlock(self, seal_id: str, pin: str, principal: str) -> TokenState:
+        if (skf := self._skf_for(seal_id)) is not None:
+            return await skf.unlock(seal_id, pin, principal)
         await self.refresh()
         state = self._states[seal_id]
         if not state.present:
@@ -354,6 +382,8 @@ class TokenManager:
         return new
 
     async def lock(self, seal_id: str) -> TokenState:
+        if (skf := self._skf_for(seal_id)) is not None:
+            return await skf.lock(seal_id)
         await self._drop_session(seal_id)
         state = replace(self._states[seal_id], unlocked=False, unlocked_by="", since=self._clock())
         self._set(state)
@@ -372,6 +402,8 @@ class TokenManager:
         await self._on_token(seal_id, _close)
 
     async def close(self) -> None:
+        if self._skf is not None:
+            await self._skf.close()
         for seal_id in list(self._sessions):
             await self._drop_session(seal_id)
         for executor in self._executors.values():
@@ -381,13 +413,20 @@ class TokenManager:
     def current_session(self, seal_id: str) -> Any | None:
         """The open session of an unlocked, present token (for identity checks only:
         key operations go through ``with_session``, on the token's thread)."""
-        state = self._states.get(seal_id)
+        state = self._states.get(seal_id)  # None for SKF seals: they have no PKCS#11 session
         if state is None or not state.present or not state.unlocked:
             return None
         return self._sessions.get(seal_id)
 
     async def with_session(self, seal_id: str, fn: Callable[[Any], T]) -> T:
         """Run ``fn(session)`` on the token's thread; fails closed if not ready."""
+        if seal_id in self._skf_ids:
+            raise PreconditionFailed(
+                f"seal {seal_id} is on an SKF token; this operation needs a PKCS#11 token "
+                "(SKF seals sign in the GB/T 38540 format; creating their keys through seald is "
+                "not supported yet)",
+                reason="token_backend_unsupported",
+            )
         state = self._states[seal_id]
         session = self._sessions.get(seal_id)
         if not state.present or not state.unlocked or session is None:
@@ -427,6 +466,8 @@ class TokenManager:
         RSA: CKM_SHA256_RSA_PKCS. ECDSA P-256: SHA-256 here and raw CKM_ECDSA on the token
         (SoftHSM has no hash-then-sign ECDSA), r||s encoded as DER.
         """
+        if (skf := self._skf_for(seal_id)) is not None:
+            return await skf.sign(seal_id, message)
         seal = self._seals[seal_id]
 
         def _sign(session: Any) -> bytes:
@@ -444,8 +485,20 @@ class TokenManager:
 
         return await self.with_session(seal_id, _sign)
 
+    async def with_skf_container(self, seal_id: str, fn: Callable[[Any], T]) -> T:
+        """Run ``fn(container)`` on an SKF seal's token thread (GB/T 38540 sealing)."""
+        skf = self._skf_for(seal_id)
+        if skf is None:
+            raise PreconditionFailed(
+                f"seal {seal_id} is not on an SKF token", reason="token_backend_unsupported"
+            )
+        return await skf.with_container(seal_id, fn)
+
     async def change_pin(self, seal_id: str, old_pin: str, new_pin: str) -> None:
         """C_SetPIN in a session of its own; the PINs go nowhere else and are never retried."""
+        if (skf := self._skf_for(seal_id)) is not None:
+            await skf.change_pin(seal_id, old_pin, new_pin)
+            return
         state = self._states[seal_id]
         if not state.present:
             raise PreconditionFailed(state.not_ready_reason, reason="token_absent")

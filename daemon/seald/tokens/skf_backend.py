@@ -85,6 +85,10 @@ class SkfTokenManager:
         self._lock = asyncio.Lock()
 
     # -- observation ---------------------------------------------------------------------------
+    @property
+    def seal_ids(self) -> list[str]:
+        return list(self._seals)
+
     def add_listener(self, listener: Callable[[TokenState], None]) -> None:
         self._listeners.append(listener)
 
