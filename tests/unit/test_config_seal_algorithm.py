@@ -36,11 +36,20 @@ def test_ecdsa_p256_algorithm_loads(seal_fixtures: SealFixtures, tmp_path: Path)
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        ('algorithm = "sm2"', r"'seal\[contract\]\.algorithm' = 'sm2'; use one of rsa, ecdsa-p256"),
-        ('format = "gbt38540"', r"'seal\[contract\]\.format' = 'gbt38540'; use one of pades"),
+        (
+            'algorithm = "sm2"',
+            r"'seal\[contract\]\.algorithm' = 'sm2' with format = 'pades': SM2 seals sign in",
+        ),
+        ('format = "gbt38540"', r"algorithm' = 'rsa' with format = 'gbt38540'"),
+        ('algorithm = "dsa"', r"'seal\[contract\]\.algorithm' = 'dsa'; use one of rsa, ecdsa-p256, sm2"),
+        (
+            'algorithm = "sm2"\nformat = "gbt38540"',
+            r"seal\(s\) contract use algorithm = \"sm2\": add \[skf\] library",
+        ),
+        ('algorithm = "sm2"\nformat = "gbt38540"\nlevel = "B-T"', r"apply to PAdES only"),
     ],
 )
-def test_sm2_not_yet_sealable_by_the_daemon_is_refused_by_name(
+def test_sm2_algorithm_and_format_must_fit_together_refused_by_name(
     seal_fixtures: SealFixtures, tmp_path: Path, extra: str, message: str
 ) -> None:
     with pytest.raises(ConfigError, match=message):
