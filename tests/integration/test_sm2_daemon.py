@@ -143,6 +143,11 @@ def _submit_and_approve(d: SealDaemon, tmp_path: Path, name: str) -> str:
 def _check_sealed(d: SealDaemon, request_id: str, out: Path, point: bytes, maker_cert: bytes) -> None:
     with d.client("zhang.wei") as z:
         z.download(request_id, 0, out)
+        report = z.verify(out)  # VerifyDocument: seald's own verifier, through the daemon
+    assert report.all_valid and len(report.signatures) == 1, report
+    (sig,) = report.signatures
+    assert sig.seal_id == SEAL and sig.intact and sig.valid and sig.trusted and sig.covers_whole_document
+    assert "GB/T 38540 seal signature valid" in sig.summary
     data = out.read_bytes()
     (check,) = gbt38540_pdf.verify_gbt38540_pdf(data, trusted_makers=[maker_cert])
     assert check.covers_whole_document and "data_hash" in check.report.checks
@@ -251,3 +256,23 @@ def test_skf_wrong_pin_through_the_daemon_counts_down_and_locks(
             custodian.unlock(SEAL, PIN)  # the right PIN no longer opens a locked token
         assert still.value.reason == "pin_locked"
     assert "99999999" not in d.log() and PIN not in d.log()  # PINs never logged
+
+
+def test_gbt38540_verify_document_reports_a_tampered_sm2_seal(
+    sm2_daemon: tuple[SealDaemon, SkfTestToken, bytes, bytes], tmp_path: Path
+) -> None:
+    d, _token, _point, _maker = sm2_daemon
+    with d.client("liu.yang") as custodian:
+        custodian.change_pin(SEAL, INITIAL_USER_PIN, PIN)
+        custodian.unlock(SEAL, PIN)
+    request_id = _submit_and_approve(d, tmp_path, "contract.pdf")
+    with d.client("zhang.wei") as z:
+        d.wait_state(z, request_id, SIGNED)
+        z.download(request_id, 0, tmp_path / "sealed.pdf")
+        data = (tmp_path / "sealed.pdf").read_bytes()
+        i = data.index(b"/MediaBox")
+        (tmp_path / "tampered.pdf").write_bytes(data[:i] + b"/MediaBoy" + data[i + 9 :])
+        report = z.verify(tmp_path / "tampered.pdf")
+    assert not report.all_valid
+    (sig,) = report.signatures
+    assert not sig.valid and "gbt38540_data_hash_mismatch" in sig.summary

@@ -422,6 +422,7 @@ class SealReport:
     picture_type: str
     picture_sha256: str
     holders: int
+    maker_sha256: str = ""  # SHA-256 of the seal maker's certificate (DER), to match a trust list
 
 
 @dataclass(frozen=True)
@@ -498,6 +499,7 @@ def verify_seal(
         picture_type=str(info["picture"]["type"].native),
         picture_sha256=hashlib.sha256(bytes(info["picture"]["data"].native)).hexdigest(),
         holders=len(holders),
+        maker_sha256=hashlib.sha256(maker_der).hexdigest(),
     )
 
 

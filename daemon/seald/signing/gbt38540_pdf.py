@@ -16,6 +16,7 @@ signature of a type they do not handle, and seald / ``sealctl verify`` verify it
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import io
@@ -35,6 +36,7 @@ from pyhanko.sign.validation.generic_cms import validate_tst_signed_data
 from pyhanko.sign.validation.status import TimestampSignatureStatus
 from pyhanko_certvalidator import ValidationContext
 
+from seald.domain.errors import InvalidInput
 from seald.gm import certs, ses, sm2
 from seald.signing import pades
 from seald.signing.placement import PlacementSpec
@@ -115,6 +117,18 @@ class Gbt38540PdfCheck:
     covers_whole_document: bool
 
 
+@dataclass(frozen=True)
+class Gbt38540FieldResult:
+    """One GB/T 38540 signature field: its report, or why it failed (field and reason)."""
+
+    field_name: str
+    report: ses.SignatureReport | None
+    problem: str
+    reason: str
+    covers_whole_document: bool
+    signer_cert_der: bytes
+
+
 def _der_length(data: bytes) -> int:
     """Length of the DER TLV at the start of ``data`` (the hex string is zero-padded)."""
     if len(data) < 2 or data[0] != 0x30:
@@ -128,19 +142,15 @@ def _der_length(data: bytes) -> int:
     return 2 + n + int.from_bytes(data[2 : 2 + n], "big")
 
 
-def verify_gbt38540_pdf(
-    pdf: bytes, *, trusted_makers: Sequence[bytes] | None = None
-) -> list[Gbt38540PdfCheck]:
-    """Every GB/T 38540 signature in the PDF: ByteRange SM3 hash = dataHash, and both layers verify.
-
-    Raises ``GbtError`` (with the field and reason) on the first signature that fails.
-    """
+def check_fields(pdf: bytes, *, trusted_makers: Sequence[bytes] | None = None) -> list[Gbt38540FieldResult]:
+    """Every GB/T 38540 signature field of the PDF, each checked on its own (never raises for
+    a bad signature: the result says what is wrong); [] when there is none."""
     try:
         reader = PdfFileReader(io.BytesIO(pdf), strict=False)
         fields = reader.root["/AcroForm"]["/Fields"]
-    except (KeyError, ValueError, TypeError) as exc:
-        raise Gbt38540PdfError(f"the PDF has no signature form: {exc}", reason="gbt38540_not_found") from None
-    checks = []
+    except (KeyError, ValueError, TypeError):
+        return []
+    results = []
     for ref in fields:
         fld = ref.get_object()
         if fld.get("/FT") != "/Sig" or "/V" not in fld:
@@ -149,25 +159,51 @@ def verify_gbt38540_pdf(
         if sig.get("/SubFilter") != SUBFILTER:
             continue
         name = str(fld.get("/T", ""))
+        signer = b""
+        whole = False
         try:
-            br = [int(x) for x in sig["/ByteRange"]]
-            contents = bytes(sig.raw_get("/Contents").original_bytes)
-        except (KeyError, ValueError, TypeError, AttributeError) as exc:
-            raise Gbt38540PdfError(
-                f"signature {name}: /ByteRange or /Contents unreadable: {exc}", reason="gbt38540_malformed"
-            ) from None
-        if len(br) != 4 or br[0] != 0 or br[1] > br[2] or br[2] + br[3] > len(pdf):
-            raise Gbt38540PdfError(
-                f"signature {name}: /ByteRange {br} does not describe this file", reason="gbt38540_malformed"
-            )
-        data_hash = sm2.sm3(pdf[br[0] : br[0] + br[1]] + pdf[br[2] : br[2] + br[3]])
-        der = contents[: _der_length(contents)]
-        report = ses.verify_signature(der, data_hash=data_hash, trusted_makers=trusted_makers)
-        checks.append(Gbt38540PdfCheck(name, report, covers_whole_document=br[2] + br[3] == len(pdf)))
-    if not checks:
+            try:
+                br = [int(x) for x in sig["/ByteRange"]]
+                contents = bytes(sig.raw_get("/Contents").original_bytes)
+            except (KeyError, ValueError, TypeError, AttributeError) as exc:
+                raise Gbt38540PdfError(
+                    f"signature {name}: /ByteRange or /Contents unreadable: {exc}",
+                    reason="gbt38540_malformed",
+                ) from None
+            if len(br) != 4 or br[0] != 0 or br[1] > br[2] or br[2] + br[3] > len(pdf):
+                raise Gbt38540PdfError(
+                    f"signature {name}: /ByteRange {br} does not describe this file",
+                    reason="gbt38540_malformed",
+                )
+            whole = br[2] + br[3] == len(pdf)
+            data_hash = sm2.sm3(pdf[br[0] : br[0] + br[1]] + pdf[br[2] : br[2] + br[3]])
+            der = contents[: _der_length(contents)]
+            with contextlib.suppress(ses.GbtError):
+                signer = bytes(ses.parse_signature(der)["cert"].native)
+            report = ses.verify_signature(der, data_hash=data_hash, trusted_makers=trusted_makers)
+            results.append(Gbt38540FieldResult(name, report, "", "", whole, signer))
+        except InvalidInput as exc:  # GbtError, Sm2Error: the field and the reason are in it
+            results.append(Gbt38540FieldResult(name, None, exc.message, exc.reason, whole, signer))
+    return results
+
+
+def verify_gbt38540_pdf(
+    pdf: bytes, *, trusted_makers: Sequence[bytes] | None = None
+) -> list[Gbt38540PdfCheck]:
+    """Every GB/T 38540 signature in the PDF: ByteRange SM3 hash = dataHash, and both layers verify.
+
+    Raises ``GbtError`` (with the field and reason) on the first signature that fails.
+    """
+    results = check_fields(pdf, trusted_makers=trusted_makers)
+    if not results:
         raise Gbt38540PdfError(
             f"the PDF has no signature with /SubFilter {SUBFILTER}", reason="gbt38540_not_found"
         )
+    checks = []
+    for r in results:
+        if r.report is None:
+            raise ses.GbtError(r.problem, reason=r.reason)
+        checks.append(Gbt38540PdfCheck(r.field_name, r.report, r.covers_whole_document))
     return checks
 
 
