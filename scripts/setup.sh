@@ -17,6 +17,7 @@ DEBIAN_PACKAGES=(
   umockdev gir1.2-umockdev-1.0 libgirepository1.0-dev libcairo2-dev   # issue 3: real uevents in tests (PyGObject<3.51 builds against these)
   chromium chromium-driver   # issue 18: browser tests of sealweb (headless, virtual authenticator)
   libnss3-tools              # issue 18: certutil puts the test CA in the browser's NSS database
+  libssl-dev                 # issue 19: the SKF (GM/T 0016) test token is C over OpenSSL 3's SM2/SM3
 )
 
 missing=()
@@ -41,4 +42,6 @@ if ! .venv/bin/python -c 'import seald, sealclient, pytest, certomancer' 2>/dev/
   .venv/bin/pip install -q -c constraints.txt -e '.[test]'
   touch .venv/.installed
 fi
+# The SKF TEST token library (softhsm-fixtures/skf-test-token/README.md); no-op when up to date.
+bash softhsm-fixtures/skf-test-token/build.sh
 echo "setup: ok"

@@ -27,6 +27,7 @@ from sealclient.custody_cli import add_custody_parser
 from sealclient.errors import LocalInputError, SealClientError
 from sealclient.evidence_cli import add_evidence_parser, finish_evidence_args
 from sealclient.exitcodes import EPILOG, ExitCode, exit_code_for
+from sealclient.gbt38540_cli import cmd_verify_offline
 from sealclient.image_cli import add_preview_parser, add_seal_image_parser
 from sealclient.output import (
     escape_lines,
@@ -284,7 +285,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     verify = commands.add_parser("verify", help="verify the signatures of a PDF")
     verify.add_argument("file", type=Path, metavar="FILE")
-    verify.set_defaults(handler=cmd_verify)
+    verify.add_argument(
+        "--offline",
+        action="store_const",
+        const=True,
+        default=None,
+        help="no daemon: verify the PDF's GB/T 38540 (SM2) seal signatures on this machine",
+    )
+    verify.add_argument(
+        "--seal-maker",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="CERT",
+        help="offline: accept only seals made by this seal maker certificate (PEM/DER, repeatable)",
+    )
+    verify.set_defaults(handler=cmd_verify, offline_handler=cmd_verify_offline)
 
     add_audit_parser(commands)
     add_preview_parser(commands)

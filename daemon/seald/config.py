@@ -58,6 +58,24 @@ class Pkcs11Config:
 
 
 @dataclass(frozen=True)
+class SkfConfig:
+    """[skf]: the token vendor's SKF (GM/T 0016) library, for sm2 seals."""
+
+    library: Path
+
+
+@dataclass(frozen=True)
+class SealMakerConfig:
+    """[seal_maker]: who makes the GB/T 38540 SES_Seal of sm2 seals (its certificate and key).
+
+    The key is a PEM file (software key) here; a seal-making authority's token-held key is
+    not supported yet."""
+
+    certificate: Path
+    key: Path
+
+
+@dataclass(frozen=True)
 class TrustConfig:
     seal_ca: Path
     # Issue 6: B-T and up ask this RFC 3161 TSA; B-LT/B-LTA chain seal and TSA
@@ -152,6 +170,12 @@ class SealConfig:
     shape: str = "round"
     holder_name: str = ""
     code_number: str = ""
+    # Issue 19: the seal key's algorithm and the signature format. "sm2" seals live on SKF
+    # tokens ([skf] library; token_serial = DEVINFO serial, key_label = container) and sign
+    # in the "gbt38540" format, with the SES_Seal made by [seal_maker].
+    algorithm: str = "rsa"
+    format: str = "pades"
+    skf_application: str = "SEAL"  # sm2 seals: the SKF application holding the container key_label
 
 
 @dataclass(frozen=True)
@@ -207,6 +231,8 @@ class Config:
     metrics: MetricsConfig = field(default_factory=lambda: MetricsConfig(None))
     audit: AuditConfig = field(default_factory=AuditConfig)
     webauthn: WebAuthnConfig | None = None
+    skf: SkfConfig | None = None
+    seal_maker: SealMakerConfig | None = None
 
     @property
     def audit_dir(self) -> Path:
@@ -437,9 +463,23 @@ def _seal(file: Path, raw: Any, default_approvals: int) -> SealConfig:
         valid_until=valid_until,
         level=_choice(t, "level", "B-B", SIGNATURE_LEVELS),
         certify=_choice(t, "certify", "none", CERTIFY_MODES),
+        algorithm=_choice(t, "algorithm", "rsa", SEAL_ALGORITHMS),
+        format=_choice(t, "format", "pades", SEAL_FORMATS),
+        skf_application=t.text("skf_application", "SEAL", "the SKF application name on the token"),
         **_seal_image_keys(t, seal_type),
     )
     t.finish()
+    if (seal.algorithm == "sm2") != (seal.format == "gbt38540"):
+        raise ConfigError(
+            f"{file}: '{t.where}.algorithm' = {seal.algorithm!r} with format = {seal.format!r}: "
+            "SM2 seals sign in the GB/T 38540 format (algorithm = \"sm2\", format = \"gbt38540\"), "
+            "RSA and ECDSA seals in PAdES"
+        )
+    if seal.format == "gbt38540" and (seal.level != "B-B" or seal.certify != "none"):
+        raise ConfigError(
+            f"{file}: '{t.where}.level'/'certify' apply to PAdES only; a gbt38540 seal uses "
+            "level = \"B-B\" and certify = \"none\""
+        )
     return seal
 
 
@@ -476,6 +516,9 @@ def _seal_image_keys(t: _Table, seal_type: SealType) -> dict[str, str]:
 
 SIGNATURE_LEVELS = ("B-B", "B-T", "B-LT", "B-LTA")
 CERTIFY_MODES = ("none", "no_changes", "form_filling")
+# Key algorithms and signature formats (issue 19): sm2 <=> gbt38540 on SKF tokens.
+SEAL_ALGORITHMS = ("rsa", "ecdsa-p256", "sm2")
+SEAL_FORMATS = ("pades", "gbt38540")
 
 
 def _choice(t: _Table, key: str, default: str, allowed: tuple[str, ...]) -> str:
@@ -719,6 +762,25 @@ def load_config(path: Path) -> Config:
     metrics = _metrics(root.table("metrics")) if "metrics" in raw else MetricsConfig(None)
     audit = _audit(root.table("audit"), trust) if "audit" in raw else AuditConfig()
     webauthn = _webauthn(root.table("webauthn")) if "webauthn" in raw else None
+    skf = None
+    if "skf" in raw:
+        skf_t = root.table("skf")
+        skf = SkfConfig(library=skf_t.path("library", "the SKF (GM/T 0016) library .so"))
+        skf_t.finish()
+    maker = None
+    if "seal_maker" in raw:
+        maker_t = root.table("seal_maker")
+        maker = SealMakerConfig(
+            certificate=maker_t.path("certificate", "the seal maker's SM2 certificate PEM"),
+            key=maker_t.path("key", "the seal maker's SM2 private key PEM"),
+        )
+        maker_t.finish()
+    sm2_seals = [s.seal_id for s in seals.values() if s.algorithm == "sm2"]
+    if sm2_seals and (skf is None or maker is None):
+        raise ConfigError(
+            f"{path}: seal(s) {', '.join(sm2_seals)} use algorithm = \"sm2\": add [skf] library = "
+            "\"/path/to/libskf.so\" and [seal_maker] certificate / key"
+        )
     root.finish()
     return Config(
         path=path,
@@ -733,6 +795,8 @@ def load_config(path: Path) -> Config:
         metrics=metrics,
         audit=audit,
         webauthn=webauthn,
+        skf=skf,
+        seal_maker=maker,
     )
 
 

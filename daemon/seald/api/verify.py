@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import tempfile
 from collections.abc import AsyncIterator
@@ -16,6 +17,7 @@ from seald.api import convert
 from seald.api.call import CallInfo, Gate, Servicer, rpc
 from seald.domain.errors import InvalidInput, LimitExceeded
 from seald.domain.model import Principal
+from seald.gm.certs import pem_or_der
 from seald.signing.errors import SigningError
 from seald.signing.verify import CERTIFICATION_P, verify_pdf
 from seald.store.requests import Store
@@ -55,9 +57,13 @@ class VerifyServicer(Servicer, verify_pb2_grpc.VerifyServiceServicer):
             trust = self.gate.live.current.trust
             # seal CA + the TSA/LTV roots (issue 6) so timestamps and DSS validate too
             roots = [p.read_bytes() for p in (trust.seal_ca, *trust.signing_roots)]
+            maker = self.gate.live.current.seal_maker
+            makers = [pem_or_der(maker.certificate.read_bytes())] if maker is not None else []
             loop = asyncio.get_running_loop()
             try:
-                checks = await loop.run_in_executor(None, verify_pdf, path, roots)
+                checks = await loop.run_in_executor(
+                    None, functools.partial(verify_pdf, path, roots, seal_makers=makers)
+                )
             except SigningError as ex:
                 raise InvalidInput(str(ex), reason=ex.reason) from ex
         certs = {self.tokens.certificate_sha256(s): s for s in self.gate.live.current.seals}

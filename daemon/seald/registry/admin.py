@@ -163,14 +163,15 @@ class SealAdmin:
             key = await self._tokens.with_session(
                 seal_id,
                 lambda session: seal_keys.build_csr(
-                    session, seal_id, sc.key_label, subject, may_generate=new_seal
+                    session, seal_id, sc.key_label, subject, may_generate=new_seal, algorithm=sc.algorithm
                 ),
             )
             details: dict[str, str | int] = {
                 "key_created": int(key.created),
                 "public_key_sha256": spki_sha256(key.public_key_der),
                 "csr_sha256": _sha256(key.csr_der),
-                "key_bits": seal_keys.SEAL_KEY_BITS,
+                "key_bits": seal_keys.SEAL_KEY_BITS if sc.algorithm == "rsa" else 256,
+                "key_algorithm": sc.algorithm,
             }
 
             def _tx(tx: Transaction) -> Decision:

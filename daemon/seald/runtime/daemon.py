@@ -15,6 +15,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,8 @@ from seald.store.requests import Store
 from seald.store.state_lock import acquire_state_lock
 from seald.tokens.hotplug import HotplugWatcher
 from seald.tokens.manager import TokenManager
+from seald.tokens.skf import SkfError, SkfLibrary
+from seald.tokens.skf_backend import SkfSealBinding, SkfTokenManager
 
 log = get_logger("seald")
 
@@ -112,6 +115,26 @@ def load_seal_certificates(config: Config) -> dict[str, bytes]:
     return certificates
 
 
+def _skf_tokens(
+    config: Config, certificates: dict[str, bytes], clock: Callable[[], datetime]
+) -> SkfTokenManager | None:
+    """The SKF backend for the config's sm2 seals (token_serial = DEVINFO serial,
+    key_label = container, skf_application = application), or None without any."""
+    bindings = {
+        seal_id: SkfSealBinding(seal_id, sc.token_serial, sc.token_label, sc.skf_application, sc.key_label)
+        for seal_id, sc in config.seals.items()
+        if sc.algorithm == "sm2"
+    }
+    if not bindings or config.skf is None:
+        return None
+    try:
+        library = SkfLibrary(str(config.skf.library))
+    except (OSError, SkfError) as ex:
+        raise ConfigError(f"{config.path}: skf.library {config.skf.library} cannot be loaded: {ex}") from ex
+    registered = {seal_id: certificates[seal_id] for seal_id in bindings if seal_id in certificates}
+    return SkfTokenManager(library, bindings, registered, clock=clock)
+
+
 class Daemon:
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -121,8 +144,9 @@ class Daemon:
         self.tokens_certificates = load_seal_certificates(config)
         # The custody clock: the real time, or a test's moved clock (test_hooks, tests only).
         clock = test_hooks.offset_clock() or (lambda: datetime.now(UTC))
+        self.skf_tokens = _skf_tokens(config, self.tokens_certificates, clock)
         self.tokens = TokenManager(
-            config.pkcs11.module, config.seals, self.tokens_certificates, clock=clock
+            config.pkcs11.module, config.seals, self.tokens_certificates, clock=clock, skf=self.skf_tokens
         )
         self.services = build_services(config, self.store, self.tokens, clock)
         self.signer = self.services.signer
@@ -180,6 +204,8 @@ class Daemon:
         await self.services.custody.open()
         await self.services.webauthn.open()
         await self.tokens.refresh()  # tokens already inserted are found at start
+        if self.skf_tokens is not None:  # SKF_WaitForDevEvent beside udev (issue 19)
+            self.skf_tokens.start_presence(asyncio.get_running_loop())
         if self.config.tokens.models:
             self.hotplug = HotplugWatcher(
                 self.tokens,

@@ -12,10 +12,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from seald import test_hooks
 from seald.config import Config
@@ -23,6 +25,9 @@ from seald.domain import access, lifecycle
 from seald.domain.audit import AuditEvent
 from seald.domain.errors import PreconditionFailed, SealError, ServiceUnavailable
 from seald.domain.model import Principal, RequestState, SealRequest
+from seald.gm import ses
+from seald.gm.certs import load_certificate, pem_or_der
+from seald.gm.sm2 import Sm2PrivateKey
 from seald.runtime.logs import get_logger
 from seald.service.catalog import SealCatalog
 from seald.service.expiry import Expiry
@@ -37,6 +42,7 @@ from seald.service.seal_workers import (
     start_prepare,
 )
 from seald.service.settings import LiveConfig
+from seald.signing import gbt38540_pdf
 from seald.signing.errors import SigningError, TokenSigningError
 from seald.signing.levels import Certification, LevelSettings, level_settings
 from seald.signing.pipeline import SealJob
@@ -77,6 +83,7 @@ class Signer:
         self._clock = clock
         self._wake = asyncio.Event()
         self._seal_images: dict[str, bytes] = {}
+        self._ses_seals: dict[str, tuple[bytes, bytes]] = {}  # seal id -> (holder cert, SES_Seal)
         self._signers = SignerCache()  # the token's certificate, read once per session
         # request id -> (seal id, preparations started before its intent record)
         self._early: dict[str, tuple[str, list[EarlyPrepare]]] = {}
@@ -142,6 +149,8 @@ class Signer:
     async def read_seal_certificate(self, seal_id: str) -> None:
         """Read the certificate the signed attributes will name now, once per session, so
         the first request need not (and can be prepared before its intent record)."""
+        if self._tokens.is_skf(seal_id):
+            return  # GB/T 38540 seals use the registered certificate, no PKCS#11 session
         key_label = self.config.seals[seal_id].key_label
         registered = self._tokens.certificate_sha256(seal_id)
         try:
@@ -400,6 +409,8 @@ class Signer:
             await settled(intent_committed)
             raise
         jobs = self._jobs_for(request, seal_png)
+        if sc.format == "gbt38540":
+            return await self._seal_gbt38540(request.seal_id, jobs, seal_png, intent_committed)
         results = await seal_documents(
             self._workers,
             self._tokens,
@@ -411,6 +422,99 @@ class Signer:
             early=self._early.pop(request.request_id, ("", []))[1],
         )
         return [(result.sha256, result.size) for result in results]
+
+    def _ses_seal(self, seal_id: str, seal_png: bytes) -> bytes:
+        """The seal's GB/T 38540 SES_Seal, made by [seal_maker] (issue 19).
+
+        Built once per seal and daemon run, in memory, from the registered certificate (the
+        only holder), the seal image and the seal's validity (config window, else the
+        certificate's). Not yet stored in the registry.
+        """
+        cached = self._ses_seals.get(seal_id)
+        holder = self._tokens.certificate_der(seal_id)
+        if cached is not None and cached[0] == holder:
+            return cached[1]
+        config = self.config
+        sc = config.seals[seal_id]
+        maker = config.seal_maker
+        if maker is None or not holder:
+            raise PreconditionFailed(
+                f"seal {seal_id} needs [seal_maker] and a registered certificate to make its SES_Seal",
+                reason="seal_pending",
+            )
+        cert = load_certificate(holder, what=f"seal {seal_id} certificate")
+        validity = cert["tbs_certificate"]["validity"]
+        personal = sc.seal_type.value in ("personal", "legal_representative")
+        spec = ses.SealSpec(
+            es_id=f"{config.server.host_name}-{seal_id}"[:64].encode("ascii", "replace").decode(),
+            name=sc.display_name,
+            holder_certs=[holder],
+            created=self._clock(),
+            valid_start=sc.valid_from or validity["not_before"].native,
+            valid_end=sc.valid_until or validity["not_after"].native,
+            picture=seal_png,
+            width_mm=round(sc.size_mm),
+            height_mm=round(sc.size_mm),
+            seal_type=ses.SEAL_TYPE_PERSONAL if personal else ses.SEAL_TYPE_ORGANISATION,
+        )
+        maker_key = Sm2PrivateKey.from_pem(maker.key.read_bytes())
+        maker_cert = pem_or_der(maker.certificate.read_bytes())
+        der = ses.build_seal(spec, maker_cert=maker_cert, maker_sign=maker_key.sign)
+        self._ses_seals[seal_id] = (holder, der)
+        return der
+
+    async def _seal_gbt38540(
+        self,
+        seal_id: str,
+        jobs: Sequence[SealJob],
+        seal_png: bytes,
+        intent_committed: asyncio.Future[None],
+    ) -> list[tuple[str, int]]:
+        """GB/T 38540 sealing on the SKF token's thread: all documents or none released.
+
+        The token signs only after the intent record is committed; a removal while it signs
+        fails closed (PreconditionFailed, like the PKCS#11 path) and nothing is kept.
+        """
+        written: list[Path] = []
+        try:
+            seal = self._ses_seal(seal_id, seal_png)
+            holder = self._tokens.certificate_der(seal_id)
+            await settled(intent_committed)
+            results = []
+            for job in jobs:
+                if job.placement.anchor_text:
+                    raise PreconditionFailed(
+                        "anchor-text placement is not supported for GB/T 38540 seals yet; give x/y",
+                        reason="placement_unsupported",
+                    )
+                data = job.input_path.read_bytes()
+                now = self._clock()
+
+                def seal_one(con: Any, data: bytes = data, job: SealJob = job, now: datetime = now) -> bytes:
+                    return gbt38540_pdf.seal_pdf_gbt38540(
+                        data,
+                        seal=seal,
+                        signer_cert=holder,
+                        sign=con.sign,
+                        time_info=now,
+                        field_name=job.field_name,
+                        placement=job.placement,
+                    )
+
+                out = await self._tokens.with_skf_container(seal_id, seal_one)
+                tmp = job.output_path.with_suffix(".tmp")
+                tmp.write_bytes(out)
+                with open(tmp, "rb+") as fh:
+                    os.fsync(fh.fileno())
+                tmp.replace(job.output_path)
+                written.append(job.output_path)
+                results.append((hashlib.sha256(out).hexdigest(), len(out)))
+            return results
+        except BaseException:
+            if not intent_committed.done():
+                intent_committed.cancel()
+            _remove_partial_outputs(written)
+            raise
 
     def _jobs_for(self, request: SealRequest, seal_png: bytes) -> list[SealJob]:
         sc = self.config.seals[request.seal_id]

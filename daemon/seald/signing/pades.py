@@ -91,6 +91,17 @@ def token_signer(
                 f"no certificate labelled {cert_label!r} on the token; check the seal's "
                 "cert_label in the registry or re-import the certificate",
             )
+        if signer.signing_cert.public_key.algorithm == "ec":
+            # ECDSA seal keys: SoftHSM (and many tokens) lack CKM_ECDSA_SHA256; pyHanko
+            # hashes and uses raw CKM_ECDSA instead (FIELD-NOTES).
+            signer = PKCS11Signer(
+                session,
+                cert_label=None,
+                key_label=key_label,
+                ca_chain=chain or None,
+                signing_cert=signer.signing_cert,
+                use_raw_mechanism=True,
+            )
     except SigningError:
         raise
     except Exception as ex:

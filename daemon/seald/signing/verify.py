@@ -26,6 +26,7 @@ from pyhanko.sign.validation import (
 from pyhanko.sign.validation.status import SignatureCoverageLevel
 from pyhanko_certvalidator import ValidationContext
 
+from . import gbt38540_pdf
 from .errors import InputDocumentError, SigningError
 
 
@@ -68,8 +69,14 @@ _MDP_WORDS = {1: "no_changes", 2: "form_filling", 3: "annotations"}
 CERTIFICATION_P = {word: p for p, word in _MDP_WORDS.items()}
 
 
-def verify_pdf(path: Path, trust_roots_pem: Sequence[bytes]) -> list[SignatureCheck]:
-    """Check every embedded signature; [] for an unsigned document."""
+def verify_pdf(
+    path: Path, trust_roots_pem: Sequence[bytes], *, seal_makers: Sequence[bytes] = ()
+) -> list[SignatureCheck]:
+    """Check every embedded signature; [] for an unsigned document.
+
+    PAdES/CMS signatures through pyHanko; GB/T 38540 ones (``/SubFilter /GBT38540.SES``,
+    which pyHanko skips) through seald's verifier, trusted when their seal maker's
+    certificate (DER) is one of ``seal_makers`` (issue 19)."""
     context = _validation_context(trust_roots_pem)
     try:
         data = path.read_bytes()
@@ -110,7 +117,45 @@ def verify_pdf(path: Path, trust_roots_pem: Sequence[bytes]) -> list[SignatureCh
                 certification=certification if sig is embedded[0] else "",
             )
         )
+    if gbt38540_pdf.SUBFILTER.encode() in data:
+        checks += [_gbt38540_check(r, seal_makers) for r in gbt38540_pdf.check_fields(data)]
     return checks
+
+
+def _gbt38540_check(result: gbt38540_pdf.Gbt38540FieldResult, seal_makers: Sequence[bytes]) -> SignatureCheck:
+    """A GB/T 38540 seal signature in the same report shape as a PAdES one."""
+    report = result.report
+    signer_sha = hashlib.sha256(result.signer_cert_der).hexdigest() if result.signer_cert_der else ""
+    if report is None:
+        return SignatureCheck(
+            field_name=result.field_name,
+            signer_subject="",
+            signer_certificate_sha256=signer_sha,
+            signing_time=None,
+            intact=False,
+            valid=False,
+            trusted=False,
+            covers_whole_document=result.covers_whole_document,
+            modification_level="UNKNOWN",
+            summary=f"GB/T 38540 seal signature NOT valid: {result.problem} ({result.reason})",
+            kind="gbt38540",
+        )
+    return SignatureCheck(
+        field_name=result.field_name,
+        signer_subject=report.signer_subject,
+        signer_certificate_sha256=signer_sha,
+        signing_time=report.time_info,
+        intact=True,
+        valid=True,
+        trusted=report.seal.maker_sha256 in {hashlib.sha256(m).hexdigest() for m in seal_makers},
+        covers_whole_document=result.covers_whole_document,
+        modification_level="NONE" if result.covers_whole_document else "UNKNOWN",
+        summary=(
+            f"GB/T 38540 seal signature valid ({', '.join(report.checks)}); seal {report.seal.name} "
+            f"(esID {report.seal.es_id}), maker {report.seal.maker_subject}"
+        ),
+        kind="gbt38540",
+    )
 
 
 def _dss_context(reader: PdfFileReader, trust_roots_pem: Sequence[bytes]) -> Any:

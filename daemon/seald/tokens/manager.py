@@ -21,15 +21,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pkcs11
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
-from pkcs11 import Attribute, Mechanism, ObjectClass
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
 from pkcs11 import exceptions as p11x
+from pkcs11.util.ec import encode_ecdsa_signature
 
 from seald.config import SealConfig
 from seald.domain.errors import (
@@ -38,6 +39,9 @@ from seald.domain.errors import (
     PreconditionFailed,
     ServiceUnavailable,
 )
+
+if TYPE_CHECKING:  # skf_backend imports TokenState from here
+    from seald.tokens.skf_backend import SkfTokenManager
 
 T = TypeVar("T")
 
@@ -108,9 +112,15 @@ class TokenManager:
         seals: Mapping[str, SealConfig],
         certificates: Mapping[str, bytes],
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        skf: SkfTokenManager | None = None,
     ) -> None:
         self._module_path = module
-        self._seals = dict(seals)
+        # Seals on SKF tokens (issue 19) are served by ``skf``; this manager delegates every
+        # call about them, so the rest of the daemon sees one token manager.
+        self._skf = skf
+        self._skf_ids = frozenset(skf.seal_ids) if skf is not None else frozenset()
+        self._seals = {k: v for k, v in seals.items() if k not in self._skf_ids}
+        certificates = {k: v for k, v in certificates.items() if k not in self._skf_ids}
         self._certificates = dict(certificates)  # registered certificate DER per seal
         self._clock = clock
         self._lib: Any = None
@@ -141,15 +151,27 @@ class TokenManager:
     # -- observation ---------------------------------------------------------------------------
     def add_listener(self, listener: Callable[[TokenState], None]) -> None:
         self._listeners.append(listener)
+        if self._skf is not None:
+            self._skf.add_listener(listener)
+
+    def is_skf(self, seal_id: str) -> bool:
+        return seal_id in self._skf_ids
+
+    def _skf_for(self, seal_id: str) -> SkfTokenManager | None:
+        return self._skf if seal_id in self._skf_ids else None
 
     def state(self, seal_id: str) -> TokenState:
+        if (skf := self._skf_for(seal_id)) is not None:
+            return skf.state(seal_id)
         return self._states[seal_id]
 
     def states(self) -> list[TokenState]:
-        return list(self._states.values())
+        return list(self._states.values()) + (self._skf.states() if self._skf is not None else [])
 
     def certificate_der(self, seal_id: str) -> bytes:
         """The registered certificate; b"" for a new seal whose certificate is not imported."""
+        if (skf := self._skf_for(seal_id)) is not None:
+            return skf.certificate_der(seal_id)
         return self._certificates.get(seal_id, b"")
 
     def certificate_sha256(self, seal_id: str) -> str:
@@ -158,6 +180,9 @@ class TokenManager:
 
     def set_certificate(self, seal_id: str, der: bytes) -> None:
         """Register an imported or renewed certificate (committed in the database first)."""
+        if (skf := self._skf_for(seal_id)) is not None:
+            skf.set_certificate(seal_id, der)
+            return
         self._certificates[seal_id] = der
 
     def _set(self, state: TokenState) -> None:
@@ -243,6 +268,8 @@ class TokenManager:
 
     async def refresh(self) -> None:
         """Re-read the slot list and update presence of every seal's token."""
+        if self._skf is not None:
+            await self._skf.refresh()
         # Never while a login is under way: SoftHSM can miss a token in C_GetTokenInfo
         # during another thread's C_Login, and a token read as gone loses its session.
         async with self._slots_lock:
@@ -298,6 +325,8 @@ class TokenManager:
 
     # -- custody: unlock / lock ----------------------------------------------------------------
     async def unlock(self, seal_id: str, pin: str, principal: str) -> TokenState:
+        if (skf := self._skf_for(seal_id)) is not None:
+            return await skf.unlock(seal_id, pin, principal)
         await self.refresh()
         state = self._states[seal_id]
         if not state.present:
@@ -353,6 +382,8 @@ class TokenManager:
         return new
 
     async def lock(self, seal_id: str) -> TokenState:
+        if (skf := self._skf_for(seal_id)) is not None:
+            return await skf.lock(seal_id)
         await self._drop_session(seal_id)
         state = replace(self._states[seal_id], unlocked=False, unlocked_by="", since=self._clock())
         self._set(state)
@@ -371,6 +402,8 @@ class TokenManager:
         await self._on_token(seal_id, _close)
 
     async def close(self) -> None:
+        if self._skf is not None:
+            await self._skf.close()
         for seal_id in list(self._sessions):
             await self._drop_session(seal_id)
         for executor in self._executors.values():
@@ -380,13 +413,20 @@ class TokenManager:
     def current_session(self, seal_id: str) -> Any | None:
         """The open session of an unlocked, present token (for identity checks only:
         key operations go through ``with_session``, on the token's thread)."""
-        state = self._states.get(seal_id)
+        state = self._states.get(seal_id)  # None for SKF seals: they have no PKCS#11 session
         if state is None or not state.present or not state.unlocked:
             return None
         return self._sessions.get(seal_id)
 
     async def with_session(self, seal_id: str, fn: Callable[[Any], T]) -> T:
         """Run ``fn(session)`` on the token's thread; fails closed if not ready."""
+        if seal_id in self._skf_ids:
+            raise PreconditionFailed(
+                f"seal {seal_id} is on an SKF token; this operation needs a PKCS#11 token "
+                "(SKF seals sign in the GB/T 38540 format; creating their keys through seald is "
+                "not supported yet)",
+                reason="token_backend_unsupported",
+            )
         state = self._states[seal_id]
         session = self._sessions.get(seal_id)
         if not state.present or not state.unlocked or session is None:
@@ -420,8 +460,45 @@ class TokenManager:
         self.last_use[seal_id] = self._clock()
         return result
 
+    async def sign(self, seal_id: str, message: bytes) -> bytes:
+        """A DER signature over ``message`` with the seal's key (``KeyBackend.sign``).
+
+        RSA: CKM_SHA256_RSA_PKCS. ECDSA P-256: SHA-256 here and raw CKM_ECDSA on the token
+        (SoftHSM has no hash-then-sign ECDSA), r||s encoded as DER.
+        """
+        if (skf := self._skf_for(seal_id)) is not None:
+            return await skf.sign(seal_id, message)
+        seal = self._seals[seal_id]
+
+        def _sign(session: Any) -> bytes:
+            query = {Attribute.CLASS: ObjectClass.PRIVATE_KEY, Attribute.LABEL: seal.key_label}
+            keys = list(session.get_objects(query))
+            if len(keys) != 1:
+                raise PreconditionFailed(
+                    f"the token of seal {seal_id} does not hold exactly one key labelled {seal.key_label}",
+                    reason="token_rogue",
+                )
+            if keys[0][Attribute.KEY_TYPE] == KeyType.EC:
+                raw = keys[0].sign(hashlib.sha256(message).digest(), mechanism=Mechanism.ECDSA)
+                return bytes(encode_ecdsa_signature(bytes(raw)))
+            return bytes(keys[0].sign(message, mechanism=Mechanism.SHA256_RSA_PKCS))
+
+        return await self.with_session(seal_id, _sign)
+
+    async def with_skf_container(self, seal_id: str, fn: Callable[[Any], T]) -> T:
+        """Run ``fn(container)`` on an SKF seal's token thread (GB/T 38540 sealing)."""
+        skf = self._skf_for(seal_id)
+        if skf is None:
+            raise PreconditionFailed(
+                f"seal {seal_id} is not on an SKF token", reason="token_backend_unsupported"
+            )
+        return await skf.with_container(seal_id, fn)
+
     async def change_pin(self, seal_id: str, old_pin: str, new_pin: str) -> None:
         """C_SetPIN in a session of its own; the PINs go nowhere else and are never retried."""
+        if (skf := self._skf_for(seal_id)) is not None:
+            await skf.change_pin(seal_id, old_pin, new_pin)
+            return
         state = self._states[seal_id]
         if not state.present:
             raise PreconditionFailed(state.not_ready_reason, reason="token_absent")
@@ -583,12 +660,26 @@ def _check_key_matches(session: Any, seal: SealConfig, registered_der: bytes) ->
     # A copied certificate proves nothing: the key must sign for the registered public key.
     challenge = os.urandom(32)
     try:
-        signature = keys[0].sign(challenge, mechanism=Mechanism.SHA256_RSA_PKCS)
         public_key = x509.load_der_x509_certificate(registered_der).public_key()
-        if not isinstance(public_key, rsa.RSAPublicKey):
+        key_is_ec = keys[0][Attribute.KEY_TYPE] == KeyType.EC
+        if isinstance(public_key, ec.EllipticCurvePublicKey) and isinstance(public_key.curve, ec.SECP256R1):
+            if not key_is_ec:
+                raise PreconditionFailed(
+                    f"seal {seal.seal_id}'s certificate holds an ECDSA P-256 key but the token's key "
+                    f"{seal.key_label} is RSA; refusing a rogue token",
+                    reason="token_rogue",
+                )
+            # SoftHSM has no hash-then-sign ECDSA: hash here, raw CKM_ECDSA on the token.
+            raw = keys[0].sign(hashlib.sha256(challenge).digest(), mechanism=Mechanism.ECDSA)
+            public_key.verify(encode_ecdsa_signature(bytes(raw)), challenge, ec.ECDSA(hashes.SHA256()))
+            return
+        if not isinstance(public_key, rsa.RSAPublicKey) or key_is_ec:
             raise PreconditionFailed(
-                f"seal {seal.seal_id}'s certificate does not hold an RSA key", reason="token_rogue"
+                f"seal {seal.seal_id}'s certificate and the token's key {seal.key_label} are not the "
+                "same key type (RSA-2048 or ECDSA P-256 on a PKCS#11 token); refusing a rogue token",
+                reason="token_rogue",
             )
+        signature = keys[0].sign(challenge, mechanism=Mechanism.SHA256_RSA_PKCS)
         public_key.verify(bytes(signature), challenge, padding.PKCS1v15(), hashes.SHA256())
     except InvalidSignature as ex:
         raise PreconditionFailed(

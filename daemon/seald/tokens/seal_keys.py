@@ -25,10 +25,14 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from pkcs11 import Attribute, CertificateType, KeyType, Mechanism, MechanismFlag, ObjectClass
 from pkcs11 import exceptions as p11x
+from pkcs11.util.ec import encode_ec_public_key, encode_ecdsa_signature, encode_named_curve_parameters
 
-from seald.domain.errors import PreconditionFailed
+from seald.domain.errors import InvalidInput, PreconditionFailed
 
 SEAL_KEY_BITS = 2048  # RSA: SoftHSM and common seal tokens sign PKCS#1 v1.5 with SHA-256
+# Seal key algorithms on PKCS#11 tokens. "ecdsa-p256": SoftHSM has no hash-then-sign ECDSA
+# mechanism (FIELD-NOTES), so the CSR and PAdES signatures hash first and use raw CKM_ECDSA.
+PKCS11_KEY_ALGORITHMS = ("rsa", "ecdsa-p256")
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,15 @@ def token_public_key(session: Any, seal_id: str, key_label: str) -> bytes:
         publics = list(
             session.get_objects({Attribute.CLASS: ObjectClass.PUBLIC_KEY, Attribute.LABEL: key_label})
         )
+        if keys[0][Attribute.KEY_TYPE] == KeyType.EC:
+            # An EC private key does not carry its point: the public key object must exist.
+            if len(publics) != 1:
+                raise PreconditionFailed(
+                    f"the token of seal {seal_id} holds {len(publics)} public keys labelled {key_label}; "
+                    "an EC seal key needs exactly one (its point is not on the private key)",
+                    reason="token_rogue",
+                )
+            return bytes(encode_ec_public_key(publics[0]))
         # The modulus and exponent of an RSA private key are public attributes.
         source = publics[0] if len(publics) == 1 else keys[0]
         return _rsa_spki(bytes(source[Attribute.MODULUS]), bytes(source[Attribute.PUBLIC_EXPONENT]))
@@ -80,10 +93,24 @@ def token_public_key(session: Any, seal_id: str, key_label: str) -> bytes:
 
 
 def build_csr(
-    session: Any, seal_id: str, key_label: str, subject: dict[str, str], *, may_generate: bool
+    session: Any,
+    seal_id: str,
+    key_label: str,
+    subject: dict[str, str],
+    *,
+    may_generate: bool,
+    algorithm: str = "rsa",
 ) -> SealKey:
     """A CSR signed by the seal key; the key is generated on the token first if it is
-    missing and ``may_generate`` (a new seal). An active seal never gets a second key."""
+    missing and ``may_generate`` (a new seal). An active seal never gets a second key.
+    ``algorithm`` ("rsa" | "ecdsa-p256") is the key type a new key gets; an existing key
+    of another type is refused rather than silently used."""
+    if algorithm not in PKCS11_KEY_ALGORITHMS:
+        raise InvalidInput(
+            f"seal {seal_id}: key algorithm {algorithm!r} is not one of {', '.join(PKCS11_KEY_ALGORITHMS)} "
+            "for a PKCS#11 token",
+            reason="seal_algorithm_unsupported",
+        )
     try:
         created = False
         if not _private_keys(session, key_label):
@@ -93,8 +120,16 @@ def build_csr(
                     "seal never gets a new key (destroy it and register a new seal)",
                     reason="seal_key_missing",
                 )
-            _generate(session, key_label)
+            _generate(session, key_label, algorithm)
             created = True
+        key = _private_keys(session, key_label)[0]
+        is_ec = key[Attribute.KEY_TYPE] == KeyType.EC
+        if is_ec != (algorithm == "ecdsa-p256"):
+            raise PreconditionFailed(
+                f"the token of seal {seal_id} holds a {'EC' if is_ec else 'RSA'} key labelled {key_label}, "
+                f"but the seal's algorithm is {algorithm}; fix the seal's algorithm or its token",
+                reason="seal_key_type_mismatch",
+            )
         spki = token_public_key(session, seal_id, key_label)
         info = asn1_csr.CertificationRequestInfo(
             {
@@ -104,12 +139,16 @@ def build_csr(
                 "attributes": asn1_csr.CRIAttributes([]),
             }
         )
-        key = _private_keys(session, key_label)[0]
-        signature = key.sign(info.dump(), mechanism=Mechanism.SHA256_RSA_PKCS)
+        if is_ec:
+            # raw CKM_ECDSA over the SHA-256 digest; PKCS#11 returns r||s, X.509 wants DER
+            raw = key.sign(hashlib.sha256(info.dump()).digest(), mechanism=Mechanism.ECDSA)
+            signature, sig_alg = encode_ecdsa_signature(bytes(raw)), "sha256_ecdsa"
+        else:
+            signature, sig_alg = key.sign(info.dump(), mechanism=Mechanism.SHA256_RSA_PKCS), "sha256_rsa"
         request = asn1_csr.CertificationRequest(
             {
                 "certification_request_info": info,
-                "signature_algorithm": algos.SignedDigestAlgorithm({"algorithm": "sha256_rsa"}),
+                "signature_algorithm": algos.SignedDigestAlgorithm({"algorithm": sig_alg}),
                 "signature": bytes(signature),
             }
         )
@@ -126,21 +165,24 @@ def build_csr(
     return SealKey(created=created, public_key_der=spki, csr_der=der)
 
 
-def _generate(session: Any, key_label: str) -> None:
+def _generate(session: Any, key_label: str, algorithm: str = "rsa") -> None:
     rw = session.token.open(rw=True)
     try:
+        public_template: dict[Any, Any] = {Attribute.VERIFY: True}
+        if algorithm == "ecdsa-p256":
+            key_type, size = KeyType.EC, 0
+            public_template[Attribute.EC_PARAMS] = encode_named_curve_parameters("secp256r1")
+        else:
+            key_type, size = KeyType.RSA, SEAL_KEY_BITS
+            public_template.update({Attribute.ENCRYPT: False, Attribute.WRAP: False})
         rw.generate_keypair(
-            KeyType.RSA,
-            SEAL_KEY_BITS,
+            key_type,
+            size,
             id=hashlib.sha1(key_label.encode()).digest(),  # noqa: S324  (an object id, not security)
             label=key_label,
             store=True,
             capabilities=MechanismFlag.SIGN | MechanismFlag.VERIFY,
-            public_template={
-                Attribute.VERIFY: True,
-                Attribute.ENCRYPT: False,
-                Attribute.WRAP: False,
-            },
+            public_template=public_template,
             # R15: generated by the token, never leaves it.
             private_template={
                 Attribute.SENSITIVE: True,

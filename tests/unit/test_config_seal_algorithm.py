@@ -1,0 +1,56 @@
+"""[[seal]] algorithm / format (issue 19): strict choices, naming the key and what to use."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from fixture_layout import SealFixtures
+
+from seald.config import load_config
+from seald.domain.errors import ConfigError
+
+CONTRACT_TYPE = r'^(id = "contract"\ntype = "contract")$'
+
+
+def _load(tmp_path: Path, fx: SealFixtures, extra: str) -> object:
+    text = fx.config.read_text(encoding="utf-8")
+    assert re.search(CONTRACT_TYPE, text, flags=re.M)
+    text = re.sub(CONTRACT_TYPE, "\\1\n" + extra, text, count=1, flags=re.M)
+    path = tmp_path / "seald.toml"
+    path.write_text(text, encoding="utf-8")
+    return load_config(path)
+
+
+def test_ecdsa_algorithm_defaults_to_rsa_pades(seal_fixtures: SealFixtures) -> None:
+    config = load_config(seal_fixtures.config)
+    assert {(s.algorithm, s.format) for s in config.seals.values()} == {("rsa", "pades")}
+
+
+def test_ecdsa_p256_algorithm_loads(seal_fixtures: SealFixtures, tmp_path: Path) -> None:
+    config = _load(tmp_path, seal_fixtures, 'algorithm = "ecdsa-p256"')
+    assert config.seals["contract"].algorithm == "ecdsa-p256"  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (
+            'algorithm = "sm2"',
+            r"'seal\[contract\]\.algorithm' = 'sm2' with format = 'pades': SM2 seals sign in",
+        ),
+        ('format = "gbt38540"', r"algorithm' = 'rsa' with format = 'gbt38540'"),
+        ('algorithm = "dsa"', r"'seal\[contract\]\.algorithm' = 'dsa'; use one of rsa, ecdsa-p256, sm2"),
+        (
+            'algorithm = "sm2"\nformat = "gbt38540"',
+            r"seal\(s\) contract use algorithm = \"sm2\": add \[skf\] library",
+        ),
+        ('algorithm = "sm2"\nformat = "gbt38540"\nlevel = "B-T"', r"apply to PAdES only"),
+    ],
+)
+def test_sm2_algorithm_and_format_must_fit_together_refused_by_name(
+    seal_fixtures: SealFixtures, tmp_path: Path, extra: str, message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        _load(tmp_path, seal_fixtures, extra)
