@@ -16,8 +16,24 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+from seald.domain.chains import (
+    AllOf,
+    AnyOf,
+    Chain,
+    Condition,
+    Expr,
+    Group,
+    MOf,
+    Money,
+    Step,
+    When,
+    check_chain,
+    group_names,
+    parse_money,
+    resolve,
+)
 from seald.domain.custody import ALWAYS, SealHours, parse_hours
-from seald.domain.errors import ConfigError
+from seald.domain.errors import ConfigError, SealError
 from seald.domain.model import Principal, Role, Seal, SealType
 from seald.domain.policy import ApprovalPolicy, build_policy
 from seald.domain.seal_shapes import SEAL_SHAPES, allowed_shapes, default_shape
@@ -176,6 +192,9 @@ class SealConfig:
     algorithm: str = "rsa"
     format: str = "pades"
     skf_application: str = "SEAL"  # sm2 seals: the SKF application holding the container key_label
+    # Issue 17: [seal.policy], an ordered / conditional approval chain (group names only;
+    # members are filled from the principals when the policy is built).
+    policy: Chain | None = None
 
 
 @dataclass(frozen=True)
@@ -256,6 +275,7 @@ class Config:
             one_from_each_group=sc.one_from_each_group,
             principals=[p.principal for p in self.principals.values()],
             now=now or datetime.now(UTC),
+            chain=sc.policy,
         )
 
     def seal(self, seal_id: str, certificate_sha256: str = "") -> Seal:
@@ -467,7 +487,13 @@ def _seal(file: Path, raw: Any, default_approvals: int) -> SealConfig:
         format=_choice(t, "format", "pades", SEAL_FORMATS),
         skf_application=t.text("skf_application", "SEAL", "the SKF application name on the token"),
         **_seal_image_keys(t, seal_type),
+        policy=_policy(t.table("policy")) if "policy" in t.data else None,
     )
+    if seal.policy is not None and (groups or one_from_each):
+        raise ConfigError(
+            f"{file}: '{t.where}.policy' replaces approver_groups and one_from_each_group; "
+            "name the groups in the policy and remove those keys"
+        )
     t.finish()
     if (seal.algorithm == "sm2") != (seal.format == "gbt38540"):
         raise ConfigError(
@@ -481,6 +507,124 @@ def _seal(file: Path, raw: Any, default_approvals: int) -> SealConfig:
             "level = \"B-B\" and certify = \"none\""
         )
     return seal
+
+
+_EXPR_KEYS = ("group", "all_of", "any_of", "m_of")
+
+
+def _policy(t: _Table) -> Chain:
+    """[seal.policy]: ``sequence = [steps]`` or one expression (a one-step chain)."""
+    if "sequence" in t.data:
+        raw = t._get("sequence", _REQUIRED, list, "a list of steps { step = NAME, ... }")
+        if not raw:
+            raise ConfigError(f"{t.file}: '{t.where}.sequence' is empty; list at least one step")
+        steps = []
+        for i, item in enumerate(raw):
+            st = _Table(t.file, f"{t.where}.sequence[{i}]", item)
+            name = st.text("step", hint="a step name such as 'legal'")
+            when = _condition(st.table("when")) if "when" in st.data else None
+            steps.append(Step(name, _expr_of(st), when))
+            st.finish()
+        t.finish()
+        return Chain(tuple(steps))
+    expr = _expr_of(t)
+    t.finish()
+    return Chain((Step("approval", expr),))
+
+
+def _expr(file: Path, where: str, raw: Any) -> Expr:
+    if isinstance(raw, str):
+        if not raw.strip():
+            raise ConfigError(f"{file}: '{where}' is an empty group name")
+        return Group(raw, frozenset())
+    t = _Table(file, where, raw)
+    expr = _expr_of(t)
+    if "when" in t.data:
+        expr = When(_condition(t.table("when")), expr)
+    t.finish()
+    return expr
+
+
+def _expr_of(t: _Table) -> Expr:
+    """The one expression key of a table (group / all_of / any_of / m_of)."""
+    present = [k for k in _EXPR_KEYS if k in t.data]
+    if len(present) != 1:
+        raise ConfigError(
+            f"{t.file}: '{t.where}' must have exactly one of " + ", ".join(_EXPR_KEYS)
+            + (f" (has {', '.join(present)})" if present else "")
+        )
+    key = present[0]
+    if key == "group":
+        name = t.text("group", hint="an approver group name")
+        count = t.integer("count", 1, "how many distinct members of the group, >= 1")
+        if count < 1:
+            raise ConfigError(f"{t.file}: '{t.where}.count' must be at least 1")
+        return Group(name, frozenset(), count)
+    if key == "m_of":
+        mt = t.table("m_of")
+        m = mt.integer("m", 0, "how many of the items must be met, >= 1")
+        items = _items(mt, "of")
+        mt.finish()
+        return MOf(m, items)
+    items = _items(t, key)
+    return AllOf(items) if key == "all_of" else AnyOf(items)
+
+
+def _items(t: _Table, key: str) -> tuple[Expr, ...]:
+    raw = t._get(key, _REQUIRED, list, "a list of group names or expressions")
+    if not raw:
+        raise ConfigError(
+            f"{t.file}: '{t.where}.{key}' is an empty group; an empty group never passes. "
+            "List at least one group"
+        )
+    return tuple(_expr(t.file, f"{t.where}.{key}[{i}]", item) for i, item in enumerate(raw))
+
+
+def _condition(t: _Table) -> Condition:
+    categories = t.optional_strings("categories", "a list of document categories")
+    over: Money | None = None
+    if "amount_over" in t.data:
+        value = t._get("amount_over", _REQUIRED, (str, int), 'a decimal as a string ("100000")')
+        currency = t.text("currency", hint="the ISO 4217 code of amount_over, e.g. CNY")
+        try:
+            over = parse_money(str(value), currency)
+        except SealError as ex:
+            raise ConfigError(f"{t.file}: '{t.where}.amount_over': {ex.message}") from ex
+    elif "currency" in t.data:
+        raise ConfigError(f"{t.file}: '{t.where}.currency' needs amount_over")
+    t.finish()
+    if not categories and over is None:
+        raise ConfigError(
+            f"{t.file}: '{t.where}' has no condition; give categories and/or amount_over"
+        )
+    return Condition(frozenset(categories) if categories else None, over)
+
+
+def _check_policies(
+    path: Path, seals: Mapping[str, SealConfig], principals: Mapping[str, PrincipalConfig]
+) -> None:
+    """Issue 17: refuse to start with a chain that could not (or too cheaply) be met."""
+    for seal in seals.values():
+        if seal.policy is None:
+            continue
+        people = [p.principal for p in principals.values()]
+        groups = group_names(seal.policy)
+        members = {
+            g: frozenset(
+                p.name for p in people if p.has(Role.APPROVER, seal.seal_id) and g in p.groups
+            )
+            for g in groups
+        }
+        requesters = [p.name for p in people if p.has(Role.REQUESTER, seal.seal_id)]
+        try:
+            check_chain(
+                seal.seal_id,
+                resolve(seal.policy, members),
+                required_approvals=seal.required_approvals,
+                requesters=requesters,
+            )
+        except ConfigError as ex:
+            raise ConfigError(f"{path}: {ex}") from ex
 
 
 def _seal_image_keys(t: _Table, seal_type: SealType) -> dict[str, str]:
@@ -759,6 +903,7 @@ def load_config(path: Path) -> Config:
                 )
             owner[fp] = name
         principals[name] = entry
+    _check_policies(path, seals, principals)
     metrics = _metrics(root.table("metrics")) if "metrics" in raw else MetricsConfig(None)
     audit = _audit(root.table("audit"), trust) if "audit" in raw else AuditConfig()
     webauthn = _webauthn(root.table("webauthn")) if "webauthn" in raw else None

@@ -5,6 +5,11 @@ client compute the digest from the same canonical encoding: JSON with sorted
 keys, no insignificant white space, UTF-8, millimetres as integer hundredths so
 that no float formatting differs between languages. Field values are JSON
 strings, so no delimiter or newline in a value can forge another field.
+
+Issue 17: a request may declare an amount with a currency. It is in the subject as
+``"amount": {"currency": "CNY", "value": "120000.5"}`` (value: decimal digits, no
+exponent, no trailing zeros) only when declared, so the digest of a request without
+an amount is byte-for-byte what it was before; the version string is unchanged.
 """
 
 from __future__ import annotations
@@ -48,9 +53,12 @@ def canonical_approval_subject(
     category: str,
     placement: DigestPlacement,
     documents: Sequence[DigestDocument],
+    amount: tuple[str, str] | None = None,
 ) -> bytes:
-    """The exact bytes an approval digest is computed over."""
-    subject = {
+    """The exact bytes an approval digest is computed over.
+
+    ``amount`` = (canonical decimal value, currency) or None (no amount declared)."""
+    subject: dict[str, object] = {
         "version": DIGEST_VERSION,
         "request_id": request_id,
         "seal_id": seal_id,
@@ -71,6 +79,8 @@ def canonical_approval_subject(
             for i, d in enumerate(documents)
         ],
     }
+    if amount is not None:
+        subject["amount"] = {"value": amount[0], "currency": amount[1]}
     return json.dumps(subject, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode(
         "utf-8"
     )

@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 
+from seald.domain.chains import Money, RequestFacts
+from seald.domain.delegation import Delegation
 from seald.domain.digest import (
     DigestDocument,
     DigestPlacement,
@@ -39,7 +41,7 @@ from seald.domain.model import (
     SealRequest,
     SealStatus,
 )
-from seald.domain.policy import ApprovalPolicy, distinct_approvers
+from seald.domain.policy import ApprovalPolicy, counted_identity, distinct_approvers
 from seald.domain.seals import check_window
 from seald.domain.text_policy import MAX_CATEGORY, MAX_TEXT, check_document_name, check_text
 
@@ -56,6 +58,7 @@ def compute_approval_digest(
     category: str,
     placement: Placement,
     documents: Sequence[Document],
+    amount: Money | None = None,
 ) -> str:
     subject = canonical_approval_subject(
         request_id=request_id,
@@ -73,8 +76,14 @@ def compute_approval_digest(
             cross_page=placement.cross_page,
         ),
         documents=[DigestDocument(d.name, d.sha256, d.size) for d in documents],
+        amount=(amount.canonical(), amount.currency) if amount is not None else None,
     )
     return digest_of(subject)
+
+
+def facts_of(request: SealRequest) -> RequestFacts:
+    """What a chain's conditions look at."""
+    return RequestFacts(category=request.category, amount=request.amount)
 
 
 def _require_text(field: str, value: str, *, limit: int = MAX_TEXT) -> None:
@@ -137,6 +146,7 @@ def submit(
     ttl: timedelta,
     host: str,
     client_request_key: str = "",
+    amount: Money | None = None,
 ) -> SealRequest:
     if not requester.has(Role.REQUESTER, seal.seal_id):
         raise PermissionDenied(
@@ -168,6 +178,7 @@ def submit(
         category=category,
         placement=placement,
         documents=docs,
+        amount=amount,
     )
     return SealRequest(
         request_id=request_id,
@@ -187,6 +198,7 @@ def submit(
         host=host,
         state_reason=f"waiting for {seal.required_approvals} approvals",
         client_request_key=client_request_key,
+        amount=amount,
     )
 
 
@@ -245,6 +257,55 @@ def require_eligible_approver(request: SealRequest, approver: Principal) -> None
         )
 
 
+def require_delegate(
+    request: SealRequest, delegate: Principal, delegation: Delegation, now: datetime
+) -> None:
+    """Issue 17: a delegate approves in force, in scope, and never their own request."""
+    if delegation.delegate != delegate.name:
+        raise PermissionDenied(
+            f"delegation {delegation.delegation_id} is held by {delegation.delegate}, not "
+            f"{delegate.name}",
+            reason="not_the_delegate",
+        )
+    if request.requester in (delegate.name, delegation.delegator):
+        raise PermissionDenied(
+            "a delegate never approves a request they (or the delegator) submitted (R05)",
+            reason="requester_cannot_approve",
+        )
+    if not delegation.covers(request.seal_id, request.category, now):
+        raise PermissionDenied(
+            f"delegation {delegation.delegation_id} is not in force for seal "
+            f"{request.seal_id}, category '{request.category}' now "
+            f"({delegation.state.value}, {delegation.valid_from.isoformat()} to "
+            f"{delegation.valid_until.isoformat()})",
+            reason="delegation_not_in_force",
+        )
+
+
+def void_delegated_approvals(
+    request: SealRequest, *, delegation_id: str, policy: ApprovalPolicy, now: datetime
+) -> SealRequest:
+    """Issue 17: a delegation ended or expired: its approvals on unsealed requests are void.
+
+    Returns the request unchanged when it has none (or is final / being signed: a
+    request being signed re-checks its approvals at ``begin_signing`` only, so the
+    shell voids before the signer takes the next request)."""
+    if request.state not in (RequestState.PENDING, RequestState.APPROVED):
+        return request
+    kept = tuple(a for a in request.approvals if a.delegation_id != delegation_id)
+    if len(kept) == len(request.approvals):
+        return request
+    missing = policy.unmet(request.requester, kept, facts_of(request))
+    return replace(
+        request,
+        approvals=kept,
+        state=RequestState.PENDING if missing else request.state,
+        updated_at=now,
+        state_reason=f"approvals under delegation {delegation_id} are void (it ended); "
+        + ("; ".join(missing) if missing else request.state_reason),
+    )
+
+
 def approve(
     request: SealRequest,
     *,
@@ -257,13 +318,22 @@ def approve(
     certificate_sha256: str = "",
     use_ttl: timedelta | None = None,
     signed: Approval | None = None,
+    delegation: Delegation | None = None,
 ) -> SealRequest:
     """Add one approval. With ``use_ttl``, a request that reaches its quorum must be
-    signed within that time (approvals are collected, then used, R06)."""
-    require_eligible_approver(request, approver)
-    policy.check_may_approve(approver.name)
-    if request.state is RequestState.APPROVED and approver.name in {
-        a.approver for a in request.approvals
+    signed within that time (approvals are collected, then used, R06).
+
+    With ``delegation``, ``approver`` is the delegate and the approval counts for the
+    delegator (issue 17): in their place, never in addition."""
+    identity = approver.name
+    if delegation is None:
+        require_eligible_approver(request, approver)
+    else:
+        require_delegate(request, approver, delegation, now)
+        identity = delegation.delegator
+    policy.check_may_approve(identity)
+    if request.state is RequestState.APPROVED and identity in {
+        counted_identity(a) for a in request.approvals
     }:
         raise AlreadyDone(
             f"{approver.name} already approved request {request.request_id}; one person counts once",
@@ -292,11 +362,15 @@ def approve(
             reason="digest_mismatch",
         )
     check_text("comment", comment)
-    if approver.name in {a.approver for a in request.approvals}:
+    if approver.name in {a.approver for a in request.approvals} or identity in {
+        counted_identity(a) for a in request.approvals
+    }:
         raise AlreadyDone(
-            f"{approver.name} already approved request {request.request_id}; one person counts once",
+            f"{identity} already approved request {request.request_id} (in person or by a "
+            "delegate); one person counts once",
             reason="already_approved",
         )
+    policy.check_turn(request.requester, request.approvals, facts_of(request), identity)
     approvals = (
         *request.approvals,
         Approval(
@@ -310,9 +384,11 @@ def approve(
             statement_signature_b64=signed.statement_signature_b64 if signed else "",
             certificate_der_b64=signed.certificate_der_b64 if signed else "",
             webauthn_assertion=signed.webauthn_assertion if signed else "",
+            acting_for=delegation.delegator if delegation else "",
+            delegation_id=delegation.delegation_id if delegation else "",
         ),
     )
-    missing = policy.unmet(request.requester, approvals)
+    missing = policy.unmet(request.requester, approvals, facts_of(request))
     if missing:
         return replace(
             request, approvals=approvals, updated_at=now, state_reason="; ".join(missing)
@@ -343,7 +419,7 @@ def withdraw_approval(
             reason="no_approval",
         )
     approvals = tuple(a for a in request.approvals if a.approver != approver.name)
-    missing = policy.unmet(request.requester, approvals)
+    missing = policy.unmet(request.requester, approvals, facts_of(request))
     return replace(
         request,
         approvals=approvals,
@@ -403,7 +479,7 @@ def begin_signing(
             "the approval is void, submit again (R06)",
             reason="seal_certificate_changed",
         )
-    missing = policy.unmet(request.requester, request.approvals)
+    missing = policy.unmet(request.requester, request.approvals, facts_of(request))
     if missing:
         raise PreconditionFailed("; ".join(missing), reason="quorum_not_met")
     if any(a.approval_digest != request.approval_digest for a in request.approvals):
@@ -463,6 +539,7 @@ def rebind_certificate(
             category=request.category,
             placement=request.placement,
             documents=request.documents,
+            amount=request.amount,
         ),
     )
 

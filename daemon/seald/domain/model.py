@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
+from seald.domain.chains import Money
+
 
 class Role(StrEnum):
     REQUESTER = "requester"
@@ -138,6 +140,10 @@ class Approval:
     # credential's COSE public key; ``statement`` is then the WebAuthn statement and
     # ``certificate_der_b64`` is empty.
     webauthn_assertion: str = ""
+    # Issue 17: a delegate's approval counts for the delegator (``acting_for``) under
+    # delegation ``delegation_id``; both empty for an approver's own approval.
+    acting_for: str = ""
+    delegation_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -163,3 +169,5 @@ class SealRequest:
     outcome_unknown: bool = False
     client_request_key: str = ""
     sign_attempts: int = 0
+    # Issue 17: an optional declared amount (chains' ``when amount > X``); in the digest.
+    amount: Money | None = None

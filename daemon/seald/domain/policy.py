@@ -17,6 +17,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from seald.domain.chains import (
+    Chain,
+    CountedApproval,
+    RequestFacts,
+    Standing,
+    check_turn,
+    evaluate,
+    group_names,
+    resolve,
+)
 from seald.domain.errors import ConfigError, PermissionDenied
 from seald.domain.model import Approval, Principal, Role, SealType
 
@@ -39,9 +49,24 @@ class ApprovalRule(Protocol):
         """None if satisfied, else what is still missing, in words."""
 
 
+def counted_identity(approval: Approval) -> str:
+    """Who an approval counts for: the delegator when a delegate approved for them."""
+    return approval.acting_for or approval.approver
+
+
 def distinct_approvers(requester: str, approvals: Sequence[Approval]) -> frozenset[str]:
-    """Approvers who count: each principal once, never the requester."""
-    return frozenset(a.approver for a in approvals if a.approver != requester)
+    """Approvers who count: each principal once (a delegate as the delegator, so the two
+    together count once), never the requester, never a delegate acting on their own
+    request."""
+    return frozenset(
+        counted_identity(a)
+        for a in approvals
+        if a.approver != requester and counted_identity(a) != requester
+    )
+
+
+def counted_approvals(approvals: Sequence[Approval]) -> list[CountedApproval]:
+    return [CountedApproval(counted_identity(a), a.approver, a.approved_at) for a in approvals]
 
 
 @dataclass(frozen=True)
@@ -88,19 +113,47 @@ class ApprovalPolicy:
     # Who may approve at all; None = anyone the lifecycle lets approve (role + seal).
     eligible: frozenset[str] | None = None
     approver_groups: tuple[str, ...] = ()
+    # Issue 17: an ordered / conditional chain on top of the rules (None = unordered).
+    chain: Chain | None = None
 
     def __post_init__(self) -> None:
         if not self.rules:
             raise ConfigError("an approval policy needs at least one rule; an empty one never passes")
 
-    def unmet(self, requester: str, approvals: Sequence[Approval]) -> list[str]:
+    def unmet(
+        self, requester: str, approvals: Sequence[Approval], facts: RequestFacts | None = None
+    ) -> list[str]:
         missing = [rule.unmet(requester, approvals) for rule in self.rules]
-        return [m for m in missing if m is not None]
+        found = [m for m in missing if m is not None]
+        if self.chain is not None:
+            if facts is None:  # fail closed: a chain is never met without the request's facts
+                return [*found, "the request's category and amount are unknown to the chain"]
+            standing = evaluate(self.chain, facts, requester, counted_approvals(approvals))
+            if not standing.complete:
+                found.append(_chain_missing(standing))
+        return found
 
-    def satisfied(self, requester: str, approvals: Sequence[Approval]) -> bool:
-        return not self.unmet(requester, approvals)
+    def satisfied(
+        self, requester: str, approvals: Sequence[Approval], facts: RequestFacts | None = None
+    ) -> bool:
+        return not self.unmet(requester, approvals, facts)
 
-    def check_may_approve(self, approver: str) -> None:
+    def standing(
+        self, requester: str, approvals: Sequence[Approval], facts: RequestFacts
+    ) -> Standing | None:
+        """Where the request stands in its chain; None for an unordered policy."""
+        if self.chain is None:
+            return None
+        return evaluate(self.chain, facts, requester, counted_approvals(approvals))
+
+    def check_turn(
+        self, requester: str, approvals: Sequence[Approval], facts: RequestFacts, identity: str
+    ) -> None:
+        """Refuse an approval for a step that is not open (out of order: refused, not held)."""
+        if self.chain is not None:
+            check_turn(self.chain, facts, requester, counted_approvals(approvals), identity)
+
+    def check_may_approve(self, approver: str) -> None:  # approver: the counted identity
         """R05: only the approval path of this seal type may approve."""
         if self.eligible is None or approver in self.eligible:
             return
@@ -110,6 +163,12 @@ class ApprovalPolicy:
             "the authorisation is outside its validity window (R03, R05); ask an admin",
             reason="not_in_approval_path",
         )
+
+
+def _chain_missing(standing: Standing) -> str:
+    step = next(s for s in standing.steps if s.state == "current")
+    who = ", ".join(step.needed_from) or "nobody eligible"
+    return f"step '{step.name}' needs {step.requirement} (from: {who})"
 
 
 def default_policy(required_approvals: int) -> ApprovalPolicy:
@@ -132,11 +191,15 @@ def build_policy(
     one_from_each_group: bool,
     principals: Iterable[Principal],
     now: datetime,
+    chain: Chain | None = None,
 ) -> ApprovalPolicy:
-    """The policy of one seal at ``now`` (built again at signing time)."""
+    """The policy of one seal at ``now`` (built again at signing time).
+
+    With ``chain`` (group names only), its groups are filled with the principals who are
+    approvers of the seal, in the group and inside their window at ``now``."""
     if required_approvals < 2:
         raise ConfigError(f"required_approvals is {required_approvals}; dual control needs at least 2 (R05)")
-    groups = approver_groups_for(seal_type, approver_groups)
+    groups = group_names(chain) if chain is not None else approver_groups_for(seal_type, approver_groups)
     members: dict[str, set[str]] = {g: set() for g in groups}
     for p in principals:
         if not p.has(Role.APPROVER, seal_id):
@@ -151,4 +214,9 @@ def build_policy(
     rules: list[ApprovalRule] = [MinimumDistinctApprovers(required_approvals, eligible)]
     if one_from_each_group:
         rules.append(OneFromEachGroup(tuple((g, frozenset(members[g])) for g in groups)))
-    return ApprovalPolicy(tuple(rules), eligible=eligible, approver_groups=groups)
+    resolved = resolve(chain, members_frozen(members)) if chain is not None else None
+    return ApprovalPolicy(tuple(rules), eligible=eligible, approver_groups=groups, chain=resolved)
+
+
+def members_frozen(members: Mapping[str, set[str]]) -> dict[str, frozenset[str]]:
+    return {g: frozenset(m) for g, m in members.items()}
