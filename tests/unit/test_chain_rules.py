@@ -83,7 +83,9 @@ def test_chain_out_of_order_approval_does_not_count_even_when_earlier_steps_fini
 
 
 def test_chain_one_person_counts_once_over_all_steps() -> None:
-    chain = Chain((Step("one", Group("g", frozenset({"x", "y"}))), Step("two", Group("g", frozenset({"x", "y"})))))
+    chain = Chain(
+        (Step("one", Group("g", frozenset({"x", "y"}))), Step("two", Group("g", frozenset({"x", "y"}))))
+    )
     s = evaluate(chain, facts(), "req", [ap("x", 1), ap("x", 2, approver="deputy-of-x")])
     assert s.current == "two" and s.not_counted == ("deputy-of-x",)
 
@@ -100,7 +102,9 @@ def test_chain_all_of_needs_distinct_people_even_if_one_is_in_both_groups() -> N
 
 
 def test_chain_any_of_m_of_and_when_inside_a_step() -> None:
-    expr = MOf(2, (Group("a", frozenset({"a1"})), Group("b", frozenset({"b1"})), Group("c", frozenset({"c1"}))))
+    expr = MOf(
+        2, (Group("a", frozenset({"a1"})), Group("b", frozenset({"b1"})), Group("c", frozenset({"c1"})))
+    )
     assert not meets(expr, ["a1"], None) and meets(expr, ["a1", "c1"], None)
     assert meets(AnyOf((Group("a", frozenset({"a1"})), Group("b", frozenset({"b1"})))), ["b1"], None)
     cond = When(Condition(categories=frozenset({"loan"})), Group("risk", frozenset({"r1"})))
@@ -123,10 +127,16 @@ def test_chain_config_check_accepts_the_three_step_chain() -> None:
         (Chain((Step("a", Group("nobody", frozenset())), Step("b", GM))), r"group 'nobody' has no approver"),
         (Chain((Step("a", AllOf(())), Step("b", GM))), r"empty AllOf"),
         (Chain((Step("a", MOf(3, (DEPT, GM))),)), r"m_of needs 1 <= m <= 2"),
-        (Chain((Step("a", Group("g", frozenset({"x"}), count=2)), Step("b", GM))), r"needs 2 approvals but has 1"),
+        (
+            Chain((Step("a", Group("g", frozenset({"x"}), count=2)), Step("b", GM))),
+            r"needs 2 approvals but has 1",
+        ),
         (Chain((Step("a", Group("solo", frozenset({"req"}))), Step("b", GM))), r"req is the requester"),
         (Chain((Step("only", GM),)), r"complete with 1 approval"),
-        (Chain((Step("a", DEPT, when=Condition(categories=frozenset({"x"}))), Step("b", GM))), r"complete with 1"),
+        (
+            Chain((Step("a", DEPT, when=Condition(categories=frozenset({"x"}))), Step("b", GM))),
+            r"complete with 1",
+        ),
         (Chain((Step("a", DEPT), Step("a", GM))), r"step names must be distinct"),
     ],
 )
@@ -204,7 +214,9 @@ DOC = Document(0, "c.pdf", 10, hashlib.sha256(b"x").hexdigest())
 
 
 def _submit(amount: str | None) -> tuple[object, object]:
-    seal = Seal("contract", SealType.CONTRACT, "o", "d", frozenset({"contract"}), 2, 40.0, certificate_sha256="c" * 64)
+    seal = Seal(
+        "contract", SealType.CONTRACT, "o", "d", frozenset({"contract"}), 2, 40.0, certificate_sha256="c" * 64
+    )
     request = lifecycle.submit(
         request_id="r1",
         requester=PEOPLE[0],
@@ -261,13 +273,21 @@ def test_chain_lifecycle_small_amount_needs_no_legal_and_legal_is_not_in_path() 
     request, policy = _submit("5000")
     by = {p.name: p for p in PEOPLE}
     r = lifecycle.approve(
-        request, approver=by["dept.a"], document_sha256=[DOC.sha256],  # type: ignore[arg-type]
-        approval_digest=request.approval_digest, policy=policy, now=T0,  # type: ignore[attr-defined,arg-type]
+        request,
+        approver=by["dept.a"],
+        document_sha256=[DOC.sha256],  # type: ignore[arg-type]
+        approval_digest=request.approval_digest,
+        policy=policy,
+        now=T0,  # type: ignore[attr-defined,arg-type]
     )
     with pytest.raises(PermissionDenied, match="no open step"):
         lifecycle.approve(
-            r, approver=by["legal.a"], document_sha256=[DOC.sha256],
-            approval_digest=r.approval_digest, policy=policy, now=T0,  # type: ignore[arg-type]
+            r,
+            approver=by["legal.a"],
+            document_sha256=[DOC.sha256],
+            approval_digest=r.approval_digest,
+            policy=policy,
+            now=T0,  # type: ignore[arg-type]
         )
     standing = policy.standing(r.requester, r.approvals, lifecycle.facts_of(r))  # type: ignore[attr-defined]
     assert standing is not None and standing.current == "gm"
