@@ -260,3 +260,227 @@ class RequestMachine(RuleBasedStateMachine):
 
 TestRequestMachine = RequestMachine.TestCase
 TestRequestMachine.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
+
+
+# --- issue 17: ordered / conditional chains and approver delegation -------------------
+
+from seald.domain import delegation as deleg  # noqa: E402
+from seald.domain.chains import Chain, Condition, Group, Step, parse_money  # noqa: E402
+from seald.domain.delegation import Delegation, DelegationState  # noqa: E402
+from seald.domain.policy import counted_identity  # noqa: E402
+
+C_REQ = person("zhang.wei", Role.REQUESTER)
+C_DEPT = person("dept.head", Role.APPROVER, "department_manager")
+C_LEGAL = person("legal.counsel", Role.APPROVER, "legal")
+C_GM = person("li.na", Role.APPROVER, "general_manager")
+C_GM2 = person("wang.fang", Role.APPROVER, "general_manager")
+C_DEPUTY = person("deputy", Role.APPROVER)  # in no group: counts only under a delegation
+C_PEOPLE = (C_REQ, C_DEPT, C_LEGAL, C_GM, C_GM2, C_DEPUTY, ADMIN1, ADMIN2)
+C_APPROVERS = (C_DEPT, C_LEGAL, C_GM, C_GM2, C_DEPUTY, C_REQ)
+CHAIN = Chain(
+    (
+        Step("department", Group("department_manager", frozenset())),
+        Step(
+            "legal",
+            Group("legal", frozenset()),
+            when=Condition(amount_over=parse_money("100000", "CNY")),
+        ),
+        Step("gm", Group("general_manager", frozenset())),
+    )
+)
+AMOUNTS = st.sampled_from([None, ("5000", "CNY"), ("250000", "CNY"), ("100", "USD")])
+STEP_OF = {C_DEPT.name: 0, C_LEGAL.name: 1, C_GM.name: 2, C_GM2.name: 2}
+
+
+class ChainDelegationMachine(RuleBasedStateMachine):
+    """Invariants: a signed request's counted approvers are distinct, never the requester,
+    gave their approvals step after step in time, include legal exactly when the amount
+    is not declared as <= 100000 CNY, and no approval under a delegation that has ended
+    or expired survives on an open request; delegator plus delegate count once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.now = T0
+        self.requests: list[SealRequest] = []
+        self.delegations: list[Delegation] = []
+        self.signed: list[SealRequest] = []
+
+    def seal(self) -> Seal:
+        return Seal(
+            SEAL_ID,
+            SealType.CONTRACT,
+            "o",
+            "d",
+            frozenset({"contract"}),
+            2,
+            40.0,
+            certificate_sha256="c" * 64,
+        )
+
+    def policy(self):  # type: ignore[no-untyped-def]
+        return build_policy(
+            seal_id=SEAL_ID,
+            seal_type=SealType.CONTRACT,
+            required_approvals=2,
+            approver_groups=(),
+            one_from_each_group=False,
+            principals=C_PEOPLE,
+            now=self.now,
+            chain=CHAIN,
+        )
+
+    @rule(amount=AMOUNTS)
+    def submit(self, amount: tuple[str, str] | None) -> None:
+        self.requests.append(
+            lifecycle.submit(
+                request_id=f"r{len(self.requests)}",
+                requester=C_REQ,
+                seal=self.seal(),
+                reason="r",
+                category="contract",
+                placement=Placement(page=0, x_mm=10, y_mm=10, size_mm=40),
+                documents=[DOC],
+                now=self.now,
+                ttl=timedelta(hours=6),
+                host="h",
+                amount=parse_money(*amount) if amount else None,
+            )
+        )
+
+    @rule(
+        delegator=st.sampled_from([C_GM, C_DEPT, C_LEGAL]), hours=st.integers(-2, 4), length=st.integers(1, 5)
+    )
+    def delegate(self, delegator: Principal, hours: int, length: int) -> None:
+        start = self.now + timedelta(hours=hours)
+        try:
+            proposed = deleg.propose(
+                delegation_id=f"d{len(self.delegations)}",
+                proposer=delegator,
+                delegator=delegator,
+                delegate=C_DEPUTY,
+                seal_id=SEAL_ID,
+                categories=(),
+                valid_from=start,
+                valid_until=start + timedelta(hours=length),
+                existing=self.delegations,
+                open_requests=self.requests,
+                max_duration=timedelta(hours=4),
+                now=self.now,
+            )
+        except SealError:
+            return
+        assert length <= 4 and start + timedelta(hours=length) > self.now
+        self.delegations.append(deleg.approve(proposed, admin=ADMIN2, now=self.now))
+
+    def _void(self, delegation_id: str) -> None:
+        for i, r in enumerate(self.requests):
+            self.requests[i] = lifecycle.void_delegated_approvals(
+                r, delegation_id=delegation_id, policy=self.policy(), now=self.now
+            )
+
+    @rule(data=st.data())
+    def end_delegation(self, data: st.DataObject) -> None:
+        live = [i for i, d in enumerate(self.delegations) if d.state is DelegationState.ACTIVE]
+        if not live:
+            return
+        i = data.draw(st.sampled_from(live))
+        self.delegations[i] = deleg.end(self.delegations[i], by=ADMIN1, now=self.now)
+        self._void(self.delegations[i].delegation_id)
+
+    @rule(data=st.data(), who=st.sampled_from(C_APPROVERS), as_delegate=st.booleans())
+    def approve(self, data: st.DataObject, who: Principal, as_delegate: bool) -> None:
+        if not self.requests:
+            return
+        i = data.draw(st.integers(0, len(self.requests) - 1))
+        request = self.requests[i]
+        delegation = None
+        if as_delegate:
+            try:
+                delegation = deleg.delegation_for(
+                    self.delegations, delegate=who.name, seal_id=SEAL_ID, category="contract", at=self.now
+                )
+            except SealError:
+                return
+        before = evaluate_standing(self.policy(), request)
+        try:
+            new = lifecycle.approve(
+                request,
+                approver=who,
+                document_sha256=[DOC.sha256],
+                approval_digest=request.approval_digest,
+                policy=self.policy(),
+                now=self.now,
+                use_ttl=timedelta(hours=1),
+                delegation=delegation,
+            )
+        except SealError:
+            return
+        identity = delegation.delegator if delegation else who.name
+        # Only someone of the current step is accepted (out of order is refused).
+        assert (
+            before is not None
+            and identity in before.steps[[s.state for s in before.steps].index("current")].needed_from
+        )
+        assert identity != C_REQ.name and who.name != C_REQ.name
+        self.requests[i] = new
+
+    @rule(data=st.data())
+    def deputy_approves(self, data: st.DataObject) -> None:
+        """The delegate approves whatever is open under their delegation (frequent on purpose)."""
+        self.approve(data, C_DEPUTY, True)
+
+    @rule(data=st.data())
+    def sign(self, data: st.DataObject) -> None:
+        if not self.requests:
+            return
+        i = data.draw(st.integers(0, len(self.requests) - 1))
+        try:
+            signing = lifecycle.begin_signing(
+                self.requests[i], seal=self.seal(), policy=self.policy(), now=self.now
+            )
+        except SealError:
+            return
+        done = lifecycle.complete_signing(signing, sealed=[("s" * 64, 20)], now=self.now)
+        self.signed.append(done)
+        self.requests[i] = done
+
+    @rule(minutes=st.integers(1, 120))
+    def time_passes(self, minutes: int) -> None:
+        self.now += timedelta(minutes=minutes)
+        for d in self.delegations:
+            if d.expired(self.now):
+                self._void(d.delegation_id)  # what the shell's sweeper does
+        for i, r in enumerate(self.requests):
+            if lifecycle.is_expired(r, self.now):
+                self.requests[i] = lifecycle.expire(r, self.now)
+
+    @invariant()
+    def signed_requests_went_through_the_chain_in_order(self) -> None:
+        for r in self.signed:
+            identities = [counted_identity(a) for a in r.approvals]
+            assert len(identities) == len(set(identities))  # delegator + delegate count once
+            assert C_REQ.name not in identities
+            steps = [STEP_OF[x] for x in identities]
+            times = [a.approved_at for a in r.approvals]
+            order = sorted(zip(times, steps, strict=True))
+            assert [s for _, s in order] == sorted(steps)  # step after step in time
+            needs_legal = not (
+                r.amount is not None and r.amount.currency == "CNY" and r.amount.value <= 100000
+            )
+            assert (1 in steps) == needs_legal
+            assert 0 in steps and 2 in steps
+
+    @invariant()
+    def no_approval_survives_its_delegation(self) -> None:
+        gone = {d.delegation_id for d in self.delegations if not d.in_force(self.now)}
+        for r in self.requests:
+            if r.state in (RequestState.PENDING, RequestState.APPROVED):
+                assert not {a.delegation_id for a in r.approvals} & gone
+
+
+def evaluate_standing(policy, request):  # type: ignore[no-untyped-def]
+    return policy.standing(request.requester, request.approvals, lifecycle.facts_of(request))
+
+
+TestChainDelegationMachine = ChainDelegationMachine.TestCase
+TestChainDelegationMachine.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
