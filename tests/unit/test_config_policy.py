@@ -92,21 +92,25 @@ certificates = ["{c}"]
 )
 
 
+STEP_A = '{{ step = "a", {} }}'
+STEP_B = '{ step = "b", group = "general_manager" }'
+
+
 @pytest.mark.parametrize(
     ("policy", "extra", "expected"),
     [
         (
-            '[seal.policy]\nsequence = [{ step = "a", group = "nobody" }, { step = "b", group = "general_manager" }]',
+            "[seal.policy]\nsequence = [" + STEP_A.format('group = "nobody"') + ", " + STEP_B + "]",
             EXTRA_PRINCIPALS,
             r"seal\[contract\]\.policy: group 'nobody' has no approver",
         ),
         (
-            '[seal.policy]\nsequence = [{ step = "a", all_of = [] }, { step = "b", group = "general_manager" }]',
+            "[seal.policy]\nsequence = [" + STEP_A.format("all_of = []") + ", " + STEP_B + "]",
             EXTRA_PRINCIPALS,
             r"seal\[contract\]\.policy\.sequence\[0\]\.all_of' is an empty group",
         ),
         (
-            '[seal.policy]\nsequence = [{ step = "a", group = "only_me" }, { step = "b", group = "general_manager" }]',
+            "[seal.policy]\nsequence = [" + STEP_A.format('group = "only_me"') + ", " + STEP_B + "]",
             REQUESTER_ALONE,
             r"seal\[contract\]\.policy: step 'a' cannot be met when solo\.requester is the requester",
         ),
@@ -131,7 +135,9 @@ certificates = ["{c}"]
             r"exactly one of group, all_of, any_of, m_of \(has group, any_of\)",
         ),
         (
-            '[seal.policy]\nsequence = [{ step = "a", group = "legal", when = { amount_over = "1e", currency = "CNY" } }]',
+            "[seal.policy]\nsequence = ["
+            + STEP_A.format('group = "legal", when = { amount_over = "1e", currency = "CNY" }')
+            + "]",
             EXTRA_PRINCIPALS,
             r"amount_over.*not a decimal",
         ),
