@@ -7,6 +7,7 @@ typo must never silently weaken a rule), and so are missing keys and bad values.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import os
 import re
 import tomllib
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from seald.domain.chains import (
     AllOf,
@@ -35,7 +37,9 @@ from seald.domain.chains import (
 from seald.domain.custody import ALWAYS, SealHours, parse_hours
 from seald.domain.errors import ConfigError, SealError
 from seald.domain.model import Principal, Role, Seal, SealType
+from seald.domain.outbox import EventType
 from seald.domain.policy import ApprovalPolicy, build_policy
+from seald.domain.quotas import Quotas
 from seald.domain.seal_shapes import SEAL_SHAPES, allowed_shapes, default_shape
 from seald.domain.text_policy import describe, refused_character
 
@@ -142,6 +146,8 @@ class RequestsConfig:
     # once, per principal and in total: a watch holds its slot until it ends.
     max_streams_per_principal: int = 8
     max_open_streams: int = 1024
+    # Issue 17: the longest approver delegation an admin may approve.
+    max_delegation_days: float = 90.0
 
 
 @dataclass(frozen=True)
@@ -195,6 +201,31 @@ class SealConfig:
     # Issue 17: [seal.policy], an ordered / conditional approval chain (group names only;
     # members are filled from the principals when the policy is built).
     policy: Chain | None = None
+    # Issue 17: [seal.quota] uses per day / month (in the seal's time_zone), documents per request.
+    quotas: Quotas = field(default_factory=Quotas)
+
+
+@dataclass(frozen=True)
+class WebhookConfig:
+    """[[notify.webhook]]: one receiver of outbox events (issue 17)."""
+
+    name: str
+    url: str
+    secret: bytes = field(repr=False)
+    ca: Path | None = None  # CA of the receiver's certificate (default: system CAs)
+    client_cert: Path | None = None  # client authentication, where the receiver asks
+    client_key: Path | None = None
+    events: frozenset[str] = frozenset()  # empty = every event type
+
+
+@dataclass(frozen=True)
+class NotifyConfig:
+    webhooks: tuple[WebhookConfig, ...] = ()
+    initial_backoff_seconds: float = 1.0
+    max_backoff_seconds: float = 300.0
+    dead_letter_hours: float = 24.0
+    timeout_seconds: float = 10.0
+    concurrency: int = 16
 
 
 @dataclass(frozen=True)
@@ -252,6 +283,7 @@ class Config:
     webauthn: WebAuthnConfig | None = None
     skf: SkfConfig | None = None
     seal_maker: SealMakerConfig | None = None
+    notify: NotifyConfig = field(default_factory=NotifyConfig)
 
     @property
     def audit_dir(self) -> Path:
@@ -488,6 +520,7 @@ def _seal(file: Path, raw: Any, default_approvals: int) -> SealConfig:
         skf_application=t.text("skf_application", "SEAL", "the SKF application name on the token"),
         **_seal_image_keys(t, seal_type),
         policy=_policy(t.table("policy")) if "policy" in t.data else None,
+        quotas=_quotas(t.table("quota")) if "quota" in t.data else Quotas(),
     )
     if seal.policy is not None and (groups or one_from_each):
         raise ConfigError(
@@ -507,6 +540,125 @@ def _seal(file: Path, raw: Any, default_approvals: int) -> SealConfig:
             "level = \"B-B\" and certify = \"none\""
         )
     return seal
+
+
+def _quotas(t: _Table) -> Quotas:
+    values = {
+        key: t.integer(key, 0, "a count >= 0 (0 = no quota)")
+        for key in ("uses_per_day", "uses_per_month", "documents_per_request")
+    }
+    for key, value in values.items():
+        if value < 0:
+            raise ConfigError(
+                f"{t.file}: '{t.where}.{key}' = {value}; give a count >= 0 (0 = no quota)"
+            )
+    t.finish()
+    day, month = values["uses_per_day"], values["uses_per_month"]
+    if day and month and month < day:
+        raise ConfigError(
+            f"{t.file}: '{t.where}.uses_per_month' is below uses_per_day; raise it or drop one"
+        )
+    return Quotas(**values)
+
+
+LOOPBACK_HOSTS = ("localhost",)
+WEBHOOK_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+MIN_SECRET_BYTES = 16
+
+
+def _is_loopback(host: str) -> bool:
+    if host in LOOPBACK_HOSTS:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_webhook_url(file: Path, key: str, url: str) -> str:
+    """https only (plain http only to a loopback receiver, for tests)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if not host:
+        raise ConfigError(f"{file}: '{key}' = {url!r} has no host; give https://host/path")
+    if parts.scheme == "https" or (parts.scheme == "http" and _is_loopback(host)):
+        if parts.username or parts.password:
+            raise ConfigError(
+                f"{file}: '{key}' carries a user name or password; the HMAC secret authenticates "
+                "seald, remove them from the URL"
+            )
+        return url
+    raise ConfigError(
+        f"{file}: '{key}' = {url!r} is not https; webhooks carry request ids and states and "
+        "must be sent over TLS (plain http is allowed only to a loopback receiver, for tests)"
+    )
+
+
+def _notify(t: _Table) -> NotifyConfig:
+    hooks: list[WebhookConfig] = []
+    raw = t._get("webhook", [], list, "a list of [[notify.webhook]] tables")
+    for i, item in enumerate(raw):
+        w = _Table(t.file, f"{t.where}.webhook[{i}]", item)
+        name = w.text("name", hint="a short name such as 'oa'")
+        if not WEBHOOK_NAME.match(name) or name in {h.name for h in hooks}:
+            raise ConfigError(
+                f"{t.file}: '{w.where}.name' = {name!r}: give a unique lower-case name (a-z, 0-9, -, _)"
+            )
+        w.where = f"{t.where}.webhook[{name}]"
+        url = check_webhook_url(t.file, f"{w.where}.url", w.text("url", hint="https://host/path"))
+        secret_path = w.path("secret", "a file (or credential:NAME) holding the HMAC secret")
+        secret = secret_path.read_bytes().strip()
+        if len(secret) < MIN_SECRET_BYTES:
+            raise ConfigError(
+                f"{t.file}: '{w.where}.secret': the secret in {secret_path} is shorter than "
+                f"{MIN_SECRET_BYTES} bytes; generate one with `openssl rand -hex 32`"
+            )
+        events = w.optional_strings("events", "a list of event types")
+        known = {e.value for e in EventType}
+        unknown = [e for e in events if e not in known]
+        if unknown:
+            raise ConfigError(
+                f"{t.file}: '{w.where}.events' has {unknown[0]!r}; use some of "
+                + ", ".join(sorted(known))
+            )
+        cert = w.path("client_cert", "the client certificate PEM") if "client_cert" in w.data else None
+        key = (
+            w.path("client_key", "the client key PEM or credential:NAME")
+            if "client_key" in w.data
+            else None
+        )
+        if (cert is None) != (key is None):
+            raise ConfigError(f"{t.file}: '{w.where}': give client_cert and client_key together")
+        hooks.append(
+            WebhookConfig(
+                name=name,
+                url=url,
+                secret=secret,
+                ca=w.path("ca", "the CA PEM of the receiver's certificate") if "ca" in w.data else None,
+                client_cert=cert,
+                client_key=key,
+                events=frozenset(events),
+            )
+        )
+        w.finish()
+    config = NotifyConfig(
+        webhooks=tuple(hooks),
+        initial_backoff_seconds=t.number("initial_backoff_seconds", 1.0, "seconds, > 0"),
+        max_backoff_seconds=t.number("max_backoff_seconds", 300.0, "seconds, >= initial"),
+        dead_letter_hours=t.number("dead_letter_hours", 24.0, "hours, > 0"),
+        timeout_seconds=t.number("timeout_seconds", 10.0, "seconds, > 0"),
+        concurrency=t.integer("concurrency", 16, "deliveries in flight per webhook, 1 to 256"),
+    )
+    t.finish()
+    if not 0 < config.initial_backoff_seconds <= config.max_backoff_seconds:
+        raise ConfigError(
+            f"{t.file}: 'notify.initial_backoff_seconds' must be > 0 and <= max_backoff_seconds"
+        )
+    if config.dead_letter_hours <= 0 or config.timeout_seconds <= 0:
+        raise ConfigError(f"{t.file}: 'notify.dead_letter_hours' and 'notify.timeout_seconds' must be > 0")
+    if not 1 <= config.concurrency <= 256:
+        raise ConfigError(f"{t.file}: 'notify.concurrency' must be 1 to 256")
+    return config
 
 
 _EXPR_KEYS = ("group", "all_of", "any_of", "m_of")
@@ -858,6 +1010,7 @@ def load_config(path: Path) -> Config:
         max_open_streams=req_t.integer(
             "max_open_streams", 1024, "a count of open streams for all principals together"
         ),
+        max_delegation_days=req_t.number("max_delegation_days", 90.0, "days, > 0"),
     )
     req_t.finish()
     _check_request_limits(path, requests)
@@ -865,6 +1018,8 @@ def load_config(path: Path) -> Config:
         raise ConfigError(f"{path}: 'requests.required_approvals' must be at least 2 (R05)")
     if requests.approval_ttl_hours <= 0:
         raise ConfigError(f"{path}: 'requests.approval_ttl_hours' must be > 0")
+    if requests.max_delegation_days <= 0:
+        raise ConfigError(f"{path}: 'requests.max_delegation_days' must be > 0")
     if requests.approval_use_hours <= 0:
         raise ConfigError(f"{path}: 'requests.approval_use_hours' must be > 0")
     if requests.max_documents_per_request < 1:
@@ -926,6 +1081,7 @@ def load_config(path: Path) -> Config:
             f"{path}: seal(s) {', '.join(sm2_seals)} use algorithm = \"sm2\": add [skf] library = "
             "\"/path/to/libskf.so\" and [seal_maker] certificate / key"
         )
+    notify = _notify(root.table("notify")) if "notify" in raw else NotifyConfig()
     root.finish()
     return Config(
         path=path,
@@ -942,6 +1098,7 @@ def load_config(path: Path) -> Config:
         webauthn=webauthn,
         skf=skf,
         seal_maker=maker,
+        notify=notify,
     )
 
 

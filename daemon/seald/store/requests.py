@@ -16,12 +16,14 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
-from datetime import datetime
+from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from seald import test_hooks
 from seald.domain.audit import AuditEvent, AuditRecord
+from seald.domain.chains import Money
 from seald.domain.errors import NotFound, ServiceUnavailable
 from seald.domain.model import (
     Approval,
@@ -30,6 +32,9 @@ from seald.domain.model import (
     RequestState,
     SealRequest,
 )
+from seald.domain.outbox import Event
+from seald.store import delegations as delegation_tables
+from seald.store import outbox
 from seald.store import seals as seal_tables
 from seald.store.audit_health import PROBE_SCHEMA, check_same_file, file_identity
 from seald.store.ledger import Ledger
@@ -58,6 +63,8 @@ def request_to_json(request: SealRequest) -> str:
     def encode(value: Any) -> Any:
         if isinstance(value, datetime):
             return value.isoformat()
+        if isinstance(value, Decimal):  # the declared amount: canonical text, exact
+            return format(value.normalize(), "f")
         raise TypeError(type(value))
 
     return json.dumps(asdict(request), default=encode, ensure_ascii=False, sort_keys=True)
@@ -100,6 +107,8 @@ def request_from_json(text: str) -> SealRequest:
                 statement_signature_b64=a.get("statement_signature_b64", ""),
                 certificate_der_b64=a.get("certificate_der_b64", ""),
                 webauthn_assertion=a.get("webauthn_assertion", ""),
+                acting_for=a.get("acting_for", ""),
+                delegation_id=a.get("delegation_id", ""),
             )
             for a in raw["approvals"]
         ),
@@ -107,21 +116,64 @@ def request_from_json(text: str) -> SealRequest:
         outcome_unknown=raw["outcome_unknown"],
         client_request_key=raw["client_request_key"],
         sign_attempts=raw["sign_attempts"],
+        amount=_money(raw.get("amount")),
     )
+
+
+def _money(raw: Any) -> Money | None:
+    """Issue 17: the declared amount (stored as its canonical text and currency)."""
+    if not raw:
+        return None
+    return Money(Decimal(raw["value"]), raw["currency"])
+
+
+class Notifier(Protocol):
+    """Issue 17: turns a committed request change into outbox events (set by the service,
+    which knows the policies); the store writes them in the same transaction."""
+
+    webhooks: tuple[str, ...]
+
+    def events_for(self, before: SealRequest | None, after: SealRequest) -> list[Event]: ...
+
+    def webhooks_for(self, event: Event) -> tuple[str, ...]: ...
+
+
+# Requests that ended without a seal give their use back (issue 17 quotas).
+_NOT_USES = ("rejected", "cancelled", "expired", "failed")
+
+
+def count_uses(conn: sqlite3.Connection, seal_id: str, start: datetime, end: datetime) -> int:
+    """Requests of a seal submitted in [start, end) that are, or may still become, a use."""
+    row = conn.execute(
+        "SELECT COUNT(*) FROM requests WHERE seal_id = ? AND created_at >= ? AND created_at < ?"
+        " AND state NOT IN (?, ?, ?, ?)",
+        (seal_id, start.astimezone(UTC).isoformat(), end.astimezone(UTC).isoformat(), *_NOT_USES),
+    ).fetchone()
+    return int(row[0])
 
 
 class Transaction:
     """What a write may do: read and save requests, append audit records."""
 
-    def __init__(self, conn: sqlite3.Connection, ledger: Ledger) -> None:
+    def __init__(
+        self, conn: sqlite3.Connection, ledger: Ledger, notifier: Notifier | None = None
+    ) -> None:
         self.conn = conn
         self.ledger = ledger
         self.records: list[AuditRecord] = []
+        self.notifier = notifier
 
     def get_request(self, request_id: str) -> SealRequest:
         return _get_request(self.conn, request_id)
 
     def save_request(self, request: SealRequest) -> None:
+        if self.notifier is not None and self.notifier.webhooks:
+            row = self.conn.execute(
+                "SELECT body FROM requests WHERE request_id = ?", (request.request_id,)
+            ).fetchone()
+            before = request_from_json(row[0]) if row else None
+            for event in self.notifier.events_for(before, request):
+                self.emit(event)
         self.conn.execute(
             "INSERT INTO requests(request_id, seal_id, requester, state, client_request_key,"
             " created_at, updated_at, body) VALUES (?,?,?,?,?,?,?,?)"
@@ -138,6 +190,11 @@ class Transaction:
                 request_to_json(request),
             ),
         )
+
+    def emit(self, event: Event) -> None:
+        """Issue 17: an outbox event, committed with this transaction or not at all."""
+        if self.notifier is not None and self.notifier.webhooks:
+            outbox.enqueue(self.conn, event, self.notifier.webhooks_for(event))
 
     def audit(self, event: AuditEvent) -> AuditRecord:
         record = self.ledger.append(self.conn, event)
@@ -159,6 +216,8 @@ class Store:
     def __init__(self, state_dir: Path, ledger: Ledger) -> None:
         self.state_dir = state_dir
         self.db_path = state_dir / "seald.sqlite3"
+        # Issue 17: set by the service when webhooks are configured (None: no outbox rows).
+        self.notifier: Notifier | None = None
         self.documents_dir = state_dir / "documents"
         self.incoming_dir = state_dir / "incoming"
         self.ledger = ledger
@@ -181,6 +240,8 @@ class Store:
         conn.execute(PROBE_SCHEMA)
         self.db_identity = file_identity(self.db_path)
         seal_tables.create_schema(conn)
+        outbox.create_schema(conn)
+        delegation_tables.create_schema(conn)
         self._conn = conn
         self._thread = threading.current_thread()
 
@@ -216,7 +277,7 @@ class Store:
                 "An operator must check the seal host's disk",
                 reason="audit_unavailable",
             ) from ex
-        tx = Transaction(conn, self.ledger)
+        tx = Transaction(conn, self.ledger, self.notifier)
         try:
             result = fn(tx)
             test_hooks.kill_point_for_records("tx", [r.event for r in tx.records])
