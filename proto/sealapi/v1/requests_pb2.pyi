@@ -42,18 +42,22 @@ DOCUMENT_VARIANT_SEALED: DocumentVariant
 DOCUMENT_VARIANT_ORIGINAL: DocumentVariant
 
 class SubmitRequestHeader(_message.Message):
-    __slots__ = ("seal_id", "reason", "category", "placement", "client_request_key")
+    __slots__ = ("seal_id", "reason", "category", "placement", "client_request_key", "amount", "amount_currency")
     SEAL_ID_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     CATEGORY_FIELD_NUMBER: _ClassVar[int]
     PLACEMENT_FIELD_NUMBER: _ClassVar[int]
     CLIENT_REQUEST_KEY_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_CURRENCY_FIELD_NUMBER: _ClassVar[int]
     seal_id: str
     reason: str
     category: str
     placement: _common_pb2.Placement
     client_request_key: str
-    def __init__(self, seal_id: _Optional[str] = ..., reason: _Optional[str] = ..., category: _Optional[str] = ..., placement: _Optional[_Union[_common_pb2.Placement, _Mapping]] = ..., client_request_key: _Optional[str] = ...) -> None: ...
+    amount: str
+    amount_currency: str
+    def __init__(self, seal_id: _Optional[str] = ..., reason: _Optional[str] = ..., category: _Optional[str] = ..., placement: _Optional[_Union[_common_pb2.Placement, _Mapping]] = ..., client_request_key: _Optional[str] = ..., amount: _Optional[str] = ..., amount_currency: _Optional[str] = ...) -> None: ...
 
 class DocumentStart(_message.Message):
     __slots__ = ("name", "size", "sha256")
@@ -92,7 +96,7 @@ class DocumentInfo(_message.Message):
     def __init__(self, index: _Optional[int] = ..., name: _Optional[str] = ..., size: _Optional[int] = ..., sha256: _Optional[str] = ..., sealed_sha256: _Optional[str] = ..., sealed_size: _Optional[int] = ...) -> None: ...
 
 class Approval(_message.Message):
-    __slots__ = ("approver", "approval_digest", "approved_at", "comment", "certificate_sha256", "statement", "statement_signature", "webauthn_assertion")
+    __slots__ = ("approver", "approval_digest", "approved_at", "comment", "certificate_sha256", "statement", "statement_signature", "webauthn_assertion", "acting_for", "delegation_id")
     APPROVER_FIELD_NUMBER: _ClassVar[int]
     APPROVAL_DIGEST_FIELD_NUMBER: _ClassVar[int]
     APPROVED_AT_FIELD_NUMBER: _ClassVar[int]
@@ -101,6 +105,8 @@ class Approval(_message.Message):
     STATEMENT_FIELD_NUMBER: _ClassVar[int]
     STATEMENT_SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     WEBAUTHN_ASSERTION_FIELD_NUMBER: _ClassVar[int]
+    ACTING_FOR_FIELD_NUMBER: _ClassVar[int]
+    DELEGATION_ID_FIELD_NUMBER: _ClassVar[int]
     approver: str
     approval_digest: str
     approved_at: _timestamp_pb2.Timestamp
@@ -109,10 +115,38 @@ class Approval(_message.Message):
     statement: bytes
     statement_signature: bytes
     webauthn_assertion: str
-    def __init__(self, approver: _Optional[str] = ..., approval_digest: _Optional[str] = ..., approved_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., comment: _Optional[str] = ..., certificate_sha256: _Optional[str] = ..., statement: _Optional[bytes] = ..., statement_signature: _Optional[bytes] = ..., webauthn_assertion: _Optional[str] = ...) -> None: ...
+    acting_for: str
+    delegation_id: str
+    def __init__(self, approver: _Optional[str] = ..., approval_digest: _Optional[str] = ..., approved_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., comment: _Optional[str] = ..., certificate_sha256: _Optional[str] = ..., statement: _Optional[bytes] = ..., statement_signature: _Optional[bytes] = ..., webauthn_assertion: _Optional[str] = ..., acting_for: _Optional[str] = ..., delegation_id: _Optional[str] = ...) -> None: ...
+
+class ChainStep(_message.Message):
+    __slots__ = ("name", "state", "requirement", "condition", "counted", "needed_from")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    REQUIREMENT_FIELD_NUMBER: _ClassVar[int]
+    CONDITION_FIELD_NUMBER: _ClassVar[int]
+    COUNTED_FIELD_NUMBER: _ClassVar[int]
+    NEEDED_FROM_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    state: str
+    requirement: str
+    condition: str
+    counted: _containers.RepeatedScalarFieldContainer[str]
+    needed_from: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., state: _Optional[str] = ..., requirement: _Optional[str] = ..., condition: _Optional[str] = ..., counted: _Optional[_Iterable[str]] = ..., needed_from: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ChainStanding(_message.Message):
+    __slots__ = ("steps", "complete", "current")
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    COMPLETE_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_FIELD_NUMBER: _ClassVar[int]
+    steps: _containers.RepeatedCompositeFieldContainer[ChainStep]
+    complete: bool
+    current: str
+    def __init__(self, steps: _Optional[_Iterable[_Union[ChainStep, _Mapping]]] = ..., complete: _Optional[bool] = ..., current: _Optional[str] = ...) -> None: ...
 
 class SealRequest(_message.Message):
-    __slots__ = ("request_id", "seal_id", "requester", "reason", "category", "placement", "documents", "state", "state_reason", "approvals", "required_approvals", "approval_digest", "seal_certificate_sha256", "created_at", "updated_at", "expires_at", "signed_at", "host", "outcome_unknown")
+    __slots__ = ("request_id", "seal_id", "requester", "reason", "category", "placement", "documents", "state", "state_reason", "approvals", "required_approvals", "approval_digest", "seal_certificate_sha256", "created_at", "updated_at", "expires_at", "signed_at", "host", "outcome_unknown", "amount", "amount_currency", "chain")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     SEAL_ID_FIELD_NUMBER: _ClassVar[int]
     REQUESTER_FIELD_NUMBER: _ClassVar[int]
@@ -132,6 +166,9 @@ class SealRequest(_message.Message):
     SIGNED_AT_FIELD_NUMBER: _ClassVar[int]
     HOST_FIELD_NUMBER: _ClassVar[int]
     OUTCOME_UNKNOWN_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    CHAIN_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     seal_id: str
     requester: str
@@ -151,7 +188,10 @@ class SealRequest(_message.Message):
     signed_at: _timestamp_pb2.Timestamp
     host: str
     outcome_unknown: bool
-    def __init__(self, request_id: _Optional[str] = ..., seal_id: _Optional[str] = ..., requester: _Optional[str] = ..., reason: _Optional[str] = ..., category: _Optional[str] = ..., placement: _Optional[_Union[_common_pb2.Placement, _Mapping]] = ..., documents: _Optional[_Iterable[_Union[DocumentInfo, _Mapping]]] = ..., state: _Optional[_Union[RequestState, str]] = ..., state_reason: _Optional[str] = ..., approvals: _Optional[_Iterable[_Union[Approval, _Mapping]]] = ..., required_approvals: _Optional[int] = ..., approval_digest: _Optional[str] = ..., seal_certificate_sha256: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., signed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., host: _Optional[str] = ..., outcome_unknown: _Optional[bool] = ...) -> None: ...
+    amount: str
+    amount_currency: str
+    chain: ChainStanding
+    def __init__(self, request_id: _Optional[str] = ..., seal_id: _Optional[str] = ..., requester: _Optional[str] = ..., reason: _Optional[str] = ..., category: _Optional[str] = ..., placement: _Optional[_Union[_common_pb2.Placement, _Mapping]] = ..., documents: _Optional[_Iterable[_Union[DocumentInfo, _Mapping]]] = ..., state: _Optional[_Union[RequestState, str]] = ..., state_reason: _Optional[str] = ..., approvals: _Optional[_Iterable[_Union[Approval, _Mapping]]] = ..., required_approvals: _Optional[int] = ..., approval_digest: _Optional[str] = ..., seal_certificate_sha256: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., signed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., host: _Optional[str] = ..., outcome_unknown: _Optional[bool] = ..., amount: _Optional[str] = ..., amount_currency: _Optional[str] = ..., chain: _Optional[_Union[ChainStanding, _Mapping]] = ...) -> None: ...
 
 class GetRequestRequest(_message.Message):
     __slots__ = ("request_id",)
@@ -198,20 +238,22 @@ class RequestEvent(_message.Message):
     def __init__(self, request: _Optional[_Union[SealRequest, _Mapping]] = ..., event: _Optional[str] = ...) -> None: ...
 
 class ApproveRequestRequest(_message.Message):
-    __slots__ = ("request_id", "document_sha256", "approval_digest", "comment", "statement", "statement_signature")
+    __slots__ = ("request_id", "document_sha256", "approval_digest", "comment", "statement", "statement_signature", "on_behalf_of")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     DOCUMENT_SHA256_FIELD_NUMBER: _ClassVar[int]
     APPROVAL_DIGEST_FIELD_NUMBER: _ClassVar[int]
     COMMENT_FIELD_NUMBER: _ClassVar[int]
     STATEMENT_FIELD_NUMBER: _ClassVar[int]
     STATEMENT_SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    ON_BEHALF_OF_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     document_sha256: _containers.RepeatedScalarFieldContainer[str]
     approval_digest: str
     comment: str
     statement: bytes
     statement_signature: bytes
-    def __init__(self, request_id: _Optional[str] = ..., document_sha256: _Optional[_Iterable[str]] = ..., approval_digest: _Optional[str] = ..., comment: _Optional[str] = ..., statement: _Optional[bytes] = ..., statement_signature: _Optional[bytes] = ...) -> None: ...
+    on_behalf_of: str
+    def __init__(self, request_id: _Optional[str] = ..., document_sha256: _Optional[_Iterable[str]] = ..., approval_digest: _Optional[str] = ..., comment: _Optional[str] = ..., statement: _Optional[bytes] = ..., statement_signature: _Optional[bytes] = ..., on_behalf_of: _Optional[str] = ...) -> None: ...
 
 class WithdrawApprovalRequest(_message.Message):
     __slots__ = ("request_id", "comment")

@@ -195,3 +195,111 @@ class ApproveCustodyChangeRequest(_message.Message):
     CHANGE_ID_FIELD_NUMBER: _ClassVar[int]
     change_id: str
     def __init__(self, change_id: _Optional[str] = ...) -> None: ...
+
+class ProposeDelegationRequest(_message.Message):
+    __slots__ = ("delegator", "delegate", "seal_id", "categories", "window", "comment")
+    DELEGATOR_FIELD_NUMBER: _ClassVar[int]
+    DELEGATE_FIELD_NUMBER: _ClassVar[int]
+    SEAL_ID_FIELD_NUMBER: _ClassVar[int]
+    CATEGORIES_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_FIELD_NUMBER: _ClassVar[int]
+    COMMENT_FIELD_NUMBER: _ClassVar[int]
+    delegator: str
+    delegate: str
+    seal_id: str
+    categories: _containers.RepeatedScalarFieldContainer[str]
+    window: _common_pb2.TimeWindow
+    comment: str
+    def __init__(self, delegator: _Optional[str] = ..., delegate: _Optional[str] = ..., seal_id: _Optional[str] = ..., categories: _Optional[_Iterable[str]] = ..., window: _Optional[_Union[_common_pb2.TimeWindow, _Mapping]] = ..., comment: _Optional[str] = ...) -> None: ...
+
+class Delegation(_message.Message):
+    __slots__ = ("delegation_id", "delegator", "delegate", "seal_id", "categories", "window", "state", "proposed_by", "approved_by", "ended_by")
+    DELEGATION_ID_FIELD_NUMBER: _ClassVar[int]
+    DELEGATOR_FIELD_NUMBER: _ClassVar[int]
+    DELEGATE_FIELD_NUMBER: _ClassVar[int]
+    SEAL_ID_FIELD_NUMBER: _ClassVar[int]
+    CATEGORIES_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    PROPOSED_BY_FIELD_NUMBER: _ClassVar[int]
+    APPROVED_BY_FIELD_NUMBER: _ClassVar[int]
+    ENDED_BY_FIELD_NUMBER: _ClassVar[int]
+    delegation_id: str
+    delegator: str
+    delegate: str
+    seal_id: str
+    categories: _containers.RepeatedScalarFieldContainer[str]
+    window: _common_pb2.TimeWindow
+    state: str
+    proposed_by: str
+    approved_by: str
+    ended_by: str
+    def __init__(self, delegation_id: _Optional[str] = ..., delegator: _Optional[str] = ..., delegate: _Optional[str] = ..., seal_id: _Optional[str] = ..., categories: _Optional[_Iterable[str]] = ..., window: _Optional[_Union[_common_pb2.TimeWindow, _Mapping]] = ..., state: _Optional[str] = ..., proposed_by: _Optional[str] = ..., approved_by: _Optional[str] = ..., ended_by: _Optional[str] = ...) -> None: ...
+
+class DelegationIdRequest(_message.Message):
+    __slots__ = ("delegation_id", "comment")
+    DELEGATION_ID_FIELD_NUMBER: _ClassVar[int]
+    COMMENT_FIELD_NUMBER: _ClassVar[int]
+    delegation_id: str
+    comment: str
+    def __init__(self, delegation_id: _Optional[str] = ..., comment: _Optional[str] = ...) -> None: ...
+
+class ListDelegationsRequest(_message.Message):
+    __slots__ = ("live_only",)
+    LIVE_ONLY_FIELD_NUMBER: _ClassVar[int]
+    live_only: bool
+    def __init__(self, live_only: _Optional[bool] = ...) -> None: ...
+
+class ListDelegationsResponse(_message.Message):
+    __slots__ = ("delegations",)
+    DELEGATIONS_FIELD_NUMBER: _ClassVar[int]
+    delegations: _containers.RepeatedCompositeFieldContainer[Delegation]
+    def __init__(self, delegations: _Optional[_Iterable[_Union[Delegation, _Mapping]]] = ...) -> None: ...
+
+class GetNotificationQueueRequest(_message.Message):
+    __slots__ = ("state",)
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    state: str
+    def __init__(self, state: _Optional[str] = ...) -> None: ...
+
+class NotificationDelivery(_message.Message):
+    __slots__ = ("event_id", "webhook", "state", "attempts", "last_error")
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    WEBHOOK_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    LAST_ERROR_FIELD_NUMBER: _ClassVar[int]
+    event_id: str
+    webhook: str
+    state: str
+    attempts: int
+    last_error: str
+    def __init__(self, event_id: _Optional[str] = ..., webhook: _Optional[str] = ..., state: _Optional[str] = ..., attempts: _Optional[int] = ..., last_error: _Optional[str] = ...) -> None: ...
+
+class NotificationQueue(_message.Message):
+    __slots__ = ("pending", "delivered", "dead", "oldest_pending_age_seconds", "deliveries")
+    PENDING_FIELD_NUMBER: _ClassVar[int]
+    DELIVERED_FIELD_NUMBER: _ClassVar[int]
+    DEAD_FIELD_NUMBER: _ClassVar[int]
+    OLDEST_PENDING_AGE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    DELIVERIES_FIELD_NUMBER: _ClassVar[int]
+    pending: int
+    delivered: int
+    dead: int
+    oldest_pending_age_seconds: float
+    deliveries: _containers.RepeatedCompositeFieldContainer[NotificationDelivery]
+    def __init__(self, pending: _Optional[int] = ..., delivered: _Optional[int] = ..., dead: _Optional[int] = ..., oldest_pending_age_seconds: _Optional[float] = ..., deliveries: _Optional[_Iterable[_Union[NotificationDelivery, _Mapping]]] = ...) -> None: ...
+
+class ReplayNotificationsRequest(_message.Message):
+    __slots__ = ("event_ids", "webhook")
+    EVENT_IDS_FIELD_NUMBER: _ClassVar[int]
+    WEBHOOK_FIELD_NUMBER: _ClassVar[int]
+    event_ids: _containers.RepeatedScalarFieldContainer[str]
+    webhook: str
+    def __init__(self, event_ids: _Optional[_Iterable[str]] = ..., webhook: _Optional[str] = ...) -> None: ...
+
+class ReplayNotificationsResponse(_message.Message):
+    __slots__ = ("replayed",)
+    REPLAYED_FIELD_NUMBER: _ClassVar[int]
+    replayed: int
+    def __init__(self, replayed: _Optional[int] = ...) -> None: ...

@@ -99,6 +99,36 @@ class SealRegistryServiceStub:
                 request_serializer=sealapi_dot_v1_dot_seals__pb2.ApproveCustodyChangeRequest.SerializeToString,
                 response_deserializer=sealapi_dot_v1_dot_seals__pb2.CustodyChange.FromString,
                 _registered_method=True)
+        self.ProposeDelegation = channel.unary_unary(
+                '/sealapi.v1.SealRegistryService/ProposeDelegation',
+                request_serializer=sealapi_dot_v1_dot_seals__pb2.ProposeDelegationRequest.SerializeToString,
+                response_deserializer=sealapi_dot_v1_dot_seals__pb2.Delegation.FromString,
+                _registered_method=True)
+        self.ApproveDelegation = channel.unary_unary(
+                '/sealapi.v1.SealRegistryService/ApproveDelegation',
+                request_serializer=sealapi_dot_v1_dot_seals__pb2.DelegationIdRequest.SerializeToString,
+                response_deserializer=sealapi_dot_v1_dot_seals__pb2.Delegation.FromString,
+                _registered_method=True)
+        self.EndDelegation = channel.unary_unary(
+                '/sealapi.v1.SealRegistryService/EndDelegation',
+                request_serializer=sealapi_dot_v1_dot_seals__pb2.DelegationIdRequest.SerializeToString,
+                response_deserializer=sealapi_dot_v1_dot_seals__pb2.Delegation.FromString,
+                _registered_method=True)
+        self.ListDelegations = channel.unary_unary(
+                '/sealapi.v1.SealRegistryService/ListDelegations',
+                request_serializer=sealapi_dot_v1_dot_seals__pb2.ListDelegationsRequest.SerializeToString,
+                response_deserializer=sealapi_dot_v1_dot_seals__pb2.ListDelegationsResponse.FromString,
+                _registered_method=True)
+        self.GetNotificationQueue = channel.unary_unary(
+                '/sealapi.v1.SealRegistryService/GetNotificationQueue',
+                request_serializer=sealapi_dot_v1_dot_seals__pb2.GetNotificationQueueRequest.SerializeToString,
+                response_deserializer=sealapi_dot_v1_dot_seals__pb2.NotificationQueue.FromString,
+                _registered_method=True)
+        self.ReplayNotifications = channel.unary_unary(
+                '/sealapi.v1.SealRegistryService/ReplayNotifications',
+                request_serializer=sealapi_dot_v1_dot_seals__pb2.ReplayNotificationsRequest.SerializeToString,
+                response_deserializer=sealapi_dot_v1_dot_seals__pb2.ReplayNotificationsResponse.FromString,
+                _registered_method=True)
 
 
 class SealRegistryServiceServicer:
@@ -184,6 +214,46 @@ class SealRegistryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ProposeDelegation(self, request, context):
+        """Issue 17: approver delegation (R05 "or delegate"): proposed by the approver or an
+        admin, in force once a second admin approves it; ending it voids its approvals on
+        requests not yet sealed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ApproveDelegation(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EndDelegation(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListDelegations(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetNotificationQueue(self, request, context):
+        """Issue 17: the notification outbox: its state, and redelivery of dead letters.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReplayNotifications(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SealRegistryServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -251,6 +321,36 @@ def add_SealRegistryServiceServicer_to_server(servicer, server):
                     servicer.ApproveCustodyChange,
                     request_deserializer=sealapi_dot_v1_dot_seals__pb2.ApproveCustodyChangeRequest.FromString,
                     response_serializer=sealapi_dot_v1_dot_seals__pb2.CustodyChange.SerializeToString,
+            ),
+            'ProposeDelegation': grpc.unary_unary_rpc_method_handler(
+                    servicer.ProposeDelegation,
+                    request_deserializer=sealapi_dot_v1_dot_seals__pb2.ProposeDelegationRequest.FromString,
+                    response_serializer=sealapi_dot_v1_dot_seals__pb2.Delegation.SerializeToString,
+            ),
+            'ApproveDelegation': grpc.unary_unary_rpc_method_handler(
+                    servicer.ApproveDelegation,
+                    request_deserializer=sealapi_dot_v1_dot_seals__pb2.DelegationIdRequest.FromString,
+                    response_serializer=sealapi_dot_v1_dot_seals__pb2.Delegation.SerializeToString,
+            ),
+            'EndDelegation': grpc.unary_unary_rpc_method_handler(
+                    servicer.EndDelegation,
+                    request_deserializer=sealapi_dot_v1_dot_seals__pb2.DelegationIdRequest.FromString,
+                    response_serializer=sealapi_dot_v1_dot_seals__pb2.Delegation.SerializeToString,
+            ),
+            'ListDelegations': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDelegations,
+                    request_deserializer=sealapi_dot_v1_dot_seals__pb2.ListDelegationsRequest.FromString,
+                    response_serializer=sealapi_dot_v1_dot_seals__pb2.ListDelegationsResponse.SerializeToString,
+            ),
+            'GetNotificationQueue': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetNotificationQueue,
+                    request_deserializer=sealapi_dot_v1_dot_seals__pb2.GetNotificationQueueRequest.FromString,
+                    response_serializer=sealapi_dot_v1_dot_seals__pb2.NotificationQueue.SerializeToString,
+            ),
+            'ReplayNotifications': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReplayNotifications,
+                    request_deserializer=sealapi_dot_v1_dot_seals__pb2.ReplayNotificationsRequest.FromString,
+                    response_serializer=sealapi_dot_v1_dot_seals__pb2.ReplayNotificationsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -604,6 +704,168 @@ class SealRegistryService:
             '/sealapi.v1.SealRegistryService/ApproveCustodyChange',
             sealapi_dot_v1_dot_seals__pb2.ApproveCustodyChangeRequest.SerializeToString,
             sealapi_dot_v1_dot_seals__pb2.CustodyChange.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ProposeDelegation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sealapi.v1.SealRegistryService/ProposeDelegation',
+            sealapi_dot_v1_dot_seals__pb2.ProposeDelegationRequest.SerializeToString,
+            sealapi_dot_v1_dot_seals__pb2.Delegation.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ApproveDelegation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sealapi.v1.SealRegistryService/ApproveDelegation',
+            sealapi_dot_v1_dot_seals__pb2.DelegationIdRequest.SerializeToString,
+            sealapi_dot_v1_dot_seals__pb2.Delegation.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EndDelegation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sealapi.v1.SealRegistryService/EndDelegation',
+            sealapi_dot_v1_dot_seals__pb2.DelegationIdRequest.SerializeToString,
+            sealapi_dot_v1_dot_seals__pb2.Delegation.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDelegations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sealapi.v1.SealRegistryService/ListDelegations',
+            sealapi_dot_v1_dot_seals__pb2.ListDelegationsRequest.SerializeToString,
+            sealapi_dot_v1_dot_seals__pb2.ListDelegationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetNotificationQueue(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sealapi.v1.SealRegistryService/GetNotificationQueue',
+            sealapi_dot_v1_dot_seals__pb2.GetNotificationQueueRequest.SerializeToString,
+            sealapi_dot_v1_dot_seals__pb2.NotificationQueue.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReplayNotifications(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sealapi.v1.SealRegistryService/ReplayNotifications',
+            sealapi_dot_v1_dot_seals__pb2.ReplayNotificationsRequest.SerializeToString,
+            sealapi_dot_v1_dot_seals__pb2.ReplayNotificationsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -46,6 +46,17 @@ class SealRegistryServiceStub:
     """Custody (R09)."""
     ProposeCustodyChange: _grpc.UnaryUnaryMultiCallable[_seals_pb2.ProposeCustodyChangeRequest, _seals_pb2.CustodyChange]
     ApproveCustodyChange: _grpc.UnaryUnaryMultiCallable[_seals_pb2.ApproveCustodyChangeRequest, _seals_pb2.CustodyChange]
+    ProposeDelegation: _grpc.UnaryUnaryMultiCallable[_seals_pb2.ProposeDelegationRequest, _seals_pb2.Delegation]
+    """Issue 17: approver delegation (R05 "or delegate"): proposed by the approver or an
+    admin, in force once a second admin approves it; ending it voids its approvals on
+    requests not yet sealed.
+    """
+    ApproveDelegation: _grpc.UnaryUnaryMultiCallable[_seals_pb2.DelegationIdRequest, _seals_pb2.Delegation]
+    EndDelegation: _grpc.UnaryUnaryMultiCallable[_seals_pb2.DelegationIdRequest, _seals_pb2.Delegation]
+    ListDelegations: _grpc.UnaryUnaryMultiCallable[_seals_pb2.ListDelegationsRequest, _seals_pb2.ListDelegationsResponse]
+    GetNotificationQueue: _grpc.UnaryUnaryMultiCallable[_seals_pb2.GetNotificationQueueRequest, _seals_pb2.NotificationQueue]
+    """Issue 17: the notification outbox: its state, and redelivery of dead letters."""
+    ReplayNotifications: _grpc.UnaryUnaryMultiCallable[_seals_pb2.ReplayNotificationsRequest, _seals_pb2.ReplayNotificationsResponse]
 
 @_typing.type_check_only
 class SealRegistryServiceAsyncStub(SealRegistryServiceStub):
@@ -65,6 +76,17 @@ class SealRegistryServiceAsyncStub(SealRegistryServiceStub):
     """Custody (R09)."""
     ProposeCustodyChange: _aio.UnaryUnaryMultiCallable[_seals_pb2.ProposeCustodyChangeRequest, _seals_pb2.CustodyChange]  # type: ignore[assignment]
     ApproveCustodyChange: _aio.UnaryUnaryMultiCallable[_seals_pb2.ApproveCustodyChangeRequest, _seals_pb2.CustodyChange]  # type: ignore[assignment]
+    ProposeDelegation: _aio.UnaryUnaryMultiCallable[_seals_pb2.ProposeDelegationRequest, _seals_pb2.Delegation]  # type: ignore[assignment]
+    """Issue 17: approver delegation (R05 "or delegate"): proposed by the approver or an
+    admin, in force once a second admin approves it; ending it voids its approvals on
+    requests not yet sealed.
+    """
+    ApproveDelegation: _aio.UnaryUnaryMultiCallable[_seals_pb2.DelegationIdRequest, _seals_pb2.Delegation]  # type: ignore[assignment]
+    EndDelegation: _aio.UnaryUnaryMultiCallable[_seals_pb2.DelegationIdRequest, _seals_pb2.Delegation]  # type: ignore[assignment]
+    ListDelegations: _aio.UnaryUnaryMultiCallable[_seals_pb2.ListDelegationsRequest, _seals_pb2.ListDelegationsResponse]  # type: ignore[assignment]
+    GetNotificationQueue: _aio.UnaryUnaryMultiCallable[_seals_pb2.GetNotificationQueueRequest, _seals_pb2.NotificationQueue]  # type: ignore[assignment]
+    """Issue 17: the notification outbox: its state, and redelivery of dead letters."""
+    ReplayNotifications: _aio.UnaryUnaryMultiCallable[_seals_pb2.ReplayNotificationsRequest, _seals_pb2.ReplayNotificationsResponse]  # type: ignore[assignment]
 
 class SealRegistryServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -159,5 +181,52 @@ class SealRegistryServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _seals_pb2.ApproveCustodyChangeRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_seals_pb2.CustodyChange, _abc.Awaitable[_seals_pb2.CustodyChange]]: ...
+
+    @_abc_1.abstractmethod
+    def ProposeDelegation(
+        self,
+        request: _seals_pb2.ProposeDelegationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_seals_pb2.Delegation, _abc.Awaitable[_seals_pb2.Delegation]]:
+        """Issue 17: approver delegation (R05 "or delegate"): proposed by the approver or an
+        admin, in force once a second admin approves it; ending it voids its approvals on
+        requests not yet sealed.
+        """
+
+    @_abc_1.abstractmethod
+    def ApproveDelegation(
+        self,
+        request: _seals_pb2.DelegationIdRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_seals_pb2.Delegation, _abc.Awaitable[_seals_pb2.Delegation]]: ...
+
+    @_abc_1.abstractmethod
+    def EndDelegation(
+        self,
+        request: _seals_pb2.DelegationIdRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_seals_pb2.Delegation, _abc.Awaitable[_seals_pb2.Delegation]]: ...
+
+    @_abc_1.abstractmethod
+    def ListDelegations(
+        self,
+        request: _seals_pb2.ListDelegationsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_seals_pb2.ListDelegationsResponse, _abc.Awaitable[_seals_pb2.ListDelegationsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def GetNotificationQueue(
+        self,
+        request: _seals_pb2.GetNotificationQueueRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_seals_pb2.NotificationQueue, _abc.Awaitable[_seals_pb2.NotificationQueue]]:
+        """Issue 17: the notification outbox: its state, and redelivery of dead letters."""
+
+    @_abc_1.abstractmethod
+    def ReplayNotifications(
+        self,
+        request: _seals_pb2.ReplayNotificationsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_seals_pb2.ReplayNotificationsResponse, _abc.Awaitable[_seals_pb2.ReplayNotificationsResponse]]: ...
 
 def add_SealRegistryServiceServicer_to_server(servicer: SealRegistryServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
