@@ -435,6 +435,7 @@ def test_example_config_has_every_schema_key() -> None:
         "seal",
         "principal",
         "webauthn",
+        "notify",
     }
     assert set(config["webauthn"]) == {"origin", "rp_id", "rp_name"}
     assert set(config["server"]) == {"listen", "host_name", "tls_cert", "tls_key", "client_ca"}
@@ -481,6 +482,8 @@ def test_r15_example_config_is_accepted_by_the_daemon_loader(
     credentials = tmp_path / "credentials"
     credentials.mkdir()
     (credentials / "server.key").write_text("placeholder\n")
+    (credentials / "webhook-oa.secret").write_text("0123456789abcdef0123456789abcdef\n")
+    (credentials / "webhook-client.key").write_text("placeholder\n")
     monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(credentials))
     config_file = tmp_path / "seald.toml"
     config_file.write_text(text)
@@ -491,6 +494,8 @@ def test_r15_example_config_is_accepted_by_the_daemon_loader(
     assert config.requests.required_approvals >= 2
     assert set(config.seals) == {"contract"}
     assert config.webauthn is not None and config.webauthn.rp_id == "seal.example.com"
+    assert config.seals["contract"].quotas.uses_per_day == 50
+    assert [h.name for h in config.notify.webhooks] == ["oa"]
 
 
 def test_example_config_comments_every_key() -> None:
