@@ -23,6 +23,7 @@ from seald.domain.approval_statement import (
     sign_statement,
     statement_time,
 )
+from seald.domain.chains import parse_money
 from seald.domain.digest import (
     DigestDocument,
     DigestPlacement,
@@ -100,6 +101,7 @@ def local_approval_digest(request: requests_pb2.SealRequest, local: Sequence[Loc
             DigestDocument(name=info.name, sha256=mine.sha256, size=mine.size)
             for info, mine in zip(request.documents, local, strict=True)
         ],
+        amount=request_amount(request),
     )
     return digest_of(subject)
 
@@ -112,6 +114,7 @@ def build_approval(
     expected_sha256: Sequence[str] | None = None,
     signer: ApprovalSigner | None = None,
     now: datetime | None = None,
+    on_behalf_of: str = "",
 ) -> requests_pb2.ApproveRequestRequest:
     """The approval to send, or LocalVerificationError if anything disagrees.
 
@@ -132,6 +135,7 @@ def build_approval(
         document_sha256=[mine.sha256 for mine in local],
         approval_digest=digest,
         comment=comment,
+        on_behalf_of=on_behalf_of,
     )
     if signer is not None:
         statement = approval_statement(
@@ -141,6 +145,7 @@ def build_approval(
             comment=comment,
             signer_certificate_sha256=signer.certificate_sha256,
             now=now or datetime.now(UTC),
+            on_behalf_of=on_behalf_of,
         )
         message.statement = statement.canonical_bytes()
         message.statement_signature = signer.sign(message.statement)
@@ -155,6 +160,7 @@ def approval_statement(
     comment: str,
     signer_certificate_sha256: str,
     now: datetime,
+    on_behalf_of: str = "",
 ) -> ApprovalStatement:
     """The statement an approver signs: the request as THIS machine checked it."""
     return ApprovalStatement(
@@ -173,7 +179,16 @@ def approval_statement(
         signer_certificate_sha256=signer_certificate_sha256,
         signed_at=statement_time(now),
         comment=comment,
+        amount=request_amount(request),
+        on_behalf_of=on_behalf_of,
     )
+
+
+def request_amount(request: requests_pb2.SealRequest) -> tuple[str, str] | None:
+    """Issue 17: the declared amount as the digest binds it (None if none declared)."""
+    if not request.amount:
+        return None
+    return (parse_money(request.amount, request.amount_currency).canonical(), request.amount_currency)
 
 
 class ApprovalSigner:

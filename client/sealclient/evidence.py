@@ -158,6 +158,7 @@ def _request_digest(request: dict[str, Any]) -> str:
             p["page"], p["x_mm"], p["y_mm"], p["size_mm"], p["anchor_text"], p["cross_page"]
         ),
         documents=[DigestDocument(d["name"], d["sha256"], d["size"]) for d in request["documents"]],
+        amount=(request["amount"]["value"], request["amount"]["currency"]) if "amount" in request else None,
     )
     return digest_of(subject)
 
@@ -166,6 +167,19 @@ def _request_digest(request: dict[str, Any]) -> str:
 class _Approval:
     raw: dict[str, Any]
     approver: str
+    # Issue 17: the approver a delegate stood in for (empty: the approver themself).
+    acting_for: str = ""
+    delegation_id: str = ""
+
+    @property
+    def identity(self) -> str:
+        """Who the approval counts for (a delegate counts as the delegator)."""
+        return self.acting_for or self.approver
+
+    def label(self) -> str:
+        if not self.acting_for:
+            return self.approver
+        return f"{self.approver} for {self.acting_for} under delegation {self.delegation_id}"
     statement_bytes: bytes = b""
     statement: ApprovalStatement | None = None
     certificate: x509.Certificate | None = None
@@ -327,7 +341,15 @@ def _verify_approvals(
     verdict: Verdict, package: dict[str, Any], anchors: Sequence[x509.Certificate]
 ) -> list[_Approval]:
     request = package["request"]
-    approvals = [_Approval(raw=a, approver=str(a["approver"])) for a in package["approvals"]]
+    approvals = [
+        _Approval(
+            raw=a,
+            approver=str(a["approver"]),
+            acting_for=str(a.get("acting_for", "")),
+            delegation_id=str(a.get("delegation_id", "")),
+        )
+        for a in package["approvals"]
+    ]
     signature_problems: list[str] = []
     trust_problems: list[str] = []
     content_problems: list[str] = []
@@ -372,11 +394,12 @@ def _verify_approvals(
             request_id=request["request_id"],
             approval_digest=request["approval_digest"],
             document_sha256=[d["sha256"] for d in request["documents"]],
+            on_behalf_of=a.acting_for,  # the delegate signed that they approve for this person
         )
         if problems:
             content_problems.append(f"{who}: " + "; ".join(problems))
             a.valid = False
-    names = ", ".join(a.approver for a in approvals) or "none"
+    names = ", ".join(a.label() for a in approvals) or "none"
     verdict.add("approval_signatures", signature_problems, f"{len(approvals)} statements signed ({names})")
     verdict.add("approver_certificates_trusted", trust_problems, "every approver certificate chains to --ca")
     verdict.add("approval_statements", content_problems, "every statement approves exactly this request")
@@ -528,20 +551,22 @@ def _verify_policy(
     requester = request["requester"]
     seen: set[str] = set()
     for a in approvals:
-        if a.approver == requester:
-            problems.append(f"{a.approver} is the requester and can never approve the request")
-        if a.approver in seen:
-            problems.append(f"{a.approver} approves more than once; one person counts once")
-        seen.add(a.approver)
+        if requester in (a.approver, a.identity):
+            problems.append(f"{a.label()}: the requester can never approve the request")
+        if a.identity in seen:
+            # Issue 17: delegator plus delegate count once.
+            problems.append(f"{a.identity} approves more than once (in person or by a delegate)")
+        seen.add(a.identity)
     eligible = None if policy.get("eligible") is None else set(policy["eligible"])
     counted = {
-        a.approver
+        a.identity
         for a in approvals
         if a.valid
-        and a.approver != requester
+        and requester not in (a.approver, a.identity)
         and a.approver in standing
-        and (eligible is None or a.approver in eligible)
+        and (eligible is None or a.identity in eligible)
     }
+    delegated = [a.label() for a in approvals if a.acting_for]
     required = int(policy["required"])
     if len(counted) < required:
         problems.append(f"only {len(counted)} valid distinct approvals of the {required} required")
@@ -552,7 +577,8 @@ def _verify_policy(
         "approval_policy",
         problems,
         f"{len(counted)} of {required} required distinct approvers ({', '.join(sorted(counted))}), "
-        f"none the requester {requester}",
+        f"none the requester {requester}"
+        + (f"; by delegation: {'; '.join(delegated)}" if delegated else ""),
     )
 
 

@@ -111,3 +111,21 @@ def test_signature_by_key_type_verifies_only_for_that_key_and_bytes(
     assert signature_verifies(certificate, data, signature)
     assert not signature_verifies(certificate, data + b" ", signature)
     assert not signature_verifies(other, data, signature)
+
+
+def test_delegation_statement_names_on_behalf_of_and_amount_and_old_bytes_are_unchanged() -> None:
+    plain = _statement()
+    assert b"on_behalf_of" not in plain.canonical_bytes() and b"amount" not in plain.canonical_bytes()
+    delegated = _statement(on_behalf_of="li.na", amount=("250000", "CNY"))
+    data = delegated.canonical_bytes()
+    assert b'"on_behalf_of":"li.na"' in data and b'"amount":{"currency":"CNY","value":"250000"}' in data
+    assert parse_statement(data) == delegated
+    assert delegated.approval_digest != plain.approval_digest  # the amount is in the digest
+    ok = dict(request_id="R-1", approval_digest=delegated.approval_digest, document_sha256=["b" * 64])
+    assert statement_problems(delegated, **ok, on_behalf_of="li.na") == []  # type: ignore[arg-type]
+    # A statement signed for someone else (or for nobody) does not count for li.na.
+    assert any("on behalf of" in p for p in statement_problems(delegated, **ok, on_behalf_of="wang.fang"))  # type: ignore[arg-type]
+    assert any("on behalf of" in p for p in statement_problems(delegated, **ok))  # type: ignore[arg-type]
+    edited = _statement(on_behalf_of="li.na", amount=("2500", "CNY"), approval_digest=delegated.approval_digest)
+    problems = statement_problems(edited, **ok, on_behalf_of="li.na")  # type: ignore[arg-type]
+    assert any("edited statement" in p for p in problems)

@@ -95,6 +95,12 @@ def _request_json(request: SealRequest) -> dict[str, Any]:
             for d in request.documents
         ],
         "approval_digest": request.approval_digest,
+        # Issue 17: the declared amount (in the digest), only when declared.
+        **(
+            {"amount": {"value": request.amount.canonical(), "currency": request.amount.currency}}
+            if request.amount is not None
+            else {}
+        ),
         "required_approvals": request.required_approvals,
         "state": request.state.value,
         "created_at": request.created_at.isoformat(),
@@ -114,6 +120,8 @@ def _approvals_json(request: SealRequest) -> list[dict[str, Any]]:
             "signature": a.statement_signature_b64,
             # Issue 18: an approval signed with a WebAuthn credential carries the assertion.
             **({"webauthn_assertion": a.webauthn_assertion} if a.webauthn_assertion else {}),
+            # Issue 17: "approver for acting_for under delegation delegation_id".
+            **({"acting_for": a.acting_for, "delegation_id": a.delegation_id} if a.acting_for else {}),
         }
         for a in request.approvals
     ]

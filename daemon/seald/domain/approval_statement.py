@@ -17,6 +17,9 @@ approval digest (``domain/digest.py``): keys sorted, no insignificant white spac
 - ``signer_certificate_sha256``: SHA-256 of the DER certificate whose key signs
 - ``signed_at``: the approver's clock, RFC 3339 UTC to the second
 - ``comment``
+- issue 17, present only when set (so older statements keep their exact bytes):
+  ``amount`` (the declared amount, in the digest's shape) and ``on_behalf_of`` (a
+  delegate approving in the place of this approver, R05 "or delegate")
 
 Because the digest is recomputed from the statement's own fields, a statement is
 self-consistent or rejected; comparing its digest with the request's then proves
@@ -81,6 +84,8 @@ class ApprovalStatement:
     signed_at: str
     comment: str = ""
     decision: str = DECISION_APPROVE
+    amount: tuple[str, str] | None = None  # (canonical value, currency)
+    on_behalf_of: str = ""
 
     def canonical_bytes(self) -> bytes:
         subject = json.loads(self.digest_subject())
@@ -95,6 +100,8 @@ class ApprovalStatement:
                 "comment": self.comment,
             }
         )
+        if self.on_behalf_of:
+            subject["on_behalf_of"] = self.on_behalf_of
         return json.dumps(subject, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode(
             "utf-8"
         )
@@ -109,6 +116,7 @@ class ApprovalStatement:
             category=self.category,
             placement=self.placement,
             documents=self.documents,
+            amount=self.amount,
         )
 
     def recomputed_digest(self) -> str:
@@ -181,7 +189,15 @@ def statement_fields(raw: dict[str, Any], *, signer_certificate_sha256: str) -> 
         documents.append(
             DigestDocument(name=_text(d, "name"), sha256=_text(d, "sha256"), size=_int(d, "size"))
         )
+    amount: tuple[str, str] | None = None
+    if "amount" in raw:
+        amount_raw = raw["amount"]
+        if not isinstance(amount_raw, dict):
+            raise StatementError("the approval statement's amount is not an object")
+        amount = (_text(amount_raw, "value"), _text(amount_raw, "currency"))
     return ApprovalStatement(
+        amount=amount,
+        on_behalf_of=_text(raw, "on_behalf_of") if "on_behalf_of" in raw else "",
         request_id=_text(raw, "request_id"),
         approval_digest=_text(raw, "approval_digest"),
         seal_id=_text(raw, "seal_id"),
@@ -211,9 +227,15 @@ def statement_problems(
     request_id: str,
     approval_digest: str,
     document_sha256: Sequence[str],
+    on_behalf_of: str = "",
 ) -> list[str]:
     """What in the statement disagrees with the request it claims to approve ([] = none)."""
     problems = []
+    if statement.on_behalf_of != on_behalf_of:
+        problems.append(
+            f"it approves on behalf of {statement.on_behalf_of or 'nobody'}, not "
+            f"{on_behalf_of or 'the signer themself'}"
+        )
     if statement.decision != DECISION_APPROVE:
         problems.append(f"decision is {statement.decision!r}, not 'approve'")
     if statement.recomputed_digest() != statement.approval_digest:
@@ -236,6 +258,7 @@ def check_statement(
     comment: str,
     connection_certificate_sha256: str,
     now: datetime,
+    on_behalf_of: str = "",
 ) -> None:
     """The daemon's content checks, after the signature verified."""
     if statement.signer_certificate_sha256 != connection_certificate_sha256:
@@ -245,7 +268,11 @@ def check_statement(
             reason="statement_certificate_mismatch",
         )
     problems = statement_problems(
-        statement, request_id=request_id, approval_digest=approval_digest, document_sha256=document_sha256
+        statement,
+        request_id=request_id,
+        approval_digest=approval_digest,
+        document_sha256=document_sha256,
+        on_behalf_of=on_behalf_of,
     )
     if statement.comment != comment:
         problems.append("its comment is not the one sent")
@@ -352,7 +379,10 @@ def policy_summary(policy: ApprovalPolicy) -> dict[str, Any]:
                 eligible = sorted(rule.eligible)
         elif isinstance(rule, OneFromEachGroup):
             groups = [[name, sorted(members)] for name, members in rule.groups]
-    return {"required": required, "eligible": eligible, "groups": groups}
+    summary: dict[str, Any] = {"required": required, "eligible": eligible, "groups": groups}
+    if policy.chain is not None:  # issue 17: recorded only for chains (older records unchanged)
+        summary["chain"] = policy.chain.describe()
+    return summary
 
 
 def canonical_json(value: Any) -> str:
@@ -377,6 +407,7 @@ class SignedApproval:
         comment: str,
         connection_certificate_sha256: str,
         now: datetime,
+        on_behalf_of: str = "",
     ) -> None:
         # lifecycle.approve already compared the message's hashes and digest with the
         # request; here the signed statement must say the same.
@@ -388,6 +419,7 @@ class SignedApproval:
             comment=comment,
             connection_certificate_sha256=connection_certificate_sha256,
             now=now,
+            on_behalf_of=on_behalf_of,
         )
         if approval_digest != self.statement.approval_digest:
             raise InvalidInput(
