@@ -126,6 +126,8 @@ def test_delegation_statement_names_on_behalf_of_and_amount_and_old_bytes_are_un
     # A statement signed for someone else (or for nobody) does not count for li.na.
     assert any("on behalf of" in p for p in statement_problems(delegated, **ok, on_behalf_of="wang.fang"))  # type: ignore[arg-type]
     assert any("on behalf of" in p for p in statement_problems(delegated, **ok))  # type: ignore[arg-type]
-    edited = _statement(on_behalf_of="li.na", amount=("2500", "CNY"), approval_digest=delegated.approval_digest)
+    edited = _statement(
+        on_behalf_of="li.na", amount=("2500", "CNY"), approval_digest=delegated.approval_digest
+    )
     problems = statement_problems(edited, **ok, on_behalf_of="li.na")  # type: ignore[arg-type]
     assert any("edited statement" in p for p in problems)
