@@ -43,6 +43,7 @@ from sealclient.output import (
 )
 from sealclient.principal_cli import add_principal_parser
 from sealclient.seal_cli import add_seal_parser
+from sealclient.workflow_cli import add_workflow_parsers
 
 TERMINAL_STATES = frozenset(
     {
@@ -182,6 +183,10 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument(
         "--wait", action="store_true", help="wait until the request is sealed or ends otherwise"
     )
+    submit.add_argument(
+        "--amount", default="", help="declared amount, e.g. 250000.00 (chains may route on it)"
+    )
+    submit.add_argument("--currency", default="", help="ISO 4217 code of --amount, e.g. CNY")
     submit.set_defaults(handler=cmd_submit)
 
     approve = commands.add_parser("approve", help="approve a request after checking it locally")
@@ -195,6 +200,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="HASH",
         help="hash of the document you reviewed, once per "
         "document in order; approval is refused if it differs",
+    )
+    approve.add_argument(
+        "--for",
+        default="",
+        dest="on_behalf_of",
+        metavar="NAME",
+        help="approve as the delegate of NAME (a delegation in force, issue 17)",
     )
     approve.set_defaults(handler=cmd_approve)
 
@@ -310,6 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_evidence_parser(commands)
     add_custody_parser(commands)
     add_principal_parser(commands)
+    add_workflow_parsers(commands)
     return parser
 
 
@@ -345,6 +358,8 @@ def cmd_submit(args: argparse.Namespace, client: SealClient, out: Output) -> int
         category=args.category,
         placement=placement_from_args(args),
         client_request_key=args.client_request_key,
+        amount=args.amount,
+        amount_currency=args.currency,
     )
     if not args.wait:
         out.emit(request_text(request), request)
@@ -370,7 +385,12 @@ def wait_for_end(
 
 
 def cmd_approve(args: argparse.Namespace, client: SealClient, out: Output) -> int:
-    request = client.approve(args.request_id, args.comment, expected_sha256=args.expected_sha256)
+    request = client.approve(
+        args.request_id,
+        args.comment,
+        expected_sha256=args.expected_sha256,
+        on_behalf_of=args.on_behalf_of,
+    )
     out.emit(
         "approved after local check of every document hash and the approval digest\n"
         + request_text(request),

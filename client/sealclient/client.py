@@ -196,6 +196,8 @@ class SealClient:
         category: str,
         placement: common_pb2.Placement,
         client_request_key: str = "",
+        amount: str = "",
+        amount_currency: str = "",
     ) -> requests_pb2.SealRequest:
         if not paths:
             raise LocalInputError("no_documents", "name at least one PDF to seal")
@@ -207,6 +209,8 @@ class SealClient:
             category=category,
             placement=placement,
             client_request_key=client_request_key,
+            amount=amount,
+            amount_currency=amount_currency,
         )
         with self._translated():
             return self._requests.SubmitRequest(submit_messages(header, documents))
@@ -253,8 +257,12 @@ class SealClient:
         comment: str = "",
         *,
         expected_sha256: Sequence[str] | None = None,
+        on_behalf_of: str = "",
     ) -> requests_pb2.SealRequest:
-        """Approve only what this machine hashed itself (R06); see module docstring."""
+        """Approve only what this machine hashed itself (R06); see module docstring.
+
+        ``on_behalf_of``: approve as the delegate of that approver (issue 17); the signed
+        statement names them, so the approval cannot be moved to someone else."""
         request = self.get(request_id)
         with tempfile.TemporaryDirectory(prefix="sealctl-approve-") as tmp:
             local = [
@@ -269,7 +277,12 @@ class SealClient:
         # Issue 9: the approval is a statement signed with this client's own TLS key.
         signer = ApprovalSigner(self._identity.key_pem, self._identity.cert_pem)
         approval = build_approval(
-            request, local, comment=comment, expected_sha256=expected_sha256, signer=signer
+            request,
+            local,
+            comment=comment,
+            expected_sha256=expected_sha256,
+            signer=signer,
+            on_behalf_of=on_behalf_of,
         )
         with self._translated():
             return self._requests.ApproveRequest(approval, timeout=self._timeout)
@@ -511,6 +524,65 @@ class SealClient:
     ) -> requests_pb2.SealRequest:
         with self._translated():
             return self._webauthn.FinishApproval(request, timeout=self._timeout)
+
+    # -- approver delegation and notifications (issue 17) ------------------
+
+    def propose_delegation(
+        self,
+        delegate: str,
+        *,
+        start: datetime,
+        end: datetime,
+        seal_id: str = "",
+        categories: Sequence[str] = (),
+        delegator: str = "",
+        comment: str = "",
+    ) -> seals_pb2.Delegation:
+        request = seals_pb2.ProposeDelegationRequest(
+            delegator=delegator,
+            delegate=delegate,
+            seal_id=seal_id,
+            categories=list(categories),
+            comment=comment,
+        )
+        request.window.not_before.FromDatetime(start)
+        request.window.not_after.FromDatetime(end)
+        with self._translated():
+            return self._seals.ProposeDelegation(request, timeout=self._timeout)
+
+    def approve_delegation(self, delegation_id: str) -> seals_pb2.Delegation:
+        with self._translated():
+            return self._seals.ApproveDelegation(
+                seals_pb2.DelegationIdRequest(delegation_id=delegation_id), timeout=self._timeout
+            )
+
+    def end_delegation(self, delegation_id: str, comment: str = "") -> seals_pb2.Delegation:
+        with self._translated():
+            return self._seals.EndDelegation(
+                seals_pb2.DelegationIdRequest(delegation_id=delegation_id, comment=comment),
+                timeout=self._timeout,
+            )
+
+    def delegations(self, *, live_only: bool = False) -> seals_pb2.ListDelegationsResponse:
+        with self._translated():
+            return self._seals.ListDelegations(
+                seals_pb2.ListDelegationsRequest(live_only=live_only), timeout=self._timeout
+            )
+
+    def notification_queue(self, state: str = "") -> seals_pb2.NotificationQueue:
+        with self._translated():
+            return self._seals.GetNotificationQueue(
+                seals_pb2.GetNotificationQueueRequest(state=state), timeout=self._timeout
+            )
+
+    def replay_notifications(
+        self, event_ids: Sequence[str] = (), webhook: str = ""
+    ) -> seals_pb2.ReplayNotificationsResponse:
+        with self._translated():
+            return self._seals.ReplayNotifications(
+                seals_pb2.ReplayNotificationsRequest(event_ids=list(event_ids), webhook=webhook),
+                timeout=self._timeout,
+            )
 
     def seal_image(self, seal_id: str, dpi: int = 0) -> bytes:
         """The seal's image as a transparent PNG (dpi 0 = the daemon's default, 300)."""

@@ -142,7 +142,7 @@ def placement_text(p: common_pb2.Placement) -> str:
 def request_text(r: requests_pb2.SealRequest) -> str:
     r = escaped(r)
     state = state_label(r.state) + (f" — {r.state_reason}" if r.state_reason else "")
-    approvers = ", ".join(a.approver for a in r.approvals) or "none yet"
+    approvers = ", ".join(approval_label(a) for a in r.approvals) or "none yet"
     lines = [
         f"Request    {r.request_id}",
         f"Seal       {r.seal_id}",
@@ -152,6 +152,8 @@ def request_text(r: requests_pb2.SealRequest) -> str:
         f"Category   {r.category}",
         f"Placement  {placement_text(r.placement)}",
         f"Approvals  {len(r.approvals)}/{r.required_approvals}: {approvers}",
+        *([f"Amount     {r.amount} {r.amount_currency}"] if r.amount else []),
+        *chain_lines(r),
         f"Digest     {r.approval_digest}",
         "",
         table(
@@ -160,6 +162,31 @@ def request_text(r: requests_pb2.SealRequest) -> str:
         ),
     ]
     return "\n".join(lines)
+
+
+def approval_label(a: requests_pb2.Approval) -> str:
+    """'li.na', or 'deputy for li.na under delegation D-…' (issue 17)."""
+    if a.acting_for:
+        return f"{a.approver} for {a.acting_for} under delegation {a.delegation_id}"
+    return a.approver
+
+
+def chain_lines(r: requests_pb2.SealRequest) -> list[str]:
+    """Issue 17: the approval chain and where the request stands in it."""
+    if not r.HasField("chain"):
+        return []
+    marks = {"done": "✓", "current": "→", "waiting": "·", "skipped": "–"}
+    lines = ["Chain      " + ("complete" if r.chain.complete else f"at step '{r.chain.current}'")]
+    for step in r.chain.steps:
+        detail = step.requirement
+        if step.condition != "always":
+            detail += f" when {step.condition}"
+        if step.counted:
+            detail += f"; by {', '.join(step.counted)}"
+        if step.state == "current" and step.needed_from:
+            detail += f"; waiting for one of: {', '.join(step.needed_from)}"
+        lines.append(f"  {marks.get(step.state, '?')} {step.name:<12} {step.state:<8} {detail}")
+    return lines
 
 
 def requests_table(requests: Sequence[requests_pb2.SealRequest]) -> str:
