@@ -296,3 +296,12 @@ def delegation_for(
             reason="delegation_ambiguous",
         )
     return found[0]
+
+
+def expire(delegation: Delegation, *, now: datetime) -> Delegation:
+    """The sweeper: an ACTIVE delegation past its range ends (its approvals are voided)."""
+    if not delegation.expired(now):
+        raise PreconditionFailed(
+            f"delegation {delegation.delegation_id} has not expired", reason="not_expired"
+        )
+    return replace(delegation, state=DelegationState.ENDED, ended_at=now, ended_by="(expired)")
