@@ -18,9 +18,9 @@ from seald.domain import delegation as rules
 from seald.domain import lifecycle
 from seald.domain.audit import AuditEvent
 from seald.domain.delegation import ALL_SEALS, Delegation, DelegationState
-from seald.domain.errors import InvalidInput, NotFound, PermissionDenied
+from seald.domain.errors import InvalidInput, NotFound, PermissionDenied, PreconditionFailed
 from seald.domain.model import Principal, RequestState, Role, SealRequest
-from seald.domain.outbox import Event, EventType, request_events, seal_event
+from seald.domain.outbox import Event, request_events
 from seald.domain.quotas import Usage, check_submit, periods
 from seald.notify.deliverer import OutboxNotifier
 from seald.store import delegations as delegation_rows
@@ -98,11 +98,25 @@ class Workflow:
         delegator: str,
         seal_id: str,
         categories: Sequence[str],
-        valid_from: datetime,
-        valid_until: datetime,
+        valid_from: datetime | None,
+        valid_until: datetime | None,
         comment: str,
     ) -> Delegation:
         now = self.clock()
+        # R04 first: only an approver (their own authority) or an admin of the seal proposes.
+        scope = seal_id or None
+        if not (proposer.has(Role.APPROVER, scope) or proposer.has(Role.ADMIN, scope)):
+            raise PermissionDenied(
+                f"{proposer.name} is neither an approver nor an admin of "
+                f"{seal_id or 'any seal'}; only they propose a delegation",
+                reason="not_delegator_or_admin",
+            )
+        if valid_from is None or valid_until is None:
+            raise InvalidInput(
+                "a delegation needs a window: give its start and end (not_before, not_after)",
+                reason="bad_delegation_range",
+            )
+        start, end = valid_from, valid_until
         giver = self._principal(delegator or proposer.name)
         receiver = self._principal(delegate)
         if seal_id and seal_id not in self.config().seals:
@@ -117,8 +131,8 @@ class Workflow:
                 delegate=receiver,
                 seal_id=seal_id or ALL_SEALS,
                 categories=categories,
-                valid_from=valid_from,
-                valid_until=valid_until,
+                valid_from=start,
+                valid_until=end,
                 existing=delegation_rows.all_delegations(tx.conn, live_only=True),
                 open_requests=open_requests(tx),
                 max_duration=timedelta(days=max_days),
@@ -134,6 +148,11 @@ class Workflow:
 
     async def approve(self, admin: Principal, delegation_id: str) -> Delegation:
         now = self.clock()
+        if Role.ADMIN not in admin.roles:
+            raise PermissionDenied(
+                f"{admin.name} is not an admin; a second admin approves a delegation",
+                reason="not_an_admin",
+            )
 
         def _tx(tx: Transaction) -> Delegation:
             d = rules.approve(delegation_rows.get(tx.conn, delegation_id), admin=admin, now=now)
@@ -146,6 +165,12 @@ class Workflow:
 
     async def end(self, principal: Principal, delegation_id: str, comment: str = "") -> Delegation:
         now = self.clock()
+        if not principal.roles & {Role.APPROVER, Role.ADMIN}:
+            raise PermissionDenied(
+                f"{principal.name} may not end delegations; the delegator, the delegate or an "
+                "admin ends one",
+                reason="not_delegation_party",
+            )
 
         def _tx(tx: Transaction) -> Delegation:
             d = rules.end(delegation_rows.get(tx.conn, delegation_id), by=principal, now=now)
@@ -202,6 +227,24 @@ class Workflow:
                     },
                 )
             )
+
+    def require_delegations_in_force(self, tx: Transaction, request: SealRequest, now: datetime) -> None:
+        """At the signing intent: every delegated approval's delegation is still in force.
+
+        Between a delegation's end and the sweep that voids its approvals nothing is
+        signed on them (fail closed); the signer then runs the sweep at once."""
+        ids = {a.delegation_id for a in request.approvals if a.delegation_id}
+        if not ids:
+            return
+        known = {d.delegation_id: d for d in delegation_rows.all_delegations(tx.conn)}
+        for delegation_id in sorted(ids):
+            d = known.get(delegation_id)
+            if d is None or not d.in_force(now):
+                raise PreconditionFailed(
+                    f"request {request.request_id} has an approval under delegation "
+                    f"{delegation_id}, which is no longer in force; that approval is void",
+                    reason="delegation_not_in_force",
+                )
 
     async def delegations(self, principal: Principal, *, live_only: bool) -> list[Delegation]:
         found = await self.store.call(
@@ -315,18 +358,8 @@ def _current(policy: object, request: SealRequest) -> str | None:
     return standing.current if standing is not None else None
 
 
-def seal_suspended_event(seal_id: str, now: datetime, status: str) -> Event:
-    return seal_event(uuid.uuid4().hex, EventType.SEAL_SUSPENDED, seal_id, now, status=status)
-
-
-def token_not_returned_event(seal_id: str, now: datetime) -> Event:
-    return seal_event(uuid.uuid4().hex, EventType.TOKEN_NOT_RETURNED, seal_id, now)
-
-
 __all__ = [
     "DelegationState",
     "RequestEvents",
     "Workflow",
-    "seal_suspended_event",
-    "token_not_returned_event",
 ]

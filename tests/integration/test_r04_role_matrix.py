@@ -233,6 +233,39 @@ TABLE = [
         "requester custodian auditor outsider",
         lambda c: seals_pb2.ApproveCustodyChangeRequest(change_id=c.change_id),
     ),
+    # -- issue 17: approver delegation (approver or admin proposes, a second admin approves)
+    row(
+        "SealRegistryService",
+        "ProposeDelegation",
+        "requester custodian auditor outsider",
+        lambda c: seals_pb2.ProposeDelegationRequest(delegate="nobody", seal_id=SEAL),
+    ),
+    row(
+        "SealRegistryService",
+        "ApproveDelegation",
+        "requester approver custodian auditor",
+        lambda c: seals_pb2.DelegationIdRequest(delegation_id="D-none"),
+    ),
+    row(
+        "SealRegistryService",
+        "EndDelegation",
+        "requester custodian auditor",
+        lambda c: seals_pb2.DelegationIdRequest(delegation_id="D-none"),
+    ),
+    row("SealRegistryService", "ListDelegations", "", lambda c: seals_pb2.ListDelegationsRequest()),
+    # -- issue 17: the notification outbox (admins)
+    row(
+        "SealRegistryService",
+        "GetNotificationQueue",
+        "requester approver custodian auditor",
+        lambda c: seals_pb2.GetNotificationQueueRequest(),
+    ),
+    row(
+        "SealRegistryService",
+        "ReplayNotifications",
+        "requester approver custodian auditor",
+        lambda c: seals_pb2.ReplayNotificationsRequest(event_ids=["none"]),
+    ),
     # -- verification: any listed person may check a PDF
     row("VerifyService", "VerifyDocument", "", lambda c: iter([verify_pb2.VerifyDocumentChunk(data=c.pdf)])),
     # -- audit (R10-R12): auditors and admins (by role; the outsider is both)

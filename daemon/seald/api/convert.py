@@ -9,8 +9,12 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from sealapi.v1 import common_pb2, requests_pb2, seals_pb2, tokens_pb2
 from seald.config import SealConfig
+from seald.domain.chains import Money, Standing, parse_money
+from seald.domain.delegation import Delegation
+from seald.domain.errors import InvalidInput
+from seald.domain.lifecycle import facts_of
 from seald.domain.model import Placement, RequestState, Role, SealRequest, SealStatus, SealType
-from seald.domain.policy import approver_groups_for
+from seald.domain.policy import ApprovalPolicy, approver_groups_for
 from seald.domain.seals import SealState
 from seald.domain.text_policy import (
     MAX_CATEGORY,
@@ -109,7 +113,8 @@ def placement_to_pb(placement: Placement) -> common_pb2.Placement:
     )
 
 
-def request_to_pb(request: SealRequest) -> requests_pb2.SealRequest:
+def request_to_pb(request: SealRequest, policy: ApprovalPolicy | None = None) -> requests_pb2.SealRequest:
+    """``policy``: the seal's policy now, to show where the request stands in its chain."""
     pb = requests_pb2.SealRequest(
         request_id=request.request_id,
         seal_id=request.seal_id,
@@ -140,6 +145,8 @@ def request_to_pb(request: SealRequest) -> requests_pb2.SealRequest:
                 statement=a.statement.encode("utf-8"),
                 statement_signature=base64.b64decode(a.statement_signature_b64),
                 webauthn_assertion=a.webauthn_assertion,
+                acting_for=a.acting_for,
+                delegation_id=a.delegation_id,
             )
             for a in request.approvals
         ],
@@ -155,6 +162,62 @@ def request_to_pb(request: SealRequest) -> requests_pb2.SealRequest:
     signed_at = timestamp(request.signed_at)
     if signed_at is not None:
         pb.signed_at.CopyFrom(signed_at)
+    if request.amount is not None:
+        pb.amount, pb.amount_currency = request.amount.canonical(), request.amount.currency
+    standing = (
+        policy.standing(request.requester, request.approvals, facts_of(request))
+        if policy is not None
+        else None
+    )
+    if standing is not None:
+        pb.chain.CopyFrom(chain_to_pb(standing))
+    return pb
+
+
+def chain_to_pb(standing: Standing) -> requests_pb2.ChainStanding:
+    return requests_pb2.ChainStanding(
+        steps=[
+            requests_pb2.ChainStep(
+                name=s.name,
+                state=s.state,
+                requirement=s.requirement,
+                condition=s.condition,
+                counted=list(s.counted),
+                needed_from=list(s.needed_from),
+            )
+            for s in standing.steps
+        ],
+        complete=standing.complete,
+        current=standing.current or "",
+    )
+
+
+def amount_from_pb(value: str, currency: str) -> Money | None:
+    """Issue 17: the optional declared amount of a submission (both or neither)."""
+    if not value and not currency:
+        return None
+    if not value or not currency:
+        raise InvalidInput(
+            "give both amount and amount_currency (e.g. 250000.00 and CNY), or neither",
+            reason="bad_amount",
+        )
+    return parse_money(value, currency)
+
+
+def delegation_to_pb(d: Delegation) -> seals_pb2.Delegation:
+    pb = seals_pb2.Delegation(
+        delegation_id=d.delegation_id,
+        delegator=d.delegator,
+        delegate=d.delegate,
+        seal_id=d.seal_id,
+        categories=sorted(d.categories),
+        state=d.state.value,
+        proposed_by=d.proposed_by,
+        approved_by=d.approved_by,
+        ended_by=d.ended_by,
+    )
+    pb.window.not_before.FromDatetime(d.valid_from.astimezone(UTC).replace(tzinfo=None))
+    pb.window.not_after.FromDatetime(d.valid_until.astimezone(UTC).replace(tzinfo=None))
     return pb
 
 

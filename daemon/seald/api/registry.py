@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import grpc
@@ -16,11 +17,13 @@ from seald.domain.errors import InvalidInput
 from seald.domain.model import Principal
 from seald.domain.seals import SealAction, SealState, effective_state, require_admin
 from seald.domain.text_policy import MAX_LABEL
+from seald.notify.deliverer import Deliverer
 from seald.registry.admin import SealAdmin
 from seald.service.catalog import SealCatalog
 from seald.signing.errors import SigningError
 from seald.tokens.custody_guard import CustodyGuard
 from seald.tokens.manager import TokenManager
+from seald.workflow import Workflow
 
 SEAL_IMAGE_DPI, SEAL_IMAGE_MIN_DPI, SEAL_IMAGE_MAX_DPI = 300, 72, 1200
 
@@ -35,8 +38,14 @@ class SealRegistryServicer(Servicer, seals_pb2_grpc.SealRegistryServiceServicer)
         custody: CustodyGuard,
         admin: SealAdmin,
         seal_image: Callable[[str, int], bytes],
+        workflow: Workflow,
+        deliverer: Deliverer | None = None,
+        clock: Callable[[], datetime],
     ) -> None:
         super().__init__(gate)
+        self.workflow = workflow  # issue 17: delegations and the notification outbox
+        self.deliverer = deliverer
+        self.clock = clock
         self.catalog = catalog
         self.tokens = tokens
         self.custody = custody
@@ -285,3 +294,105 @@ class SealRegistryServicer(Servicer, seals_pb2_grpc.SealRegistryServiceServicer)
         change = await self.custody.approve(principal, request.change_id)
         info.seal_id = change.seal_id
         return custody_convert.change_to_pb(change)
+
+    # -- issue 17: approver delegation and the notification outbox ---------------------------
+
+    @rpc
+    async def ProposeDelegation(
+        self,
+        principal: Principal,
+        info: CallInfo,
+        request: seals_pb2.ProposeDelegationRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> seals_pb2.Delegation:
+        info.seal_id = request.seal_id
+        start, end = custody_convert.window_from_pb(request.window)
+        d = await self.workflow.propose(
+            principal,
+            delegate=request.delegate,
+            delegator=request.delegator,
+            seal_id=request.seal_id,
+            categories=list(request.categories),
+            valid_from=start,
+            valid_until=end,
+            comment=request.comment,
+        )
+        return convert.delegation_to_pb(d)
+
+    @rpc
+    async def ApproveDelegation(
+        self,
+        principal: Principal,
+        info: CallInfo,
+        request: seals_pb2.DelegationIdRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> seals_pb2.Delegation:
+        d = await self.workflow.approve(principal, request.delegation_id)
+        info.seal_id = d.seal_id
+        return convert.delegation_to_pb(d)
+
+    @rpc
+    async def EndDelegation(
+        self,
+        principal: Principal,
+        info: CallInfo,
+        request: seals_pb2.DelegationIdRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> seals_pb2.Delegation:
+        d = await self.workflow.end(principal, request.delegation_id, request.comment)
+        info.seal_id = d.seal_id
+        return convert.delegation_to_pb(d)
+
+    @rpc
+    async def ListDelegations(
+        self,
+        principal: Principal,
+        info: CallInfo,
+        request: seals_pb2.ListDelegationsRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> seals_pb2.ListDelegationsResponse:
+        found = await self.workflow.delegations(principal, live_only=request.live_only)
+        return seals_pb2.ListDelegationsResponse(delegations=[convert.delegation_to_pb(d) for d in found])
+
+    @rpc
+    async def GetNotificationQueue(
+        self,
+        principal: Principal,
+        info: CallInfo,
+        request: seals_pb2.GetNotificationQueueRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> seals_pb2.NotificationQueue:
+        if request.state not in ("", "pending", "delivered", "dead"):
+            raise InvalidInput(
+                f"state {request.state!r}: use pending, delivered, dead or nothing",
+                reason="bad_state",
+            )
+        stats, rows = await self.workflow.queue(principal, request.state)
+        now = self.clock()
+        return seals_pb2.NotificationQueue(
+            pending=stats.pending,
+            delivered=stats.delivered,
+            dead=stats.dead,
+            oldest_pending_age_seconds=(
+                (now - stats.oldest_pending).total_seconds() if stats.oldest_pending else 0.0
+            ),
+            deliveries=[
+                seals_pb2.NotificationDelivery(
+                    event_id=e, webhook=w, state=s, attempts=a, last_error=err
+                )
+                for e, w, s, a, err in rows
+            ],
+        )
+
+    @rpc
+    async def ReplayNotifications(
+        self,
+        principal: Principal,
+        info: CallInfo,
+        request: seals_pb2.ReplayNotificationsRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> seals_pb2.ReplayNotificationsResponse:
+        count = await self.workflow.replay(principal, list(request.event_ids), request.webhook)
+        if self.deliverer is not None:
+            self.deliverer.wake()
+        return seals_pb2.ReplayNotificationsResponse(replayed=count)

@@ -23,7 +23,7 @@ from seald.audit.evidence import export_evidence
 from seald.audit.operations import AuditOperations
 from seald.domain import access, lifecycle
 from seald.domain.errors import InvalidInput, LimitExceeded, SealError
-from seald.domain.model import Principal
+from seald.domain.model import Principal, SealRequest
 from seald.service.catalog import SealCatalog
 from seald.service.previews import Previews
 from seald.service.requests import RequestService, UploadedDocument
@@ -55,6 +55,10 @@ class SealRequestServicer(Servicer, requests_pb2_grpc.SealRequestServiceServicer
         self.store = store
         self.previews = previews
         self.audit_ops = audit_ops  # the audit key signs on-demand checkpoints for GetEvidence
+
+    def _pb(self, request: SealRequest) -> requests_pb2.SealRequest:
+        """With the chain standing (issue 17) under the seal's policy now."""
+        return convert.request_to_pb(request, self.gate.live.current.policy_for(request.seal_id))
 
     @rpc
     async def SubmitRequest(
@@ -167,9 +171,10 @@ class SealRequestServicer(Servicer, requests_pb2_grpc.SealRequestServiceServicer
                 uploads=uploads,
                 upload_dir=upload_dir,
                 client_request_key=header.client_request_key,
+                amount=convert.amount_from_pb(header.amount, header.amount_currency),
             )
             info.request_id = result.request_id
-            return convert.request_to_pb(result)
+            return self._pb(result)
         finally:
             if current is not None and not current["file"].closed:
                 current["file"].close()
@@ -184,7 +189,7 @@ class SealRequestServicer(Servicer, requests_pb2_grpc.SealRequestServiceServicer
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> requests_pb2.SealRequest:
         info.request_id = request.request_id
-        return convert.request_to_pb(await self.requests.get(principal, request.request_id))
+        return self._pb(await self.requests.get(principal, request.request_id))
 
     @rpc
     async def ListRequests(
@@ -287,9 +292,10 @@ class SealRequestServicer(Servicer, requests_pb2_grpc.SealRequestServiceServicer
             comment=convert.text_in("comment", request.comment),
             certificate_sha256=info.fingerprint,
             signed=signed,
+            on_behalf_of=request.on_behalf_of,
         )
         info.seal_id = result.seal_id
-        return convert.request_to_pb(result)
+        return self._pb(result)
 
     @rpc
     async def WithdrawApproval(

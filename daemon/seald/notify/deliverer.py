@@ -26,7 +26,7 @@ import aiohttp
 from seald.config import NotifyConfig, WebhookConfig
 from seald.domain.model import SealRequest
 from seald.domain.outbox import Event, EventType, backoff, delivery_headers, is_dead
-from seald.logs import get_logger
+from seald.runtime.logs import get_logger
 from seald.store import outbox
 from seald.store.requests import Store
 

@@ -41,6 +41,7 @@ from seald.store import seals as seal_tables
 from seald.store.requests import Store, Transaction
 from seald.tokens import seal_keys
 from seald.tokens.manager import TokenManager
+from seald.workflow_events import seal_suspended_event
 
 log = get_logger("seald.seals")
 
@@ -459,6 +460,8 @@ class SealAdmin:
                 details={"proposal_id": proposal_id, "objects_deleted": deleted},
             )
             if action in STOPPING_ACTIONS:
+                # Issue 17: outside systems learn it with the change, in its transaction.
+                tx.emit(seal_suspended_event(seal_id, now, decision.state.status.value))
                 for request in _open_requests(tx, seal_id):
                     new = lifecycle.void_approvals(
                         request, why=f"seal {seal_id} is {decision.state.status.value}", now=now

@@ -268,11 +268,17 @@ class Daemon:
                 self._periodic(self.services.expiry.expire_due, EXPIRY_INTERVAL_S), name="expiry"
             ),
             asyncio.create_task(self._periodic(self._update_health, HEALTH_INTERVAL_S), name="health"),
+            # Issue 17: delegations past their range end, and their approvals are void.
+            asyncio.create_task(
+                self._periodic(self.services.workflow.sweep, EXPIRY_INTERVAL_S), name="delegations"
+            ),
             asyncio.create_task(
                 self._periodic(self.audit_ops.checkpoint, self.config.audit.checkpoint_interval_s),
                 name="checkpoint",
             ),
         ]
+        if self.services.deliverer is not None:  # issue 17: webhooks, off the signing path
+            self.services.deliverer.start()
         interval = self.notifier.watchdog_interval()
         if interval:
             self._tasks.append(asyncio.create_task(self._watchdog(interval), name="watchdog"))
@@ -325,6 +331,9 @@ class Daemon:
                 custody=parts.custody,
                 admin=parts.seal_admin,
                 seal_image=parts.signer.seal_image,
+                workflow=parts.workflow,
+                deliverer=parts.deliverer,
+                clock=parts.clock,
             ),
             server,
         )
@@ -499,6 +508,8 @@ class Daemon:
         # released, and recover() at the next start resolves it from the files on disk.
         abandoned = await self.signer.drain(asyncio.get_running_loop().time() + SHUTDOWN_GRACE_S)
         self.services.workers.shutdown()
+        if self.services.deliverer is not None:
+            await self.services.deliverer.stop()  # undelivered events stay in the outbox
         if rpcs_stopped is not None:
             await rpcs_stopped
         with contextlib.suppress(SealError):

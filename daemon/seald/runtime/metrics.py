@@ -32,6 +32,7 @@ from prometheus_client.registry import Collector
 
 from seald.domain.model import RequestState
 from seald.runtime.logs import get_logger
+from seald.store import outbox
 
 log = get_logger("seald.metrics")
 
@@ -52,6 +53,10 @@ class Snapshot:
     audit_records: int = 0
     last_checkpoint_age_s: float = math.nan
     open_streams: int = 0  # server-streaming calls open now, all principals (issue 8)
+    # Issue 17: the webhook outbox (deliveries still to make, oldest of them, dead letters).
+    notify_queue_depth: int = 0
+    notify_oldest_undelivered_s: float = 0.0
+    notify_dead_letters: int = 0
 
 
 class SnapshotSource(Protocol):
@@ -63,6 +68,10 @@ class SnapshotSource(Protocol):
 def read_store_counts(conn: sqlite3.Connection, now: datetime) -> Snapshot:
     """Requests by state and seal, audit chain length, last checkpoint age (store thread)."""
     snap = Snapshot()
+    queue = outbox.stats(conn)
+    snap.notify_queue_depth, snap.notify_dead_letters = queue.pending, queue.dead
+    if queue.oldest_pending is not None:
+        snap.notify_oldest_undelivered_s = max(0.0, (now - queue.oldest_pending).total_seconds())
     for state, count in conn.execute("SELECT state, COUNT(*) FROM requests GROUP BY state"):
         snap.requests_by_state[str(state)] = int(count)
     for seal_id, count in conn.execute(
@@ -148,6 +157,21 @@ class _StateCollector(Collector):
             "seald_open_streams",
             "Server-streaming calls (watches, downloads, ...) open now, all principals together",
             value=snap.open_streams,
+        )
+        yield GaugeMetricFamily(
+            "seald_notify_queue_depth",
+            "Webhook deliveries not yet made (pending), all webhooks",
+            value=snap.notify_queue_depth,
+        )
+        yield GaugeMetricFamily(
+            "seald_notify_oldest_undelivered_seconds",
+            "Age of the oldest pending webhook delivery; 0 when none is pending",
+            value=snap.notify_oldest_undelivered_s,
+        )
+        yield GaugeMetricFamily(
+            "seald_notify_dead_letters",
+            "Webhook deliveries given up (dead letters) until sealctl notify replay",
+            value=snap.notify_dead_letters,
         )
 
 

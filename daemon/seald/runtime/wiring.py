@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from seald.config import Config
+from seald.notify.deliverer import Deliverer
 from seald.registry.admin import SealAdmin
 from seald.runtime.metrics import SealMetrics
 from seald.service.admission import Admission
@@ -23,6 +24,7 @@ from seald.store.requests import Store
 from seald.tokens.custody_guard import CustodyGuard
 from seald.tokens.manager import TokenManager
 from seald.webauthn.registry import WebAuthnRegistry
+from seald.workflow import Workflow, request_notifier
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,9 @@ class Services:
     previews: Previews
     seal_admin: SealAdmin
     webauthn: WebAuthnRegistry
+    # Issue 17: delegations, quotas, the outbox; the deliverer only when webhooks are set.
+    workflow: Workflow
+    deliverer: Deliverer | None
 
 
 def build_services(
@@ -57,6 +62,13 @@ def build_services(
     # Ops counters (seald.runtime.metrics); served only if [metrics] listen is set.
     metrics = SealMetrics(config.seals)
     recorder = Recorder(store)
+    workflow = Workflow(store, lambda: live.current, clock)
+    deliverer: Deliverer | None = None
+    if config.notify.webhooks:
+        # Every request change writes its events in its own transaction (store notifier).
+        store.notifier = request_notifier(lambda: live.current, clock)
+        deliverer = Deliverer(store, config.notify, clock)
+        recorder.after_commit = deliverer.wake
     catalog = SealCatalog(live, store, tokens)
     # R07/R08/R09: initial PIN, hours, custody holder (issue 3).
     custody = CustodyGuard(config, store, tokens, clock)
@@ -73,6 +85,7 @@ def build_services(
         recorder,
         expiry=expiry,
         workers=workers,
+        workflow=workflow,
         readiness=readiness,
         clock=clock,
     )
@@ -86,7 +99,7 @@ def build_services(
         read_seal_certificate=signer.read_seal_certificate,
     )
     requests = RequestService(
-        live, store, catalog, recorder, signer=signer, workers=workers, clock=clock
+        live, store, catalog, recorder, signer=signer, workers=workers, workflow=workflow, clock=clock
     )
     previews = Previews(requests.get, store, signer.seal_image)
     seal_admin = SealAdmin(live, store, tokens, catalog, clock=clock, wake_signer=signer.wake)
@@ -110,6 +123,8 @@ def build_services(
         seal_admin=seal_admin,
         # Issue 18: approvers' security keys, approvals by assertion, web sessions.
         webauthn=WebAuthnRegistry(live, store, requests, clock),
+        workflow=workflow,
+        deliverer=deliverer,
     )
 
 

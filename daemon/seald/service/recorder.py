@@ -50,11 +50,14 @@ class Recorder:
     def __init__(self, store: Store) -> None:
         self._store = store
         self.request_events = Broadcaster()
+        # Issue 17: the webhook deliverer's wake-up (its events are committed with the change).
+        self.after_commit: Callable[[], None] = lambda: None
 
     async def commit(self, fn: Callable[[Transaction], SealRequest], event: str) -> SealRequest:
         """Run ``fn`` in one write transaction, then publish the new request and log it."""
         request, records = await self._store.write(fn)
         self.request_events.publish((event, request))
+        self.after_commit()
         log.info(
             event,
             request_id=request.request_id,

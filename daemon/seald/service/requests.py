@@ -19,6 +19,8 @@ from typing import Any
 from seald.config import Config
 from seald.domain import access, lifecycle
 from seald.domain.approval_statement import SignedApproval
+from seald.domain.chains import Money
+from seald.domain.delegation import Delegation
 from seald.domain.errors import (
     InvalidInput,
     LimitExceeded,
@@ -44,6 +46,7 @@ from seald.signing.input_checks import check_input_pdf
 from seald.store.limits import count_open_requests
 from seald.store.requests import Store, Transaction
 from seald.webauthn.approvals import WebAuthnApproval
+from seald.workflow import Workflow
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,7 @@ class RequestService:
         *,
         signer: Signer,
         workers: SealWorkers,
+        workflow: Workflow,
         clock: Callable[[], datetime],
     ) -> None:
         self._live = live
@@ -74,6 +78,7 @@ class RequestService:
         self._recorder = recorder
         self._signer = signer
         self._workers = workers
+        self._workflow = workflow
         self._clock = clock
 
     @property
@@ -96,6 +101,7 @@ class RequestService:
         uploads: Sequence[UploadedDocument],
         upload_dir: Path,
         client_request_key: str = "",
+        amount: Money | None = None,
     ) -> SealRequest:
         if client_request_key:
             existing = await self._store.find_by_client_key(principal.name, client_request_key)
@@ -137,6 +143,7 @@ class RequestService:
             ttl=timedelta(hours=self.config.requests.approval_ttl_hours),
             host=self.config.server.host_name,
             client_request_key=client_request_key,
+            amount=amount,
         )
         # Documents go in place before the row: a crash leaves an orphan directory, never a
         # request without its documents.
@@ -153,6 +160,8 @@ class RequestService:
                 count_open_requests(tx.conn, principal.name),
                 self.config.requests.max_pending_per_principal,
             )
+            # Issue 17: use quotas, counted from the stored requests in this transaction.
+            self._workflow.check_quota_tx(tx, seal_id, len(request.documents), request.created_at)
             tx.save_request(request)
             for doc in request.documents:
                 tx.audit(
@@ -184,13 +193,18 @@ class RequestService:
         comment: str,
         certificate_sha256: str,
         signed: SignedApproval | WebAuthnApproval,
+        on_behalf_of: str = "",
     ) -> SealRequest:
         """Record one approval; ``signed`` is its statement, already verified against the
         connection's certificate (api/signed_approvals.py) or, issue 18, a WebAuthn
         assertion over seald's own statement verified by seald.webauthn.registry (then
-        ``principal`` is the credential's owner). There is no unsigned path."""
+        ``principal`` is the credential's owner). There is no unsigned path.
+
+        ``on_behalf_of`` (issue 17): the caller approves as the delegate of that approver,
+        under the delegation in force now (certificate-signed approvals only)."""
         now = self._clock()
         policy_cache: dict[str, Any] = {}
+        under: list[Delegation | None] = [None]
 
         def approved(request: SealRequest) -> SealRequest:
             """The request with this approval added (pure; raises if it is refused)."""
@@ -208,14 +222,19 @@ class RequestService:
                 certificate_sha256=certificate_sha256,
                 use_ttl=timedelta(hours=self.config.requests.approval_use_hours),
                 signed=signed.as_approval(),
+                delegation=under[0],
             )
 
         def _tx(tx: Transaction) -> SealRequest:
             request = tx.get_request(request_id)
-            access.require_visible(principal, request)
-            # R04/R05: who may approve is answered before anything about the seal or the
-            # statement (the API relies on this order).
-            lifecycle.require_eligible_approver(request, principal)
+            under[0] = self._workflow.delegation_for_approval(tx, principal, request, on_behalf_of, now)
+            if under[0] is None:
+                access.require_visible(principal, request)
+                # R04/R05: who may approve is answered before anything about the seal or
+                # the statement (the API relies on this order).
+                lifecycle.require_eligible_approver(request, principal)
+            else:
+                lifecycle.require_delegate(request, principal, under[0], now)
             # R02/R03: no approval for a stopped seal or outside its window.
             lifecycle.check_seal_usable(self._catalog.seal(request.seal_id, tx), request.category, now)
             new = approved(request)
@@ -227,6 +246,12 @@ class RequestService:
             # Issue 9: the signed statement must say what is approved; its hash, the
             # certificate and the policy it met are bound into the ledger.
             if isinstance(signed, WebAuthnApproval):
+                if under[0] is not None:
+                    raise InvalidInput(
+                        "a delegate approves with a statement signed by their client key "
+                        "(sealctl approve --for); WebAuthn approvals are for one's own name",
+                        reason="delegation_needs_signed_statement",
+                    )
                 signed.check(request)  # seald's own statement still describes the request
             else:
                 signed.check(
@@ -238,8 +263,11 @@ class RequestService:
                     # The statement is dated by the approver's wall clock: compare with ours,
                     # not with the injected clock (tests move that one to other hours of the day).
                     now=datetime.now(UTC),
+                    on_behalf_of=under[0].delegator if under[0] else "",
                 )
             details.update(signed.audit_details(policy))
+            if under[0] is not None:  # issue 17: "X for Y under delegation D" in the ledger
+                details.update(acting_for=under[0].delegator, delegation_id=under[0].delegation_id)
             tx.save_request(new)
             tx.audit(
                 request_event(

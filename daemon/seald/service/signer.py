@@ -50,6 +50,7 @@ from seald.signing.placement import PlacementSpec
 from seald.signing.seal_image import SealImageSpec, render_seal_png
 from seald.store.requests import Store, Transaction
 from seald.tokens.manager import TokenManager
+from seald.workflow import Workflow
 
 log = get_logger("seald")
 
@@ -69,6 +70,7 @@ class Signer:
         *,
         expiry: Expiry,
         workers: SealWorkers,
+        workflow: Workflow,
         readiness: Callable[[str], tuple[bool, str]],
         clock: Callable[[], datetime],
     ) -> None:
@@ -78,6 +80,7 @@ class Signer:
         self._catalog = catalog
         self._recorder = recorder
         self._expiry = expiry
+        self._workflow = workflow
         self._workers = workers
         self._readiness = readiness
         self._clock = clock
@@ -291,6 +294,8 @@ class Signer:
 
         def _intent(tx: Transaction) -> SealRequest:
             request = tx.get_request(request_id)
+            # Issue 17: nothing is signed on an approval whose delegation has ended.
+            self._workflow.require_delegations_in_force(tx, request, now)
             new = lifecycle.begin_signing(
                 request,
                 seal=self._catalog.seal(request.seal_id, tx),
@@ -384,6 +389,8 @@ class Signer:
         """The intent record was refused: the request expired, or the policy no longer holds."""
         if ex.reason in ("request_expired",):
             await self._expiry.expire_due()
+        elif ex.reason == "delegation_not_in_force":
+            await self._workflow.sweep()  # voids those approvals; the request waits for new ones
         elif ex.reason not in ("not_approved",):
             await self._fail_before_signing(request_id, ex)
 

@@ -22,6 +22,7 @@ from seald.runtime.logs import get_logger
 from seald.store import custody as custody_store
 from seald.store.requests import Store, Transaction
 from seald.tokens.manager import TokenManager
+from seald.workflow_events import token_not_returned_event
 
 log = get_logger("seald.custody")
 
@@ -245,6 +246,7 @@ class CustodyGuard:
 
         def _tx(tx: Transaction) -> None:
             custody_store.mark_return_alerted(tx.conn, seal_id, day, now)
+            tx.emit(token_not_returned_event(seal_id, now))  # issue 17: the outbox
             tx.audit(
                 AuditEvent(
                     event="token.not_returned",
