@@ -449,6 +449,17 @@ def test_quota_n_plus_first_use_in_a_day_refused_with_reset_and_a_restart_keeps_
         with d.client("zhang.wei") as z, pytest.raises(SealClientError) as after_restart:
             submit(z, pdf)
         assert after_restart.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+        # The usage report shows the quotas and the busiest local day of the period.
+        now = datetime.now(UTC)
+        with d.client("zhao.min") as auditor:
+            report = json.loads(auditor.usage_report(now - timedelta(days=2), now + timedelta(minutes=1)))
+        [contract] = report["quotas"]
+        assert (contract["seal_id"], contract["uses_per_day"], contract["documents_per_request"]) == (
+            "contract",
+            2,
+            1,
+        )
+        assert contract["busiest_day_uses"] == 2 and contract["busiest_month_uses"] == 2
     finally:
         if d.proc is not None:
             d.stop()

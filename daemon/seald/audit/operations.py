@@ -9,8 +9,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import sqlite3
-from collections.abc import Awaitable, Callable
-from datetime import datetime
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime, tzinfo
 from pathlib import Path
 
 import aiohttp
@@ -20,6 +20,7 @@ from seald.audit import report_seal, reports
 from seald.audit import timestamps as audit_timestamps
 from seald.domain.audit import ChainVerification, format_time
 from seald.domain.errors import InvalidInput
+from seald.domain.quotas import Quotas
 from seald.runtime.logs import get_logger
 from seald.store.audit_health import (
     DatabaseFileReplaced,
@@ -58,6 +59,8 @@ class AuditOperations:
         self.store = store
         self.host = host
         self.clock = clock
+        # Issue 17: seal -> (use quotas, time zone) for the usage report (set by the daemon).
+        self.quotas: Callable[[], Mapping[str, tuple[Quotas, tzinfo]]] = dict
         # [audit] key_dir; default <state_dir>/audit.
         self.directory: Path = directory or store.state_dir / AUDIT_DIR_NAME
         self._key: AuditKey | None = None
@@ -182,7 +185,7 @@ class AuditOperations:
             conn = sqlite3.connect(db_uri, uri=True)
             try:
                 records = self.store.ledger.records(conn, to_time=to_time)
-                report = reports.build_report(records, from_time, to_time, seal_id)
+                report = reports.build_report(records, from_time, to_time, seal_id, self.quotas())
                 # The seal's time comes from the ledger, so the same ledger gives the same bytes.
                 row = conn.execute(
                     "SELECT time FROM audit_log WHERE sequence = ?", (report.ledger_head_sequence,)

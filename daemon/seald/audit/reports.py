@@ -18,9 +18,9 @@ import json
 import random
 import tempfile
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Any, Final
 
@@ -36,6 +36,7 @@ from pyhanko.pdf_utils.writer import PdfFileWriter
 
 from seald.domain.audit import AuditRecord, format_time
 from seald.domain.errors import InvalidInput
+from seald.domain.quotas import Quotas
 from seald.signing.seal_image import find_cjk_font
 
 # pyHanko is untyped: its objects are Any here.
@@ -88,6 +89,21 @@ class SealSummary:
     refusals: int = 0
 
 
+@dataclass
+class QuotaUse:
+    """Issue 17: a seal's use quotas (0 = none) and the busiest local day and month of the
+    period (uses = requests submitted that did not end without a seal)."""
+
+    seal_id: str
+    uses_per_day: int
+    uses_per_month: int
+    documents_per_request: int
+    busiest_day: str = ""
+    busiest_day_uses: int = 0
+    busiest_month: str = ""
+    busiest_month_uses: int = 0
+
+
 @dataclass(frozen=True)
 class UsageReport:
     title: str
@@ -99,12 +115,26 @@ class UsageReport:
     seals: list[SealSummary]
     uses: list[UseRow]
     refusals_total: int
+    quotas: list[QuotaUse] = field(default_factory=list)  # only seals with a quota
+
+
+# Events after which a request gives its use back (issue 17 quotas).
+_NOT_A_USE_EVENTS = frozenset(
+    {"request.rejected", "request.cancelled", "request.expired", "seal.sign_failed"}
+)
 
 
 def build_report(
-    records: Iterable[AuditRecord], from_time: datetime, to_time: datetime, seal_id: str = ""
+    records: Iterable[AuditRecord],
+    from_time: datetime,
+    to_time: datetime,
+    seal_id: str = "",
+    quotas: Mapping[str, tuple[Quotas, tzinfo]] | None = None,
 ) -> UsageReport:
-    """``records``: every record before ``to_time`` in sequence order (context is needed)."""
+    """``records``: every record before ``to_time`` in sequence order (context is needed).
+
+    ``quotas``: seal -> (its quotas, its time zone), to show them with the busiest local
+    day and month of the period (issue 17)."""
     if to_time <= from_time:
         raise InvalidInput(
             "the report period is empty: --to must be after --from", reason="report_period_empty"
@@ -117,6 +147,7 @@ def build_report(
     applied: Counter[str] = Counter()
     refusals: Counter[str] = Counter()
     head_sequence, head_hash = 0, ""
+    use_times: dict[str, tuple[str, str]] = {}  # request -> (seal, submit time) in the period
     for record in records:
         if record.time >= end:
             break
@@ -124,6 +155,10 @@ def build_report(
         if record.event == "request.submitted" and record.request_id not in submitted:
             category = record.details.get("category")
             submitted[record.request_id] = (record.principal, str(category or ""))
+            if record.time >= start and (not seal_id or record.seal_id == seal_id):
+                use_times[record.request_id] = (record.seal_id, record.time)
+        elif record.event in _NOT_A_USE_EVENTS:
+            use_times.pop(record.request_id, None)
         elif record.event == "request.approved":
             approvers[record.request_id].append(record.principal)
         elif record.event == "request.approval_withdrawn":
@@ -172,6 +207,11 @@ def build_report(
                 refusals=refusals[sid],
             )
         )
+    quota_uses = [
+        _quota_use(sid, quota, [t for s, t in use_times.values() if s == sid])
+        for sid, quota in sorted((quotas or {}).items())
+        if quota[0].any and (not seal_id or sid == seal_id)
+    ]
     return UsageReport(
         title="签盖记录汇总表",
         from_time=start,
@@ -182,11 +222,31 @@ def build_report(
         seals=seals,
         uses=uses,
         refusals_total=sum(refusals.values()),
+        quotas=quota_uses,
     )
 
 
+def _quota_use(seal_id: str, quota: tuple[Quotas, tzinfo], times: list[str]) -> QuotaUse:
+    limits, zone = quota
+    summary = QuotaUse(
+        seal_id, limits.uses_per_day, limits.uses_per_month, limits.documents_per_request
+    )
+    local = [datetime.fromisoformat(t.replace("Z", "+00:00")).astimezone(zone) for t in times]
+    days = Counter(t.strftime("%Y-%m-%d") for t in local)
+    months = Counter(t.strftime("%Y-%m") for t in local)
+    if days:  # ties: the earliest, so the same ledger gives the same report
+        summary.busiest_day, summary.busiest_day_uses = min(days.items(), key=lambda kv: (-kv[1], kv[0]))
+        summary.busiest_month, summary.busiest_month_uses = min(
+            months.items(), key=lambda kv: (-kv[1], kv[0])
+        )
+    return summary
+
+
 def render_json(report: UsageReport) -> bytes:
-    return (json.dumps(asdict(report), ensure_ascii=False, sort_keys=True, indent=1) + "\n").encode()
+    data = asdict(report)
+    if not data["quotas"]:  # reports of seals without quotas keep their exact bytes
+        del data["quotas"]
+    return (json.dumps(data, ensure_ascii=False, sort_keys=True, indent=1) + "\n").encode()
 
 
 def render_csv(report: UsageReport) -> bytes:

@@ -160,6 +160,9 @@ class Daemon:
             tsa_url=config.audit.tsa_url if config.audit.timestamp_checkpoints else "",
             tsa_roots=config.audit.tsa_roots,
         )
+        self.audit_ops.quotas = lambda: {
+            sid: (sc.quotas, sc.hours.tz) for sid, sc in self.services.live.current.seals.items()
+        }
         # The asyncio flavour: its set() is a coroutine, safe to call from the loop.
         self.health: Any = health_aio.HealthServicer()
         self.server: grpc.aio.Server | None = None
