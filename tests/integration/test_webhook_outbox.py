@@ -205,3 +205,35 @@ def test_webhook_a_receiver_that_does_not_present_the_right_certificate_is_not_s
     asyncio.run(scenario())
     assert receiver.unique_ids() == []
     assert receiver.attempts == 0
+
+
+def test_webhook_slow_receiver_is_a_failed_attempt_retried_then_delivered_once(
+    seal_fixtures: SealFixtures, receiver: WebhookReceiver, tmp_path: Path
+) -> None:
+    receiver.delay = 1.0  # slower than the 0.3 s timeout
+    clock = Clock()
+    config = notify_config(seal_fixtures, receiver.url, timeout_seconds=0.3)
+
+    async def scenario() -> None:
+        store = await open_store(tmp_path, config, clock)
+        await enqueue_all(store, events(1, 1, clock.now))
+        deliverer = Deliverer(store, config, lambda: datetime.now(UTC))
+        deliverer.start()
+        for _ in range(100):
+            await asyncio.sleep(0.1)
+            rows = await store.call(lambda: outbox.deliveries(store._connection()))
+            if rows[0][3] >= 2:
+                break
+        assert rows[0][2] == "pending" and rows[0][3] >= 2 and "Timeout" in rows[0][4], rows
+        receiver.delay = 0.0  # the receiver recovers
+        await asyncio.to_thread(receiver.wait_for, 1, 30)
+        await asyncio.sleep(0.5)
+        await deliverer.stop()
+        rows = await store.call(lambda: outbox.deliveries(store._connection()))
+        assert rows[0][2] == "delivered"
+        await store.close()
+
+    asyncio.run(scenario())
+    # The slow attempts may have finished at the receiver after seald gave up on them:
+    # the receiver's recipe (act once per event id) keeps it to one.
+    assert receiver.unique_ids() == ["ev-000-0"]
