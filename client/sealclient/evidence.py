@@ -552,7 +552,8 @@ def _verify_policy(
     seen: set[str] = set()
     for a in approvals:
         if requester in (a.approver, a.identity):
-            problems.append(f"{a.label()}: the requester can never approve the request")
+            who = a.approver if a.approver == requester else a.label()
+            problems.append(f"{who} is the requester and can never approve the request")
         if a.identity in seen:
             # Issue 17: delegator plus delegate count once.
             problems.append(f"{a.identity} approves more than once (in person or by a delegate)")
