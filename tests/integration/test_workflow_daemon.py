@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -87,6 +89,15 @@ def receiver(seal_fixtures: SealFixtures) -> Iterator[WebhookReceiver]:
     ).start()
     yield r
     r.stop()
+
+
+SEALCTL = shutil.which("sealctl", path=str(Path(sys.executable).parent))
+
+
+def sealctl(fx: SealFixtures, d: SealDaemon, who: str, *args: str) -> subprocess.CompletedProcess[str]:
+    assert SEALCTL is not None, "sealctl not installed in the venv"
+    command = [SEALCTL, "--config", str(fx.principals[who].config), "--server", d.target, *args]
+    return subprocess.run(command, capture_output=True, text=True, check=False, timeout=120)
 
 
 def submit(client: SealClient, pdf: Path, **kw: str) -> requests_pb2.SealRequest:
@@ -201,9 +212,13 @@ def test_delegation_ended_voids_the_delegates_approval_and_refusals_name_the_rul
             )
         with d.client_for(fx.unlisted) as deputy:
             deputy.approve(request.request_id, on_behalf_of="li.na")
-        with d.client("li.na") as li:
-            ended = li.end_delegation(dl.delegation_id, "back from the trip")
-            assert ended.state == "ended"
+        listed = sealctl(fx, d, "li.na", "delegation", "list", "--live")
+        assert f"delegation: {dl.delegation_id} (active)" in listed.stdout, listed.stdout + listed.stderr
+        assert "deputy approves for li.na: contract" in listed.stdout
+        ended_cli = sealctl(fx, d, "li.na", "delegation", "end", dl.delegation_id, "--comment", "back")
+        assert ended_cli.returncode == 0 and "(ended)" in ended_cli.stdout, (
+            ended_cli.stdout + ended_cli.stderr
+        )
         with d.client("zhang.wei") as z:
             now = z.get(request.request_id)
         assert list(now.approvals) == [] and now.state == requests_pb2.REQUEST_STATE_PENDING
@@ -394,8 +409,11 @@ def test_webhook_dead_letter_then_sealctl_replay(
                 time.sleep(0.2)
             dead = admin.notification_queue("dead")
             assert dead.deliveries[0].state == "dead" and "503" in dead.deliveries[0].last_error
-            receiver.fail_next = 0
-            assert admin.replay_notifications().replayed == 1
+        receiver.fail_next = 0
+        listed = sealctl(fx, d, "chen.jie", "notify", "list", "--state", "dead")
+        assert listed.returncode == 0 and "dead 1" in listed.stdout, listed.stdout + listed.stderr
+        replayed = sealctl(fx, d, "chen.jie", "notify", "replay")
+        assert replayed.returncode == 0 and "1 dead letter(s) queued again" in replayed.stdout
         [event_id] = receiver.wait_for(1, timeout=30)
         assert receiver.accepted[0].event["request_id"] == request.request_id
         with d.client("wang.fang") as approver:
