@@ -36,6 +36,7 @@ from seald.domain.approval_statement import (
     statement_problems,
 )
 from seald.domain.audit import RECORD_COLUMNS, verify_segment
+from seald.domain.chains import CountedApproval, RequestFacts, chain_from_data, evaluate, parse_money
 from seald.domain.checkpoints import CHECKPOINT_FORMAT, checkpoint_payload
 from seald.domain.digest import DigestDocument, DigestPlacement, canonical_approval_subject, digest_of
 from seald.domain.webauthn import WebAuthnStatement
@@ -568,6 +569,26 @@ def _verify_policy(
         and (eligible is None or a.identity in eligible)
     }
     delegated = [a.label() for a in approvals if a.acting_for]
+    chain_note = ""
+    if "chain" in policy:  # issue 17: the steps, in the order the ledger recorded them
+        chain = chain_from_data(policy["chain"])
+        amount = request.get("amount")
+        facts = RequestFacts(
+            str(request["category"]),
+            parse_money(amount["value"], amount["currency"]) if amount else None,
+        )
+        given = [
+            CountedApproval(a.identity, a.approver, _time(standing[a.approver]["time"]))
+            for a in approvals
+            if a.valid and a.approver in standing
+        ]
+        result = evaluate(chain, facts, requester, given)
+        if not result.complete:
+            problems.append(
+                f"the approval chain is not complete: step '{result.current}' has no valid "
+                "approval in order"
+            )
+        chain_note = "; chain " + " -> ".join(f"{s.name}:{s.state}" for s in result.steps)
     required = int(policy["required"])
     if len(counted) < required:
         problems.append(f"only {len(counted)} valid distinct approvals of the {required} required")
@@ -579,7 +600,8 @@ def _verify_policy(
         problems,
         f"{len(counted)} of {required} required distinct approvers ({', '.join(sorted(counted))}), "
         f"none the requester {requester}"
-        + (f"; by delegation: {'; '.join(delegated)}" if delegated else ""),
+        + (f"; by delegation: {'; '.join(delegated)}" if delegated else "")
+        + chain_note,
     )
 
 

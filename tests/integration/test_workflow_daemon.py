@@ -284,8 +284,27 @@ def test_chain_three_steps_out_of_order_refused_then_completes_in_order(
             done = gm.approve(big.request_id)
         assert done.state == requests_pb2.REQUEST_STATE_APPROVED and done.chain.complete
         assert [list(s.counted) for s in done.chain.steps] == [["wang.fang"], ["legal.counsel"], ["li.na"]]
+        with d.client("liu.yang") as custodian:
+            unlock_first_use(custodian, fx, "contract")
+        with d.client("zhang.wei") as z:
+            d.wait_state(z, big.request_id, requests_pb2.REQUEST_STATE_SIGNED)
+            sealed = tmp_path / "big.sealed.pdf"
+            z.download(big.request_id, 0, sealed)
+        with d.client("zhao.min") as auditor:
+            package = auditor.evidence(big.request_id)
     finally:
         d.stop()
+    # Offline: the recorded chain is evaluated again from the signed approvals, in ledger order.
+    trust = load_trust([fx.tls_ca, fx.seal_ca, fx.state_dir / "audit" / "audit-cert.pem"])
+    verdict = verify_package(package, [sealed], trust)
+    assert verdict.ok, verdict.as_dict()
+    policy = next(c for c in verdict.checks if c.name == "approval_policy")
+    assert "chain department:done -> legal:done -> gm:done" in policy.detail
+    without_legal = json.loads(package)
+    without_legal["approvals"] = [a for a in without_legal["approvals"] if a["approver"] != "legal.counsel"]
+    bad = verify_package(json.dumps(without_legal).encode(), [sealed], trust)
+    detail = next(c.detail for c in bad.checks if c.name == "approval_policy")
+    assert "the approval chain is not complete: step 'legal'" in detail
 
 
 def test_chain_unsatisfiable_policy_refuses_to_start_naming_the_seal(

@@ -292,3 +292,16 @@ def test_chain_lifecycle_small_amount_needs_no_legal_and_legal_is_not_in_path() 
     standing = policy.standing(r.requester, r.approvals, lifecycle.facts_of(r))  # type: ignore[attr-defined]
     assert standing is not None and standing.current == "gm"
     assert [s.state for s in standing.steps] == ["done", "skipped", "current"]
+
+
+def test_chain_as_data_round_trips() -> None:
+    from seald.domain.chains import chain_from_data, chain_to_data
+
+    nested = Chain(
+        (
+            Step("a", AllOf((DEPT, When(Condition(categories=frozenset({"loan"})), LEGAL)))),
+            Step("b", MOf(1, (GM, AnyOf((LEGAL,)))), when=Condition(amount_over=CNY_100K)),
+        )
+    )
+    for chain in (THREE_STEP, nested):
+        assert chain_from_data(chain_to_data(chain)) == chain

@@ -47,6 +47,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
+from seald.domain.chains import chain_to_data
 from seald.domain.digest import (
     DigestDocument,
     DigestPlacement,
@@ -381,7 +382,7 @@ def policy_summary(policy: ApprovalPolicy) -> dict[str, Any]:
             groups = [[name, sorted(members)] for name, members in rule.groups]
     summary: dict[str, Any] = {"required": required, "eligible": eligible, "groups": groups}
     if policy.chain is not None:  # issue 17: recorded only for chains (older records unchanged)
-        summary["chain"] = policy.chain.describe()
+        summary["chain"] = chain_to_data(policy.chain)
     return summary
 
 

@@ -574,3 +574,79 @@ def resolve(chain: Chain, members: Mapping[str, frozenset[str]]) -> Chain:
     return Chain(
         tuple(Step(s.name, _resolve_expr(s.expr, members), s.when) for s in chain.steps)
     )
+
+
+# -- as data (recorded with each approval in the ledger; the offline verifier reads it) --
+
+
+def _condition_data(c: Condition | None) -> dict[str, object] | None:
+    if c is None:
+        return None
+    return {
+        "categories": sorted(c.categories) if c.categories is not None else None,
+        "amount_over": [c.amount_over.canonical(), c.amount_over.currency] if c.amount_over else None,
+    }
+
+
+def _expr_data(expr: Expr) -> dict[str, object]:
+    if isinstance(expr, Group):
+        return {"group": expr.name, "members": sorted(expr.members), "count": expr.count}
+    if isinstance(expr, When):
+        return {"when": _condition_data(expr.condition), "expr": _expr_data(expr.item)}
+    items = [_expr_data(i) for i in expr.items]
+    if isinstance(expr, AllOf):
+        return {"all_of": items}
+    if isinstance(expr, AnyOf):
+        return {"any_of": items}
+    return {"m_of": expr.m, "of": items}
+
+
+def chain_to_data(chain: Chain) -> dict[str, object]:
+    """The chain (with its members) as JSON-able data."""
+    return {
+        "steps": [
+            {"name": s.name, "when": _condition_data(s.when), "expr": _expr_data(s.expr)}
+            for s in chain.steps
+        ]
+    }
+
+
+def _condition_from(raw: object) -> Condition | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise ValueError("a chain condition is not an object")
+    cats, over = raw.get("categories"), raw.get("amount_over")
+    return Condition(
+        frozenset(str(c) for c in cats) if isinstance(cats, list) else None,
+        parse_money(str(over[0]), str(over[1])) if isinstance(over, list) else None,
+    )
+
+
+def _expr_from(raw: object) -> Expr:
+    if not isinstance(raw, dict):
+        raise ValueError("a chain expression is not an object")
+    if "group" in raw:
+        return Group(str(raw["group"]), frozenset(str(m) for m in raw["members"]), int(raw["count"]))
+    if "when" in raw:
+        condition = _condition_from(raw["when"])
+        if condition is None:
+            raise ValueError("a chain 'when' has no condition")
+        return When(condition, _expr_from(raw["expr"]))
+    if "all_of" in raw:
+        return AllOf(tuple(_expr_from(i) for i in raw["all_of"]))
+    if "any_of" in raw:
+        return AnyOf(tuple(_expr_from(i) for i in raw["any_of"]))
+    return MOf(int(raw["m_of"]), tuple(_expr_from(i) for i in raw["of"]))
+
+
+def chain_from_data(raw: object) -> Chain:
+    """Inverse of :func:`chain_to_data`; ValueError/KeyError/TypeError on malformed data."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("steps"), list):
+        raise ValueError("a chain has no steps")
+    return Chain(
+        tuple(
+            Step(str(s["name"]), _expr_from(s["expr"]), _condition_from(s.get("when")))
+            for s in raw["steps"]
+        )
+    )
