@@ -20,6 +20,8 @@ from seald.domain.chains import (
     RequestFacts,
     Step,
     When,
+    chain_from_data,
+    chain_to_data,
     check_chain,
     evaluate,
     meets,
@@ -295,8 +297,6 @@ def test_chain_lifecycle_small_amount_needs_no_legal_and_legal_is_not_in_path() 
 
 
 def test_chain_as_data_round_trips() -> None:
-    from seald.domain.chains import chain_from_data, chain_to_data
-
     nested = Chain(
         (
             Step("a", AllOf((DEPT, When(Condition(categories=frozenset({"loan"})), LEGAL)))),
