@@ -373,11 +373,19 @@ class SealClient:
         return info, LocalDocument(sha256=hasher.hexdigest(), size=size)
 
     def preview(
-        self, request_id: str, index: int = 0, dpi: int = 0
+        self, request_id: str, index: int = 0, dpi: int = 0, first_page: int = 0, page_count: int = 0
     ) -> builtins.list[requests_pb2.PreviewPage]:
-        """PNGs of the original page(s) with the seal drawn where it will go (dpi 0 = default)."""
+        """PNGs of the original page(s) with the seal drawn where it will go (dpi 0 = default).
+
+        first_page 0: the pages the seal goes on; N >= 1: pages N.. (page_count of them, at
+        most 10 per call), seal drawn on those it touches.
+        """
         query = requests_pb2.PreviewRequestRequest(
-            request_id=request_id, document_index=index, dpi=dpi
+            request_id=request_id,
+            document_index=index,
+            dpi=dpi,
+            first_page=first_page,
+            page_count=page_count,
         )
         return [*self._stream(self._requests.PreviewRequest(query, timeout=self._timeout * 4))]
 

@@ -51,6 +51,17 @@ def add_preview_parser(commands: Any) -> None:
     )
     preview.add_argument("--index", type=int, default=0, help="document (0-based; default 0)")
     preview.add_argument("--dpi", type=_dpi, default=0, help="30..300; default 100")
+    preview.add_argument(
+        "--first-page",
+        type=int,
+        default=0,
+        metavar="N",
+        help="render pages N.. of the document (seal drawn where it touches them); "
+        "default: the pages the seal goes on",
+    )
+    preview.add_argument(
+        "--page-count", type=int, default=0, metavar="K", help="with --first-page: K pages (max 10)"
+    )
     preview.set_defaults(handler=cmd_preview)
 
 
@@ -66,11 +77,13 @@ def add_seal_image_parser(seal_commands: Any) -> None:
 def cmd_preview(args: argparse.Namespace, client: SealClient, out: _Output) -> int:
     if args.index < 0:
         raise LocalInputError("bad_document_index", "--index must be 0 or more")
+    if args.first_page < 0 or args.page_count < 0:
+        raise LocalInputError("bad_preview_page", "--first-page and --page-count must be 0 or more")
     if not args.out.is_dir():
         raise LocalInputError(
             "output_not_a_directory", f"{args.out} is not a directory; create it or choose another"
         )
-    pages = client.preview(args.request_id, args.index, args.dpi)
+    pages = client.preview(args.request_id, args.index, args.dpi, args.first_page, args.page_count)
     written = []
     for page in pages:
         _check_png(page.png, f"page {page.page}")

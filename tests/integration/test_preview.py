@@ -192,3 +192,40 @@ def test_r04_preview_refused_to_custodian_and_bad_arguments_named(daemon: SealDa
                 approver.preview(request_id, **kwargs)
             assert bad.value.code is grpc.StatusCode.INVALID_ARGUMENT, kwargs
             assert bad.value.reason == reason
+
+
+def test_r13_page_range_preview_shows_every_page_with_the_seal_only_where_it_goes(
+    daemon: SealDaemon, tmp_path: Path
+) -> None:
+    """PreviewRequest with first_page/page_count: any page of the document, at most
+    MAX_PAGES per call, page_total given, the seal drawn only on the page it goes on."""
+    placement = common_pb2.Placement(page=2, x_mm=150.0, y_mm=230.0, size_mm=40.0)
+    pdf = tmp_path / "long.pdf"
+    request_id = _submit(daemon, valid_pdf(12), pdf, placement)
+    with daemon.client("li.na") as approver:
+        first = approver.preview(request_id, 0, DPI, first_page=1)
+        rest = approver.preview(request_id, 0, DPI, first_page=11, page_count=5)
+        legacy = approver.preview(request_id, 0, DPI)
+        with pytest.raises(SealClientError) as beyond:
+            approver.preview(request_id, 0, DPI, first_page=13)
+    assert [p.page for p in first] == list(range(1, 11))  # capped at MAX_PAGES per call
+    assert [p.page for p in rest] == [11, 12]  # clipped to the document
+    assert {p.page_total for p in first + rest} == {12}
+    assert beyond.value.code is grpc.StatusCode.INVALID_ARGUMENT
+    assert beyond.value.reason == "bad_preview_page" and "12 page" in beyond.value.message
+    # the seal's page is the same picture the seal-only preview gives
+    assert [p.page for p in legacy] == [2] and first[1].png == legacy[0].png
+    assert _red_mask(_png(first[1].png)).getbbox() is not None
+    # pages without the seal are poppler's own rendering of the original, nothing drawn
+    for page in (first[0], first[9], rest[1]):
+        assert ImageChops.difference(_png(page.png), _pdftoppm(pdf, page.page, tmp_path)).getbbox() is None
+
+    # sealctl preview --first-page writes the same pictures
+    out_dir = tmp_path / "range"
+    out_dir.mkdir()
+    done = sealctl(
+        daemon, "wang.fang", "preview", request_id, "--out", str(out_dir), "--dpi", str(DPI),
+        "--first-page", "12", "--page-count", "1",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert (out_dir / f"{request_id}-0-page12.png").read_bytes() == rest[1].png

@@ -157,6 +157,79 @@ def test_web_preview_pixels_are_sealctl_preview_and_the_digest_is_shown(
     assert s.text("#approval-digest") == request.approval_digest
 
 
+def _sealctl_preview(s: WebStack, request_id: str, out: Path, *extra: str) -> Path:
+    assert SEALCTL is not None
+    out.mkdir()
+    done = subprocess.run(
+        [
+            SEALCTL,
+            "--config",
+            str(s.fixtures.principals["li.na"].config),
+            "--server",
+            s.daemon.target,
+            "preview",
+            request_id,
+            "--out",
+            str(out),
+            "--dpi",
+            "100",
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    (written,) = out.glob("*.png")
+    return written
+
+
+def _has_seal_red(image: Image.Image) -> bool:
+    colours = image.convert("RGB").getcolors(maxcolors=1 << 24) or []
+    return any(r > 150 and g < 80 and b < 80 for _, (r, g, b) in colours)
+
+
+def test_web_request_page_shows_every_page_lazily_with_the_seal_where_it_goes(
+    stack: WebStack, signed_in: str, tmp_path: Path
+) -> None:
+    """A 6-page document (more than one PreviewRequest chunk): one image per page, each
+    loaded when scrolled to; a page without the seal is `sealctl preview --first-page` of it."""
+    s = stack
+    request = submit(s, tmp_path, reason="全部页面预览", pages=6)
+    s.open(f"/r/{request.request_id}")
+    s.wait(lambda d: d.execute_script("return document.querySelectorAll('img.preview').length") == 6, 60)
+    pages = s.driver.execute_script(
+        "return [...document.querySelectorAll('img.preview')].map(i => i.dataset.page)"
+    )
+    assert pages == ["1", "2", "3", "4", "5", "6"]
+    for page in range(1, 7):
+        s.driver.execute_script(
+            "document.querySelector(`img.preview[data-page='${arguments[0]}']`).scrollIntoView()", page
+        )
+        s.wait(
+            lambda d, p=page: d.execute_script(
+                "const i = document.querySelector(`img.preview[data-page='${arguments[0]}']`);"
+                "return i.complete && i.naturalWidth > 0",
+                p,
+            ),
+            60,
+        )
+    s.screenshot("09-request-every-page")
+    base = f"/r/{request.request_id}/preview/0/"
+    shown = {p: Image.open(io.BytesIO(s.fetch_bytes(f"{base}{p}.png"))).convert("RGBA") for p in (1, 5)}
+    # the seal is drawn on page 1 (where it goes) and not on page 5
+    assert _has_seal_red(shown[1]) and not _has_seal_red(shown[5])
+    reference = Image.open(
+        _sealctl_preview(s, request.request_id, tmp_path / "p5", "--first-page", "5", "--page-count", "1")
+    ).convert("RGBA")
+    assert shown[5].size == reference.size and shown[5].tobytes() == reference.tobytes()
+    natural = s.driver.execute_script(
+        "return document.querySelector(\"img.preview[data-page='5']\").naturalWidth"
+    )
+    assert natural == reference.size[0]
+
+
 def test_web_reason_with_markup_is_rendered_as_text(stack: WebStack, signed_in: str, tmp_path: Path) -> None:
     s = stack
     reason = '<img src=x id=injected><b id="bold">粗体</b><script>alert(1)</script>'

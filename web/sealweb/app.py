@@ -71,6 +71,9 @@ HTTP_FOR: Final = {
     grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
 }
 PREVIEW_DPI: Final = 100
+# Pages per PreviewRequest call: a screenful, so the first pictures come quickly and a
+# long document is rendered only as far as the approver scrolls.
+PREVIEW_CHUNK: Final = 4
 
 
 @dataclass
@@ -93,7 +96,10 @@ class Session:
 
 @dataclass
 class PreviewJob:
+    """One PreviewRequest call for a range of PREVIEW_CHUNK pages, served as they arrive."""
+
     pages: dict[int, bytes] = field(default_factory=dict)
+    total: int | None = None  # the document's page count, from the first page
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     done: bool = False
     error: SealdError | None = None
@@ -106,7 +112,7 @@ class WebApp:
         self.link = link
         self.sessions: dict[str, Session] = {}
         self.attempts: dict[str, deque[float]] = {}
-        self.previews: dict[tuple[str, str, int], PreviewJob] = {}
+        self.previews: dict[tuple[str, str, int, int], PreviewJob] = {}
         self.jinja = jinja2.Environment(
             loader=jinja2.FileSystemLoader(HERE / "templates"),
             autoescape=True,  # names and reasons come from other people
@@ -417,28 +423,22 @@ class WebApp:
             and r.requester != session.principal,
             may_cancel=r.requester == session.principal
             and r.state in (requests_pb2.REQUEST_STATE_PENDING, requests_pb2.REQUEST_STATE_APPROVED),
-            preview_pages=range(1, 11),  # seald previews the first 10 pages
             placement=_placement_text(r.placement),
         )
 
     async def preview(self, request: web.Request) -> web.StreamResponse:
-        """One page's preview PNG; the first request of a document starts one PreviewRequest
-        stream whose pages are served as they arrive (first page first)."""
+        """One page's preview PNG. Pages are fetched from seald PREVIEW_CHUNK at a time (the
+        chunk holding the page, on its first request) and served as they arrive, so the
+        browser's lazy images pull in only the pages scrolled into view."""
         session = self.require_login(request)
         request_id = request.match_info["request_id"]
         try:
             doc, page = int(request.match_info["doc"]), int(request.match_info["page"])
         except ValueError:
             raise web.HTTPNotFound() from None
-        now = time.monotonic()
-        for key, old in list(self.previews.items()):
-            if now - old.started > 120:
-                del self.previews[key]
-        key = (session.principal, request_id, doc)
-        job = self.previews.get(key)
-        if job is None:
-            job = self.previews[key] = PreviewJob()
-            asyncio.get_running_loop().create_task(self._run_preview(job, session.token, request_id, doc))
+        if page < 1:
+            raise web.HTTPNotFound()
+        job = self._preview_job(session, request_id, doc, page)
         while page not in job.pages and not job.done:
             job.changed.clear()
             await job.changed.wait()
@@ -448,16 +448,54 @@ class WebApp:
             raise web.HTTPNotFound()
         return web.Response(body=job.pages[page], content_type="image/png")
 
-    async def _run_preview(self, job: PreviewJob, token: str, request_id: str, doc: int) -> None:
+    async def preview_pages(self, request: web.Request) -> web.StreamResponse:
+        """How many pages a document has (JSON), read from the first chunk's first page:
+        the page script then lays out one lazy image per page."""
+        session = self.require_login(request)
+        try:
+            doc = int(request.match_info["doc"])
+        except ValueError:
+            raise web.HTTPNotFound() from None
+        job = self._preview_job(session, request.match_info["request_id"], doc, 1)
+        while job.total is None and not job.done:
+            job.changed.clear()
+            await job.changed.wait()
+        if job.total is None:
+            if job.error is not None:
+                raise job.error
+            raise web.HTTPNotFound()
+        return web.json_response({"pages": job.total})
+
+    def _preview_job(self, session: Session, request_id: str, doc: int, page: int) -> PreviewJob:
+        now = time.monotonic()
+        for key, old in list(self.previews.items()):
+            if now - old.started > 120:
+                del self.previews[key]
+        first = (page - 1) // PREVIEW_CHUNK * PREVIEW_CHUNK + 1
+        key = (session.principal, request_id, doc, first)
+        job = self.previews.get(key)
+        if job is None:
+            job = self.previews[key] = PreviewJob()
+            asyncio.get_running_loop().create_task(
+                self._run_preview(job, session.token, request_id, doc, first)
+            )
+        return job
+
+    async def _run_preview(self, job: PreviewJob, token: str, request_id: str, doc: int, first: int) -> None:
         try:
             async for item in self.link.stream(
                 self.link.requests.PreviewRequest,
                 requests_pb2.PreviewRequestRequest(
-                    request_id=request_id, document_index=doc, dpi=PREVIEW_DPI
+                    request_id=request_id,
+                    document_index=doc,
+                    dpi=PREVIEW_DPI,
+                    first_page=first,
+                    page_count=PREVIEW_CHUNK,
                 ),
                 token,
                 timeout=120,
             ):
+                job.total = item.page_total
                 job.pages[item.page] = item.png
                 job.changed.set()
         except SealdError as ex:
@@ -562,6 +600,7 @@ class WebApp:
         app.router.add_post("/api/enrol/begin", self.enrol_begin)
         app.router.add_post("/api/enrol/finish", self.enrol_finish)
         app.router.add_get("/r/{request_id}", self.request_page)
+        app.router.add_get("/r/{request_id}/preview/{doc}/pages.json", self.preview_pages)
         app.router.add_get("/r/{request_id}/preview/{doc}/{page}.png", self.preview)
         app.router.add_get("/r/{request_id}/download/{doc}", self.download)
         app.router.add_post("/api/r/{request_id}/approve/begin", self.approve_begin)

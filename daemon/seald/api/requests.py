@@ -383,12 +383,17 @@ class SealRequestServicer(Servicer, requests_pb2_grpc.SealRequestServiceServicer
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> AsyncIterator[requests_pb2.PreviewPage]:
         info.request_id = request.request_id
-        req, pages = await self.previews.render(
-            principal, request.request_id, request.document_index, request.dpi
+        req, total, pages = await self.previews.render(
+            principal,
+            request.request_id,
+            request.document_index,
+            request.dpi,
+            first_page=request.first_page,
+            page_count=request.page_count,
         )
         info.seal_id = req.seal_id
-        for page in pages:
-            yield requests_pb2.PreviewPage(page=page.page, png=page.png)
+        async for page in pages:
+            yield requests_pb2.PreviewPage(page=page.page, png=page.png, page_total=total)
 
     @rpc
     async def GetEvidence(

@@ -2,20 +2,22 @@
 
 The picture is always made from the stored ORIGINAL (what the approvers approve), with
 the request's placement and the seal's own image. Rendering runs in a worker thread,
-at most ``MAX_CONCURRENT`` at a time (poppler is CPU-heavy and the seal host is small).
+one page per slot, at most ``MAX_CONCURRENT`` at a time (poppler is CPU-heavy and the
+seal host is small); each page is sent as soon as it is rendered.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import contextmanager
 
 from seald.domain import access
 from seald.domain.errors import InvalidInput, PreconditionFailed
 from seald.domain.model import Principal, SealRequest
 from seald.signing.errors import SigningError
 from seald.signing.placement import PlacementSpec
-from seald.signing.preview import PreviewImage, check_dpi, render_preview
+from seald.signing.preview import MAX_PAGES, PreviewImage, check_dpi, plan_preview
 from seald.store.requests import Store
 
 MAX_CONCURRENT = 2
@@ -36,8 +38,22 @@ class Previews:
         self._slots = asyncio.Semaphore(MAX_CONCURRENT)
 
     async def render(
-        self, principal: Principal, request_id: str, document_index: int, dpi: int
-    ) -> tuple[SealRequest, list[PreviewImage]]:
+        self,
+        principal: Principal,
+        request_id: str,
+        document_index: int,
+        dpi: int,
+        *,
+        first_page: int = 0,
+        page_count: int = 0,
+    ) -> tuple[SealRequest, int, AsyncIterator[PreviewImage]]:
+        """The request, the document's page count, and its pages rendered one at a time.
+
+        ``first_page`` 0: the pages the seal goes on (as before). ``first_page`` N >= 1:
+        pages N.. (``page_count`` of them, 0 = MAX_PAGES, never more than MAX_PAGES), the
+        seal drawn on those it touches. Each page is yielded as soon as it is rendered, so
+        the first picture does not wait for the last.
+        """
         request = await self._get_request(principal, request_id)
         access.require_may_preview(principal, request)
         if not 0 <= document_index < len(request.documents):
@@ -62,15 +78,41 @@ class Previews:
         )
         loop = asyncio.get_running_loop()
         async with self._slots:
-            try:
+            with _as_status():
                 seal_png = await loop.run_in_executor(None, self._seal_image, request.seal_id)
-                pages = await loop.run_in_executor(
-                    None, lambda: render_preview(original, seal_png, placement, dpi=dpi)
+                plan = await loop.run_in_executor(
+                    None, lambda: plan_preview(original, seal_png, placement, dpi=dpi)
                 )
-            except SigningError as ex:
-                if ex.reason in HOST_PROBLEMS:
-                    raise PreconditionFailed(str(ex), reason=ex.reason) from ex
-                # The placement cannot be drawn (anchor missing, off the page, ...): the
-                # same reason sealing would give, so the approver can reject it now.
-                raise InvalidInput(str(ex), reason=ex.reason) from ex
-        return request, pages
+        if first_page == 0:
+            wanted = list(plan.seal_pages)
+        else:
+            if first_page > plan.page_count:
+                raise InvalidInput(
+                    f"document {document_index} of request {request_id} has {plan.page_count} "
+                    f"page(s); page {first_page} does not exist",
+                    reason="bad_preview_page",
+                )
+            count = min(page_count or MAX_PAGES, MAX_PAGES)
+            wanted = list(range(first_page - 1, min(first_page - 1 + count, plan.page_count)))
+
+        async def pages() -> AsyncIterator[PreviewImage]:
+            for ix in wanted:
+                # One slot per page: a long document does not starve other callers.
+                async with self._slots:
+                    with _as_status():
+                        image = await loop.run_in_executor(None, plan.render, ix)
+                yield image
+
+        return request, plan.page_count, pages()
+
+
+@contextmanager
+def _as_status() -> Iterator[None]:
+    try:
+        yield
+    except SigningError as ex:
+        if ex.reason in HOST_PROBLEMS:
+            raise PreconditionFailed(str(ex), reason=ex.reason) from ex
+        # The placement cannot be drawn (anchor missing, off the page, ...): the
+        # same reason sealing would give, so the approver can reject it now.
+        raise InvalidInput(str(ex), reason=ex.reason) from ex

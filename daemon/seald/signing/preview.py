@@ -8,7 +8,8 @@ displayed page (after /Rotate, /CropBox as the page box), anchors through
 So an approver looks at a picture of the result, not at a hash (R06, R13).
 
 Blocking (subprocesses, image work): call from a worker thread. Bounded: at most
-``MAX_PAGES`` pages, ``MIN_DPI``..``MAX_DPI``, no page side over ``MAX_SIDE_PX`` pixels
+``MAX_PAGES`` pages per call (a page range, or the seal's pages),
+``MIN_DPI``..``MAX_DPI``, no page side over ``MAX_SIDE_PX`` pixels
 (the dpi is lowered for huge pages) and a timeout on every poppler call.
 """
 
@@ -34,7 +35,7 @@ from .placement import POINTS_PER_MM, PlacementSpec, placement_box, resolve_page
 DEFAULT_DPI = 100
 MIN_DPI = 30
 MAX_DPI = 300
-MAX_PAGES = 10  # cross-page seals: the first MAX_PAGES pages are shown
+MAX_PAGES = 10  # per call: a page range, or a cross-page seal's first pages
 MAX_SIDE_PX = 4000
 # A PreviewPage must fit a gRPC message (4 MiB by default) with room to spare.
 MAX_PNG_BYTES = 3 * 1024 * 1024
@@ -68,6 +69,36 @@ def render_preview(
     pdf_path: Path, seal_png: bytes, placement: PlacementSpec, *, dpi: int = DEFAULT_DPI
 ) -> list[PreviewImage]:
     """Render the page(s) the seal goes on, with the seal drawn where it will be."""
+    plan = plan_preview(pdf_path, seal_png, placement, dpi=dpi)
+    return [plan.render(ix) for ix in plan.seal_pages]
+
+
+@dataclass(frozen=True)
+class PreviewPlan:
+    """Where the seal goes on every page of one document, ready to render page by page.
+
+    Planning reads only the page tree (cheap); each page is rendered on its own, so a
+    caller can send the first picture before the rest exist and ask for any page range.
+    """
+
+    pdf_path: Path
+    dpi: int
+    page_count: int
+    geometry: dict[int, PageGeometry]
+    overlays: dict[int, list[tuple[Image.Image, Rect]]]  # 0-based page -> what to draw on it
+    seal_pages: list[int]  # the pages the legacy preview shows (0-based, at most MAX_PAGES)
+
+    def render(self, page_ix: int) -> PreviewImage:
+        """One page (0-based) with the seal drawn on it when it touches that page."""
+        return _render_page(
+            self.pdf_path, page_ix, self.geometry[page_ix], self.dpi, self.overlays.get(page_ix, [])
+        )
+
+
+def plan_preview(
+    pdf_path: Path, seal_png: bytes, placement: PlacementSpec, *, dpi: int = DEFAULT_DPI
+) -> PreviewPlan:
+    """Resolve the placement (anchor, cross-page slices) once for the whole document."""
     dpi = check_dpi(dpi)
     # Read from the open file: a large document is never held in memory (issue 8).
     with _open_source(pdf_path) as source:
@@ -87,10 +118,14 @@ def render_preview(
         boxes = [PageBox(p.width_pt, p.height_pt, p.origin_pt, p.rotate) for p in pages]
         rects = slice_rects_displayed(boxes, placement)
         slices = image_slices(seal_png, count)
-        return [
-            _render_page(pdf_path, ix, geometry[ix], dpi, [(slices[ix], rects[ix])])
-            for ix in range(min(count, MAX_PAGES))
-        ]
+        return PreviewPlan(
+            pdf_path,
+            dpi,
+            count,
+            geometry,
+            {ix: [(slices[ix], rects[ix])] for ix in range(count)},
+            list(range(min(count, MAX_PAGES))),
+        )
     if placement.anchor_text:
         rotations = [geometry[ix].rotate for ix in range(count)]
         placement = resolve_anchor(pdf_path, placement, rotations)
@@ -101,7 +136,7 @@ def render_preview(
     half = placement.size_mm * POINTS_PER_MM / 2
     cx, cy = placement.x_mm * POINTS_PER_MM, placement.y_mm * POINTS_PER_MM
     rect = (cx - half, cy - half, cx + half, cy + half)
-    return [_render_page(pdf_path, page_ix, page, dpi, [(seal, rect)])]
+    return PreviewPlan(pdf_path, dpi, count, geometry, {page_ix: [(seal, rect)]}, [page_ix])
 
 
 def _render_page(

@@ -298,22 +298,28 @@ class DocumentChunk(_message.Message):
     def __init__(self, info: _Optional[_Union[DocumentInfo, _Mapping]] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class PreviewRequestRequest(_message.Message):
-    __slots__ = ("request_id", "document_index", "dpi")
+    __slots__ = ("request_id", "document_index", "dpi", "first_page", "page_count")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     DOCUMENT_INDEX_FIELD_NUMBER: _ClassVar[int]
     DPI_FIELD_NUMBER: _ClassVar[int]
+    FIRST_PAGE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_COUNT_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     document_index: int
     dpi: int
-    def __init__(self, request_id: _Optional[str] = ..., document_index: _Optional[int] = ..., dpi: _Optional[int] = ...) -> None: ...
+    first_page: int
+    page_count: int
+    def __init__(self, request_id: _Optional[str] = ..., document_index: _Optional[int] = ..., dpi: _Optional[int] = ..., first_page: _Optional[int] = ..., page_count: _Optional[int] = ...) -> None: ...
 
 class PreviewPage(_message.Message):
-    __slots__ = ("page", "png")
+    __slots__ = ("page", "png", "page_total")
     PAGE_FIELD_NUMBER: _ClassVar[int]
     PNG_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOTAL_FIELD_NUMBER: _ClassVar[int]
     page: int
     png: bytes
-    def __init__(self, page: _Optional[int] = ..., png: _Optional[bytes] = ...) -> None: ...
+    page_total: int
+    def __init__(self, page: _Optional[int] = ..., png: _Optional[bytes] = ..., page_total: _Optional[int] = ...) -> None: ...
 
 class GetEvidenceRequest(_message.Message):
     __slots__ = ("request_id",)

@@ -121,6 +121,30 @@ function live(container) {
   });
 }
 
+// Every page of a document: one image per page, the first two at once, the rest lazily
+// (the browser asks for them as they near the screen; sealweb fetches them from seald a
+// few pages at a time).
+async function previews(box) {
+  const base = box.dataset.base;
+  const reply = await fetch(base + "pages.json", { credentials: "same-origin" });
+  if (!reply.ok) return;
+  const { pages } = await reply.json();
+  box.dataset.pages = String(pages);
+  for (let p = 1; p <= pages; p++) {
+    const img = document.createElement("img");
+    img.className = "preview";
+    img.alt = box.dataset.name + " p" + p;
+    img.dataset.page = String(p);
+    img.loading = p <= 2 ? "eager" : "lazy";
+    img.width = 827;  // A4 at 100 dpi until the picture arrives: lazy images need a size
+    img.height = 1169;
+    img.addEventListener("load", () => { img.removeAttribute("width"); img.removeAttribute("height"); });
+    img.addEventListener("error", () => { img.hidden = true; });
+    img.src = base + p + ".png";
+    box.appendChild(img);
+  }
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   const signin = document.getElementById("signin");
   if (signin) signin.addEventListener("click", () => signIn(signin));
@@ -130,7 +154,5 @@ document.addEventListener("DOMContentLoaded", () => {
   if (approveButton) approveButton.addEventListener("click", () => approve(approveButton));
   const rows = document.getElementById("rows");
   if (rows && rows.dataset.live) live(rows);
-  document.querySelectorAll("img.preview").forEach((img) => {
-    img.addEventListener("error", () => { img.hidden = true; });
-  });
+  document.querySelectorAll("div.previews[data-base]").forEach(previews);
 });
