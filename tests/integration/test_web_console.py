@@ -30,6 +30,8 @@ from daemon_harness import make_pdf, unlock_first_use
 from web_harness import WebStack
 
 PLACEMENT = common_pb2.Placement(page=1, x_mm=150, y_mm=230)
+# The page lays out its preview images once it knows the page count: none at first.
+FIRST_PREVIEW_WIDTH = "return document.querySelector('img.preview')?.naturalWidth || 0"
 SEALCTL = shutil.which("sealctl", path=str(Path(sys.executable).parent))
 
 
@@ -77,7 +79,7 @@ def test_web_enrol_sign_in_approve_in_browser_then_sealctl_seals_and_evidence_ve
     assert s.text("#approval-digest") == request.approval_digest
     assert s.text(".doc-sha256") == request.documents[0].sha256
     assert s.text("#requester") == "zhang.wei"
-    s.wait(lambda d: d.execute_script("return document.querySelector('img.preview').naturalWidth") > 0, 60)
+    s.wait(lambda d: d.execute_script(FIRST_PREVIEW_WIDTH) > 0, 60)
     s.screenshot("05-request")
     s.driver.find_element(By.ID, "comment").send_keys("同意，金额已核对")
     s.driver.find_element(By.ID, "approve").click()
@@ -122,7 +124,7 @@ def test_web_preview_pixels_are_sealctl_preview_and_the_digest_is_shown(
     s = stack
     request = submit(s, tmp_path, reason="预览比对")
     s.open(f"/r/{request.request_id}")
-    s.wait(lambda d: d.execute_script("return document.querySelector('img.preview').naturalWidth") > 0, 60)
+    s.wait(lambda d: d.execute_script(FIRST_PREVIEW_WIDTH) > 0, 60)
     shown = Image.open(io.BytesIO(s.fetch_bytes(f"/r/{request.request_id}/preview/0/1.png"))).convert("RGBA")
     assert SEALCTL is not None
     out = tmp_path / "previews"
