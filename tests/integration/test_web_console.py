@@ -217,7 +217,7 @@ def test_web_request_page_shows_every_page_lazily_with_the_seal_where_it_goes(
             ),
             60,
         )
-    s.screenshot("09-request-every-page")
+    s.screenshot("10-request-every-page")
     base = f"/r/{request.request_id}/preview/0/"
     shown = {p: Image.open(io.BytesIO(s.fetch_bytes(f"{base}{p}.png"))).convert("RGBA") for p in (1, 5)}
     # the seal is drawn on page 1 (where it goes) and not on page 5
