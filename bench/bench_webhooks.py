@@ -7,6 +7,11 @@
   the daemon's Deliverer to a real HTTPS receiver on loopback that checks every HMAC
   signature with the documented recipe. Measured: first delivery attempt to the last
   event accepted. Target: >= 500 events/s.
+- **baseline** (same run, same receiver process): a bare aiohttp POST loop in this
+  process sends ``--events`` other signed events with the same concurrency over kept-alive
+  connections and no store at all. ``outbox / baseline`` is the figure to compare across
+  machines and loads: the cost of the outbox (SQLite reads, marks, ordering) over the
+  cost of the HTTPS posts and the receiver's HMAC checks themselves.
 - **sealing latency**: one approved one-document request, from the approval RPC to SIGNED
   on a watch stream, median of ``--rounds``, through a real seald without webhooks and
   then the same daemon state with a webhook to the loopback receiver (every request
@@ -29,6 +34,8 @@ from datetime import UTC, datetime
 from multiprocessing.connection import Connection
 from pathlib import Path
 
+import aiohttp
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [
     str(ROOT / "softhsm-fixtures"),
@@ -45,8 +52,8 @@ from make_pdfs import valid_pdf  # noqa: E402
 from webhook_receiver import WebhookReceiver  # noqa: E402
 
 from seald.config import NotifyConfig, WebhookConfig  # noqa: E402
-from seald.domain.outbox import Event, EventType  # noqa: E402
-from seald.notify.deliverer import Deliverer, OutboxNotifier  # noqa: E402
+from seald.domain.outbox import Event, EventType, delivery_headers  # noqa: E402
+from seald.notify.deliverer import Deliverer, OutboxNotifier, ssl_context  # noqa: E402
 from seald.store.ledger import Ledger  # noqa: E402
 from seald.store.requests import Store, Transaction  # noqa: E402
 
@@ -59,12 +66,42 @@ def _receive(conn: Connection, fx_root: str, events: int) -> None:
     fx = load_fixtures(Path(fx_root))
     receiver = WebhookReceiver(SECRET, fx.server_cert, fx.server_key, client_ca=fx.tls_ca).start()
     conn.send(receiver.url)
-    ids = receiver.wait_for(events, 600)
+    receiver.wait_for(2 * events, 600)  # the first baseline, then the outbox
+    conn.send("outbox done")
+    ids = receiver.wait_for(3 * events, 600)
     conn.send((len(set(ids)), len(receiver.rejected)))
     receiver.stop()
 
 
-def outbox_throughput(fx: SealFixtures, work: Path, events: int, concurrency: int) -> float:
+async def bare_posts(
+    hook: WebhookConfig, events: int, concurrency: int, kinds: list[EventType], tag: str
+) -> float:
+    """The in-process baseline: the same signed POSTs, no outbox. Returns events/s."""
+    now = datetime.now(UTC)
+    bodies = [
+        (f"{tag}-{i:06d}", Event(f"{tag}-{i:06d}", kinds[i % 4], now, "contract", f"b-{i // 4}", "pending"))
+        for i in range(events)
+    ]
+    queue = iter(bodies)
+    connector = aiohttp.TCPConnector(ssl=ssl_context(hook), limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def worker() -> None:
+            for event_id, event in queue:
+                body = event.payload()
+                headers = delivery_headers(hook.secret, int(time.time()), event_id, body)
+                async with session.post(hook.url, data=body, headers=headers) as answer:
+                    await answer.read()
+                    assert answer.status == 204, answer.status
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return events / (time.perf_counter() - started)
+
+
+def outbox_throughput(
+    fx: SealFixtures, work: Path, events: int, concurrency: int
+) -> tuple[float, float, float]:
     parent, child = multiprocessing.Pipe()
     process = multiprocessing.get_context("spawn").Process(
         target=_receive, args=(child, str(fx.root), events), daemon=True
@@ -78,7 +115,9 @@ def outbox_throughput(fx: SealFixtures, work: Path, events: int, concurrency: in
     config = NotifyConfig(webhooks=(hook,), concurrency=concurrency)
     kinds = [EventType.APPROVAL_NEEDED, EventType.APPROVED, EventType.SEALED, EventType.EXPIRED]
 
-    async def run() -> float:
+    async def run() -> tuple[float, float, float]:
+        # Before and after the outbox run (warm-up and load drift show as their spread).
+        before = await bare_posts(hook, events, concurrency, kinds, "base1")
         store = Store(work / "outbox-state", Ledger("bench", lambda: datetime.now(UTC)))
         await store.open()
         store.notifier = OutboxNotifier(config, lambda before, after: [])
@@ -96,18 +135,19 @@ def outbox_throughput(fx: SealFixtures, work: Path, events: int, concurrency: in
         deliverer.start()
         if not await asyncio.to_thread(parent.poll, 600):
             raise RuntimeError("the receiver did not get every event in 600 s")
-        unique, rejected = parent.recv()
+        assert parent.recv() == "outbox done"
         elapsed = time.perf_counter() - started
-        assert unique == events and rejected == 0, (unique, rejected)
         await deliverer.stop()
         await store.close()
-        return elapsed
+        after = await bare_posts(hook, events, concurrency, kinds, "base2")
+        unique, rejected = parent.recv()
+        assert unique == 3 * events and rejected == 0, (unique, rejected)
+        return events / elapsed, before, after
 
     try:
-        elapsed = asyncio.run(run())
+        return asyncio.run(run())
     finally:
         process.join(30)
-    return events / elapsed
 
 
 def latency(fx: SealFixtures, work: Path, rounds: int, webhook_url: str, secret: Path) -> list[float]:
@@ -157,6 +197,7 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--outbox-only", action="store_true", help="skip the latency part")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-webhooks-") as tmp_name:
         tmp = Path(tmp_name)
@@ -164,11 +205,17 @@ def main() -> int:
         fx = load_fixtures(tmp / "fx")
         os.environ["SOFTHSM2_CONF"] = str(fx.softhsm2_conf)
         print(f"load average: {os.getloadavg()}")
-        rate = outbox_throughput(fx, tmp, args.events, args.concurrency)
+        rate, before, after = outbox_throughput(fx, tmp, args.events, args.concurrency)
+        baseline = max(before, after)
         print(
             f"outbox throughput: {args.events} events to a loopback HTTPS receiver, "
-            f"concurrency {args.concurrency}: {rate:.0f} events/s (target >= 500)"
+            f"concurrency {args.concurrency}: {rate:.0f} events/s (target >= 500); "
+            f"bare aiohttp POST loop to the same receiver: {before:.0f} before, {after:.0f} "
+            f"after; outbox/baseline(best) = {rate / baseline:.2f}"
         )
+        print(f"load average after: {os.getloadavg()}")
+        if args.outbox_only:
+            return 0
         secret = tmp / "webhook.secret"
         secret.write_bytes(SECRET)
         off = latency(fx, tmp, args.rounds, "", secret)

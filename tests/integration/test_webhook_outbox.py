@@ -237,3 +237,36 @@ def test_webhook_slow_receiver_is_a_failed_attempt_retried_then_delivered_once(
     # The slow attempts may have finished at the receiver after seald gave up on them:
     # the receiver's recipe (act once per event id) keeps it to one.
     assert receiver.unique_ids() == ["ev-000-0"]
+
+
+def test_webhook_delivered_marks_unsynced_then_every_write_is_synchronous_full_again(
+    tmp_path: Path,
+) -> None:
+    """The deliverer's marks skip the fsync (a lost mark is a deduped redelivery); every
+    other transaction, including one after a failed unsynced one, is synchronous=FULL."""
+
+    async def scenario() -> tuple[int, int, int]:
+        store = Store(tmp_path / "state", Ledger("t", lambda: datetime.now(UTC)))
+        await store.open()
+
+        def mode() -> int:
+            return int(store._connection().execute("PRAGMA synchronous").fetchone()[0])
+
+        await store.write(lambda tx: store._connection().execute("CREATE TABLE t(x)"), durable=False)
+
+        def boom(tx: object) -> None:
+            raise ValueError("no")
+
+        with pytest.raises(ValueError):
+            await store.write(boom, durable=False)
+        after = await store.call(mode)
+        await store.write(lambda tx: store._connection().execute("INSERT INTO t VALUES (1)"))
+        during = await store.call(mode)
+        await store.close()
+        reopened = sqlite3.connect(tmp_path / "state" / "seald.sqlite3")
+        rows = reopened.execute("SELECT COUNT(*) FROM t").fetchone()[0]
+        reopened.close()
+        return after, during, int(rows)
+
+    after, during, rows = asyncio.run(scenario())
+    assert (after, during, rows) == (2, 2, 1)  # 2 = FULL; the unsynced commit is kept

@@ -32,6 +32,10 @@ from seald.store.requests import Store
 
 log = get_logger("seald.notify")
 
+# Events of one request posted in one round (in order, on one connection): a round then
+# carries many events per request instead of only each request's head.
+PER_KEY = 16
+
 
 def ssl_context(hook: WebhookConfig) -> ssl.SSLContext:
     """Verify the receiver (its CA, else the system's); present a client certificate where
@@ -107,20 +111,30 @@ class Deliverer:
 
     async def _round(self, session: aiohttp.ClientSession, hook: WebhookConfig) -> int:
         now = self.clock()
-        items = await self.store.call(
-            lambda: outbox.due(self.store._connection(), hook.name, now, self.config.concurrency * 4)
+        chains = await self.store.call(
+            lambda: outbox.due_chains(
+                self.store._connection(), hook.name, now, self.config.concurrency * 4, PER_KEY
+            )
         )
-        if not items:
+        if not chains:
             return 0
         limit = asyncio.Semaphore(self.config.concurrency)
 
-        async def one(item: outbox.Due) -> Outcome:
+        async def chain(items: list[outbox.Due]) -> list[Outcome]:
+            # One key's events one after another; the first failure ends the chain so a
+            # later event never overtakes it (it stays pending, not attempted).
+            done: list[Outcome] = []
             async with limit:
-                return await self._post(session, hook, item)
+                for item in items:
+                    done.append(await self._post(session, hook, item))
+                    if done[-1].error:
+                        break
+            return done
 
-        outcomes = await asyncio.gather(*(one(i) for i in items))
+        results = await asyncio.gather(*(chain(c) for c in chains))
+        outcomes = [o for r in results for o in r]
         await self._record(hook, outcomes)
-        return len(items)
+        return len(outcomes)
 
     async def _post(
         self, session: aiohttp.ClientSession, hook: WebhookConfig, item: outbox.Due
@@ -160,7 +174,10 @@ class Deliverer:
                     )
                     outbox.mark_retry(conn, o.item.seq, hook.name, now + delay, o.error)
 
-        await self.store.write(write)
+        # Not fsynced (durable=False): losing these marks in a power cut only means the
+        # events are posted again with the same ids, which receivers dedupe (at least once).
+        # The events themselves were committed durably with their state change.
+        await self.store.write(write, durable=False)
         self.delivered += len(delivered)
         for o in failed:
             self.failed_attempts += 1

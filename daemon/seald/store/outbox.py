@@ -106,6 +106,41 @@ def due(conn: sqlite3.Connection, webhook: str, now: datetime, limit: int) -> li
     ]
 
 
+def due_chains(
+    conn: sqlite3.Connection, webhook: str, now: datetime, keys: int, per_key: int
+) -> list[list[Due]]:
+    """Up to ``keys`` ordering keys whose head event is due, each with up to ``per_key`` of
+    its pending events in order (stopping at the first not yet due). The deliverer posts a
+    chain one event after another and stops at the first failure, so order per key holds
+    while different keys go concurrently and one round carries many events per key."""
+    heads = due(conn, webhook, now, keys)
+    if not heads:
+        return []
+    marks = ",".join("?" * len(heads))  # placeholders only; values are bound
+    sql = (
+        "SELECT d.seq, d.webhook, o.event_id, d.order_key, d.attempts, d.queued_at, o.body,"  # noqa: S608
+        " d.next_attempt_at FROM outbox_delivery d JOIN outbox o ON o.seq = d.seq"
+        f" WHERE d.webhook = ? AND d.state = 'pending' AND d.order_key IN ({marks})"
+        " ORDER BY d.order_key, d.seq"
+    )
+    rows = conn.execute(
+        sql,
+        (webhook, *(h.order_key for h in heads)),
+    ).fetchall()
+    chains: dict[str, list[Due]] = {h.order_key: [] for h in heads}
+    stopped: set[str] = set()
+    at = now.isoformat()
+    for r in rows:
+        chain = chains[r[3]]
+        if r[3] in stopped or len(chain) >= per_key or r[7] > at:
+            stopped.add(r[3])
+            continue
+        chain.append(
+            Due(r[0], r[1], r[2], r[3], r[4], datetime.fromisoformat(r[5]), bytes(r[6]))
+        )
+    return [chains[h.order_key] for h in heads if chains[h.order_key]]
+
+
 def next_attempt(conn: sqlite3.Connection, webhook: str) -> datetime | None:
     row = conn.execute(
         "SELECT MIN(next_attempt_at) FROM outbox_delivery WHERE webhook = ? AND state = 'pending'",

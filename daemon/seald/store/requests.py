@@ -266,8 +266,25 @@ class Store:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
 
     # -- writes ------------------------------------------------------------------------------
-    def write_sync(self, fn: Callable[[Transaction], T]) -> tuple[T, list[AuditRecord]]:
+    def write_sync(
+        self, fn: Callable[[Transaction], T], *, durable: bool = True
+    ) -> tuple[T, list[AuditRecord]]:
+        """Run ``fn`` in one transaction. ``durable=False`` (only for bookkeeping whose loss
+        is harmless, e.g. the outbox's delivered marks: a lost mark only causes a redelivery
+        that receivers dedupe) commits without the fsync; WAL keeps commit order, so the next
+        durable commit makes it durable too."""
         conn = self._connection()
+        if not durable:
+            conn.execute("PRAGMA synchronous=NORMAL")
+        try:
+            return self._write_in_tx(conn, fn)
+        finally:
+            if not durable:
+                conn.execute("PRAGMA synchronous=FULL")
+
+    def _write_in_tx(
+        self, conn: sqlite3.Connection, fn: Callable[[Transaction], T]
+    ) -> tuple[T, list[AuditRecord]]:
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as ex:
@@ -299,8 +316,10 @@ class Store:
         self.writable = True
         return result, tx.records
 
-    async def write(self, fn: Callable[[Transaction], T]) -> tuple[T, list[AuditRecord]]:
-        return await self.call(lambda: self.write_sync(fn))
+    async def write(
+        self, fn: Callable[[Transaction], T], *, durable: bool = True
+    ) -> tuple[T, list[AuditRecord]]:
+        return await self.call(lambda: self.write_sync(fn, durable=durable))
 
     # -- reads -------------------------------------------------------------------------------
     async def get_request(self, request_id: str) -> SealRequest:
