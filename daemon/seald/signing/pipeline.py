@@ -63,6 +63,7 @@ from pyhanko_certvalidator.authority import CertTrustAnchor
 from pyhanko_certvalidator.path import ValidationPath
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 
+from .cms_cache import CmsTemplates, PreEncodedSigner
 from .errors import SigningError
 from .levels import Certification, LevelSettings, SignatureLevel
 from .pades import (
@@ -97,7 +98,6 @@ class SealJob:
     level: LevelSettings = field(default_factory=LevelSettings)
     certification: Certification = Certification.NONE
     certify_only_if_first: bool = False
-
 
     def with_certificate(self, signing_cert_der: bytes, chain_der: tuple[bytes, ...]) -> SealJob:
         return dataclasses.replace(self, signing_cert_der=signing_cert_der, chain_der=chain_der)
@@ -136,14 +136,58 @@ def _external_signer(job: SealJob, signature: bytes | None = None) -> signers.Ex
     )
 
 
-def prepare_seal(job: SealJob) -> PreparedSeal:
-    """Step 1 (worker): temp file with the placeholder signature, and the bytes to sign."""
+@dataclass(frozen=True)
+class _SignerMaterial:
+    signing_cert: x509.Certificate
+    registry: SimpleCertificateStore
+    templates: CmsTemplates
+
+
+# Per process, per (certificate, chain): the certificates parsed once and the CMS
+# pieces encoded once, reused for every document of every request sealed with that
+# seal certificate (see cms_cache.py). A handful of seals: the bound only guards leaks.
+_MATERIAL: dict[tuple[bytes, tuple[bytes, ...]], _SignerMaterial] = {}
+_MAX_MATERIAL = 64
+
+
+def _pre_encoded_signer(job: SealJob, signature: bytes | None = None) -> PreEncodedSigner:
+    key = (job.signing_cert_der, job.chain_der)
+    material = _MATERIAL.get(key)
+    if material is None:
+        if len(_MATERIAL) >= _MAX_MATERIAL:
+            _MATERIAL.clear()
+        chain = [x509.Certificate.load(der) for der in job.chain_der]
+        material = _MATERIAL[key] = _SignerMaterial(
+            x509.Certificate.load(job.signing_cert_der),
+            SimpleCertificateStore.from_certs(chain),  # type: ignore[no-untyped-call]
+            CmsTemplates(),
+        )
+    return PreEncodedSigner(
+        signing_cert=material.signing_cert,
+        cert_registry=material.registry,
+        signature_value=signature if signature is not None else 512,
+        templates=material.templates,
+    )
+
+
+def _signer(job: SealJob, pre_encoded: bool, signature: bytes | None = None) -> signers.ExternalSigner:
+    if pre_encoded:
+        return _pre_encoded_signer(job, signature)
+    return _external_signer(job, signature)
+
+
+def prepare_seal(job: SealJob, *, pre_encoded: bool = True) -> PreparedSeal:
+    """Step 1 (worker): temp file with the placeholder signature, and the bytes to sign.
+
+    ``pre_encoded=False`` builds the signed attributes with pyHanko's plain
+    ExternalSigner, as before issue 20: the reference the tests compare against.
+    """
     with _only_signing_errors(job.field_name):
-        return _thread_loop().run_until_complete(_prepare(job))
+        return _thread_loop().run_until_complete(_prepare(job, pre_encoded))
 
 
-async def _prepare(job: SealJob) -> PreparedSeal:
-    signer = _external_signer(job)
+async def _prepare(job: SealJob, pre_encoded: bool = True) -> PreparedSeal:
+    signer = _signer(job, pre_encoded)
     with _open_input(job.input_path) as source:
         plan = plan_seal(
             source,
@@ -306,11 +350,16 @@ def sign_prepared(signer: Signer, prepared: PreparedSeal) -> bytes:
     return bytes(signature)
 
 
-def finish_seal(job: SealJob, prepared: PreparedSeal, signature: bytes) -> SealResult:
-    """Step 3 (worker): the CMS into the reserved /Contents, fsync'd; returns its hash."""
+def finish_seal(
+    job: SealJob, prepared: PreparedSeal, signature: bytes, *, pre_encoded: bool = True
+) -> SealResult:
+    """Step 3 (worker): the CMS into the reserved /Contents, fsync'd; returns its hash.
+
+    ``pre_encoded=False``: pyHanko's plain ExternalSigner builds the CMS (the reference).
+    """
     try:
         with _only_signing_errors(job.field_name):
-            return _thread_loop().run_until_complete(_finish(job, prepared, signature))
+            return _thread_loop().run_until_complete(_finish(job, prepared, signature, pre_encoded))
     except BaseException:
         prepared.temp_path.unlink(missing_ok=True)
         raise
@@ -328,8 +377,8 @@ def _only_signing_errors(field_name: str) -> Iterator[None]:
         raise translate_signing_exception(ex, field_name) from None
 
 
-async def _finish(job: SealJob, prepared: PreparedSeal, signature: bytes) -> SealResult:
-    signer = _external_signer(job, signature)
+async def _finish(job: SealJob, prepared: PreparedSeal, signature: bytes, pre_encoded: bool) -> SealResult:
+    signer = _signer(job, pre_encoded, signature)
     with _translate_signing_errors(prepared.field_name):
         signed_data = await signer.async_sign_prescribed_attributes(
             DIGEST, cms.CMSAttributes.load(prepared.to_sign), timestamper=job.level.timestamper()
@@ -420,4 +469,3 @@ def warm_up() -> int:
     # Tests only (SEALD_TEST_SLOW_WORKER_START_S): a worker still starting when seald stops.
     time.sleep(float(os.environ.get("SEALD_TEST_SLOW_WORKER_START_S", "0") or 0))
     return os.getpid()
-
