@@ -19,6 +19,7 @@ import argparse
 import concurrent.futures
 import contextlib
 import os
+import re
 import statistics
 import sys
 import tempfile
@@ -125,9 +126,7 @@ def prepared_approval(approver: SealClient, rid: str, tmp: Path) -> requests_pb2
         local.append(LocalDocument(sha256=digest.sha256, size=digest.size))
     # Signed with the approver's own key, as SealClient.approve does (issue 9).
     identity = approver._identity
-    return build_approval(
-        request, local, signer=ApprovalSigner(identity.key_pem, identity.cert_pem)
-    )
+    return build_approval(request, local, signer=ApprovalSigner(identity.key_pem, identity.cert_pem))
 
 
 def main() -> int:
@@ -135,6 +134,7 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--clients", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--workers", type=int, default=0, help="[server] seal_workers (0: one per core)")
     args = parser.parse_args()
     if not 1 <= args.rounds <= args.batch:
         # Each latency round seals one document of the batch (a fresh request per round).
@@ -162,8 +162,13 @@ def main() -> int:
         # session, closed (logged out) before the in-process session below logs in.
         contract = fx.seals["contract"]
         documented = documented_pyhanko_loop(
-            fx.module, contract.token_label, contract.user_pin, contract.key_label,
-            InProcessSealer(fx).png, sources, out,
+            fx.module,
+            contract.token_label,
+            contract.user_pin,
+            contract.key_label,
+            InProcessSealer(fx).png,
+            sources,
+            out,
         )
         started, cpu_started = time.perf_counter(), time.process_time()
         # One in-process token session for the whole run: logged in with the initial PIN
@@ -174,9 +179,19 @@ def main() -> int:
         base_rate = len(sources) / (time.perf_counter() - started)
         base_cpu = time.process_time() - cpu_started
 
-        d = SealDaemon(
-            fx, lambda t: t.replace("max_documents_per_request = 500", "max_documents_per_request = 5000")
-        )
+        def configure(text: str) -> str:
+            text = text.replace(
+                "approval_ttl_hours = 72", "approval_ttl_hours = 72\nmax_documents_per_request = 20000"
+            )
+            return re.sub(
+                r"^host_name = (.*)$",
+                rf"host_name = \1\nseal_workers = {args.workers}",
+                text,
+                count=1,
+                flags=re.M,
+            )
+
+        d = SealDaemon(fx, configure)
         d.start()
         try:
             rid = approved_request(d, sources)
@@ -203,9 +218,7 @@ def main() -> int:
             # back to back, so both see the same load on the machine.
             lat_daemon, lat_in_process = [], []
             for r in range(args.rounds):
-                lat_in_process.append(
-                    seal_in_process(sources[r], out / f"lat-base-{r}.pdf", f"Lat-{r}")
-                )
+                lat_in_process.append(seal_in_process(sources[r], out / f"lat-base-{r}.pdf", f"Lat-{r}"))
                 rid = approved_request(d, [sources[r]])
                 with d.client("wang.fang") as wang, d.client("zhang.wei") as requester:
                     # The approver's own checks (download, hash, digest) happen before the
@@ -238,7 +251,8 @@ def main() -> int:
 
     lat_d = statistics.median(lat_daemon)
     print(f"load average (2 cores): {load_at_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end")
-    print(f"throughput ({args.batch} one-page PDFs, same SoftHSM token)")
+    workers = args.workers or os.cpu_count() or 1
+    print(f"throughput ({args.batch} one-page PDFs, same SoftHSM token, {workers} seal workers)")
     print(
         f"  documented pyHanko loop         : {documented.docs_per_s:8.1f} docs/s"
         f"  ({documented.cpu_ms_per_doc:.1f} ms CPU per document)"

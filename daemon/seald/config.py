@@ -55,6 +55,14 @@ class ServerConfig:
     tls_cert: Path
     tls_key: Path
     client_ca: Path
+    # Worker processes for the CPU-bound halves of sealing; 0 = one per core (issue 20:
+    # the throughput scales with it until the token or the daemon's own share binds,
+    # bench/README.md "Scaling").
+    seal_workers: int = 0
+
+
+# More workers than this buys nothing on one token (bench/README.md "Scaling").
+MAX_SEAL_WORKERS = 256
 
 
 @dataclass(frozen=True)
@@ -967,8 +975,16 @@ def load_config(path: Path) -> Config:
         tls_cert=server_t.path("tls_cert", "the server certificate PEM"),
         tls_key=server_t.path("tls_key", "the server key PEM or credential:NAME"),
         client_ca=server_t.path("client_ca", "the CA that issues client certificates"),
+        seal_workers=server_t.integer(
+            "seal_workers", 0, f"a count of sealing worker processes, 0 (one per core) .. {MAX_SEAL_WORKERS}"
+        ),
     )
     server_t.finish()
+    if not 0 <= server.seal_workers <= MAX_SEAL_WORKERS:
+        raise ConfigError(
+            f"{path}: 'server.seal_workers' = {server.seal_workers} is out of range; use 0 (one "
+            f"worker process per core) or a count up to {MAX_SEAL_WORKERS}"
+        )
     store_t = root.table("store")
     store = StoreConfig(
         state_dir=store_t.path("state_dir", "a writable directory", must_exist=False)
