@@ -37,7 +37,7 @@ from documented_loop import documented_pyhanko_loop  # noqa: E402
 from fixture_layout import load_fixtures  # noqa: E402
 from make_pdfs import valid_pdf  # noqa: E402
 
-from seald.signing.pades import seal_pdf, token_signer  # noqa: E402
+from seald.signing.pades import SealSpec, seal_pdf, token_signer  # noqa: E402
 from seald.signing.pipeline import SealJob, finish_seal, prepare_seal, publish, sign_prepared  # noqa: E402
 from seald.signing.placement import PlacementSpec  # noqa: E402
 from seald.signing.seal_image import SealImageSpec, render_seal_png  # noqa: E402
@@ -95,11 +95,13 @@ def main() -> int:
                     src,
                     out / f"one-step-{i}.pdf",
                     signer=signer,
-                    seal_png=png,
-                    placement=PLACEMENT,
-                    reason="bench",
-                    location="bench",
-                    field_name=f"Seal-{i}",
+                    spec=SealSpec(
+                        seal_png=png,
+                        placement=PLACEMENT,
+                        reason="bench",
+                        location="bench",
+                        field_name=f"Seal-{i}",
+                    ),
                 )
 
             def pipeline(pre_encoded: bool) -> Callable[[int, Path], None]:

@@ -47,7 +47,7 @@ from make_pdfs import valid_pdf  # noqa: E402
 from sealapi.v1 import common_pb2, requests_pb2  # noqa: E402
 from sealclient.approval import ApprovalSigner, LocalDocument, build_approval  # noqa: E402
 from sealclient.client import SealClient, file_digest  # noqa: E402
-from seald.signing.pades import seal_pdf, token_signer  # noqa: E402
+from seald.signing.pades import SealSpec, seal_pdf, token_signer  # noqa: E402
 from seald.signing.placement import PlacementSpec  # noqa: E402
 from seald.signing.seal_image import SealImageSpec, render_seal_png  # noqa: E402
 
@@ -81,11 +81,13 @@ class InProcessSealer:
                     src,
                     out,
                     signer=signer,
-                    seal_png=self.png,
-                    placement=PlacementSpec(page=0, x_mm=150, y_mm=240, size_mm=40),
-                    reason="bench",
-                    location="bench",
-                    field_name=field,
+                    spec=SealSpec(
+                        seal_png=self.png,
+                        placement=PlacementSpec(page=0, x_mm=150, y_mm=240, size_mm=40),
+                        reason="bench",
+                        location="bench",
+                        field_name=field,
+                    ),
                 )
                 return time.perf_counter() - started
 

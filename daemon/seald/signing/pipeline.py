@@ -68,6 +68,7 @@ from .errors import SigningError
 from .levels import Certification, LevelSettings, SignatureLevel
 from .pades import (
     SealResult,
+    SealSpec,
     _open_input,
     _translate_signing_errors,
     plan_seal,
@@ -101,6 +102,21 @@ class SealJob:
 
     def with_certificate(self, signing_cert_der: bytes, chain_der: tuple[bytes, ...]) -> SealJob:
         return dataclasses.replace(self, signing_cert_der=signing_cert_der, chain_der=chain_der)
+
+    @property
+    def spec(self) -> SealSpec:
+        """The seal as it goes on this document (pades' parameter object)."""
+        return SealSpec(
+            seal_png=self.seal_png,
+            placement=self.placement,
+            reason=self.reason,
+            location=self.location,
+            field_name=self.field_name,
+            signer_name=self.signer_name,
+            level=self.level,
+            certification=self.certification,
+            certify_only_if_first=self.certify_only_if_first,
+        )
 
 
 @dataclass(frozen=True)
@@ -189,20 +205,7 @@ def prepare_seal(job: SealJob, *, pre_encoded: bool = True) -> PreparedSeal:
 async def _prepare(job: SealJob, pre_encoded: bool = True) -> PreparedSeal:
     signer = _signer(job, pre_encoded)
     with _open_input(job.input_path) as source:
-        plan = plan_seal(
-            source,
-            job.input_path,
-            signer=signer,
-            seal_png=job.seal_png,
-            placement=job.placement,
-            reason=job.reason,
-            location=job.location,
-            field_name=job.field_name,
-            signer_name=job.signer_name,
-            level=job.level,
-            certification=job.certification,
-            certify_only_if_first=job.certify_only_if_first,
-        )
+        plan = plan_seal(source, job.input_path, signer=signer, spec=job.spec)
         fd, tmp_name = tempfile.mkstemp(
             prefix=f".{job.output_path.name}.", suffix=".part", dir=job.output_path.parent
         )
