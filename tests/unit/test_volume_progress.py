@@ -55,3 +55,9 @@ def test_volume_progress_bar_is_redrawn_in_place_on_a_terminal() -> None:
     assert text.count("\r\x1b[K") == 2 and "[###" in text
     assert "64.0 docs/s  ETA 0:23" in text  # 256 more in 4 s; 1,488 to go at 64/s
     assert text.endswith("\nSIGNED\n")
+
+
+def test_volume_status_text_carries_the_sealed_count() -> None:
+    from sealclient.output import request_text  # noqa: PLC0415
+
+    assert "Sealed     3/5 documents" in request_text(request(3, 5))
