@@ -467,6 +467,23 @@ def _hash_file(path: Path) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
+def exit_with_parent(parent_pid: int, interval_s: float = 1.0) -> None:
+    """Worker initializer: end this worker when seald is gone.
+
+    A SIGKILLed daemon leaves its spawned workers blocked on their call queue for
+    ever (seen after the crash tests: idle workers holding ~100 MB each). A daemon
+    thread notices the re-parenting within ``interval_s`` and exits the process; a
+    worker has nothing to save (its temp files are swept at the next start).
+    """
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(interval_s)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 def warm_up() -> int:
     """Run in each new worker so the first real document does not pay for imports."""
     # Tests only (SEALD_TEST_SLOW_WORKER_START_S): a worker still starting when seald stops.
