@@ -61,6 +61,9 @@ class ServerConfig:
     seal_workers: int = 0
 
 
+# A SealRequest of 10,000 documents with two approvals is ~4.2 MB on the wire; this
+# keeps the largest one well below the 32 MiB send limit (issue 20).
+MAX_DOCUMENTS_PER_REQUEST = 20_000
 # More workers than this buys nothing on one token (bench/README.md "Scaling").
 MAX_SEAL_WORKERS = 256
 
@@ -1041,8 +1044,12 @@ def load_config(path: Path) -> Config:
         raise ConfigError(f"{path}: 'requests.max_delegation_days' must be > 0")
     if requests.approval_use_hours <= 0:
         raise ConfigError(f"{path}: 'requests.approval_use_hours' must be > 0")
-    if requests.max_documents_per_request < 1:
-        raise ConfigError(f"{path}: 'requests.max_documents_per_request' must be at least 1")
+    if not 1 <= requests.max_documents_per_request <= MAX_DOCUMENTS_PER_REQUEST:
+        raise ConfigError(
+            f"{path}: 'requests.max_documents_per_request' must be 1 .. {MAX_DOCUMENTS_PER_REQUEST} "
+            "(a request's description, sent whole in status and watch replies, must stay far "
+            "below the 32 MiB message limit); split bigger runs into several requests"
+        )
     root.taken.update({"seal", "principal", "tokens"})
     tokens = _tokens(path, raw["tokens"]) if "tokens" in raw else TokensConfig(frozenset(), 0.0)
     seal_list = raw.get("seal", [])

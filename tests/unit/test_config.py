@@ -38,6 +38,8 @@ def test_the_fixture_config_loads(seal_fixtures: SealFixtures) -> None:
         (r"^client_ca = .*$", 'client_ca = "/nonexistent/ca.pem"', r"server\.client_ca.*no such file"),
         (r"^listen = .*\n", "", r"missing key 'server\.listen'"),
         (r"^host_name = .*$", 'host_name = "h"\nseal_workers = -1', r"server\.seal_workers.*0 \(one worker"),
+        (r"^required_approvals = 2$", "required_approvals = 2\nmax_documents_per_request = 0", r"\.\. 20000"),
+        (r"^required_approvals = 2$", "required_approvals = 2\nmax_documents_per_request = 20001", "split"),
         (r"^host_name = .*$", 'host_name = "h"\nseal_workers = "two"', r"seal_workers.*count of sealing"),
     ],
 )
