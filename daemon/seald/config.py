@@ -1015,9 +1015,10 @@ def load_config(path: Path) -> Config:
         approval_ttl_hours=req_t.number("approval_ttl_hours", 72.0, "hours, > 0"),
         max_document_bytes=req_t.integer("max_document_bytes", 256 * 1024 * 1024, "bytes"),
         # Issue 20: volume requests (month-end invoices, payroll) are sealed in recorded
-        # chunks with bounded memory; 10,000 one-page documents stayed under 512 MiB for
-        # seald and its workers together (bench/README.md, bench_volume.py).
-        max_documents_per_request=req_t.integer("max_documents_per_request", 10_000, "a count"),
+        # chunks. 2,000 documents keep seald and its workers under 512 MiB (asserted by
+        # test_volume_daemon); 10,000 ran (bench_volume) but its peak was not yet shown
+        # under that bound (bench/README.md), so larger runs are an explicit choice.
+        max_documents_per_request=req_t.integer("max_documents_per_request", 2_000, "a count"),
         approval_use_hours=req_t.number("approval_use_hours", 24.0, "hours, > 0"),
         max_pending_per_principal=req_t.integer(
             "max_pending_per_principal", 1000, "a count of unfinished requests per requester, >= 1"
