@@ -4,7 +4,8 @@
     .venv/bin/python bench/run_all.py --quick    # small sizes, a few minutes
 
 Each bench runs as its own process (a fresh SoftHSM token, a fresh seald), in this
-order: sealing throughput/latency/concurrency (bench_seal.py), one large file
+order: sealing throughput/latency/concurrency (bench_seal.py), CPU per document four
+ways (bench_cpu.py), a volume request end to end (bench_volume.py), one large file
 (bench_large.py), token removal -> refusal (bench_token_removal.py, under
 umockdev-wrapper), audit chain verification (bench_ledger.py), a watch-stream flood
 against another client's calls (bench_stream_flood.py). The machine's load
@@ -44,8 +45,12 @@ def benches(quick: bool) -> list[tuple[str, list[str]]]:
         if wrapper
         else [PY, "-c", "raise SystemExit('umockdev-wrapper not installed (Debian package umockdev)')"]
     )
+    cpu_docs = "60" if quick else "300"
+    volume_docs = "1000" if quick else "10000"
     return [
         ("sealing: throughput, latency, concurrency", [PY, str(ROOT / "bench" / "bench_seal.py"), *seal]),
+        ("CPU per document, four ways", [PY, str(ROOT / "bench" / "bench_cpu.py"), "--docs", cpu_docs]),
+        ("volume request end to end", [PY, str(ROOT / "bench" / "bench_volume.py"), "--docs", volume_docs]),
         ("large file", [PY, str(ROOT / "bench" / "bench_large.py"), *large]),
         ("token removal -> refusal", removal_cmd),
         ("audit chain verification", [PY, str(ROOT / "bench" / "bench_ledger.py"), "--records", records]),

@@ -42,6 +42,7 @@ from sealclient.output import (
     verify_text,
 )
 from sealclient.principal_cli import add_principal_parser
+from sealclient.progress import Progress
 from sealclient.seal_cli import add_seal_parser
 from sealclient.workflow_cli import add_workflow_parsers
 
@@ -250,6 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     download.add_argument(
         "-o",
         "--output",
+        "--out",
         type=Path,
         default=None,
         metavar="OUT",
@@ -260,6 +262,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=non_negative_int,
         default=None,
         help="only this document (0-based); default: all",
+    )
+    download.add_argument(
+        "--all",
+        action="store_true",
+        help="every document of the request (the default without --index), each checked "
+        "against its recorded SHA-256; --out names the directory",
     )
     download.add_argument(
         "--original", action="store_true", help="the original as submitted, not the sealed one"
@@ -376,12 +384,42 @@ def wait_for_end(
 ) -> requests_pb2.SealRequest:
     if request.state in TERMINAL_STATES:
         return request
-    for event in client.watch(request_id=request.request_id):
-        if not out.as_json:
-            out.say(event_text(event))
-        if event.request.state in TERMINAL_STATES:
-            return event.request
+    show = RequestProgress(out, json_events=False)  # --json: only the final request
+    try:
+        for event in client.watch(request_id=request.request_id):
+            show.event(event)
+            if event.request.state in TERMINAL_STATES:
+                return event.request
+    finally:
+        show.end()
     return client.get(request.request_id)
+
+
+class RequestProgress:
+    """What `watch REQ` and `submit --wait` print: a line per state change, and while a
+    request of several documents is sealed, its progress (done/total, rate, ETA) as a bar
+    on a terminal or as plain lines otherwise (issue 20)."""
+
+    def __init__(self, out: Output, *, json_events: bool = True) -> None:
+        self.out = out
+        self.json_events = json_events
+        self.progress = Progress(out.stream)
+        self.state: int | None = None
+
+    def event(self, event: requests_pb2.RequestEvent) -> None:
+        if self.out.as_json:
+            if self.json_events:
+                self.out.emit(event_text(event), event)
+            return
+        request = event.request
+        if request.state != self.state:
+            self.state = request.state
+            self.progress.line(escape_lines(event_text(event)))
+        if request.state == requests_pb2.REQUEST_STATE_SIGNING and len(request.documents) > 1:
+            self.progress.request(request)
+
+    def end(self) -> None:
+        self.progress.end()
 
 
 def cmd_approve(args: argparse.Namespace, client: SealClient, out: Output) -> int:
@@ -430,10 +468,18 @@ def cmd_list(args: argparse.Namespace, client: SealClient, out: Output) -> int:
 
 
 def cmd_watch(args: argparse.Namespace, client: SealClient, out: Output) -> int:
-    for event in client.watch(request_id=args.request_id):
-        out.emit(event_text(event), event)
-        if args.request_id and event.request.state in TERMINAL_STATES:
-            break
+    if not args.request_id:
+        for event in client.watch():
+            out.emit(event_text(event), event)
+        return ExitCode.OK
+    show = RequestProgress(out)
+    try:
+        for event in client.watch(request_id=args.request_id):
+            show.event(event)
+            if event.request.state in TERMINAL_STATES:
+                break
+    finally:
+        show.end()
     return ExitCode.OK
 
 
@@ -471,6 +517,10 @@ def download_targets(
 def cmd_download(args: argparse.Namespace, client: SealClient, out: Output) -> int:
     request = client.get(args.request_id)
     documents = list(request.documents)
+    if args.all and args.index is not None:
+        raise LocalInputError(
+            "conflicting_arguments", "--all and --index exclude each other; pass one of them"
+        )
     if args.index is not None:
         documents = [d for d in documents if d.index == args.index]
         if not documents:
@@ -485,11 +535,20 @@ def cmd_download(args: argparse.Namespace, client: SealClient, out: Output) -> i
         else requests_pb2.DOCUMENT_VARIANT_SEALED
     )
     written: list[dict[str, Any]] = []
-    for index, path in download_targets(documents, args.output, args.original):
+    targets = download_targets(documents, args.output, args.original)
+    # Many files on a terminal: one bar instead of thousands of lines (issue 20).
+    bar = Progress(out.stream, what="downloaded") if len(targets) > 1 and not out.as_json else None
+    use_bar = bar is not None and bar.tty
+    for done, (index, path) in enumerate(targets, start=1):
         info = client.download(args.request_id, index, path, variant)
         written.append({"path": str(path), "document": message_dict(info)})
-        if not out.as_json:
+        if use_bar and bar is not None:
+            bar.show(done, len(targets), label=args.request_id)
+        elif not out.as_json:
             out.say(f"wrote {path} (sha256 verified)")
+    if use_bar and bar is not None:
+        summary = f"wrote {len(targets)} files to {args.output or Path()} (each sha256 verified)"
+        bar.line(escape_lines(summary))
     if out.as_json:
         out.emit("", {"request_id": args.request_id, "documents": written})
     return ExitCode.OK

@@ -131,6 +131,9 @@ def expected_hash(info: requests_pb2.DocumentInfo, variant: int) -> tuple[str, i
     return info.sealed_sha256.lower(), info.sealed_size
 
 
+MAX_RECEIVE_BYTES = 32 * 1024 * 1024
+
+
 class SealClient:
     """Synchronous seald client. Use as a context manager to close the channel."""
 
@@ -143,7 +146,9 @@ class SealClient:
             private_key=identity.key_pem,
             certificate_chain=identity.cert_pem,
         )
-        options: list[tuple[str, str | int]] = []
+        # A volume request (10,000 documents, each approval's statement listing them all)
+        # is a ~4 MB SealRequest; seald sends up to 32 MiB (issue 20).
+        options: list[tuple[str, str | int]] = [("grpc.max_receive_message_length", MAX_RECEIVE_BYTES)]
         if identity.server_name_override:
             options.append(("grpc.ssl_target_name_override", identity.server_name_override))
         self._channel = grpc.secure_channel(identity.target, credentials, options=options)

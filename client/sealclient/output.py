@@ -154,6 +154,7 @@ def request_text(r: requests_pb2.SealRequest) -> str:
         f"Approvals  {len(r.approvals)}/{r.required_approvals}: {approvers}",
         *([f"Amount     {r.amount} {r.amount_currency}"] if r.amount else []),
         *chain_lines(r),
+        f"Sealed     {sum(1 for d in r.documents if d.sealed_sha256)}/{len(r.documents)} documents",
         f"Digest     {r.approval_digest}",
         "",
         table(

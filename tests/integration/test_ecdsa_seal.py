@@ -26,7 +26,7 @@ from seald.domain.custody import ALWAYS
 from seald.domain.errors import InvalidInput, PreconditionFailed
 from seald.domain.model import SealType
 from seald.runtime.daemon import load_seal_certificates
-from seald.signing.pades import seal_pdf, token_signer
+from seald.signing.pades import SealSpec, seal_pdf, token_signer
 from seald.signing.placement import PlacementSpec
 from seald.signing.seal_image import SealImageSpec, render_seal_png
 from seald.signing.verify import verify_pdf
@@ -108,11 +108,13 @@ def test_ecdsa_p256_seal_on_softhsm_is_valid_in_pdfsig(
         src,
         out,
         signer=token_signer(rw_session, EC_LABEL, EC_LABEL),
-        seal_png=render_seal_png(SealImageSpec("contract", "华夏示例科技有限公司", "合同专用章"), 40),
-        placement=PlacementSpec(0, 150, 200, 40),
-        reason="合同盖章",
-        location="北京",
-        field_name="Seal1",
+        spec=SealSpec(
+            seal_png=render_seal_png(SealImageSpec("contract", "华夏示例科技有限公司", "合同专用章"), 40),
+            placement=PlacementSpec(0, 150, 200, 40),
+            reason="合同盖章",
+            location="北京",
+            field_name="Seal1",
+        ),
     )
     report = subprocess.run(["pdfsig", str(out)], capture_output=True, text=True, check=False).stdout
     assert "Signature is Valid" in report and "Total document signed" in report, report

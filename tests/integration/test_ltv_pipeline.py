@@ -28,7 +28,7 @@ from pyhanko.pdf_utils.reader import PdfFileReader
 from seald.service.seal_workers import SealWorkers
 from seald.signing.errors import SigningError
 from seald.signing.levels import LevelSettings, SignatureLevel
-from seald.signing.pades import seal_pdf, token_signer
+from seald.signing.pades import SealSpec, seal_pdf, token_signer
 from seald.signing.pipeline import SealJob, discard, finish_seal, prepare_seal, publish, sign_prepared
 from seald.signing.placement import PlacementSpec
 from seald.signing.seal_image import SealImageSpec, render_seal_png
@@ -158,12 +158,14 @@ def test_r14_pipeline_ltv_means_what_one_step_signing_means(
         src,
         one_step,
         signer=signer,
-        seal_png=PNG,
-        placement=PLACEMENT,
-        reason="合同盖章",
-        location="北京",
-        field_name="Seal1",
-        level=settings,
+        spec=SealSpec(
+            seal_png=PNG,
+            placement=PLACEMENT,
+            reason="合同盖章",
+            location="北京",
+            field_name="Seal1",
+            level=settings,
+        ),
     )
 
     assert piped.read_bytes().startswith(src.read_bytes())  # an incremental update

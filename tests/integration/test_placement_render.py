@@ -22,7 +22,7 @@ from pyhanko.pdf_utils.writer import PageObject, PdfFileWriter
 
 from seald.signing.errors import PlacementError, SigningError
 from seald.signing.levels import Certification
-from seald.signing.pades import SealResult, seal_pdf, token_signer
+from seald.signing.pades import SealResult, SealSpec, seal_pdf, token_signer
 from seald.signing.placement import PlacementSpec
 from seald.signing.seal_image import SealImageSpec, render_seal_png
 from seald.signing.verify import verify_pdf
@@ -75,12 +75,14 @@ def _seal(
         src,
         dst,
         signer=token_signer(session, label, label),
-        seal_png=png,
-        placement=placement,
-        reason="合同盖章",
-        location="北京",
-        field_name=field,
-        certification=certification,
+        spec=SealSpec(
+            seal_png=png,
+            placement=placement,
+            reason="合同盖章",
+            location="北京",
+            field_name=field,
+            certification=certification,
+        ),
     )
 
 

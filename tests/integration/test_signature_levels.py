@@ -32,7 +32,7 @@ from pyhanko_certvalidator import ValidationContext
 from sealclient.evidence import pdf_problems
 from seald.signing.errors import SigningError
 from seald.signing.levels import Certification, LevelSettings, SignatureLevel
-from seald.signing.pades import seal_pdf, token_signer
+from seald.signing.pades import SealSpec, seal_pdf, token_signer
 from seald.signing.placement import PlacementSpec
 from seald.signing.seal_image import SealImageSpec, render_seal_png
 from seald.signing.verify import verify_pdf
@@ -87,13 +87,15 @@ def _seal(
         src,
         dst,
         signer=token_signer(session, label, label, signing_cert_der=cert_der or pki.seal_cert_der),
-        seal_png=png,
-        placement=placement,
-        reason="合同盖章",
-        location="北京",
-        field_name=field,
-        level=_settings(pki, level),
-        certification=certification,
+        spec=SealSpec(
+            seal_png=png,
+            placement=placement,
+            reason="合同盖章",
+            location="北京",
+            field_name=field,
+            level=_settings(pki, level),
+            certification=certification,
+        ),
     )
 
 
@@ -258,12 +260,14 @@ def test_r14_unreachable_tsa_fails_closed(
             src,
             out,
             signer=token_signer(session, label, label),
-            seal_png=seal_png,
-            placement=PLACEMENT,
-            reason="r",
-            location="l",
-            field_name="Seal1",
-            level=LevelSettings(level=SignatureLevel.B_T, tsa_url="http://127.0.0.1:9/tsa", timeout_s=2),
+            spec=SealSpec(
+                seal_png=seal_png,
+                placement=PLACEMENT,
+                reason="r",
+                location="l",
+                field_name="Seal1",
+                level=LevelSettings(level=SignatureLevel.B_T, tsa_url="http://127.0.0.1:9/tsa", timeout_s=2),
+            ),
         )
     assert refused.value.reason == "tsa_unavailable", refused.value
     assert not out.exists()

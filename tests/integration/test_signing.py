@@ -18,7 +18,7 @@ from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 
 from seald.signing.errors import InputDocumentError, PlacementError, TokenSigningError
-from seald.signing.pades import SealResult, seal_pdf, token_signer
+from seald.signing.pades import SealResult, SealSpec, seal_pdf, token_signer
 from seald.signing.placement import PlacementSpec, placement_box
 from seald.signing.seal_image import SealImageSpec, render_seal_png
 from seald.signing.verify import verify_pdf
@@ -64,12 +64,14 @@ def _seal(
         src,
         dst,
         signer=token_signer(session, key_label, key_label),
-        seal_png=png,
-        placement=placement,
-        reason="合同盖章",
-        location="北京",
-        field_name=field,
-        signer_name="华夏示例科技有限公司",
+        spec=SealSpec(
+            seal_png=png,
+            placement=placement,
+            reason="合同盖章",
+            location="北京",
+            field_name=field,
+            signer_name="华夏示例科技有限公司",
+        ),
     )
 
 
@@ -315,11 +317,13 @@ def test_token_failure_mid_signature_is_token_error_and_leaves_nothing(
             _pdf(tmp_path, make_pdfs.valid_pdf()),
             outdir / "out.pdf",
             signer=signer,
-            seal_png=seal_png,
-            placement=PlacementSpec(1, 100, 100, 40),
-            reason="r",
-            location="l",
-            field_name="Seal1",
+            spec=SealSpec(
+                seal_png=seal_png,
+                placement=PlacementSpec(1, 100, 100, 40),
+                reason="r",
+                location="l",
+                field_name="Seal1",
+            ),
         )
     assert err.value.reason == "token_error"
     assert seal.user_pin not in str(err.value)

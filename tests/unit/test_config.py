@@ -37,6 +37,10 @@ def test_the_fixture_config_loads(seal_fixtures: SealFixtures) -> None:
         (r"^certificates = \[\"[0-9a-f]+\"\]$", 'certificates = ["abc"]', r"certificates.*SHA-256"),
         (r"^client_ca = .*$", 'client_ca = "/nonexistent/ca.pem"', r"server\.client_ca.*no such file"),
         (r"^listen = .*\n", "", r"missing key 'server\.listen'"),
+        (r"^host_name = .*$", 'host_name = "h"\nseal_workers = -1', r"server\.seal_workers.*0 \(one worker"),
+        (r"^required_approvals = 2$", "required_approvals = 2\nmax_documents_per_request = 0", r"\.\. 20000"),
+        (r"^required_approvals = 2$", "required_approvals = 2\nmax_documents_per_request = 20001", "split"),
+        (r"^host_name = .*$", 'host_name = "h"\nseal_workers = "two"', r"seal_workers.*count of sealing"),
     ],
 )
 def test_bad_config_names_file_key_and_fix(
@@ -47,6 +51,12 @@ def test_bad_config_names_file_key_and_fix(
         load_config(path)
     assert str(path) in str(bad.value)
     assert re.search(expected, str(bad.value)), str(bad.value)
+
+
+def test_volume_seal_workers_is_configuration(seal_fixtures: SealFixtures, tmp_path: Path) -> None:
+    assert load_config(seal_fixtures.config).server.seal_workers == 0  # default: one per core
+    path = write(tmp_path, seal_fixtures, r"^host_name = .*$", 'host_name = "h"\nseal_workers = 1')
+    assert load_config(path).server.seal_workers == 1
 
 
 def test_a_certificate_may_identify_only_one_principal(seal_fixtures: SealFixtures, tmp_path: Path) -> None:

@@ -281,3 +281,40 @@ def test_r05_an_empty_policy_is_a_configuration_error_never_a_pass() -> None:
         ApprovalPolicy(())
     with pytest.raises(ConfigError):
         default_policy(1)
+
+
+# --- issue 20: volume requests sealed in recorded chunks --------------------------------
+
+
+def _signing_batch(count: int) -> SealRequest:
+    docs = [replace(DOC, index=i, name=f"invoice-{i}.pdf") for i in range(count)]
+    approved = approve(approve(new_request(documents=docs), LI), WANG)
+    return lifecycle.begin_signing(approved, seal=SEAL, policy=POLICY, now=NOW)
+
+
+def test_volume_recorded_chunks_survive_an_interruption_and_complete_the_request() -> None:
+    signing = _signing_batch(3)
+    partial = lifecycle.record_sealed(signing, sealed={0: ("a" * 64, 10), 1: ("b" * 64, 11)}, now=NOW)
+    assert partial.state is RequestState.SIGNING
+    assert partial.state_reason == "sealing: 2 of 3 documents sealed"
+    assert lifecycle.sealed_so_far(partial) is None  # not releasable before every document
+    # A token removal: back to APPROVED with the recorded chunk kept, then resumed.
+    back = lifecycle.interrupt_signing(partial, why="token removed", now=NOW)
+    assert [d.sealed_sha256 for d in back.documents] == ["a" * 64, "b" * 64, ""]
+    resumed = lifecycle.begin_signing(back, seal=SEAL, policy=POLICY, now=NOW)
+    assert [d.sealed_sha256 for d in resumed.documents] == ["a" * 64, "b" * 64, ""]
+    complete = lifecycle.sealed_so_far(lifecycle.record_sealed(resumed, sealed={2: ("c" * 64, 12)}, now=NOW))
+    assert complete == [("a" * 64, 10), ("b" * 64, 11), ("c" * 64, 12)]
+    signed = lifecycle.complete_signing(resumed, sealed=complete, now=NOW)
+    assert signed.state is RequestState.SIGNED
+
+
+def test_volume_record_sealed_only_while_signing_and_only_own_documents() -> None:
+    signing = _signing_batch(2)
+    with pytest.raises(PreconditionFailed, match="no document 5"):
+        lifecycle.record_sealed(signing, sealed={5: ("a" * 64, 1)}, now=NOW)
+    back = lifecycle.interrupt_signing(signing, why="locked", now=NOW)
+    with pytest.raises(PreconditionFailed, match="not signing"):
+        lifecycle.record_sealed(back, sealed={0: ("a" * 64, 1)}, now=NOW)
+    recorded = lifecycle.record_sealed(signing, sealed={0: ("a" * 64, 1)}, now=NOW)
+    assert [d.sealed_sha256 for d in lifecycle.forget_sealed(recorded).documents] == ["", ""]

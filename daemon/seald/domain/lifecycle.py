@@ -11,7 +11,7 @@ returns the new request or raises a SealError. Nothing here does I/O; the shell
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 
@@ -567,6 +567,54 @@ def complete_signing(
         signed_at=now,
         outcome_unknown=False,
         state_reason="sealed",
+    )
+
+
+def record_sealed(
+    request: SealRequest, *, sealed: Mapping[int, tuple[str, int]], now: datetime
+) -> SealRequest:
+    """SIGNING stays SIGNING with (sha256, size) of the documents sealed so far (issue 20:
+    a volume request is sealed in chunks, each recorded, so an interruption or a crash
+    resumes after the last recorded chunk instead of signing everything again). Nothing
+    is released before the whole request is SIGNED."""
+    if request.state is not RequestState.SIGNING:
+        raise PreconditionFailed(
+            f"request {request.request_id} is {request.state.value}, not signing",
+            reason="not_signing",
+        )
+    indexes = {doc.index for doc in request.documents}
+    unknown = sorted(set(sealed) - indexes)
+    if unknown:
+        raise PreconditionFailed(
+            f"request {request.request_id} has no document {unknown[0]}", reason="incomplete_batch"
+        )
+    documents = tuple(
+        replace(doc, sealed_sha256=sealed[doc.index][0], sealed_size=sealed[doc.index][1])
+        if doc.index in sealed
+        else doc
+        for doc in request.documents
+    )
+    done = sum(1 for doc in documents if doc.sealed_sha256)
+    return replace(
+        request,
+        documents=documents,
+        updated_at=now,
+        state_reason=f"sealing: {done} of {len(documents)} documents sealed",
+    )
+
+
+def sealed_so_far(request: SealRequest) -> list[tuple[str, int]] | None:
+    """(sha256, size) of every document when all are recorded sealed, else None."""
+    if not request.documents or not all(doc.sealed_sha256 for doc in request.documents):
+        return None
+    return [(doc.sealed_sha256, doc.sealed_size) for doc in request.documents]
+
+
+def forget_sealed(request: SealRequest) -> SealRequest:
+    """The documents' sealed results cleared (their files were deleted unreleased)."""
+    return replace(
+        request,
+        documents=tuple(replace(doc, sealed_sha256="", sealed_size=0) for doc in request.documents),
     )
 
 

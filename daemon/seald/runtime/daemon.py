@@ -70,7 +70,11 @@ from seald.tokens.skf_backend import SkfSealBinding, SkfTokenManager
 
 log = get_logger("seald")
 
-MAX_MESSAGE_BYTES = 4 * 1024 * 1024  # chunks are 256 KiB; nothing legitimate is bigger
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024  # inbound: chunks are 256 KiB; nothing legitimate is bigger
+# Outbound: a SealRequest carries every document and each approval's signed statement,
+# which lists every document hash: 10,000 documents with two approvals are ~4.2 MB
+# (issue 20; config caps max_documents_per_request so one stays well below this).
+MAX_SEND_MESSAGE_BYTES = 32 * 1024 * 1024
 EXPIRY_INTERVAL_S = 30.0
 HEALTH_INTERVAL_S = 1.0
 CUSTODY_INTERVAL_S = 15.0  # R08 hours / same-day return and the idle lock are checked this often
@@ -224,7 +228,7 @@ class Daemon:
         server = grpc.aio.server(
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_send_message_length", MAX_SEND_MESSAGE_BYTES),
                 ("grpc.so_reuseport", 0),
             ]
         )

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from seald.config import Config
 
 # (what, how to read it) for every setting that is only read at start.
-_RESTART_ONLY_SERVER = ("listen", "host_name", "tls_cert", "tls_key", "client_ca")
+_RESTART_ONLY_SERVER = ("listen", "host_name", "tls_cert", "tls_key", "client_ca", "seal_workers")
 _RESTART_ONLY_SEAL = ("token_label", "token_serial", "key_label", "certificate")
 
 

@@ -76,7 +76,7 @@ def build_services(
     readiness = Readiness(store, tokens, custody)
     expiry = Expiry(store, recorder, clock)
     # Worker processes for the CPU-bound halves of sealing (started by the signer loop).
-    workers = SealWorkers()
+    workers = SealWorkers(config.server.seal_workers or None)
     signer = Signer(
         live,
         store,

@@ -34,6 +34,7 @@ from seald.signing.pipeline import (
     PreparedSeal,
     SealJob,
     discard,
+    exit_with_parent,
     finish_seal,
     fsync_directory,
     prepare_seal,
@@ -61,7 +62,10 @@ class SealWorkers:
     def _executor(self) -> concurrent.futures.ProcessPoolExecutor:
         if self._pool is None:
             self._pool = concurrent.futures.ProcessPoolExecutor(
-                max_workers=self.size, mp_context=multiprocessing.get_context("spawn")
+                max_workers=self.size,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=exit_with_parent,
+                initargs=(os.getpid(),),
             )
         return self._pool
 

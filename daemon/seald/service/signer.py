@@ -24,7 +24,7 @@ from seald.config import Config
 from seald.domain import access, lifecycle
 from seald.domain.audit import AuditEvent
 from seald.domain.errors import PreconditionFailed, SealError, ServiceUnavailable
-from seald.domain.model import Principal, RequestState, SealRequest
+from seald.domain.model import Document, Principal, RequestState, SealRequest
 from seald.gm import ses
 from seald.gm.certs import load_certificate, pem_or_der
 from seald.gm.sm2 import Sm2PrivateKey
@@ -55,6 +55,10 @@ from seald.workflow import Workflow
 log = get_logger("seald")
 
 MAX_SIGN_ATTEMPTS = 3
+# Documents sealed and recorded together in a volume request (issue 20): an interruption
+# costs at most one chunk of work again; a request of up to this many documents is
+# sealed exactly as before (one intent, one result transaction).
+SEAL_CHUNK = 256
 
 
 class Signer:
@@ -284,11 +288,19 @@ class Signer:
                         discard_early(prepared)
 
     async def sign_request(self, request_id: str, queued: SealRequest | None = None) -> SealRequest:
-        """Intent record, token signature, result record — or nothing released.
+        """Intent record, token signatures, result record — or nothing released.
 
         ``queued`` is the request as the signer's queue read it (APPROVED): its documents
         are prepared while the intent record commits, so the commit costs no latency.
         The token signs only once the intent is committed.
+
+        A request of more than SEAL_CHUNK documents is sealed in chunks (issue 20): each
+        chunk but the last is recorded (``lifecycle.record_sealed``, one audit record per
+        chunk) once its files are in place, so a token removal, a lock or a crash
+        resumes after the last recorded chunk and never signs a recorded document again.
+        Only the cut-off chunk is prepared and signed again (its files were never renamed
+        into place nor recorded). Nothing is downloadable before the request is SIGNED;
+        the result record names each document once.
         """
         now = self._clock()
 
@@ -304,7 +316,8 @@ class Signer:
             )
             tx.save_request(new)
             for doc in new.documents:
-                tx.audit(request_event("seal.sign_intent", new, None, None, doc, outcome="intent"))
+                if not doc.sealed_sha256:  # resumed: only what is still to be sealed
+                    tx.audit(request_event("seal.sign_intent", new, None, None, doc, outcome="intent"))
             return new
 
         intent = asyncio.ensure_future(self._recorder.commit(_intent, "seal.sign_intent"))
@@ -321,8 +334,29 @@ class Signer:
                 raise
         gate = asyncio.ensure_future(intent_committed())
         started = asyncio.get_running_loop().time()
+        # Recorded before this attempt (a resumed request) or by it: kept whatever happens
+        # next, unless the seal stops or a document fails (then nothing is released).
+        recorded = {doc.index for doc in queued.documents if doc.sealed_sha256}
+        remaining = [doc.index for doc in queued.documents if doc.index not in recorded]
+        chunks = [remaining[i : i + SEAL_CHUNK] for i in range(0, len(remaining), SEAL_CHUNK)] or [[]]
+        last: dict[int, tuple[str, int]] = {}
         try:
-            sealed = await self._seal_documents(queued, gate)
+            for number, chunk in enumerate(chunks):
+                sealed = await self._seal_documents(queued, chunk, gate, early=number == 0)
+                if number == len(chunks) - 1:
+                    last = sealed  # recorded by the result transaction below
+                    break
+                try:
+                    await self._recorder.commit(self._record_chunk(request_id, sealed), "seal.chunk_sealed")
+                except PreconditionFailed as ex:
+                    self._remove_sealed(intent.result())
+                    return await self._void_in_flight(intent.result(), ex)
+                except ServiceUnavailable:
+                    # Fail closed: this chunk is not recorded, so its files go.
+                    self._remove_sealed(intent.result(), keep=recorded)
+                    raise
+                recorded.update(sealed)
+                self.signed_count += len(sealed)
         except BaseException as ex:
             # _seal_documents settles the gate before it raises (unless cancelled): the
             # intent's own failure comes first and means nothing was signed.
@@ -335,7 +369,9 @@ class Signer:
                 raise failure from None
             request = intent.result()
             if isinstance(ex, (PreconditionFailed, TokenSigningError)):
-                return await self._interrupt(request, f"not signed: {ex}; waiting for the token", ex)
+                return await self._interrupt(
+                    request, f"not signed: {ex}; waiting for the token", ex, keep=recorded
+                )
             if isinstance(ex, SigningError):
                 return await self._fail(request, f"cannot seal: {ex}", ex)
             raise
@@ -349,7 +385,11 @@ class Signer:
             # R02: a suspension/loss committed while the token was signing wins: the
             # sealed output is not released (the caller deletes it and voids approvals).
             lifecycle.check_seal_usable(self._catalog.seal(current.seal_id, tx), current.category)
-            new = lifecycle.complete_signing(current, sealed=sealed, now=self._clock())
+            with_last = lifecycle.record_sealed(current, sealed=last, now=self._clock())
+            complete = lifecycle.sealed_so_far(with_last)
+            if complete is None:
+                raise PreconditionFailed("not every document was sealed", reason="incomplete_batch")
+            new = lifecycle.complete_signing(current, sealed=complete, now=self._clock())
             tx.save_request(new)
             for doc in new.documents:
                 tx.audit(
@@ -371,10 +411,11 @@ class Signer:
             self._remove_sealed(request)
             return await self._void_in_flight(request, ex)
         except ServiceUnavailable:
-            # Fail closed: without its result record no sealed document is released.
-            self._remove_sealed(request)
+            # Fail closed: without its result record no sealed document is released; the
+            # recorded chunks stay (recovery completes or resumes the request).
+            self._remove_sealed(request, keep=recorded)
             raise
-        self.signed_count += len(done.documents)
+        self.signed_count += len(last)
         log.info(
             "seal.request_completed",
             request_id=request_id,
@@ -384,6 +425,35 @@ class Signer:
             outcome="signed",
         )
         return done
+
+    def _record_chunk(
+        self, request_id: str, sealed: dict[int, tuple[str, int]]
+    ) -> Callable[[Transaction], SealRequest]:
+        """The transaction that records one sealed chunk (files already in place)."""
+
+        def _tx(tx: Transaction) -> SealRequest:
+            current = tx.get_request(request_id)
+            lifecycle.check_seal_usable(self._catalog.seal(current.seal_id, tx), current.category)
+            new = lifecycle.record_sealed(current, sealed=sealed, now=self._clock())
+            done = sum(1 for doc in new.documents if doc.sealed_sha256)
+            tx.save_request(new)
+            tx.audit(
+                AuditEvent(
+                    event="seal.chunk_sealed",
+                    seal_id=new.seal_id,
+                    request_id=new.request_id,
+                    outcome="signing",
+                    details={
+                        "first_document": min(sealed),
+                        "last_document": max(sealed),
+                        "sealed": done,
+                        "documents": len(new.documents),
+                    },
+                )
+            )
+            return new
+
+        return _tx
 
     async def _intent_refused(self, request_id: str, ex: PreconditionFailed) -> None:
         """The intent record was refused: the request expired, or the policy no longer holds."""
@@ -395,9 +465,15 @@ class Signer:
             await self._fail_before_signing(request_id, ex)
 
     async def _seal_documents(
-        self, request: SealRequest, intent_committed: asyncio.Future[None]
-    ) -> list[tuple[str, int]]:
-        """(sha256, size) of each sealed document, in order; all sealed or none released.
+        self,
+        request: SealRequest,
+        indexes: Sequence[int],
+        intent_committed: asyncio.Future[None],
+        *,
+        early: bool,
+    ) -> dict[int, tuple[str, int]]:
+        """index -> (sha256, size) of each of these documents; all sealed and renamed into
+        place, or none.
 
         Every level goes through the worker pipeline (issue 8): PDF work, and for B-LT/B-LTA
         the TSA/OCSP/CRL fetches, DSS and document timestamp, in worker processes; only the
@@ -415,9 +491,17 @@ class Signer:
         except BaseException:
             await settled(intent_committed)
             raise
-        jobs = self._jobs_for(request, seal_png)
+        wanted = set(indexes)
+        documents = [doc for doc in request.documents if doc.index in wanted]
+        jobs = self._jobs_for(request, seal_png, documents)
         if sc.format == "gbt38540":
-            return await self._seal_gbt38540(request.seal_id, jobs, seal_png, intent_committed)
+            sealed = await self._seal_gbt38540(request.seal_id, jobs, seal_png, intent_committed)
+            return {doc.index: result for doc, result in zip(documents, sealed, strict=True)}
+        started = self._early.pop(request.request_id, ("", []))[1]
+        if not early:
+            for unused in started:
+                discard_early(unused)
+            started = []
         results = await seal_documents(
             self._workers,
             self._tokens,
@@ -426,9 +510,12 @@ class Signer:
             key_label=sc.key_label,
             signers=self._signers,
             before_sign=intent_committed,
-            early=self._early.pop(request.request_id, ("", []))[1],
+            early=started,
         )
-        return [(result.sha256, result.size) for result in results]
+        return {
+            doc.index: (result.sha256, result.size)
+            for doc, result in zip(documents, results, strict=True)
+        }
 
     def _ses_seal(self, seal_id: str, seal_png: bytes) -> bytes:
         """The seal's GB/T 38540 SES_Seal, made by [seal_maker] (issue 19).
@@ -523,7 +610,9 @@ class Signer:
             _remove_partial_outputs(written)
             raise
 
-    def _jobs_for(self, request: SealRequest, seal_png: bytes) -> list[SealJob]:
+    def _jobs_for(
+        self, request: SealRequest, seal_png: bytes, documents: Sequence[Document] | None = None
+    ) -> list[SealJob]:
         sc = self.config.seals[request.seal_id]
         level = self._level_settings(request.seal_id)
         return [
@@ -542,7 +631,7 @@ class Signer:
                 certification=Certification(sc.certify),
                 certify_only_if_first=True,
             )
-            for doc in request.documents
+            for doc in (request.documents if documents is None else documents)
         ]
 
     def _prepare_early(self, request: SealRequest) -> list[EarlyPrepare]:
@@ -574,16 +663,31 @@ class Signer:
             fetch_revocation=trust.fetch_revocation,
         )
 
-    def _remove_sealed(self, request: SealRequest) -> None:
+    def _remove_sealed(self, request: SealRequest, keep: set[int] | frozenset[int] = frozenset()) -> None:
+        """Delete the sealed files of the request's documents, but those in ``keep``
+        (recorded chunks, issue 20)."""
         for doc in request.documents:
+            if doc.index in keep:
+                continue
             with contextlib.suppress(FileNotFoundError):
                 self._store.sealed_path(request.request_id, doc.index).unlink()
 
     async def _interrupt(
-        self, request: SealRequest, why: str, ex: SealError | SigningError
+        self,
+        request: SealRequest,
+        why: str,
+        ex: SealError | SigningError,
+        *,
+        keep: set[int] | frozenset[int] = frozenset(),
     ) -> SealRequest:
-        self._remove_sealed(request)
-        if request.sign_attempts >= MAX_SIGN_ATTEMPTS and isinstance(ex, TokenSigningError):
+        """Back to APPROVED; the recorded chunks (``keep``) stay and are not signed again."""
+        self._remove_sealed(request, keep=keep)
+        progressed = len(keep) > sum(1 for doc in request.documents if doc.sealed_sha256)
+        if (
+            not progressed
+            and request.sign_attempts >= MAX_SIGN_ATTEMPTS
+            and isinstance(ex, TokenSigningError)
+        ):
             return await self._fail(
                 request, f"{why} (gave up after {request.sign_attempts} attempts)", ex
             )
@@ -600,7 +704,7 @@ class Signer:
         """The seal stopped while signing: nothing released, approvals void (R02)."""
 
         def void(current: SealRequest, now: datetime) -> SealRequest:
-            back = lifecycle.interrupt_signing(current, why=ex.message, now=now)
+            back = lifecycle.forget_sealed(lifecycle.interrupt_signing(current, why=ex.message, now=now))
             return lifecycle.void_approvals(back, why=ex.message, now=now)
 
         return await self._record_transition(
@@ -614,7 +718,7 @@ class Signer:
 
         return await self._record_transition(
             request.request_id,
-            lambda current, now: lifecycle.fail_signing(current, why=why, now=now),
+            lambda current, now: lifecycle.forget_sealed(lifecycle.fail_signing(current, why=why, now=now)),
             event="seal.sign_failed",
             outcome="failed",
             reason=getattr(ex, "reason", "error"),
@@ -677,15 +781,34 @@ class Signer:
         await self._recorder.commit(_tx, "seal.sign_refused")
 
     async def recover(self) -> None:
-        """After a crash: requests left SIGNING are resolved by the output on disk."""
+        """After a crash: requests left SIGNING are resolved by the output on disk.
+
+        A document whose chunk was recorded (issue 20) keeps its sealed file when the file
+        still has the recorded hash. If every document then has its sealed file, the
+        request is SIGNED (the crash came after the last rename); otherwise the files of
+        unrecorded documents go and the request returns to APPROVED flagged
+        ``outcome_unknown``, to be resumed after the recorded ones.
+        """
         await self._catalog.load()
         for request in await self._store.list_requests(
             states=(RequestState.SIGNING,), limit=100_000
         ):
-            paths = [self._store.sealed_path(request.request_id, d.index) for d in request.documents]
-            _remove_partial_outputs(paths)
-            if all(p.exists() for p in paths):
-                sealed = [(_sha256_file(p), p.stat().st_size) for p in paths]
+            paths = {d.index: self._store.sealed_path(request.request_id, d.index) for d in request.documents}
+            _remove_partial_outputs(list(paths.values()))
+            kept = {
+                d.index
+                for d in request.documents
+                if d.sealed_sha256
+                and paths[d.index].exists()
+                and _sha256_file(paths[d.index]) == d.sealed_sha256
+            }
+            if all(p.exists() for p in paths.values()):
+                sealed = [
+                    (d.sealed_sha256, d.sealed_size)
+                    if d.index in kept
+                    else (_sha256_file(paths[d.index]), paths[d.index].stat().st_size)
+                    for d in request.documents
+                ]
 
                 def _done(
                     tx: Transaction,
@@ -712,10 +835,21 @@ class Signer:
 
                 await self._recorder.commit(_done, "seal.recovered_signed")
             else:
-                self._remove_sealed(request)
+                self._remove_sealed(request, keep=kept)
 
-                def _back(tx: Transaction, rid: str = request.request_id) -> SealRequest:
-                    new = lifecycle.recover_unknown_outcome(tx.get_request(rid), now=self._clock())
+                def _back(
+                    tx: Transaction, rid: str = request.request_id, kept: set[int] = kept
+                ) -> SealRequest:
+                    current = tx.get_request(rid)
+                    # A recorded document whose file is gone or changed is sealed again.
+                    current = replace(
+                        current,
+                        documents=tuple(
+                            d if d.index in kept else replace(d, sealed_sha256="", sealed_size=0)
+                            for d in current.documents
+                        ),
+                    )
+                    new = lifecycle.recover_unknown_outcome(current, now=self._clock())
                     tx.save_request(new)
                     tx.audit(
                         AuditEvent(
@@ -724,6 +858,7 @@ class Signer:
                             request_id=new.request_id,
                             outcome="approved",
                             reason="crash_between_intent_and_result",
+                            details={"sealed_kept": len(kept), "documents": len(new.documents)},
                         )
                     )
                     return new

@@ -3,7 +3,7 @@ token and validation (pyHanko). Blocking; call from worker threads."""
 
 from .errors import InputDocumentError, SealImageError, SigningError, TokenSigningError
 from .input_checks import PdfFacts, check_input_pdf
-from .pades import SealResult, seal_pdf, token_signer
+from .pades import SealResult, SealSpec, seal_pdf, token_signer
 from .placement import PlacementSpec, placement_box
 from .seal_image import SealImageSpec, render_seal_png
 from .verify import SignatureCheck, verify_pdf
@@ -15,6 +15,7 @@ __all__ = [
     "SealImageError",
     "SealImageSpec",
     "SealResult",
+    "SealSpec",
     "SignatureCheck",
     "SigningError",
     "TokenSigningError",

@@ -113,48 +113,38 @@ def token_signer(
     return signer
 
 
-def seal_pdf(
-    input_path: Path,
-    output_path: Path,
-    *,
-    signer: Signer,
-    seal_png: bytes,
-    placement: PlacementSpec,
-    reason: str,
-    location: str,
-    field_name: str,
-    signer_name: str = "",
-    signature_bytes: int | None = None,
-    level: LevelSettings | None = None,
-    certification: Certification = Certification.NONE,
-    certify_only_if_first: bool = False,
-) -> SealResult:
+@dataclass(frozen=True)
+class SealSpec:
+    """One seal as it goes on a document: image, place, meaning and level (issue 15:
+    one parameter object instead of a dozen arguments to every sealing function)."""
+
+    seal_png: bytes
+    placement: PlacementSpec
+    reason: str
+    location: str
+    field_name: str
+    signer_name: str = ""
+    level: LevelSettings = dataclasses.field(default_factory=LevelSettings)
+    certification: Certification = Certification.NONE
+    # An already signed document gets an approval seal instead of a refusal.
+    certify_only_if_first: bool = False
+    # Bytes reserved for the CMS; None: the level's default (pyHanko #515).
+    signature_bytes: int | None = None
+
+
+def seal_pdf(input_path: Path, output_path: Path, *, signer: Signer, spec: SealSpec) -> SealResult:
     """Seal ``input_path`` into ``output_path`` (atomically: all or nothing there).
 
-    ``placement.anchor_text`` (if set) replaces x/y by the centre of that text on the
-    page; ``level`` selects B-B (default) .. B-LTA; ``certification`` makes this a
-    DocMDP certification signature (only allowed as the document's first signature;
-    with ``certify_only_if_first`` an already signed document gets an approval seal).
+    ``spec.placement.anchor_text`` (if set) replaces x/y by the centre of that text on
+    the page; ``spec.level`` selects B-B (default) .. B-LTA; ``spec.certification``
+    makes this a DocMDP certification signature (only allowed as the document's first
+    signature; with ``certify_only_if_first`` an already signed document gets an
+    approval seal).
     """
-    level = level or LevelSettings()
     # The writer reads the original from the open file and copies it to the output in
     # chunks: memory stays bounded whatever the document's size (issue 8).
     with _open_input(input_path) as source:
-        plan = plan_seal(
-            source,
-            input_path,
-            signer=signer,
-            seal_png=seal_png,
-            placement=placement,
-            reason=reason,
-            location=location,
-            field_name=field_name,
-            signer_name=signer_name,
-            signature_bytes=signature_bytes,
-            level=level,
-            certification=certification,
-            certify_only_if_first=certify_only_if_first,
-        )
+        plan = plan_seal(source, input_path, signer=signer, spec=spec)
         with _atomic_output(output_path) as out:
             with _translate_signing_errors(plan.field_name):
                 plan.pdf_signer.sign_pdf(plan.writer, output=out, bytes_reserved=plan.bytes_reserved)
@@ -178,41 +168,27 @@ class SealPlan:
         return dataclasses.replace(result, slice_boxes_pt=self.slice_boxes)
 
 
-def plan_seal(
-    source: BinaryIO,
-    input_path: Path,
-    *,
-    signer: Signer,
-    seal_png: bytes,
-    placement: PlacementSpec,
-    reason: str,
-    location: str,
-    field_name: str,
-    signer_name: str = "",
-    signature_bytes: int | None = None,
-    level: LevelSettings | None = None,
-    certification: Certification = Certification.NONE,
-    certify_only_if_first: bool = False,
-) -> SealPlan:
+def plan_seal(source: BinaryIO, input_path: Path, *, signer: Signer, spec: SealSpec) -> SealPlan:
     """Open ``source`` incrementally, check it may be sealed, place the seal (visible
     box, or 骑缝章 slices drawn on every page) and set up pyHanko's PdfSigner."""
-    level = level or LevelSettings()
-    bytes_reserved = signature_bytes or level.signature_bytes
+    level = spec.level
+    bytes_reserved = spec.signature_bytes or level.signature_bytes
     writer = open_incremental(source)
-    certification = _check_may_add_signature(writer, certification, certify_only_if_first)
+    certification = _check_may_add_signature(writer, spec.certification, spec.certify_only_if_first)
     meta = signature_metadata(
-        field_name,
-        reason=reason,
-        location=location,
-        signer_name=signer_name,
+        spec.field_name,
+        reason=spec.reason,
+        location=spec.location,
+        signer_name=spec.signer_name,
         level=level,
         certification=certification,
     )
+    placement = spec.placement
     if placement.cross_page:
         return _plan_cross_page(
             writer,
             signer,
-            seal_png=seal_png,
+            seal_png=spec.seal_png,
             placement=placement,
             meta=meta,
             level=level,
@@ -225,15 +201,15 @@ def plan_seal(
     # pyHanko annotates the box as ints but writes floats fine; rounding to whole
     # points would move the seal by up to 0.35 mm.
     exact_box = cast("tuple[int, int, int, int]", tuple(round(v, 3) for v in box))
-    spec = fields.SigFieldSpec(sig_field_name=field_name, on_page=page_ix, box=exact_box)
+    spec_field = fields.SigFieldSpec(sig_field_name=spec.field_name, on_page=page_ix, box=exact_box)
     pdf_signer = signers.PdfSigner(
         meta,
         signer,
-        stamp_style=seal_stamp_style(seal_png, rotate),
-        new_field_spec=spec,
+        stamp_style=seal_stamp_style(spec.seal_png, rotate),
+        new_field_spec=spec_field,
         timestamper=level.timestamper(),
     )
-    return SealPlan(writer, pdf_signer, field_name, page_ix, box, (), bytes_reserved)
+    return SealPlan(writer, pdf_signer, spec.field_name, page_ix, box, (), bytes_reserved)
 
 
 def _check_may_add_signature(

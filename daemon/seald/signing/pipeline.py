@@ -63,10 +63,12 @@ from pyhanko_certvalidator.authority import CertTrustAnchor
 from pyhanko_certvalidator.path import ValidationPath
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 
+from .cms_cache import CmsTemplates, PreEncodedSigner
 from .errors import SigningError
 from .levels import Certification, LevelSettings, SignatureLevel
 from .pades import (
     SealResult,
+    SealSpec,
     _open_input,
     _translate_signing_errors,
     plan_seal,
@@ -98,9 +100,23 @@ class SealJob:
     certification: Certification = Certification.NONE
     certify_only_if_first: bool = False
 
-
     def with_certificate(self, signing_cert_der: bytes, chain_der: tuple[bytes, ...]) -> SealJob:
         return dataclasses.replace(self, signing_cert_der=signing_cert_der, chain_der=chain_der)
+
+    @property
+    def spec(self) -> SealSpec:
+        """The seal as it goes on this document (pades' parameter object)."""
+        return SealSpec(
+            seal_png=self.seal_png,
+            placement=self.placement,
+            reason=self.reason,
+            location=self.location,
+            field_name=self.field_name,
+            signer_name=self.signer_name,
+            level=self.level,
+            certification=self.certification,
+            certify_only_if_first=self.certify_only_if_first,
+        )
 
 
 @dataclass(frozen=True)
@@ -136,29 +152,60 @@ def _external_signer(job: SealJob, signature: bytes | None = None) -> signers.Ex
     )
 
 
-def prepare_seal(job: SealJob) -> PreparedSeal:
-    """Step 1 (worker): temp file with the placeholder signature, and the bytes to sign."""
-    with _only_signing_errors(job.field_name):
-        return _thread_loop().run_until_complete(_prepare(job))
+@dataclass(frozen=True)
+class _SignerMaterial:
+    signing_cert: x509.Certificate
+    registry: SimpleCertificateStore
+    templates: CmsTemplates
 
 
-async def _prepare(job: SealJob) -> PreparedSeal:
-    signer = _external_signer(job)
-    with _open_input(job.input_path) as source:
-        plan = plan_seal(
-            source,
-            job.input_path,
-            signer=signer,
-            seal_png=job.seal_png,
-            placement=job.placement,
-            reason=job.reason,
-            location=job.location,
-            field_name=job.field_name,
-            signer_name=job.signer_name,
-            level=job.level,
-            certification=job.certification,
-            certify_only_if_first=job.certify_only_if_first,
+# Per process, per (certificate, chain): the certificates parsed once and the CMS
+# pieces encoded once, reused for every document of every request sealed with that
+# seal certificate (see cms_cache.py). A handful of seals: the bound only guards leaks.
+_MATERIAL: dict[tuple[bytes, tuple[bytes, ...]], _SignerMaterial] = {}
+_MAX_MATERIAL = 64
+
+
+def _pre_encoded_signer(job: SealJob, signature: bytes | None = None) -> PreEncodedSigner:
+    key = (job.signing_cert_der, job.chain_der)
+    material = _MATERIAL.get(key)
+    if material is None:
+        if len(_MATERIAL) >= _MAX_MATERIAL:
+            _MATERIAL.clear()
+        chain = [x509.Certificate.load(der) for der in job.chain_der]
+        material = _MATERIAL[key] = _SignerMaterial(
+            x509.Certificate.load(job.signing_cert_der),
+            SimpleCertificateStore.from_certs(chain),  # type: ignore[no-untyped-call]
+            CmsTemplates(),
         )
+    return PreEncodedSigner(
+        signing_cert=material.signing_cert,
+        cert_registry=material.registry,
+        signature_value=signature if signature is not None else 512,
+        templates=material.templates,
+    )
+
+
+def _signer(job: SealJob, pre_encoded: bool, signature: bytes | None = None) -> signers.ExternalSigner:
+    if pre_encoded:
+        return _pre_encoded_signer(job, signature)
+    return _external_signer(job, signature)
+
+
+def prepare_seal(job: SealJob, *, pre_encoded: bool = True) -> PreparedSeal:
+    """Step 1 (worker): temp file with the placeholder signature, and the bytes to sign.
+
+    ``pre_encoded=False`` builds the signed attributes with pyHanko's plain
+    ExternalSigner, as before issue 20: the reference the tests compare against.
+    """
+    with _only_signing_errors(job.field_name):
+        return _thread_loop().run_until_complete(_prepare(job, pre_encoded))
+
+
+async def _prepare(job: SealJob, pre_encoded: bool = True) -> PreparedSeal:
+    signer = _signer(job, pre_encoded)
+    with _open_input(job.input_path) as source:
+        plan = plan_seal(source, job.input_path, signer=signer, spec=job.spec)
         fd, tmp_name = tempfile.mkstemp(
             prefix=f".{job.output_path.name}.", suffix=".part", dir=job.output_path.parent
         )
@@ -306,11 +353,16 @@ def sign_prepared(signer: Signer, prepared: PreparedSeal) -> bytes:
     return bytes(signature)
 
 
-def finish_seal(job: SealJob, prepared: PreparedSeal, signature: bytes) -> SealResult:
-    """Step 3 (worker): the CMS into the reserved /Contents, fsync'd; returns its hash."""
+def finish_seal(
+    job: SealJob, prepared: PreparedSeal, signature: bytes, *, pre_encoded: bool = True
+) -> SealResult:
+    """Step 3 (worker): the CMS into the reserved /Contents, fsync'd; returns its hash.
+
+    ``pre_encoded=False``: pyHanko's plain ExternalSigner builds the CMS (the reference).
+    """
     try:
         with _only_signing_errors(job.field_name):
-            return _thread_loop().run_until_complete(_finish(job, prepared, signature))
+            return _thread_loop().run_until_complete(_finish(job, prepared, signature, pre_encoded))
     except BaseException:
         prepared.temp_path.unlink(missing_ok=True)
         raise
@@ -328,8 +380,8 @@ def _only_signing_errors(field_name: str) -> Iterator[None]:
         raise translate_signing_exception(ex, field_name) from None
 
 
-async def _finish(job: SealJob, prepared: PreparedSeal, signature: bytes) -> SealResult:
-    signer = _external_signer(job, signature)
+async def _finish(job: SealJob, prepared: PreparedSeal, signature: bytes, pre_encoded: bool) -> SealResult:
+    signer = _signer(job, pre_encoded, signature)
     with _translate_signing_errors(prepared.field_name):
         signed_data = await signer.async_sign_prescribed_attributes(
             DIGEST, cms.CMSAttributes.load(prepared.to_sign), timestamper=job.level.timestamper()
@@ -415,9 +467,25 @@ def _hash_file(path: Path) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
+def exit_with_parent(parent_pid: int, interval_s: float = 1.0) -> None:
+    """Worker initializer: end this worker when seald is gone.
+
+    A SIGKILLed daemon leaves its spawned workers blocked on their call queue for
+    ever (seen after the crash tests: idle workers holding ~100 MB each). A daemon
+    thread notices the re-parenting within ``interval_s`` and exits the process; a
+    worker has nothing to save (its temp files are swept at the next start).
+    """
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(interval_s)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 def warm_up() -> int:
     """Run in each new worker so the first real document does not pay for imports."""
     # Tests only (SEALD_TEST_SLOW_WORKER_START_S): a worker still starting when seald stops.
     time.sleep(float(os.environ.get("SEALD_TEST_SLOW_WORKER_START_S", "0") or 0))
     return os.getpid()
-
