@@ -1,0 +1,101 @@
+"""A new seal on a new, empty SoftHSM token, and a CA that issues seal certificates.
+
+Used by the seal creation and renewal tests (R02 刻制/变更): `make_token` is a new USB key
+out of its box, `with_new_seal` registers seal `contract2` on it (no certificate yet) and
+lets every principal holding both fixture seals use it too.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+
+import pkcs11
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPublicKeyTypes
+from fixture_layout import SealFixtures
+
+from seald_testing.config import ConfigEdit, DaemonConfig
+
+NEW_SEAL = "contract2"
+NEW_TOKEN = "seal-contract2"
+NEW_KEY = "contract2-seal-key"
+NEW_PIN = "55667788"  # test-only initial user PIN of the new token
+
+
+def make_token(fx: SealFixtures, label: str, pin: str) -> str:
+    """A new, empty SoftHSM token (as a new USB key out of its box); returns its serial."""
+    env = {"SOFTHSM2_CONF": str(fx.softhsm2_conf), "PATH": "/usr/bin:/bin"}
+    subprocess.run(
+        ["softhsm2-util", "--init-token", "--free", "--label", label, "--so-pin", "12345678", "--pin", pin],
+        check=True,
+        capture_output=True,
+        env=env,
+        timeout=60,
+    )
+    lib = pkcs11.lib(str(fx.module))
+    lib.reinitialize()
+    return str(lib.get_token(token_label=label).serial.decode("ascii").strip())
+
+
+def with_new_seal(serial: str) -> ConfigEdit:
+    def edit(config: DaemonConfig) -> None:
+        for principal in config.data["principal"]:
+            if principal["seals"] == ["official", "contract"]:
+                principal["seals"] = ["official", "contract", NEW_SEAL]
+        config.add_seal(
+            NEW_SEAL,
+            type="contract",
+            organisation="华夏示例科技有限公司",
+            display_name="合同专用章(二)",
+            token_label=NEW_TOKEN,
+            token_serial=serial,
+            key_label=NEW_KEY,
+            categories=["contract"],
+        )
+
+    return edit
+
+
+class IssuingCA:
+    """Issues seal certificates with the fixtures' seal-CA key (trusted by seald's [trust])."""
+
+    def __init__(self, fx: SealFixtures) -> None:
+        self.key = serialization.load_pem_private_key(fx.seal_ca_key.read_bytes(), password=None)
+        self.cert = x509.load_pem_x509_certificate(fx.seal_ca.read_bytes())
+
+    def issue(
+        self, subject: x509.Name, public_key: CertificateIssuerPublicKeyTypes, days: int = 365
+    ) -> bytes:
+        now = dt.datetime.now(dt.UTC)
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(self.cert.subject)
+            .public_key(public_key)
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=days))
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=True,
+                    content_commitment=True,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=False,
+                    crl_sign=False,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
+            .sign(self.key, hashes.SHA256())  # type: ignore[arg-type]
+        )
+        return cert.public_bytes(serialization.Encoding.DER)
+
+    def issue_for_csr(self, csr_der: bytes) -> bytes:
+        csr = x509.load_der_x509_csr(csr_der)
+        assert csr.is_signature_valid  # the token's key signed it: proof of possession
+        return self.issue(csr.subject, csr.public_key())  # type: ignore[arg-type]
