@@ -29,8 +29,7 @@ from typing import Any
 import grpc
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "softhsm-fixtures"))
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path[:0] = [str(ROOT / "softhsm-fixtures"), str(ROOT / "tests"), str(ROOT / "tests" / "assets")]
 from build_fixtures import build_fixtures  # noqa: E402
 from fixture_layout import load_fixtures  # noqa: E402
 

@@ -30,12 +30,12 @@ from seald.signing.levels import LevelSettings, SignatureLevel
 from seald.signing.pades import seal_pdf, token_signer
 from seald.signing.pipeline import SealJob, discard, finish_seal, prepare_seal, publish, sign_prepared
 from seald.signing.placement import PlacementSpec
-from seald.signing.seal_image import SealImageSpec, render_seal_png
 from seald.signing.verify import verify_pdf
+from seald_testing.images import contract_seal_png
 from seald_testing.ltv_pki import LivePki
 
 PLACEMENT = PlacementSpec(page=0, x_mm=150, y_mm=230, size_mm=40)
-PNG = render_seal_png(SealImageSpec("contract", "华夏示例科技有限公司", "合同专用章"), 40.0)
+PNG = contract_seal_png()
 
 
 @pytest.fixture(scope="module")

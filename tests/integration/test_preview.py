@@ -20,11 +20,18 @@ from sealapi.v1 import common_pb2
 from sealclient.errors import SealClientError
 from seald_testing.clients import approve_twice_and_unlock, sealctl, wait_signed
 from seald_testing.daemon import SealDaemon
+from seald_testing.plugin import DaemonFactory
 
 DPI = 150
 PX_MM = 25.4 / DPI
 # Page box not at the origin: placement is measured on the displayed page box.
 OFFSET_A4 = (100.0, 50.0, 695.28, 891.89)
+
+
+@pytest.fixture(scope="module")
+def daemon(module_daemon_factory: DaemonFactory) -> SealDaemon:
+    """One daemon for the module: each test submits its own request."""
+    return module_daemon_factory()
 
 
 def _submit(daemon: SealDaemon, pdf: bytes, path: Path, placement: common_pb2.Placement) -> str:

@@ -15,9 +15,9 @@ from PIL import Image
 from seald.signing import preview
 from seald.signing.errors import PlacementError
 from seald.signing.placement import PlacementSpec
-from seald.signing.seal_image import SealImageSpec, render_seal_png
+from seald_testing.images import contract_seal_png
 
-SEAL = render_seal_png(SealImageSpec("contract", "华夏示例科技有限公司", "合同专用章"), 40)
+SEAL = contract_seal_png()
 
 
 def _red_centre_mm(png: bytes) -> tuple[tuple[float, float], float]:

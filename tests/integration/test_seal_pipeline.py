@@ -21,7 +21,7 @@ from seald.service.seal_workers import SealWorkers, seal_documents
 from seald.signing.errors import PlacementError
 from seald.signing.pipeline import SealJob
 from seald.signing.placement import PlacementSpec
-from seald.signing.seal_image import SealImageSpec, render_seal_png
+from seald_testing.images import contract_seal_png
 from seald_testing.large_flow import byte_range_covers_file, pdfsig
 from seald_testing.tokens import unlocked_tokens
 
@@ -34,7 +34,7 @@ def workers() -> Iterator[SealWorkers]:
     pool.shutdown()
 
 
-PNG = render_seal_png(SealImageSpec("contract", "华夏示例科技有限公司", "合同专用章"), 40.0)
+PNG = contract_seal_png()
 
 
 def _jobs(tmp: Path, pages: list[int], placement: PlacementSpec) -> list[SealJob]:

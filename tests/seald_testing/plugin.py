@@ -18,7 +18,8 @@ Daemons (real seald processes on loopback, seald_testing.daemon.SealDaemon):
 
 Signing without a daemon:
   `token_session` (function): a logged-in PKCS#11 session on the contract seal's token.
-  `seal_png` (module): the contract seal's image (40 mm), rendered once per module.
+  `seal_png` (module): the contract seal's image (40 mm), rendered once per process
+  (seald_testing.images; modules that need it at import call `contract_seal_png()`).
   `pki` (module): certomancer's live CA/TSA/OCSP/CRL on loopback for the contract seal.
 
 USB hot-plug (tests marked `umockdev`, run under umockdev-wrapper):
@@ -36,10 +37,10 @@ import pkcs11
 import pytest
 from fixture_layout import SealFixtures, load_fixtures, relocate_fixtures
 
-from seald.signing.seal_image import SealImageSpec, render_seal_png
 from seald_testing.config import ConfigEdit
 from seald_testing.daemon import SealDaemon
 from seald_testing.hotplug import make_testbed
+from seald_testing.images import contract_seal_png
 from seald_testing.ltv_pki import LivePki, live_pki
 from seald_testing.softhsm import point_softhsm_at, previous_conf, run_build_script
 
@@ -144,7 +145,7 @@ def token_session(seal_fixtures: SealFixtures) -> Iterator[pkcs11.Session]:
 
 @pytest.fixture(scope="module")
 def seal_png() -> bytes:
-    return render_seal_png(SealImageSpec("contract", "华夏示例科技有限公司", "合同专用章"), 40)
+    return contract_seal_png()
 
 
 @pytest.fixture(scope="module")
