@@ -29,14 +29,13 @@ from seald_testing.custody import (
     DaemonClock,
     audit_rows,
     contract_hours,
-    log_events,
     submit_approved,
     token_status,
     tomorrow_utc,
     wait_audit_rows,
     wait_token,
 )
-from seald_testing.daemon import CHANGED_PIN, SealDaemon, free_port, scrape, user_pin
+from seald_testing.daemon import CHANGED_PIN, SealDaemon, free_port, log_events, scrape, user_pin
 from seald_testing.plugin import DaemonFactory
 
 PKCS11_SPY = Path("/usr/lib/x86_64-linux-gnu/pkcs11-spy.so")  # Debian opensc

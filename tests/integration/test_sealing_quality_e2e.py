@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import io
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from cryptography import x509
 from fixture_layout import SealFixtures
 from pyhanko.pdf_utils.reader import PdfFileReader
@@ -21,17 +19,10 @@ from sealclient.output import verify_text
 from seald.signing.verify import verify_pdf
 from seald_testing.config import ConfigEdit, DaemonConfig
 from seald_testing.daemon import make_pdf, unlock_first_use
-from seald_testing.ltv_pki import LivePki, live_pki
+from seald_testing.ltv_pki import LivePki
 from seald_testing.plugin import DaemonFactory
 
 MM = 72 / 25.4
-
-
-@pytest.fixture
-def pki(fresh_seal_fixtures: SealFixtures, tmp_path: Path) -> Iterator[LivePki]:
-    cert = fresh_seal_fixtures.seals["contract"].certificate.read_bytes()
-    with live_pki(cert, tmp_path / "certomancer") as live:
-        yield live
 
 
 def _b_t_config(tsa_url: str) -> ConfigEdit:
