@@ -9,6 +9,7 @@ must fail loudly instead of leaving the config as it was.
 from __future__ import annotations
 
 import dataclasses
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,9 @@ def test_rendered_fixture_config_loads_to_the_same_config(
 ) -> None:
     rendered = tmp_path / "seald.toml"
     rendered.write_text(DaemonConfig.from_file(seal_fixtures.config).render(), encoding="utf-8")
+    # Every key and value (one equal to seald's default too), then what seald makes of it.
+    with seal_fixtures.config.open("rb") as source, rendered.open("rb") as copy:
+        assert tomllib.load(copy) == tomllib.load(source)
     original = load_config(seal_fixtures.config)
     assert dataclasses.replace(load_config(rendered), path=original.path) == original
 
