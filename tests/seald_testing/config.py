@@ -89,13 +89,16 @@ class DaemonConfig:
         name: str,
         *,
         roles: list[str],
-        seals: list[str],
+        seals: list[str] | None,
         certificates: list[str],
         **values: Any,
     ) -> DaemonConfig:
-        """A new [[principal]] (a client certificate issued by the fixtures' TLS CA)."""
+        """A new [[principal]] (a client certificate issued by the fixtures' TLS CA);
+        ``seals=None`` leaves the key out (a relay holds no seal)."""
         assert not _entries(self.data, "principal", "name", name), f"principal {name!r} exists already"
-        entry = {"name": name, "roles": roles, "seals": seals, "certificates": certificates, **values}
+        entry = {"name": name, "roles": roles, "certificates": certificates, **values}
+        if seals is not None:
+            entry["seals"] = seals
         self.data.setdefault("principal", []).append(entry)
         return self
 
