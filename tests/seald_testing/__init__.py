@@ -7,8 +7,9 @@ tests/ (this package), tests/assets/ and softhsm-fixtures/ on sys.path, so no te
   `module_daemon_factory`, live PKI, token session, seal image);
 - daemon: `SealDaemon`, one real seald process on loopback, and small client helpers;
 - config: `DaemonConfig`, the typed builder for the daemon's TOML;
-- clients, custody, certs, seals, hotplug, images, terminal, tokens: helpers shared by test
-  files;
+- clients, custody, certs, seals, hotplug, images, terminal, tokens, webauthn,
+  soft_authenticator: helpers shared by test files;
+- web: a real seald + sealweb driven by headless Chromium (also used by bench/);
 - state_checks, ltv_pki, large_flow: state invariants, certomancer PKI, the large-document
   flow (also used by bench/).
 """
