@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import sqlite3
-import subprocess
 from pathlib import Path
 
 import grpc
@@ -29,7 +28,18 @@ from sealclient.approval import ApprovalSigner, LocalDocument, build_approval
 from sealclient.errors import SealClientError
 from seald_testing.daemon import CHANGED_PIN, SealDaemon, make_pdf, unlock_first_use
 from seald_testing.plugin import DaemonFactory
-from seald_testing.seals import NEW_KEY, NEW_PIN, NEW_SEAL, NEW_TOKEN, IssuingCA, make_token, with_new_seal
+from seald_testing.seals import (
+    NEW_KEY,
+    NEW_PIN,
+    NEW_SEAL,
+    NEW_TOKEN,
+    IssuingCA,
+    approve_and_sign,
+    ledger,
+    make_token,
+    pdfsig_valid,
+    with_new_seal,
+)
 
 PLACEMENT = common_pb2.Placement(page=0, x_mm=150, y_mm=240)
 SIGNED = requests_pb2.REQUEST_STATE_SIGNED
@@ -46,42 +56,6 @@ def new_seal_daemon(daemon_factory: DaemonFactory) -> SealDaemon:
 def code_and_reason(ex: grpc.RpcError) -> tuple[grpc.StatusCode, str]:
     reason = dict(ex.trailing_metadata() or ()).get("seal-error-reason", "")  # type: ignore[attr-defined]
     return ex.code(), str(reason)  # type: ignore[attr-defined]
-
-
-def approve_and_sign(d: SealDaemon, tmp_path: Path, seal_id: str, name: str) -> requests_pb2.SealRequest:
-    pdf = make_pdf(tmp_path / name)
-    with d.client("zhang.wei") as z:
-        request = z.submit(
-            [pdf], seal_id=seal_id, reason="采购合同", category="contract", placement=PLACEMENT
-        )
-    with d.client("li.na") as li, d.client("wang.fang") as wang:
-        li.approve(request.request_id)
-        wang.approve(request.request_id)
-    with d.client("zhang.wei") as z:
-        return d.wait_state(z, request.request_id, SIGNED)
-
-
-def pdfsig_valid(path: Path) -> str:
-    report = subprocess.run(["pdfsig", str(path)], capture_output=True, text=True, check=False).stdout
-    assert "Signature is Valid" in report, report
-    assert "Total document signed" in report, report
-    return report
-
-
-def ledger(d: SealDaemon, seal_id: str) -> tuple[list[str], list[str]]:
-    db = sqlite3.connect(d.fixtures.state_dir / "seald.sqlite3")
-    try:
-        history = [
-            r[0]
-            for r in db.execute("SELECT action FROM seal_history WHERE seal_id = ? ORDER BY id", (seal_id,))
-        ]
-        events = [
-            r[0]
-            for r in db.execute("SELECT event FROM audit_log WHERE seal_id = ? ORDER BY sequence", (seal_id,))
-        ]
-    finally:
-        db.close()
-    return history, events
 
 
 @pytest.mark.clock  # issue 14: certificates valid from now for a day

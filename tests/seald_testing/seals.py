@@ -1,4 +1,5 @@
-"""A new seal on a new, empty SoftHSM token, and a CA that issues seal certificates.
+"""A new seal on a new, empty SoftHSM token, a CA that issues seal certificates, and what
+the seal tests check after signing (pdfsig, the seal's history and audit events).
 
 Used by the seal creation and renewal tests (R02 刻制/变更): `make_token` is a new USB key
 out of its box, `with_new_seal` registers seal `contract2` on it (no certificate yet) and
@@ -8,7 +9,9 @@ lets every principal holding both fixture seals use it too.
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
 import subprocess
+from pathlib import Path
 
 import pkcs11
 from cryptography import x509
@@ -16,12 +19,15 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPublicKeyTypes
 from fixture_layout import SealFixtures
 
+from sealapi.v1 import common_pb2, requests_pb2
 from seald_testing.config import ConfigEdit, DaemonConfig
+from seald_testing.daemon import SealDaemon, make_pdf
 
 NEW_SEAL = "contract2"
 NEW_TOKEN = "seal-contract2"
 NEW_KEY = "contract2-seal-key"
 NEW_PIN = "55667788"  # test-only initial user PIN of the new token
+PLACEMENT = common_pb2.Placement(page=0, x_mm=150, y_mm=240)
 
 
 def make_token(fx: SealFixtures, label: str, pin: str) -> str:
@@ -99,3 +105,40 @@ class IssuingCA:
         csr = x509.load_der_x509_csr(csr_der)
         assert csr.is_signature_valid  # the token's key signed it: proof of possession
         return self.issue(csr.subject, csr.public_key())  # type: ignore[arg-type]
+
+
+def approve_and_sign(d: SealDaemon, tmp_path: Path, seal_id: str, name: str) -> requests_pb2.SealRequest:
+    pdf = make_pdf(tmp_path / name)
+    with d.client("zhang.wei") as z:
+        request = z.submit(
+            [pdf], seal_id=seal_id, reason="采购合同", category="contract", placement=PLACEMENT
+        )
+    with d.client("li.na") as li, d.client("wang.fang") as wang:
+        li.approve(request.request_id)
+        wang.approve(request.request_id)
+    with d.client("zhang.wei") as z:
+        return d.wait_state(z, request.request_id, requests_pb2.REQUEST_STATE_SIGNED)
+
+
+def pdfsig_valid(path: Path) -> str:
+    report = subprocess.run(["pdfsig", str(path)], capture_output=True, text=True, check=False).stdout
+    assert "Signature is Valid" in report, report
+    assert "Total document signed" in report, report
+    return report
+
+
+def ledger(d: SealDaemon, seal_id: str) -> tuple[list[str], list[str]]:
+    """A seal's history actions and its audit events, in order, from the daemon's SQLite file."""
+    db = sqlite3.connect(d.fixtures.state_dir / "seald.sqlite3")
+    try:
+        history = [
+            r[0]
+            for r in db.execute("SELECT action FROM seal_history WHERE seal_id = ? ORDER BY id", (seal_id,))
+        ]
+        events = [
+            r[0]
+            for r in db.execute("SELECT event FROM audit_log WHERE seal_id = ? ORDER BY sequence", (seal_id,))
+        ]
+    finally:
+        db.close()
+    return history, events
