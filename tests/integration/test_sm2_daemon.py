@@ -28,7 +28,7 @@ from seald.tokens import skf
 from seald_testing.config import ConfigEdit, DaemonConfig
 from seald_testing.daemon import SealDaemon, make_pdf
 from seald_testing.plugin import DaemonFactory
-from seald_testing.seals import ledger
+from seald_testing.seals import add_contract_seal, ledger
 
 SEAL = "sm2seal"
 DEV = "SKF-SEAL-01"
@@ -42,19 +42,14 @@ APPROVED = requests_pb2.REQUEST_STATE_APPROVED
 
 def _edit(cert_pem: Path, lib: Path, maker_cert: Path, maker_key: Path) -> ConfigEdit:
     def edit(config: DaemonConfig) -> None:
-        for principal in config.data["principal"]:
-            if principal["seals"] == ["official", "contract"]:
-                principal["seals"] = ["official", "contract", SEAL]
-        config.add_seal(
+        add_contract_seal(
+            config,
             SEAL,
-            type="contract",
-            organisation="华夏示例科技有限公司",
             display_name="合同专用章(SM2)",
             token_label=DEV,
             token_serial=SERIAL,
             key_label=CONTAINER,
             certificate=str(cert_pem),
-            categories=["contract"],
             algorithm="sm2",
             format="gbt38540",
             skf_application="SEAL",

@@ -102,13 +102,6 @@ class DaemonConfig:
         self.data.setdefault("principal", []).append(entry)
         return self
 
-    def grant_seal(self, seal_id: str, *names: str) -> DaemonConfig:
-        """Add a seal to the named principals' seals (every principal if none is named)."""
-        for entry in self.data.get("principal", []):
-            if (not names or entry["name"] in names) and seal_id not in entry["seals"]:
-                entry["seals"] = [*entry["seals"], seal_id]
-        return self
-
     def render(self) -> str:
         return tomli_w.dumps(self.data)
 

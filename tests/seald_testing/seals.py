@@ -45,20 +45,26 @@ def make_token(fx: SealFixtures, label: str, pin: str) -> str:
     return str(lib.get_token(token_label=label).serial.decode("ascii").strip())
 
 
+def add_contract_seal(config: DaemonConfig, seal_id: str, **values: object) -> None:
+    """A further contract seal of the fixtures' organisation, usable by every principal
+    who holds both fixture seals."""
+    for principal in config.data["principal"]:
+        if principal["seals"] == ["official", "contract"]:
+            principal["seals"] = ["official", "contract", seal_id]
+    config.add_seal(
+        seal_id, type="contract", organisation="华夏示例科技有限公司", categories=["contract"], **values
+    )
+
+
 def with_new_seal(serial: str) -> ConfigEdit:
     def edit(config: DaemonConfig) -> None:
-        for principal in config.data["principal"]:
-            if principal["seals"] == ["official", "contract"]:
-                principal["seals"] = ["official", "contract", NEW_SEAL]
-        config.add_seal(
+        add_contract_seal(
+            config,
             NEW_SEAL,
-            type="contract",
-            organisation="华夏示例科技有限公司",
             display_name="合同专用章(二)",
             token_label=NEW_TOKEN,
             token_serial=serial,
             key_label=NEW_KEY,
-            categories=["contract"],
         )
 
     return edit
