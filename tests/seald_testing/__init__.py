@@ -9,7 +9,8 @@ tests/ (this package), tests/assets/ and softhsm-fixtures/ on sys.path, so no te
 - config: `DaemonConfig`, the typed builder for the daemon's TOML;
 - clients, custody, certs, seals, hotplug, images, terminal, tokens, webauthn,
   soft_authenticator: helpers shared by test files;
-- web: a real seald + sealweb driven by headless Chromium (also used by bench/);
+- web: a real seald + sealweb driven by headless Chromium; webhook_receiver: a real HTTPS
+  receiver on loopback (both also used by bench/);
 - state_checks, ltv_pki, large_flow: state invariants, certomancer PKI, the large-document
   flow (also used by bench/).
 """
