@@ -22,15 +22,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [
     str(ROOT / "softhsm-fixtures"),
-    str(ROOT / "tests" / "integration"),
+    str(ROOT / "tests"),
     str(ROOT / "tests" / "assets"),
 ]
 
 from build_fixtures import build_fixtures  # noqa: E402
-from daemon_harness import SealDaemon, make_pdf, unlock_first_use  # noqa: E402
 from fixture_layout import load_fixtures  # noqa: E402
-from large_flow import LargeFlowFigures, byte_range_covers_file, run_large_flow  # noqa: E402
 from large_pdf import write_large_pdf  # noqa: E402
+
+from seald_testing.daemon import SealDaemon, make_pdf, unlock_first_use  # noqa: E402
+from seald_testing.large_flow import LargeFlowFigures, byte_range_covers_file, run_large_flow  # noqa: E402
 
 GROWTH_TARGET_MIB = 64
 

@@ -19,7 +19,6 @@ import argparse
 import concurrent.futures
 import contextlib
 import os
-import re
 import statistics
 import sys
 import tempfile
@@ -33,15 +32,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [
     str(ROOT / "bench"),
     str(ROOT / "softhsm-fixtures"),
-    str(ROOT / "tests" / "integration"),
+    str(ROOT / "tests"),
     str(ROOT / "tests" / "assets"),
 ]
 
 from build_fixtures import build_fixtures  # noqa: E402
-from daemon_harness import SealDaemon  # noqa: E402
 from documented_loop import documented_pyhanko_loop  # noqa: E402
 from fixture_layout import SealFixtures, load_fixtures  # noqa: E402
-from large_flow import process_tree_cpu_s  # noqa: E402
 from make_pdfs import valid_pdf  # noqa: E402
 
 from sealapi.v1 import common_pb2, requests_pb2  # noqa: E402
@@ -50,6 +47,8 @@ from sealclient.client import SealClient, file_digest  # noqa: E402
 from seald.signing.pades import SealSpec, seal_pdf, token_signer  # noqa: E402
 from seald.signing.placement import PlacementSpec  # noqa: E402
 from seald.signing.seal_image import SealImageSpec, render_seal_png  # noqa: E402
+from seald_testing.daemon import SealDaemon  # noqa: E402
+from seald_testing.large_flow import process_tree_cpu_s  # noqa: E402
 
 PLACEMENT = common_pb2.Placement(page=0, x_mm=150, y_mm=240)
 SIGNED = requests_pb2.REQUEST_STATE_SIGNED
@@ -181,19 +180,12 @@ def main() -> int:
         base_rate = len(sources) / (time.perf_counter() - started)
         base_cpu = time.process_time() - cpu_started
 
-        def configure(text: str) -> str:
-            text = text.replace(
-                "approval_ttl_hours = 72", "approval_ttl_hours = 72\nmax_documents_per_request = 20000"
-            )
-            return re.sub(
-                r"^host_name = (.*)$",
-                rf"host_name = \1\nseal_workers = {args.workers}",
-                text,
-                count=1,
-                flags=re.M,
-            )
-
-        d = SealDaemon(fx, configure)
+        d = SealDaemon(
+            fx,
+            lambda c: c.set("requests", max_documents_per_request=20000).set(
+                "server", seal_workers=args.workers
+            ),
+        )
         d.start()
         try:
             rid = approved_request(d, sources)

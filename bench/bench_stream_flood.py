@@ -29,13 +29,13 @@ from typing import Any
 import grpc
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "softhsm-fixtures"))
-sys.path.insert(0, str(ROOT / "tests" / "integration"))
+sys.path[:0] = [str(ROOT / "softhsm-fixtures"), str(ROOT / "tests"), str(ROOT / "tests" / "assets")]
 from build_fixtures import build_fixtures  # noqa: E402
-from daemon_harness import SealDaemon, free_port  # noqa: E402
 from fixture_layout import load_fixtures  # noqa: E402
 
 from sealapi.v1 import seals_pb2, seals_pb2_grpc, tokens_pb2, tokens_pb2_grpc  # noqa: E402
+from seald_testing.config import DaemonConfig  # noqa: E402
+from seald_testing.daemon import SealDaemon, free_port  # noqa: E402
 
 
 def pct(values: list[float], p: float) -> float:
@@ -86,12 +86,10 @@ def main() -> None:
     out = Path(tempfile.mkdtemp(prefix="bench-streams-"))
     build_fixtures(out / "fx")
     metrics_port = free_port()
-    caps = f"max_streams_per_principal = {args.cap}\nmax_open_streams = {max(1024, args.cap)}\n"
 
-    def edit(text: str) -> str:
-        assert "approval_ttl_hours = 72\n" in text
-        text = text.replace("approval_ttl_hours = 72\n", "approval_ttl_hours = 72\n" + caps, 1)
-        return text + f'\n[metrics]\nlisten = "127.0.0.1:{metrics_port}"\n'
+    def edit(config: DaemonConfig) -> None:
+        config.set("requests", max_streams_per_principal=args.cap, max_open_streams=max(1024, args.cap))
+        config.metrics(metrics_port)
 
     d = SealDaemon(load_fixtures(out / "fx"), edit)
     d.start()

@@ -29,17 +29,18 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [
     str(ROOT / "bench"),
     str(ROOT / "softhsm-fixtures"),
-    str(ROOT / "tests" / "integration"),
+    str(ROOT / "tests"),
     str(ROOT / "tests" / "assets"),
 ]
 
 from build_fixtures import build_fixtures  # noqa: E402
-from daemon_harness import SealDaemon  # noqa: E402
 from fixture_layout import load_fixtures  # noqa: E402
-from large_flow import pdfsig, status_kib  # noqa: E402
 from make_pdfs import valid_pdf  # noqa: E402
 
 from sealapi.v1 import common_pb2, requests_pb2  # noqa: E402
+from seald_testing.config import DaemonConfig  # noqa: E402
+from seald_testing.daemon import SealDaemon  # noqa: E402
+from seald_testing.large_flow import pdfsig, status_kib  # noqa: E402
 
 PLACEMENT = common_pb2.Placement(page=0, x_mm=150, y_mm=240)
 PIN = "bench-20261206"
@@ -122,19 +123,13 @@ def main() -> int:
             path.write_bytes(one_page + f"\n% invoice {i}\n".encode())
             sources.append(path)
 
-        def configure(text: str) -> str:
-            text = text.replace(
-                "approval_ttl_hours = 72",
-                f"approval_ttl_hours = 72\nmax_documents_per_request = {n}\n"
-                "rate_limit_per_second = 100000.0\nrate_limit_burst = 100000",
-            )
-            return re.sub(
-                r"^host_name = (.*)$",
-                rf"host_name = \1\nseal_workers = {args.workers}",
-                text,
-                count=1,
-                flags=re.M,
-            )
+        def configure(c: DaemonConfig) -> None:
+            c.set(
+                "requests",
+                max_documents_per_request=n,
+                rate_limit_per_second=100000.0,
+                rate_limit_burst=100000,
+            ).set("server", seal_workers=args.workers)
 
         d = SealDaemon(fx, configure)
         d.start()

@@ -2,7 +2,7 @@
 first preview) and the click on "approve" to APPROVED, in headless Chromium.
 
 A real seald and sealweb over TLS on loopback, Chromium with its virtual authenticator
-(tests/integration/web_harness.py). Each round submits a fresh 20-page request with a
+(tests/seald_testing/web.py). Each round submits a fresh 20-page request with a
 cross-page seal (骑缝章: the seal is drawn on every page; the page shows every page, lazily,
 so the bench scrolls through them all) and one approval already given with sealctl's
 library, so the click in the browser is the completing one.
@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [
     str(ROOT / "softhsm-fixtures"),
-    str(ROOT / "tests" / "integration"),
+    str(ROOT / "tests"),
     str(ROOT / "tests" / "assets"),
 ]
 
@@ -31,9 +31,9 @@ from build_fixtures import build_fixtures  # noqa: E402
 from fixture_layout import load_fixtures  # noqa: E402
 from make_pdfs import valid_pdf  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
-from web_harness import WebStack  # noqa: E402
 
 from sealapi.v1 import common_pb2  # noqa: E402
+from seald_testing.web import WebStack  # noqa: E402
 
 FIRST_PREVIEW_JS = """
 const img = document.querySelector('img.preview');

@@ -39,23 +39,24 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [
     str(ROOT / "softhsm-fixtures"),
-    str(ROOT / "tests" / "integration"),
+    str(ROOT / "tests"),
     str(ROOT / "tests" / "assets"),
     str(ROOT / "bench"),
 ]
 
 from bench_seal import PLACEMENT, prepared_approval, wait_signed  # noqa: E402
 from build_fixtures import build_fixtures  # noqa: E402
-from daemon_harness import SealDaemon  # noqa: E402
 from fixture_layout import SealFixtures, load_fixtures  # noqa: E402
 from make_pdfs import valid_pdf  # noqa: E402
-from webhook_receiver import WebhookReceiver  # noqa: E402
 
 from seald.config import NotifyConfig, WebhookConfig  # noqa: E402
 from seald.domain.outbox import Event, EventType, delivery_headers  # noqa: E402
 from seald.notify.deliverer import Deliverer, OutboxNotifier, ssl_context  # noqa: E402
 from seald.store.ledger import Ledger  # noqa: E402
 from seald.store.requests import Store, Transaction  # noqa: E402
+from seald_testing.config import DaemonConfig  # noqa: E402
+from seald_testing.daemon import SealDaemon  # noqa: E402
+from seald_testing.webhook_receiver import WebhookReceiver  # noqa: E402
 
 SECRET = b"bench-webhook-secret-0123456789"
 PIN = "20261129"
@@ -151,16 +152,19 @@ def outbox_throughput(
 
 
 def latency(fx: SealFixtures, work: Path, rounds: int, webhook_url: str, secret: Path) -> list[float]:
-    def edit(text: str) -> str:
+    def edit(config: DaemonConfig) -> None:
         if not webhook_url:
-            return text
+            return
         admin = fx.principals["chen.jie"]
-        return (
-            text
-            + "\n[notify]\n[[notify.webhook]]\n"
-            + f'name = "oa"\nurl = "{webhook_url}"\nsecret = "{secret}"\nca = "{fx.tls_ca}"\n'
-            + f'client_cert = "{admin.cert}"\nclient_key = "{admin.key}"\n'
-        )
+        webhook = {
+            "name": "oa",
+            "url": webhook_url,
+            "secret": str(secret),
+            "ca": str(fx.tls_ca),
+            "client_cert": str(admin.cert),
+            "client_key": str(admin.key),
+        }
+        config.set("notify", webhook=[webhook])
 
     d = SealDaemon(fx, edit)
     d.start()

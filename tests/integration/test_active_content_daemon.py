@@ -9,41 +9,33 @@ incremental update (the shadow attack on a signed document) and submits that.
 from __future__ import annotations
 
 import io
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
+import make_pdfs
 import pytest
-from fixture_layout import SealFixtures
 from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 
 from sealapi.v1 import requests_pb2
 from sealclient.errors import SealClientError
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "assets"))
-import make_pdfs
-from daemon_harness import SealDaemon
-from real_client_harness import (
+from seald_testing.clients import (
     PLACEMENT,
     approve_twice_and_unlock,
-    module_daemon,
     submit,
     wait_signed,
 )
+from seald_testing.daemon import SealDaemon
+from seald_testing.plugin import DaemonFactory
 
 ACTIVE = make_pdfs.active_content_corpus()
 SHADOW = make_pdfs.shadow_corpus()
 
 
 @pytest.fixture(scope="module")
-def daemon(seal_fixtures: SealFixtures, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SealDaemon]:
-    d = module_daemon(seal_fixtures, tmp_path_factory.mktemp("active-content"))
-    yield d
-    if d.proc is not None:
-        d.stop()
+def daemon(module_daemon_factory: DaemonFactory) -> SealDaemon:
+    """One daemon for the module: each test submits its own request."""
+    return module_daemon_factory()
 
 
 def submit_file(daemon: SealDaemon, path: Path) -> requests_pb2.SealRequest:

@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import os
 import sqlite3
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,9 +28,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from sealapi.v1 import common_pb2, requests_pb2
 from sealclient.errors import SealClientError
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from daemon_harness import SealDaemon, make_pdf, user_pin
+from seald_testing.daemon import SealDaemon, make_pdf, user_pin
 
 PLACEMENT = common_pb2.Placement(page=0, x_mm=150, y_mm=240)
 SIGNED = requests_pb2.REQUEST_STATE_SIGNED
@@ -58,12 +54,7 @@ def ext4_state(tmp_path: Path) -> Iterator[Path]:
 
 
 def start_daemon(fixtures: SealFixtures, state_dir: Path, **env: str) -> SealDaemon:
-    def move_state(text: str) -> str:
-        return text.replace(
-            f"state_dir = {json.dumps(str(fixtures.state_dir))}", f"state_dir = {json.dumps(str(state_dir))}"
-        )
-
-    d = SealDaemon(dataclasses.replace(fixtures, state_dir=state_dir), move_state)
+    d = SealDaemon(dataclasses.replace(fixtures, state_dir=state_dir), lambda c: c.state_dir(state_dir))
     assert str(state_dir) in d.config_path.read_text()
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)

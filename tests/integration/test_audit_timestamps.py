@@ -14,14 +14,11 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from daemon_harness import SealDaemon
 from fixture_layout import SealFixtures
-from ltv_pki import LivePki, live_pki
 
 from seald.audit.operations import AuditOperations
 from seald.audit.timestamps import timestamp_time
@@ -29,6 +26,8 @@ from seald.domain.audit import AuditEvent, ChainVerification
 from seald.store.checkpoints import LATEST_FILE, SignedCheckpoint
 from seald.store.ledger import Ledger
 from seald.store.requests import Store
+from seald_testing.daemon import SealDaemon
+from seald_testing.ltv_pki import LivePki
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 
@@ -40,13 +39,6 @@ class Clock:
     def __call__(self) -> datetime:
         self.now += timedelta(seconds=1)
         return self.now
-
-
-@pytest.fixture(scope="module")
-def pki(seal_fixtures: SealFixtures, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LivePki]:
-    cert_pem = seal_fixtures.seals["contract"].certificate.read_bytes()
-    with live_pki(cert_pem, tmp_path_factory.mktemp("certomancer")) as live:
-        yield live
 
 
 @pytest.fixture
@@ -208,11 +200,17 @@ def test_r10_daemon_uses_audit_interval_key_dir_and_tsa_from_config(
     root = tmp_path / "tsa-root.pem"
     root.write_bytes(pki.root_pem)
     key_dir = tmp_path / "audit-keys"
-    audit_table = (
-        f'[audit]\ncheckpoint_interval_seconds = 1\nkey_dir = "{key_dir}"\n'
-        f'timestamp_checkpoints = true\ntsa_url = "{pki.tsa_url}"\ntsa_roots = ["{root}"]\n\n[trust]'
+    daemon = SealDaemon(
+        fresh_seal_fixtures,
+        lambda c: c.set(
+            "audit",
+            checkpoint_interval_seconds=1,
+            key_dir=str(key_dir),
+            timestamp_checkpoints=True,
+            tsa_url=pki.tsa_url,
+            tsa_roots=[str(root)],
+        ),
     )
-    daemon = SealDaemon(fresh_seal_fixtures, lambda text: text.replace("[trust]", audit_table, 1))
     daemon.start()
     try:
         deadline = time.monotonic() + 30

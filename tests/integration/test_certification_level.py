@@ -8,33 +8,20 @@ from __future__ import annotations
 
 import io
 import json
-import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from daemon_harness import SealDaemon, make_pdf
-from fixture_layout import SealFixtures, relocate_fixtures
 from pyhanko.pdf_utils.reader import PdfFileReader
-from real_client_harness import PLACEMENT, approve_twice_and_unlock, sealctl, wait_signed
 
-
-def _certify_contract(text: str) -> str:
-    return re.sub(
-        r'(id = "contract"\n(?:.*\n)*?size_mm = [\d.]+\n)',
-        r'\1certify = "form_filling"\n',
-        text,
-        count=1,
-    )
+from seald_testing.clients import PLACEMENT, approve_twice_and_unlock, sealctl, wait_signed
+from seald_testing.daemon import SealDaemon, make_pdf
+from seald_testing.plugin import DaemonFactory
 
 
 @pytest.fixture
-def daemon(seal_fixtures: SealFixtures, tmp_path: Path) -> Iterator[SealDaemon]:
-    fixtures = relocate_fixtures(seal_fixtures.root, tmp_path / "fx")
-    d = SealDaemon(fixtures, _certify_contract)
-    d.start()
-    yield d
-    d.stop()
+def daemon(daemon_factory: DaemonFactory) -> SealDaemon:
+    """The contract seal certifies its documents (form filling allowed after it)."""
+    return daemon_factory(lambda c: c.set_seal("contract", certify="form_filling"))
 
 
 def _seal(daemon: SealDaemon, source: Path, seal_id: str, out: Path) -> None:

@@ -29,7 +29,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -38,15 +37,12 @@ from pathlib import Path
 import grpc
 import pytest
 from fixture_layout import SealFixtures
+from make_pdfs import valid_pdf
 
 from sealapi.v1 import common_pb2, requests_pb2, requests_pb2_grpc
 from sealclient.errors import SealClientError
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "assets"))
-from daemon_harness import CHANGED_PIN, SealDaemon, user_pin
-from make_pdfs import valid_pdf
-from state_checks import check_state
+from seald_testing.daemon import CHANGED_PIN, SealDaemon, user_pin
+from seald_testing.state_checks import check_state
 
 PLACEMENT = common_pb2.Placement(page=0, x_mm=150, y_mm=240)
 KILL_AT = "SEALD_TEST_KILL_AT"

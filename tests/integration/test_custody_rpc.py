@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -23,43 +21,25 @@ from fixture_layout import SealFixtures
 from sealapi.v1 import tokens_pb2
 from sealclient.client import ClientIdentity, SealClient
 from sealclient.errors import SealClientError
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from custody_harness import (
+from seald_testing.certs import issue_client_cert
+from seald_testing.config import DaemonConfig, chain
+from seald_testing.custody import (
     APPROVED,
     SIGNED,
     DaemonClock,
     audit_rows,
-    chain,
     contract_hours,
-    log_events,
     submit_approved,
     token_status,
     tomorrow_utc,
     wait_audit_rows,
     wait_token,
 )
-from daemon_harness import CHANGED_PIN, SealDaemon, free_port, user_pin
-from test_metrics import scrape
-from test_seal_lifecycle import issue_client_cert
+from seald_testing.daemon import CHANGED_PIN, SealDaemon, free_port, log_events, scrape, user_pin
+from seald_testing.plugin import DaemonFactory
 
 PKCS11_SPY = Path("/usr/lib/x86_64-linux-gnu/pkcs11-spy.so")  # Debian opensc
 WRONG_PIN = "86420975"
-
-
-@pytest.fixture
-def daemons() -> Iterator[list[SealDaemon]]:
-    started: list[SealDaemon] = []
-    yield started
-    for d in started:
-        if d.proc is not None:
-            d.stop()
-
-
-def start(started: list[SealDaemon], d: SealDaemon) -> SealDaemon:
-    started.append(d)
-    d.start()
-    return d
 
 
 def spy_logins(log: Path) -> tuple[int, int]:
@@ -79,23 +59,17 @@ def raw_unlock_details(d: SealDaemon, pin: str) -> tuple[grpc.StatusCode, str]:
 
 
 def test_r07_wrong_pin_is_reported_once_and_never_retried(
-    fresh_seal_fixtures: SealFixtures, daemons: list[SealDaemon]
+    fresh_seal_fixtures: SealFixtures, daemon_factory: DaemonFactory
 ) -> None:
     fx = fresh_seal_fixtures
     assert PKCS11_SPY.exists(), "install Debian opensc (pkcs11-spy)"
     spy_log = fx.root / "pkcs11-spy.log"
 
-    def via_spy(text: str) -> str:
-        line = f'module = "{fx.module}"'
-        assert line in text
-        return text.replace(line, f'module = "{PKCS11_SPY}"')
+    def via_spy(config: DaemonConfig) -> None:
+        assert config.table("pkcs11")["module"] == str(fx.module)
+        config.set("pkcs11", module=str(PKCS11_SPY))
 
-    d = start(
-        daemons,
-        SealDaemon(
-            fx, via_spy, env={"PKCS11SPY": str(fx.module), "PKCS11SPY_OUTPUT": str(spy_log)}
-        ),
-    )
+    d = daemon_factory(via_spy, env={"PKCS11SPY": str(fx.module), "PKCS11SPY_OUTPUT": str(spy_log)})
     assert spy_logins(spy_log) == (0, 0)
     with d.client("liu.yang") as custodian, pytest.raises(SealClientError) as wrong:
         custodian.unlock("contract", WRONG_PIN)
@@ -130,9 +104,9 @@ def test_r07_wrong_pin_is_reported_once_and_never_retried(
 
 
 def test_r07_initial_pin_refused_for_signing_until_changed_and_change_is_audited(
-    fresh_seal_fixtures: SealFixtures, daemons: list[SealDaemon], tmp_path: Path
+    fresh_seal_fixtures: SealFixtures, daemon_factory: DaemonFactory, tmp_path: Path
 ) -> None:
-    d = start(daemons, SealDaemon(fresh_seal_fixtures))
+    d = daemon_factory()
     request_id = submit_approved(d, tmp_path)
     with d.client("liu.yang") as custodian:
         status = custodian.unlock("contract", user_pin(d.fixtures, "contract"))
@@ -161,12 +135,10 @@ def test_r07_initial_pin_refused_for_signing_until_changed_and_change_is_audited
 
 @pytest.mark.clock  # issue 14: hours, nights and request expiry on the daemon clock
 def test_r08_out_of_hours_unlock_refused_and_request_waits_for_the_hours(
-    fresh_seal_fixtures: SealFixtures, daemons: list[SealDaemon], tmp_path: Path
+    fresh_seal_fixtures: SealFixtures, daemon_factory: DaemonFactory, tmp_path: Path
 ) -> None:
     clock = DaemonClock(fresh_seal_fixtures)
-    d = start(
-        daemons, SealDaemon(fresh_seal_fixtures, contract_hours("09:00-17:00"), env=clock.env)
-    )
+    d = daemon_factory(contract_hours("09:00-17:00"), env=clock.env)
     # The whole scenario lives on one pinned clock (issue 14): submitted and approved at
     # 03:00 UTC tomorrow, so the approvals' use window (24 h from the last approval) ends
     # tomorrow 03:00 + 24 h, after the 10:00 unlock, at whatever hour the suite runs. It
@@ -200,21 +172,13 @@ def test_r08_out_of_hours_unlock_refused_and_request_waits_for_the_hours(
 
 @pytest.mark.clock  # issue 14: hours, nights and request expiry on the daemon clock
 def test_r08_token_left_in_after_hours_alerts_once_locks_and_shows_in_metrics(
-    fresh_seal_fixtures: SealFixtures, daemons: list[SealDaemon]
+    fresh_seal_fixtures: SealFixtures, daemon_factory: DaemonFactory
 ) -> None:
     clock = DaemonClock(fresh_seal_fixtures)
     clock.set(tomorrow_utc(10))
     port = free_port()
-    d = start(
-        daemons,
-        SealDaemon(
-            fresh_seal_fixtures,
-            chain(
-                contract_hours("09:00-17:00", grace_minutes=30),
-                lambda text: text + f'\n[metrics]\nlisten = "127.0.0.1:{port}"\n',
-            ),
-            env=clock.env,
-        ),
+    d = daemon_factory(
+        chain(contract_hours("09:00-17:00", grace_minutes=30), lambda c: c.metrics(port)), env=clock.env
     )
     with d.client("liu.yang") as custodian:
         custodian.change_pin("contract", user_pin(d.fixtures, "contract"), CHANGED_PIN)
@@ -252,21 +216,13 @@ def test_r08_token_left_in_after_hours_alerts_once_locks_and_shows_in_metrics(
 
 @pytest.mark.clock  # issue 14: hours, nights and request expiry on the daemon clock
 def test_r08_one_alert_per_night_even_across_a_restart(
-    fresh_seal_fixtures: SealFixtures, daemons: list[SealDaemon]
+    fresh_seal_fixtures: SealFixtures, daemon_factory: DaemonFactory
 ) -> None:
     clock = DaemonClock(fresh_seal_fixtures)
     clock.set(tomorrow_utc(17, 45))  # the token is in, end of hours + grace has passed
     port = free_port()
-    d = start(
-        daemons,
-        SealDaemon(
-            fresh_seal_fixtures,
-            chain(
-                contract_hours("09:00-17:00", grace_minutes=30),
-                lambda text: text + f'\n[metrics]\nlisten = "127.0.0.1:{port}"\n',
-            ),
-            env=clock.env,
-        ),
+    d = daemon_factory(
+        chain(contract_hours("09:00-17:00", grace_minutes=30), lambda c: c.metrics(port)), env=clock.env
     )
     alerts = ("seald_token_not_returned_alerts_total", (("seal", "contract"),))
     overdue = ("seald_token_return_overdue", (("seal", "contract"),))
@@ -297,19 +253,18 @@ def test_r08_one_alert_per_night_even_across_a_restart(
 
 @pytest.mark.clock  # issue 14: hours, nights and request expiry on the daemon clock
 def test_r09_delegation_ends_by_itself(
-    fresh_seal_fixtures: SealFixtures, daemons: list[SealDaemon], tmp_path: Path
+    fresh_seal_fixtures: SealFixtures, daemon_factory: DaemonFactory, tmp_path: Path
 ) -> None:
     fx = fresh_seal_fixtures
     cert, key, fingerprint = issue_client_cert(fx, "sun.li", tmp_path)
 
-    def add_second_custodian(text: str) -> str:
-        return text + (
-            '\n[[principal]]\nname = "sun.li"\ndisplay_name = "孙丽"\nroles = ["custodian"]\n'
-            f'seals = ["contract"]\ncertificates = ["{fingerprint}"]\n'
+    def add_second_custodian(config: DaemonConfig) -> None:
+        config.add_principal(
+            "sun.li", display_name="孙丽", roles=["custodian"], seals=["contract"], certificates=[fingerprint]
         )
 
     clock = DaemonClock(fx)
-    d = start(daemons, SealDaemon(fx, add_second_custodian, env=clock.env))
+    d = daemon_factory(add_second_custodian, env=clock.env)
     sun = SealClient(
         ClientIdentity(d.target, fx.tls_ca.read_bytes(), cert.read_bytes(), key.read_bytes()),
         timeout_s=30,
@@ -361,16 +316,10 @@ def test_r09_delegation_ends_by_itself(
 
 
 def test_r07_idle_token_locks_itself(
-    fresh_seal_fixtures: SealFixtures, daemons: list[SealDaemon]
+    fresh_seal_fixtures: SealFixtures, daemon_factory: DaemonFactory
 ) -> None:
     idle_s = 3.0
-    d = start(
-        daemons,
-        SealDaemon(
-            fresh_seal_fixtures,
-            lambda text: text + f"\n[tokens]\nmodels = [\"096e:0807\"]\nidle_lock_minutes = {idle_s / 60}\n",
-        ),
-    )
+    d = daemon_factory(lambda c: c.set("tokens", models=["096e:0807"], idle_lock_minutes=idle_s / 60))
     with d.client("liu.yang") as custodian:
         custodian.change_pin("contract", user_pin(d.fixtures, "contract"), CHANGED_PIN)
         assert custodian.unlock("contract", CHANGED_PIN).unlocked

@@ -15,11 +15,9 @@ import socket
 import sqlite3
 import ssl
 import subprocess
-import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 
@@ -31,10 +29,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sealapi.v1 import common_pb2, requests_pb2
 from sealclient.errors import SealClientError
 from seald.signing.verify import verify_pdf
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import daemon_harness
-from daemon_harness import SEALD, SealDaemon, make_pdf, user_pin
+from seald_testing.daemon import SEALD, SealDaemon, make_pdf, unlock_first_use
 
 PLACEMENT = common_pb2.Placement(page=0, x_mm=150, y_mm=240)
 SIGNING = requests_pb2.REQUEST_STATE_SIGNING
@@ -146,15 +141,6 @@ def wait_log(d: SealDaemon, event: str, count: int = 1, timeout: float = 15.0) -
             return
         time.sleep(0.05)
     raise AssertionError(f"no {event} (x{count}) in the seald log:\n{d.log()[-3000:]}")
-
-
-@pytest.fixture
-def daemon(fresh_seal_fixtures: SealFixtures) -> Iterator[SealDaemon]:
-    d = SealDaemon(fresh_seal_fixtures)
-    d.start()
-    yield d
-    if d.proc is not None:
-        d.stop()
 
 
 # --- sd_notify --------------------------------------------------------------------------
@@ -331,12 +317,7 @@ def test_r10_sigterm_during_a_batch_signature_completes_it_nothing_lost(
         li.approve(rid)
         assert wang.approve(rid).state == APPROVED
     with daemon.client("liu.yang") as custodian, daemon.client("zhang.wei") as requester:
-        # R07 first use (issue 3's harness helper) when present; a plain unlock otherwise.
-        first_use = getattr(daemon_harness, "unlock_first_use", None)
-        if first_use is not None:
-            first_use(custodian, daemon.fixtures, "contract")
-        else:
-            custodian.unlock("contract", user_pin(daemon.fixtures, "contract"))
+        unlock_first_use(custodian, daemon.fixtures, "contract")  # R07 first use
         daemon.wait_state(requester, rid, SIGNING, timeout=30)
     assert daemon.proc is not None
     daemon.proc.send_signal(signal.SIGTERM)

@@ -5,32 +5,18 @@ and a preparation for an approval that is refused after all leaves nothing behin
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 import pytest
-from fixture_layout import SealFixtures
 
 from sealapi.v1 import common_pb2, requests_pb2
 from sealclient.approval import ApprovalSigner, LocalDocument, build_approval
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from daemon_harness import SealDaemon, make_pdf, unlock_first_use
-from state_checks import check_state
+from seald_testing.daemon import SealDaemon, make_pdf, unlock_first_use
+from seald_testing.state_checks import check_state
 
 PLACEMENT = common_pb2.Placement(page=0, x_mm=150, y_mm=240)
-
-
-@pytest.fixture
-def daemon(fresh_seal_fixtures: SealFixtures) -> Iterator[SealDaemon]:
-    d = SealDaemon(fresh_seal_fixtures)
-    d.start()
-    yield d
-    if d.proc is not None:
-        d.stop()
 
 
 def _wait(condition: object, what: str, timeout: float = 20.0) -> None:

@@ -8,21 +8,18 @@ seald's VerifyDocument find the ECDSA/SHA-256 signature valid.
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from fixture_layout import SealFixtures
 
 from sealapi.v1 import common_pb2
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from daemon_harness import CHANGED_PIN, SealDaemon
-from test_seal_creation import (
+from seald_testing.config import ConfigEdit, DaemonConfig
+from seald_testing.daemon import CHANGED_PIN, SealDaemon
+from seald_testing.plugin import DaemonFactory
+from seald_testing.seals import (
     NEW_PIN,
     NEW_SEAL,
     NEW_TOKEN,
@@ -34,27 +31,18 @@ from test_seal_creation import (
 )
 
 
-def with_new_ecdsa_seal(serial: str):  # type: ignore[no-untyped-def]
-    base = with_new_seal(serial)
-
-    def edit(text: str) -> str:
-        return base(text).replace(
-            'categories = ["contract"]\n\n[[principal]]',
-            'categories = ["contract"]\nalgorithm = "ecdsa-p256"\n\n[[principal]]',
-            1,
-        )
+def with_new_ecdsa_seal(serial: str) -> ConfigEdit:
+    def edit(config: DaemonConfig) -> None:
+        with_new_seal(serial)(config)
+        config.set_seal(NEW_SEAL, algorithm="ecdsa-p256")
 
     return edit
 
 
 @pytest.fixture
-def ecdsa_daemon(fresh_seal_fixtures: SealFixtures) -> Iterator[SealDaemon]:
-    serial = make_token(fresh_seal_fixtures, NEW_TOKEN, NEW_PIN)
-    d = SealDaemon(fresh_seal_fixtures, config_edit=with_new_ecdsa_seal(serial))
-    d.start()
-    yield d
-    if d.proc is not None:
-        d.stop()
+def ecdsa_daemon(daemon_factory: DaemonFactory) -> SealDaemon:
+    serial = make_token(daemon_factory.fixtures(), NEW_TOKEN, NEW_PIN)
+    return daemon_factory(with_new_ecdsa_seal(serial))
 
 
 def test_ecdsa_p256_seal_end_to_end_through_the_daemon_is_valid_in_pdfsig(

@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import make_pdfs
 import pkcs11
 import pytest
 from cryptography import x509
@@ -32,9 +32,6 @@ from seald.signing.seal_image import SealImageSpec, render_seal_png
 from seald.signing.verify import verify_pdf
 from seald.tokens import manager, seal_keys
 from seald.tokens.manager import TokenManager
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "assets"))
-import make_pdfs
 
 EC_LABEL = "seal-ecdsa"
 

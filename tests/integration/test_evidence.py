@@ -38,9 +38,8 @@ from sealclient.errors import SealClientError
 from sealclient.evidence import load_trust, pdf_problems, verify_package
 from seald.domain.audit import RECORD_COLUMNS, canonical_details_json, canonical_row_bytes, format_time
 from seald.store.checkpoints import checkpoint_payload
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from daemon_harness import SealDaemon, make_pdf, unlock_first_use
+from seald_testing.daemon import make_pdf, unlock_first_use
+from seald_testing.plugin import DaemonFactory
 
 # Issue 14: certificates and statements dated from now; scripts/test.sh runs these again
 # under faketime at 03:10 and 23:50 UTC.
@@ -73,13 +72,12 @@ def _offline(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture(scope="module")
-def sealed(tmp_path_factory: pytest.TempPathFactory, seal_fixtures: SealFixtures) -> Iterator[Sealed]:
-    from fixture_layout import relocate_fixtures  # noqa: PLC0415
-
+def sealed(
+    tmp_path_factory: pytest.TempPathFactory, module_daemon_factory: DaemonFactory
+) -> Iterator[Sealed]:
     work = tmp_path_factory.mktemp("evidence")
-    fixtures = relocate_fixtures(seal_fixtures.root, work / "seal-fixtures")
-    daemon = SealDaemon(fixtures)
-    daemon.start()
+    daemon = module_daemon_factory()
+    fixtures = daemon.fixtures
     try:
         original = make_pdf(work / "contract.pdf", pages=2)
         annex = make_pdf(work / "annex.pdf", pages=3)

@@ -21,11 +21,11 @@ from pathlib import Path
 
 import pkcs11
 import pytest
-from conftest import SealFixtures, run_build_script
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
+from fixture_layout import SealFixtures
 from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
 from pyhanko.config.pkcs11 import TokenCriteria
 from pyhanko.pdf_utils import generic
@@ -35,6 +35,7 @@ from pyhanko.sign import fields, signers
 from pyhanko.sign.pkcs11 import PKCS11Signer, open_pkcs11_session
 
 from seald.config import load_config
+from seald_testing.softhsm import run_build_script
 
 SEAL_IDS = ("official", "contract")
 

@@ -19,19 +19,18 @@ examples for a longer run, e.g. SEAL_FUZZ_SCALE=20 .venv/bin/pytest -q tests/int
 from __future__ import annotations
 
 import os
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
 import grpc
 import pytest
-from fixture_layout import SealFixtures
 from google.protobuf import descriptor, message_factory
 from google.protobuf.descriptor import FieldDescriptor as FD
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from make_pdfs import valid_pdf
+from pdf_mutations import bases, mutated_pdf
 
 from sealapi.v1 import (
     audit_pb2,
@@ -43,17 +42,14 @@ from sealapi.v1 import (
     tokens_pb2,
     verify_pb2,
 )
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "assets"))
-from daemon_harness import SealDaemon
-from make_pdfs import valid_pdf
-from pdf_mutations import bases, mutated_pdf
+from seald_testing.config import DaemonConfig
+from seald_testing.daemon import SealDaemon
+from seald_testing.plugin import DaemonFactory
 
 SCALE = int(os.environ.get("SEAL_FUZZ_SCALE", "1"))
 EXAMPLES = 300 * SCALE
 FUZZ_PRINCIPAL = "chen.jie"  # given every role below
-ALL_ROLES = '["requester", "approver", "custodian", "admin", "auditor"]'
+ALL_ROLES = ["requester", "approver", "custodian", "admin", "auditor"]
 PROPER = {
     grpc.StatusCode.OK,
     grpc.StatusCode.INVALID_ARGUMENT,
@@ -86,17 +82,11 @@ INT_RANGES = {
 }
 
 
-def fuzz_config(tmp_dir: Path) -> Any:
-    def edit(text: str) -> str:
-        assert text.count('roles = ["admin"]') == 1
-        text = text.replace('roles = ["admin"]', f'roles = {ALL_ROLES}\ngroups = ["general_manager"]')
-        # The fuzz client calls as fast as it can: keep the rate limit out of its way.
-        return text.replace(
-            "approval_ttl_hours = 72\n",
-            "approval_ttl_hours = 72\nrate_limit_per_second = 100000\nrate_limit_burst = 100000\n",
-        )
-
-    return edit
+def fuzz_config(config: DaemonConfig) -> None:
+    assert config.principal(FUZZ_PRINCIPAL)["roles"] == ["admin"]
+    config.set_principal(FUZZ_PRINCIPAL, roles=ALL_ROLES, groups=["general_manager"])
+    # The fuzz client calls as fast as it can: keep the rate limit out of its way.
+    config.set("requests", rate_limit_per_second=100000, rate_limit_burst=100000)
 
 
 class Known:
@@ -287,9 +277,8 @@ def invoke(channel: grpc.Channel, method: descriptor.MethodDescriptor, body: Any
 
 
 @pytest.fixture
-def fuzz_daemon(fresh_seal_fixtures: SealFixtures, tmp_path: Path) -> Iterator[SealDaemon]:
-    d = SealDaemon(fresh_seal_fixtures, fuzz_config(tmp_path))
-    d.start()
+def fuzz_daemon(daemon_factory: DaemonFactory, tmp_path: Path) -> SealDaemon:
+    d = daemon_factory(fuzz_config)
     pdf = tmp_path / "seed.pdf"
     pdf.write_bytes(Known.pdf)
     with d.client(FUZZ_PRINCIPAL) as c:
@@ -301,9 +290,7 @@ def fuzz_daemon(fresh_seal_fixtures: SealFixtures, tmp_path: Path) -> Iterator[S
             placement=common_pb2.Placement(page=0, x_mm=100, y_mm=100),
         )
     Known.request_ids = [seeded.request_id]
-    yield d
-    if d.proc is not None:
-        d.stop()
+    return d
 
 
 def channel_for(d: SealDaemon, name: str) -> grpc.Channel:

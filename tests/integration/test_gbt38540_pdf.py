@@ -10,19 +10,16 @@ from __future__ import annotations
 import datetime as dt
 import re
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from make_pdfs import valid_pdf
 from skf_fixture import ADMIN_PIN, INITIAL_USER_PIN, SkfTestToken
 
 from seald.gm import certs, ses, sm2
 from seald.signing import gbt38540_pdf
 from seald.tokens import skf
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "assets"))
-from make_pdfs import valid_pdf
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 SPAN = dt.timedelta(days=365)

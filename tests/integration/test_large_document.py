@@ -10,41 +10,35 @@ reported on large files).
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import grpc
 import pytest
 from fixture_layout import SealFixtures
-
-from sealclient.errors import SealClientError
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "assets"))
-from daemon_harness import SealDaemon, make_pdf, unlock_first_use
-from large_flow import PLACEMENT, byte_range_covers_file, run_large_flow
 from large_pdf import write_large_pdf
 from make_pdfs import javascript_pdf
+
+from sealclient.errors import SealClientError
+from seald_testing.daemon import make_pdf, unlock_first_use
+from seald_testing.large_flow import PLACEMENT, byte_range_covers_file, run_large_flow
+from seald_testing.plugin import DaemonFactory
 
 SIZE = 64 << 20
 
 
 def test_large_document_is_sealed_validly_in_bounded_memory(
-    fresh_seal_fixtures: SealFixtures, tmp_path: Path
+    daemon_factory: DaemonFactory, fresh_seal_fixtures: SealFixtures, tmp_path: Path
 ) -> None:
     source = tmp_path / "large.pdf"
     pages = write_large_pdf(source, SIZE)
     assert pages > 80
-    d = SealDaemon(fresh_seal_fixtures)
-    d.start()
-    try:
-        with d.client("liu.yang") as custodian:
-            unlock_first_use(custodian, fresh_seal_fixtures, "contract")
-        # Warm-up: lazily loaded code and first-use caches are not growth caused by size.
-        run_large_flow(d, make_pdf(tmp_path / "small.pdf"), tmp_path / "small.sealed.pdf")
-        figures = run_large_flow(d, source, tmp_path / "large.sealed.pdf")
-    finally:
-        d.stop()
+    d = daemon_factory()
+    with d.client("liu.yang") as custodian:
+        unlock_first_use(custodian, fresh_seal_fixtures, "contract")
+    # Warm-up: lazily loaded code and first-use caches are not growth caused by size.
+    run_large_flow(d, make_pdf(tmp_path / "small.pdf"), tmp_path / "small.sealed.pdf")
+    figures = run_large_flow(d, source, tmp_path / "large.sealed.pdf")
+    d.stop()
 
     assert figures.signed.valid, figures.signed.text
     assert figures.signed.total_document_signed, figures.signed.text
@@ -58,22 +52,18 @@ def test_large_document_is_sealed_validly_in_bounded_memory(
 
 
 def test_input_checked_in_a_worker_process_still_names_what_is_wrong(
-    fresh_seal_fixtures: SealFixtures, tmp_path: Path
+    daemon_factory: DaemonFactory, tmp_path: Path
 ) -> None:
     """The input checks run in a seal worker process; their refusal crosses back intact."""
     scripted = tmp_path / "scripted.pdf"
     scripted.write_bytes(javascript_pdf())
-    d = SealDaemon(fresh_seal_fixtures)
-    d.start()
-    try:
-        with d.client("zhang.wei") as requester, pytest.raises(SealClientError) as refused:
-            requester.submit(
-                [scripted], seal_id="contract", reason="r", category="contract", placement=PLACEMENT
-            )
-        assert refused.value.code == grpc.StatusCode.INVALID_ARGUMENT
-        assert refused.value.reason == "javascript"
-        assert "scripted.pdf" in refused.value.message and "JavaScript" in refused.value.message
-        with d.client("zhang.wei") as requester:
-            assert requester.list() == []  # nothing half-stored
-    finally:
-        d.stop()
+    d = daemon_factory()
+    with d.client("zhang.wei") as requester, pytest.raises(SealClientError) as refused:
+        requester.submit(
+            [scripted], seal_id="contract", reason="r", category="contract", placement=PLACEMENT
+        )
+    assert refused.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert refused.value.reason == "javascript"
+    assert "scripted.pdf" in refused.value.message and "JavaScript" in refused.value.message
+    with d.client("zhang.wei") as requester:
+        assert requester.list() == []  # nothing half-stored

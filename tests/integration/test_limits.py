@@ -7,51 +7,32 @@ requests per requester, the per-principal rate limit, and gRPC's message size li
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
 import pytest
-from fixture_layout import SealFixtures
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from sealapi.v1 import common_pb2, requests_pb2, requests_pb2_grpc, seals_pb2, seals_pb2_grpc
 from sealclient.errors import SealClientError
 from seald.runtime.daemon import MAX_MESSAGE_BYTES
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from daemon_harness import SealDaemon, make_pdf
+from seald_testing.daemon import SealDaemon, make_pdf
+from seald_testing.plugin import DaemonFactory
 
 PLACEMENT = common_pb2.Placement(page=0, x_mm=150, y_mm=240)
 EXHAUSTED = grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
-def with_limits(**limits: object) -> Callable[[str], str]:
-    lines = "".join(f"{k} = {v}\n" for k, v in limits.items())
-
-    def edit(text: str) -> str:
-        assert "approval_ttl_hours = 72\n" in text
-        return text.replace("approval_ttl_hours = 72\n", "approval_ttl_hours = 72\n" + lines, 1)
-
-    return edit
-
-
 @pytest.fixture
-def start(fresh_seal_fixtures: SealFixtures) -> Iterator[Callable[..., SealDaemon]]:
-    started: list[SealDaemon] = []
+def start(daemon_factory: DaemonFactory) -> Callable[..., SealDaemon]:
+    """A daemon with these [requests] limits, e.g. ``start(max_pending_per_principal=2)``."""
 
     def _start(**limits: object) -> SealDaemon:
-        d = SealDaemon(fresh_seal_fixtures, with_limits(**limits))
-        d.start()
-        started.append(d)
-        return d
+        return daemon_factory(lambda c: c.set("requests", **limits))
 
-    yield _start
-    for d in started:
-        if d.proc is not None:
-            d.stop()
+    return _start
 
 
 def submit(d: SealDaemon, paths: list[Path], key: str = "") -> requests_pb2.SealRequest:

@@ -13,11 +13,9 @@ FAILED with the named reason, no sealed file, audit records consistent.
 from __future__ import annotations
 
 import io
-import re
 import signal
 import sqlite3
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,17 +27,17 @@ from asn1crypto import ocsp
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from fixture_layout import SealFixtures
-from ltv_pki import LivePki, live_pki
 from pkcs11 import Attribute, CertificateType, ObjectClass
 from pyhanko.pdf_utils.reader import PdfFileReader
 
 from sealapi.v1 import common_pb2, requests_pb2
 from sealclient.errors import SealClientError
 from seald.signing.verify import verify_pdf
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from daemon_harness import CHANGED_PIN, SealDaemon, make_pdf, unlock_first_use
-from state_checks import check_state
+from seald_testing.config import ConfigEdit, DaemonConfig
+from seald_testing.daemon import CHANGED_PIN, SealDaemon, make_pdf, unlock_first_use
+from seald_testing.ltv_pki import LivePki, live_pki
+from seald_testing.plugin import DaemonFactory
+from seald_testing.state_checks import check_state
 
 KILL_AT = "SEALD_TEST_KILL_AT"
 
@@ -86,16 +84,10 @@ def _install_seal_certificate(fx: SealFixtures, cert_der: bytes) -> None:
     seal.certificate.write_bytes(cert.public_bytes(Encoding.PEM))
 
 
-def _config(setup: LtvSetup, level: str) -> object:
-    def edit(text: str) -> str:
-        trust = f'tsa_url = "{setup.pki.tsa_url}"\nsigning_roots = ["{setup.root_file}"]\n'
-        text = re.sub(r"(\[trust\]\n)", lambda m: m.group(1) + trust, text, count=1)
-        return re.sub(
-            r'(id = "contract"\n(?:.*\n)*?size_mm = [\d.]+\n)',
-            lambda m: m.group(1) + f'level = "{level}"\n',
-            text,
-            count=1,
-        )
+def _config(setup: LtvSetup, level: str) -> ConfigEdit:
+    def edit(config: DaemonConfig) -> None:
+        config.set("trust", tsa_url=setup.pki.tsa_url, signing_roots=[str(setup.root_file)])
+        config.set_seal("contract", level=level)
 
     return edit
 
@@ -141,24 +133,21 @@ def _audit(state_dir: Path, request_id: str) -> list[tuple[str, str]]:
 
 @pytest.mark.parametrize("level", ["B-LT", "B-LTA"])
 def test_r14_daemon_seals_b_lt_and_b_lta_verifiable_offline(
-    ltv: LtvSetup, tmp_path: Path, level: str
+    daemon_factory: DaemonFactory, ltv: LtvSetup, tmp_path: Path, level: str
 ) -> None:
-    d = SealDaemon(ltv.fixtures, _config(ltv, level))  # type: ignore[arg-type]
-    d.start()
-    try:
-        request_id = _request(d, tmp_path, "contract", documents=2)
-        with d.client("liu.yang") as custodian:
-            unlock_first_use(custodian, ltv.fixtures, "contract")
-        outs = [tmp_path / f"sealed-{i}.pdf" for i in range(2)]
-        with d.client("zhang.wei") as requester:
-            d.wait_state(requester, request_id, requests_pb2.REQUEST_STATE_SIGNED, timeout=120)
-            for i, out in enumerate(outs):
-                requester.download(request_id, i, out)
-        with d.client("zhao.min") as auditor:
-            report = auditor.verify(outs[0])
-            assert auditor.verify_audit_chain().ok
-    finally:
-        d.stop()
+    d = daemon_factory(_config(ltv, level), fixtures=ltv.fixtures)
+    request_id = _request(d, tmp_path, "contract", documents=2)
+    with d.client("liu.yang") as custodian:
+        unlock_first_use(custodian, ltv.fixtures, "contract")
+    outs = [tmp_path / f"sealed-{i}.pdf" for i in range(2)]
+    with d.client("zhang.wei") as requester:
+        d.wait_state(requester, request_id, requests_pb2.REQUEST_STATE_SIGNED, timeout=120)
+        for i, out in enumerate(outs):
+            requester.download(request_id, i, out)
+    with d.client("zhao.min") as auditor:
+        report = auditor.verify(outs[0])
+        assert auditor.verify_audit_chain().ok
+    d.stop()
 
     assert report.all_valid, report
     seal_serial = x509.load_der_x509_certificate(ltv.pki.seal_cert_der).serial_number
@@ -191,7 +180,7 @@ def test_r14_daemon_seals_b_lt_and_b_lta_verifiable_offline(
 def test_r15_daemon_ltv_fails_closed_when_tsa_or_revocation_responders_are_down(
     ltv: LtvSetup, tmp_path: Path
 ) -> None:
-    d = SealDaemon(ltv.fixtures, _config(ltv, "B-LTA"))  # type: ignore[arg-type]
+    d = SealDaemon(ltv.fixtures, _config(ltv, "B-LTA"))
     d.start()
     outcomes: dict[str, requests_pb2.SealRequest] = {}
     try:
@@ -244,7 +233,7 @@ def test_r10_r15_daemon_killed_mid_b_lta_signature_recovers_and_signs_once(
     """SIGKILL on the token thread right before the raw signature (prepare, with its
     TSA/OCSP work, is done): after restart nothing is released, the prepared temp file is
     gone, the request is APPROVED again, and the next unlock seals it once, as B-LTA."""
-    d = SealDaemon(ltv.fixtures, _config(ltv, "B-LTA"), env={KILL_AT: "sign.before_document"})  # type: ignore[arg-type]
+    d = SealDaemon(ltv.fixtures, _config(ltv, "B-LTA"), env={KILL_AT: "sign.before_document"})
     d.start()
     request_id = _request(d, tmp_path, "crash")
     folder = ltv.fixtures.state_dir / "documents" / request_id

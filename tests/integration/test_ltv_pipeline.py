@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import io
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,7 +21,7 @@ import pkcs11
 import pytest
 from asn1crypto import ocsp, x509
 from fixture_layout import SealFixtures
-from ltv_pki import LivePki, live_pki
+from make_pdfs import valid_pdf
 from pyhanko.pdf_utils.reader import PdfFileReader
 
 from seald.service.seal_workers import SealWorkers
@@ -31,21 +30,12 @@ from seald.signing.levels import LevelSettings, SignatureLevel
 from seald.signing.pades import SealSpec, seal_pdf, token_signer
 from seald.signing.pipeline import SealJob, discard, finish_seal, prepare_seal, publish, sign_prepared
 from seald.signing.placement import PlacementSpec
-from seald.signing.seal_image import SealImageSpec, render_seal_png
 from seald.signing.verify import verify_pdf
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "assets"))
-from make_pdfs import valid_pdf
+from seald_testing.images import contract_seal_png
+from seald_testing.ltv_pki import LivePki
 
 PLACEMENT = PlacementSpec(page=0, x_mm=150, y_mm=230, size_mm=40)
-PNG = render_seal_png(SealImageSpec("contract", "华夏示例科技有限公司", "合同专用章"), 40.0)
-
-
-@pytest.fixture(scope="module")
-def pki(seal_fixtures: SealFixtures, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LivePki]:
-    cert_pem = seal_fixtures.seals["contract"].certificate.read_bytes()
-    with live_pki(cert_pem, tmp_path_factory.mktemp("certomancer")) as live:
-        yield live
+PNG = contract_seal_png()
 
 
 @pytest.fixture(scope="module")
@@ -53,14 +43,6 @@ def workers() -> Iterator[SealWorkers]:
     pool = SealWorkers(1)
     yield pool
     pool.shutdown()
-
-
-@pytest.fixture
-def session(seal_fixtures: SealFixtures) -> Iterator[pkcs11.Session]:
-    seal = seal_fixtures.seals["contract"]
-    token = pkcs11.lib(str(seal_fixtures.module)).get_token(token_label=seal.token_label)
-    with token.open(user_pin=seal.user_pin) as s:
-        yield s
 
 
 def _level(pki: LivePki, level: SignatureLevel, tsa_url: str = "") -> LevelSettings:
@@ -139,7 +121,7 @@ def _dss_summary(path: Path) -> dict[str, object]:
 @pytest.mark.parametrize("level", [SignatureLevel.B_LT, SignatureLevel.B_LTA], ids=["B-LT", "B-LTA"])
 def test_r14_pipeline_ltv_means_what_one_step_signing_means(
     level: SignatureLevel,
-    session: pkcs11.Session,
+    token_session: pkcs11.Session,
     seal_fixtures: SealFixtures,
     pki: LivePki,
     workers: SealWorkers,
@@ -148,7 +130,7 @@ def test_r14_pipeline_ltv_means_what_one_step_signing_means(
     src = tmp_path / "in.pdf"
     src.write_bytes(valid_pdf(2, chinese=False))
     label = seal_fixtures.seals["contract"].key_label
-    signer = token_signer(session, label, label, signing_cert_der=pki.seal_cert_der)
+    signer = token_signer(token_session, label, label, signing_cert_der=pki.seal_cert_der)
     settings = _level(pki, level)
 
     piped = tmp_path / "pipeline.pdf"
@@ -201,7 +183,7 @@ def test_r14_pipeline_ltv_means_what_one_step_signing_means(
 
 
 def test_r14_pipeline_ltv_refuses_a_revoked_seal_certificate_before_signing(
-    session: pkcs11.Session,
+    token_session: pkcs11.Session,
     seal_fixtures: SealFixtures,
     pki: LivePki,
     workers: SealWorkers,
@@ -219,7 +201,7 @@ def test_r14_pipeline_ltv_refuses_a_revoked_seal_certificate_before_signing(
 
 
 def test_r15_pipeline_ltv_fails_closed_when_the_tsa_is_down(
-    session: pkcs11.Session,
+    token_session: pkcs11.Session,
     seal_fixtures: SealFixtures,
     pki: LivePki,
     workers: SealWorkers,
@@ -229,7 +211,7 @@ def test_r15_pipeline_ltv_fails_closed_when_the_tsa_is_down(
     src.write_bytes(valid_pdf(1, chinese=False))
     out = tmp_path / "out.pdf"
     label = seal_fixtures.seals["contract"].key_label
-    signer = token_signer(session, label, label, signing_cert_der=pki.seal_cert_der)
+    signer = token_signer(token_session, label, label, signing_cert_der=pki.seal_cert_der)
     down = _level(pki, SignatureLevel.B_LTA, tsa_url="http://127.0.0.1:9/tsa")
     with pytest.raises(SigningError) as refused:
         _pipeline(workers, signer, _job(src, out, down, pki.seal_cert_der))

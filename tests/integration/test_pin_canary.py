@@ -13,29 +13,14 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-from fixture_layout import SealFixtures
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from daemon_harness import SealDaemon, make_pdf
-from real_client_harness import sealctl, wait_signed
-from test_sealctl_real import run_on_terminal
+from seald_testing.clients import sealctl, wait_signed
+from seald_testing.daemon import SealDaemon, make_pdf
+from seald_testing.terminal import run_on_terminal
 
 CANARY_PIN = "Cnry-7319-qzx"  # the PIN the custodian chooses
 CANARY_WRONG = "Wrng-5521-jkv"  # a mistyped PIN
-
-
-@pytest.fixture
-def daemon(fresh_seal_fixtures: SealFixtures) -> Iterator[SealDaemon]:
-    d = SealDaemon(fresh_seal_fixtures)
-    d.start()
-    yield d
-    if d.proc is not None:
-        d.stop()
 
 
 def forms(secret: str) -> list[bytes]:

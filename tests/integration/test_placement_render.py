@@ -8,12 +8,12 @@ from __future__ import annotations
 import io
 import shutil
 import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
+import make_pdfs
 import pkcs11
 import pytest
+from fixture_layout import SealFixtures
 from PIL import Image, ImageChops
 from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.font.opentype import GlyphAccumulatorFactory
@@ -26,10 +26,6 @@ from seald.signing.pades import SealResult, SealSpec, seal_pdf, token_signer
 from seald.signing.placement import PlacementSpec
 from seald.signing.seal_image import SealImageSpec, render_seal_png
 from seald.signing.verify import verify_pdf
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "assets"))
-import make_pdfs
-from fixture_layout import SealFixtures
 
 DPI = 150
 PX_MM = 25.4 / DPI
@@ -44,19 +40,6 @@ def _tool(name: str) -> str:
     if path is None:
         pytest.fail(f"{name} is required (Debian poppler-utils / qpdf) and is not installed")
     return path
-
-
-@pytest.fixture(scope="module")
-def seal_png() -> bytes:
-    return render_seal_png(SealImageSpec("contract", "华夏示例科技有限公司", "合同专用章"), 40)
-
-
-@pytest.fixture
-def session(seal_fixtures: SealFixtures) -> Iterator[pkcs11.Session]:
-    seal = seal_fixtures.seals["contract"]
-    token = pkcs11.lib(str(seal_fixtures.module)).get_token(token_label=seal.token_label)
-    with token.open(user_pin=seal.user_pin) as s:
-        yield s
 
 
 def _seal(
@@ -183,7 +166,7 @@ def _check_valid(path: Path, fx: SealFixtures, fields: int) -> None:
     ],
 )
 def test_r13_anchor_seal_is_centred_on_the_anchor_text_within_1mm(
-    session: pkcs11.Session,
+    token_session: pkcs11.Session,
     seal_fixtures: SealFixtures,
     seal_png: bytes,
     tmp_path: Path,
@@ -196,7 +179,7 @@ def test_r13_anchor_seal_is_centred_on_the_anchor_text_within_1mm(
     ink = _centre(_bbox_mm(_render(src, 2, tmp_path), red=False))
     out = tmp_path / "out.pdf"
     result = _seal(
-        session,
+        token_session,
         seal_fixtures,
         src,
         out,
@@ -212,14 +195,14 @@ def test_r13_anchor_seal_is_centred_on_the_anchor_text_within_1mm(
 
 
 def test_r13_anchor_offset_moves_the_seal(
-    session: pkcs11.Session, seal_fixtures: SealFixtures, seal_png: bytes, tmp_path: Path
+    token_session: pkcs11.Session, seal_fixtures: SealFixtures, seal_png: bytes, tmp_path: Path
 ) -> None:
     src = tmp_path / "in.pdf"
     src.write_bytes(anchor_pdf(1, anchor_at=(300.0, 200.0)))
     ink = _centre(_bbox_mm(_render(src, 1, tmp_path), red=False))
     out = tmp_path / "out.pdf"
     _seal(
-        session,
+        token_session,
         seal_fixtures,
         src,
         out,
@@ -231,14 +214,14 @@ def test_r13_anchor_offset_moves_the_seal(
 
 
 def test_r13_missing_anchor_is_refused_and_nothing_written(
-    session: pkcs11.Session, seal_fixtures: SealFixtures, seal_png: bytes, tmp_path: Path
+    token_session: pkcs11.Session, seal_fixtures: SealFixtures, seal_png: bytes, tmp_path: Path
 ) -> None:
     src = tmp_path / "in.pdf"
     src.write_bytes(anchor_pdf(1, anchor_at=(300.0, 200.0)))
     out = tmp_path / "out.pdf"
     with pytest.raises(PlacementError) as refused:
         _seal(
-            session,
+            token_session,
             seal_fixtures,
             src,
             out,
@@ -252,7 +235,7 @@ def test_r13_missing_anchor_is_refused_and_nothing_written(
 
 @pytest.mark.parametrize("pages,rotate", [(3, 0), (4, 90), (2, 270)])
 def test_r13_cross_page_slices_are_on_every_page_right_edge(
-    session: pkcs11.Session,
+    token_session: pkcs11.Session,
     seal_fixtures: SealFixtures,
     seal_png: bytes,
     tmp_path: Path,
@@ -264,7 +247,7 @@ def test_r13_cross_page_slices_are_on_every_page_right_edge(
     src.write_bytes(make_pdfs.valid_pdf(pages, rotate=rotate))
     out = tmp_path / "out.pdf"
     result = _seal(
-        session,
+        token_session,
         seal_fixtures,
         src,
         out,
@@ -293,13 +276,13 @@ def test_r13_cross_page_slices_are_on_every_page_right_edge(
 
 
 def test_r13_cross_page_on_one_page_is_refused(
-    session: pkcs11.Session, seal_fixtures: SealFixtures, seal_png: bytes, tmp_path: Path
+    token_session: pkcs11.Session, seal_fixtures: SealFixtures, seal_png: bytes, tmp_path: Path
 ) -> None:
     src = tmp_path / "in.pdf"
     src.write_bytes(make_pdfs.valid_pdf(1))
     with pytest.raises(PlacementError) as refused:
         _seal(
-            session,
+            token_session,
             seal_fixtures,
             src,
             tmp_path / "out.pdf",
@@ -310,13 +293,13 @@ def test_r13_cross_page_on_one_page_is_refused(
 
 
 def test_r14_cross_page_slice_removed_breaks_the_signature(
-    session: pkcs11.Session, seal_fixtures: SealFixtures, seal_png: bytes, tmp_path: Path
+    token_session: pkcs11.Session, seal_fixtures: SealFixtures, seal_png: bytes, tmp_path: Path
 ) -> None:
     src = tmp_path / "in.pdf"
     src.write_bytes(make_pdfs.valid_pdf(2))
     out = tmp_path / "out.pdf"
     _seal(
-        session,
+        token_session,
         seal_fixtures,
         src,
         out,
@@ -334,7 +317,7 @@ def test_r14_cross_page_slice_removed_breaks_the_signature(
 
 
 def test_r13_contract_and_legal_representative_seals_both_stay_valid(
-    session: pkcs11.Session, seal_fixtures: SealFixtures, seal_png: bytes, tmp_path: Path
+    token_session: pkcs11.Session, seal_fixtures: SealFixtures, seal_png: bytes, tmp_path: Path
 ) -> None:
     """Two successive seals, the first a DocMDP certification that allows signing."""
     personal = render_seal_png(SealImageSpec("legal_representative", "", "", "王建国"), 20)
@@ -342,7 +325,7 @@ def test_r13_contract_and_legal_representative_seals_both_stay_valid(
     src.write_bytes(make_pdfs.valid_pdf(1))
     first, second = tmp_path / "one.pdf", tmp_path / "two.pdf"
     _seal(
-        session,
+        token_session,
         seal_fixtures,
         src,
         first,
@@ -351,7 +334,7 @@ def test_r13_contract_and_legal_representative_seals_both_stay_valid(
         field="Contract",
         certification=Certification.FORM_FILLING,
     )
-    _seal(session, seal_fixtures, first, second, personal, PlacementSpec(1, 150, 200, 20), field="LR")
+    _seal(token_session, seal_fixtures, first, second, personal, PlacementSpec(1, 150, 200, 20), field="LR")
     _check_valid(second, seal_fixtures, 2)
     checks = verify_pdf(second, [seal_fixtures.seal_ca.read_bytes()])
     assert [c.field_name for c in checks] == ["Contract", "LR"]
@@ -361,13 +344,13 @@ def test_r13_contract_and_legal_representative_seals_both_stay_valid(
 
 
 def test_r13_no_changes_certification_refuses_a_second_seal(
-    session: pkcs11.Session, seal_fixtures: SealFixtures, seal_png: bytes, tmp_path: Path
+    token_session: pkcs11.Session, seal_fixtures: SealFixtures, seal_png: bytes, tmp_path: Path
 ) -> None:
     src = tmp_path / "in.pdf"
     src.write_bytes(make_pdfs.valid_pdf(1))
     first = tmp_path / "one.pdf"
     _seal(
-        session,
+        token_session,
         seal_fixtures,
         src,
         first,
@@ -378,7 +361,7 @@ def test_r13_no_changes_certification_refuses_a_second_seal(
     _check_valid(first, seal_fixtures, 1)
     with pytest.raises(SigningError) as refused:
         _seal(
-            session,
+            token_session,
             seal_fixtures,
             first,
             tmp_path / "two.pdf",

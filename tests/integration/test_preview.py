@@ -9,22 +9,18 @@ from __future__ import annotations
 
 import io
 import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 import pytest
-from daemon_harness import SealDaemon
-from fixture_layout import SealFixtures
+from make_pdfs import valid_pdf
 from PIL import Image, ImageChops
-from real_client_harness import approve_twice_and_unlock, module_daemon, sealctl, wait_signed
 
 from sealapi.v1 import common_pb2
 from sealclient.errors import SealClientError
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "assets"))
-from make_pdfs import valid_pdf
+from seald_testing.clients import approve_twice_and_unlock, sealctl, wait_signed
+from seald_testing.daemon import SealDaemon
+from seald_testing.plugin import DaemonFactory
 
 DPI = 150
 PX_MM = 25.4 / DPI
@@ -33,10 +29,9 @@ OFFSET_A4 = (100.0, 50.0, 695.28, 891.89)
 
 
 @pytest.fixture(scope="module")
-def daemon(seal_fixtures: SealFixtures, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SealDaemon]:
-    d = module_daemon(seal_fixtures, tmp_path_factory.mktemp("preview"))
-    yield d
-    d.stop()
+def daemon(module_daemon_factory: DaemonFactory) -> SealDaemon:
+    """One daemon for the module: each test submits its own request."""
+    return module_daemon_factory()
 
 
 def _submit(daemon: SealDaemon, pdf: bytes, path: Path, placement: common_pb2.Placement) -> str:

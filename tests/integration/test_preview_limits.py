@@ -6,21 +6,18 @@ previews stop at MAX_PAGES pages, and bad requests are refused with a reason."""
 from __future__ import annotations
 
 import io
-import sys
 from pathlib import Path
 
 import pytest
+from make_pdfs import valid_pdf
 from PIL import Image
 
 from seald.signing import preview
 from seald.signing.errors import PlacementError
 from seald.signing.placement import PlacementSpec
-from seald.signing.seal_image import SealImageSpec, render_seal_png
+from seald_testing.images import contract_seal_png
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "assets"))
-from make_pdfs import valid_pdf
-
-SEAL = render_seal_png(SealImageSpec("contract", "华夏示例科技有限公司", "合同专用章"), 40)
+SEAL = contract_seal_png()
 
 
 def _red_centre_mm(png: bytes) -> tuple[tuple[float, float], float]:

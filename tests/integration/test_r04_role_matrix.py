@@ -15,7 +15,6 @@ concern the contract seal.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,6 @@ from typing import Any
 
 import grpc
 import pytest
-from fixture_layout import SealFixtures
 
 from sealapi.v1 import (
     audit_pb2,
@@ -38,10 +36,10 @@ from sealapi.v1 import (
     verify_pb2,
     verify_pb2_grpc,
 )
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from daemon_harness import SealDaemon, make_pdf
-from test_seal_lifecycle import issue_client_cert
+from seald_testing.certs import issue_client_cert
+from seald_testing.config import DaemonConfig
+from seald_testing.daemon import SealDaemon, make_pdf
+from seald_testing.plugin import DaemonFactory
 
 LISTED = {
     "requester": "zhang.wei",
@@ -391,26 +389,26 @@ def invoke(ch: grpc.Channel, entry: Row, ctx: Ctx) -> grpc.StatusCode:
 
 @pytest.fixture
 def matrix_daemon(
-    fresh_seal_fixtures: SealFixtures, tmp_path: Path
-) -> Iterator[tuple[SealDaemon, dict[str, tuple[Path, Path]]]]:
-    fx = fresh_seal_fixtures
+    daemon_factory: DaemonFactory, tmp_path: Path
+) -> tuple[SealDaemon, dict[str, tuple[Path, Path]]]:
+    fx = daemon_factory.fixtures()
     extra: dict[str, tuple[Path, Path]] = {}
-    entries = ""
+    added: list[tuple[str, list[str], list[str], str]] = []
     for name, roles, seals in (
-        ("qian.li", '["requester", "approver", "custodian", "admin", "auditor"]', '["official"]'),
-        (SECOND_ADMIN, '["admin", "custodian"]', '["official", "contract"]'),
+        ("qian.li", ["requester", "approver", "custodian", "admin", "auditor"], ["official"]),
+        (SECOND_ADMIN, ["admin", "custodian"], ["official", "contract"]),
     ):
         cert, key, fp = issue_client_cert(fx, name, tmp_path)
         extra[name] = (cert, key)
-        entries += (
-            f'\n[[principal]]\nname = "{name}"\nroles = {roles}\nseals = {seals}\n'
-            f'certificates = ["{fp}"]\ngroups = ["general_manager"]\n'
-        )
-    d = SealDaemon(fx, config_edit=lambda text: text + entries)
-    d.start()
-    yield d, extra
-    if d.proc is not None:
-        d.stop()
+        added.append((name, roles, seals, fp))
+
+    def add_principals(config: DaemonConfig) -> None:
+        for name, roles, seals, fp in added:
+            config.add_principal(
+                name, roles=roles, seals=seals, certificates=[fp], groups=["general_manager"]
+            )
+
+    return daemon_factory(add_principals), extra
 
 
 def test_r04_every_role_against_every_rpc(

@@ -11,19 +11,16 @@ from __future__ import annotations
 
 import sqlite3
 import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
-from fixture_layout import SealFixtures
 from pyhanko.pdf_utils.reader import PdfFileReader
 
 from sealapi.v1 import common_pb2, requests_pb2, requests_pb2_grpc, tokens_pb2, tokens_pb2_grpc
 from sealclient.approval import ApprovalSigner, LocalDocument, build_approval
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from daemon_harness import CHANGED_PIN, SealDaemon, make_pdf, user_pin
+from seald_testing.daemon import CHANGED_PIN, SealDaemon, make_pdf, user_pin
+from seald_testing.plugin import DaemonFactory
 
 PLACEMENT = common_pb2.Placement(page=0, x_mm=150, y_mm=240)
 ATTEMPTS = 50
@@ -101,57 +98,52 @@ def submit_with_one_approval(d: SealDaemon, tmp_path: Path, name: str) -> reques
 
 
 def test_r06_fifty_parallel_signing_triggers_make_exactly_one_signature(
-    fresh_seal_fixtures: SealFixtures, tmp_path: Path
+    daemon_factory: DaemonFactory, tmp_path: Path
 ) -> None:
-    d = SealDaemon(fresh_seal_fixtures)
-    d.start()
-    try:
-        fx = d.fixtures
-        with d.client("liu.yang") as custodian:
-            custodian.change_pin("contract", user_pin(fx, "contract"), CHANGED_PIN)
+    d = daemon_factory()
+    fx = d.fixtures
+    with d.client("liu.yang") as custodian:
+        custodian.change_pin("contract", user_pin(fx, "contract"), CHANGED_PIN)
 
-        # 1. Approved while the token is locked; then fifty unlocks at once, each of which
-        #    wakes the signer.
-        first = submit_with_one_approval(d, tmp_path, "a.pdf")
-        with d.client("wang.fang") as wang:
-            assert wang.approve(first.request_id).state == requests_pb2.REQUEST_STATE_APPROVED
-        codes = storm(
-            d, "liu.yang", "UnlockToken", tokens_pb2.UnlockTokenRequest(seal_id="contract", pin=CHANGED_PIN)
-        )
-        # Every one of the custodian's unlocks succeeds: the first logs in, the others find
-        # the token unlocked (none may fail with a second C_Login).
-        assert set(codes) == {grpc.StatusCode.OK}, failures
-        with d.client("zhang.wei") as z:
-            d.wait_state(z, first.request_id, requests_pb2.REQUEST_STATE_SIGNED)
-        counts = evidence(d, first.request_id)
-        assert counts.get("seal.sign_intent") == 1 and counts.get("seal.signed") == 1, counts
-        one_signature(d, first.request_id, tmp_path)
+    # 1. Approved while the token is locked; then fifty unlocks at once, each of which
+    #    wakes the signer.
+    first = submit_with_one_approval(d, tmp_path, "a.pdf")
+    with d.client("wang.fang") as wang:
+        assert wang.approve(first.request_id).state == requests_pb2.REQUEST_STATE_APPROVED
+    codes = storm(
+        d, "liu.yang", "UnlockToken", tokens_pb2.UnlockTokenRequest(seal_id="contract", pin=CHANGED_PIN)
+    )
+    # Every one of the custodian's unlocks succeeds: the first logs in, the others find
+    # the token unlocked (none may fail with a second C_Login).
+    assert set(codes) == {grpc.StatusCode.OK}, failures
+    with d.client("zhang.wei") as z:
+        d.wait_state(z, first.request_id, requests_pb2.REQUEST_STATE_SIGNED)
+    counts = evidence(d, first.request_id)
+    assert counts.get("seal.sign_intent") == 1 and counts.get("seal.signed") == 1, counts
+    one_signature(d, first.request_id, tmp_path)
 
-        # 2. Token unlocked; the last approval sent fifty times at once by the second approver.
-        second = submit_with_one_approval(d, tmp_path, "b.pdf")
-        with d.client("zhang.wei") as z:
-            current = z.get(second.request_id)
-        # One approval, signed by wang.fang's own key (issue 9), replayed fifty times at once.
-        wang_identity = d.fixtures.principals["wang.fang"]
-        approve = build_approval(
-            current,
-            [LocalDocument(sha256=doc.sha256, size=doc.size) for doc in current.documents],
-            signer=ApprovalSigner(wang_identity.key.read_bytes(), wang_identity.cert.read_bytes()),
-        )
-        codes = storm(d, "wang.fang", "ApproveRequest", approve)
-        assert codes.count(grpc.StatusCode.OK) == 1, codes
-        assert set(codes) <= {
-            grpc.StatusCode.OK,
-            grpc.StatusCode.ALREADY_EXISTS,
-            grpc.StatusCode.FAILED_PRECONDITION,
-        }
-        with d.client("zhang.wei") as z:
-            signed = d.wait_state(z, second.request_id, requests_pb2.REQUEST_STATE_SIGNED)
-        assert [a.approver for a in signed.approvals] == ["li.na", "wang.fang"]
-        counts = evidence(d, second.request_id)
-        assert counts.get("request.approved") == 2, counts
-        assert counts.get("seal.sign_intent") == 1 and counts.get("seal.signed") == 1, counts
-        one_signature(d, second.request_id, tmp_path)
-    finally:
-        if d.proc is not None:
-            d.stop()
+    # 2. Token unlocked; the last approval sent fifty times at once by the second approver.
+    second = submit_with_one_approval(d, tmp_path, "b.pdf")
+    with d.client("zhang.wei") as z:
+        current = z.get(second.request_id)
+    # One approval, signed by wang.fang's own key (issue 9), replayed fifty times at once.
+    wang_identity = d.fixtures.principals["wang.fang"]
+    approve = build_approval(
+        current,
+        [LocalDocument(sha256=doc.sha256, size=doc.size) for doc in current.documents],
+        signer=ApprovalSigner(wang_identity.key.read_bytes(), wang_identity.cert.read_bytes()),
+    )
+    codes = storm(d, "wang.fang", "ApproveRequest", approve)
+    assert codes.count(grpc.StatusCode.OK) == 1, codes
+    assert set(codes) <= {
+        grpc.StatusCode.OK,
+        grpc.StatusCode.ALREADY_EXISTS,
+        grpc.StatusCode.FAILED_PRECONDITION,
+    }
+    with d.client("zhang.wei") as z:
+        signed = d.wait_state(z, second.request_id, requests_pb2.REQUEST_STATE_SIGNED)
+    assert [a.approver for a in signed.approvals] == ["li.na", "wang.fang"]
+    counts = evidence(d, second.request_id)
+    assert counts.get("request.approved") == 2, counts
+    assert counts.get("seal.sign_intent") == 1 and counts.get("seal.signed") == 1, counts
+    one_signature(d, second.request_id, tmp_path)

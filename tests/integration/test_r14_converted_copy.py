@@ -13,46 +13,39 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fixture_layout import SealFixtures
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from daemon_harness import SealDaemon
-from real_client_harness import (
+from seald_testing.clients import (
     approve_twice_and_unlock,
-    module_daemon,
     sealctl,
     submit,
     wait_signed,
 )
+from seald_testing.daemon import SealDaemon
+from seald_testing.plugin import DaemonFactory
 
 VERIFICATION_FAILED = 10
 
 
 @pytest.fixture(scope="module")
 def sealed(
-    seal_fixtures: SealFixtures, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[SealDaemon, Path, Path, list[Path]]]:
+    module_daemon_factory: DaemonFactory, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[SealDaemon, Path, Path, list[Path]]:
     work = tmp_path_factory.mktemp("r14-converted")
-    d = module_daemon(seal_fixtures, work)
-    try:
-        request = submit(d, work, name="合同.pdf")
-        approve_twice_and_unlock(d, request.request_id)
-        wait_signed(d, request.request_id)
-        pdf = work / "sealed.pdf"
-        with d.client("zhang.wei") as requester:
-            requester.download(request.request_id, 0, pdf)
-        package = work / "evidence.json"
-        fetched = sealctl(d, "zhao.min", "evidence", request.request_id, "--out", str(package))
-        assert fetched.returncode == 0, fetched.stderr
-        trust = [d.fixtures.tls_ca, d.fixtures.seal_ca, d.fixtures.state_dir / "audit" / "audit-cert.pem"]
-        yield d, pdf, package, trust
-    finally:
-        if d.proc is not None:
-            d.stop()
+    d = module_daemon_factory()
+    request = submit(d, work, name="合同.pdf")
+    approve_twice_and_unlock(d, request.request_id)
+    wait_signed(d, request.request_id)
+    pdf = work / "sealed.pdf"
+    with d.client("zhang.wei") as requester:
+        requester.download(request.request_id, 0, pdf)
+    package = work / "evidence.json"
+    fetched = sealctl(d, "zhao.min", "evidence", request.request_id, "--out", str(package))
+    assert fetched.returncode == 0, fetched.stderr
+    trust = [d.fixtures.tls_ca, d.fixtures.seal_ca, d.fixtures.state_dir / "audit" / "audit-cert.pem"]
+    return d, pdf, package, trust
 
 
 def convert(kind: str, source: Path, out: Path) -> Path:

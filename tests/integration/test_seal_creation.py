@@ -12,9 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import sqlite3
-import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -23,157 +20,42 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPublicKeyTypes
 from fixture_layout import SealFixtures
 from pkcs11 import Attribute, ObjectClass
 
 from sealapi.v1 import common_pb2, requests_pb2, requests_pb2_grpc
 from sealclient.approval import ApprovalSigner, LocalDocument, build_approval
 from sealclient.errors import SealClientError
+from seald_testing.daemon import CHANGED_PIN, SealDaemon, make_pdf, unlock_first_use
+from seald_testing.plugin import DaemonFactory
+from seald_testing.seals import (
+    NEW_KEY,
+    NEW_PIN,
+    NEW_SEAL,
+    NEW_TOKEN,
+    IssuingCA,
+    approve_and_sign,
+    ledger,
+    make_token,
+    pdfsig_valid,
+    with_new_seal,
+)
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from daemon_harness import CHANGED_PIN, SealDaemon, make_pdf, unlock_first_use
-
-NEW_SEAL = "contract2"
-NEW_TOKEN = "seal-contract2"
-NEW_KEY = "contract2-seal-key"
-NEW_PIN = "55667788"  # test-only initial user PIN of the new token
 PLACEMENT = common_pb2.Placement(page=0, x_mm=150, y_mm=240)
 SIGNED = requests_pb2.REQUEST_STATE_SIGNED
 PENDING = requests_pb2.REQUEST_STATE_PENDING
 APPROVED = requests_pb2.REQUEST_STATE_APPROVED
 
 
-def make_token(fx: SealFixtures, label: str, pin: str) -> str:
-    """A new, empty SoftHSM token (as a new USB key out of its box); returns its serial."""
-    env = {"SOFTHSM2_CONF": str(fx.softhsm2_conf), "PATH": "/usr/bin:/bin"}
-    subprocess.run(
-        ["softhsm2-util", "--init-token", "--free", "--label", label, "--so-pin", "12345678", "--pin", pin],
-        check=True,
-        capture_output=True,
-        env=env,
-        timeout=60,
-    )
-    lib = pkcs11.lib(str(fx.module))
-    lib.reinitialize()
-    return str(lib.get_token(token_label=label).serial.decode("ascii").strip())
-
-
-def with_new_seal(serial: str):  # type: ignore[no-untyped-def]
-    def edit(text: str) -> str:
-        text = text.replace(
-            'seals = ["official", "contract"]', f'seals = ["official", "contract", "{NEW_SEAL}"]'
-        )
-        return text.replace(
-            "\n[[principal]]",
-            "\n[[seal]]\n"
-            f'id = "{NEW_SEAL}"\n'
-            'type = "contract"\n'
-            'organisation = "华夏示例科技有限公司"\n'
-            'display_name = "合同专用章(二)"\n'
-            f'token_label = "{NEW_TOKEN}"\n'
-            f'token_serial = "{serial}"\n'
-            f'key_label = "{NEW_KEY}"\n'
-            'categories = ["contract"]\n'
-            "\n[[principal]]",
-            1,
-        )
-
-    return edit
-
-
-class IssuingCA:
-    """Issues seal certificates with the fixtures' seal-CA key (trusted by seald's [trust])."""
-
-    def __init__(self, fx: SealFixtures) -> None:
-        self.key = serialization.load_pem_private_key(fx.seal_ca_key.read_bytes(), password=None)
-        self.cert = x509.load_pem_x509_certificate(fx.seal_ca.read_bytes())
-
-    def issue(
-        self, subject: x509.Name, public_key: CertificateIssuerPublicKeyTypes, days: int = 365
-    ) -> bytes:
-        now = dt.datetime.now(dt.UTC)
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(subject)
-            .issuer_name(self.cert.subject)
-            .public_key(public_key)
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=days))
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True,
-                    content_commitment=True,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    key_cert_sign=False,
-                    crl_sign=False,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
-            )
-            .sign(self.key, hashes.SHA256())  # type: ignore[arg-type]
-        )
-        return cert.public_bytes(serialization.Encoding.DER)
-
-    def issue_for_csr(self, csr_der: bytes) -> bytes:
-        csr = x509.load_der_x509_csr(csr_der)
-        assert csr.is_signature_valid  # the token's key signed it: proof of possession
-        return self.issue(csr.subject, csr.public_key())  # type: ignore[arg-type]
-
-
 @pytest.fixture
-def new_seal_daemon(fresh_seal_fixtures: SealFixtures) -> Iterator[SealDaemon]:
-    serial = make_token(fresh_seal_fixtures, NEW_TOKEN, NEW_PIN)
-    d = SealDaemon(fresh_seal_fixtures, config_edit=with_new_seal(serial))
-    d.start()
-    yield d
-    if d.proc is not None:
-        d.stop()
+def new_seal_daemon(daemon_factory: DaemonFactory) -> SealDaemon:
+    serial = make_token(daemon_factory.fixtures(), NEW_TOKEN, NEW_PIN)
+    return daemon_factory(with_new_seal(serial))
 
 
 def code_and_reason(ex: grpc.RpcError) -> tuple[grpc.StatusCode, str]:
     reason = dict(ex.trailing_metadata() or ()).get("seal-error-reason", "")  # type: ignore[attr-defined]
     return ex.code(), str(reason)  # type: ignore[attr-defined]
-
-
-def approve_and_sign(d: SealDaemon, tmp_path: Path, seal_id: str, name: str) -> requests_pb2.SealRequest:
-    pdf = make_pdf(tmp_path / name)
-    with d.client("zhang.wei") as z:
-        request = z.submit(
-            [pdf], seal_id=seal_id, reason="采购合同", category="contract", placement=PLACEMENT
-        )
-    with d.client("li.na") as li, d.client("wang.fang") as wang:
-        li.approve(request.request_id)
-        wang.approve(request.request_id)
-    with d.client("zhang.wei") as z:
-        return d.wait_state(z, request.request_id, SIGNED)
-
-
-def pdfsig_valid(path: Path) -> str:
-    report = subprocess.run(["pdfsig", str(path)], capture_output=True, text=True, check=False).stdout
-    assert "Signature is Valid" in report, report
-    assert "Total document signed" in report, report
-    return report
-
-
-def ledger(d: SealDaemon, seal_id: str) -> tuple[list[str], list[str]]:
-    db = sqlite3.connect(d.fixtures.state_dir / "seald.sqlite3")
-    try:
-        history = [
-            r[0]
-            for r in db.execute("SELECT action FROM seal_history WHERE seal_id = ? ORDER BY id", (seal_id,))
-        ]
-        events = [
-            r[0]
-            for r in db.execute("SELECT event FROM audit_log WHERE seal_id = ? ORDER BY sequence", (seal_id,))
-        ]
-    finally:
-        db.close()
-    return history, events
 
 
 @pytest.mark.clock  # issue 14: certificates valid from now for a day
@@ -302,103 +184,98 @@ def renewed_certificate(fx: SealFixtures, seal_id: str) -> bytes:
 
 @pytest.mark.clock  # issue 14: certificates valid from now for a day
 def test_r02_r06_renewed_certificate_voids_approvals_bound_to_the_old_one(
-    fresh_seal_fixtures: SealFixtures, tmp_path: Path
+    daemon_factory: DaemonFactory, tmp_path: Path
 ) -> None:
-    d = SealDaemon(fresh_seal_fixtures)
+    d = daemon_factory()
+    fx = d.fixtures
+    old_der = x509.load_pem_x509_certificate(fx.seals["contract"].certificate.read_bytes()).public_bytes(
+        serialization.Encoding.DER
+    )
+    with d.client("zhang.wei") as z:
+        request = z.submit(
+            [make_pdf(tmp_path / "c.pdf")],
+            seal_id="contract",
+            reason="采购合同",
+            category="contract",
+            placement=PLACEMENT,
+        )
+    with d.client("li.na") as li:
+        assert li.approve(request.request_id).state == PENDING  # one of two approvals
+    old_digest = request.approval_digest
+    renewed = renewed_certificate(fx, "contract")
+    with d.client("chen.jie") as admin, pytest.raises(SealClientError) as locked:
+        admin.change_seal("contract", certificate_der=renewed)  # written to the token: unlocked
+    assert locked.value.reason == "token_locked"
+    with d.client("liu.yang") as custodian:
+        unlock_first_use(custodian, fx, "contract")
+    with d.client("chen.jie") as admin:
+        # The renewal CSR comes from the seal's own key on the token: never a second key.
+        csr = x509.load_der_x509_csr(admin.create_seal_key("contract").csr_der)
+        assert csr.public_key() == x509.load_der_x509_certificate(old_der).public_key()
+        renewed = IssuingCA(fx).issue_for_csr(csr.public_bytes(serialization.Encoding.DER))
+        other = x509.load_pem_x509_certificate(fx.seals["official"].certificate.read_bytes())
+        with pytest.raises(SealClientError) as mismatch:  # a renewal keeps the key
+            admin.change_seal("contract", certificate_der=other.public_bytes(serialization.Encoding.DER))
+        assert mismatch.value.code == grpc.StatusCode.INVALID_ARGUMENT
+        assert mismatch.value.reason == "certificate_key_mismatch"
+        seal = admin.change_seal("contract", certificate_der=renewed, comment="证书到期更换")
+    assert seal.status == common_pb2.SEAL_STATUS_ACTIVE
+    assert seal.certificate_der == renewed
+
+    # R06: li.na's approval covered the old certificate: it is void, the digest changed.
+    with d.client("zhang.wei") as z:
+        rebound = z.get(request.request_id)
+    assert rebound.state == PENDING and len(rebound.approvals) == 0
+    assert rebound.approval_digest != old_digest
+    assert (
+        rebound.seal_certificate_sha256
+        == x509.load_der_x509_certificate(renewed).fingerprint(hashes.SHA256()).hex()
+    )
+    # An approval still bound to the old certificate (old digest), correctly signed by
+    # its approver (issue 9), is refused.
+    fp = fx.principals["wang.fang"]
+    stale_approval = build_approval(
+        request,
+        [LocalDocument(sha256=doc.sha256, size=doc.size) for doc in request.documents],
+        signer=ApprovalSigner(fp.key.read_bytes(), fp.cert.read_bytes()),
+    )
+    assert stale_approval.approval_digest == old_digest
+    creds = grpc.ssl_channel_credentials(
+        fx.tls_ca.read_bytes(), fp.key.read_bytes(), fp.cert.read_bytes()
+    )
+    with grpc.secure_channel(d.target, creds) as channel:
+        stub = requests_pb2_grpc.SealRequestServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as stale:
+            stub.ApproveRequest(stale_approval, timeout=30)
+    assert code_and_reason(stale.value) == (grpc.StatusCode.INVALID_ARGUMENT, "digest_mismatch")
+
+    # Approved again under the new certificate, the document is sealed with it.
+    with d.client("li.na") as li, d.client("wang.fang") as wang:
+        li.approve(request.request_id)
+        wang.approve(request.request_id)
+    with d.client("zhang.wei") as z:
+        d.wait_state(z, request.request_id, SIGNED)
+        out = tmp_path / "renewed.pdf"
+        z.download(request.request_id, 0, out)
+        report = z.verify(out)
+    pdfsig_valid(out)
+    assert report.signatures[0].signer_certificate_sha256 == rebound.seal_certificate_sha256
+
+    # History kept: both certificates are on record; the new one survives a restart.
+    d.stop()
     d.start()
+    with d.client("zhao.min") as auditor:
+        assert auditor.get_seal("contract").certificate_der == renewed
+    history, events = ledger(d, "contract")
+    assert history == ["create_key", "change"]
+    assert "seal.csr_exported" in events and "seal.key_created" not in events
+    assert "seal.certificate_renewed" in events and "request.approvals_voided" in events
+    db = sqlite3.connect(fx.state_dir / "seald.sqlite3")
     try:
-        fx = d.fixtures
-        old_der = x509.load_pem_x509_certificate(fx.seals["contract"].certificate.read_bytes()).public_bytes(
-            serialization.Encoding.DER
-        )
-        with d.client("zhang.wei") as z:
-            request = z.submit(
-                [make_pdf(tmp_path / "c.pdf")],
-                seal_id="contract",
-                reason="采购合同",
-                category="contract",
-                placement=PLACEMENT,
-            )
-        with d.client("li.na") as li:
-            assert li.approve(request.request_id).state == PENDING  # one of two approvals
-        old_digest = request.approval_digest
-        renewed = renewed_certificate(fx, "contract")
-        with d.client("chen.jie") as admin, pytest.raises(SealClientError) as locked:
-            admin.change_seal("contract", certificate_der=renewed)  # written to the token: unlocked
-        assert locked.value.reason == "token_locked"
-        with d.client("liu.yang") as custodian:
-            unlock_first_use(custodian, fx, "contract")
-        with d.client("chen.jie") as admin:
-            # The renewal CSR comes from the seal's own key on the token: never a second key.
-            csr = x509.load_der_x509_csr(admin.create_seal_key("contract").csr_der)
-            assert csr.public_key() == x509.load_der_x509_certificate(old_der).public_key()
-            renewed = IssuingCA(fx).issue_for_csr(csr.public_bytes(serialization.Encoding.DER))
-            other = x509.load_pem_x509_certificate(fx.seals["official"].certificate.read_bytes())
-            with pytest.raises(SealClientError) as mismatch:  # a renewal keeps the key
-                admin.change_seal("contract", certificate_der=other.public_bytes(serialization.Encoding.DER))
-            assert mismatch.value.code == grpc.StatusCode.INVALID_ARGUMENT
-            assert mismatch.value.reason == "certificate_key_mismatch"
-            seal = admin.change_seal("contract", certificate_der=renewed, comment="证书到期更换")
-        assert seal.status == common_pb2.SEAL_STATUS_ACTIVE
-        assert seal.certificate_der == renewed
-
-        # R06: li.na's approval covered the old certificate: it is void, the digest changed.
-        with d.client("zhang.wei") as z:
-            rebound = z.get(request.request_id)
-        assert rebound.state == PENDING and len(rebound.approvals) == 0
-        assert rebound.approval_digest != old_digest
-        assert (
-            rebound.seal_certificate_sha256
-            == x509.load_der_x509_certificate(renewed).fingerprint(hashes.SHA256()).hex()
-        )
-        # An approval still bound to the old certificate (old digest), correctly signed by
-        # its approver (issue 9), is refused.
-        fp = fx.principals["wang.fang"]
-        stale_approval = build_approval(
-            request,
-            [LocalDocument(sha256=doc.sha256, size=doc.size) for doc in request.documents],
-            signer=ApprovalSigner(fp.key.read_bytes(), fp.cert.read_bytes()),
-        )
-        assert stale_approval.approval_digest == old_digest
-        creds = grpc.ssl_channel_credentials(
-            fx.tls_ca.read_bytes(), fp.key.read_bytes(), fp.cert.read_bytes()
-        )
-        with grpc.secure_channel(d.target, creds) as channel:
-            stub = requests_pb2_grpc.SealRequestServiceStub(channel)
-            with pytest.raises(grpc.RpcError) as stale:
-                stub.ApproveRequest(stale_approval, timeout=30)
-        assert code_and_reason(stale.value) == (grpc.StatusCode.INVALID_ARGUMENT, "digest_mismatch")
-
-        # Approved again under the new certificate, the document is sealed with it.
-        with d.client("li.na") as li, d.client("wang.fang") as wang:
-            li.approve(request.request_id)
-            wang.approve(request.request_id)
-        with d.client("zhang.wei") as z:
-            d.wait_state(z, request.request_id, SIGNED)
-            out = tmp_path / "renewed.pdf"
-            z.download(request.request_id, 0, out)
-            report = z.verify(out)
-        pdfsig_valid(out)
-        assert report.signatures[0].signer_certificate_sha256 == rebound.seal_certificate_sha256
-
-        # History kept: both certificates are on record; the new one survives a restart.
-        d.stop()
-        d.start()
-        with d.client("zhao.min") as auditor:
-            assert auditor.get_seal("contract").certificate_der == renewed
-        history, events = ledger(d, "contract")
-        assert history == ["create_key", "change"]
-        assert "seal.csr_exported" in events and "seal.key_created" not in events
-        assert "seal.certificate_renewed" in events and "request.approvals_voided" in events
-        db = sqlite3.connect(fx.state_dir / "seald.sqlite3")
-        try:
-            details = db.execute(
-                "SELECT details_json FROM seal_history WHERE seal_id = 'contract' AND action = 'change'"
-            ).fetchone()[0]
-        finally:
-            db.close()
-        old_sha = x509.load_der_x509_certificate(old_der).fingerprint(hashes.SHA256()).hex()
-        assert old_sha in details and rebound.seal_certificate_sha256 in details
+        details = db.execute(
+            "SELECT details_json FROM seal_history WHERE seal_id = 'contract' AND action = 'change'"
+        ).fetchone()[0]
     finally:
-        if d.proc is not None:
-            d.stop()
+        db.close()
+    old_sha = x509.load_der_x509_certificate(old_der).fingerprint(hashes.SHA256()).hex()
+    assert old_sha in details and rebound.seal_certificate_sha256 in details

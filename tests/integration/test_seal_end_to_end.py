@@ -7,17 +7,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import shutil
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 import pytest
-from fixture_layout import SealFixtures
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
@@ -25,23 +22,14 @@ from sealapi.v1 import common_pb2, requests_pb2, requests_pb2_grpc
 from sealclient.approval import ApprovalSigner, LocalDocument, build_approval, local_approval_digest
 from sealclient.errors import SealClientError
 from seald.signing.verify import verify_pdf
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from daemon_harness import CHANGED_PIN, SealDaemon, make_pdf, unlock_first_use, user_pin
+from seald_testing.config import DaemonConfig
+from seald_testing.daemon import CHANGED_PIN, SealDaemon, make_pdf, unlock_first_use, user_pin
+from seald_testing.plugin import DaemonFactory
 
 PLACEMENT = common_pb2.Placement(page=0, x_mm=150, y_mm=240)
 SIGNED = requests_pb2.REQUEST_STATE_SIGNED
 APPROVED = requests_pb2.REQUEST_STATE_APPROVED
 PENDING = requests_pb2.REQUEST_STATE_PENDING
-
-
-@pytest.fixture
-def daemon(fresh_seal_fixtures: SealFixtures) -> Iterator[SealDaemon]:
-    d = SealDaemon(fresh_seal_fixtures)
-    d.start()
-    yield d
-    if d.proc is not None:
-        d.stop()
 
 
 def submit(d: SealDaemon, tmp_path: Path, requester: str = "zhang.wei") -> requests_pb2.SealRequest:
@@ -100,28 +88,21 @@ def test_r05_r14_happy_path_sealed_pdf_validates_everywhere(
 
 
 def test_r05_requester_who_is_also_approver_cannot_approve_own_request(
-    fresh_seal_fixtures: SealFixtures, tmp_path: Path
+    daemon_factory: DaemonFactory, tmp_path: Path
 ) -> None:
     # wang.fang may both request and approve; on her own request she never counts.
-    def make_wang_requester(text: str) -> str:
-        return re.sub(
-            r'(name = "wang.fang"\n(?:.*\n)*?roles = )\["approver"\]',
-            r'\1["requester", "approver"]',
-            text,
-        )
+    def make_wang_requester(config: DaemonConfig) -> None:
+        assert config.principal("wang.fang")["roles"] == ["approver"]
+        config.set_principal("wang.fang", roles=["requester", "approver"])
 
-    d = SealDaemon(fresh_seal_fixtures, make_wang_requester)
-    d.start()
-    try:
-        request = submit(d, tmp_path, requester="wang.fang")
-        with d.client("wang.fang") as wang, pytest.raises(SealClientError) as refused:
-            wang.approve(request.request_id)
-        assert refused.value.code == grpc.StatusCode.PERMISSION_DENIED
-        assert refused.value.reason == "requester_cannot_approve"
-        with d.client("li.na") as c:
-            assert len(c.get(request.request_id).approvals) == 0
-    finally:
-        d.stop()
+    d = daemon_factory(make_wang_requester)
+    request = submit(d, tmp_path, requester="wang.fang")
+    with d.client("wang.fang") as wang, pytest.raises(SealClientError) as refused:
+        wang.approve(request.request_id)
+    assert refused.value.code == grpc.StatusCode.PERMISSION_DENIED
+    assert refused.value.reason == "requester_cannot_approve"
+    with d.client("li.na") as c:
+        assert len(c.get(request.request_id).approvals) == 0
 
 
 def test_r05_one_approval_is_not_enough(daemon: SealDaemon, tmp_path: Path) -> None:

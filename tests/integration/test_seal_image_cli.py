@@ -6,41 +6,36 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from daemon_harness import SealDaemon
-from fixture_layout import SealFixtures, relocate_fixtures
 from PIL import Image
-from real_client_harness import sealctl
 
 from seald.signing.seal_image import SEAL_RED, SealImageSpec, render_seal_png
+from seald_testing.clients import sealctl
+from seald_testing.config import DaemonConfig
+from seald_testing.daemon import SealDaemon
+from seald_testing.plugin import DaemonFactory
 
 ORGANISATION_LINE = re.compile(r'^organisation = "(.*)"$', re.M)
 
 
-def _finance_oval(text: str) -> str:
+def _finance_oval(config: DaemonConfig) -> None:
     """The contract seal becomes an oval finance seal; 赵敏 (auditor) loses it."""
-    text = re.sub(
-        r'(id = "contract"\n)type = "contract"\n((?:.*\n)*?size_mm = [\d.]+\n)',
-        r'\1type = "finance"\n\2shape = "oval"\ncode_number = "1101080012345"\n'
-        r'approver_groups = ["general_manager"]\n',
-        text,
-        count=1,
+    assert config.seal("contract")["type"] == "contract"
+    config.set_seal(
+        "contract",
+        type="finance",
+        shape="oval",
+        code_number="1101080012345",
+        approver_groups=["general_manager"],
     )
-    return re.sub(
-        r'(name = "zhao.min"\n(?:.*\n)*?)seals = \[[^\]]*\]', r'\1seals = ["official"]', text, count=1
-    )
+    config.set_principal("zhao.min", seals=["official"])
 
 
 @pytest.fixture(scope="module")
-def daemon(seal_fixtures: SealFixtures, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SealDaemon]:
-    fixtures = relocate_fixtures(seal_fixtures.root, tmp_path_factory.mktemp("image") / "fx")
-    d = SealDaemon(fixtures, _finance_oval)
-    d.start()
-    yield d
-    d.stop()
+def daemon(module_daemon_factory: DaemonFactory) -> SealDaemon:
+    return module_daemon_factory(_finance_oval)
 
 
 def test_r01_sealctl_seal_image_writes_the_configured_oval_finance_seal(

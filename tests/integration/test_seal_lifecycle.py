@@ -6,34 +6,26 @@ added to the allow-list, because resume and destroy need two admins.
 
 from __future__ import annotations
 
-import datetime as dt
 import sqlite3
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 import pkcs11
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from fixture_layout import SealFixtures
 from pkcs11 import Attribute
 
 from sealapi.v1 import common_pb2, requests_pb2, seals_pb2, seals_pb2_grpc
 from sealclient.client import SealClient
 from sealclient.errors import SealClientError
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from daemon_harness import SealDaemon, make_pdf, user_pin
+from seald_testing.certs import SECOND_ADMIN, issue_client_cert
+from seald_testing.daemon import SealDaemon, make_pdf, user_pin
+from seald_testing.plugin import DaemonFactory
 
 PLACEMENT = common_pb2.Placement(page=0, x_mm=150, y_mm=240)
 PENDING = requests_pb2.REQUEST_STATE_PENDING
 APPROVED = requests_pb2.REQUEST_STATE_APPROVED
 SIGNED = requests_pb2.REQUEST_STATE_SIGNED
-SECOND_ADMIN = "zhou.qiang"
 CHANGED_PIN = "20261129"  # test-only; the initial PIN must be changed before first use (R07)
 
 
@@ -44,33 +36,6 @@ def unlock_first_use(client: SealClient, fx: SealFixtures, seal_id: str) -> str:
     return CHANGED_PIN
 
 
-def issue_client_cert(fx: SealFixtures, name: str, out: Path) -> tuple[Path, Path, str]:
-    ca_key = serialization.load_pem_private_key(fx.tls_ca_key.read_bytes(), password=None)
-    ca = x509.load_pem_x509_certificate(fx.tls_ca.read_bytes())
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
-        .issuer_name(ca.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=2))
-        .add_extension(x509.SubjectAlternativeName([x509.RFC822Name(f"{name}@huaxia.example")]), False)
-        .sign(ca_key, hashes.SHA256())  # type: ignore[arg-type]
-    )
-    cert_path, key_path = out / f"{name}.pem", out / f"{name}.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    fp = cert.fingerprint(hashes.SHA256()).hex()
-    return cert_path, key_path, fp
 
 
 class Admins:
@@ -101,26 +66,18 @@ def code_and_reason(ex: grpc.RpcError) -> tuple[grpc.StatusCode, str]:
 
 
 @pytest.fixture
-def lifecycle_daemon(
-    fresh_seal_fixtures: SealFixtures, tmp_path: Path
-) -> Iterator[tuple[SealDaemon, Admins]]:
-    cert, key, fp = issue_client_cert(fresh_seal_fixtures, SECOND_ADMIN, tmp_path)
-
-    def add_admin(text: str) -> str:
-        return text + (
-            "\n[[principal]]\n"
-            f'name = "{SECOND_ADMIN}"\n'
-            'display_name = "周强"\n'
-            'roles = ["admin"]\n'
-            'seals = ["official", "contract"]\n'
-            f'certificates = ["{fp}"]\n'
+def lifecycle_daemon(daemon_factory: DaemonFactory, tmp_path: Path) -> tuple[SealDaemon, Admins]:
+    cert, key, fp = issue_client_cert(daemon_factory.fixtures(), SECOND_ADMIN, tmp_path)
+    d = daemon_factory(
+        lambda c: c.add_principal(
+            SECOND_ADMIN,
+            display_name="周强",
+            roles=["admin"],
+            seals=["official", "contract"],
+            certificates=[fp],
         )
-
-    d = SealDaemon(fresh_seal_fixtures, config_edit=add_admin)
-    d.start()
-    yield d, Admins(d, (cert, key))
-    if d.proc is not None:
-        d.stop()
+    )
+    return d, Admins(d, (cert, key))
 
 
 def submit(d: SealDaemon, tmp_path: Path, name: str = "contract.pdf") -> requests_pb2.SealRequest:

@@ -9,27 +9,21 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from fixture_layout import SealFixtures
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "assets"))
-from large_flow import byte_range_covers_file, pdfsig
 from make_pdfs import valid_pdf
 
-from seald.config import load_config
 from seald.domain.errors import PreconditionFailed
-from seald.runtime.daemon import load_seal_certificates
 from seald.service.seal_workers import SealWorkers, seal_documents
 from seald.signing.errors import PlacementError
 from seald.signing.pipeline import SealJob
 from seald.signing.placement import PlacementSpec
-from seald.signing.seal_image import SealImageSpec, render_seal_png
-from seald.tokens.manager import TokenManager
+from seald_testing.images import contract_seal_png
+from seald_testing.large_flow import byte_range_covers_file, pdfsig
+from seald_testing.tokens import unlocked_tokens
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +34,7 @@ def workers() -> Iterator[SealWorkers]:
     pool.shutdown()
 
 
-PNG = render_seal_png(SealImageSpec("contract", "华夏示例科技有限公司", "合同专用章"), 40.0)
+PNG = contract_seal_png()
 
 
 def _jobs(tmp: Path, pages: list[int], placement: PlacementSpec) -> list[SealJob]:
@@ -64,12 +58,6 @@ def _jobs(tmp: Path, pages: list[int], placement: PlacementSpec) -> list[SealJob
     return jobs
 
 
-async def _unlocked(fx: SealFixtures) -> TokenManager:
-    config = load_config(fx.config)
-    tokens = TokenManager(fx.module, config.seals, load_seal_certificates(config))
-    await tokens.refresh()
-    await tokens.unlock("contract", fx.seals["contract"].user_pin, "liu.yang")
-    return tokens
 
 
 def _leftovers(tmp: Path) -> list[str]:
@@ -87,7 +75,7 @@ def test_r13_pipeline_seals_every_document_validly(
     )
 
     async def run() -> list[tuple[str, int]]:
-        tokens = await _unlocked(fresh_seal_fixtures)
+        tokens = await unlocked_tokens(fresh_seal_fixtures)
         try:
             results = await seal_documents(
                 workers, tokens, "contract", jobs, key_label=fresh_seal_fixtures.seals["contract"].key_label
@@ -117,7 +105,7 @@ def test_r15_one_bad_document_releases_none(
     jobs = _jobs(tmp_path, [3, 3, 1, 3, 3, 3], PlacementSpec(page=3, x_mm=150, y_mm=240, size_mm=40))
 
     async def run() -> None:
-        tokens = await _unlocked(fresh_seal_fixtures)
+        tokens = await unlocked_tokens(fresh_seal_fixtures)
         try:
             with pytest.raises(PlacementError):
                 await seal_documents(
@@ -140,7 +128,7 @@ def test_r15_token_locked_mid_batch_fails_closed(
     jobs = _jobs(tmp_path, [5] * 8, PlacementSpec(page=0, x_mm=150, y_mm=240, size_mm=40))
 
     async def run() -> None:
-        tokens = await _unlocked(fresh_seal_fixtures)
+        tokens = await unlocked_tokens(fresh_seal_fixtures)
         try:
             sealing = asyncio.create_task(
                 seal_documents(

@@ -8,28 +8,21 @@ description) is done here for real: the daemon's files are altered while it runs
 from __future__ import annotations
 
 import hashlib
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 import pytest
-from fixture_layout import SealFixtures
+from make_pdfs import valid_pdf
 from pyhanko.pdf_utils import generic
 
 from sealapi.v1 import requests_pb2, requests_pb2_grpc
 from sealclient.client import CHUNK_SIZE, ClientIdentity, SealClient
 from sealclient.errors import LocalVerificationError, SealClientError
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from daemon_harness import SealDaemon, free_port, make_pdf
-from make_pdfs import valid_pdf
-from real_client_harness import (
+from seald_testing.clients import (
     PLACEMENT,
     approval_count,
     approve_twice_and_unlock,
     current_pin,
-    module_daemon,
     original_on_disk,
     rpc_lines,
     submit,
@@ -38,6 +31,8 @@ from real_client_harness import (
     unlock,
     wait_signed,
 )
+from seald_testing.daemon import SealDaemon, free_port, make_pdf
+from seald_testing.plugin import DaemonFactory
 
 PENDING = requests_pb2.REQUEST_STATE_PENDING
 SIGNED = requests_pb2.REQUEST_STATE_SIGNED
@@ -45,11 +40,8 @@ CANCELLED = requests_pb2.REQUEST_STATE_CANCELLED
 
 
 @pytest.fixture(scope="module")
-def daemon(seal_fixtures: SealFixtures, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SealDaemon]:
-    d = module_daemon(seal_fixtures, tmp_path_factory.mktemp("sealclient-real"))
-    yield d
-    if d.proc is not None:
-        d.stop()
+def daemon(module_daemon_factory: DaemonFactory) -> SealDaemon:
+    return module_daemon_factory()
 
 
 def big_pdf(path: Path, size_at_least: int) -> Path:

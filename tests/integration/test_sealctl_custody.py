@@ -9,20 +9,17 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from fixture_layout import SealFixtures, relocate_fixtures
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from custody_harness import audit_rows
-from daemon_harness import SealDaemon
-from real_client_harness import SEALCTL, sealctl
-from test_seal_lifecycle import issue_client_cert
+from seald_testing.certs import issue_client_cert
+from seald_testing.clients import SEALCTL, sealctl
+from seald_testing.custody import audit_rows
+from seald_testing.daemon import SealDaemon
+from seald_testing.plugin import DaemonFactory
 
 NEW_PIN = "20261130"
 BEIJING = timezone(timedelta(hours=8))
@@ -35,26 +32,24 @@ class CustodyDaemon:
 
 
 @pytest.fixture(scope="module")
-def cd(seal_fixtures: SealFixtures, tmp_path_factory: pytest.TempPathFactory) -> Iterator[CustodyDaemon]:
-    work = tmp_path_factory.mktemp("sealctl-custody")
-    fx = relocate_fixtures(seal_fixtures.root, work / "seal-fixtures")
-    cert, key, fingerprint = issue_client_cert(fx, "sun.li", work)
-
-    def add_sun_li(text: str) -> str:
-        return text + (
-            '\n[[principal]]\nname = "sun.li"\ndisplay_name = "孙丽"\nroles = ["custodian"]\n'
-            f'seals = ["official", "contract"]\ncertificates = ["{fingerprint}"]\n'
-        )
-
-    d = SealDaemon(fx, add_sun_li)
-    sun_config = work / "sun.li.toml"
+def cd(module_daemon_factory: DaemonFactory) -> CustodyDaemon:
+    fx = module_daemon_factory.fixtures()
+    cert, key, fingerprint = issue_client_cert(fx, "sun.li", fx.root)
+    d = module_daemon_factory(
+        lambda c: c.add_principal(
+            "sun.li",
+            display_name="孙丽",
+            roles=["custodian"],
+            seals=["official", "contract"],
+            certificates=[fingerprint],
+        ),
+        fixtures=fx,
+    )
+    sun_config = fx.root / "sun.li.toml"
     sun_config.write_text(
         f'server = "{d.target}"\nca = "{fx.tls_ca}"\ncert = "{cert}"\nkey = "{key}"\n', encoding="utf-8"
     )
-    d.start()
-    yield CustodyDaemon(d, sun_config)
-    if d.proc is not None:
-        d.stop()
+    return CustodyDaemon(d, sun_config)
 
 
 def as_sun(cd: CustodyDaemon, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:

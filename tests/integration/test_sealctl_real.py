@@ -9,27 +9,18 @@ a real terminal with echo off) never shown. One daemon serves the module; its
 from __future__ import annotations
 
 import json
-import os
-import select
 import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fixture_layout import SealFixtures
 
 from sealapi.v1 import requests_pb2
 from sealclient.output import display_width
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from daemon_harness import SealDaemon, free_port, make_pdf
-from real_client_harness import (
+from seald_testing.clients import (
     SEALCTL,
     approval_count,
     current_pin,
-    module_daemon,
     rpc_lines,
     sealctl,
     tamper_stored_description,
@@ -38,20 +29,18 @@ from real_client_harness import (
     unplug_token,
     wait_signed,
 )
+from seald_testing.daemon import SealDaemon, free_port, make_pdf
+from seald_testing.plugin import DaemonFactory
+from seald_testing.terminal import run_on_terminal
 
 SIGNED = requests_pb2.REQUEST_STATE_SIGNED
 
 
 @pytest.fixture(scope="module")
-def daemon(seal_fixtures: SealFixtures, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SealDaemon]:
-    d = module_daemon(
-        seal_fixtures,
-        tmp_path_factory.mktemp("sealctl-real"),
-        prepare=lambda fx: unplug_token(fx, "official"),
-    )
-    yield d
-    if d.proc is not None:
-        d.stop()
+def daemon(module_daemon_factory: DaemonFactory) -> SealDaemon:
+    fx = module_daemon_factory.fixtures()
+    unplug_token(fx, "official")
+    return module_daemon_factory(fixtures=fx)
 
 
 def submit_json(daemon: SealDaemon, tmp_path: Path, *extra: str) -> dict[str, object]:
@@ -275,49 +264,6 @@ def test_r07_unlock_reads_pin_from_stdin_and_never_prints_it(daemon: SealDaemon)
         assert wrong not in output and pin not in output
 
 
-def run_on_terminal(daemon: SealDaemon, who: str, argv: list[str], answers: list[str]) -> tuple[int, str]:
-    """Run sealctl with a pseudo-terminal as its controlling terminal; answer each prompt.
-
-    Returns the exit code and everything that appeared on the terminal, so a test
-    can prove a typed PIN was not echoed.
-    """
-    assert SEALCTL is not None
-    master, slave = os.openpty()
-    config = daemon.fixtures.principals[who].config
-    # setsid --ctty: a new session whose controlling terminal is the pty, as in a login shell.
-    proc = subprocess.Popen(
-        ["setsid", "--ctty", SEALCTL, "--config", str(config), "--server", daemon.target, *argv],
-        stdin=slave,
-        stdout=slave,
-        stderr=slave,
-    )
-    os.close(slave)
-    transcript = b""
-    pending = list(answers)
-    deadline = time.monotonic() + 30
-    try:
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([master], [], [], 0.1)
-            if ready:
-                try:
-                    data = os.read(master, 4096)
-                except OSError:  # EIO: the child closed the terminal
-                    break
-                if not data:
-                    break
-                transcript += data
-                # Answer only at a prompt: getpass turns echo off before it prints one.
-                if pending and transcript.endswith(b": "):
-                    os.write(master, pending.pop(0).encode() + b"\n")
-            elif proc.poll() is not None:
-                break
-        code = proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        os.close(master)
-    return code, transcript.decode("utf-8", errors="replace")
 
 
 def test_r07_unlock_prompts_on_the_terminal_without_echo(daemon: SealDaemon) -> None:

@@ -9,45 +9,31 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from fixture_layout import SealFixtures
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from daemon_harness import CHANGED_PIN, SealDaemon
-from real_client_harness import SEALCTL, sealctl
-from test_seal_creation import NEW_PIN, NEW_SEAL, NEW_TOKEN, IssuingCA, make_token, with_new_seal
-from test_seal_lifecycle import SECOND_ADMIN, issue_client_cert
+from seald_testing.certs import SECOND_ADMIN, issue_client_cert
+from seald_testing.clients import SEALCTL, sealctl
+from seald_testing.config import chain
+from seald_testing.daemon import CHANGED_PIN, SealDaemon
+from seald_testing.plugin import DaemonFactory
+from seald_testing.seals import NEW_PIN, NEW_SEAL, NEW_TOKEN, IssuingCA, make_token, with_new_seal
 
 
 @pytest.fixture
-def cli_daemon(fresh_seal_fixtures: SealFixtures, tmp_path: Path) -> Iterator[tuple[SealDaemon, Path]]:
-    fx = fresh_seal_fixtures
+def cli_daemon(daemon_factory: DaemonFactory, tmp_path: Path) -> tuple[SealDaemon, Path]:
+    fx = daemon_factory.fixtures()
     serial = make_token(fx, NEW_TOKEN, NEW_PIN)
     cert, key, fp = issue_client_cert(fx, SECOND_ADMIN, tmp_path)
     second_config = tmp_path / f"{SECOND_ADMIN}.toml"
     second_config.write_text(f'server = "x"\nca = "{fx.tls_ca}"\ncert = "{cert}"\nkey = "{key}"\n')
-    new_seal = with_new_seal(serial)
-
-    def edit(text: str) -> str:
-        return new_seal(text) + (
-            "\n[[principal]]\n"
-            f'name = "{SECOND_ADMIN}"\n'
-            'roles = ["admin"]\n'
-            f'seals = ["official", "contract", "{NEW_SEAL}"]\n'
-            f'certificates = ["{fp}"]\n'
-        )
-
-    d = SealDaemon(fx, config_edit=edit)
-    d.start()
-    yield d, second_config
-    if d.proc is not None:
-        d.stop()
+    second_admin = lambda c: c.add_principal(  # noqa: E731
+        SECOND_ADMIN, roles=["admin"], seals=["official", "contract", NEW_SEAL], certificates=[fp]
+    )
+    return daemon_factory(chain(with_new_seal(serial), second_admin)), second_config
 
 
 def as_second_admin(d: SealDaemon, config: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -5,16 +5,11 @@ comes from a live certomancer TSA on loopback (SEAL-RULES R13, R14)."""
 from __future__ import annotations
 
 import io
-import re
 import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from cryptography import x509
 from fixture_layout import SealFixtures
-from ltv_pki import LivePki, live_pki
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.validation import read_certification_data
 
@@ -22,59 +17,45 @@ from sealapi.v1 import common_pb2, requests_pb2
 from sealclient.evidence import load_trust, verify_package
 from sealclient.output import verify_text
 from seald.signing.verify import verify_pdf
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from daemon_harness import SealDaemon, make_pdf, unlock_first_use
+from seald_testing.config import ConfigEdit, DaemonConfig
+from seald_testing.daemon import make_pdf, unlock_first_use
+from seald_testing.ltv_pki import LivePki
+from seald_testing.plugin import DaemonFactory
 
 MM = 72 / 25.4
 
 
-@pytest.fixture
-def pki(fresh_seal_fixtures: SealFixtures, tmp_path: Path) -> Iterator[LivePki]:
-    cert = fresh_seal_fixtures.seals["contract"].certificate.read_bytes()
-    with live_pki(cert, tmp_path / "certomancer") as live:
-        yield live
-
-
-def _b_t_config(tsa_url: str) -> object:
-    def edit(text: str) -> str:
-        text = re.sub(r"(\[trust\]\n)", rf'\1tsa_url = "{tsa_url}"\n', text, count=1)
-        return re.sub(
-            r'(id = "contract"\n(?:.*\n)*?size_mm = [\d.]+\n)',
-            r'\1level = "B-T"\ncertify = "form_filling"\n',
-            text,
-            count=1,
-        )
+def _b_t_config(tsa_url: str) -> ConfigEdit:
+    def edit(config: DaemonConfig) -> None:
+        config.set("trust", tsa_url=tsa_url)
+        config.set_seal("contract", level="B-T", certify="form_filling")
 
     return edit
 
 
 def test_r13_r14_daemon_seals_b_t_certified_at_the_anchor(
-    fresh_seal_fixtures: SealFixtures, pki: LivePki, tmp_path: Path
+    daemon_factory: DaemonFactory, fresh_seal_fixtures: SealFixtures, pki: LivePki, tmp_path: Path
 ) -> None:
-    d = SealDaemon(fresh_seal_fixtures, _b_t_config(pki.tsa_url))  # type: ignore[arg-type]
-    d.start()
-    try:
-        pdf = make_pdf(tmp_path / "contract.pdf", pages=2)
-        placement = common_pb2.Placement(page=0, size_mm=30, anchor_text="（盖章）")
-        with d.client("zhang.wei") as c:
-            request = c.submit(
-                [pdf], seal_id="contract", reason="采购合同", category="contract", placement=placement
-            )
-        with d.client("li.na") as li, d.client("wang.fang") as wang:
-            li.approve(request.request_id)
-            wang.approve(request.request_id)
-        with d.client("liu.yang") as custodian:
-            unlock_first_use(custodian, d.fixtures, "contract")
-        out = tmp_path / "sealed.pdf"
-        with d.client("zhang.wei") as requester:
-            d.wait_state(requester, request.request_id, requests_pb2.REQUEST_STATE_SIGNED)
-            requester.download(request.request_id, 0, out)
-        with d.client("zhao.min") as auditor:
-            report = auditor.verify(out)
-            evidence = auditor.evidence(request.request_id)  # issue 9
-    finally:
-        d.stop()
+    d = daemon_factory(_b_t_config(pki.tsa_url))
+    pdf = make_pdf(tmp_path / "contract.pdf", pages=2)
+    placement = common_pb2.Placement(page=0, size_mm=30, anchor_text="（盖章）")
+    with d.client("zhang.wei") as c:
+        request = c.submit(
+            [pdf], seal_id="contract", reason="采购合同", category="contract", placement=placement
+        )
+    with d.client("li.na") as li, d.client("wang.fang") as wang:
+        li.approve(request.request_id)
+        wang.approve(request.request_id)
+    with d.client("liu.yang") as custodian:
+        unlock_first_use(custodian, d.fixtures, "contract")
+    out = tmp_path / "sealed.pdf"
+    with d.client("zhang.wei") as requester:
+        d.wait_state(requester, request.request_id, requests_pb2.REQUEST_STATE_SIGNED)
+        requester.download(request.request_id, 0, out)
+    with d.client("zhao.min") as auditor:
+        report = auditor.verify(out)
+        evidence = auditor.evidence(request.request_id)  # issue 9
+    d.stop()
 
     # Issue 9: the evidence package verifies offline for a B-T, certified, anchored seal too.
     audit_cert = fresh_seal_fixtures.state_dir / "audit" / "audit-cert.pem"

@@ -9,15 +9,14 @@ import hashlib
 import io
 import shutil
 import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
+import make_pdfs
 import pkcs11
 import pytest
 from asn1crypto import pem, x509
 from cryptography import x509 as cx509
-from ltv_pki import LivePki, live_pki
+from fixture_layout import SealFixtures
 from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.reader import PdfFileReader
@@ -34,34 +33,10 @@ from seald.signing.errors import SigningError
 from seald.signing.levels import Certification, LevelSettings, SignatureLevel
 from seald.signing.pades import SealSpec, seal_pdf, token_signer
 from seald.signing.placement import PlacementSpec
-from seald.signing.seal_image import SealImageSpec, render_seal_png
 from seald.signing.verify import verify_pdf
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "assets"))
-import make_pdfs
-from fixture_layout import SealFixtures
+from seald_testing.ltv_pki import LivePki
 
 PLACEMENT = PlacementSpec(page=0, x_mm=150, y_mm=230, size_mm=40)
-
-
-@pytest.fixture(scope="module")
-def pki(seal_fixtures: SealFixtures, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LivePki]:
-    cert_pem = seal_fixtures.seals["contract"].certificate.read_bytes()
-    with live_pki(cert_pem, tmp_path_factory.mktemp("certomancer")) as live:
-        yield live
-
-
-@pytest.fixture(scope="module")
-def seal_png() -> bytes:
-    return render_seal_png(SealImageSpec("contract", "华夏示例科技有限公司", "合同专用章"), 40)
-
-
-@pytest.fixture
-def session(seal_fixtures: SealFixtures) -> Iterator[pkcs11.Session]:
-    seal = seal_fixtures.seals["contract"]
-    token = pkcs11.lib(str(seal_fixtures.module)).get_token(token_label=seal.token_label)
-    with token.open(user_pin=seal.user_pin) as s:
-        yield s
 
 
 def _settings(pki: LivePki, level: SignatureLevel) -> LevelSettings:
@@ -147,7 +122,7 @@ def _offline_ltv(path: Path, pki: LivePki) -> None:
 @pytest.mark.parametrize("level", [SignatureLevel.B_T, SignatureLevel.B_LT, SignatureLevel.B_LTA])
 def test_r14_levels_validate_in_pyhanko_pdfsig_and_qpdf(
     level: SignatureLevel,
-    session: pkcs11.Session,
+    token_session: pkcs11.Session,
     seal_fixtures: SealFixtures,
     pki: LivePki,
     seal_png: bytes,
@@ -156,7 +131,7 @@ def test_r14_levels_validate_in_pyhanko_pdfsig_and_qpdf(
     src = tmp_path / "in.pdf"
     src.write_bytes(make_pdfs.valid_pdf(2))
     out = tmp_path / "out.pdf"
-    _seal(session, seal_fixtures, pki, src, out, seal_png, level=level)
+    _seal(token_session, seal_fixtures, pki, src, out, seal_png, level=level)
 
     report = _pdfsig(out)
     assert "Signature is Valid" in report, report
@@ -208,7 +183,7 @@ def test_r14_levels_validate_in_pyhanko_pdfsig_and_qpdf(
 
 
 def test_r14_b_lt_refuses_a_revoked_seal_certificate(
-    session: pkcs11.Session,
+    token_session: pkcs11.Session,
     seal_fixtures: SealFixtures,
     pki: LivePki,
     seal_png: bytes,
@@ -219,7 +194,7 @@ def test_r14_b_lt_refuses_a_revoked_seal_certificate(
     out = tmp_path / "out.pdf"
     with pytest.raises(SigningError) as refused:
         _seal(
-            session,
+            token_session,
             seal_fixtures,
             pki,
             src,
@@ -246,7 +221,7 @@ def test_r14_level_needs_a_tsa_and_roots() -> None:
 
 
 def test_r14_unreachable_tsa_fails_closed(
-    session: pkcs11.Session,
+    token_session: pkcs11.Session,
     seal_fixtures: SealFixtures,
     seal_png: bytes,
     tmp_path: Path,
@@ -259,7 +234,7 @@ def test_r14_unreachable_tsa_fails_closed(
         seal_pdf(
             src,
             out,
-            signer=token_signer(session, label, label),
+            signer=token_signer(token_session, label, label),
             spec=SealSpec(
                 seal_png=seal_png,
                 placement=PLACEMENT,
@@ -274,7 +249,7 @@ def test_r14_unreachable_tsa_fails_closed(
 
 
 def test_r14_verify_reports_timestamp_revocation_and_changes_after(
-    session: pkcs11.Session,
+    token_session: pkcs11.Session,
     seal_fixtures: SealFixtures,
     pki: LivePki,
     seal_png: bytes,
@@ -283,7 +258,7 @@ def test_r14_verify_reports_timestamp_revocation_and_changes_after(
     src = tmp_path / "in.pdf"
     src.write_bytes(make_pdfs.valid_pdf(1))
     lta = tmp_path / "lta.pdf"
-    _seal(session, seal_fixtures, pki, src, lta, seal_png, level=SignatureLevel.B_LTA)
+    _seal(token_session, seal_fixtures, pki, src, lta, seal_png, level=SignatureLevel.B_LTA)
     checks = verify_pdf(lta, [pki.root_pem])
     assert [c.kind for c in checks] == ["signature", "document_timestamp"]
     sig, doc_ts = checks
@@ -295,7 +270,7 @@ def test_r14_verify_reports_timestamp_revocation_and_changes_after(
 
     # The same signature certificate revoked: B-T (no DSS) cannot say; verify says so.
     bt = tmp_path / "bt.pdf"
-    _seal(session, seal_fixtures, pki, src, bt, seal_png, level=SignatureLevel.B_T)
+    _seal(token_session, seal_fixtures, pki, src, bt, seal_png, level=SignatureLevel.B_T)
     (bt_check,) = verify_pdf(bt, [pki.root_pem])
     assert bt_check.revocation == "not checked" and bt_check.timestamp_valid
 

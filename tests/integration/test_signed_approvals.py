@@ -12,34 +12,26 @@ import base64
 import hashlib
 import json
 import sqlite3
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from fixture_layout import SealFixtures, relocate_fixtures
 
 from sealapi.v1 import common_pb2, requests_pb2, requests_pb2_grpc
 from sealclient.approval import ApprovalSigner, LocalDocument, build_approval
 from seald.domain.approval_statement import parse_statement, signature_verifies
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from daemon_harness import SealDaemon, make_pdf
+from seald_testing.daemon import SealDaemon, make_pdf
+from seald_testing.plugin import DaemonFactory
 
 PLACEMENT = common_pb2.Placement(page=0, x_mm=150, y_mm=240)
 
 
 @pytest.fixture(scope="module")
-def daemon(tmp_path_factory: pytest.TempPathFactory, seal_fixtures: SealFixtures) -> Iterator[SealDaemon]:
+def daemon(module_daemon_factory: DaemonFactory) -> SealDaemon:
     """One daemon for the module: each test submits its own request."""
-    d = SealDaemon(relocate_fixtures(seal_fixtures.root, tmp_path_factory.mktemp("signed") / "fixtures"))
-    d.start()
-    yield d
-    if d.proc is not None:
-        d.stop()
+    return module_daemon_factory()
 
 
 def _submit(d: SealDaemon, tmp_path: Path) -> requests_pb2.SealRequest:

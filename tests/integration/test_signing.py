@@ -7,12 +7,12 @@ from __future__ import annotations
 import io
 import shutil
 import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
+import make_pdfs
 import pkcs11
 import pytest
+from fixture_layout import SealFixtures
 from PIL import Image
 from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
@@ -20,12 +20,7 @@ from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from seald.signing.errors import InputDocumentError, PlacementError, TokenSigningError
 from seald.signing.pades import SealResult, SealSpec, seal_pdf, token_signer
 from seald.signing.placement import PlacementSpec, placement_box
-from seald.signing.seal_image import SealImageSpec, render_seal_png
 from seald.signing.verify import verify_pdf
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "assets"))
-import make_pdfs
-from fixture_layout import SealFixtures
 
 MM = 72 / 25.4
 
@@ -35,19 +30,6 @@ def _tool(name: str) -> str:
     if path is None:
         pytest.fail(f"{name} is required (Debian: poppler-utils / qpdf) and is not installed")
     return path
-
-
-@pytest.fixture(scope="module")
-def seal_png() -> bytes:
-    return render_seal_png(SealImageSpec("contract", "华夏示例科技有限公司", "合同专用章"), 40)
-
-
-@pytest.fixture
-def token_session(seal_fixtures: SealFixtures) -> Iterator[pkcs11.Session]:
-    seal = seal_fixtures.seals["contract"]
-    token = pkcs11.lib(str(seal_fixtures.module)).get_token(token_label=seal.token_label)
-    with token.open(user_pin=seal.user_pin) as session:
-        yield session
 
 
 def _seal(

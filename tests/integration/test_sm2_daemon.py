@@ -14,13 +14,10 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fixture_layout import SealFixtures
 from skf_fixture import ADMIN_PIN, INITIAL_USER_PIN, SkfTestToken
 
 from sealapi.v1 import common_pb2, requests_pb2
@@ -28,10 +25,10 @@ from sealclient.errors import SealClientError
 from seald.gm import certs, ses, sm2
 from seald.signing import gbt38540_pdf
 from seald.tokens import skf
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from daemon_harness import SealDaemon, make_pdf
-from test_seal_creation import ledger
+from seald_testing.config import ConfigEdit, DaemonConfig
+from seald_testing.daemon import SealDaemon, make_pdf
+from seald_testing.plugin import DaemonFactory
+from seald_testing.seals import add_contract_seal, ledger
 
 SEAL = "sm2seal"
 DEV = "SKF-SEAL-01"
@@ -43,39 +40,30 @@ SIGNED = requests_pb2.REQUEST_STATE_SIGNED
 APPROVED = requests_pb2.REQUEST_STATE_APPROVED
 
 
-def _edit(cert_pem: Path, lib: Path, maker_cert: Path, maker_key: Path):  # type: ignore[no-untyped-def]
-    def edit(text: str) -> str:
-        text = text.replace('seals = ["official", "contract"]', f'seals = ["official", "contract", "{SEAL}"]')
-        text = text.replace(
-            "\n[[principal]]",
-            "\n[[seal]]\n"
-            f'id = "{SEAL}"\n'
-            'type = "contract"\n'
-            'organisation = "华夏示例科技有限公司"\n'
-            'display_name = "合同专用章(SM2)"\n'
-            f'token_label = "{DEV}"\n'
-            f'token_serial = "{SERIAL}"\n'
-            f'key_label = "{CONTAINER}"\n'
-            f'certificate = "{cert_pem}"\n'
-            'categories = ["contract"]\n'
-            'algorithm = "sm2"\n'
-            'format = "gbt38540"\n'
-            'skf_application = "SEAL"\n'
-            "\n[[principal]]",
-            1,
+def _edit(cert_pem: Path, lib: Path, maker_cert: Path, maker_key: Path) -> ConfigEdit:
+    def edit(config: DaemonConfig) -> None:
+        add_contract_seal(
+            config,
+            SEAL,
+            display_name="合同专用章(SM2)",
+            token_label=DEV,
+            token_serial=SERIAL,
+            key_label=CONTAINER,
+            certificate=str(cert_pem),
+            algorithm="sm2",
+            format="gbt38540",
+            skf_application="SEAL",
         )
-        tables = (
-            f'\n[skf]\nlibrary = "{lib}"\n\n[seal_maker]\ncertificate = "{maker_cert}"\nkey = "{maker_key}"\n'
-        )
-        return text + tables
+        config.set("skf", library=str(lib))
+        config.set("seal_maker", certificate=str(maker_cert), key=str(maker_key))
 
     return edit
 
 
 @pytest.fixture
 def sm2_daemon(
-    fresh_seal_fixtures: SealFixtures, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[tuple[SealDaemon, SkfTestToken, bytes, bytes]]:
+    daemon_factory: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[SealDaemon, SkfTestToken, bytes, bytes]:
     monkeypatch.setenv("SKF_TEST_TOKEN_DIR", "")
     monkeypatch.delenv("SKF_TEST_TOKEN_SIGN_DELAY_MS", raising=False)
     token = SkfTestToken(tmp_path / "skf")
@@ -118,16 +106,10 @@ def sm2_daemon(
     (tmp_path / "seal.pem").write_text(pem(cert.dump()))
     (tmp_path / "maker.pem").write_text(pem(maker_cert.dump()))
     (tmp_path / "maker.key").write_bytes(maker.to_pem())
-    d = SealDaemon(
-        fresh_seal_fixtures,
-        config_edit=_edit(
-            tmp_path / "seal.pem", token.library, tmp_path / "maker.pem", tmp_path / "maker.key"
-        ),
+    d = daemon_factory(
+        _edit(tmp_path / "seal.pem", token.library, tmp_path / "maker.pem", tmp_path / "maker.key")
     )
-    d.start()
-    yield d, token, point, bytes(maker_cert.dump())
-    if d.proc is not None:
-        d.stop()
+    return d, token, point, bytes(maker_cert.dump())
 
 
 def _submit_and_approve(d: SealDaemon, tmp_path: Path, name: str) -> str:

@@ -37,28 +37,25 @@ import json
 import os
 import random
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
-from fixture_layout import SealFixtures
+from make_pdfs import valid_pdf
 
 from sealapi.v1 import common_pb2, requests_pb2, tokens_pb2
 from sealclient.errors import SealClientError
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "assets"))
-from custody_harness import audit_rows, chain, log_events, wait_token
-from daemon_harness import CHANGED_PIN, SealDaemon, user_pin
-from make_pdfs import valid_pdf
-from state_checks import check_state
-from test_token_hotplug import MODEL, Usb, make_testbed
+from seald_testing.config import DaemonConfig, chain
+from seald_testing.custody import audit_rows, wait_token
+from seald_testing.daemon import CHANGED_PIN, SealDaemon, log_events, user_pin
+from seald_testing.hotplug import MODEL, Usb
+from seald_testing.plugin import DaemonFactory
+from seald_testing.state_checks import check_state
 
 pytestmark = pytest.mark.umockdev
 
@@ -279,36 +276,24 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
-def pending_cap(text: str) -> str:
+def pending_cap(config: DaemonConfig) -> None:
     """Requesters outrun the token on a busy machine: the cap (issue 8) bounds the backlog."""
-    assert "approval_ttl_hours = 72\n" in text
-    return text.replace(
-        "approval_ttl_hours = 72\n", f"approval_ttl_hours = 72\nmax_pending_per_principal = {PENDING_CAP}\n"
-    )
+    config.set("requests", max_pending_per_principal=PENDING_CAP)
 
 
-def usb_tokens(text: str) -> str:
+def usb_tokens(config: DaemonConfig) -> None:
     """The daemon watches udev for the contract token's USB model (issue 3)."""
-    assert "[tokens]" not in text
-    return text + f'\n[tokens]\nmodels = ["{MODEL[0]}:{MODEL[1]}"]\n'
-
-
-@pytest.fixture(scope="module")
-def bed() -> Any:
-    return make_testbed()
+    assert "tokens" not in config.data
+    config.set("tokens", models=[f"{MODEL[0]}:{MODEL[1]}"])
 
 
 @pytest.fixture
-def soak_daemon(fresh_seal_fixtures: SealFixtures, bed: Any) -> Iterator[tuple[SealDaemon, Usb]]:
-    fx = fresh_seal_fixtures
-    usb = Usb(bed, fx, "contract")
+def soak_daemon(daemon_factory: DaemonFactory, bed: Any) -> tuple[SealDaemon, Usb]:
+    usb = Usb(bed, daemon_factory.fixtures(), "contract")
     usb.dir.rename(usb.parked)  # in the safe when seald starts; inserted by the test
     # UMOCKDEV_DIR is set by the testbed at C level, so the child needs it passed explicitly.
-    d = SealDaemon(fx, chain(pending_cap, usb_tokens), env={"UMOCKDEV_DIR": bed.get_root_dir()})
-    d.start()
-    yield d, usb
-    if d.proc is not None:
-        d.stop()
+    d = daemon_factory(chain(pending_cap, usb_tokens), env={"UMOCKDEV_DIR": bed.get_root_dir()})
+    return d, usb
 
 
 def approved_big_batch(s: Soak) -> str:

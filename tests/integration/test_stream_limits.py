@@ -12,15 +12,12 @@ not held up by open watches.
 from __future__ import annotations
 
 import signal
-import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
-from fixture_layout import SealFixtures
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from sealapi.v1 import (
@@ -32,10 +29,10 @@ from sealapi.v1 import (
     tokens_pb2,
     tokens_pb2_grpc,
 )
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from daemon_harness import SealDaemon, free_port, make_pdf, scrape
-from real_client_harness import sealctl
+from seald_testing.clients import sealctl
+from seald_testing.config import DaemonConfig
+from seald_testing.daemon import SealDaemon, free_port, make_pdf, scrape
+from seald_testing.plugin import DaemonFactory
 
 PER_PRINCIPAL, TOTAL = 3, 7
 EXHAUSTED = grpc.StatusCode.RESOURCE_EXHAUSTED
@@ -43,20 +40,14 @@ PLACEMENT = common_pb2.Placement(page=0, x_mm=150, y_mm=240)
 
 
 @pytest.fixture
-def daemon(fresh_seal_fixtures: SealFixtures) -> Iterator[tuple[SealDaemon, int]]:
+def daemon(daemon_factory: DaemonFactory) -> tuple[SealDaemon, int]:
     metrics_port = free_port()
 
-    def edit(text: str) -> str:
-        assert "approval_ttl_hours = 72\n" in text
-        limits = f"max_streams_per_principal = {PER_PRINCIPAL}\nmax_open_streams = {TOTAL}\n"
-        text = text.replace("approval_ttl_hours = 72\n", "approval_ttl_hours = 72\n" + limits, 1)
-        return text + f'\n[metrics]\nlisten = "127.0.0.1:{metrics_port}"\n'
+    def edit(config: DaemonConfig) -> None:
+        config.set("requests", max_streams_per_principal=PER_PRINCIPAL, max_open_streams=TOTAL)
+        config.metrics(metrics_port)
 
-    d = SealDaemon(fresh_seal_fixtures, edit)
-    d.start()
-    yield d, metrics_port
-    if d.proc is not None:
-        d.stop()
+    return daemon_factory(edit), metrics_port
 
 
 class Peer:

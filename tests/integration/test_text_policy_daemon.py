@@ -10,21 +10,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
 import pytest
-from fixture_layout import SealFixtures
 
 from sealapi.v1 import common_pb2, requests_pb2
 from sealclient.client import SealClient
 from sealclient.errors import SealClientError
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from daemon_harness import SealDaemon, make_pdf
-from real_client_harness import module_daemon, sealctl, submit, tamper_stored_description
+from seald_testing.clients import sealctl, submit, tamper_stored_description
+from seald_testing.daemon import SealDaemon, make_pdf
+from seald_testing.plugin import DaemonFactory
 
 PENDING = requests_pb2.REQUEST_STATE_PENDING
 PLACEMENT = common_pb2.Placement(page=1, x_mm=150, y_mm=230)
@@ -40,11 +37,9 @@ LINE_SEP = "one\u2028two"
 
 
 @pytest.fixture(scope="module")
-def daemon(seal_fixtures: SealFixtures, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SealDaemon]:
-    d = module_daemon(seal_fixtures, tmp_path_factory.mktemp("text-policy"))
-    yield d
-    if d.proc is not None:
-        d.stop()
+def daemon(module_daemon_factory: DaemonFactory) -> SealDaemon:
+    """One daemon for the module: each test submits its own request."""
+    return module_daemon_factory()
 
 
 def refused(call: Callable[[], object], reason: str) -> SealClientError:

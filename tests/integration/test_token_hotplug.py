@@ -8,10 +8,7 @@ Run: umockdev-wrapper .venv/bin/pytest -m umockdev (scripts/test.sh does).
 from __future__ import annotations
 
 import asyncio
-import itertools
-import os
 import shutil
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,71 +18,16 @@ from seald.config import load_config
 from seald.domain.errors import PreconditionFailed
 from seald.tokens.hotplug import HotplugWatcher
 from seald.tokens.manager import TokenManager
+from seald_testing.hotplug import DEVICE_NUMBERS, Usb
+from seald_testing.tokens import token_dir
 
 pytestmark = pytest.mark.umockdev
 
-MODEL = ("096e", "0807")
-DEVICE_NUMBERS = itertools.count()
 
 
-@pytest.fixture(scope="module")
-def bed() -> Any:
-    """One testbed per module: a second Testbed in the process would swap the mock /sys."""
-    return make_testbed()
 
 
-def make_testbed() -> Any:
-    if "umockdev" not in os.environ.get("LD_PRELOAD", ""):
-        pytest.fail("run under umockdev-wrapper (scripts/test.sh does); umockdev is required")
-    import gi  # noqa: PLC0415  (only under the wrapper)
 
-    gi.require_version("UMockdev", "1.0")
-    from gi.repository import UMockdev  # noqa: PLC0415
-
-    return UMockdev.Testbed.new()
-
-
-def token_dir(fx: SealFixtures, seal_id: str) -> Path:
-    label = fx.seals[seal_id].token_label.encode()
-    for d in (fx.root / "tokens").iterdir():
-        if label in (d / "token.object").read_bytes():
-            return d
-    raise AssertionError(f"no token directory for {seal_id}")
-
-
-class Usb:
-    """A USB token: its SoftHSM directory and its mock udev device."""
-
-    def __init__(self, bed: Any, fx: SealFixtures, seal_id: str, serial: str | None = None) -> None:
-        self.bed, self.dir = bed, token_dir(fx, seal_id)
-        self.parked = fx.root / f"parked-{self.dir.name}"
-        self.serial = serial if serial is not None else fx.seals[seal_id].token_serial
-        self.path = ""
-
-    def insert(self) -> None:
-        if self.parked.exists():
-            self.parked.rename(self.dir)
-        self.path = self.bed.add_device(
-            "usb",
-            f"token-{self.serial}-{next(DEVICE_NUMBERS)}",  # sysfs names must never repeat
-            None,
-            ["idVendor", MODEL[0], "idProduct", MODEL[1], "serial", self.serial],
-            [
-                "ID_VENDOR_ID",
-                MODEL[0],
-                "ID_MODEL_ID",
-                MODEL[1],
-                "ID_SERIAL_SHORT",
-                self.serial,
-                "DEVTYPE",
-                "usb_device",
-            ],
-        )
-
-    def remove(self) -> None:
-        self.bed.uevent(self.path, "remove")
-        self.bed.remove_device(self.path)
-        self.dir.rename(self.parked)
 
 
 async def wait_for(predicate: Any, timeout: float = 5.0) -> None:

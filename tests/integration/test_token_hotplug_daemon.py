@@ -10,9 +10,7 @@ Run: umockdev-wrapper .venv/bin/pytest -q -m umockdev -p no:cacheprovider <this 
 
 from __future__ import annotations
 
-import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,39 +20,28 @@ from fixture_layout import SealFixtures
 
 from sealapi.v1 import tokens_pb2
 from sealclient.errors import SealClientError
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from custody_harness import APPROVED, SIGNED, audit_rows, log_events, submit_approved, wait_token
-from daemon_harness import CHANGED_PIN, SealDaemon, user_pin
-from test_token_hotplug import MODEL, Usb, make_testbed
+from seald_testing.custody import APPROVED, SIGNED, audit_rows, submit_approved, wait_token
+from seald_testing.daemon import CHANGED_PIN, SealDaemon, log_events, user_pin
+from seald_testing.hotplug import MODEL, Usb
+from seald_testing.plugin import DaemonFactory
 
 pytestmark = pytest.mark.umockdev
 
 PAUSE_AFTER_INTENT_S = 1.5  # the window in which the token is pulled during a signature
 
 
-@pytest.fixture(scope="module")
-def bed() -> Any:
-    return make_testbed()
-
-
 @pytest.fixture
-def daemon_and_token(fresh_seal_fixtures: SealFixtures, bed: Any) -> Iterator[tuple[SealDaemon, Usb]]:
-    fx = fresh_seal_fixtures
-    contract = Usb(bed, fx, "contract")
+def daemon_and_token(daemon_factory: DaemonFactory, bed: Any) -> tuple[SealDaemon, Usb]:
+    contract = Usb(bed, daemon_factory.fixtures(), "contract")
     contract.dir.rename(contract.parked)  # the token is in the safe when seald starts
-    d = SealDaemon(
-        fx,
-        lambda text: text + f'\n[tokens]\nmodels = ["{MODEL[0]}:{MODEL[1]}"]\n',
+    d = daemon_factory(
+        lambda c: c.set("tokens", models=[f"{MODEL[0]}:{MODEL[1]}"]),
         env={
             "UMOCKDEV_DIR": bed.get_root_dir(),
             "SEALD_TEST_PAUSE_AFTER_INTENT": str(PAUSE_AFTER_INTENT_S),
         },
     )
-    d.start()
-    yield d, contract
-    if d.proc is not None:
-        d.stop()
+    return d, contract
 
 
 def present(status: tokens_pb2.TokenStatus) -> bool:

@@ -12,9 +12,7 @@ daemon's TokenManager; removal = `mark_removed` (what the udev watcher calls on 
 from __future__ import annotations
 
 import asyncio
-import sys
 import threading
-from pathlib import Path
 from typing import Any
 
 import pkcs11
@@ -23,10 +21,7 @@ from fixture_layout import SealFixtures
 from pkcs11 import Mechanism, ObjectClass
 
 from seald.domain.errors import PreconditionFailed
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_seal_pipeline import _unlocked
-from test_token_hotplug import token_dir
+from seald_testing.tokens import token_dir, unlocked_tokens
 
 
 @pytest.mark.parametrize("how", ["removed", "locked"])
@@ -47,7 +42,7 @@ def test_r07_r10_queued_key_operation_refused_with_the_real_reason(
         return "signature"
 
     async def run() -> tuple[BaseException | str, BaseException | str]:
-        tokens = await _unlocked(fx)
+        tokens = await unlocked_tokens(fx)
         try:
             first = asyncio.create_task(tokens.with_session("contract", slow_sign))
             while not running.is_set():
@@ -96,7 +91,7 @@ def test_r07_signature_failing_because_token_was_pulled_is_a_removal_not_a_token
         return bytes(key.sign(b"digest" * 8, mechanism=Mechanism.SHA256_RSA_PKCS))
 
     async def run() -> BaseException | bytes:
-        tokens = await _unlocked(fx)
+        tokens = await unlocked_tokens(fx)
         folder = token_dir(fx, "contract")
         try:
             signing = asyncio.create_task(tokens.with_session("contract", sign))

@@ -17,7 +17,6 @@ import hashlib
 import io
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,15 +24,11 @@ import pkcs11
 import pytest
 from asn1crypto import cms, pem, x509
 from fixture_layout import SealFixtures
+from make_pdfs import valid_pdf
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign import signers
 from pyhanko.sign.signers.pdf_cms import PdfCMSSignedAttributes
 from pyhanko_certvalidator.registry import SimpleCertificateStore
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "assets"))
-from large_flow import pdfsig
-from make_pdfs import valid_pdf
 
 from seald.signing.cms_cache import CmsTemplates, PreEncodedSigner
 from seald.signing.pades import token_signer
@@ -41,6 +36,7 @@ from seald.signing.pipeline import SealJob, finish_seal, prepare_seal, publish, 
 from seald.signing.placement import PlacementSpec
 from seald.signing.seal_image import SealImageSpec, render_seal_png
 from seald.signing.verify import verify_pdf
+from seald_testing.large_flow import pdfsig
 
 PNG = render_seal_png(SealImageSpec("contract", "华夏示例科技有限公司", "合同专用章"), 40.0)
 

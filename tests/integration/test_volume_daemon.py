@@ -15,16 +15,17 @@ from __future__ import annotations
 import concurrent.futures
 import os
 import random
-import sys
 from pathlib import Path
 
 import pytest
 from fixture_layout import SealFixtures
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from daemon_harness import CHANGED_PIN, SealDaemon, user_pin
-from large_flow import pdfsig
-from volume_flow import (
+from sealapi.v1 import requests_pb2
+from seald.service.signer import SEAL_CHUNK
+from seald.signing.verify import verify_pdf
+from seald_testing.daemon import CHANGED_PIN, SealDaemon, user_pin
+from seald_testing.large_flow import pdfsig
+from seald_testing.volume_flow import (
     TreeMemory,
     ledger_counts,
     sealed_hashes,
@@ -33,10 +34,6 @@ from volume_flow import (
     volume_config,
     wait_sealed_at_least,
 )
-
-from sealapi.v1 import requests_pb2
-from seald.service.signer import SEAL_CHUNK
-from seald.signing.verify import verify_pdf
 
 DOCUMENTS = 2000
 MEMORY_BOUND_KIB = 512 * 1024
@@ -55,7 +52,7 @@ def test_volume_2000_documents_sigkill_resumes_without_resigning(
 ) -> None:
     fx = fresh_seal_fixtures
     paths = tiny_pdfs(tmp_path / "in", DOCUMENTS)
-    d = SealDaemon(fx, volume_config(DOCUMENTS))  # type: ignore[arg-type]
+    d = SealDaemon(fx, volume_config(DOCUMENTS))
     d.start()
     try:
         with TreeMemory(d) as memory:

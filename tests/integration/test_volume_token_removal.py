@@ -8,7 +8,6 @@ Run: umockdev-wrapper .venv/bin/pytest -q -m umockdev -p no:cacheprovider <this 
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,11 +15,13 @@ from typing import Any
 import pytest
 from fixture_layout import SealFixtures
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from custody_harness import wait_audit_rows, wait_token
-from daemon_harness import CHANGED_PIN, SealDaemon, user_pin
-from test_token_hotplug import MODEL, Usb, make_testbed
-from volume_flow import (
+from sealapi.v1 import requests_pb2, tokens_pb2
+from seald.service.signer import SEAL_CHUNK
+from seald_testing.config import DaemonConfig
+from seald_testing.custody import wait_audit_rows, wait_token
+from seald_testing.daemon import CHANGED_PIN, SealDaemon, user_pin
+from seald_testing.hotplug import MODEL, Usb, make_testbed
+from seald_testing.volume_flow import (
     ledger_counts,
     sealed_hashes,
     submit_and_approve,
@@ -28,9 +29,6 @@ from volume_flow import (
     volume_config,
     wait_sealed_at_least,
 )
-
-from sealapi.v1 import requests_pb2, tokens_pb2
-from seald.service.signer import SEAL_CHUNK
 
 pytestmark = pytest.mark.umockdev
 
@@ -49,8 +47,9 @@ def daemon_and_token(fresh_seal_fixtures: SealFixtures, bed: Any) -> Iterator[tu
     contract.dir.rename(contract.parked)
     edit = volume_config(DOCUMENTS)
 
-    def config(text: str) -> str:
-        return edit(text) + f'\n[tokens]\nmodels = ["{MODEL[0]}:{MODEL[1]}"]\n'  # type: ignore[operator]
+    def config(c: DaemonConfig) -> None:
+        edit(c)
+        c.set("tokens", models=[f"{MODEL[0]}:{MODEL[1]}"])
 
     d = SealDaemon(fx, config, env={"UMOCKDEV_DIR": bed.get_root_dir()})
     d.start()

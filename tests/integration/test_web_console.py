@@ -24,10 +24,8 @@ from selenium.webdriver.common.by import By
 
 from sealapi.v1 import common_pb2, requests_pb2
 from sealclient.evidence import load_trust, verify_package
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from daemon_harness import make_pdf, unlock_first_use
-from web_harness import WebStack
+from seald_testing.daemon import make_pdf, unlock_first_use
+from seald_testing.web import WebStack
 
 PLACEMENT = common_pb2.Placement(page=1, x_mm=150, y_mm=230)
 # The page lays out its preview images once it knows the page count: none at first.

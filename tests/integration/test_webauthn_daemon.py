@@ -2,7 +2,7 @@
 
 A real daemon over mutual TLS on loopback, SQLite on disk, the SoftHSM token. The relay
 (sealweb's identity) carries registrations and assertions; the security key is the
-software ES256 authenticator of tests/unit/soft_authenticator.py, standing in for the
+software ES256 authenticator of tests/seald_testing/soft_authenticator.py, standing in for the
 approver's device (the browser tests use Chromium's virtual authenticator instead).
 """
 
@@ -13,7 +13,6 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,19 +20,16 @@ from typing import Any
 import grpc
 import pytest
 from build_fixtures import client_toml_text
-from fixture_layout import SealFixtures, relocate_fixtures
 
 from sealapi.v1 import common_pb2, requests_pb2, requests_pb2_grpc, webauthn_pb2, webauthn_pb2_grpc
 from sealclient.client import SealClient
 from sealclient.errors import SealClientError
 from sealclient.evidence import load_trust, verify_package
 from seald.domain.webauthn import b64url_decode, statement_challenge
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
-from daemon_harness import SealDaemon, make_pdf, unlock_first_use
-from soft_authenticator import SoftAuthenticator
-from webauthn_harness import RP_ID, ExtraClient, client_for, config_edit, issue_clients
+from seald_testing.daemon import SealDaemon, make_pdf, unlock_first_use
+from seald_testing.plugin import DaemonFactory
+from seald_testing.soft_authenticator import SoftAuthenticator
+from seald_testing.webauthn import RP_ID, ExtraClient, client_for, config_edit, issue_clients
 
 ORIGIN = "https://localhost:8443"
 PLACEMENT = common_pb2.Placement(page=0, x_mm=150, y_mm=240)
@@ -52,14 +48,10 @@ class Setup:
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory: pytest.TempPathFactory, seal_fixtures: SealFixtures) -> Iterator[Setup]:
-    fixtures = relocate_fixtures(seal_fixtures.root, tmp_path_factory.mktemp("webauthn") / "fixtures")
+def setup(module_daemon_factory: DaemonFactory) -> Setup:
+    fixtures = module_daemon_factory.fixtures()
     extra = issue_clients(fixtures)
-    d = SealDaemon(fixtures, config_edit=config_edit(extra, ORIGIN))
-    d.start()
-    yield Setup(d, extra)
-    if d.proc is not None:
-        d.stop()
+    return Setup(module_daemon_factory(config_edit(extra, ORIGIN), fixtures=fixtures), extra)
 
 
 def refused(call) -> SealClientError:  # type: ignore[no-untyped-def]

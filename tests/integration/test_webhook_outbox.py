@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 from fixture_layout import SealFixtures
-from webhook_receiver import WebhookReceiver
 
 from seald.config import NotifyConfig, WebhookConfig
 from seald.domain.outbox import Event, EventType
@@ -23,6 +22,7 @@ from seald.notify.deliverer import Deliverer, OutboxNotifier
 from seald.store import outbox
 from seald.store.ledger import Ledger
 from seald.store.requests import Store
+from seald_testing.webhook_receiver import WebhookReceiver
 
 SECRET = b"0123456789abcdef-webhook-secret"
 

@@ -13,73 +13,79 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import grpc
 import pytest
 from fixture_layout import SealFixtures
-from webhook_receiver import WebhookReceiver
 
 from sealapi.v1 import common_pb2, requests_pb2
 from sealclient.client import SealClient
 from sealclient.errors import SealClientError
 from sealclient.evidence import load_trust, verify_package
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from daemon_harness import SealDaemon, make_pdf, unlock_first_use
+from seald_testing.config import ConfigEdit, DaemonConfig, chain
+from seald_testing.daemon import SealDaemon, make_pdf, unlock_first_use
+from seald_testing.webhook_receiver import WebhookReceiver
 
 PLACEMENT = common_pb2.Placement(page=0, x_mm=150, y_mm=240)
 SECRET = b"webhook-secret-0123456789abcdef"
 
 
-def third_person(fx: SealFixtures, name: str, groups: str = "") -> str:
+def third_person(fx: SealFixtures, name: str, groups: list[str] | None = None) -> dict[str, object]:
     """The unlisted certificate as an approver of the contract seal."""
-    lines = [
-        "",
-        "[[principal]]",
-        f'name = "{name}"',
-        f'display_name = "{name}"',
-        'roles = ["approver"]',
-        'seals = ["contract"]',
-        f'certificates = ["{fx.unlisted.fingerprint_sha256}"]',
-    ]
+    entry: dict[str, object] = {
+        "name": name,
+        "display_name": name,
+        "roles": ["approver"],
+        "seals": ["contract"],
+        "certificates": [fx.unlisted.fingerprint_sha256],
+    }
     if groups:
-        lines.append(f"groups = {groups}")
-    return "\n".join(lines) + "\n"
+        entry["groups"] = groups
+    return entry
 
 
-def edit(fx: SealFixtures, *, seal: str = "", principals: str = "", tail: str = "") -> Callable[[str], str]:
-    def apply(text: str) -> str:
-        head, sep, rest = text.partition("\n[[principal]]")
-        return head + "\n" + seal + "\n" + principals + sep + rest + "\n" + tail
+def edit(
+    fx: SealFixtures,
+    *,
+    seal: dict[str, object] | None = None,
+    principals: dict[str, object] | None = None,
+    tail: dict[str, object] | None = None,
+) -> ConfigEdit:
+    """Tables added to the contract seal (policy, quota), one more principal, top-level tables."""
+
+    def apply(config: DaemonConfig) -> None:
+        config.set_seal("contract", **(seal or {}))
+        if principals is not None:
+            config.add_principal(**principals)  # type: ignore[arg-type]
+        for table, values in (tail or {}).items():
+            config.set(table, **values)  # type: ignore[arg-type]
 
     return apply
 
 
-def regroup(text: str, name: str, groups: str) -> str:
-    block = re.compile(rf'(name = "{re.escape(name)}"\n(?:(?!\[\[principal\]\]).*\n)*?)groups = \[[^\]]*\]')
-    new, count = block.subn(rf"\g<1>groups = {groups}", text, count=1)
-    assert count == 1, name
-    return new
+def regroup(name: str, groups: list[str]) -> ConfigEdit:
+    def apply(config: DaemonConfig) -> None:
+        assert "groups" in config.principal(name), name
+        config.set_principal(name, groups=groups)
+
+    return apply
 
 
-def notify_table(fx: SealFixtures, url: str, secret: Path, **extra: object) -> str:
+def notify_table(fx: SealFixtures, url: str, secret: Path, **extra: object) -> dict[str, object]:
     admin = fx.principals["chen.jie"]
-    settings: dict[str, object] = {"initial_backoff_seconds": 0.05, "max_backoff_seconds": 0.3, **extra}
-    lines = [
-        "[notify]",
-        *(f"{k} = {v}" for k, v in settings.items()),
-        "[[notify.webhook]]",
-        'name = "oa"',
-        f'url = "{url}"',
-        f'secret = "{secret}"',
-        f'ca = "{fx.tls_ca}"',
-        f'client_cert = "{admin.cert}"',
-        f'client_key = "{admin.key}"',
-    ]
-    return "\n".join(lines) + "\n"
+    webhook = {
+        "name": "oa",
+        "url": url,
+        "secret": str(secret),
+        "ca": str(fx.tls_ca),
+        "client_cert": str(admin.cert),
+        "client_key": str(admin.key),
+    }
+    settings = {"initial_backoff_seconds": 0.05, "max_backoff_seconds": 0.3, **extra}
+    return {"notify": {**settings, "webhook": [webhook]}}
 
 
 @pytest.fixture
@@ -233,19 +239,20 @@ def test_delegation_ended_voids_the_delegates_approval_and_refusals_name_the_rul
 
 # -- chains ------------------------------------------------------------------------------------
 
-CHAIN = """
-[seal.policy]
-sequence = [
-  { step = "department", group = "department_manager" },
-  { step = "legal", group = "legal", when = { amount_over = "100000", currency = "CNY" } },
-  { step = "gm", group = "general_manager" },
-]
-"""
+CHAIN = {
+    "policy": {
+        "sequence": [
+            {"step": "department", "group": "department_manager"},
+            {"step": "legal", "group": "legal", "when": {"amount_over": "100000", "currency": "CNY"}},
+            {"step": "gm", "group": "general_manager"},
+        ]
+    }
+}
 
 
 def chain_daemon(fx: SealFixtures) -> SealDaemon:
-    base = edit(fx, seal=CHAIN, principals=third_person(fx, "legal.counsel", '["legal"]'))
-    return SealDaemon(fx, lambda text: regroup(base(text), "wang.fang", '["department_manager"]'))
+    base = edit(fx, seal=CHAIN, principals=third_person(fx, "legal.counsel", ["legal"]))
+    return SealDaemon(fx, chain(base, regroup("wang.fang", ["department_manager"])))
 
 
 def test_chain_three_steps_out_of_order_refused_then_completes_in_order(
@@ -311,8 +318,8 @@ def test_chain_unsatisfiable_policy_refuses_to_start_naming_the_seal(
     fresh_seal_fixtures: SealFixtures, tmp_path: Path
 ) -> None:
     fx = fresh_seal_fixtures
-    d = SealDaemon(fx, edit(fx, seal='[seal.policy]\nsequence = [{ step = "a", group = "nobody" }, '
-                            '{ step = "b", group = "general_manager" }]\n'))  # fmt: skip
+    policy = {"sequence": [{"step": "a", "group": "nobody"}, {"step": "b", "group": "general_manager"}]}
+    d = SealDaemon(fx, edit(fx, seal={"policy": policy}))
     with pytest.raises(RuntimeError) as refused:
         d.start(timeout=30)
     assert "seal[contract].policy: group 'nobody' has no approver" in str(refused.value)
@@ -463,7 +470,7 @@ def test_quota_n_plus_first_use_in_a_day_refused_with_reset_and_a_restart_keeps_
     fresh_seal_fixtures: SealFixtures, tmp_path: Path
 ) -> None:
     fx = fresh_seal_fixtures
-    d = SealDaemon(fx, edit(fx, seal="[seal.quota]\nuses_per_day = 2\ndocuments_per_request = 1\n"))
+    d = SealDaemon(fx, edit(fx, seal={"quota": {"uses_per_day": 2, "documents_per_request": 1}}))
     d.start()
     try:
         pdf = make_pdf(tmp_path / "c.pdf")

@@ -4,17 +4,13 @@ attack-named corpus of tests/assets/make_pdfs.py."""
 
 from __future__ import annotations
 
-import sys
 import zlib
-from pathlib import Path
 
+import make_pdfs
 import pytest
 
 from seald.signing.errors import InputDocumentError
 from seald.signing.input_checks import check_input_bytes
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "assets"))
-import make_pdfs
 
 ACTIVE = make_pdfs.active_content_corpus()
 SHADOW = make_pdfs.shadow_corpus()

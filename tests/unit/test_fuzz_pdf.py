@@ -12,18 +12,15 @@ SEAL_FUZZ_SCALE=<n> (default 1) multiplies the number of examples for longer run
 from __future__ import annotations
 
 import os
-import sys
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
+from pdf_mutations import mutated_pdf
 
 from seald.signing.errors import InputDocumentError
 from seald.signing.input_checks import check_input_pdf
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "assets"))
-from pdf_mutations import mutated_pdf
 
 SCALE = int(os.environ.get("SEAL_FUZZ_SCALE", "1"))
 

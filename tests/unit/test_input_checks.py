@@ -3,13 +3,10 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "assets"))
 import make_pdfs
+import pytest
 
 from seald.signing.errors import InputDocumentError
 from seald.signing.input_checks import check_input_bytes, check_input_pdf

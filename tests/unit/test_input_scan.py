@@ -9,12 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import io
-import sys
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "assets"))
 from make_pdfs import _with_xref
 
 from seald.signing.errors import InputDocumentError

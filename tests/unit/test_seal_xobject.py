@@ -12,13 +12,13 @@ from pyhanko.pdf_utils.images import PdfImage
 from pyhanko.pdf_utils.writer import PdfFileWriter
 
 from seald.signing.errors import SigningError
-from seald.signing.seal_image import SealImageSpec, render_seal_png
 from seald.signing.seal_xobject import seal_image
+from seald_testing.images import contract_seal_png
 
 
 @pytest.fixture(scope="module")
 def seal_png() -> bytes:
-    return render_seal_png(SealImageSpec("contract", "华夏示例科技有限公司", "合同专用章"), 40.0, 150)
+    return contract_seal_png(dpi=150)
 
 
 def _xobject(content: PdfImage) -> tuple[dict[str, object], bytes, dict[str, object], bytes]:

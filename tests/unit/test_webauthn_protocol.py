@@ -12,7 +12,6 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from soft_authenticator import SoftAuthenticator
 
 from seald.domain import lifecycle
 from seald.domain.errors import AlreadyDone, InvalidInput, PermissionDenied
@@ -37,6 +36,7 @@ from seald.domain.webauthn import (
 )
 from seald.webauthn.approvals import offline_problems, verify_webauthn_approval
 from seald.webauthn.verify import verify_registration
+from seald_testing.soft_authenticator import SoftAuthenticator
 
 RP_ID = "seal.example.test"
 ORIGIN = "https://seal.example.test:8443"

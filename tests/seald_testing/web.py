@@ -22,16 +22,16 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from daemon_harness import SealDaemon, free_port
 from fixture_layout import SealFixtures
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.virtual_authenticator import VirtualAuthenticatorOptions
 from selenium.webdriver.support.ui import WebDriverWait
-from webauthn_harness import ExtraClient, client_for, config_edit, issue_clients
 
 from sealapi.v1 import webauthn_pb2
+from seald_testing.daemon import SealDaemon, free_port
+from seald_testing.webauthn import ExtraClient, client_for, config_edit, issue_clients
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -82,7 +82,7 @@ class WebStack:
         self.web_port = free_port()
         self.origin = f"https://localhost:{self.web_port}"
         self.extra: dict[str, ExtraClient] = issue_clients(fixtures)
-        self.daemon = SealDaemon(fixtures, config_edit=config_edit(self.extra, self.origin))
+        self.daemon = SealDaemon(fixtures, config_edit(self.extra, self.origin))
         self.web_proc: subprocess.Popen[bytes] | None = None
         self.web_log = work / "sealweb.log"
         self.driver: Any = None

@@ -2,11 +2,14 @@
 
 Tests talk to it with the real client library over real mutual TLS. The daemon
 process can be stopped (SIGTERM), killed (SIGKILL) and restarted on the same
-state directory.
+state directory. Its config is the fixtures' one with a free port, changed by an
+optional edit of the typed builder (seald_testing.config). In a test, use the
+`daemon` / `daemon_factory` fixtures (seald_testing.plugin) rather than this class.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -14,19 +17,18 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from fixture_layout import ClientIdentity as FixtureClient
 from fixture_layout import SealFixtures
+from make_pdfs import valid_pdf
 from prometheus_client.parser import text_string_to_metric_families
 
 from sealapi.v1 import requests_pb2
 from sealclient.client import ClientIdentity, SealClient
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "assets"))
-from make_pdfs import valid_pdf
+from seald_testing.config import ConfigEdit, DaemonConfig
 
 SEALD = [sys.executable, "-m", "seald.app"]
 
@@ -41,19 +43,18 @@ class SealDaemon:
     def __init__(
         self,
         fixtures: SealFixtures,
-        config_edit: Callable[[str], str] | None = None,
+        config: ConfigEdit | None = None,
         env: Mapping[str, str] | None = None,
     ) -> None:
         self.fixtures = fixtures
         self.extra_env = dict(env or {})  # e.g. NOTIFY_SOCKET, WATCHDOG_USEC
         self.port = free_port()
         self.config_path = fixtures.root / "seald-test.toml"
-        text = fixtures.config.read_text(encoding="utf-8").replace(
-            f'listen = "{fixtures.listen}"', f'listen = "127.0.0.1:{self.port}"'
-        )
-        if config_edit is not None:
-            text = config_edit(text)
-        self.config_path.write_text(text, encoding="utf-8")
+        built = DaemonConfig.from_file(fixtures.config).listen(self.target)
+        if config is not None:
+            config(built)
+        self.config = built
+        self.config_path.write_text(built.render(), encoding="utf-8")
         self.log_path = fixtures.root / "seald.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
@@ -104,6 +105,18 @@ class SealDaemon:
             else ""
         )
 
+    def log_entries(self) -> list[dict[str, Any]]:
+        """The daemon's JSON log lines, parsed (other lines, e.g. a traceback, skipped)."""
+        entries = []
+        for line in self.log().splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(entry, dict):
+                entries.append(entry)
+        return entries
+
     def identity(self, who: FixtureClient) -> ClientIdentity:
         return ClientIdentity(
             target=self.target,
@@ -132,6 +145,11 @@ class SealDaemon:
                     f" ({current.state_reason}); wanted {requests_pb2.RequestState.Name(state)}"
                 )
             time.sleep(0.05)
+
+
+def log_events(d: SealDaemon, event: str) -> list[dict[str, Any]]:
+    """The daemon's log lines of one event."""
+    return [entry for entry in d.log_entries() if entry.get("event") == event]
 
 
 def user_pin(fixtures: SealFixtures, seal_id: str) -> str:

@@ -1,8 +1,8 @@
 """Helpers for the client tests against the REAL seald (no fake server anywhere).
 
-One daemon per test module (`module_daemon`) keeps the suite fast: tests in a
-module share it and must not depend on what other tests in it did (each test
-submits its own requests and filters by their ids). Attacks are real: the
+One daemon per test module (the `module_daemon_factory` fixture) keeps the suite
+fast: tests in a module share it and must not depend on what other tests in it did
+(each test submits its own requests and filters by their ids). Attacks are real: the
 daemon's files on disk are changed while it runs (`tamper_*`).
 """
 
@@ -13,40 +13,19 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import grpc
-from daemon_harness import SealDaemon, make_pdf
-from fixture_layout import SealFixtures, relocate_fixtures
+from fixture_layout import SealFixtures
 
 from sealapi.v1 import common_pb2, requests_pb2
 from sealclient.client import SealClient
 from sealclient.errors import SealClientError
+from seald_testing.daemon import SealDaemon, log_events, make_pdf
+from seald_testing.tokens import token_dir
 
 PLACEMENT = common_pb2.Placement(page=1, x_mm=150.0, y_mm=230.0, size_mm=42.0)
 SEALCTL = shutil.which("sealctl", path=str(Path(sys.executable).parent))
-
-
-def module_daemon(
-    seal_fixtures: SealFixtures,
-    workdir: Path,
-    prepare: Callable[[SealFixtures], None] | None = None,
-) -> SealDaemon:
-    """A started seald on a private copy of the fixtures (its own tokens and state)."""
-    fixtures = relocate_fixtures(seal_fixtures.root, workdir / "seal-fixtures")
-    if prepare is not None:
-        prepare(fixtures)
-    daemon = SealDaemon(fixtures)
-    daemon.start()
-    return daemon
-
-
-def token_dir(fixtures: SealFixtures, seal_id: str) -> Path:
-    """SoftHSM's directory for a seal's token (its name ends with the token serial)."""
-    serial = fixtures.seals[seal_id].token_serial
-    (found,) = [d for d in (fixtures.root / "tokens").iterdir() if d.name.replace("-", "").endswith(serial)]
-    return found
 
 
 def unplug_token(fixtures: SealFixtures, seal_id: str) -> Path:
@@ -147,15 +126,7 @@ def unlock(daemon: SealDaemon, seal_id: str = "contract") -> None:
 
 def rpc_lines(daemon: SealDaemon, method: str) -> list[dict[str, object]]:
     """The daemon's canonical `rpc` log lines for one method."""
-    lines = []
-    for line in daemon.log().splitlines():
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            continue
-        if entry.get("event") == "rpc" and str(entry.get("method", "")).endswith(method):
-            lines.append(entry)
-    return lines
+    return [e for e in log_events(daemon, "rpc") if str(e.get("method", "")).endswith(method)]
 
 
 def sealctl(

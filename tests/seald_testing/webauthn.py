@@ -19,6 +19,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from fixture_layout import SealFixtures
 
 from sealclient.client import ClientIdentity, SealClient
+from seald_testing.config import ConfigEdit, DaemonConfig
 
 RP_ID = "localhost"
 
@@ -71,21 +72,19 @@ def issue_clients(fixtures: SealFixtures) -> dict[str, ExtraClient]:
     return made
 
 
-def config_edit(extra: dict[str, ExtraClient], origin: str, rp_id: str = RP_ID):  # type: ignore[no-untyped-def]
-    def edit(text: str) -> str:
-        lines = [text.rstrip("\n"), ""]
+def config_edit(extra: dict[str, ExtraClient], origin: str, rp_id: str = RP_ID) -> ConfigEdit:
+    """The second admin and the relay as principals, and the [webauthn] table."""
+
+    def edit(config: DaemonConfig) -> None:
         for name, display, roles in EXTRA:
-            lines += [
-                "[[principal]]",
-                f'name = "{name}"',
-                f'display_name = "{display}"',
-                "roles = [" + ", ".join(f'"{r}"' for r in roles) + "]",
-                *(['seals = ["official", "contract"]'] if "relay" not in roles else []),
-                f'certificates = ["{extra[name].fingerprint}"]',
-                "",
-            ]
-        lines += ["[webauthn]", f'origin = "{origin}"', f'rp_id = "{rp_id}"', 'rp_name = "盖章机"', ""]
-        return "\n".join(lines)
+            config.add_principal(
+                name,
+                display_name=display,
+                roles=list(roles),
+                seals=None if "relay" in roles else ["official", "contract"],
+                certificates=[extra[name].fingerprint],
+            )
+        config.set("webauthn", origin=origin, rp_id=rp_id, rp_name="盖章机")
 
     return edit
 

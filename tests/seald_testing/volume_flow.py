@@ -4,35 +4,34 @@ memory of seald and its workers read from /proc."""
 
 from __future__ import annotations
 
-import re
 import sqlite3
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
-from daemon_harness import SealDaemon
-from large_flow import status_kib
 from make_pdfs import valid_pdf
 
 from sealapi.v1 import common_pb2, requests_pb2
+from seald_testing.config import DaemonConfig
+from seald_testing.daemon import SealDaemon
+from seald_testing.large_flow import status_kib
 
 PLACEMENT = common_pb2.Placement(page=0, x_mm=150, y_mm=240)
 
 
-def volume_config(documents: int, workers: int = 0) -> object:
+def volume_config(documents: int, workers: int = 0) -> Callable[[DaemonConfig], object]:
     """A config edit: this many documents per request, rate limits out of the way (each
     approver's client downloads every original), ``workers`` seal worker processes."""
 
-    def edit(text: str) -> str:
-        text = text.replace(
-            "approval_ttl_hours = 72",
-            f"approval_ttl_hours = 72\nmax_documents_per_request = {documents}\n"
-            "rate_limit_per_second = 100000.0\nrate_limit_burst = 100000",
-        )
-        return re.sub(
-            r"^host_name = (.*)$", rf"host_name = \1\nseal_workers = {workers}", text, count=1, flags=re.M
-        )
+    def edit(c: DaemonConfig) -> object:
+        return c.set(
+            "requests",
+            max_documents_per_request=documents,
+            rate_limit_per_second=100000.0,
+            rate_limit_burst=100000,
+        ).set("server", seal_workers=workers)
 
     return edit
 

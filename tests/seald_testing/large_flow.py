@@ -15,9 +15,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from daemon_harness import SealDaemon
-
 from sealapi.v1 import common_pb2, requests_pb2
+from seald_testing.daemon import SealDaemon
 
 PLACEMENT = common_pb2.Placement(page=0, x_mm=150, y_mm=240)
 

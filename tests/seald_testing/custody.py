@@ -7,43 +7,28 @@ read at every call, so a running daemon lives "tomorrow at 17:45" without waitin
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from daemon_harness import SealDaemon, make_pdf
 from fixture_layout import SealFixtures
 
 from sealapi.v1 import common_pb2, requests_pb2, tokens_pb2
+from seald_testing.config import ConfigEdit, DaemonConfig
+from seald_testing.daemon import SealDaemon, make_pdf
 
 PLACEMENT = common_pb2.Placement(page=1, x_mm=150.0, y_mm=230.0, size_mm=40.0)
 APPROVED = requests_pb2.REQUEST_STATE_APPROVED
 SIGNED = requests_pb2.REQUEST_STATE_SIGNED
-CONTRACT_MARKER = 'categories = ["contract"]\n'  # the last line of the contract seal's table
 
 
-def contract_hours(hours: str, zone: str = "UTC", grace_minutes: float = 30) -> Callable[[str], str]:
+def contract_hours(hours: str, zone: str = "UTC", grace_minutes: float = 30) -> ConfigEdit:
     """A config edit giving the contract seal allowed hours (R08)."""
 
-    def edit(text: str) -> str:
-        assert text.count(CONTRACT_MARKER) == 1, "the fixture config changed shape"
-        return text.replace(
-            CONTRACT_MARKER,
-            CONTRACT_MARKER
-            + f'hours = "{hours}"\ntime_zone = "{zone}"\nreturn_grace_minutes = {grace_minutes}\n',
-        )
-
-    return edit
-
-
-def chain(*edits: Callable[[str], str]) -> Callable[[str], str]:
-    def edit(text: str) -> str:
-        for one in edits:
-            text = one(text)
-        return text
+    def edit(config: DaemonConfig) -> None:
+        config.set_seal("contract", hours=hours, time_zone=zone, return_grace_minutes=grace_minutes)
 
     return edit
 
@@ -120,18 +105,6 @@ def audit_rows(d: SealDaemon, event: str) -> list[dict[str, str]]:
     finally:
         conn.close()
     return [dict(row) for row in rows]
-
-
-def log_events(d: SealDaemon, event: str) -> list[dict[str, object]]:
-    found = []
-    for line in d.log().splitlines():
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(entry, dict) and entry.get("event") == event:
-            found.append(entry)
-    return found
 
 
 def wait_audit_rows(d: SealDaemon, event: str, count: int = 1, timeout: float = 10.0) -> list[dict[str, str]]:
