@@ -370,6 +370,7 @@ class RequestService:
                     reason="not_signed",
                 )
             return request, document, self._store.sealed_path(request_id, index)
+        access.require_may_read_content(principal, request)
         return request, document, self._store.original_path(request_id, index)
 
 

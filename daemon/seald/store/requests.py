@@ -24,7 +24,7 @@ from typing import Any, Protocol, TypeVar
 from seald import test_hooks
 from seald.domain.audit import AuditEvent, AuditRecord
 from seald.domain.chains import Money
-from seald.domain.errors import NotFound, ServiceUnavailable
+from seald.domain.errors import NotFound, ServiceUnavailable, request_not_found_message
 from seald.domain.model import (
     Approval,
     Document,
@@ -205,10 +205,7 @@ class Transaction:
 def _get_request(conn: sqlite3.Connection, request_id: str) -> SealRequest:
     row = conn.execute("SELECT body FROM requests WHERE request_id = ?", (request_id,)).fetchone()
     if row is None:
-        raise NotFound(
-            f"no request {request_id!r}; check the id (sealctl list shows your requests)",
-            reason="request_not_found",
-        )
+        raise NotFound(request_not_found_message(request_id), reason="request_not_found")
     return request_from_json(row[0])
 
 
