@@ -13,18 +13,22 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC
 from pathlib import Path
+from threading import Barrier
 
 import grpc
 import pytest
 from fixture_layout import SealFixtures, relocate_fixtures
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from sealapi.v1 import audit_pb2, audit_pb2_grpc, common_pb2, requests_pb2
+from sealclient.errors import SealClientError
 from seald.domain.audit import GENESIS_HASH, AuditEvent, format_time, record_hash
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from daemon_harness import SealDaemon, make_pdf
+from daemon_harness import SealDaemon, make_pdf, unlock_first_use
 
 PLACEMENT = common_pb2.Placement(page=1, x_mm=100, y_mm=100)
 
@@ -41,12 +45,16 @@ def daemon(tmp_path_factory: pytest.TempPathFactory, seal_fixtures: SealFixtures
 def _submit(d: SealDaemon, tmp_path: Path, name: str = "doc.pdf", pages: int = 1) -> requests_pb2.SealRequest:
     pdf = make_pdf(tmp_path / name, pages=pages)
     with d.client("zhang.wei") as z:
-        return z.submit([pdf], seal_id="contract", reason="外部审计", category="contract", placement=PLACEMENT)
+        return z.submit(
+            [pdf], seal_id="contract", reason="外部审计", category="contract", placement=PLACEMENT
+        )
 
 
 def _audit_records(d: SealDaemon, **query: object) -> list[audit_pb2.AuditRecord]:
     who = d.fixtures.principals["zhao.min"]
-    creds = grpc.ssl_channel_credentials(d.fixtures.tls_ca.read_bytes(), who.key.read_bytes(), who.cert.read_bytes())
+    creds = grpc.ssl_channel_credentials(
+        d.fixtures.tls_ca.read_bytes(), who.key.read_bytes(), who.cert.read_bytes()
+    )
     with grpc.secure_channel(d.target, creds) as ch:
         stub = audit_pb2_grpc.AuditServiceStub(ch)
         return list(stub.QueryAuditRecords(audit_pb2.QueryAuditRecordsRequest(**query), timeout=30))  # type: ignore[arg-type]
@@ -84,3 +92,66 @@ def test_r10_audit_chain_recomputed_from_query_answers_alone(daemon: SealDaemon,
     mine = [r for r in records if r.request_id == request.request_id]
     assert {r.event for r in mine} >= {"request.submitted", "request.approved"}
     assert all(r.time.ToDatetime().year >= 2025 for r in mine)
+
+
+def test_retries_with_one_client_request_key_are_not_a_disk_fault(daemon: SealDaemon, tmp_path: Path) -> None:
+    pdf = make_pdf(tmp_path / "retry.pdf")
+    key = "retry-" + tmp_path.name
+    with daemon.client("liu.yang") as custodian:
+        unlock_first_use(custodian, daemon.fixtures, "official")
+    start = Barrier(8)
+
+    def submit(_: int) -> str:
+        with daemon.client("zhang.wei") as z:
+            start.wait(timeout=30)
+            return z.submit(
+                [pdf],
+                seal_id="contract",
+                reason="重试",
+                category="contract",
+                placement=PLACEMENT,
+                client_request_key=key,
+            ).request_id
+
+    with ThreadPoolExecutor(8) as pool:
+        ids = list(pool.map(submit, range(8)))
+    assert len(set(ids)) == 1, f"8 retries with one key made {len(set(ids))} requests: {ids}"
+
+    # Nothing closed: the audit trail is writable, health SERVING, a token can still sign.
+    who = daemon.fixtures.principals["zhang.wei"]
+    creds = grpc.ssl_channel_credentials(
+        daemon.fixtures.tls_ca.read_bytes(), who.key.read_bytes(), who.cert.read_bytes()
+    )
+    with grpc.secure_channel(daemon.target, creds) as ch:
+        health = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service=""), timeout=10)
+    assert health.status == health_pb2.HealthCheckResponse.SERVING
+    with daemon.client("liu.yang") as custodian:
+        (official,) = custodian.token_status("official").tokens
+    assert official.ready, official.not_ready_reason
+    assert "audit_unavailable" not in daemon.log() and "audit trail cannot be written" not in daemon.log()
+
+    # The same key with another document is refused, naming the key and the request.
+    other = make_pdf(tmp_path / "other.pdf", pages=2)
+    with daemon.client("zhang.wei") as z, pytest.raises(SealClientError) as reused:
+        z.submit(
+            [other],
+            seal_id="contract",
+            reason="重试",
+            category="contract",
+            placement=PLACEMENT,
+            client_request_key=key,
+        )
+    assert reused.value.code is grpc.StatusCode.ALREADY_EXISTS
+    assert reused.value.reason == "client_request_key_reused"
+    assert key in reused.value.message and ids[0] in reused.value.message
+    # And a plain retry still answers with the one request.
+    with daemon.client("zhang.wei") as z:
+        again = z.submit(
+            [pdf],
+            seal_id="contract",
+            reason="重试",
+            category="contract",
+            placement=PLACEMENT,
+            client_request_key=key,
+        )
+    assert again.request_id == ids[0]

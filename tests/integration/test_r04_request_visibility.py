@@ -69,9 +69,7 @@ def _answer(call: Callable[[], Any]) -> tuple[grpc.StatusCode, str, str]:
     return grpc.StatusCode.OK, "", ""
 
 
-def _calls(
-    stub: requests_pb2_grpc.SealRequestServiceStub, request_id: str
-) -> dict[str, Callable[[], Any]]:
+def _calls(stub: requests_pb2_grpc.SealRequestServiceStub, request_id: str) -> dict[str, Callable[[], Any]]:
     r = request_id
     return {
         "GetRequest": lambda: stub.GetRequest(requests_pb2.GetRequestRequest(request_id=r), timeout=10),

@@ -202,6 +202,36 @@ def submit(
     )
 
 
+def answer_retry(
+    existing: SealRequest,
+    *,
+    seal_id: str,
+    reason: str,
+    category: str,
+    placement: Placement,
+    documents: Sequence[Document],
+) -> SealRequest:
+    """A submit whose client_request_key names an existing request: a retry of the same
+    submit gets that request back (idempotent); anything else is refused, as idempotency
+    keys usually are, naming the key and the request it already belongs to."""
+    same = (
+        existing.seal_id == seal_id
+        and existing.reason == reason
+        and existing.category == category
+        and existing.placement == placement
+        and [(d.name, d.size, d.sha256) for d in existing.documents]
+        == [(d.name, d.size, d.sha256) for d in documents]
+    )
+    if not same:
+        raise AlreadyDone(
+            f"client_request_key {existing.client_request_key!r} already belongs to request "
+            f"{existing.request_id}, submitted with other documents or details; a retry must "
+            "send the same submission, a new submission needs a new key",
+            reason="client_request_key_reused",
+        )
+    return existing
+
+
 def _require_open(request: SealRequest, action: str) -> None:
     if request.state in FINAL_STATES:
         raise PreconditionFailed(

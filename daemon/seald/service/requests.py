@@ -49,6 +49,15 @@ from seald.webauthn.approvals import WebAuthnApproval
 from seald.workflow import Workflow
 
 
+class _Retry(Exception):
+    """Raised inside submit's transaction (rolled back) when another submit with the same
+    client_request_key was stored first."""
+
+    def __init__(self, request: SealRequest) -> None:
+        super().__init__(request.request_id)
+        self.request = request
+
+
 @dataclass(frozen=True)
 class UploadedDocument:
     name: str
@@ -103,11 +112,21 @@ class RequestService:
         client_request_key: str = "",
         amount: Money | None = None,
     ) -> SealRequest:
+        def retry_of(existing: SealRequest) -> SealRequest:  # pure: same submit, or refused
+            return lifecycle.answer_retry(
+                existing,
+                seal_id=seal_id,
+                reason=reason,
+                category=category,
+                placement=placement,
+                documents=[Document(i, u.name, u.size, u.sha256) for i, u in enumerate(uploads)],
+            )
+
         if client_request_key:
             existing = await self._store.find_by_client_key(principal.name, client_request_key)
             if existing is not None:
                 shutil.rmtree(upload_dir, ignore_errors=True)
-                return existing
+                return retry_of(existing)
         seal = self._catalog.seal(seal_id)
         if len(uploads) > self.config.requests.max_documents_per_request:
             raise LimitExceeded(
@@ -154,6 +173,12 @@ class RequestService:
         _fsync_dir(self._store.documents_dir)
 
         def _tx(tx: Transaction) -> SealRequest:
+            # Concurrent retries with one key: the first one stored wins, the others get it
+            # (checked here, in the one writer's transaction, not by the unique index).
+            if client_request_key:
+                stored = tx.find_by_client_key(principal.name, client_request_key)
+                if stored is not None:
+                    raise _Retry(retry_of(stored))
             # In the one writer's transaction: concurrent uploads cannot overshoot the limit.
             check_open_requests(
                 principal.name,
@@ -179,6 +204,9 @@ class RequestService:
 
         try:
             return await self._recorder.commit(_tx, "request.submitted")
+        except _Retry as retry:
+            shutil.rmtree(final_dir, ignore_errors=True)
+            return retry.request
         except BaseException:
             shutil.rmtree(final_dir, ignore_errors=True)
             raise
