@@ -14,7 +14,7 @@ import json
 import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from threading import Barrier
 
@@ -23,7 +23,8 @@ import pytest
 from fixture_layout import SealFixtures, relocate_fixtures
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from sealapi.v1 import audit_pb2, audit_pb2_grpc, common_pb2, requests_pb2
+from sealapi.v1 import audit_pb2, audit_pb2_grpc, common_pb2, requests_pb2, requests_pb2_grpc
+from sealclient.approval import ApprovalSigner, LocalDocument, build_approval
 from sealclient.errors import SealClientError
 from seald.domain.audit import GENESIS_HASH, AuditEvent, format_time, record_hash
 
@@ -155,3 +156,70 @@ def test_retries_with_one_client_request_key_are_not_a_disk_fault(daemon: SealDa
             client_request_key=key,
         )
     assert again.request_id == ids[0]
+
+
+def _stub(d: SealDaemon, name: str) -> requests_pb2_grpc.SealRequestServiceStub:
+    who = d.fixtures.principals[name]
+    creds = grpc.ssl_channel_credentials(
+        d.fixtures.tls_ca.read_bytes(), who.key.read_bytes(), who.cert.read_bytes()
+    )
+    return requests_pb2_grpc.SealRequestServiceStub(grpc.secure_channel(d.target, creds))
+
+
+def _statement(
+    d: SealDaemon, name: str, request: requests_pb2.SealRequest, now: datetime | None = None
+) -> requests_pb2.ApproveRequestRequest:
+    who = d.fixtures.principals[name]
+    local = [LocalDocument(doc.sha256, doc.size) for doc in request.documents]
+    signer = ApprovalSigner(who.key.read_bytes(), who.cert.read_bytes())
+    return build_approval(request, local, signer=signer, now=now)
+
+
+def _refusal(call: object) -> tuple[grpc.StatusCode, str]:
+    assert callable(call)
+    with pytest.raises(grpc.RpcError) as refused:
+        call()
+    reason = dict(refused.value.trailing_metadata() or ()).get("seal-error-reason", "")  # type: ignore[attr-defined]
+    return refused.value.code(), str(reason)  # type: ignore[attr-defined]
+
+
+def test_r06_withdrawn_approval_does_not_come_back_by_replay(daemon: SealDaemon, tmp_path: Path) -> None:
+    request = _submit(daemon, tmp_path)
+    rid = request.request_id
+    li, wang = _stub(daemon, "li.na"), _stub(daemon, "wang.fang")
+    # Statements are dated in whole seconds by the approver's clock: each one here gets its
+    # own second (within the daemon's 10-minute skew), so no two are byte-identical.
+    now = datetime.now(UTC)
+    first = _statement(daemon, "li.na", request, now=now - timedelta(seconds=120))
+    assert len(li.ApproveRequest(first, timeout=30).approvals) == 1
+    li.WithdrawApproval(requests_pb2.WithdrawApprovalRequest(request_id=rid), timeout=30)
+
+    # The very statement she signed before withdrawing: refused, by its hash.
+    assert _refusal(lambda: li.ApproveRequest(first, timeout=30)) == (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "statement_replayed",
+    )
+    # A statement dated before the withdrawal that was never sent: refused too.
+    older = _statement(daemon, "li.na", request, now=now - timedelta(seconds=90))
+    assert _refusal(lambda: li.ApproveRequest(older, timeout=30)) == (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "statement_predates_withdrawal",
+    )
+    # wang.fang's approval does not make the replayed one count either.
+    assert len(wang.ApproveRequest(_statement(daemon, "wang.fang", request), timeout=30).approvals) == 1
+    assert _refusal(lambda: li.ApproveRequest(first, timeout=30))[1] == "statement_replayed"
+    with daemon.client("zhang.wei") as z:
+        assert z.get(rid).state == requests_pb2.REQUEST_STATE_PENDING
+
+    # A statement used on one request counts nowhere else, ever (here: a second request).
+    other = _submit(daemon, tmp_path, "other.pdf")
+    assert _refusal(lambda: wang.ApproveRequest(_statement(daemon, "wang.fang", request), timeout=30))[1] in {
+        "already_approved",
+        "statement_replayed",
+    }
+    # A new statement, signed after the withdrawal, is accepted and completes the quorum.
+    fresh = _statement(daemon, "li.na", request, now=datetime.now(UTC) + timedelta(seconds=2))
+    again = li.ApproveRequest(fresh, timeout=30)
+    assert again.state == requests_pb2.REQUEST_STATE_APPROVED
+    assert {a.approver for a in again.approvals} == {"li.na", "wang.fang"}
+    assert other.request_id != rid

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from seald.domain.chains import Money, RequestFacts
 from seald.domain.delegation import Delegation
@@ -431,6 +431,41 @@ def approve(
         expires_at=now + use_ttl if use_ttl is not None else request.expires_at,
         state_reason="approved; waiting for the seal's token to be present and unlocked",
     )
+
+
+def check_statement_unused(
+    request: SealRequest,
+    *,
+    approver: str,
+    signed_at: str,
+    recorded_on: str,
+    last_withdrawal: datetime | None,
+) -> None:
+    """R06, an approval is used once: a signed statement counts once, ever. Refused: a
+    statement whose hash is already in the ledger (on this request or any other one:
+    ``recorded_on``), and one signed before this approver's last withdrawal on this
+    request (a withdrawn approval must not come back by re-sending an older statement).
+
+    Statements are dated in whole seconds (``signed_at``, the approver's clock): one dated
+    in the second of the withdrawal is accepted, since the hash rule already refuses the
+    statement that was withdrawn."""
+    if recorded_on:
+        where = "this request" if recorded_on == request.request_id else f"request {recorded_on}"
+        raise InvalidInput(
+            f"this signed approval statement was already recorded on {where}; a statement "
+            "counts once (R06). Approve again with sealctl to sign a new statement",
+            reason="statement_replayed",
+        )
+    if last_withdrawal is not None:
+        signed = datetime.strptime(signed_at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        if signed < last_withdrawal.replace(microsecond=0):
+            raise InvalidInput(
+                f"this approval statement is dated {signed_at}, before {approver} withdrew an "
+                f"approval of request {request.request_id} at "
+                f"{last_withdrawal.isoformat(timespec='seconds')}; a withdrawn approval does "
+                "not come back (R06). Approve again with sealctl to sign a new statement",
+                reason="statement_predates_withdrawal",
+            )
 
 
 def withdraw_approval(

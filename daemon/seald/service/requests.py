@@ -43,6 +43,7 @@ from seald.service.settings import LiveConfig
 from seald.service.signer import Signer
 from seald.signing.errors import InputDocumentError, SigningError
 from seald.signing.input_checks import check_input_pdf
+from seald.store import approvals as approval_facts
 from seald.store.limits import count_open_requests
 from seald.store.requests import Store, Transaction
 from seald.webauthn.approvals import WebAuthnApproval
@@ -296,6 +297,20 @@ class RequestService:
             details.update(signed.audit_details(policy))
             if under[0] is not None:  # issue 17: "X for Y under delegation D" in the ledger
                 details.update(acting_for=under[0].delegator, delegation_id=under[0].delegation_id)
+            # R06: a statement counts once; none older than this approver's withdrawal.
+            facts = approval_facts.statement_facts(
+                tx.conn,
+                request_id=request_id,
+                approver=principal.name,
+                statement_sha256=str(details["statement_sha256"]),
+            )
+            lifecycle.check_statement_unused(
+                request,
+                approver=principal.name,
+                signed_at=signed.statement.signed_at,
+                recorded_on=facts.recorded_on,
+                last_withdrawal=facts.last_withdrawal,
+            )
             tx.save_request(new)
             tx.audit(
                 request_event(

@@ -38,6 +38,7 @@ from seald.domain.model import (
     SealRequest,
 )
 from seald.domain.outbox import Event
+from seald.store import approvals as approval_facts
 from seald.store import delegations as delegation_tables
 from seald.store import outbox
 from seald.store import seals as seal_tables
@@ -255,6 +256,7 @@ class Store:
         seal_tables.create_schema(conn)
         outbox.create_schema(conn)
         delegation_tables.create_schema(conn)
+        approval_facts.create_schema(conn)
         self._conn = conn
         self._thread = threading.current_thread()
 
