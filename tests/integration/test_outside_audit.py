@@ -223,3 +223,18 @@ def test_r06_withdrawn_approval_does_not_come_back_by_replay(daemon: SealDaemon,
     assert again.state == requests_pb2.REQUEST_STATE_APPROVED
     assert {a.approver for a in again.approvals} == {"li.na", "wang.fang"}
     assert other.request_id != rid
+
+
+def test_r10_previews_are_recorded_in_the_ledger(daemon: SealDaemon, tmp_path: Path) -> None:
+    request = _submit(daemon, tmp_path, "previewed.pdf")
+    with daemon.client("li.na") as li:
+        assert li.preview(request.request_id, 0, 50)
+    with daemon.client("zhao.min") as auditor:
+        assert auditor.preview(request.request_id, 0, 50)
+    with daemon.client("liu.yang") as custodian, pytest.raises(SealClientError):
+        custodian.preview(request.request_id)  # refused: not a use, not a preview record
+    records = _audit_records(daemon, request_id=request.request_id, event="request.previewed")
+    seen = [(r.principal, r.role, r.document_sha256, r.seal_id) for r in records]
+    sha = request.documents[0].sha256
+    assert seen == [("li.na", "approver", sha, "contract"), ("zhao.min", "auditor", sha, "contract")]
+    assert all(json.loads(r.details_json)["dpi"] == 50 for r in records)
