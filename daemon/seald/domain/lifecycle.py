@@ -195,6 +195,7 @@ def submit(
         created_at=now,
         updated_at=now,
         expires_at=now + ttl,
+        collect_until=now + ttl,
         host=host,
         state_reason=f"waiting for {seal.required_approvals} approvals",
         client_request_key=client_request_key,
@@ -230,6 +231,18 @@ def answer_retry(
             reason="client_request_key_reused",
         )
     return existing
+
+
+def collect_deadline(request: SealRequest) -> datetime:
+    """The first deadline: submission + approval_ttl_hours (R06 collect-then-use)."""
+    return request.collect_until or request.expires_at
+
+
+def use_deadline(request: SealRequest, *, approved_at: datetime, use_ttl: timedelta) -> datetime:
+    """Expiry of a request whose quorum was completed at ``approved_at``: the approvals are
+    used (sealed) within ``use_ttl``, and never after the first deadline: whichever comes
+    first. A late quorum does not extend a request past approval_ttl_hours."""
+    return min(collect_deadline(request), approved_at + use_ttl)
 
 
 def _require_open(request: SealRequest, action: str) -> None:
@@ -428,7 +441,11 @@ def approve(
         approvals=approvals,
         state=RequestState.APPROVED,
         updated_at=now,
-        expires_at=now + use_ttl if use_ttl is not None else request.expires_at,
+        expires_at=(
+            use_deadline(request, approved_at=now, use_ttl=use_ttl)
+            if use_ttl is not None
+            else request.expires_at
+        ),
         state_reason="approved; waiting for the seal's token to be present and unlocked",
     )
 
@@ -491,6 +508,8 @@ def withdraw_approval(
         state=RequestState.PENDING if missing else request.state,
         updated_at=now,
         state_reason="; ".join(missing) if missing else request.state_reason,
+        # Back to collecting: the use window ends with the quorum, the first deadline holds.
+        expires_at=collect_deadline(request) if missing else request.expires_at,
     )
 
 
@@ -576,6 +595,7 @@ def void_approvals(request: SealRequest, *, why: str, now: datetime) -> SealRequ
         state=RequestState.PENDING,
         approvals=(),
         updated_at=now,
+        expires_at=collect_deadline(request),
         state_reason=f"approvals void: {why}",
     )
 

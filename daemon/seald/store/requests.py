@@ -100,6 +100,7 @@ def request_from_json(text: str) -> SealRequest:
         created_at=must(raw["created_at"]),
         updated_at=must(raw["updated_at"]),
         expires_at=must(raw["expires_at"]),
+        collect_until=when(raw.get("collect_until")),
         host=raw["host"],
         state_reason=raw["state_reason"],
         approvals=tuple(
