@@ -21,6 +21,8 @@ from typing import Any
 import grpc
 import pytest
 from fixture_layout import SealFixtures, relocate_fixtures
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from sealapi.v1 import common_pb2, requests_pb2, requests_pb2_grpc
 
@@ -172,3 +174,64 @@ def test_r04_originals_and_previews_read_by_the_same_people(
             assert reason in {"not_allowed_to_read", "not_allowed_to_preview"}
     # Everyone with a role on the seal still sees the request itself (state, metadata).
     assert _answer(calls["GetRequest"])[0] == grpc.StatusCode.OK
+
+
+def _probe_answers(d: SealDaemon, cert: Path, key: Path) -> dict[str, Any]:
+    """What one certificate learns from health and reflection: status name or SERVING/..."""
+    creds = grpc.ssl_channel_credentials(d.fixtures.tls_ca.read_bytes(), key.read_bytes(), cert.read_bytes())
+    answers: dict[str, Any] = {}
+    with grpc.secure_channel(d.target, creds) as ch:
+        health = health_pb2_grpc.HealthStub(ch)
+        for service in ("", "seal/contract"):
+            try:
+                answers[f"Check({service!r})"] = health_pb2.HealthCheckResponse.ServingStatus.Name(
+                    health.Check(health_pb2.HealthCheckRequest(service=service), timeout=10).status
+                )
+            except grpc.RpcError as ex:
+                answers[f"Check({service!r})"] = ex.code().name  # type: ignore[attr-defined]
+        try:
+            first = next(health.Watch(health_pb2.HealthCheckRequest(service="seal/contract"), timeout=10))
+            answers["Watch('seal/contract')"] = health_pb2.HealthCheckResponse.ServingStatus.Name(
+                first.status
+            )
+        except grpc.RpcError as ex:
+            answers["Watch('seal/contract')"] = ex.code().name  # type: ignore[attr-defined]
+        try:
+            listing = list(
+                reflection_pb2_grpc.ServerReflectionStub(ch).ServerReflectionInfo(
+                    iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=10
+                )
+            )
+            answers["reflection"] = sorted(s.name for s in listing[0].list_services_response.service)
+        except grpc.RpcError as ex:
+            answers["reflection"] = ex.code().name  # type: ignore[attr-defined]
+    return answers
+
+
+def test_r04_unlisted_certificate_learns_only_overall_health(
+    daemon: tuple[SealDaemon, tuple[Path, Path]],
+) -> None:
+    d, outsider = daemon
+    stranger = d.fixtures.unlisted  # from the client CA, not on the allow-list
+    assert _probe_answers(d, stranger.cert, stranger.key) == {
+        "Check('')": "SERVING",  # load balancers, systemd
+        "Check('seal/contract')": "UNAUTHENTICATED",
+        "Watch('seal/contract')": "UNAUTHENTICATED",
+        "reflection": "UNAUTHENTICATED",
+    }
+    # Listed, but no role on the contract seal: the overall answer and reflection only.
+    seen = _probe_answers(d, *outsider)
+    assert seen["Check('seal/contract')"] == seen["Watch('seal/contract')"] == "PERMISSION_DENIED"
+    assert seen["Check('')"] == "SERVING" and "sealapi.v1.SealRequestService" in seen["reflection"]
+    # A principal of the seal sees it (NOT_SERVING: the token is locked).
+    li = d.fixtures.principals["li.na"]
+    assert _probe_answers(d, li.cert, li.key)["Check('seal/contract')"] == "NOT_SERVING"
+    conn = sqlite3.connect(d.fixtures.state_dir / "seald.sqlite3")
+    try:
+        refused = conn.execute(
+            "SELECT COUNT(*) FROM audit_log WHERE event = 'auth.refused'"
+            " AND reason = 'certificate_not_listed' AND details_json LIKE '%Health.Check%'"
+        ).fetchone()[0]
+    finally:
+        conn.close()
+    assert refused >= 1
