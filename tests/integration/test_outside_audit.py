@@ -238,3 +238,33 @@ def test_r10_previews_are_recorded_in_the_ledger(daemon: SealDaemon, tmp_path: P
     sha = request.documents[0].sha256
     assert seen == [("li.na", "approver", sha, "contract"), ("zhao.min", "auditor", sha, "contract")]
     assert all(json.loads(r.details_json)["dpi"] == 50 for r in records)
+
+
+@pytest.mark.parametrize(
+    ("placement", "reason", "field"),
+    [
+        (common_pb2.Placement(page=3, x_mm=100, y_mm=100), "page_out_of_range", "placement.page"),
+        (
+            common_pb2.Placement(page=0, x_mm=0, y_mm=0, anchor_text="（此处盖章）"),
+            "anchor_not_found",
+            "placement.anchor_text",
+        ),
+        (common_pb2.Placement(y_mm=120, cross_page=True), "cross_page_needs_pages", "placement.cross_page"),
+    ],
+    ids=["page", "anchor", "cross_page"],
+)
+def test_r13_placement_that_cannot_be_sealed_is_refused_at_submit(
+    daemon: SealDaemon, tmp_path: Path, placement: common_pb2.Placement, reason: str, field: str
+) -> None:
+    pdf = make_pdf(tmp_path / "two.pdf", pages=1)
+    before = set((daemon.fixtures.state_dir / "documents").iterdir())
+    with daemon.client("zhang.wei") as z:
+        mine = {r.request_id for r in z.list()}
+        with pytest.raises(SealClientError) as refused:
+            z.submit([pdf], seal_id="contract", reason="页码", category="contract", placement=placement)
+        assert refused.value.code is grpc.StatusCode.INVALID_ARGUMENT
+        assert refused.value.reason == reason
+        assert field in refused.value.message and "two.pdf" in refused.value.message
+        # Nothing stored: no request, no documents left behind.
+        assert {r.request_id for r in z.list()} == mine
+    assert set((daemon.fixtures.state_dir / "documents").iterdir()) == before

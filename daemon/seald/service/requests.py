@@ -41,13 +41,25 @@ from seald.service.recorder import Recorder, request_event
 from seald.service.seal_workers import SealWorkers, discard_early
 from seald.service.settings import LiveConfig
 from seald.service.signer import Signer
-from seald.signing.errors import InputDocumentError, SigningError
+from seald.signing.errors import InputDocumentError, PlacementError, SigningError
 from seald.signing.input_checks import check_input_pdf
+from seald.signing.placement import PlacementSpec
+from seald.signing.preview import check_placement
 from seald.store import approvals as approval_facts
 from seald.store.limits import count_open_requests
 from seald.store.requests import Store, Transaction
 from seald.webauthn.approvals import WebAuthnApproval
 from seald.workflow import Workflow
+
+# Which field of the request a placement refusal is about (issue 14: name the field).
+PLACEMENT_FIELD = {
+    "page_out_of_range": "placement.page",
+    "zero_pages": "placement.page",
+    "anchor_not_found": "placement.anchor_text",
+    "off_page": "placement.x_mm/y_mm",
+    "cross_page_needs_pages": "placement.cross_page",
+    "cross_page_too_many_pages": "placement.cross_page",
+}
 
 
 class _Retry(Exception):
@@ -165,6 +177,7 @@ class RequestService:
             client_request_key=client_request_key,
             amount=amount,
         )
+        await self._check_placements(request, uploads)
         # Documents go in place before the row: a crash leaves an orphan directory, never a
         # request without its documents.
         final_dir = self._store.documents_dir / request_id
@@ -211,6 +224,30 @@ class RequestService:
         except BaseException:
             shutil.rmtree(final_dir, ignore_errors=True)
             raise
+
+    async def _check_placements(self, request: SealRequest, uploads: Sequence[UploadedDocument]) -> None:
+        """Issue 14: a placement sealing would refuse (page beyond the last, anchor text not in
+        the document, seal off the page, cross-page slices that do not fit) is refused now,
+        not after the approvals; the same checks as sealing, in a worker process."""
+        p = request.placement
+        spec = PlacementSpec(
+            page=p.page,
+            x_mm=p.x_mm,
+            y_mm=p.y_mm,
+            size_mm=p.size_mm,
+            anchor_text=p.anchor_text,
+            cross_page=p.cross_page,
+        )
+        for upload in uploads:
+            try:
+                await self._workers.run(check_placement, upload.path, spec)
+            except PlacementError as ex:
+                field = PLACEMENT_FIELD.get(ex.reason, "placement")
+                raise InvalidInput(f"{field}: {upload.name}: {ex}", reason=ex.reason) from ex
+            except InputDocumentError as ex:
+                raise InvalidInput(f"{upload.name}: {ex}", reason=ex.reason) from ex
+            except SigningError as ex:  # the worker died: nothing was stored
+                raise ServiceUnavailable(f"{upload.name}: {ex}", reason=ex.reason) from ex
 
     async def approve(
         self,

@@ -64,12 +64,21 @@ def check_dpi(dpi: int) -> int:
     return dpi
 
 
-def render_preview(
-    pdf_path: Path, seal_png: bytes, placement: PlacementSpec, *, dpi: int = DEFAULT_DPI
-) -> list[PreviewImage]:
-    """Render the page(s) the seal goes on, with the seal drawn where it will be."""
-    dpi = check_dpi(dpi)
-    # Read from the open file: a large document is never held in memory (issue 8).
+@dataclass(frozen=True)
+class SealLocation:
+    """Where the seal goes on a document, found the way sealing finds it."""
+
+    count: int  # pages in the document
+    geometry: dict[int, PageGeometry]  # page index -> visible box and rotation
+    cross_rects: list[tuple[float, float, float, float]]  # 骑缝章: one slice per page
+    page_ix: int  # otherwise: the page (0-based) ...
+    placement: PlacementSpec  # ... and the placement with any anchor resolved
+
+
+def locate_seal(pdf_path: Path, placement: PlacementSpec) -> SealLocation:
+    """The placement checks sealing makes (page in range, anchor found, seal on the page,
+    cross-page slices fit), without sealing or rendering; PlacementError names the reason.
+    Used by the preview and at submit (issue 14: refused before any approval)."""
     with _open_source(pdf_path) as source:
         writer = open_incremental(source)
         try:
@@ -81,16 +90,9 @@ def render_preview(
             raise InputDocumentError(
                 "malformed", f"the PDF's page tree cannot be read ({type(ex).__name__}); re-save it"
             ) from ex
-    seal = _open_png(seal_png)
     if placement.cross_page:
-        pages = [geometry[ix] for ix in range(count)]
-        boxes = [PageBox(p.width_pt, p.height_pt, p.origin_pt, p.rotate) for p in pages]
-        rects = slice_rects_displayed(boxes, placement)
-        slices = image_slices(seal_png, count)
-        return [
-            _render_page(pdf_path, ix, geometry[ix], dpi, [(slices[ix], rects[ix])])
-            for ix in range(min(count, MAX_PAGES))
-        ]
+        boxes = [PageBox(p.width_pt, p.height_pt, p.origin_pt, p.rotate) for p in geometry.values()]
+        return SealLocation(count, geometry, slice_rects_displayed(boxes, placement), count - 1, placement)
     if placement.anchor_text:
         rotations = [geometry[ix].rotate for ix in range(count)]
         placement = resolve_anchor(pdf_path, placement, rotations)
@@ -98,10 +100,34 @@ def render_preview(
     page = geometry[page_ix]
     # Same check as sealing (off-page refused); the box itself is in user space.
     placement_box(page.width_pt, page.height_pt, placement, origin_pt=page.origin_pt, rotate=page.rotate)
+    return SealLocation(count, geometry, [], page_ix, placement)
+
+
+def check_placement(pdf_path: Path, placement: PlacementSpec) -> int:
+    """locate_seal for a worker process: the page count when the seal can be placed."""
+    return locate_seal(pdf_path, placement).count
+
+
+def render_preview(
+    pdf_path: Path, seal_png: bytes, placement: PlacementSpec, *, dpi: int = DEFAULT_DPI
+) -> list[PreviewImage]:
+    """Render the page(s) the seal goes on, with the seal drawn where it will be."""
+    dpi = check_dpi(dpi)
+    # Read from the open file: a large document is never held in memory (issue 8).
+    where = locate_seal(pdf_path, placement)
+    geometry = where.geometry
+    seal = _open_png(seal_png)
+    if placement.cross_page:
+        slices = image_slices(seal_png, where.count)
+        return [
+            _render_page(pdf_path, ix, geometry[ix], dpi, [(slices[ix], where.cross_rects[ix])])
+            for ix in range(min(where.count, MAX_PAGES))
+        ]
+    placement = where.placement
     half = placement.size_mm * POINTS_PER_MM / 2
     cx, cy = placement.x_mm * POINTS_PER_MM, placement.y_mm * POINTS_PER_MM
     rect = (cx - half, cy - half, cx + half, cy + half)
-    return [_render_page(pdf_path, page_ix, page, dpi, [(seal, rect)])]
+    return [_render_page(pdf_path, where.page_ix, geometry[where.page_ix], dpi, [(seal, rect)])]
 
 
 def _render_page(
