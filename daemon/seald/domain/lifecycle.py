@@ -214,14 +214,15 @@ def answer_retry(
 ) -> SealRequest:
     """A submit whose client_request_key names an existing request: a retry of the same
     submit gets that request back (idempotent); anything else is refused, as idempotency
-    keys usually are, naming the key and the request it already belongs to."""
+    keys usually are, naming the key and the request it already belongs to. Documents are
+    compared by content (size, SHA-256), not by name."""
     same = (
         existing.seal_id == seal_id
         and existing.reason == reason
         and existing.category == category
         and existing.placement == placement
-        and [(d.name, d.size, d.sha256) for d in existing.documents]
-        == [(d.name, d.size, d.sha256) for d in documents]
+        # The documents by content: a retry may come from another copy of the same file.
+        and [(d.size, d.sha256) for d in existing.documents] == [(d.size, d.sha256) for d in documents]
     )
     if not same:
         raise AlreadyDone(
