@@ -83,7 +83,13 @@ def locate_seal(pdf_path: Path, placement: PlacementSpec) -> SealLocation:
         writer = open_incremental(source)
         try:
             count = count_pages(writer.root["/Pages"])
-            geometry = {ix: page_geometry(writer, ix) for ix in range(count)}
+            # Every page for a cross-page seal or an anchor search, else only the seal's page.
+            wanted = (
+                range(count)
+                if placement.cross_page or placement.anchor_text
+                else [resolve_page_index(placement.page, count)]
+            )
+            geometry = {ix: page_geometry(writer, ix) for ix in wanted}
         except SigningError:
             raise
         except Exception as ex:
