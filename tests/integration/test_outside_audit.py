@@ -183,6 +183,7 @@ def _refusal(call: object) -> tuple[grpc.StatusCode, str]:
     return refused.value.code(), str(reason)  # type: ignore[attr-defined]
 
 
+@pytest.mark.clock  # statement dates around now, against the daemon's clock
 def test_r06_withdrawn_approval_does_not_come_back_by_replay(daemon: SealDaemon, tmp_path: Path) -> None:
     request = _submit(daemon, tmp_path)
     rid = request.request_id

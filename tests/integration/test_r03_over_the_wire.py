@@ -35,6 +35,7 @@ NOT_BEGUN = "2999-01-01T00:00:00Z"
 ALL_ROLES = '["requester", "approver", "custodian", "admin", "auditor"]'
 WINDOWS = {"sun.ended": f"valid_until = {ENDED}", "zhou.notyet": f"valid_from = {NOT_BEGUN}"}
 DESCRIPTORS = (requests_pb2, tokens_pb2, seals_pb2, verify_pb2, audit_pb2)
+pytestmark = pytest.mark.clock  # validity windows against the wall clock (issue 14)
 
 
 @pytest.fixture

@@ -61,6 +61,7 @@ def _submit(d: SealDaemon, tmp_path: Path, name: str) -> requests_pb2.SealReques
         )
 
 
+@pytest.mark.clock  # issue 14: request times on the daemon clock, offsets from now
 def test_r06_expiry_is_the_earlier_of_the_two_deadlines_and_withdrawal_restores_the_first(
     timed: tuple[SealDaemon, DaemonClock], tmp_path: Path
 ) -> None:
