@@ -344,7 +344,11 @@ class RequestService:
             lifecycle.check_statement_unused(
                 request,
                 approver=principal.name,
-                signed_at=signed.statement.signed_at,
+                signed_at=(
+                    signed.statement.base.signed_at
+                    if isinstance(signed, WebAuthnApproval)
+                    else signed.statement.signed_at
+                ),
                 recorded_on=facts.recorded_on,
                 last_withdrawal=facts.last_withdrawal,
             )
