@@ -28,7 +28,15 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from sealapi.v1 import common_pb2, requests_pb2
 from sealclient.errors import SealClientError
-from seald_testing.daemon import SealDaemon, make_pdf, user_pin
+from seald_testing.daemon import SealDaemon, make_pdf
+from seald_testing.faults import (
+    approved_request,
+    current_pins,
+    first_use,
+    sealed_files,
+    unlock,
+    wait_sealed_file,
+)
 
 PLACEMENT = common_pb2.Placement(page=0, x_mm=150, y_mm=240)
 SIGNED = requests_pb2.REQUEST_STATE_SIGNED
@@ -84,57 +92,6 @@ def wait_health(d: SealDaemon, wanted: int, service: str = "", timeout: float = 
     while health(d, service) != wanted:
         assert time.monotonic() < deadline, f"health({service!r}) never became {wanted}"
         time.sleep(0.1)
-
-
-def approved_request(d: SealDaemon, tmp_path: Path) -> str:
-    pdf = make_pdf(tmp_path / "合同.pdf", pages=1)
-    with d.client("zhang.wei") as requester:
-        request = requester.submit(
-            [pdf],
-            seal_id="contract",
-            reason="采购合同 canary-reason",
-            category="contract",
-            placement=PLACEMENT,
-        )
-    with d.client("li.na") as li, d.client("wang.fang") as wang:
-        li.approve(request.request_id)
-        assert wang.approve(request.request_id).state == APPROVED
-    return request.request_id
-
-
-CHANGED_PIN = "20261129"
-_current_pin: dict[Path, str] = {}
-
-
-def first_use(d: SealDaemon) -> None:
-    """R07: a new token's initial PIN must be changed before it may sign (if the daemon asks)."""
-    initial = user_pin(d.fixtures, "contract")
-    with d.client("liu.yang") as custodian:
-        try:
-            custodian.change_pin("contract", initial, CHANGED_PIN)
-            _current_pin[d.fixtures.root] = CHANGED_PIN
-        except SealClientError as ex:
-            if ex.code != grpc.StatusCode.UNIMPLEMENTED:
-                raise
-            _current_pin[d.fixtures.root] = initial
-
-
-def unlock(d: SealDaemon) -> None:
-    if d.fixtures.root not in _current_pin:
-        first_use(d)
-    with d.client("liu.yang") as custodian:
-        custodian.unlock("contract", _current_pin[d.fixtures.root])
-
-
-def sealed_files(state_dir: Path, request_id: str) -> list[Path]:
-    return sorted((state_dir / "documents" / request_id).glob("*.sealed.pdf"))
-
-
-def wait_sealed_file(state_dir: Path, request_id: str) -> None:
-    deadline = time.monotonic() + 20
-    while not sealed_files(state_dir, request_id):
-        assert time.monotonic() < deadline, "the sealed file never appeared"
-        time.sleep(0.02)
 
 
 def signature_count(pdf: Path) -> int:
@@ -213,7 +170,7 @@ def test_r10_read_only_database_refuses_unlock_and_signing_then_recovers(
         subprocess.run(["chattr", "+i", str(db), f"{db}-wal"], check=True)
         started = time.monotonic()
         with d.client("liu.yang") as custodian, pytest.raises(SealClientError) as refused:
-            custodian.unlock("contract", _current_pin[d.fixtures.root])
+            custodian.unlock("contract", current_pins[d.fixtures.root])
         assert time.monotonic() - started < 10  # no hang
         assert refused.value.code == grpc.StatusCode.UNAVAILABLE
         assert refused.value.reason == "audit_unavailable"

@@ -60,6 +60,7 @@ class Crashy:
         self.kills: list[str] = []
         self._pdfs = 0
         self._pdfs_lock = threading.Lock()
+        self._keyed: dict[str, list[Path]] = {}  # client_request_key -> the files it sent
 
     # -- process control --------------------------------------------------------------------
     def start(self, kill_at: str = "", **env: str) -> bool:
@@ -105,9 +106,17 @@ class Crashy:
         return path
 
     def submit(self, pages: tuple[int, ...] = (1,), key: str = "") -> str:
+        # A retry with a client_request_key sends the same files again (issue 14: the same
+        # key with other documents is refused as client_request_key_reused).
+        if key and key in self._keyed:
+            paths = self._keyed[key]
+        else:
+            paths = [self.pdf(p) for p in pages]
+            if key:
+                self._keyed[key] = paths
         with self.d.client("zhang.wei") as c:
             return c.submit(
-                [self.pdf(p) for p in pages],
+                paths,
                 seal_id="contract",
                 reason="采购合同",
                 category="contract",

@@ -40,6 +40,8 @@ from seald_testing.plugin import DaemonFactory
 
 PKCS11_SPY = Path("/usr/lib/x86_64-linux-gnu/pkcs11-spy.so")  # Debian opensc
 WRONG_PIN = "86420975"
+DELEGATE_PIN = "20261202"
+HOLDER_PIN = "20261203"
 
 
 def spy_logins(log: Path) -> tuple[int, int]:
@@ -286,22 +288,40 @@ def test_r09_delegation_ends_by_itself(
         custody = auditor.custody("contract")
     assert (custody.custodian, custody.delegate) == ("liu.yang", "sun.li")
     with sun:
+        # liu.yang handed her the PIN; R07 for the new holder: she signs only with a PIN
+        # she set herself (issue 14), so she changes it before the seal signs for her.
         status = sun.unlock("contract", CHANGED_PIN)
         assert status.unlocked and status.unlocked_by == "sun.li"
+        assert not status.ready and "sun.li must change it" in status.not_ready_reason
+        assert sun.change_pin("contract", CHANGED_PIN, DELEGATE_PIN).ready
+        request_id = submit_approved(d, tmp_path)
+        with d.client("zhang.wei") as requester:
+            d.wait_state(requester, request_id, SIGNED)
 
         clock.set(datetime.now(UTC) + timedelta(hours=2))  # the delegation window is over
         wait_token(d, lambda s: not s.unlocked)
         (locked,) = wait_audit_rows(d, "token.auto_locked")
         assert locked["reason"] == "delegation_ended"
         with pytest.raises(SealClientError) as refused:
-            sun.unlock("contract", CHANGED_PIN)
+            sun.unlock("contract", DELEGATE_PIN)
     assert refused.value.code is grpc.StatusCode.PERMISSION_DENIED
     assert refused.value.reason == "not_the_holder"
     assert "custody is with liu.yang" in refused.value.message
     with d.client("zhao.min") as auditor:
         assert auditor.custody("contract").delegate == ""
+    # The delegate unlocked (and set the PIN): back with liu.yang, the token does not sign
+    # until she changes the PIN (sun.li handed it back).
+    waiting = submit_approved(d, tmp_path, "第二份.pdf")
     with d.client("liu.yang") as custodian:
-        assert custodian.unlock("contract", CHANGED_PIN).unlocked_by == "liu.yang"
+        back = custodian.unlock("contract", DELEGATE_PIN)
+        assert back.unlocked_by == "liu.yang" and not back.ready
+        assert "set by sun.li, who does not hold the seal now" in back.not_ready_reason
+        time.sleep(1.0)  # the signer had every chance to take the request
+        with d.client("zhang.wei") as requester:
+            assert requester.get(waiting).state == APPROVED
+        assert custodian.change_pin("contract", DELEGATE_PIN, CHANGED_PIN).ready
+    with d.client("zhang.wei") as requester:
+        d.wait_state(requester, waiting, SIGNED)
     recorded = [
         (r["event"], r["principal"])
         for event in ("custody.change_proposed", "custody.change_approved", "custody.changed")
@@ -313,6 +333,65 @@ def test_r09_delegation_ends_by_itself(
         ("custody.change_approved", "wang.fang"),
         ("custody.changed", "wang.fang"),
     ]
+
+
+def test_r07_r09_after_a_handover_the_new_custodian_changes_the_pin_before_signing(
+    fresh_seal_fixtures: SealFixtures, daemon_factory: DaemonFactory, tmp_path: Path
+) -> None:
+    fx = fresh_seal_fixtures
+    cert, key, fingerprint = issue_client_cert(fx, "sun.li", tmp_path)
+    d = daemon_factory(
+        lambda c: c.add_principal(
+            "sun.li",
+            display_name="孙丽",
+            roles=["custodian"],
+            seals=["contract"],
+            certificates=[fingerprint],
+        )
+    )
+    sun = SealClient(
+        ClientIdentity(d.target, fx.tls_ca.read_bytes(), cert.read_bytes(), key.read_bytes()),
+        timeout_s=30,
+    )
+    with d.client("liu.yang") as custodian:
+        custodian.change_pin("contract", user_pin(fx, "contract"), CHANGED_PIN)
+        assert custodian.unlock("contract", CHANGED_PIN).ready
+    first = submit_approved(d, tmp_path)
+    with d.client("zhang.wei") as requester:
+        d.wait_state(requester, first, SIGNED)
+    with d.client("chen.jie") as admin:
+        proposed = admin.propose_custody_change("contract", "sun.li", comment="刘洋调岗")
+    with d.client("li.na") as li, d.client("wang.fang") as wang:
+        li.approve_custody_change(proposed.change_id)
+        assert wang.approve_custody_change(proposed.change_id).in_effect
+    wait_token(d, lambda s: not s.unlocked)  # the old holder's unlock ended with the handover
+
+    second = submit_approved(d, tmp_path, "第二份.pdf")
+    with sun:
+        # The PIN handed over with the token still works on the token, but it is liu.yang's:
+        # unlocked, not ready, nothing signed until sun.li changes it (R07 for the new holder).
+        status = sun.unlock("contract", CHANGED_PIN)
+        assert status.unlocked and status.unlocked_by == "sun.li" and not status.ready
+        assert "set by liu.yang, who does not hold the seal now" in status.not_ready_reason
+        assert "sealctl token change-pin" in status.not_ready_reason
+        time.sleep(1.0)  # the signer had every chance to take the request
+        with d.client("zhang.wei") as requester:
+            assert requester.get(second).state == APPROVED
+        intents = len(audit_rows(d, "seal.sign_intent"))
+        assert sun.change_pin("contract", CHANGED_PIN, HOLDER_PIN).ready
+    with d.client("zhang.wei") as requester:
+        d.wait_state(requester, second, SIGNED)
+    assert len(audit_rows(d, "seal.sign_intent")) == intents + 1
+    (changed_by_sun,) = [r for r in audit_rows(d, "token.pin_changed") if r["principal"] == "sun.li"]
+    assert changed_by_sun["seal_id"] == "contract"
+
+    d.stop()  # who set the PIN is on disk, not only in memory
+    d.start()
+    assert token_status(d).not_ready_reason != ""  # locked after the restart
+    with SealClient(
+        ClientIdentity(d.target, fx.tls_ca.read_bytes(), cert.read_bytes(), key.read_bytes()), timeout_s=30
+    ) as again:
+        assert again.unlock("contract", HOLDER_PIN).ready
 
 
 def test_r07_idle_token_locks_itself(

@@ -302,6 +302,27 @@ TABLE = [
 REFUSALS = {grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED}
 UNLISTED = "unlisted"  # a client-CA certificate that is not on the allow-list
 Observed = dict[tuple[str, str], grpc.StatusCode]  # (method, role) -> the daemon's answer
+# Someone else's request is answered like an unknown id (issue 14 item 8): for these RPCs
+# the outsider's refusal is NOT_FOUND, not PERMISSION_DENIED (test_r04_request_visibility.py).
+HIDDEN_FROM_OUTSIDER = frozenset(
+    {
+        "GetRequest",
+        "ApproveRequest",
+        "WithdrawApproval",
+        "RejectRequest",
+        "CancelRequest",
+        "DownloadDocument",
+        "PreviewRequest",
+        "GetEvidence",
+    }
+)
+
+
+def refusal(method: str, role: str) -> grpc.StatusCode:
+    """The answer a denied role must get for ``method``."""
+    if role == "outsider" and method in HIDDEN_FROM_OUTSIDER:
+        return grpc.StatusCode.NOT_FOUND
+    return grpc.StatusCode.PERMISSION_DENIED
 
 
 def matrix_problems(table: list[Row], observed: Observed) -> list[str]:
@@ -317,9 +338,10 @@ def matrix_problems(table: list[Row], observed: Observed) -> list[str]:
                         f"{method} as an unlisted certificate: {code.name}, expected UNAUTHENTICATED"
                     )
             elif role in entry.denied:
-                if code != grpc.StatusCode.PERMISSION_DENIED:
-                    problems.append(f"{method} as {role}: {code.name}, expected PERMISSION_DENIED")
-            elif code in REFUSALS or code == grpc.StatusCode.INTERNAL:
+                expected = refusal(method, role)
+                if code != expected:
+                    problems.append(f"{method} as {role}: {code.name}, expected {expected.name}")
+            elif code in REFUSALS or code in (grpc.StatusCode.INTERNAL, refusal(method, role)):
                 problems.append(f"{method} as {role}: {code.name}, expected to pass R04")
     return problems
 
@@ -344,16 +366,23 @@ def assert_every_cell_decides(table: list[Row], observed: Observed) -> None:
 
 def assert_loosening_any_rpc_fails(table: list[Row], observed: Observed) -> None:
     """A daemon whose authorisation of one RPC is loosened (every role it denies now gets
-    through: OK, or PERMISSION_DENIED turned into NOT_FOUND) must fail the matrix."""
+    through: OK, or the other refusal than the one it must give: PERMISSION_DENIED turned
+    into NOT_FOUND, or a hidden request's NOT_FOUND turned into PERMISSION_DENIED, which
+    would confirm that the request exists) must fail the matrix."""
     for entry in table:
         if not entry.denied:
             continue
-        for let_through in (grpc.StatusCode.OK, grpc.StatusCode.NOT_FOUND):
+        for mode in ("ok", "other_refusal"):
             loosened = dict(observed)
             for role in entry.denied:
-                loosened[(entry.method, role)] = let_through
+                if mode == "ok":
+                    loosened[(entry.method, role)] = grpc.StatusCode.OK
+                elif refusal(entry.method, role) == grpc.StatusCode.NOT_FOUND:
+                    loosened[(entry.method, role)] = grpc.StatusCode.PERMISSION_DENIED
+                else:
+                    loosened[(entry.method, role)] = grpc.StatusCode.NOT_FOUND
             found = matrix_problems(table, loosened)
-            assert found, f"loosening {entry.method} ({let_through.name}) went unnoticed"
+            assert found, f"loosening {entry.method} ({mode}) went unnoticed"
             assert all(entry.method in problem for problem in found), found
 
 

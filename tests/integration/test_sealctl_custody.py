@@ -22,6 +22,7 @@ from seald_testing.daemon import SealDaemon
 from seald_testing.plugin import DaemonFactory
 
 NEW_PIN = "20261130"
+SUN_PIN = "20261201"
 BEIJING = timezone(timedelta(hours=8))
 
 
@@ -132,6 +133,14 @@ def test_r09_handover_needs_two_other_approvals_then_only_the_new_custodian_unlo
     assert new.returncode == 0, new.stderr
     status = json.loads(new.stdout)
     assert status["unlocked"] is True and status["unlocked_by"] == "sun.li"
+    # R07 for the new holder (issue 14): the PIN liu.yang set does not sign for sun.li.
+    assert not status.get("ready", False)
+    assert "set by liu.yang, who does not hold the seal now" in status["not_ready_reason"]
+    changed = as_sun(
+        cd, "--json", "token", "change-pin", "contract", "--pin-stdin", stdin=f"{NEW_PIN}\n{SUN_PIN}\n"
+    )
+    assert changed.returncode == 0, changed.stderr
+    assert json.loads(changed.stdout).get("ready") is True
     recorded = [
         r["principal"]
         for r in audit_rows(d, "custody.changed")

@@ -167,7 +167,8 @@ def test_webauthn_relay_certificate_alone_cannot_approve_anything(setup: Setup, 
     request = submit(setup, tmp_path)
     with setup.relay() as relay:
         own = refused(lambda: relay.approve(request.request_id))
-        assert own.code == grpc.StatusCode.PERMISSION_DENIED
+        # No role on the request's seal: answered like an unknown id (issue 14 item 8).
+        assert (own.code, own.reason) == (grpc.StatusCode.NOT_FOUND, "request_not_found")
         unknown = refused(lambda: relay.begin_webauthn_approval(request.request_id, "A" * 43))
         assert unknown.reason == "credential_unknown"
         start = refused(lambda: relay.start_enrolment("li.na"))

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from seald.domain import access
-from seald.domain.errors import PermissionDenied
+from seald.domain.errors import NotFound, PermissionDenied
 from seald.domain.model import Placement, Principal, RequestState, Role, SealRequest
 
 NOW = datetime(2026, 11, 29, 9, 0, tzinfo=UTC)
@@ -45,7 +45,7 @@ AUDITOR = person("audit", Role.AUDITOR)
 OTHER_SEAL_APPROVER = person("wang.fang", Role.APPROVER, seals=("finance",))
 OTHER_SEAL_AUDITOR = person("qian.li", Role.AUDITOR, seals=("finance",))
 
-# who: (view, preview, download sealed)
+# who: (view, preview and read the originals (one rule), download sealed)
 REQUEST_TABLE = [
     (REQUESTER, True, True, True),
     (OTHER_REQUESTER, False, False, False),
@@ -61,7 +61,7 @@ REQUEST_TABLE = [
 def _allowed(check: Callable[[Principal, SealRequest], None], who: Principal) -> bool:
     try:
         check(who, REQUEST)
-    except PermissionDenied:
+    except (PermissionDenied, NotFound):  # NotFound: someone else's request (issue 14)
         return False
     return True
 
@@ -74,21 +74,34 @@ def test_r04_request_access_table(who: Principal, view: bool, preview: bool, dow
     assert _allowed(access.require_visible, who) is view
     assert access.can_preview(who, REQUEST) is preview
     assert _allowed(access.require_may_preview, who) is preview
+    assert access.can_read_content(who, REQUEST) is preview
+    assert _allowed(access.require_may_read_content, who) is preview
     assert access.can_download_sealed(who, REQUEST) is download
     assert _allowed(access.require_may_download_sealed, who) is download
 
 
 def test_r04_refusals_name_their_reason() -> None:
     reasons = {}
-    for check in (access.require_visible, access.require_may_preview, access.require_may_download_sealed):
+    for check in (
+        access.require_may_preview,
+        access.require_may_read_content,
+        access.require_may_download_sealed,
+    ):
         with pytest.raises(PermissionDenied) as refused:
             check(OTHER_REQUESTER, REQUEST)
         reasons[check.__name__] = refused.value.reason
     assert reasons == {
-        "require_visible": "not_visible",
         "require_may_preview": "not_allowed_to_preview",
+        "require_may_read_content": "not_allowed_to_read",
         "require_may_download_sealed": "not_the_requester",
     }
+    # Someone else's request is answered exactly like an unknown id (issue 14).
+    with pytest.raises(NotFound) as hidden:
+        access.require_visible(OTHER_REQUESTER, REQUEST)
+    assert (hidden.value.reason, hidden.value.message) == (
+        "request_not_found",
+        "no request 'r1'; check the id (sealctl list shows your requests)",
+    )
 
 
 # who: (submit for "contract", any role on "contract", read audit, create backup)

@@ -109,3 +109,33 @@ def test_r09_handover_replaces_the_custodian_and_bad_windows_are_refused() -> No
             eligible_holders=frozenset({"zhou.li"}),
             now=now,
         )
+
+
+# -- issue 14: R07's first-use rule for every holder (pin_holder_problem) ----------------------
+@pytest.mark.parametrize(
+    ("set_by", "unlocked_since", "holders", "unlocked_by", "problem"),
+    [
+        ("liu.yang", set(), {"liu.yang"}, "liu.yang", ""),
+        ("liu.yang", {"liu.yang"}, {"liu.yang"}, "", ""),  # locked, her own PIN
+        ("liu.yang", set(), {"sun.li"}, "sun.li", "who does not hold the seal now"),  # handover
+        ("liu.yang", set(), {"sun.li"}, "", "set by liu.yang, who does not hold the seal now"),
+        ("liu.yang", set(), {"liu.yang", "sun.li"}, "sun.li", "sun.li must change it"),  # delegate
+        ("sun.li", {"sun.li"}, {"liu.yang", "sun.li"}, "sun.li", ""),  # the delegate's own PIN
+        ("sun.li", {"sun.li"}, {"liu.yang"}, "liu.yang", "set by sun.li, who does not hold"),
+        ("liu.yang", {"liu.yang", "sun.li"}, {"liu.yang"}, "liu.yang", "was also used by sun.li"),
+    ],
+)
+def test_r07_r09_pin_must_be_set_by_the_holder_who_unlocked(
+    set_by: str, unlocked_since: set[str], holders: set[str], unlocked_by: str, problem: str
+) -> None:
+    found = rules.pin_holder_problem(
+        "contract",
+        set_by=set_by,
+        unlocked_since=frozenset(unlocked_since),
+        holders=frozenset(holders),
+        unlocked_by=unlocked_by,
+    )
+    if problem:
+        assert problem in found and "sealctl token change-pin" in found
+    else:
+        assert found == ""

@@ -318,3 +318,59 @@ def test_volume_record_sealed_only_while_signing_and_only_own_documents() -> Non
         lifecycle.record_sealed(back, sealed={0: ("a" * 64, 1)}, now=NOW)
     recorded = lifecycle.record_sealed(signing, sealed={0: ("a" * 64, 1)}, now=NOW)
     assert [d.sealed_sha256 for d in lifecycle.forget_sealed(recorded).documents] == ["", ""]
+# -- issue 14 ------------------------------------------------------------------------------------
+def test_idempotent_retry_returns_the_request_and_refuses_other_content() -> None:
+    r = replace(new_request(), client_request_key="k1")
+    same = {"seal_id": "contract", "reason": "采购合同", "category": "contract", "placement": PLACE}
+    copy = replace(DOC, name="副本.pdf")  # another copy of the same file
+    assert lifecycle.answer_retry(r, **same, documents=[copy]) is r  # type: ignore[arg-type]
+    other = replace(DOC, sha256=hashlib.sha256(b"other").hexdigest())
+    with pytest.raises(AlreadyDone) as refused:
+        lifecycle.answer_retry(r, **same, documents=[other])  # type: ignore[arg-type]
+    assert refused.value.reason == "client_request_key_reused"
+    assert "'k1'" in refused.value.message and r.request_id in refused.value.message
+    with pytest.raises(AlreadyDone):
+        lifecycle.answer_retry(r, **{**same, "reason": "借款"}, documents=[DOC])  # type: ignore[arg-type]
+
+
+def test_r06_statement_counts_once_and_never_predates_a_withdrawal() -> None:
+    r = new_request()
+    ok = {
+        "approver": "li.na",
+        "signed_at": "2026-11-29T09:00:05Z",
+        "recorded_on": "",
+        "last_withdrawal": None,
+    }
+    lifecycle.check_statement_unused(r, **ok)  # type: ignore[arg-type]
+    for recorded_on in (r.request_id, "another-request"):
+        with pytest.raises(InvalidInput) as replayed:
+            lifecycle.check_statement_unused(r, **{**ok, "recorded_on": recorded_on})  # type: ignore[arg-type]
+        assert replayed.value.reason == "statement_replayed"
+    withdrawn = NOW + timedelta(seconds=5, microseconds=400_000)
+    with pytest.raises(InvalidInput) as older:
+        lifecycle.check_statement_unused(
+            r,
+            **{**ok, "signed_at": "2026-11-29T09:00:04Z", "last_withdrawal": withdrawn},  # type: ignore[arg-type]
+        )
+    assert older.value.reason == "statement_predates_withdrawal"
+    # Dated in the withdrawal's own second (statements have whole seconds): accepted.
+    lifecycle.check_statement_unused(r, **{**ok, "last_withdrawal": withdrawn})  # type: ignore[arg-type]
+
+
+def test_r06_expiry_is_the_earlier_deadline_and_a_broken_quorum_restores_the_first() -> None:
+    r = new_request()
+    first = NOW + timedelta(hours=72)
+    assert r.expires_at == r.collect_until == first
+    use = timedelta(hours=24)
+    early = approve(
+        approve(r, LI, now=NOW + timedelta(hours=1)), WANG, now=NOW + timedelta(hours=2), use_ttl=use
+    )
+    assert early.state is RequestState.APPROVED and early.expires_at == NOW + timedelta(hours=26)
+    late = approve(
+        approve(r, LI, now=NOW + timedelta(hours=60)), WANG, now=NOW + timedelta(hours=61), use_ttl=use
+    )
+    assert late.expires_at == first  # not 61 h + 24 h
+    back = lifecycle.withdraw_approval(early, approver=WANG, policy=POLICY, now=NOW + timedelta(hours=3))
+    assert back.state is RequestState.PENDING and back.expires_at == first
+    voided = lifecycle.void_approvals(early, why="suspended", now=NOW + timedelta(hours=3))
+    assert voided.expires_at == first

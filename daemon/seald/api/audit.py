@@ -15,7 +15,7 @@ from seald.api.call import CallInfo, Gate, Servicer, rpc, stream_rpc
 from seald.api.times import datetime_from_pb
 from seald.audit.operations import AuditOperations
 from seald.domain import access
-from seald.domain.audit import canonical_details_json
+from seald.domain.audit import canonical_details_json, parse_time
 from seald.domain.errors import InvalidInput
 from seald.domain.model import Principal
 from seald.store.requests import Store
@@ -52,6 +52,8 @@ class AuditServicer(Servicer, audit_pb2_grpc.AuditServiceServicer):
         for r in records:
             yield audit_pb2.AuditRecord(
                 sequence=r.sequence,
+                # The hash covers the time: an auditor must see it and can recompute (R10).
+                time=convert.timestamp(parse_time(r.time)),
                 host=r.host,
                 principal=r.principal,
                 role=r.role,

@@ -20,7 +20,13 @@ import grpc
 from seald.api.auth import acting_principal, authenticate
 from seald.api.errors import REASON_METADATA_KEY, Unimplemented, status_for
 from seald.domain.audit import AuditEvent
-from seald.domain.errors import PermissionDenied, SealError, ServiceUnavailable, Unauthenticated
+from seald.domain.errors import (
+    NotVisible,
+    PermissionDenied,
+    SealError,
+    ServiceUnavailable,
+    Unauthenticated,
+)
 from seald.domain.limits import StreamSlot
 from seald.domain.model import Principal
 from seald.runtime.logs import get_logger
@@ -120,7 +126,8 @@ class _Call:
     async def refuse(self, error: SealError) -> None:
         """Audit (identity/access), count, log and abort with the mapped status."""
         self.gate.metrics.refused(error.reason)
-        if isinstance(error, Unauthenticated | PermissionDenied):
+        # NotVisible answers like an unknown id, but the ledger still records the refusal.
+        if isinstance(error, Unauthenticated | PermissionDenied | NotVisible):
             event = "auth.refused" if isinstance(error, Unauthenticated) else "access.denied"
             try:
                 await self.gate.recorder.audit(
@@ -130,7 +137,7 @@ class _Call:
                         seal_id=self.info.seal_id,
                         request_id=self.info.request_id,
                         outcome="refused",
-                        reason=error.reason,
+                        reason="not_visible" if isinstance(error, NotVisible) else error.reason,
                         details={"method": self.name},
                     )
                 )

@@ -245,6 +245,7 @@ class SealRequestServicer(Servicer, requests_pb2_grpc.SealRequestServiceServicer
         request: requests_pb2.WatchRequestsRequest,
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> AsyncIterator[requests_pb2.RequestEvent]:
+        info.request_id = request.request_id
 
         def wanted(item: Any) -> bool:
             return access.watch_wants(

@@ -32,8 +32,9 @@ from cryptography.hazmat.primitives import serialization
 
 from seald.audit.operations import AuditOperations
 from seald.config import Config
+from seald.domain import access
 from seald.domain.audit import RECORD_COLUMNS, AuditEvent
-from seald.domain.errors import PermissionDenied, PreconditionFailed
+from seald.domain.errors import NotVisible, PermissionDenied, PreconditionFailed
 from seald.domain.model import Principal, RequestState, Role, SealRequest
 from seald.store.checkpoints import (
     CHECKPOINT_FORMAT,
@@ -162,6 +163,8 @@ def collect_evidence(
 
     Returns (JSON bytes, the checkpoint used, whether it was created now)."""
     request = tx.get_request(request_id)
+    if not access.can_view(principal, request):
+        raise NotVisible(request_id)  # answered like an unknown id (R04)
     require_may_fetch(principal, request)
     if request.state is not RequestState.SIGNED:
         raise PreconditionFailed(

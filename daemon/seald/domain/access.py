@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from seald.domain.errors import PermissionDenied
+from seald.domain.errors import NotVisible, PermissionDenied
 from seald.domain.model import Principal, Role, SealRequest
 
 
@@ -24,15 +24,22 @@ def can_view(principal: Principal, request: SealRequest) -> bool:
     )
 
 
-def can_preview(principal: Principal, request: SealRequest) -> bool:
-    """Who may see the preview (the original with the seal drawn in): the requester, the
-    seal's approvers (they approve that picture, R06) and its admins and auditors.
-    A custodian holds the token; judging documents is not part of that role (R04)."""
+def can_read_content(principal: Principal, request: SealRequest) -> bool:
+    """Who may read a request's documents (the originals and their previews): the requester,
+    the seal's approvers (they judge them, R06) and its admins and auditors (they answer
+    for the seal and check its uses). A custodian holds the token; judging documents is
+    not part of that role (R04), so a custodian-only principal sees the request's state
+    and metadata, never its content. The sealed copy is narrower: can_download_sealed."""
     if principal.name == request.requester:
         return True
     return request.seal_id in principal.seal_ids and bool(
         principal.roles & {Role.APPROVER, Role.ADMIN, Role.AUDITOR}
     )
+
+
+def can_preview(principal: Principal, request: SealRequest) -> bool:
+    """A preview is the original with the seal drawn in: the same readers as the original."""
+    return can_read_content(principal, request)
 
 
 def can_download_sealed(principal: Principal, request: SealRequest) -> bool:
@@ -44,9 +51,15 @@ def can_download_sealed(principal: Principal, request: SealRequest) -> bool:
 def require_visible(principal: Principal, request: SealRequest) -> None:
     if not can_view(principal, request):
         # Same answer as a missing id: do not confirm that someone else's request exists.
+        raise NotVisible(request.request_id)
+
+
+def require_may_read_content(principal: Principal, request: SealRequest) -> None:
+    if not can_read_content(principal, request):
         raise PermissionDenied(
-            f"you ({principal.name}) have no role on request {request.request_id}'s seal",
-            reason="not_visible",
+            f"{principal.name} may not read the documents of request {request.request_id}: only "
+            "its requester and the seal's approvers, administrators and auditors may (R04)",
+            reason="not_allowed_to_read",
         )
 
 

@@ -217,6 +217,12 @@ def format_time(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def parse_time(text: str) -> datetime:
+    """The aware datetime a stored record time names (inverse of format_time, exact to the
+    microsecond, so format_time(parse_time(t)) == t and a reader can recompute the hash)."""
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+
+
 def canonical_details_json(details: Mapping[str, DetailValue]) -> str:
     """Canonical JSON text of a details map; stored verbatim as details_json."""
     return json.dumps(dict(details), sort_keys=True, separators=(",", ":"), ensure_ascii=False)

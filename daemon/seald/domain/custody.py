@@ -223,3 +223,39 @@ def apply_change(custody: Custody, change: CustodyChange) -> Custody:
         delegation_start=change.window_start,
         delegation_end=change.window_end,
     )
+
+
+def pin_holder_problem(
+    seal_id: str,
+    *,
+    set_by: str,
+    unlocked_since: frozenset[str],
+    holders: frozenset[str],
+    unlocked_by: str,
+) -> str:
+    """R07's first-use rule applied to every holder (issue 14): the token signs only with a
+    PIN that the principal who unlocked it set, who holds the seal now, and that nobody
+    else has used since. So after a handover the new custodian changes the PIN before the
+    seal signs, a delegate changes it to sign during a delegation, and after a delegation
+    in which the delegate unlocked, the custodian changes it again. "" when it may sign.
+
+    ``set_by``: who set the current PIN; ``unlocked_since``: who unlocked the token since;
+    ``holders``: who holds the seal now; ``unlocked_by``: who unlocked the current session."""
+    change = "must change it first (sealctl token change-pin) (R07, R09)"
+    if set_by not in holders:
+        return (
+            f"the PIN of seal {seal_id}'s token was set by {set_by}, who does not hold the seal "
+            f"now; the holder {change}"
+        )
+    if unlocked_by and unlocked_by != set_by:
+        return (
+            f"seal {seal_id}'s token was unlocked by {unlocked_by} with a PIN set by {set_by}; "
+            f"{unlocked_by} {change}"
+        )
+    others = sorted(unlocked_since - {set_by})
+    if others:
+        return (
+            f"the PIN of seal {seal_id}'s token, set by {set_by}, was also used by "
+            f"{', '.join(others)}; the holder {change}"
+        )
+    return ""

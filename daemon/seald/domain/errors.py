@@ -29,6 +29,20 @@ class NotFound(SealError):
     default_reason = "not_found"
 
 
+class NotVisible(NotFound):
+    """Someone else's request: answered exactly like an unknown id (same status, message and
+    reason), so a refusal never confirms that the request exists (R04). The class only lets
+    the API still record the refusal as ``access.denied``."""
+
+    def __init__(self, request_id: str) -> None:
+        super().__init__(request_not_found_message(request_id), reason="request_not_found")
+
+
+def request_not_found_message(request_id: str) -> str:
+    """The one text for an unknown request id and for one the caller may not see."""
+    return f"no request {request_id!r}; check the id (sealctl list shows your requests)"
+
+
 class Unauthenticated(SealError):
     """The caller's identity is unknown (certificate not on the allow-list)."""
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from seald.domain.chains import Money, RequestFacts
 from seald.domain.delegation import Delegation
@@ -195,11 +195,55 @@ def submit(
         created_at=now,
         updated_at=now,
         expires_at=now + ttl,
+        collect_until=now + ttl,
         host=host,
         state_reason=f"waiting for {seal.required_approvals} approvals",
         client_request_key=client_request_key,
         amount=amount,
     )
+
+
+def answer_retry(
+    existing: SealRequest,
+    *,
+    seal_id: str,
+    reason: str,
+    category: str,
+    placement: Placement,
+    documents: Sequence[Document],
+) -> SealRequest:
+    """A submit whose client_request_key names an existing request: a retry of the same
+    submit gets that request back (idempotent); anything else is refused, as idempotency
+    keys usually are, naming the key and the request it already belongs to. Documents are
+    compared by content (size, SHA-256), not by name."""
+    same = (
+        existing.seal_id == seal_id
+        and existing.reason == reason
+        and existing.category == category
+        and existing.placement == placement
+        # The documents by content: a retry may come from another copy of the same file.
+        and [(d.size, d.sha256) for d in existing.documents] == [(d.size, d.sha256) for d in documents]
+    )
+    if not same:
+        raise AlreadyDone(
+            f"client_request_key {existing.client_request_key!r} already belongs to request "
+            f"{existing.request_id}, submitted with other documents or details; a retry must "
+            "send the same submission, a new submission needs a new key",
+            reason="client_request_key_reused",
+        )
+    return existing
+
+
+def collect_deadline(request: SealRequest) -> datetime:
+    """The first deadline: submission + approval_ttl_hours (R06 collect-then-use)."""
+    return request.collect_until or request.expires_at
+
+
+def use_deadline(request: SealRequest, *, approved_at: datetime, use_ttl: timedelta) -> datetime:
+    """Expiry of a request whose quorum was completed at ``approved_at``: the approvals are
+    used (sealed) within ``use_ttl``, and never after the first deadline: whichever comes
+    first. A late quorum does not extend a request past approval_ttl_hours."""
+    return min(collect_deadline(request), approved_at + use_ttl)
 
 
 def _require_open(request: SealRequest, action: str) -> None:
@@ -398,9 +442,48 @@ def approve(
         approvals=approvals,
         state=RequestState.APPROVED,
         updated_at=now,
-        expires_at=now + use_ttl if use_ttl is not None else request.expires_at,
+        expires_at=(
+            use_deadline(request, approved_at=now, use_ttl=use_ttl)
+            if use_ttl is not None
+            else request.expires_at
+        ),
         state_reason="approved; waiting for the seal's token to be present and unlocked",
     )
+
+
+def check_statement_unused(
+    request: SealRequest,
+    *,
+    approver: str,
+    signed_at: str,
+    recorded_on: str,
+    last_withdrawal: datetime | None,
+) -> None:
+    """R06, an approval is used once: a signed statement counts once, ever. Refused: a
+    statement whose hash is already in the ledger (on this request or any other one:
+    ``recorded_on``), and one signed before this approver's last withdrawal on this
+    request (a withdrawn approval must not come back by re-sending an older statement).
+
+    Statements are dated in whole seconds (``signed_at``, the approver's clock): one dated
+    in the second of the withdrawal is accepted, since the hash rule already refuses the
+    statement that was withdrawn."""
+    if recorded_on:
+        where = "this request" if recorded_on == request.request_id else f"request {recorded_on}"
+        raise InvalidInput(
+            f"this signed approval statement was already recorded on {where}; a statement "
+            "counts once (R06). Approve again with sealctl to sign a new statement",
+            reason="statement_replayed",
+        )
+    if last_withdrawal is not None:
+        signed = datetime.strptime(signed_at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        if signed < last_withdrawal.replace(microsecond=0):
+            raise InvalidInput(
+                f"this approval statement is dated {signed_at}, before {approver} withdrew an "
+                f"approval of request {request.request_id} at "
+                f"{last_withdrawal.isoformat(timespec='seconds')}; a withdrawn approval does "
+                "not come back (R06). Approve again with sealctl to sign a new statement",
+                reason="statement_predates_withdrawal",
+            )
 
 
 def withdraw_approval(
@@ -426,6 +509,8 @@ def withdraw_approval(
         state=RequestState.PENDING if missing else request.state,
         updated_at=now,
         state_reason="; ".join(missing) if missing else request.state_reason,
+        # Back to collecting: the use window ends with the quorum, the first deadline holds.
+        expires_at=collect_deadline(request) if missing else request.expires_at,
     )
 
 
@@ -511,6 +596,7 @@ def void_approvals(request: SealRequest, *, why: str, now: datetime) -> SealRequ
         state=RequestState.PENDING,
         approvals=(),
         updated_at=now,
+        expires_at=collect_deadline(request),
         state_reason=f"approvals void: {why}",
     )
 

@@ -171,3 +171,6 @@ class SealRequest:
     sign_attempts: int = 0
     # Issue 17: an optional declared amount (chains' ``when amount > X``); in the digest.
     amount: Money | None = None
+    # The first deadline (submission + approval_ttl_hours): approvals are collected until
+    # then; None for requests stored before it was kept (their expires_at stands in).
+    collect_until: datetime | None = None

@@ -23,9 +23,8 @@ from typing import Any
 import grpc
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
-from grpc_health.v1 import _async as health_aio  # what health.aio re-exports
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
 from sealapi.v1 import (
     audit_pb2,
@@ -44,6 +43,7 @@ from sealapi.v1 import (
 from seald import test_hooks
 from seald.api.audit import AuditServicer
 from seald.api.call import Gate
+from seald.api.probes import GuardedHealth, GuardedReflection
 from seald.api.registry import SealRegistryServicer
 from seald.api.requests import SealRequestServicer
 from seald.api.tokens import TokenServicer
@@ -167,8 +167,13 @@ class Daemon:
         self.audit_ops.quotas = lambda: {
             sid: (sc.quotas, sc.hours.tz) for sid, sc in self.services.live.current.seals.items()
         }
+        parts = self.services
+        self.gate = Gate(
+            parts.live, parts.admission, parts.recorder, parts.metrics, web_sessions=parts.webauthn
+        )
         # The asyncio flavour: its set() is a coroutine, safe to call from the loop.
-        self.health: Any = health_aio.HealthServicer()
+        # Per-seal entries and reflection only for allow-listed principals (api/probes.py).
+        self.health: Any = GuardedHealth(self.gate)
         self.server: grpc.aio.Server | None = None
         self.port = 0
         self._tasks: list[asyncio.Task[Any]] = []
@@ -234,11 +239,14 @@ class Daemon:
         )
         self._add_servicers(server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
-        reflection.enable_server_reflection(
-            (
-                *SERVICE_NAMES,
-                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-                reflection.SERVICE_NAME,
+        reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
+            GuardedReflection(
+                self.gate,
+                (
+                    *SERVICE_NAMES,
+                    health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                    reflection.SERVICE_NAME,
+                ),
             ),
             server,
         )
@@ -302,9 +310,7 @@ class Daemon:
     def _add_servicers(self, server: grpc.aio.Server) -> None:
         """One servicer per gRPC service, each given the parts it uses."""
         parts = self.services
-        gate = Gate(
-            parts.live, parts.admission, parts.recorder, parts.metrics, web_sessions=parts.webauthn
-        )
+        gate = self.gate
         webauthn_pb2_grpc.add_WebAuthnServiceServicer_to_server(
             WebAuthnServicer(gate, registry=parts.webauthn), server
         )

@@ -101,7 +101,7 @@ def build_services(
     requests = RequestService(
         live, store, catalog, recorder, signer=signer, workers=workers, workflow=workflow, clock=clock
     )
-    previews = Previews(requests.get, store, signer.seal_image)
+    previews = Previews(requests.get, store, signer.seal_image, recorder.audit)
     seal_admin = SealAdmin(live, store, tokens, catalog, clock=clock, wake_signer=signer.wake)
     return Services(
         live=live,

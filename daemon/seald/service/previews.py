@@ -13,8 +13,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 
 from seald.domain import access
+from seald.domain.audit import AuditEvent
 from seald.domain.errors import InvalidInput, PreconditionFailed
-from seald.domain.model import Principal, SealRequest
+from seald.domain.model import Principal, Role, SealRequest
 from seald.signing.errors import SigningError
 from seald.signing.placement import PlacementSpec
 from seald.signing.preview import MAX_PAGES, PreviewImage, check_dpi, plan_preview
@@ -31,10 +32,12 @@ class Previews:
         get_request: Callable[[Principal, str], Awaitable[SealRequest]],
         store: Store,
         seal_image: Callable[[str], bytes],
+        audit: Callable[[AuditEvent], Awaitable[None]],
     ) -> None:
         self._get_request = get_request
         self._store = store
         self._seal_image = seal_image
+        self._audit = audit  # Recorder.audit: previews are in the ledger (R10)
         self._slots = asyncio.Semaphore(MAX_CONCURRENT)
 
     async def render(
@@ -94,6 +97,22 @@ class Previews:
                 )
             count = min(page_count or MAX_PAGES, MAX_PAGES)
             wanted = list(range(first_page - 1, min(first_page - 1 + count, plan.page_count)))
+        # R10: a preview shows the seal's appearance on a document: a use, so it is in the
+        # ledger (who, which request, document and pages) before any picture leaves (fail closed).
+        document = request.documents[document_index]
+        await self._audit(
+            AuditEvent(
+                event="request.previewed",
+                principal=principal.name,
+                role=_role_on(principal, request).value,
+                seal_id=request.seal_id,
+                request_id=request.request_id,
+                document_name=document.name,
+                document_sha256=document.sha256,
+                outcome="previewed",
+                details={"dpi": dpi, "pages": ",".join(str(ix + 1) for ix in wanted)},
+            )
+        )
 
         async def pages() -> AsyncIterator[PreviewImage]:
             for ix in wanted:
@@ -116,3 +135,13 @@ def _as_status() -> Iterator[None]:
         # The placement cannot be drawn (anchor missing, off the page, ...): the
         # same reason sealing would give, so the approver can reject it now.
         raise InvalidInput(str(ex), reason=ex.reason) from ex
+
+
+def _role_on(principal: Principal, request: SealRequest) -> Role:
+    """The role a preview is given under (can_preview allowed it)."""
+    if principal.name == request.requester:
+        return Role.REQUESTER
+    for role in (Role.APPROVER, Role.ADMIN, Role.AUDITOR):
+        if role in principal.roles:
+            return role
+    return Role.REQUESTER  # unreachable: can_preview refused everyone else

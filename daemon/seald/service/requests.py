@@ -41,12 +41,34 @@ from seald.service.recorder import Recorder, request_event
 from seald.service.seal_workers import SealWorkers, discard_early
 from seald.service.settings import LiveConfig
 from seald.service.signer import Signer
-from seald.signing.errors import InputDocumentError, SigningError
+from seald.signing.errors import InputDocumentError, PlacementError, SigningError
 from seald.signing.input_checks import check_input_pdf
+from seald.signing.placement import PlacementSpec
+from seald.signing.preview import check_placement
+from seald.store import approvals as approval_facts
 from seald.store.limits import count_open_requests
 from seald.store.requests import Store, Transaction
 from seald.webauthn.approvals import WebAuthnApproval
 from seald.workflow import Workflow
+
+# Which field of the request a placement refusal is about (issue 14: name the field).
+PLACEMENT_FIELD = {
+    "page_out_of_range": "placement.page",
+    "zero_pages": "placement.page",
+    "anchor_not_found": "placement.anchor_text",
+    "off_page": "placement.x_mm/y_mm",
+    "cross_page_needs_pages": "placement.cross_page",
+    "cross_page_too_many_pages": "placement.cross_page",
+}
+
+
+class _Retry(Exception):
+    """Raised inside submit's transaction (rolled back) when another submit with the same
+    client_request_key was stored first."""
+
+    def __init__(self, request: SealRequest) -> None:
+        super().__init__(request.request_id)
+        self.request = request
 
 
 @dataclass(frozen=True)
@@ -103,11 +125,21 @@ class RequestService:
         client_request_key: str = "",
         amount: Money | None = None,
     ) -> SealRequest:
+        def retry_of(existing: SealRequest) -> SealRequest:  # pure: same submit, or refused
+            return lifecycle.answer_retry(
+                existing,
+                seal_id=seal_id,
+                reason=reason,
+                category=category,
+                placement=placement,
+                documents=[Document(i, u.name, u.size, u.sha256) for i, u in enumerate(uploads)],
+            )
+
         if client_request_key:
             existing = await self._store.find_by_client_key(principal.name, client_request_key)
             if existing is not None:
                 shutil.rmtree(upload_dir, ignore_errors=True)
-                return existing
+                return retry_of(existing)
         seal = self._catalog.seal(seal_id)
         if len(uploads) > self.config.requests.max_documents_per_request:
             raise LimitExceeded(
@@ -145,6 +177,7 @@ class RequestService:
             client_request_key=client_request_key,
             amount=amount,
         )
+        await self._check_placements(request, uploads)
         # Documents go in place before the row: a crash leaves an orphan directory, never a
         # request without its documents.
         final_dir = self._store.documents_dir / request_id
@@ -154,6 +187,12 @@ class RequestService:
         _fsync_dir(self._store.documents_dir)
 
         def _tx(tx: Transaction) -> SealRequest:
+            # Concurrent retries with one key: the first one stored wins, the others get it
+            # (checked here, in the one writer's transaction, not by the unique index).
+            if client_request_key:
+                stored = tx.find_by_client_key(principal.name, client_request_key)
+                if stored is not None:
+                    raise _Retry(retry_of(stored))
             # In the one writer's transaction: concurrent uploads cannot overshoot the limit.
             check_open_requests(
                 principal.name,
@@ -179,9 +218,36 @@ class RequestService:
 
         try:
             return await self._recorder.commit(_tx, "request.submitted")
+        except _Retry as retry:
+            shutil.rmtree(final_dir, ignore_errors=True)
+            return retry.request
         except BaseException:
             shutil.rmtree(final_dir, ignore_errors=True)
             raise
+
+    async def _check_placements(self, request: SealRequest, uploads: Sequence[UploadedDocument]) -> None:
+        """Issue 14: a placement sealing would refuse (page beyond the last, anchor text not in
+        the document, seal off the page, cross-page slices that do not fit) is refused now,
+        not after the approvals; the same checks as sealing, in a worker process."""
+        p = request.placement
+        spec = PlacementSpec(
+            page=p.page,
+            x_mm=p.x_mm,
+            y_mm=p.y_mm,
+            size_mm=p.size_mm,
+            anchor_text=p.anchor_text,
+            cross_page=p.cross_page,
+        )
+        for upload in uploads:
+            try:
+                await self._workers.run(check_placement, upload.path, spec)
+            except PlacementError as ex:
+                field = PLACEMENT_FIELD.get(ex.reason, "placement")
+                raise InvalidInput(f"{field}: {upload.name}: {ex}", reason=ex.reason) from ex
+            except InputDocumentError as ex:
+                raise InvalidInput(f"{upload.name}: {ex}", reason=ex.reason) from ex
+            except SigningError as ex:  # the worker died: nothing was stored
+                raise ServiceUnavailable(f"{upload.name}: {ex}", reason=ex.reason) from ex
 
     async def approve(
         self,
@@ -268,6 +334,24 @@ class RequestService:
             details.update(signed.audit_details(policy))
             if under[0] is not None:  # issue 17: "X for Y under delegation D" in the ledger
                 details.update(acting_for=under[0].delegator, delegation_id=under[0].delegation_id)
+            # R06: a statement counts once; none older than this approver's withdrawal.
+            facts = approval_facts.statement_facts(
+                tx.conn,
+                request_id=request_id,
+                approver=principal.name,
+                statement_sha256=str(details["statement_sha256"]),
+            )
+            lifecycle.check_statement_unused(
+                request,
+                approver=principal.name,
+                signed_at=(
+                    signed.statement.base.signed_at
+                    if isinstance(signed, WebAuthnApproval)
+                    else signed.statement.signed_at
+                ),
+                recorded_on=facts.recorded_on,
+                last_withdrawal=facts.last_withdrawal,
+            )
             tx.save_request(new)
             tx.audit(
                 request_event(
@@ -370,6 +454,7 @@ class RequestService:
                     reason="not_signed",
                 )
             return request, document, self._store.sealed_path(request_id, index)
+        access.require_may_read_content(principal, request)
         return request, document, self._store.original_path(request_id, index)
 
 

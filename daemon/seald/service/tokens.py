@@ -92,15 +92,17 @@ class TokenService:
             )
             raise
         try:
-            await self._recorder.audit(
-                AuditEvent(
-                    event="token.unlocked",
-                    principal=principal.name,
-                    role="custodian",
-                    seal_id=seal_id,
-                    outcome="unlocked",
-                )
+            unlocked = AuditEvent(
+                event="token.unlocked",
+                principal=principal.name,
+                role="custodian",
+                seal_id=seal_id,
+                outcome="unlocked",
             )
+            if state.unlocked_by == principal.name:  # this PIN worked: they know it (R07, R09)
+                await self._custody.record_unlock(seal_id, principal.name, unlocked)
+            else:  # already unlocked by someone else: no PIN was checked
+                await self._recorder.audit(unlocked)
         except ServiceUnavailable:
             # Fail closed: no unrecorded unlock stays in effect.
             await self._tokens.lock(seal_id)

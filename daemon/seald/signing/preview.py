@@ -65,6 +65,57 @@ def check_dpi(dpi: int) -> int:
     return dpi
 
 
+@dataclass(frozen=True)
+class SealLocation:
+    """Where the seal goes on a document, found the way sealing finds it."""
+
+    count: int  # pages in the document
+    geometry: dict[int, PageGeometry]  # page index -> visible box and rotation
+    cross_rects: list[tuple[float, float, float, float]]  # 骑缝章: one slice per page
+    page_ix: int  # otherwise: the page (0-based) ...
+    placement: PlacementSpec  # ... and the placement with any anchor resolved
+
+
+def locate_seal(pdf_path: Path, placement: PlacementSpec, *, all_pages: bool = False) -> SealLocation:
+    """The placement checks sealing makes (page in range, anchor found, seal on the page,
+    cross-page slices fit), without sealing or rendering; PlacementError names the reason.
+    Used by the preview and at submit (issue 14: refused before any approval)."""
+    with _open_source(pdf_path) as source:
+        writer = open_incremental(source)
+        try:
+            count = count_pages(writer.root["/Pages"])
+            # Every page for a cross-page seal, an anchor search or a page-range preview,
+            # else only the seal's page.
+            wanted = (
+                range(count)
+                if all_pages or placement.cross_page or placement.anchor_text
+                else [resolve_page_index(placement.page, count)]
+            )
+            geometry = {ix: page_geometry(writer, ix) for ix in wanted}
+        except SigningError:
+            raise
+        except Exception as ex:
+            raise InputDocumentError(
+                "malformed", f"the PDF's page tree cannot be read ({type(ex).__name__}); re-save it"
+            ) from ex
+    if placement.cross_page:
+        boxes = [PageBox(p.width_pt, p.height_pt, p.origin_pt, p.rotate) for p in geometry.values()]
+        return SealLocation(count, geometry, slice_rects_displayed(boxes, placement), count - 1, placement)
+    if placement.anchor_text:
+        rotations = [geometry[ix].rotate for ix in range(count)]
+        placement = resolve_anchor(pdf_path, placement, rotations)
+    page_ix = resolve_page_index(placement.page, count)
+    page = geometry[page_ix]
+    # Same check as sealing (off-page refused); the box itself is in user space.
+    placement_box(page.width_pt, page.height_pt, placement, origin_pt=page.origin_pt, rotate=page.rotate)
+    return SealLocation(count, geometry, [], page_ix, placement)
+
+
+def check_placement(pdf_path: Path, placement: PlacementSpec) -> int:
+    """locate_seal for a worker process: the page count when the seal can be placed."""
+    return locate_seal(pdf_path, placement).count
+
+
 def render_preview(
     pdf_path: Path, seal_png: bytes, placement: PlacementSpec, *, dpi: int = DEFAULT_DPI
 ) -> list[PreviewImage]:
@@ -101,42 +152,24 @@ def plan_preview(
     """Resolve the placement (anchor, cross-page slices) once for the whole document."""
     dpi = check_dpi(dpi)
     # Read from the open file: a large document is never held in memory (issue 8).
-    with _open_source(pdf_path) as source:
-        writer = open_incremental(source)
-        try:
-            count = count_pages(writer.root["/Pages"])
-            geometry = {ix: page_geometry(writer, ix) for ix in range(count)}
-        except SigningError:
-            raise
-        except Exception as ex:
-            raise InputDocumentError(
-                "malformed", f"the PDF's page tree cannot be read ({type(ex).__name__}); re-save it"
-            ) from ex
-    seal = _open_png(seal_png)
+    where = locate_seal(pdf_path, placement, all_pages=True)
+    count, geometry = where.count, where.geometry
     if placement.cross_page:
-        pages = [geometry[ix] for ix in range(count)]
-        boxes = [PageBox(p.width_pt, p.height_pt, p.origin_pt, p.rotate) for p in pages]
-        rects = slice_rects_displayed(boxes, placement)
         slices = image_slices(seal_png, count)
         return PreviewPlan(
             pdf_path,
             dpi,
             count,
             geometry,
-            {ix: [(slices[ix], rects[ix])] for ix in range(count)},
+            {ix: [(slices[ix], where.cross_rects[ix])] for ix in range(count)},
             list(range(min(count, MAX_PAGES))),
         )
-    if placement.anchor_text:
-        rotations = [geometry[ix].rotate for ix in range(count)]
-        placement = resolve_anchor(pdf_path, placement, rotations)
-    page_ix = resolve_page_index(placement.page, count)
-    page = geometry[page_ix]
-    # Same check as sealing (off-page refused); the box itself is in user space.
-    placement_box(page.width_pt, page.height_pt, placement, origin_pt=page.origin_pt, rotate=page.rotate)
+    seal = _open_png(seal_png)
+    placement = where.placement
     half = placement.size_mm * POINTS_PER_MM / 2
     cx, cy = placement.x_mm * POINTS_PER_MM, placement.y_mm * POINTS_PER_MM
     rect = (cx - half, cy - half, cx + half, cy + half)
-    return PreviewPlan(pdf_path, dpi, count, geometry, {page_ix: [(seal, rect)]}, [page_ix])
+    return PreviewPlan(pdf_path, dpi, count, geometry, {where.page_ix: [(seal, rect)]}, [where.page_ix])
 
 
 def _render_page(

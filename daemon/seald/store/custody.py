@@ -22,6 +22,13 @@ CREATE TABLE IF NOT EXISTS token_pin_changes (
     changed_by TEXT NOT NULL,
     PRIMARY KEY (seal_id, token_serial)
 );
+CREATE TABLE IF NOT EXISTS token_pin_unlocks (
+    seal_id TEXT NOT NULL,
+    token_serial TEXT NOT NULL,
+    principal TEXT NOT NULL,
+    unlocked_at TEXT NOT NULL,
+    PRIMARY KEY (seal_id, token_serial, principal)
+);
 CREATE TABLE IF NOT EXISTS custody (
     seal_id TEXT PRIMARY KEY,
     custodian TEXT NOT NULL,
@@ -58,8 +65,37 @@ def mark_pin_changed(
     )
 
 
-def pin_changed_tokens(conn: sqlite3.Connection) -> set[tuple[str, str]]:
-    return {(r[0], r[1]) for r in conn.execute("SELECT seal_id, token_serial FROM token_pin_changes")}
+    # Issue 14 (R07 for each holder): a new PIN is known to its setter only, so far.
+    conn.execute(
+        "DELETE FROM token_pin_unlocks WHERE seal_id = ? AND token_serial = ?", (seal_id, token_serial)
+    )
+
+
+def pin_setters(conn: sqlite3.Connection) -> dict[tuple[str, str], str]:
+    """(seal, token serial) -> who set the token's current PIN."""
+    rows = conn.execute("SELECT seal_id, token_serial, changed_by FROM token_pin_changes")
+    return {(r[0], r[1]): r[2] for r in rows}
+
+
+def mark_unlocked(
+    conn: sqlite3.Connection, seal_id: str, token_serial: str, principal: str, when: datetime
+) -> None:
+    """``principal`` unlocked the token with its current PIN (so knows that PIN)."""
+    conn.execute(
+        "INSERT INTO token_pin_unlocks(seal_id, token_serial, principal, unlocked_at) VALUES (?,?,?,?)"
+        " ON CONFLICT(seal_id, token_serial, principal) DO UPDATE SET unlocked_at=excluded.unlocked_at",
+        (seal_id, token_serial, principal, when.isoformat()),
+    )
+
+
+def pin_unlockers(conn: sqlite3.Connection) -> dict[tuple[str, str], set[str]]:
+    """(seal, token serial) -> who unlocked it since its PIN was last set."""
+    found: dict[tuple[str, str], set[str]] = {}
+    for seal_id, serial, principal in conn.execute(
+        "SELECT seal_id, token_serial, principal FROM token_pin_unlocks"
+    ):
+        found.setdefault((seal_id, serial), set()).add(principal)
+    return found
 
 
 # -- R08: same-day return alerts -----------------------------------------------------------------

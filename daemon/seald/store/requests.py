@@ -25,7 +25,12 @@ from typing import Any, Protocol, TypeVar
 from seald import test_hooks
 from seald.domain.audit import AuditEvent, AuditRecord
 from seald.domain.chains import Money
-from seald.domain.errors import NotFound, ServiceUnavailable
+from seald.domain.errors import (
+    AlreadyDone,
+    NotFound,
+    ServiceUnavailable,
+    request_not_found_message,
+)
 from seald.domain.model import (
     Approval,
     Document,
@@ -34,6 +39,7 @@ from seald.domain.model import (
     SealRequest,
 )
 from seald.domain.outbox import Event
+from seald.store import approvals as approval_facts
 from seald.store import delegations as delegation_tables
 from seald.store import outbox
 from seald.store import seals as seal_tables
@@ -103,6 +109,7 @@ def request_from_json(text: str) -> SealRequest:
         created_at=must(raw["created_at"]),
         updated_at=must(raw["updated_at"]),
         expires_at=must(raw["expires_at"]),
+        collect_until=when(raw.get("collect_until")),
         host=raw["host"],
         state_reason=raw["state_reason"],
         approvals=tuple(
@@ -175,6 +182,10 @@ class Transaction:
     def get_request(self, request_id: str) -> SealRequest:
         return _get_request(self.conn, request_id)
 
+    def find_by_client_key(self, requester: str, key: str) -> SealRequest | None:
+        """Inside the one writer's transaction: no other submit can slip in between."""
+        return _find_by_client_key(self.conn, requester, key)
+
     def save_request(self, request: SealRequest) -> None:
         if self.notifier is not None and self.notifier.webhooks:
             row = self.conn.execute(
@@ -214,11 +225,15 @@ class Transaction:
 def _get_request(conn: sqlite3.Connection, request_id: str) -> SealRequest:
     row = conn.execute("SELECT body FROM requests WHERE request_id = ?", (request_id,)).fetchone()
     if row is None:
-        raise NotFound(
-            f"no request {request_id!r}; check the id (sealctl list shows your requests)",
-            reason="request_not_found",
-        )
+        raise NotFound(request_not_found_message(request_id), reason="request_not_found")
     return request_from_json(row[0])
+
+
+def _find_by_client_key(conn: sqlite3.Connection, requester: str, key: str) -> SealRequest | None:
+    row = conn.execute(
+        "SELECT body FROM requests WHERE requester = ? AND client_request_key = ?", (requester, key)
+    ).fetchone()
+    return request_from_json(row[0]) if row else None
 
 
 class Store:
@@ -251,6 +266,7 @@ class Store:
         seal_tables.create_schema(conn)
         outbox.create_schema(conn)
         delegation_tables.create_schema(conn)
+        approval_facts.create_schema(conn)
         self._conn = conn
         self._thread = threading.current_thread()
 
@@ -311,6 +327,15 @@ class Store:
             check_same_file(self.db_path, self.db_identity)
             conn.execute("COMMIT")
             test_hooks.kill_point_for_records("commit", [r.event for r in tx.records])
+        except sqlite3.IntegrityError as ex:
+            # A constraint said no: the data, not the disk. The store stays open (issue 14:
+            # closing it here let any caller pause all signing until the next health tick).
+            _rollback(conn)
+            raise AlreadyDone(
+                "this conflicts with a record seald already holds; nothing was changed. "
+                "Read the current state and retry",
+                reason="conflict",
+            ) from ex
         except sqlite3.Error as ex:
             _rollback(conn)
             self.writable = False
@@ -335,18 +360,7 @@ class Store:
         return await self.call(lambda: _get_request(self._connection(), request_id))
 
     async def find_by_client_key(self, requester: str, key: str) -> SealRequest | None:
-        def _find() -> SealRequest | None:
-            row = (
-                self._connection()
-                .execute(
-                    "SELECT body FROM requests WHERE requester = ? AND client_request_key = ?",
-                    (requester, key),
-                )
-                .fetchone()
-            )
-            return request_from_json(row[0]) if row else None
-
-        return await self.call(_find)
+        return await self.call(lambda: _find_by_client_key(self._connection(), requester, key))
 
     async def list_requests(
         self,

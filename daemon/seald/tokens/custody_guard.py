@@ -35,7 +35,9 @@ class CustodyGuard:
         self.store = store
         self.tokens = tokens
         self.clock = clock
-        self._pin_changed: set[tuple[str, str]] = set()
+        # (seal, serial) -> who set the current PIN; -> who unlocked with it since (R07, R09)
+        self._pin_set_by: dict[tuple[str, str], str] = {}
+        self._pin_unlockers: dict[tuple[str, str], set[str]] = {}
         self._custody: dict[str, Custody] = {}
         self._alerted_day: dict[str, str] = {}
         self.not_returned_alerts: dict[str, int] = dict.fromkeys(config.seals, 0)
@@ -49,7 +51,8 @@ class CustodyGuard:
         def _load() -> None:
             conn = self.store._connection()
             custody_store.create_schema(conn)
-            self._pin_changed = custody_store.pin_changed_tokens(conn)
+            self._pin_set_by = custody_store.pin_setters(conn)
+            self._pin_unlockers = custody_store.pin_unlockers(conn)
             # R08: a restart the same night must not raise the alert again.
             self._alerted_day = custody_store.return_alerted_days(conn)
             for seal_id in self.config.seals:
@@ -60,8 +63,17 @@ class CustodyGuard:
         await self.store.call(_load)
 
     # -- readiness --------------------------------------------------------------------------------
+    def _token(self, seal_id: str) -> tuple[str, str]:
+        return seal_id, self.config.seals[seal_id].token_serial
+
     def initial_pin_changed(self, seal_id: str) -> bool:
-        return (seal_id, self.config.seals[seal_id].token_serial) in self._pin_changed
+        return self._token(seal_id) in self._pin_set_by
+
+    def holders(self, seal_id: str) -> frozenset[str]:
+        """Who holds the seal now: the recorded custody, else every configured custodian."""
+        if seal_id in self._custody:
+            return self._custody[seal_id].holders(self.clock())
+        return self._eligible(seal_id)
 
     def not_ready_reason(self, seal_id: str) -> str:
         if not self.initial_pin_changed(seal_id):
@@ -69,7 +81,27 @@ class CustodyGuard:
                 f"the token of seal {seal_id} still has its initial PIN; the custodian must change "
                 "it first (sealctl token change-pin) (R07)"
             )
-        return rules.out_of_hours_reason(seal_id, self.config.seals[seal_id].hours, self.clock())
+        token = self._token(seal_id)
+        pin = rules.pin_holder_problem(
+            seal_id,
+            set_by=self._pin_set_by[token],
+            unlocked_since=frozenset(self._pin_unlockers.get(token, ())),
+            holders=self.holders(seal_id),
+            unlocked_by=self.tokens.state(seal_id).unlocked_by if self.tokens.state(seal_id).unlocked else "",
+        )
+        return pin or rules.out_of_hours_reason(seal_id, self.config.seals[seal_id].hours, self.clock())
+
+    async def record_unlock(self, seal_id: str, principal: str, event: AuditEvent) -> None:
+        """The unlock's audit record, and that ``principal`` knows the current PIN, together."""
+        token = self._token(seal_id)
+        now = self.clock()
+
+        def _tx(tx: Transaction) -> None:
+            custody_store.mark_unlocked(tx.conn, seal_id, token[1], principal, now)
+            tx.audit(event)
+
+        await self.store.write(_tx)
+        self._pin_unlockers.setdefault(token, set()).add(principal)
 
     def require_within_hours(self, seal_id: str) -> None:
         """R08: outside its hours a seal stays locked; the unlock is refused, requests wait."""
@@ -102,7 +134,8 @@ class CustodyGuard:
             )
 
         await self.store.write(_tx)
-        self._pin_changed.add((seal_id, serial))
+        self._pin_set_by[(seal_id, serial)] = principal.name
+        self._pin_unlockers.pop((seal_id, serial), None)
         log.info("token.pin_changed", seal_id=seal_id, principal=principal.name)
         self.on_ready_change()  # an unlocked token may sign from now on
 
