@@ -28,7 +28,8 @@ from sealclient.client import ClientIdentity, SealClient
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "assets"))
 from make_pdfs import valid_pdf
 
-SEALD = [sys.executable, "-m", "seald.app"]
+# The shipped daemon with the SEALD_TEST_* hooks injected (the product reads none of them).
+SEALD = [sys.executable, str(Path(__file__).resolve().parents[1] / "seald_under_test.py")]
 
 
 def free_port() -> int:

@@ -40,10 +40,10 @@ import contextlib
 import dataclasses
 import hashlib
 import os
+import time
 import pickle
 import tempfile
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -486,6 +486,4 @@ def exit_with_parent(parent_pid: int, interval_s: float = 1.0) -> None:
 
 def warm_up() -> int:
     """Run in each new worker so the first real document does not pay for imports."""
-    # Tests only (SEALD_TEST_SLOW_WORKER_START_S): a worker still starting when seald stops.
-    time.sleep(float(os.environ.get("SEALD_TEST_SLOW_WORKER_START_S", "0") or 0))
     return os.getpid()

@@ -22,7 +22,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from seald import test_hooks
 from seald.domain.audit import AuditEvent, AuditRecord
 from seald.domain.chains import Money
 from seald.domain.errors import NotFound, ServiceUnavailable
@@ -34,6 +33,7 @@ from seald.domain.model import (
     SealRequest,
 )
 from seald.domain.outbox import Event
+from seald.runtime.hooks import NO_HOOKS, Hooks
 from seald.store import delegations as delegation_tables
 from seald.store import outbox
 from seald.store import seals as seal_tables
@@ -222,8 +222,9 @@ def _get_request(conn: sqlite3.Connection, request_id: str) -> SealRequest:
 
 
 class Store:
-    def __init__(self, state_dir: Path, ledger: Ledger) -> None:
+    def __init__(self, state_dir: Path, ledger: Ledger, *, hooks: Hooks = NO_HOOKS) -> None:
         self.state_dir = state_dir
+        self._hooks = hooks  # the crash matrix's tx:/commit: kill points (tests)
         self.db_path = state_dir / "seald.sqlite3"
         # Issue 17: set by the service when webhooks are configured (None: no outbox rows).
         self.notifier: Notifier | None = None
@@ -306,11 +307,13 @@ class Store:
         tx = Transaction(conn, self.ledger, self.notifier)
         try:
             result = fn(tx)
-            test_hooks.kill_point_for_records("tx", [r.event for r in tx.records])
+            if tx.records:
+                self._hooks.kill_point(f"tx:{tx.records[0].event}")
             # A deleted database file still takes writes (the inode lives on): refuse them.
             check_same_file(self.db_path, self.db_identity)
             conn.execute("COMMIT")
-            test_hooks.kill_point_for_records("commit", [r.event for r in tx.records])
+            if tx.records:
+                self._hooks.kill_point(f"commit:{tx.records[0].event}")
         except sqlite3.Error as ex:
             _rollback(conn)
             self.writable = False
