@@ -54,8 +54,8 @@ from webhook_receiver import WebhookReceiver  # noqa: E402
 from seald.config import NotifyConfig, WebhookConfig  # noqa: E402
 from seald.domain.outbox import Event, EventType, delivery_headers  # noqa: E402
 from seald.notify.deliverer import Deliverer, OutboxNotifier, ssl_context  # noqa: E402
+from seald.store.database import Store, Transaction  # noqa: E402
 from seald.store.ledger import Ledger  # noqa: E402
-from seald.store.requests import Store, Transaction  # noqa: E402
 
 SECRET = b"bench-webhook-secret-0123456789"
 PIN = "20261129"

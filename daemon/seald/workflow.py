@@ -25,7 +25,8 @@ from seald.domain.quotas import Usage, check_submit, periods
 from seald.notify.deliverer import OutboxNotifier
 from seald.store import delegations as delegation_rows
 from seald.store import outbox
-from seald.store.requests import Store, Transaction, count_uses, request_from_json
+from seald.store.database import Store, Transaction
+from seald.store.requests import count_uses, request_from_json
 
 ConfigSource = Callable[[], Config]
 Row = tuple[str, str, str, int, str]

@@ -27,8 +27,8 @@ from seald.audit.operations import AuditOperations
 from seald.audit.timestamps import timestamp_time
 from seald.domain.audit import AuditEvent, ChainVerification
 from seald.store.checkpoints import LATEST_FILE, SignedCheckpoint
+from seald.store.database import Store
 from seald.store.ledger import Ledger
-from seald.store.requests import Store
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 

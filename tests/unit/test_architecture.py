@@ -160,3 +160,41 @@ def test_client_imports_only_the_pure_domain_of_seald_at_module_level() -> None:
             if module.split(".")[0] == "seald" and not module.startswith("seald.domain"):
                 offenders.append(f"{path.name}: {module}")
     assert offenders == []
+
+
+# What each room may import (docs/architecture.md, "The rooms"). ``support`` is the three
+# leaf modules of runtime/ that every room may use; the rest of runtime/ wires it all.
+SUPPORT = {"seald.runtime.logs", "seald.runtime.hooks", "seald.runtime.metrics"}
+MAY_IMPORT = {
+    "domain": set(),
+    "config": {"domain"},
+    "support": {"domain"},
+    "signing": {"domain"},
+    "store": {"domain", "support"},
+    "tokens": {"domain", "config", "store", "support"},
+    "service": {"domain", "config", "signing", "store", "tokens", "support"},
+    "registry": {"domain", "config", "service", "store", "tokens", "support"},
+    "audit": {"domain", "config", "signing", "store", "support"},
+    "api": {"domain", "config", "signing", "store", "tokens", "service", "registry", "audit", "support"},
+}
+
+
+def room(module: str) -> str:
+    if module in SUPPORT:
+        return "support"
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else module
+
+
+def test_each_room_imports_only_the_rooms_below_it() -> None:
+    graph = import_graph()
+    packages = {m for m, p in seald_modules().items() if p.name == "__init__.py"}
+    wrong = []
+    for module, targets in graph.items():
+        allowed = MAY_IMPORT.get(room(module))
+        if allowed is None:
+            continue  # runtime/ (wiring, daemon, reload, sdnotify), app.py: they wire everything
+        for target in targets - packages:
+            if room(target) != room(module) and room(target) not in allowed:
+                wrong.append(f"{module} -> {target}")
+    assert wrong == []

@@ -28,7 +28,7 @@ from seald.domain.model import SealRequest
 from seald.domain.outbox import Event, EventType, backoff, delivery_headers, is_dead
 from seald.runtime.logs import get_logger
 from seald.store import outbox
-from seald.store.requests import Store
+from seald.store.database import Store
 
 log = get_logger("seald.notify")
 

@@ -55,13 +55,13 @@ from seald.domain.audit import AuditEvent
 from seald.domain.errors import ConfigError, SealError
 from seald.runtime.hooks import NO_HOOKS, Clock, Hooks, real_clock
 from seald.runtime.logs import configure_logging, get_logger
-from seald.runtime.metrics import Snapshot, read_store_counts, split_listen
+from seald.runtime.metrics import Snapshot, split_listen
 from seald.runtime.reload import config_digest, restart_only_changes
 from seald.runtime.sdnotify import SystemdNotifier
 from seald.runtime.wiring import build_services
+from seald.store.database import Store
 from seald.store.ledger import Ledger
 from seald.store.orphans import sweep_orphans
-from seald.store.requests import Store
 from seald.store.state_lock import acquire_state_lock
 from seald.tokens.hotplug import HotplugWatcher
 from seald.tokens.manager import TokenManager
@@ -396,7 +396,16 @@ class Daemon:
     async def snapshot(self) -> Snapshot:
         """State gauges for a scrape (seald.runtime.metrics calls this on the loop)."""
         now = datetime.now(UTC)
-        snap = await self.store.call(lambda: read_store_counts(self.store._connection(), now))
+        counts = await self.store.counts(now)
+        snap = Snapshot(
+            requests_by_state=counts.requests_by_state,
+            pending_by_seal=counts.pending_by_seal,
+            audit_records=counts.audit_records,
+            last_checkpoint_age_s=counts.last_checkpoint_age_s,
+            notify_queue_depth=counts.notify_queue_depth,
+            notify_oldest_undelivered_s=counts.notify_oldest_undelivered_s,
+            notify_dead_letters=counts.notify_dead_letters,
+        )
         for seal_id in self.config.seals:
             state = self.tokens.state(seal_id)
             snap.token_present[seal_id] = state.present

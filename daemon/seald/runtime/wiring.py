@@ -21,7 +21,7 @@ from seald.service.seal_workers import SealWorkers
 from seald.service.settings import LiveConfig
 from seald.service.signer import Signer
 from seald.service.tokens import Readiness, TokenService
-from seald.store.requests import Store
+from seald.store.database import Store
 from seald.tokens.custody_guard import CustodyGuard
 from seald.tokens.manager import TokenManager
 from seald.webauthn.registry import WebAuthnRegistry

@@ -43,8 +43,8 @@ from seald.service.settings import LiveConfig
 from seald.service.signer import Signer
 from seald.signing.errors import InputDocumentError, SigningError
 from seald.signing.input_checks import check_input_pdf
+from seald.store.database import Store, Transaction
 from seald.store.limits import count_open_requests
-from seald.store.requests import Store, Transaction
 from seald.webauthn.approvals import WebAuthnApproval
 from seald.workflow import Workflow
 

@@ -90,7 +90,7 @@ class SealWorkers:
             self.shutdown()
             log.error("seal_workers.broken_pool")
             raise TokenSigningError(
-                "seal_worker_died", "a sealing worker process died; the request will be retried"
+                "a sealing worker process died; the request will be retried", reason="seal_worker_died"
             ) from ex
 
     async def warm(self) -> None:
@@ -234,7 +234,7 @@ async def settled(gate: asyncio.Future[None]) -> None:
     gate.result()
 
 
-async def _seal_documents(
+async def _seal_documents(  # noqa: C901 - the fail-closed pipeline of one request, in one place
     workers: SealWorkers,
     tokens: TokenManager,
     seal_id: str,

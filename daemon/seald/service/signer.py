@@ -48,7 +48,7 @@ from seald.signing.levels import Certification, LevelSettings, level_settings
 from seald.signing.pipeline import SealJob
 from seald.signing.placement import PlacementSpec
 from seald.signing.seal_image import SealImageSpec, render_seal_png
-from seald.store.requests import Store, Transaction
+from seald.store.database import Store, Transaction
 from seald.tokens.manager import TokenManager
 from seald.workflow import Workflow
 
@@ -289,7 +289,9 @@ class Signer:
                     for prepared in early:
                         discard_early(prepared)
 
-    async def sign_request(self, request_id: str, queued: SealRequest | None = None) -> SealRequest:
+    async def sign_request(  # noqa: C901 - intent, signatures, result and each way out (R10) together
+        self, request_id: str, queued: SealRequest | None = None
+    ) -> SealRequest:
         """Intent record, token signatures, result record — or nothing released.
 
         ``queued`` is the request as the signer's queue read it (APPROVED): its documents

@@ -40,10 +40,10 @@ import contextlib
 import dataclasses
 import hashlib
 import os
-import time
 import pickle
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -273,9 +273,9 @@ def _post_sign_state(tbs: PdfTBSDocument) -> _PostSignState:
     for path in info.validation_paths:
         if not isinstance(path.trust_anchor, CertTrustAnchor):
             raise SigningError(
-                "seal_certificate_invalid",
                 "a validation path ends in a trust anchor that is not a certificate; "
                 "configure [trust] signing_roots as CA certificates",
+                reason="seal_certificate_invalid",
             )
         paths.append(tuple(cert.dump() for cert in path))
     return _PostSignState(
@@ -349,7 +349,7 @@ def sign_prepared(signer: Signer, prepared: PreparedSeal) -> bytes:
     with _translate_signing_errors(prepared.field_name):
         signature = loop.run_until_complete(signer.async_sign_raw(prepared.to_sign, DIGEST))
     if not signature:
-        raise SigningError("signing_failed", "the token returned an empty signature; retry")
+        raise SigningError("the token returned an empty signature; retry", reason="signing_failed")
     return bytes(signature)
 
 

@@ -32,7 +32,7 @@ from seald.domain.text_policy import MAX_TEXT
 from seald.service.requests import RequestService
 from seald.service.settings import LiveConfig
 from seald.store import webauthn as tables
-from seald.store.requests import Store, Transaction
+from seald.store.database import Store, Transaction
 from seald.webauthn.approvals import assertion_challenge, verify_webauthn_approval
 from seald.webauthn.verify import (
     Assertion,
