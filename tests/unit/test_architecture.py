@@ -169,19 +169,27 @@ MAY_IMPORT = {
     "domain": set(),
     "config": {"domain"},
     "support": {"domain"},
-    "signing": {"domain"},
+    "gm": {"domain"},  # SM2/SM3 and GB/T 38540 primitives
+    "signing": {"domain", "gm"},
+    "webauthn": {"domain", "config", "support"},  # assertion checks (approvals, verify)
     "store": {"domain", "support"},
-    "tokens": {"domain", "config", "store", "support"},
-    "service": {"domain", "config", "signing", "store", "tokens", "support"},
+    "tokens": {"domain", "config", "gm", "store", "support"},
+    "service": {"domain", "config", "gm", "signing", "store", "tokens", "webauthn", "support"},
     "registry": {"domain", "config", "service", "store", "tokens", "support"},
+    "webauthn-registry": {"domain", "config", "service", "store", "webauthn", "support"},
     "audit": {"domain", "config", "signing", "store", "support"},
-    "api": {"domain", "config", "signing", "store", "tokens", "service", "registry", "audit", "support"},
+    "api": {
+        "domain", "config", "gm", "signing", "store", "tokens", "service", "registry",
+        "webauthn", "webauthn-registry", "audit", "support",
+    },
 }
 
 
 def room(module: str) -> str:
     if module in SUPPORT:
         return "support"
+    if module == "seald.webauthn.registry":  # enrolment and keys: a service-level room
+        return "webauthn-registry"
     parts = module.split(".")
     return parts[1] if len(parts) > 1 else module
 

@@ -38,6 +38,7 @@ from seald.store import ledger as ledger_tables
 from seald.store import outbox
 from seald.store import requests as request_table
 from seald.store import seals as seal_tables
+from seald.store import webauthn as webauthn_tables
 from seald.store.audit_health import (
     PROBE_SCHEMA,
     check_free_space,
@@ -53,6 +54,16 @@ from seald.store.limits import count_open_requests
 
 T = TypeVar("T")
 
+class Reader:
+    """What a read may do: the store's table functions over ``conn`` (store thread only)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def get_request(self, request_id: str) -> SealRequest:
+        return request_table.get_request(self.conn, request_id)
+
+
 class Notifier(Protocol):
     """Issue 17: turns a committed request change into outbox events (set by the service,
     which knows the policies); the store writes them in the same transaction."""
@@ -64,19 +75,16 @@ class Notifier(Protocol):
     def webhooks_for(self, event: Event) -> tuple[str, ...]: ...
 
 
-class Transaction:
+class Transaction(Reader):
     """What a write may do: read and save requests, append audit records and outbox events."""
 
     def __init__(
         self, conn: sqlite3.Connection, ledger: Ledger, notifier: Notifier | None = None
     ) -> None:
-        self.conn = conn
+        super().__init__(conn)
         self.ledger = ledger
         self.records: list[AuditRecord] = []
         self.notifier = notifier
-
-    def get_request(self, request_id: str) -> SealRequest:
-        return request_table.get_request(self.conn, request_id)
 
     def save_request(self, request: SealRequest) -> None:
         if self.notifier is not None and self.notifier.webhooks:
@@ -128,6 +136,7 @@ class Store:
         outbox.create_schema(conn)
         delegation_tables.create_schema(conn)
         custody_tables.create_schema(conn)
+        webauthn_tables.create_schema(conn)
         checkpoint_tables.ensure_schema(conn)
         self._conn = conn
         self._thread = threading.current_thread()
@@ -244,6 +253,12 @@ class Store:
         return await self.call(lambda: list(self.ledger.records(self._connection(), **filters)))
 
     # -- what the other rooms read (typed; the SQL is in the table modules) ----------------------
+    async def read(self, query: Callable[[Reader], T]) -> T:
+        """Run ``query`` on the store thread outside any write transaction. It calls the
+        store's table functions with ``reader.conn`` (as a write does with ``tx.conn``):
+        the extension point for a room's reads, so Store need not grow a method each."""
+        return await self.call(lambda: query(Reader(self._connection())))
+
     async def count_open_requests(self, requester: str) -> int:
         """Pending + approved + signing requests of one requester (the issue 8 limit)."""
         return await self.call(lambda: count_open_requests(self._connection(), requester))
