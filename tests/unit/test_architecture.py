@@ -173,14 +173,17 @@ MAY_IMPORT = {
     "signing": {"domain", "gm"},
     "webauthn": {"domain", "config", "support"},  # assertion checks (approvals, verify)
     "store": {"domain", "support"},
-    "tokens": {"domain", "config", "gm", "store", "support"},
-    "service": {"domain", "config", "gm", "signing", "store", "tokens", "webauthn", "support"},
-    "registry": {"domain", "config", "service", "store", "tokens", "support"},
+    "workflow_events": {"domain"},  # issue 17: the outbox events of seal/custody changes
+    "notify": {"domain", "config", "store", "support"},  # webhook delivery from the outbox
+    "workflow": {"domain", "config", "notify", "store", "support"},  # delegations, quotas
+    "tokens": {"domain", "config", "gm", "store", "workflow_events", "support"},
+    "service": {"domain", "config", "gm", "signing", "store", "tokens", "webauthn", "workflow", "support"},
+    "registry": {"domain", "config", "service", "store", "tokens", "workflow_events", "support"},
     "webauthn-registry": {"domain", "config", "service", "store", "webauthn", "support"},
     "audit": {"domain", "config", "signing", "store", "support"},
     "api": {
         "domain", "config", "gm", "signing", "store", "tokens", "service", "registry",
-        "webauthn", "webauthn-registry", "audit", "support",
+        "webauthn", "webauthn-registry", "audit", "notify", "workflow", "support",
     },
 }
 
@@ -191,7 +194,7 @@ def room(module: str) -> str:
     if module == "seald.webauthn.registry":  # enrolment and keys: a service-level room
         return "webauthn-registry"
     parts = module.split(".")
-    return parts[1] if len(parts) > 1 else module
+    return parts[1] if len(parts) > 1 else module  # a flat module (seald.workflow) is its own room
 
 
 def test_each_room_imports_only_the_rooms_below_it() -> None:

@@ -214,3 +214,11 @@ def open_request_ids(conn: sqlite3.Connection, seal_id: str) -> list[str]:
         (seal_id, RequestState.PENDING.value, RequestState.APPROVED.value),
     ).fetchall()
     return [str(r[0]) for r in rows]
+
+
+def unfinished_requests(conn: sqlite3.Connection) -> list[SealRequest]:
+    """Pending, approved and signing requests (issue 17: a delegation's end re-checks them)."""
+    rows = conn.execute(
+        "SELECT body FROM requests WHERE state IN ('pending', 'approved', 'signing')"
+    ).fetchall()
+    return [request_from_json(r[0]) for r in rows]
