@@ -52,8 +52,8 @@ from make_pdfs import valid_pdf  # noqa: E402
 from seald.config import NotifyConfig, WebhookConfig  # noqa: E402
 from seald.domain.outbox import Event, EventType, delivery_headers  # noqa: E402
 from seald.notify.deliverer import Deliverer, OutboxNotifier, ssl_context  # noqa: E402
+from seald.store.database import Store, Transaction  # noqa: E402
 from seald.store.ledger import Ledger  # noqa: E402
-from seald.store.requests import Store, Transaction  # noqa: E402
 from seald_testing.config import DaemonConfig  # noqa: E402
 from seald_testing.daemon import SealDaemon  # noqa: E402
 from seald_testing.webhook_receiver import WebhookReceiver  # noqa: E402

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import grpc
 
+from seald.domain.errors import ConfigError as _ConfigError
+
 REASON_METADATA_KEY = "seal-error-reason"
 
 
@@ -44,8 +46,9 @@ class LocalInputError(SealClientError):
         super().__init__(grpc.StatusCode.INVALID_ARGUMENT, reason, message)
 
 
-class ConfigError(SealClientError):
-    """The client configuration (file or flags) is incomplete or invalid."""
+class ConfigError(SealClientError, _ConfigError):
+    """The client configuration (file or flags) is incomplete or invalid: the one
+    ConfigError of seald.domain.errors, as a sealctl error (exit 2, USAGE)."""
 
     def __init__(self, message: str) -> None:
         super().__init__(grpc.StatusCode.INVALID_ARGUMENT, "client_config_invalid", message)

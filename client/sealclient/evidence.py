@@ -278,7 +278,7 @@ def _verify_checkpoint(
     )
 
 
-def _verify_ledger(
+def _verify_ledger(  # noqa: C901 - one check after another, each its own verdict line
     verdict: Verdict, request: dict[str, Any], ledger: dict[str, Any]
 ) -> list[dict[str, Any]]:
     records, checkpoint, columns = ledger["records"], ledger["checkpoint"], ledger["columns"]

@@ -2,39 +2,20 @@
 
 from __future__ import annotations
 
-import enum
-
 import grpc
 
 from sealclient.errors import ConfigError, LocalVerificationError, SealClientError
+from seald.domain.reasons import EXIT_FOR_STATUS, ExitCode
 
-
-class ExitCode(enum.IntEnum):
-    OK = 0
-    OTHER = 1
-    USAGE = 2
-    NOT_AUTHORISED = 3
-    NOT_FOUND = 4
-    FAILED_PRECONDITION = 5
-    INVALID_ARGUMENT = 6
-    ALREADY_DONE = 7
-    UNAVAILABLE = 8
-    RESOURCE_EXHAUSTED = 9
-    VERIFICATION_FAILED = 10
-
-
+# Built from the reason registry's table (seald.domain.reasons, shared pure code), so
+# docs/reasons.md, the daemon's statuses and sealctl's exit codes cannot disagree.
 _BY_STATUS: dict[grpc.StatusCode, ExitCode] = {
     grpc.StatusCode.OK: ExitCode.OK,
-    grpc.StatusCode.UNAUTHENTICATED: ExitCode.NOT_AUTHORISED,
-    grpc.StatusCode.PERMISSION_DENIED: ExitCode.NOT_AUTHORISED,
-    grpc.StatusCode.NOT_FOUND: ExitCode.NOT_FOUND,
-    grpc.StatusCode.FAILED_PRECONDITION: ExitCode.FAILED_PRECONDITION,
-    grpc.StatusCode.INVALID_ARGUMENT: ExitCode.INVALID_ARGUMENT,
     grpc.StatusCode.OUT_OF_RANGE: ExitCode.INVALID_ARGUMENT,
-    grpc.StatusCode.ALREADY_EXISTS: ExitCode.ALREADY_DONE,
-    grpc.StatusCode.UNAVAILABLE: ExitCode.UNAVAILABLE,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: ExitCode.RESOURCE_EXHAUSTED,
+    **{grpc.StatusCode[status.name]: code for status, code in EXIT_FOR_STATUS.items()},
 }
+
+__all__ = ["EPILOG", "ExitCode", "exit_code_for", "exit_code_for_status"]
 
 
 def exit_code_for_status(code: grpc.StatusCode) -> ExitCode:

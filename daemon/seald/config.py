@@ -962,7 +962,7 @@ def _check_request_limits(path: Path, requests: RequestsConfig) -> None:
         )
 
 
-def load_config(path: Path) -> Config:
+def load_config(path: Path) -> Config:  # noqa: C901 - one section after another, each checked in place
     path = path.resolve()
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))

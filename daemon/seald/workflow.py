@@ -25,7 +25,9 @@ from seald.domain.quotas import Usage, check_submit, periods
 from seald.notify.deliverer import OutboxNotifier
 from seald.store import delegations as delegation_rows
 from seald.store import outbox
-from seald.store.requests import Store, Transaction, count_uses, request_from_json
+from seald.store import requests as request_table
+from seald.store.database import Reader, Store, Transaction
+from seald.store.requests import count_uses
 
 ConfigSource = Callable[[], Config]
 Row = tuple[str, str, str, int, str]
@@ -52,10 +54,7 @@ def _delegation_event(event: str, d: Delegation, principal: str, role: str) -> A
 
 
 def open_requests(tx: Transaction) -> list[SealRequest]:
-    rows = tx.conn.execute(
-        "SELECT body FROM requests WHERE state IN ('pending', 'approved', 'signing')"
-    ).fetchall()
-    return [request_from_json(r[0]) for r in rows]
+    return request_table.unfinished_requests(tx.conn)
 
 
 class Workflow:
@@ -247,8 +246,8 @@ class Workflow:
                 )
 
     async def delegations(self, principal: Principal, *, live_only: bool) -> list[Delegation]:
-        found = await self.store.call(
-            lambda: delegation_rows.all_delegations(self.store._connection(), live_only=live_only)
+        found = await self.store.read(
+            lambda db: delegation_rows.all_delegations(db.conn, live_only=live_only)
         )
         if Role.ADMIN in principal.roles or Role.AUDITOR in principal.roles:
             return found
@@ -277,11 +276,10 @@ class Workflow:
     async def queue(self, principal: Principal, state: str) -> tuple[outbox.QueueStats, list[Row]]:
         _require_admin(principal)
 
-        def read() -> tuple[outbox.QueueStats, list[Row]]:
-            conn = self.store._connection()
-            return outbox.stats(conn), outbox.deliveries(conn, state)[-1000:]
+        def read(db: Reader) -> tuple[outbox.QueueStats, list[Row]]:
+            return outbox.stats(db.conn), outbox.deliveries(db.conn, state)[-1000:]
 
-        return await self.store.call(read)
+        return await self.store.read(read)
 
     async def replay(self, principal: Principal, event_ids: Sequence[str], webhook: str) -> int:
         _require_admin(principal)

@@ -19,8 +19,8 @@ from cryptography import x509
 from seald.audit.operations import AuditOperations
 from seald.domain.audit import GENESIS_HASH, AuditEvent, chain_after
 from seald.store.checkpoints import LATEST_FILE, SignedCheckpoint, signature_problem
+from seald.store.database import Store
 from seald.store.ledger import Ledger
-from seald.store.requests import Store
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 

@@ -24,8 +24,8 @@ from seald.audit.operations import AuditOperations
 from seald.audit.timestamps import timestamp_time
 from seald.domain.audit import AuditEvent, ChainVerification
 from seald.store.checkpoints import LATEST_FILE, SignedCheckpoint
+from seald.store.database import Store
 from seald.store.ledger import Ledger
-from seald.store.requests import Store
 from seald_testing.daemon import SealDaemon
 from seald_testing.ltv_pki import LivePki
 

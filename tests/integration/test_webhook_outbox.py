@@ -20,8 +20,8 @@ from seald.config import NotifyConfig, WebhookConfig
 from seald.domain.outbox import Event, EventType
 from seald.notify.deliverer import Deliverer, OutboxNotifier
 from seald.store import outbox
+from seald.store.database import Store
 from seald.store.ledger import Ledger
-from seald.store.requests import Store
 from seald_testing.webhook_receiver import WebhookReceiver
 
 SECRET = b"0123456789abcdef-webhook-secret"

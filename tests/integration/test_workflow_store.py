@@ -19,8 +19,8 @@ from seald.domain import lifecycle
 from seald.domain.errors import PreconditionFailed
 from seald.domain.model import Document, Placement, RequestState, SealRequest
 from seald.domain.quotas import QuotaExceeded
+from seald.store.database import Store, Transaction
 from seald.store.ledger import Ledger
-from seald.store.requests import Store, Transaction
 from seald.workflow import Workflow, request_notifier
 
 DEPUTY = """

@@ -30,7 +30,8 @@ from sealapi.v1 import requests_pb2
 from sealclient.client import ClientIdentity, SealClient
 from seald_testing.config import ConfigEdit, DaemonConfig
 
-SEALD = [sys.executable, "-m", "seald.app"]
+# The shipped daemon with the SEALD_TEST_* hooks injected (the product reads none of them).
+SEALD = [sys.executable, str(Path(__file__).resolve().parents[1] / "seald_under_test.py")]
 
 
 def free_port() -> int:

@@ -160,3 +160,52 @@ def test_client_imports_only_the_pure_domain_of_seald_at_module_level() -> None:
             if module.split(".")[0] == "seald" and not module.startswith("seald.domain"):
                 offenders.append(f"{path.name}: {module}")
     assert offenders == []
+
+
+# What each room may import (docs/architecture.md, "The rooms"). ``support`` is the three
+# leaf modules of runtime/ that every room may use; the rest of runtime/ wires it all.
+SUPPORT = {"seald.runtime.logs", "seald.runtime.hooks", "seald.runtime.metrics"}
+MAY_IMPORT = {
+    "domain": set(),
+    "config": {"domain"},
+    "support": {"domain"},
+    "gm": {"domain"},  # SM2/SM3 and GB/T 38540 primitives
+    "signing": {"domain", "gm"},
+    "webauthn": {"domain", "config", "support"},  # assertion checks (approvals, verify)
+    "store": {"domain", "support"},
+    "workflow_events": {"domain"},  # issue 17: the outbox events of seal/custody changes
+    "notify": {"domain", "config", "store", "support"},  # webhook delivery from the outbox
+    "workflow": {"domain", "config", "notify", "store", "support"},  # delegations, quotas
+    "tokens": {"domain", "config", "gm", "store", "workflow_events", "support"},
+    "service": {"domain", "config", "gm", "signing", "store", "tokens", "webauthn", "workflow", "support"},
+    "registry": {"domain", "config", "service", "store", "tokens", "workflow_events", "support"},
+    "webauthn-registry": {"domain", "config", "service", "store", "webauthn", "support"},
+    "audit": {"domain", "config", "signing", "store", "support"},
+    "api": {
+        "domain", "config", "gm", "signing", "store", "tokens", "service", "registry",
+        "webauthn", "webauthn-registry", "audit", "notify", "workflow", "support",
+    },
+}
+
+
+def room(module: str) -> str:
+    if module in SUPPORT:
+        return "support"
+    if module == "seald.webauthn.registry":  # enrolment and keys: a service-level room
+        return "webauthn-registry"
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else module  # a flat module (seald.workflow) is its own room
+
+
+def test_each_room_imports_only_the_rooms_below_it() -> None:
+    graph = import_graph()
+    packages = {m for m, p in seald_modules().items() if p.name == "__init__.py"}
+    wrong = []
+    for module, targets in graph.items():
+        allowed = MAY_IMPORT.get(room(module))
+        if allowed is None:
+            continue  # runtime/ (wiring, daemon, reload, sdnotify), app.py: they wire everything
+        for target in targets - packages:
+            if room(target) != room(module) and room(target) not in allowed:
+                wrong.append(f"{module} -> {target}")
+    assert wrong == []

@@ -18,7 +18,7 @@ from seald.domain import access
 from seald.domain.audit import canonical_details_json, parse_time
 from seald.domain.errors import InvalidInput
 from seald.domain.model import Principal
-from seald.store.requests import Store
+from seald.store.database import Store
 
 
 class AuditServicer(Servicer, audit_pb2_grpc.AuditServiceServicer):
@@ -48,7 +48,7 @@ class AuditServicer(Servicer, audit_pb2_grpc.AuditServiceServicer):
             filters["from_time"] = datetime_from_pb(request.from_time, "from_time")
         if request.HasField("to_time"):
             filters["to_time"] = datetime_from_pb(request.to_time, "to_time")
-        records = await self.store.call(lambda: list(self.store.iter_audit_sync(**filters)))
+        records = await self.store.audit_records(**filters)
         for r in records:
             yield audit_pb2.AuditRecord(
                 sequence=r.sequence,

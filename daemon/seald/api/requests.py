@@ -11,7 +11,8 @@ import hashlib
 import os
 import shutil
 from collections.abc import AsyncIterator
-from typing import Any
+from pathlib import Path
+from typing import Any, BinaryIO
 
 import grpc
 
@@ -21,13 +22,14 @@ from seald.api.call import CallInfo, Gate, Servicer, rpc, stream_rpc, unimplemen
 from seald.api.signed_approvals import signed_approval
 from seald.audit.evidence import export_evidence
 from seald.audit.operations import AuditOperations
+from seald.config import RequestsConfig
 from seald.domain import access, lifecycle
 from seald.domain.errors import InvalidInput, LimitExceeded, SealError
 from seald.domain.model import Principal, SealRequest
 from seald.service.catalog import SealCatalog
 from seald.service.previews import Previews
 from seald.service.requests import RequestService, UploadedDocument
-from seald.store.requests import Store
+from seald.store.database import Store
 
 CHUNK_SIZE = 256 * 1024
 
@@ -36,6 +38,86 @@ def _sync_and_close(file: Any) -> None:
     file.flush()
     os.fsync(file.fileno())
     file.close()
+
+
+class _Upload:
+    """The documents of one SubmitRequest stream, written to ``directory`` chunk by chunk
+    (hashed and counted as they arrive, fsync'd off the loop), checked against what each
+    document_start announced."""
+
+    def __init__(self, directory: Path, limits: RequestsConfig) -> None:
+        self.directory = directory
+        self.documents: list[UploadedDocument] = []
+        self._limits = limits
+        self._start: requests_pb2.DocumentStart | None = None
+        self._path = directory
+        self._file: BinaryIO | None = None
+        self._size = 0
+        self._hash = hashlib.sha256()
+
+    async def start(self, start: requests_pb2.DocumentStart) -> None:
+        await self.finish_current()
+        convert.document_name_in(start.name)  # a base name, before the upload
+        limits = self._limits
+        if len(self.documents) >= limits.max_documents_per_request:
+            raise LimitExceeded(
+                f"more than {limits.max_documents_per_request} documents in one request "
+                "(max_documents_per_request); split the batch",
+                reason="too_many_documents",
+            )
+        if start.size > limits.max_document_bytes:
+            raise LimitExceeded(
+                f"document {start.name!r} is {start.size} bytes; the limit is "
+                f"{limits.max_document_bytes} (max_document_bytes)",
+                reason="document_too_large",
+            )
+        self._path = self.directory / f"{len(self.documents):04d}.part"
+        self._start, self._file = start, self._path.open("wb")
+        self._size, self._hash = 0, hashlib.sha256()
+
+    def write(self, chunk: bytes) -> None:
+        if self._start is None or self._file is None:
+            raise InvalidInput(
+                "document data arrived before a document_start",
+                reason="missing_document_start",
+            )
+        self._size += len(chunk)
+        if self._size > self._start.size:
+            raise InvalidInput(
+                f"document {self._start.name!r} is longer than its announced size",
+                reason="upload_too_long",
+            )
+        self._file.write(chunk)
+        self._hash.update(chunk)
+
+    async def finish_current(self) -> None:
+        start, file = self._start, self._file
+        if start is None or file is None:
+            return
+        # fsync off the event loop: other clients' calls go on meanwhile.
+        await asyncio.get_running_loop().run_in_executor(None, _sync_and_close, file)
+        size, sha = self._size, self._hash.hexdigest()
+        if size != start.size:
+            raise InvalidInput(
+                f"document {start.name!r} announced {start.size} bytes but {size} arrived; "
+                "the upload was cut short, send it again",
+                reason="truncated_upload",
+            )
+        if start.sha256 and start.sha256.lower() != sha:
+            raise InvalidInput(
+                f"document {start.name!r} arrived with SHA-256 {sha}, not the {start.sha256} "
+                "you announced; send it again",
+                reason="upload_hash_mismatch",
+            )
+        self.documents.append(UploadedDocument(start.name, size, sha, self._path))
+        self._start, self._file = None, None
+
+    def close(self) -> None:
+        """Whatever happened: the open file closed, the upload directory gone (a stored
+        request's documents were moved out of it already)."""
+        if self._file is not None and not self._file.closed:
+            self._file.close()
+        shutil.rmtree(self.directory, ignore_errors=True)
 
 
 class SealRequestServicer(Servicer, requests_pb2_grpc.SealRequestServiceServicer):
@@ -68,36 +150,9 @@ class SealRequestServicer(Servicer, requests_pb2_grpc.SealRequestServiceServicer
         request_iterator: AsyncIterator[requests_pb2.SubmitRequestMessage],
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> requests_pb2.SealRequest:
-        limits = self.gate.live.current.requests
-        upload_dir = self.requests.new_upload_dir()
+        upload = _Upload(self.requests.new_upload_dir(), self.gate.live.current.requests)
         try:
             header: requests_pb2.SubmitRequestHeader | None = None
-            uploads: list[UploadedDocument] = []
-            current: dict[str, Any] | None = None
-
-            async def finish_current() -> None:
-                nonlocal current
-                if current is None:
-                    return
-                # fsync off the event loop: other clients' calls go on meanwhile.
-                await asyncio.get_running_loop().run_in_executor(None, _sync_and_close, current["file"])
-                start: requests_pb2.DocumentStart = current["start"]
-                size, sha = current["size"], current["hash"].hexdigest()
-                if size != start.size:
-                    raise InvalidInput(
-                        f"document {start.name!r} announced {start.size} bytes but {size} arrived; "
-                        "the upload was cut short, send it again",
-                        reason="truncated_upload",
-                    )
-                if start.sha256 and start.sha256.lower() != sha:
-                    raise InvalidInput(
-                        f"document {start.name!r} arrived with SHA-256 {sha}, not the {start.sha256} "
-                        "you announced; send it again",
-                        reason="upload_hash_mismatch",
-                    )
-                uploads.append(UploadedDocument(start.name, size, sha, current["path"]))
-                current = None
-
             async for message in request_iterator:
                 kind = message.WhichOneof("payload")
                 if header is None:
@@ -114,51 +169,15 @@ class SealRequestServicer(Servicer, requests_pb2_grpc.SealRequestServiceServicer
                     convert.submit_header_in(header)  # one text policy (issue 14)
                     # Refuse before the upload, not after it (issue 8).
                     await self.gate.admission.check_open_requests(principal, header.client_request_key)
-                    continue
-                if kind == "header":
+                elif kind == "header":
                     raise InvalidInput("the header was sent twice", reason="duplicate_header")
-                if kind == "document_start":
-                    await finish_current()
-                    start = message.document_start
-                    convert.document_name_in(start.name)  # a base name, before the upload
-                    if len(uploads) >= limits.max_documents_per_request:
-                        raise LimitExceeded(
-                            f"more than {limits.max_documents_per_request} documents in one request "
-                            "(max_documents_per_request); split the batch",
-                            reason="too_many_documents",
-                        )
-                    if start.size > limits.max_document_bytes:
-                        raise LimitExceeded(
-                            f"document {start.name!r} is {start.size} bytes; the limit is "
-                            f"{limits.max_document_bytes} (max_document_bytes)",
-                            reason="document_too_large",
-                        )
-                    path = upload_dir / f"{len(uploads):04d}.part"
-                    current = {
-                        "start": start,
-                        "path": path,
-                        "file": path.open("wb"),
-                        "size": 0,
-                        "hash": hashlib.sha256(),
-                    }
-                    continue
-                if kind == "chunk":
-                    if current is None:
-                        raise InvalidInput(
-                            "document data arrived before a document_start",
-                            reason="missing_document_start",
-                        )
-                    current["size"] += len(message.chunk)
-                    if current["size"] > current["start"].size:
-                        raise InvalidInput(
-                            f"document {current['start'].name!r} is longer than its announced size",
-                            reason="upload_too_long",
-                        )
-                    current["file"].write(message.chunk)
-                    current["hash"].update(message.chunk)
-                    continue
-                raise InvalidInput("empty SubmitRequest message", reason="empty_message")
-            await finish_current()
+                elif kind == "document_start":
+                    await upload.start(message.document_start)
+                elif kind == "chunk":
+                    upload.write(message.chunk)
+                else:
+                    raise InvalidInput("empty SubmitRequest message", reason="empty_message")
+            await upload.finish_current()
             if header is None:
                 raise InvalidInput("no header was sent", reason="missing_header")
             seal = self.gate.live.current.seals[header.seal_id]
@@ -168,17 +187,15 @@ class SealRequestServicer(Servicer, requests_pb2_grpc.SealRequestServiceServicer
                 reason=header.reason,
                 category=header.category,
                 placement=convert.placement_from_pb(header.placement, seal.size_mm),
-                uploads=uploads,
-                upload_dir=upload_dir,
+                uploads=upload.documents,
+                upload_dir=upload.directory,
                 client_request_key=header.client_request_key,
                 amount=convert.amount_from_pb(header.amount, header.amount_currency),
             )
             info.request_id = result.request_id
             return self._pb(result)
         finally:
-            if current is not None and not current["file"].closed:
-                current["file"].close()
-            shutil.rmtree(upload_dir, ignore_errors=True)
+            upload.close()
 
     @rpc
     async def GetRequest(

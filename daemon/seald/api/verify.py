@@ -20,7 +20,7 @@ from seald.domain.model import Principal
 from seald.gm.certs import pem_or_der
 from seald.signing.errors import SigningError
 from seald.signing.verify import CERTIFICATION_P, verify_pdf
-from seald.store.requests import Store
+from seald.store.database import Store
 from seald.tokens.manager import TokenManager
 
 

@@ -6,14 +6,13 @@ Restore needs seald stopped: it takes the state directory's lock.
 
 from __future__ import annotations
 
-import sqlite3
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
 from seald.config import Config
 from seald.domain.errors import SealError
-from seald.store.backup import create_backup, restore_backup
+from seald.store.backup import backup_database_file, restore_backup
 from seald.store.checkpoints import AuditKey
 from seald.store.state_lock import acquire_state_lock
 
@@ -26,11 +25,9 @@ def run_backup(config: Config, destination: Path) -> int:
             print(f"seald: no state database at {database}; nothing to back up", file=sys.stderr)
             return 1
         key = AuditKey.load_or_create(config.audit_dir, config.server.host_name)
-        conn = sqlite3.connect(database.resolve().as_uri() + "?mode=ro", uri=True)
-        try:
-            manifest = create_backup(conn, destination, key, config.server.host_name, datetime.now(UTC))
-        finally:
-            conn.close()
+        manifest = backup_database_file(
+            database, destination, key, config.server.host_name, datetime.now(UTC)
+        )
     except SealError as ex:
         print(f"seald: backup refused: {ex}", file=sys.stderr)
         return 1

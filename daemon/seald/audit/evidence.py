@@ -22,7 +22,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import sqlite3
 import ssl
 from datetime import datetime
 from typing import Any, Final
@@ -36,6 +35,8 @@ from seald.domain import access
 from seald.domain.audit import RECORD_COLUMNS, AuditEvent
 from seald.domain.errors import NotVisible, PermissionDenied, PreconditionFailed
 from seald.domain.model import Principal, RequestState, Role, SealRequest
+from seald.store import ledger as ledger_tables
+from seald.store import seals as seal_tables
 from seald.store.checkpoints import (
     CHECKPOINT_FORMAT,
     AuditKey,
@@ -44,11 +45,10 @@ from seald.store.checkpoints import (
     export_latest,
     latest_stored_checkpoint,
 )
-from seald.store.requests import Store, Transaction
+from seald.store.database import Store, Transaction
 
 EVIDENCE_FORMAT: Final = "seald.evidence/1"
 EXPORT_EVENT: Final = "evidence.exported"
-_COLUMNS: Final = ", ".join(RECORD_COLUMNS)
 
 
 def require_may_fetch(principal: Principal, request: SealRequest) -> None:
@@ -172,13 +172,7 @@ def collect_evidence(
             reason="evidence_not_sealed",
         )
     conn = tx.conn
-    own = [
-        int(row[0])
-        for row in conn.execute(
-            "SELECT sequence FROM audit_log WHERE request_id = ? AND event != ? ORDER BY sequence",
-            (request_id, EXPORT_EVENT),
-        )
-    ]
+    own = ledger_tables.request_sequences(conn, request_id, except_event=EXPORT_EVENT)
     if not own:
         raise PreconditionFailed(
             f"request {request_id} has no ledger records; the ledger is damaged, ask an auditor",
@@ -188,13 +182,9 @@ def collect_evidence(
     created = checkpoint is None or checkpoint.sequence < own[-1]
     if checkpoint is None or created:
         checkpoint = create_checkpoint(conn, key, host, now)
-    rows = conn.execute(
-        f"SELECT {_COLUMNS} FROM audit_log WHERE sequence BETWEEN ? AND ? ORDER BY sequence",  # noqa: S608
-        (own[0], checkpoint.sequence),
-    ).fetchall()
-    records = [dict(zip(RECORD_COLUMNS, row, strict=True)) for row in rows]
+    records = ledger_tables.record_rows(conn, own[0], checkpoint.sequence)
     chain = [
-        _seal_certificate_pem(conn, config, request),
+        _seal_certificate_pem(seal_tables.certificates_der(conn, request.seal_id), config, request),
         config.trust.seal_ca.read_text(encoding="ascii"),
     ]
     package = {
@@ -247,15 +237,12 @@ async def export_evidence(
     return data
 
 
-def _seal_certificate_pem(conn: sqlite3.Connection, config: Config, request: SealRequest) -> str:
+def _seal_certificate_pem(imported: list[bytes], config: Config, request: SealRequest) -> str:
     """The certificate the request was bound to: imported ones (刻制, renewals) win over the file."""
     wanted = request.seal_certificate_sha256
-    rows = conn.execute(
-        "SELECT der FROM seal_certificate WHERE seal_id = ? ORDER BY id DESC", (request.seal_id,)
-    ).fetchall()
-    for (der,) in rows:
-        if hashlib.sha256(bytes(der)).hexdigest() == wanted:
-            return ssl.DER_cert_to_PEM_cert(bytes(der))
+    for der in imported:
+        if hashlib.sha256(der).hexdigest() == wanted:
+            return ssl.DER_cert_to_PEM_cert(der)
     path = config.seals[request.seal_id].certificate
     if path is not None:
         return path.read_text(encoding="ascii")

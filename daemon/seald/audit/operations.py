@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import sqlite3
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, tzinfo
 from pathlib import Path
@@ -22,25 +21,17 @@ from seald.domain.audit import ChainVerification, format_time
 from seald.domain.errors import InvalidInput
 from seald.domain.quotas import Quotas
 from seald.runtime.logs import get_logger
-from seald.store.audit_health import (
-    DatabaseFileReplaced,
-    check_free_space,
-    check_same_file,
-    probe_write,
-)
-from seald.store.backup import BackupManifest, create_backup
+from seald.store.backup import BackupManifest
 from seald.store.checkpoints import (
     AUDIT_DIR_NAME,
     AuditKey,
     SignedCheckpoint,
     create_checkpoint,
-    ensure_schema,
     export_latest,
     read_exported,
     store_timestamp,
-    verify_with_checkpoints,
 )
-from seald.store.requests import Store
+from seald.store.database import Store
 
 log = get_logger("seald.audit")
 
@@ -78,17 +69,13 @@ class AuditOperations:
     async def start(self) -> ChainVerification:
         """Load (or create) the audit key and verify the chain against the latest checkpoint."""
         self._key = await self.store.call(lambda: AuditKey.load_or_create(self.directory, self.host))
-        await self.store.call(lambda: ensure_schema(self.store._connection()))
         result, _ = await self.verify()
         return result
 
     async def verify(self) -> tuple[ChainVerification, SignedCheckpoint | None]:
         certificate = self.key.certificate
-        result, latest = await self.store.call(
-            lambda: verify_with_checkpoints(
-                self.store._connection(), certificate, read_exported(self.directory)
-            )
-        )
+        exported = await self.store.call(lambda: read_exported(self.directory))
+        result, latest = await self.store.verify_chain(certificate, exported)
         if result.ok and latest is not None and self.tsa_roots:
             result = await self._check_timestamp(result, latest)
         return result, latest
@@ -146,23 +133,12 @@ class AuditOperations:
         store = self.store
         was_writable = store.writable
 
-        def _probe() -> bool:
-            conn = store._connection()
-            try:
-                check_free_space(store.state_dir)
-                if was_writable:
-                    check_same_file(store.db_path, store.db_identity)
-                else:
-                    probe_write(conn, store.db_path, store.db_identity, format_time(self.clock()))
-            except DatabaseFileReplaced as ex:
-                log.error("audit.unwritable", problem=str(ex))
-                return False
-            except sqlite3.Error as ex:
-                log.error("audit.unwritable", problem=str(ex))
-                return False
-            return True
-
-        writable = await store.call(_probe)
+        problem = await store.probe_writable(
+            commit=not was_writable, at=format_time(self.clock())
+        )
+        if problem:
+            log.error("audit.unwritable", problem=problem)
+        writable = not problem
         store.writable = writable
         if writable and not was_writable:
             log.warning("audit.writable_again")
@@ -177,25 +153,18 @@ class AuditOperations:
                 f"unknown report format {fmt!r}; use one of {', '.join(reports.FORMATS)}",
                 reason="report_format_unknown",
             )
-        db_uri = self.store.db_path.resolve().as_uri() + "?mode=ro"
-
         def _render() -> bytes:
             # Its own read-only connection (WAL: a consistent snapshot) so that a report
             # over a large ledger never holds up the store's writer thread.
-            conn = sqlite3.connect(db_uri, uri=True)
-            try:
-                records = self.store.ledger.records(conn, to_time=to_time)
+            with self.store.ledger_snapshot() as ledger:
+                records = ledger.records(to_time=to_time)
                 report = reports.build_report(records, from_time, to_time, seal_id, self.quotas())
                 # The seal's time comes from the ledger, so the same ledger gives the same bytes.
-                row = conn.execute(
-                    "SELECT time FROM audit_log WHERE sequence = ?", (report.ledger_head_sequence,)
-                ).fetchone()
-            finally:
-                conn.close()
+                last_time = ledger.record_time(report.ledger_head_sequence)
             data = reports.render(report, fmt)
             if fmt != "pdf":
                 return data
-            return seal_report_pdf(data, self.directory, str(row[0]) if row else "", from_time)
+            return seal_report_pdf(data, self.directory, last_time, from_time)
 
         # Off the loop and off the store thread.
         return await asyncio.get_running_loop().run_in_executor(None, _render)
@@ -207,9 +176,7 @@ class AuditOperations:
                 f"backup destination {destination} must be an absolute path on the seal host",
                 reason="backup_destination_relative",
             )
-        return await self.store.call(
-            lambda: create_backup(self.store._connection(), destination, key, self.host, now)
-        )
+        return await self.store.backup_to(destination, key, self.host, now)
 
 
 def seal_report_pdf(data: bytes, audit_dir: Path, last_record_time: str, fallback: datetime) -> bytes:

@@ -1,11 +1,18 @@
-"""The domain's error tree: one base, one class per kind of answer.
+"""The appliance's one error tree: one base, one class per kind of answer.
 
-Each error carries a machine-readable ``reason`` (stable, snake_case) and a
-message that says what was wrong and what to do. api/ maps the classes to gRPC
-status codes in one table; nothing else decides a status code.
+Each error carries a machine-readable ``reason`` (stable, snake_case; every reason is
+registered in seald.domain.reasons with its status, exit code and meaning) and a
+message that says what was wrong and what to do. api/errors.py maps the classes to
+gRPC status codes in one table; nothing else decides a status code.
+
+The signing layer's errors (SigningError and its kinds) are part of the same tree:
+they are translated where the caller decides what they mean for the request (a
+document problem is INVALID_ARGUMENT at upload, a FAILED request at signing time).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 
 class SealError(Exception):
@@ -17,6 +24,17 @@ class SealError(Exception):
         super().__init__(message)
         self.message = message
         self.reason = reason or self.default_reason
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Raised in seal worker processes and pickled back: keep the reason (a keyword).
+        return (_rebuild, (type(self), self.message, dict(self.__dict__)))
+
+
+def _rebuild(cls: type[SealError], message: str, state: dict[str, Any]) -> SealError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, message)
+    error.__dict__.update(state)
+    return error
 
 
 class InvalidInput(SealError):
@@ -87,5 +105,28 @@ class ServiceUnavailable(SealError):
     default_reason = "unavailable"
 
 
+class SigningError(SealError):
+    """Sealing or verification failed in the signing layer (seald.signing)."""
+
+    default_reason = "signing_failed"
+
+
+class InputDocumentError(SigningError):
+    """The input PDF is unacceptable (not_pdf, truncated, encrypted, broken_xref, ...)."""
+
+
+class TokenSigningError(SigningError):
+    """The PKCS#11 token failed while producing the signature."""
+
+
+class SealImageError(SigningError):
+    """The seal image could not be rendered (e.g. no CJK font installed)."""
+
+
+class PlacementError(InputDocumentError):
+    """The requested seal position does not fit on the page."""
+
+
 class ConfigError(Exception):
-    """A configuration that must not be used. Raised at load time, never to clients."""
+    """A configuration that must not be used. Raised at load time, never to clients
+    (the daemon's config file, and sealctl's own config: sealclient.errors.ConfigError)."""

@@ -28,7 +28,7 @@ from seald.domain.model import SealRequest
 from seald.domain.outbox import Event, EventType, backoff, delivery_headers, is_dead
 from seald.runtime.logs import get_logger
 from seald.store import outbox
-from seald.store.requests import Store
+from seald.store.database import Store, Transaction
 
 log = get_logger("seald.notify")
 
@@ -99,9 +99,7 @@ class Deliverer:
                 await self._sleep(hook)
 
     async def _sleep(self, hook: WebhookConfig) -> None:
-        upcoming = await self.store.call(
-            lambda: outbox.next_attempt(self.store._connection(), hook.name)
-        )
+        upcoming = await self.store.read(lambda db: outbox.next_attempt(db.conn, hook.name))
         wait = 1.0
         if upcoming is not None:
             wait = min(wait, max(0.0, (upcoming - self.clock()).total_seconds()))
@@ -111,10 +109,8 @@ class Deliverer:
 
     async def _round(self, session: aiohttp.ClientSession, hook: WebhookConfig) -> int:
         now = self.clock()
-        chains = await self.store.call(
-            lambda: outbox.due_chains(
-                self.store._connection(), hook.name, now, self.config.concurrency * 4, PER_KEY
-            )
+        chains = await self.store.read(
+            lambda db: outbox.due_chains(db.conn, hook.name, now, self.config.concurrency * 4, PER_KEY)
         )
         if not chains:
             return 0
@@ -162,8 +158,8 @@ class Deliverer:
         delivered = [(o.item.seq, hook.name) for o in outcomes if not o.error]
         failed = [o for o in outcomes if o.error]
 
-        def write(tx: object) -> None:
-            conn = self.store._connection()
+        def write(tx: Transaction) -> None:
+            conn = tx.conn
             outbox.mark_delivered(conn, delivered, now)
             for o in failed:
                 if is_dead(o.item.queued_at, now, dead_after):

@@ -23,7 +23,7 @@ from pkcs11 import exceptions as p11x
 from seald.domain import lifecycle
 from seald.domain.audit import AuditEvent
 from seald.domain.errors import AlreadyDone, PreconditionFailed, SealError
-from seald.domain.model import Principal, RequestState, Seal, SealStatus
+from seald.domain.model import Principal, Seal, SealStatus
 from seald.domain.seals import (
     STOPPING_ACTIONS,
     Decision,
@@ -37,8 +37,9 @@ from seald.registry.certs import check_seal_certificate, spki_sha256
 from seald.runtime.logs import get_logger
 from seald.service.catalog import SealCatalog
 from seald.service.settings import LiveConfig
+from seald.store import requests as request_table
 from seald.store import seals as seal_tables
-from seald.store.requests import Store, Transaction
+from seald.store.database import Store, Transaction
 from seald.tokens import seal_keys
 from seald.tokens.manager import TokenManager
 from seald.workflow_events import seal_suspended_event
@@ -111,8 +112,8 @@ class SealAdmin:
 
     def _read_state(self, tx: Transaction, seal_id: str) -> SealState:
         """The stored state, PENDING while the seal has no certificate (config or imported)."""
-        has_certificate = self._live.current.seals[seal_id].certificate is not None or bool(
-            tx.conn.execute("SELECT 1 FROM seal_certificate WHERE seal_id = ? LIMIT 1", (seal_id,)).fetchone()
+        has_certificate = self._live.current.seals[seal_id].certificate is not None or (
+            seal_tables.has_certificate(tx.conn, seal_id)
         )
         return effective_state(seal_tables.get_state(tx.conn, seal_id), has_certificate)
 
@@ -524,8 +525,4 @@ def _sha256(data: bytes) -> str:
 
 
 def _open_requests(tx: Transaction, seal_id: str) -> list[Any]:
-    rows = tx.conn.execute(
-        "SELECT request_id FROM requests WHERE seal_id = ? AND state IN (?, ?)",
-        (seal_id, RequestState.PENDING.value, RequestState.APPROVED.value),
-    ).fetchall()
-    return [tx.get_request(r[0]) for r in rows]
+    return [tx.get_request(rid) for rid in request_table.open_request_ids(tx.conn, seal_id)]

@@ -40,7 +40,6 @@ from sealapi.v1 import (
     webauthn_pb2,
     webauthn_pb2_grpc,
 )
-from seald import test_hooks
 from seald.api.audit import AuditServicer
 from seald.api.call import Gate
 from seald.api.probes import GuardedHealth, GuardedReflection
@@ -54,14 +53,15 @@ from seald.audit.operations import AuditOperations
 from seald.config import Config, load_config
 from seald.domain.audit import AuditEvent
 from seald.domain.errors import ConfigError, SealError
+from seald.runtime.hooks import NO_HOOKS, Clock, Hooks, real_clock
 from seald.runtime.logs import configure_logging, get_logger
-from seald.runtime.metrics import Snapshot, read_store_counts, split_listen
+from seald.runtime.metrics import Snapshot, split_listen
 from seald.runtime.reload import config_digest, restart_only_changes
 from seald.runtime.sdnotify import SystemdNotifier
 from seald.runtime.wiring import build_services
+from seald.store.database import Store
 from seald.store.ledger import Ledger
 from seald.store.orphans import sweep_orphans
-from seald.store.requests import Store
 from seald.store.state_lock import acquire_state_lock
 from seald.tokens.hotplug import HotplugWatcher
 from seald.tokens.manager import TokenManager
@@ -101,7 +101,7 @@ def custody_interval(config: Config) -> float:
     interval = CUSTODY_INTERVAL_S
     if config.tokens.idle_lock_minutes > 0:
         interval = min(interval, max(0.5, config.tokens.idle_lock_minutes * 60 / 2))
-    return test_hooks.custody_interval(interval)
+    return interval
 
 
 def load_seal_certificates(config: Config) -> dict[str, bytes]:
@@ -140,19 +140,28 @@ def _skf_tokens(
 
 
 class Daemon:
-    def __init__(self, config: Config) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        clock: Clock = real_clock,
+        hooks: Hooks = NO_HOOKS,
+        custody_interval_s: float | None = None,
+    ) -> None:
+        """``clock`` is the custody and request clock (the ledger keeps real time);
+        ``hooks`` and ``custody_interval_s`` exist for the test entry point only
+        (tests/seald_under_test.py): the shipped ``main`` passes neither."""
         self.config = config
         self.notifier = SystemdNotifier()
         self.ledger = Ledger(config.server.host_name, lambda: datetime.now(UTC))
-        self.store = Store(config.store.state_dir, self.ledger)
+        self.store = Store(config.store.state_dir, self.ledger, hooks=hooks)
+        self._custody_interval_s = custody_interval_s
         self.tokens_certificates = load_seal_certificates(config)
-        # The custody clock: the real time, or a test's moved clock (test_hooks, tests only).
-        clock = test_hooks.offset_clock() or (lambda: datetime.now(UTC))
         self.skf_tokens = _skf_tokens(config, self.tokens_certificates, clock)
         self.tokens = TokenManager(
             config.pkcs11.module, config.seals, self.tokens_certificates, clock=clock, skf=self.skf_tokens
         )
-        self.services = build_services(config, self.store, self.tokens, clock)
+        self.services = build_services(config, self.store, self.tokens, clock, hooks)
         self.signer = self.services.signer
         self.recorder = self.services.recorder
         self.audit_ops = AuditOperations(
@@ -227,7 +236,7 @@ class Daemon:
             self.hotplug.start()
         self._tasks.append(
             asyncio.create_task(
-                self._periodic(self.services.custody.tick, custody_interval(self.config)), name="custody"
+                self._periodic(self.services.custody.tick, self._custody_interval()), name="custody"
             )
         )
         server = grpc.aio.server(
@@ -357,6 +366,9 @@ class Daemon:
             AuditServicer(gate, store=self.store, audit_ops=self.audit_ops), server
         )
 
+    def _custody_interval(self) -> float:
+        return self._custody_interval_s or custody_interval(self.config)
+
     async def _periodic(self, fn: Any, interval: float) -> None:
         while True:
             await asyncio.sleep(interval)
@@ -390,7 +402,16 @@ class Daemon:
     async def snapshot(self) -> Snapshot:
         """State gauges for a scrape (seald.runtime.metrics calls this on the loop)."""
         now = datetime.now(UTC)
-        snap = await self.store.call(lambda: read_store_counts(self.store._connection(), now))
+        counts = await self.store.counts(now)
+        snap = Snapshot(
+            requests_by_state=counts.requests_by_state,
+            pending_by_seal=counts.pending_by_seal,
+            audit_records=counts.audit_records,
+            last_checkpoint_age_s=counts.last_checkpoint_age_s,
+            notify_queue_depth=counts.notify_queue_depth,
+            notify_oldest_undelivered_s=counts.notify_oldest_undelivered_s,
+            notify_dead_letters=counts.notify_dead_letters,
+        )
         for seal_id in self.config.seals:
             state = self.tokens.state(seal_id)
             snap.token_present[seal_id] = state.present
@@ -547,8 +568,14 @@ class Daemon:
 SWITCH_INTERVAL_S = 0.001
 
 
-async def serve(config: Config) -> int:
-    daemon = Daemon(config)
+async def serve(
+    config: Config,
+    *,
+    clock: Clock = real_clock,
+    hooks: Hooks = NO_HOOKS,
+    custody_interval_s: float | None = None,
+) -> int:
+    daemon = Daemon(config, clock=clock, hooks=hooks, custody_interval_s=custody_interval_s)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, daemon.request_stop)
@@ -560,7 +587,15 @@ async def serve(config: Config) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(
+    argv: list[str] | None = None,
+    *,
+    clock: Clock = real_clock,
+    hooks: Hooks = NO_HOOKS,
+    custody_interval_s: float | None = None,
+) -> int:
+    """The ``seald`` command. The keywords reach :class:`Daemon`; only the test entry
+    point (tests/seald_under_test.py) gives them, never the console script."""
     parser = argparse.ArgumentParser(prog="seald", description="Electronic-seal signing appliance daemon")
     parser.add_argument("--config", type=Path, default=Path("/etc/seald/seald.toml"))
     parser.add_argument("--check-config", action="store_true", help="validate the config and exit")
@@ -587,7 +622,9 @@ def main(argv: list[str] | None = None) -> int:
     # runs Python. A request's hand-offs meet exactly that (issue 8 latency): 1 ms.
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     try:
-        return asyncio.run(serve(config))
+        return asyncio.run(
+            serve(config, clock=clock, hooks=hooks, custody_interval_s=custody_interval_s)
+        )
     except ConfigError as ex:
         log.error("seald.start_failed", error=str(ex))
         print(f"seald: {ex}", file=sys.stderr)

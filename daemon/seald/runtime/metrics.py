@@ -19,11 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import math
-import sqlite3
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
@@ -32,7 +30,6 @@ from prometheus_client.registry import Collector
 
 from seald.domain.model import RequestState
 from seald.runtime.logs import get_logger
-from seald.store import outbox
 
 log = get_logger("seald.metrics")
 
@@ -63,41 +60,6 @@ class SnapshotSource(Protocol):
     """What the collector needs from the daemon: a fresh Snapshot, read on the loop."""
 
     async def snapshot(self) -> Snapshot: ...
-
-
-def read_store_counts(conn: sqlite3.Connection, now: datetime) -> Snapshot:
-    """Requests by state and seal, audit chain length, last checkpoint age (store thread)."""
-    snap = Snapshot()
-    queue = outbox.stats(conn)
-    snap.notify_queue_depth, snap.notify_dead_letters = queue.pending, queue.dead
-    if queue.oldest_pending is not None:
-        snap.notify_oldest_undelivered_s = max(0.0, (now - queue.oldest_pending).total_seconds())
-    for state, count in conn.execute("SELECT state, COUNT(*) FROM requests GROUP BY state"):
-        snap.requests_by_state[str(state)] = int(count)
-    for seal_id, count in conn.execute(
-        "SELECT seal_id, COUNT(*) FROM requests WHERE state = ? GROUP BY seal_id",
-        (RequestState.PENDING.value,),
-    ):
-        snap.pending_by_seal[str(seal_id)] = int(count)
-    # Sequences start at 1 and have no gaps (the chain verifies that): max = length.
-    head = conn.execute("SELECT MAX(sequence) FROM audit_log").fetchone()
-    snap.audit_records = int(head[0]) if head and head[0] is not None else 0
-    # Checkpoints are written by issue 5's work; until one exists the age is NaN.
-    has_table = conn.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'audit_checkpoint'"
-    ).fetchone()
-    if has_table:
-        row = conn.execute("SELECT MAX(created_at) FROM audit_checkpoint").fetchone()
-        if row and row[0]:
-            try:
-                created = datetime.fromisoformat(str(row[0]))
-            except ValueError:
-                created = None
-            if created is not None:
-                if created.tzinfo is None:
-                    created = created.replace(tzinfo=UTC)
-                snap.last_checkpoint_age_s = max(0.0, (now - created).total_seconds())
-    return snap
 
 
 class _StateCollector(Collector):

@@ -9,6 +9,7 @@ from datetime import datetime
 from seald.config import Config
 from seald.notify.deliverer import Deliverer
 from seald.registry.admin import SealAdmin
+from seald.runtime.hooks import NO_HOOKS, Hooks
 from seald.runtime.metrics import SealMetrics
 from seald.service.admission import Admission
 from seald.service.catalog import SealCatalog
@@ -20,7 +21,7 @@ from seald.service.seal_workers import SealWorkers
 from seald.service.settings import LiveConfig
 from seald.service.signer import Signer
 from seald.service.tokens import Readiness, TokenService
-from seald.store.requests import Store
+from seald.store.database import Store
 from seald.tokens.custody_guard import CustodyGuard
 from seald.tokens.manager import TokenManager
 from seald.webauthn.registry import WebAuthnRegistry
@@ -56,7 +57,11 @@ class Services:
 
 
 def build_services(
-    config: Config, store: Store, tokens: TokenManager, clock: Callable[[], datetime]
+    config: Config,
+    store: Store,
+    tokens: TokenManager,
+    clock: Callable[[], datetime],
+    hooks: Hooks = NO_HOOKS,
 ) -> Services:
     live = LiveConfig(config)
     # Ops counters (seald.runtime.metrics); served only if [metrics] listen is set.
@@ -76,7 +81,9 @@ def build_services(
     readiness = Readiness(store, tokens, custody)
     expiry = Expiry(store, recorder, clock)
     # Worker processes for the CPU-bound halves of sealing (started by the signer loop).
-    workers = SealWorkers(config.server.seal_workers or None)
+    workers = SealWorkers(
+        config.server.seal_workers or None, initializer=hooks.worker_initializer()
+    )
     signer = Signer(
         live,
         store,
@@ -88,6 +95,7 @@ def build_services(
         workflow=workflow,
         readiness=readiness,
         clock=clock,
+        hooks=hooks,
     )
     custody.on_ready_change = signer.wake
     token_service = TokenService(

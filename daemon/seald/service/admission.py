@@ -7,8 +7,7 @@ import time
 from seald.domain.limits import OpenStreams, PrincipalRateLimits, StreamSlot, check_open_requests
 from seald.domain.model import Principal
 from seald.service.settings import LiveConfig
-from seald.store.limits import count_open_requests
-from seald.store.requests import Store
+from seald.store.database import Store
 
 
 class Admission:
@@ -47,9 +46,7 @@ class Admission:
             principal.name, client_request_key
         ):
             return  # a retry of a request already made: submit() answers with it
-        count = await self._store.call(
-            lambda: count_open_requests(self._store._connection(), principal.name)
-        )
+        count = await self._store.count_open_requests(principal.name)
         check_open_requests(
             principal.name, count, self._live.current.requests.max_pending_per_principal
         )

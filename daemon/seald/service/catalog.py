@@ -8,7 +8,7 @@ from seald.domain.model import Seal
 from seald.domain.seals import SealState, apply_state
 from seald.service.settings import LiveConfig
 from seald.store import seals as seal_tables
-from seald.store.requests import Store, Transaction
+from seald.store.database import Store, Transaction
 from seald.tokens.manager import TokenManager
 
 
@@ -44,13 +44,8 @@ class SealCatalog:
 
     async def load(self) -> None:
         """Read the committed statuses and the certificates imported through the API."""
-        self.states = await self._store.call(
-            lambda: seal_tables.all_states(self._store._connection())
-        )
         # Certificates imported through the API (R02) are the registered ones.
-        imported = await self._store.call(
-            lambda: seal_tables.current_certificates(self._store._connection())
-        )
+        self.states, imported = await self._store.registered_seals()
         for seal_id, der in imported.items():
             if seal_id in self.config.seals:
                 self._tokens.set_certificate(seal_id, der)

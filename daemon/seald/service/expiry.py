@@ -11,7 +11,7 @@ from seald.domain.audit import AuditEvent
 from seald.domain.errors import PreconditionFailed
 from seald.domain.model import RequestState, SealRequest
 from seald.service.recorder import Recorder
-from seald.store.requests import Store, Transaction
+from seald.store.database import Store, Transaction
 
 
 class Expiry:

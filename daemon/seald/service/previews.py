@@ -19,7 +19,7 @@ from seald.domain.model import Principal, Role, SealRequest
 from seald.signing.errors import SigningError
 from seald.signing.placement import PlacementSpec
 from seald.signing.preview import MAX_PAGES, PreviewImage, check_dpi, plan_preview
-from seald.store.requests import Store
+from seald.store.database import Store
 
 MAX_CONCURRENT = 2
 # Not the document's fault: the seal host lacks poppler or a CJK font.

@@ -16,7 +16,7 @@ from seald.domain.audit import AuditEvent
 from seald.domain.errors import ServiceUnavailable
 from seald.domain.model import Document, Principal, Role, SealRequest
 from seald.runtime.logs import get_logger
-from seald.store.requests import Store, Transaction
+from seald.store.database import Store, Transaction
 
 log = get_logger("seald")
 

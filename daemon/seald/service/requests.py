@@ -45,9 +45,8 @@ from seald.signing.errors import InputDocumentError, PlacementError, SigningErro
 from seald.signing.input_checks import check_input_pdf
 from seald.signing.placement import PlacementSpec
 from seald.signing.preview import check_placement
-from seald.store import approvals as approval_facts
+from seald.store.database import Store, Transaction
 from seald.store.limits import count_open_requests
-from seald.store.requests import Store, Transaction
 from seald.webauthn.approvals import WebAuthnApproval
 from seald.workflow import Workflow
 
@@ -335,8 +334,7 @@ class RequestService:
             if under[0] is not None:  # issue 17: "X for Y under delegation D" in the ledger
                 details.update(acting_for=under[0].delegator, delegation_id=under[0].delegation_id)
             # R06: a statement counts once; none older than this approver's withdrawal.
-            facts = approval_facts.statement_facts(
-                tx.conn,
+            facts = tx.statement_facts(
                 request_id=request_id,
                 approver=principal.name,
                 statement_sha256=str(details["statement_sha256"]),

@@ -26,7 +26,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from seald import test_hooks
+from seald.runtime.hooks import NO_HOOKS, Hooks, WorkerInitializer
 from seald.runtime.logs import get_logger
 from seald.signing.errors import TokenSigningError
 from seald.signing.pades import SealResult, token_signer
@@ -52,11 +52,22 @@ class _Skipped(Exception):
     """A document not started because another one of the request already failed."""
 
 
+def _start_worker(parent_pid: int, extra: WorkerInitializer | None) -> None:
+    """Each worker's first call: end with seald (exit_with_parent), then the test hook's
+    initializer if one was injected (tests/seald_under_test.py: a slow start)."""
+    exit_with_parent(parent_pid)
+    if extra is not None:
+        fn, args = extra
+        fn(*args)
+
+
 class SealWorkers:
     """A process pool for the CPU-bound halves of PAdES sealing."""
 
-    def __init__(self, workers: int | None = None) -> None:
+    def __init__(self, workers: int | None = None, *, initializer: WorkerInitializer | None = None) -> None:
         self.size = max(1, workers or os.cpu_count() or 1)
+        # Run first in every worker process (spawned: passed as pool arguments, tests only).
+        self._initializer = initializer
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
 
     def _executor(self) -> concurrent.futures.ProcessPoolExecutor:
@@ -64,8 +75,8 @@ class SealWorkers:
             self._pool = concurrent.futures.ProcessPoolExecutor(
                 max_workers=self.size,
                 mp_context=multiprocessing.get_context("spawn"),
-                initializer=exit_with_parent,
-                initargs=(os.getpid(),),
+                initializer=_start_worker,
+                initargs=(os.getpid(), self._initializer),
             )
         return self._pool
 
@@ -79,7 +90,7 @@ class SealWorkers:
             self.shutdown()
             log.error("seal_workers.broken_pool")
             raise TokenSigningError(
-                "seal_worker_died", "a sealing worker process died; the request will be retried"
+                "a sealing worker process died; the request will be retried", reason="seal_worker_died"
             ) from ex
 
     async def warm(self) -> None:
@@ -142,6 +153,7 @@ async def seal_documents(
     signers: SignerCache | None = None,
     before_sign: asyncio.Future[None] | None = None,
     early: Sequence[EarlyPrepare] = (),
+    hooks: Hooks = NO_HOOKS,
 ) -> list[SealResult]:
     """Seal every job or none: results in job order, sealed files renamed into place.
 
@@ -159,6 +171,7 @@ async def seal_documents(
             cache=signers or SignerCache(),
             gate=before_sign,
             early=early,
+            hooks=hooks,
         )
     except asyncio.CancelledError:
         if before_sign is not None:
@@ -221,7 +234,7 @@ async def settled(gate: asyncio.Future[None]) -> None:
     gate.result()
 
 
-async def _seal_documents(
+async def _seal_documents(  # noqa: C901 - the fail-closed pipeline of one request, in one place
     workers: SealWorkers,
     tokens: TokenManager,
     seal_id: str,
@@ -231,6 +244,7 @@ async def _seal_documents(
     cache: SignerCache,
     gate: asyncio.Future[None] | None,
     early: Sequence[EarlyPrepare],
+    hooks: Hooks,
 ) -> list[SealResult]:
     registered = tokens.certificate_sha256(seal_id)  # the seal's certificate as registered
 
@@ -278,7 +292,7 @@ async def _seal_documents(
             if failed.is_set():
                 raise _Skipped
             def _sign(session: Any) -> bytes:
-                test_hooks.kill_point("sign.before_document")  # tests only: the crash matrix
+                hooks.kill_point("sign.before_document")  # the crash matrix (tests)
                 return sign_prepared(signer_for(session), prepared)
 
             signature = await tokens.with_session(seal_id, _sign)
@@ -311,7 +325,7 @@ async def _seal_documents(
     done = [o for o in outcomes if not isinstance(o, BaseException)]
     for (prepared, _), job in zip(done, jobs, strict=True):
         publish(prepared, job.output_path)
-        test_hooks.kill_point("sign.document_sealed")  # tests only: one sealed file renamed
+        hooks.kill_point("sign.document_sealed")  # one sealed file renamed (tests)
     if jobs:
         fsync_directory(jobs[0].output_path.parent)
     return [result for _, result in done]

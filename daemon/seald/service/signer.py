@@ -19,7 +19,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from seald import test_hooks
 from seald.config import Config
 from seald.domain import access, lifecycle
 from seald.domain.audit import AuditEvent
@@ -28,6 +27,7 @@ from seald.domain.model import Document, Principal, RequestState, SealRequest
 from seald.gm import ses
 from seald.gm.certs import load_certificate, pem_or_der
 from seald.gm.sm2 import Sm2PrivateKey
+from seald.runtime.hooks import NO_HOOKS, Hooks
 from seald.runtime.logs import get_logger
 from seald.service.catalog import SealCatalog
 from seald.service.expiry import Expiry
@@ -48,7 +48,7 @@ from seald.signing.levels import Certification, LevelSettings, level_settings
 from seald.signing.pipeline import SealJob
 from seald.signing.placement import PlacementSpec
 from seald.signing.seal_image import SealImageSpec, render_seal_png
-from seald.store.requests import Store, Transaction
+from seald.store.database import Store, Transaction
 from seald.tokens.manager import TokenManager
 from seald.workflow import Workflow
 
@@ -77,6 +77,7 @@ class Signer:
         workflow: Workflow,
         readiness: Callable[[str], tuple[bool, str]],
         clock: Callable[[], datetime],
+        hooks: Hooks = NO_HOOKS,
     ) -> None:
         self._live = live
         self._store = store
@@ -88,6 +89,7 @@ class Signer:
         self._workers = workers
         self._readiness = readiness
         self._clock = clock
+        self._hooks = hooks  # pause points between the records (tests)
         self._wake = asyncio.Event()
         self._seal_images: dict[str, bytes] = {}
         self._ses_seals: dict[str, tuple[bytes, bytes]] = {}  # seal id -> (holder cert, SES_Seal)
@@ -287,7 +289,9 @@ class Signer:
                     for prepared in early:
                         discard_early(prepared)
 
-    async def sign_request(self, request_id: str, queued: SealRequest | None = None) -> SealRequest:
+    async def sign_request(  # noqa: C901 - intent, signatures, result and each way out (R10) together
+        self, request_id: str, queued: SealRequest | None = None
+    ) -> SealRequest:
         """Intent record, token signatures, result record — or nothing released.
 
         ``queued`` is the request as the signer's queue read it (APPROVED): its documents
@@ -324,7 +328,7 @@ class Signer:
 
         async def intent_committed() -> None:
             await intent
-            await test_hooks.pause("SEALD_TEST_PAUSE_AFTER_INTENT", request_id)
+            await self._hooks.pause("after_intent", request_id)
 
         if queued is None or queued.request_id != request_id:
             try:
@@ -378,7 +382,7 @@ class Signer:
         request = intent.result()
 
         latency_ms = round((asyncio.get_running_loop().time() - started) * 1000, 1)
-        await test_hooks.pause("SEALD_TEST_PAUSE_BEFORE_RESULT", request_id)
+        await self._hooks.pause("before_result", request_id)
 
         def _result(tx: Transaction) -> SealRequest:
             current = tx.get_request(request_id)
@@ -510,6 +514,7 @@ class Signer:
             key_label=sc.key_label,
             signers=self._signers,
             before_sign=intent_committed,
+            hooks=self._hooks,
             early=started,
         )
         return {

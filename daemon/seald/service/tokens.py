@@ -10,7 +10,7 @@ from seald.domain.model import Principal
 from seald.runtime.logs import get_logger
 from seald.service.catalog import SealCatalog
 from seald.service.recorder import Broadcaster, Recorder
-from seald.store.requests import Store
+from seald.store.database import Store
 from seald.tokens.custody_guard import CustodyGuard
 from seald.tokens.manager import TokenManager, TokenState
 

@@ -54,9 +54,9 @@ def resolve_anchor(pdf_path: Path, placement: PlacementSpec, rotations: list[int
     if not hits:
         where = f"page {placement.page}" if placement.page else "the document"
         raise PlacementError(
-            "anchor_not_found",
             f"the anchor text {placement.anchor_text!r} does not occur on {where}; "
             "check the text (exact characters, full-width brackets) or give x/y instead",
+            reason="anchor_not_found",
         )
     hit = hits[-1]
     return dataclasses.replace(
@@ -72,7 +72,9 @@ def find_text(pdf_path: Path, needle: str, rotations: list[int]) -> list[TextHit
     """Every occurrence of ``needle`` inside a word, in document order."""
     needle = needle.strip()
     if not needle or any(ch.isspace() for ch in needle):
-        raise PlacementError("bad_anchor", "the anchor text must be one word without spaces, e.g. （盖章）")
+        raise PlacementError(
+            "the anchor text must be one word without spaces, e.g. （盖章）", reason="bad_anchor"
+        )
     hits: list[TextHit] = []
     for page_ix, page_xml in enumerate(_PAGE_RE.findall(_bbox_xhtml(pdf_path))):
         rotate = rotations[page_ix] if page_ix < len(rotations) else 0
@@ -116,7 +118,9 @@ def _sub_box(
 def _bbox_xhtml(pdf_path: Path) -> str:
     tool = shutil.which("pdftotext")
     if tool is None:
-        raise SigningError("tool_missing", "pdftotext is needed for anchor placement; install poppler-utils")
+        raise SigningError(
+            "pdftotext is needed for anchor placement; install poppler-utils", reason="tool_missing"
+        )
     try:
         done = subprocess.run(
             [tool, "-q", "-bbox", "-enc", "UTF-8", str(pdf_path), "-"],
@@ -126,12 +130,12 @@ def _bbox_xhtml(pdf_path: Path) -> str:
         )
     except subprocess.TimeoutExpired as ex:
         raise PlacementError(
-            "anchor_search_timeout",
             f"searching the document for the anchor took over {_TIMEOUT_S} s; give x/y instead",
+            reason="anchor_search_timeout",
         ) from ex
     if done.returncode != 0:
         raise PlacementError(
-            "anchor_search_failed",
             "the document's text could not be extracted to find the anchor; give x/y instead",
+            reason="anchor_search_failed",
         )
     return done.stdout.decode("utf-8", "replace")

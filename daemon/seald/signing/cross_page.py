@@ -61,18 +61,18 @@ def slice_rects_displayed(
     n = len(pages)
     if n < MIN_PAGES:
         raise PlacementError(
-            "cross_page_needs_pages",
             f"a cross-page seal needs at least {MIN_PAGES} pages; this document has {n}. "
             "Use a normal placement instead",
+            reason="cross_page_needs_pages",
         )
     if placement.size_mm <= 0:
-        raise PlacementError("bad_placement", "seal size must be positive; set size_mm > 0")
+        raise PlacementError("seal size must be positive; set size_mm > 0", reason="bad_placement")
     slice_mm = placement.size_mm / n
     if slice_mm < MIN_SLICE_MM:
         raise PlacementError(
-            "cross_page_too_many_pages",
             f"{n} pages would cut a {placement.size_mm:g} mm seal into {slice_mm:.2f} mm slices "
             f"(minimum {MIN_SLICE_MM:g} mm); use a larger seal or seal the document in parts",
+            reason="cross_page_too_many_pages",
         )
     half = mm_to_pt(placement.size_mm) / 2
     cy = mm_to_pt(placement.y_mm)
@@ -86,10 +86,10 @@ def slice_rects_displayed(
         )
         if cy - half < 0 or cy + half > shown_h:
             raise PlacementError(
-                "off_page",
                 f"a {placement.size_mm:g} mm cross-page seal centred {placement.y_mm:g} mm from "
                 f"the top does not fit on page {number} ({shown_h / POINTS_PER_MM:.0f} mm high); "
                 "move it so the whole seal is on every page",
+                reason="off_page",
             )
         rects.append((shown_w - slice_pt, cy - half, shown_w, cy + half))
     return rects
@@ -101,7 +101,9 @@ def image_slices(seal_png: bytes, count: int) -> list[Image.Image]:
         opened = Image.open(io.BytesIO(seal_png))
         opened.load()
     except Exception as ex:
-        raise SigningError("bad_seal_image", "the seal image is not a readable PNG; re-render it") from ex
+        raise SigningError(
+            "the seal image is not a readable PNG; re-render it", reason="bad_seal_image"
+        ) from ex
     image = opened.convert("RGBA")
     edges = [round(k * image.width / count) for k in range(count + 1)]
     return [image.crop((edges[k], 0, edges[k + 1], image.height)) for k in range(count)]

@@ -83,13 +83,13 @@ def check_input_pdf(path: Path, max_bytes: int, *, allow_javascript: bool = Fals
             size = os.fstat(fh.fileno()).st_size
             if size > max_bytes:
                 raise InputDocumentError(
-                    "too_large",
                     f"the PDF is larger than the limit of {max_bytes} bytes; split or compress it",
+                    reason="too_large",
                 )
             return check_input_stream(fh, size, allow_javascript=allow_javascript)
     except OSError as ex:
         raise InputDocumentError(
-            "unreadable", f"cannot read the input document ({ex.strerror}); upload it again"
+            f"cannot read the input document ({ex.strerror}); upload it again", reason="unreadable"
         ) from ex
 
 
@@ -114,22 +114,22 @@ def check_input_stream(fh: BinaryIO, size: int, *, allow_javascript: bool = Fals
 def _check_envelope(fh: BinaryIO, size: int) -> str:
     """Cheap byte-level checks before any parsing; returns the header version."""
     if size == 0:
-        raise InputDocumentError("empty", "the document is empty (0 bytes); upload the PDF again")
+        raise InputDocumentError("the document is empty (0 bytes); upload the PDF again", reason="empty")
     fh.seek(0)
     # Viewers tolerate junk before the header, but then every xref offset is off by
     # its length and validators disagree about the bytes; we require it at offset 0.
     header = re.match(rb"%PDF-(\d\.\d)", fh.read(16))
     if header is None:
         raise InputDocumentError(
-            "not_pdf",
             "the document is not a PDF (it does not start with %PDF-); convert it to PDF first",
+            reason="not_pdf",
         )
     fh.seek(max(0, size - _TRAILER_WINDOW))
     if b"%%EOF" not in fh.read(_TRAILER_WINDOW):
         raise InputDocumentError(
-            "truncated",
             "the PDF is incomplete (no %%EOF at the end); the upload was probably cut off, "
             "send the complete file",
+            reason="truncated",
         )
     return header.group(1).decode("ascii")
 
@@ -142,13 +142,13 @@ def _parse_and_inspect(fh: BinaryIO, size: int, version: str, *, allow_javascrip
         raise _broken_xref() from ex
     if reader.encrypt_dict is not None:
         raise InputDocumentError(
-            "encrypted",
             "the PDF is encrypted or password-protected; remove the protection and submit it again",
+            reason="encrypted",
         )
     root = reader.root
     page_count = count_pages(root["/Pages"])
     if page_count == 0:
-        raise InputDocumentError("zero_pages", "the PDF has no pages; submit a document with pages")
+        raise InputDocumentError("the PDF has no pages; submit a document with pages", reason="zero_pages")
     walk = _ActiveContentWalk(reader)
     walk.run()
     sha256, found = _scan_bytes(fh)
@@ -161,16 +161,16 @@ def _parse_and_inspect(fh: BinaryIO, size: int, version: str, *, allow_javascrip
             js_at = where
     if walk.active:
         raise InputDocumentError(
-            "active_content",
             f"the PDF has active content ({walk.active}): it runs, opens or sends something "
             "when the document is opened or clicked, outside what the seal shows; remove it "
             "(e.g. print to PDF) and submit the document again",
+            reason="active_content",
         )
     if js_at and not allow_javascript:
         raise InputDocumentError(
-            "javascript",
             f"the PDF contains JavaScript ({js_at}), which could change what the sealed "
             "document shows; export or print it to a PDF without scripts",
+            reason="javascript",
         )
     _check_revisions(reader)
     return PdfFacts(
@@ -201,11 +201,11 @@ def _check_revisions(reader: PdfFileReader) -> None:
     signatures = list(reader.embedded_signatures)
     if not signatures:
         raise InputDocumentError(
-            "incremental_update",
             f"the PDF has {total - 1} unsigned incremental update(s); revision "
             f"{_revision_changes(reader, total - 1)}: an update can hide or replace what an "
             "earlier revision shows (shadow attack). Re-save it as one revision (e.g. "
             "`qpdf in.pdf out.pdf` or print to PDF) and submit that",
+            reason="incremental_update",
         )
     last = max(signatures, key=lambda sig: sig.signed_revision)
     if last.signed_revision >= total - 1:
@@ -218,10 +218,10 @@ def _check_revisions(reader: PdfFileReader) -> None:
     if level not in (ModificationLevel.NONE, ModificationLevel.LTA_UPDATES):
         what = level.name if level is not None else f"suspicious: {result}"
         raise InputDocumentError(
-            "incremental_update",
             f"after its last signature ({last.field_name}) the PDF was changed ({what}); "
             f"revision {_revision_changes(reader, total - 1)}: such an update can hide or "
             "replace what the signer saw (shadow attack); seal the document as it was signed",
+            reason="incremental_update",
         )
 
 
@@ -287,9 +287,9 @@ class _ActiveContentWalk:
         self._steps += 1
         if self._steps > _MAX_WALK:
             raise InputDocumentError(
-                "too_complex",
                 f"the PDF has more than {_MAX_WALK} actions, fields or outline items to "
                 "check; simplify it (e.g. print to PDF)",
+                reason="too_complex",
             )
         return True
 
@@ -489,17 +489,17 @@ def _finish_digest(digest: Any, fh: BinaryIO) -> str:
 
 def _broken_xref() -> InputDocumentError:
     return InputDocumentError(
-        "broken_xref",
         "the PDF's cross-reference table or trailer is damaged; open and re-save it "
         "(e.g. print to PDF) and submit the repaired file",
+        reason="broken_xref",
     )
 
 
 def _malformed(ex: BaseException) -> InputDocumentError:
     return InputDocumentError(
-        "malformed",
         f"the PDF is malformed and cannot be parsed reliably ({type(ex).__name__}); re-save it "
         "with a PDF tool (e.g. print to PDF) and submit it again",
+        reason="malformed",
     )
 
 
@@ -513,7 +513,7 @@ def count_pages(pages_root: Any) -> int:
         node = _deref(node)
         if not isinstance(node, generic.DictionaryObject) or id(node) in seen:
             raise InputDocumentError(
-                "broken_page_tree", "the PDF's page tree is damaged; re-save the document"
+                "the PDF's page tree is damaged; re-save the document", reason="broken_page_tree"
             )
         seen.add(id(node))
         node_type = node.get("/Type")
@@ -522,12 +522,12 @@ def count_pages(pages_root: Any) -> int:
         else:
             if depth > _MAX_PAGE_TREE_DEPTH:
                 raise InputDocumentError(
-                    "broken_page_tree", "the PDF's page tree is too deep; re-save the document"
+                    "the PDF's page tree is too deep; re-save the document", reason="broken_page_tree"
                 )
             stack.extend((kid, depth + 1) for kid in node["/Kids"])
         if count > _MAX_PAGES:
             raise InputDocumentError(
-                "too_many_pages", f"the PDF has more than {_MAX_PAGES} pages; split it"
+                f"the PDF has more than {_MAX_PAGES} pages; split it", reason="too_many_pages"
             )
     return count
 

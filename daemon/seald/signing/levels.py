@@ -37,8 +37,8 @@ class SignatureLevel(enum.Enum):
             if level.value == text.strip().upper():
                 return level
         raise SigningError(
-            "bad_signature_level",
             f"unknown signature level {text!r}; use one of " + ", ".join(level.value for level in cls),
+            reason="bad_signature_level",
         )
 
     @property
@@ -63,8 +63,8 @@ class Certification(enum.Enum):
             if mode.value == text.strip().lower():
                 return mode
         raise SigningError(
-            "bad_certification",
             f"unknown certification {text!r}; use one of " + ", ".join(m.value for m in cls),
+            reason="bad_certification",
         )
 
     @property
@@ -107,17 +107,19 @@ class LevelSettings:
     def __post_init__(self) -> None:
         if self.level.needs_timestamp and not self.tsa_url:
             raise SigningError(
-                "tsa_missing",
                 f"signature level {self.level.value} needs a timestamp authority; "
                 "set [trust] tsa_url or use level B-B",
+                reason="tsa_missing",
             )
         if self.tsa_url and not self.tsa_url.startswith(("http://", "https://")):
-            raise SigningError("bad_tsa_url", f"tsa_url {self.tsa_url!r} must be an http:// or https:// URL")
+            raise SigningError(
+                f"tsa_url {self.tsa_url!r} must be an http:// or https:// URL", reason="bad_tsa_url"
+            )
         if self.level.embeds_validation_info and not self.trust_roots_pem:
             raise SigningError(
-                "trust_roots_missing",
                 f"signature level {self.level.value} embeds revocation info and needs the "
                 "trust roots of the seal and TSA certificates; set [trust] signing_roots",
+                reason="trust_roots_missing",
             )
 
     @property
@@ -181,8 +183,8 @@ def load_certificates(blobs: Sequence[bytes]) -> list[x509.Certificate]:
                 certs.append(x509.Certificate.load(blob))
         except Exception as ex:
             raise SigningError(
-                "bad_certificate",
                 "a configured trust certificate is not a PEM/DER certificate; fix the file",
+                reason="bad_certificate",
             ) from ex
     return certs
 
@@ -203,8 +205,8 @@ def level_settings(
             roots = tuple(path.read_bytes() for path in trust_root_files)
         except OSError as ex:
             raise SigningError(
-                "trust_roots_unreadable",
                 f"cannot read a trust root file ({ex.strerror}); check [trust] signing_roots",
+                reason="trust_roots_unreadable",
             ) from ex
     return LevelSettings(
         level=parsed,

@@ -87,9 +87,9 @@ def token_signer(
         )
         if signer.signing_cert is None:
             raise TokenSigningError(
-                "certificate_not_found",
                 f"no certificate labelled {cert_label!r} on the token; check the seal's "
                 "cert_label in the registry or re-import the certificate",
+                reason="certificate_not_found",
             )
         if signer.signing_cert.public_key.algorithm == "ec":
             # ECDSA seal keys: SoftHSM (and many tokens) lack CKM_ECDSA_SHA256; pyHanko
@@ -106,9 +106,9 @@ def token_signer(
         raise
     except Exception as ex:
         raise TokenSigningError(
-            "token_objects_unavailable",
             f"could not load key {key_label!r} / certificate {cert_label!r} from the token "
             f"({type(ex).__name__}); check the labels and that the token is unlocked",
+            reason="token_objects_unavailable",
         ) from ex
     return signer
 
@@ -221,21 +221,21 @@ def _check_may_add_signature(
         signed = bool(writer.prev.embedded_signatures)
     except Exception as ex:
         raise InputDocumentError(
-            "malformed", f"the PDF's signature fields cannot be read ({type(ex).__name__})"
+            f"the PDF's signature fields cannot be read ({type(ex).__name__})", reason="malformed"
         ) from ex
     if docmdp is not None and docmdp.permission == fields.MDPPerm.NO_CHANGES:
         raise SigningError(
-            "certified_no_changes",
             "the document is certified with 'no changes allowed' (DocMDP P=1): another seal "
             "would invalidate that certification; seal the uncertified original instead",
+            reason="certified_no_changes",
         )
     if certification is not Certification.NONE and (docmdp is not None or signed):
         if only_if_first:
             return Certification.NONE
         raise SigningError(
-            "certification_not_first",
             "a certification seal must be the document's first signature, and this document "
             "is already signed; seal it without certification",
+            reason="certification_not_first",
         )
     return certification
 
@@ -258,7 +258,7 @@ def _plan_cross_page(
         raise
     except Exception as ex:
         raise InputDocumentError(
-            "malformed", f"the PDF's page tree cannot be read ({type(ex).__name__}); re-save it"
+            f"the PDF's page tree cannot be read ({type(ex).__name__}); re-save it", reason="malformed"
         ) from ex
     page_boxes = [PageBox(p.width_pt, p.height_pt, p.origin_pt, p.rotate) for p in pages]
     boxes = draw_slices(writer, page_boxes, seal_png, placement)
@@ -276,7 +276,7 @@ def page_geometry(writer: IncrementalPdfFileWriter, page_ix: int) -> PageGeometr
     media = _inherited(page, "/MediaBox")
     crop = _inherited(page, "/CropBox") or media
     if crop is None:
-        raise InputDocumentError("malformed", f"page {page_ix + 1} has no /MediaBox; re-save it")
+        raise InputDocumentError(f"page {page_ix + 1} has no /MediaBox; re-save it", reason="malformed")
     x1, y1, x2, y2 = (float(v) for v in crop)
     rotate = normalise_rotation(int(_inherited(page, "/Rotate") or 0))
     return PageGeometry(abs(x2 - x1), abs(y2 - y1), (min(x1, x2), min(y1, y2)), rotate)
@@ -291,7 +291,7 @@ def page_rotations(writer: IncrementalPdfFileWriter) -> list[int]:
         raise
     except Exception as ex:
         raise InputDocumentError(
-            "malformed", f"the PDF's page tree cannot be read ({type(ex).__name__}); re-save it"
+            f"the PDF's page tree cannot be read ({type(ex).__name__}); re-save it", reason="malformed"
         ) from ex
 
 
@@ -312,7 +312,7 @@ def _open_input(path: Path) -> BinaryIO:
         return path.open("rb")
     except OSError as ex:
         raise InputDocumentError(
-            "unreadable", f"cannot read the input document ({ex.strerror}); submit it again"
+            f"cannot read the input document ({ex.strerror}); submit it again", reason="unreadable"
         ) from ex
 
 
@@ -321,12 +321,12 @@ def open_incremental(source: BinaryIO) -> IncrementalPdfFileWriter:
         writer = IncrementalPdfFileWriter(source, strict=True)
     except Exception as ex:
         raise InputDocumentError(
-            "malformed",
             f"the PDF cannot be opened for sealing ({type(ex).__name__}); run the input checks "
             "and re-save the document",
+            reason="malformed",
         ) from ex
     if writer.prev.encrypted:
-        raise InputDocumentError("encrypted", "the PDF is encrypted; remove the protection first")
+        raise InputDocumentError("the PDF is encrypted; remove the protection first", reason="encrypted")
     return writer
 
 
@@ -340,7 +340,7 @@ def _page_and_box(
         raise
     except Exception as ex:
         raise InputDocumentError(
-            "malformed", f"the PDF's page tree cannot be read ({type(ex).__name__}); re-save it"
+            f"the PDF's page tree cannot be read ({type(ex).__name__}); re-save it", reason="malformed"
         ) from ex
     box = placement_box(
         geometry.width_pt,
@@ -416,42 +416,42 @@ def translate_signing_exception(ex: BaseException, field_name: str) -> SigningEr
     for cause in _chain(ex):
         if isinstance(cause, pkcs11.exceptions.PKCS11Error):
             return TokenSigningError(
-                "token_error",
                 f"the token failed while signing ({type(cause).__name__}); check that it is "
                 "still inserted and unlocked, then retry",
+                reason="token_error",
             )
     for cause in _chain(ex):
         if isinstance(cause, RevokedError):
             return SigningError(
-                "seal_certificate_revoked",
                 "the seal certificate is revoked according to its CA's OCSP/CRL; re-issue the "
                 "seal certificate (seal change) before sealing again",
+                reason="seal_certificate_revoked",
             )
         if isinstance(cause, TimestampRequestError):
             return SigningError(
-                "tsa_unavailable",
                 f"the timestamp authority did not answer ({_tsa_hint(cause)}); check [trust] "
                 "tsa_url and the network path to it, then retry",
+                reason="tsa_unavailable",
             )
         if isinstance(cause, (PathValidationError, PathBuildingError)):
             return SigningError(
-                "seal_certificate_invalid",
                 "the seal certificate could not be validated up to the configured trust roots "
                 f"with revocation info ({type(cause).__name__}); check [trust] signing_roots and "
                 "that the CA's OCSP/CRL responders are reachable",
+                reason="seal_certificate_invalid",
             )
     text = str(ex).lower()
     if "already" in text and ("filled" in text or "signed" in text or "exists" in text):
         return SigningError(
-            "field_exists",
             f"the document already has a signed field named {field_name!r}; use another field name",
+            reason="field_exists",
         )
     if isinstance(ex, misc.PdfError):
         return InputDocumentError(
-            "malformed", f"the PDF could not be sealed ({type(ex).__name__}); re-save it"
+            f"the PDF could not be sealed ({type(ex).__name__}); re-save it", reason="malformed"
         )
     return SigningError(
-        "signing_failed", f"sealing failed ({type(ex).__name__}); see the daemon log and retry"
+        f"sealing failed ({type(ex).__name__}); see the daemon log and retry", reason="signing_failed"
     )
 
 

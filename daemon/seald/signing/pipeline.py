@@ -273,9 +273,9 @@ def _post_sign_state(tbs: PdfTBSDocument) -> _PostSignState:
     for path in info.validation_paths:
         if not isinstance(path.trust_anchor, CertTrustAnchor):
             raise SigningError(
-                "seal_certificate_invalid",
                 "a validation path ends in a trust anchor that is not a certificate; "
                 "configure [trust] signing_roots as CA certificates",
+                reason="seal_certificate_invalid",
             )
         paths.append(tuple(cert.dump() for cert in path))
     return _PostSignState(
@@ -349,7 +349,7 @@ def sign_prepared(signer: Signer, prepared: PreparedSeal) -> bytes:
     with _translate_signing_errors(prepared.field_name):
         signature = loop.run_until_complete(signer.async_sign_raw(prepared.to_sign, DIGEST))
     if not signature:
-        raise SigningError("signing_failed", "the token returned an empty signature; retry")
+        raise SigningError("the token returned an empty signature; retry", reason="signing_failed")
     return bytes(signature)
 
 
@@ -486,6 +486,4 @@ def exit_with_parent(parent_pid: int, interval_s: float = 1.0) -> None:
 
 def warm_up() -> int:
     """Run in each new worker so the first real document does not pay for imports."""
-    # Tests only (SEALD_TEST_SLOW_WORKER_START_S): a worker still starting when seald stops.
-    time.sleep(float(os.environ.get("SEALD_TEST_SLOW_WORKER_START_S", "0") or 0))
     return os.getpid()

@@ -35,15 +35,15 @@ def mm_to_pt(mm: float) -> float:
 def resolve_page_index(page: int, page_count: int) -> int:
     """0-based page index for a 1-based page number (0 = last page)."""
     if page_count <= 0:
-        raise PlacementError("zero_pages", "the document has no pages; send a PDF with content")
+        raise PlacementError("the document has no pages; send a PDF with content", reason="zero_pages")
     if page == 0:
         return page_count - 1
     if 1 <= page <= page_count:
         return page - 1
     raise PlacementError(
-        "page_out_of_range",
         f"seal requested on page {page} but the document has {page_count} page(s); "
         "use 1..page_count, or 0 for the last page",
+        reason="page_out_of_range",
     )
 
 
@@ -51,7 +51,7 @@ def normalise_rotation(rotate: int) -> int:
     quarter_turns, rest = divmod(int(rotate), 90)
     if rest:
         raise PlacementError(
-            "bad_rotate", f"page /Rotate {rotate} is not a multiple of 90; the PDF is malformed"
+            f"page /Rotate {rotate} is not a multiple of 90; the PDF is malformed", reason="bad_rotate"
         )
     return (quarter_turns % 4) * 90
 
@@ -73,9 +73,9 @@ def placement_box(
     """
     values = (page_width_pt, page_height_pt, spec.x_mm, spec.y_mm, spec.size_mm)
     if not all(math.isfinite(v) for v in values) or page_width_pt <= 0 or page_height_pt <= 0:
-        raise PlacementError("bad_placement", "page size and seal position must be finite numbers")
+        raise PlacementError("page size and seal position must be finite numbers", reason="bad_placement")
     if spec.size_mm <= 0:
-        raise PlacementError("bad_placement", "seal size must be positive; set size_mm > 0")
+        raise PlacementError("seal size must be positive; set size_mm > 0", reason="bad_placement")
     turn = normalise_rotation(rotate)
     shown_w, shown_h = (
         (page_height_pt, page_width_pt) if turn in (90, 270) else (page_width_pt, page_height_pt)
@@ -83,10 +83,10 @@ def placement_box(
     dx, dy, half = mm_to_pt(spec.x_mm), mm_to_pt(spec.y_mm), mm_to_pt(spec.size_mm) / 2
     if dx - half < 0 or dy - half < 0 or dx + half > shown_w or dy + half > shown_h:
         raise PlacementError(
-            "off_page",
             f"a {spec.size_mm:g} mm seal centred at ({spec.x_mm:g} mm, {spec.y_mm:g} mm) from "
             f"the top-left does not fit on a {shown_w / POINTS_PER_MM:.0f} x "
             f"{shown_h / POINTS_PER_MM:.0f} mm page; move it so the whole seal is on the page",
+            reason="off_page",
         )
     x0, y0 = origin_pt
     w, h = page_width_pt, page_height_pt

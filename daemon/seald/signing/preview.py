@@ -58,9 +58,9 @@ def check_dpi(dpi: int) -> int:
         return DEFAULT_DPI
     if not MIN_DPI <= dpi <= MAX_DPI:
         raise PlacementError(
-            "bad_preview_dpi",
             f"preview resolution {dpi} dpi is outside {MIN_DPI}..{MAX_DPI}; "
             f"ask for {MIN_DPI}..{MAX_DPI} dpi or 0 for the default ({DEFAULT_DPI})",
+            reason="bad_preview_dpi",
         )
     return dpi
 
@@ -96,7 +96,7 @@ def locate_seal(pdf_path: Path, placement: PlacementSpec, *, all_pages: bool = F
             raise
         except Exception as ex:
             raise InputDocumentError(
-                "malformed", f"the PDF's page tree cannot be read ({type(ex).__name__}); re-save it"
+                f"the PDF's page tree cannot be read ({type(ex).__name__}); re-save it", reason="malformed"
             ) from ex
     if placement.cross_page:
         boxes = [PageBox(p.width_pt, p.height_pt, p.origin_pt, p.rotate) for p in geometry.values()]
@@ -212,7 +212,7 @@ def _encode(page: int, image: Image.Image, dpi: float) -> PreviewImage:
 def _pdftoppm(pdf_path: Path, page: int, dpi: float) -> Image.Image:
     tool = shutil.which("pdftoppm")
     if tool is None:
-        raise SigningError("tool_missing", "pdftoppm is needed for previews; install poppler-utils")
+        raise SigningError("pdftoppm is needed for previews; install poppler-utils", reason="tool_missing")
     with tempfile.TemporaryDirectory(prefix="seald-preview-") as tmp:
         prefix = Path(tmp) / "page"
         try:
@@ -239,15 +239,15 @@ def _pdftoppm(pdf_path: Path, page: int, dpi: float) -> Image.Image:
             )
         except subprocess.TimeoutExpired as ex:
             raise SigningError(
-                "preview_timeout",
                 f"rendering page {page} took over {RENDER_TIMEOUT_S} s; the page is too complex "
                 "to preview, open the original document instead",
+                reason="preview_timeout",
             ) from ex
         png = prefix.with_suffix(".png")
         if done.returncode != 0 or not png.is_file():
             raise InputDocumentError(
-                "preview_failed",
                 f"page {page} of the document could not be rendered; open the original instead",
+                reason="preview_failed",
             )
         with Image.open(png) as rendered:
             rendered.load()
@@ -259,7 +259,9 @@ def _open_png(seal_png: bytes) -> Image.Image:
         image = Image.open(io.BytesIO(seal_png))
         image.load()
     except Exception as ex:
-        raise SigningError("bad_seal_image", "the seal image is not a readable PNG; re-render it") from ex
+        raise SigningError(
+            "the seal image is not a readable PNG; re-render it", reason="bad_seal_image"
+        ) from ex
     return image.convert("RGBA")
 
 
@@ -267,4 +269,6 @@ def _open_source(path: Path) -> BinaryIO:
     try:
         return path.open("rb")
     except OSError as ex:
-        raise InputDocumentError("unreadable", f"cannot read the document to preview ({ex.strerror})") from ex
+        raise InputDocumentError(
+            f"cannot read the document to preview ({ex.strerror})", reason="unreadable"
+        ) from ex

@@ -67,15 +67,15 @@ def render_seal_png(spec: SealImageSpec, size_mm: float, dpi: int = 300) -> byte
     side_px = _side_px(size_mm, dpi)
     if spec.seal_type not in SEAL_TYPES:
         raise SealImageError(
-            "unknown_seal_type",
             f"unknown seal type {spec.seal_type!r}; use one of {', '.join(sorted(SEAL_TYPES))}",
+            reason="unknown_seal_type",
         )
     shape = spec.shape or default_shape(spec.seal_type)
     if shape not in allowed_shapes(spec.seal_type):
         raise SealImageError(
-            "bad_shape",
             f"a {spec.seal_type} seal cannot be {shape!r}; use "
             + " or ".join(repr(s) for s in allowed_shapes(spec.seal_type)),
+            reason="bad_shape",
         )
     font = find_cjk_font()
     if shape == "round":
@@ -103,9 +103,9 @@ def _find_cjk_font_cached() -> CjkFont:
     if found is not None:
         return found
     raise SealImageError(
-        "no_cjk_font",
         "no CJK font found for the seal text; install the Debian package fonts-noto-cjk "
         "(or fonts-wqy-zenhei) on the seal host",
+        reason="no_cjk_font",
     )
 
 
@@ -145,32 +145,34 @@ def square_seal_characters(holder_name: str) -> str:
     if len(name) == 4:
         return name
     raise SealImageError(
-        "bad_holder_name",
         f"a square seal needs a holder name of 2 to 4 characters, got {len(name)}; "
         "set holder_name to the person's name",
+        reason="bad_holder_name",
     )
 
 
 def _side_px(size_mm: float, dpi: int) -> int:
     if not (math.isfinite(size_mm) and size_mm > 0 and 0 < dpi <= 1200):
         raise SealImageError(
-            "bad_size", "seal size must be a positive number of mm and dpi between 1 and 1200"
+            "seal size must be a positive number of mm and dpi between 1 and 1200", reason="bad_size"
         )
     side = round(size_mm / 25.4 * dpi)
     if not 16 <= side <= _MAX_SIDE_PX:
         raise SealImageError(
-            "bad_size",
             f"a {size_mm} mm seal at {dpi} dpi would be {side} px; choose size/dpi giving "
             f"16..{_MAX_SIDE_PX} px",
+            reason="bad_size",
         )
     return side
 
 
 def _check_round_spec(spec: SealImageSpec) -> None:
     if not spec.organisation.strip():
-        raise SealImageError("bad_organisation", "a round seal needs the organisation name; set organisation")
+        raise SealImageError(
+            "a round seal needs the organisation name; set organisation", reason="bad_organisation"
+        )
     if spec.code_number and not spec.code_number.isdigit():
-        raise SealImageError("bad_code_number", "code_number must contain digits only")
+        raise SealImageError("code_number must contain digits only", reason="bad_code_number")
 
 
 def _load_font(font: CjkFont, size_px: int) -> ImageFont.FreeTypeFont:
@@ -178,7 +180,7 @@ def _load_font(font: CjkFont, size_px: int) -> ImageFont.FreeTypeFont:
         return ImageFont.truetype(str(font.path), max(size_px, 4), index=font.index)
     except OSError as ex:
         raise SealImageError(
-            "no_cjk_font", f"cannot load the CJK font {font.path}; reinstall fonts-noto-cjk"
+            f"cannot load the CJK font {font.path}; reinstall fonts-noto-cjk", reason="no_cjk_font"
         ) from ex
 
 

@@ -76,7 +76,9 @@ def _encoded_seal(png: bytes, rotate: int) -> tuple[EncodedImage, Image.Image]:
         image: Image.Image = Image.open(io.BytesIO(png))
         image.load()
     except Exception as ex:
-        raise SigningError("bad_seal_image", "the seal image is not a readable PNG; re-render it") from ex
+        raise SigningError(
+            "the seal image is not a readable PNG; re-render it", reason="bad_seal_image"
+        ) from ex
     if rotate:
         image = image.rotate(rotate, expand=True)  # PIL turns counter-clockwise
     return _encode(image), image

@@ -83,10 +83,10 @@ def verify_pdf(
         reader = PdfFileReader(io.BytesIO(data), strict=False)
         embedded = list(reader.embedded_signatures)
     except OSError as ex:
-        raise InputDocumentError("unreadable", f"cannot read {path.name}; check the path") from ex
+        raise InputDocumentError(f"cannot read {path.name}; check the path", reason="unreadable") from ex
     except Exception as ex:
         raise InputDocumentError(
-            "malformed", f"the PDF cannot be parsed for validation ({type(ex).__name__})"
+            f"the PDF cannot be parsed for validation ({type(ex).__name__})", reason="malformed"
         ) from ex
     offline = _dss_context(reader, trust_roots_pem)
     certification = _certification(reader)
@@ -105,9 +105,9 @@ def verify_pdf(
                 revocation = _revocation(validate_pdf_signature(sig, offline, ts_validation_context=offline))
         except Exception as ex:
             raise SigningError(
-                "validation_failed",
                 f"signature {sig.field_name!r} could not be validated ({type(ex).__name__}); "
                 "the document is probably damaged",
+                reason="validation_failed",
             ) from ex
         check = _check_from_status(sig.field_name, status)
         checks.append(
@@ -173,7 +173,7 @@ def _dss_context(reader: PdfFileReader, trust_roots_pem: Sequence[bytes]) -> Any
         )
     except Exception as ex:
         raise InputDocumentError(
-            "malformed", f"the document's validation data (DSS) is unreadable ({type(ex).__name__})"
+            f"the document's validation data (DSS) is unreadable ({type(ex).__name__})", reason="malformed"
         ) from ex
 
 
@@ -226,7 +226,7 @@ def _roots(trust_roots_pem: Sequence[bytes]) -> list[x509.Certificate]:
             roots.append(x509.Certificate.load(der))
         except Exception as ex:
             raise SigningError(
-                "bad_trust_root", "a trust root is not a PEM/DER certificate; fix the seal CA file"
+                "a trust root is not a PEM/DER certificate; fix the seal CA file", reason="bad_trust_root"
             ) from ex
     return roots
 

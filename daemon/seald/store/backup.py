@@ -327,3 +327,14 @@ def restore_backup(
         os.replace(latest, audit_dir / f"{LATEST_FILE}.before-restore-{stamp}")
     os.replace(staging, database)
     return RestoreResult(manifest, voided, {k: v[0] for k, v in kept.items()}, previous)
+
+
+def backup_database_file(
+    database: Path, destination: Path, key: AuditKey, host: str, now: datetime
+) -> BackupManifest:
+    """``seald --backup``: an online backup through a second, read-only connection."""
+    conn = sqlite3.connect(database.resolve().as_uri() + "?mode=ro", uri=True)
+    try:
+        return create_backup(conn, destination, key, host, now)
+    finally:
+        conn.close()

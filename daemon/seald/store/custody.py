@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 
 from seald.domain.custody import Custody, CustodyChange, CustodyChangeKind
@@ -193,3 +195,23 @@ def get_change(conn: sqlite3.Connection, change_id: str) -> CustodyChange:
         approvals=tuple(raw["approvals"]),
         in_effect=raw["in_effect"],
     )
+
+
+@dataclass(frozen=True)
+class CustodyState:
+    """What the custody guard loads at start (seald.tokens.custody_guard)."""
+
+    pin_set_by: dict[tuple[str, str], str]  # who set each token's current PIN (R07)
+    pin_unlockers: dict[tuple[str, str], set[str]]  # who unlocked with it since (R07, R09)
+    alerted_days: dict[str, str]
+    custody: dict[str, Custody]
+
+
+def load_state(conn: sqlite3.Connection, seal_ids: Iterable[str]) -> CustodyState:
+    create_schema(conn)
+    custody = {}
+    for seal_id in seal_ids:
+        record = get_custody(conn, seal_id)
+        if record is not None:
+            custody[seal_id] = record
+    return CustodyState(pin_setters(conn), pin_unlockers(conn), return_alerted_days(conn), custody)

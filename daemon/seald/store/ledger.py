@@ -453,3 +453,30 @@ def verify_ledger_file(path: Path, expected_head: tuple[int, str] | None = None)
         ) from ex
     finally:
         conn.close()
+
+
+def request_sequences(conn: sqlite3.Connection, request_id: str, *, except_event: str) -> list[int]:
+    """Sequences of a request's own records (all but ``except_event``), in order."""
+    return [
+        int(row[0])
+        for row in conn.execute(
+            "SELECT sequence FROM audit_log WHERE request_id = ? AND event != ? ORDER BY sequence",
+            (request_id, except_event),
+        )
+    ]
+
+
+def record_rows(conn: sqlite3.Connection, first: int, last: int) -> list[dict[str, object]]:
+    """Records ``first``..``last`` as column -> stored value (RECORD_COLUMNS), in order."""
+    columns = ", ".join(RECORD_COLUMNS)
+    rows = conn.execute(
+        f"SELECT {columns} FROM audit_log WHERE sequence BETWEEN ? AND ? ORDER BY sequence",  # noqa: S608
+        (first, last),
+    ).fetchall()
+    return [dict(zip(RECORD_COLUMNS, row, strict=True)) for row in rows]
+
+
+def record_time(conn: sqlite3.Connection, sequence: int) -> str:
+    """The stored time of one record ('' if there is none)."""
+    row = conn.execute("SELECT time FROM audit_log WHERE sequence = ?", (sequence,)).fetchone()
+    return str(row[0]) if row else ""

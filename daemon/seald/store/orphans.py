@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import shutil
 
-from seald.store.requests import Store
+from seald.store.database import Store
 
 
 def sweep_orphans(store: Store) -> tuple[int, int, int]:

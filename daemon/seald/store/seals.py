@@ -217,3 +217,17 @@ def certificate_history(conn: sqlite3.Connection, seal_id: str) -> list[tuple[st
         (seal_id,),
     )
     return [(r[0], r[1], r[2], r[3]) for r in rows]
+
+
+def has_certificate(conn: sqlite3.Connection, seal_id: str) -> bool:
+    """Whether any certificate was imported for the seal through the API."""
+    row = conn.execute("SELECT 1 FROM seal_certificate WHERE seal_id = ? LIMIT 1", (seal_id,)).fetchone()
+    return row is not None
+
+
+def certificates_der(conn: sqlite3.Connection, seal_id: str) -> list[bytes]:
+    """Every certificate imported for the seal, newest first."""
+    rows = conn.execute(
+        "SELECT der FROM seal_certificate WHERE seal_id = ? ORDER BY id DESC", (seal_id,)
+    ).fetchall()
+    return [bytes(row[0]) for row in rows]

@@ -20,7 +20,7 @@ from seald.domain.errors import PermissionDenied, PreconditionFailed
 from seald.domain.model import Principal, Role
 from seald.runtime.logs import get_logger
 from seald.store import custody as custody_store
-from seald.store.requests import Store, Transaction
+from seald.store.database import Store, Transaction
 from seald.tokens.manager import TokenManager
 from seald.workflow_events import token_not_returned_event
 
@@ -48,19 +48,12 @@ class CustodyGuard:
         self.idle_lock = timedelta(minutes=idle) if idle > 0 else None
 
     async def open(self) -> None:
-        def _load() -> None:
-            conn = self.store._connection()
-            custody_store.create_schema(conn)
-            self._pin_set_by = custody_store.pin_setters(conn)
-            self._pin_unlockers = custody_store.pin_unlockers(conn)
-            # R08: a restart the same night must not raise the alert again.
-            self._alerted_day = custody_store.return_alerted_days(conn)
-            for seal_id in self.config.seals:
-                record = custody_store.get_custody(conn, seal_id)
-                if record is not None:
-                    self._custody[seal_id] = record
-
-        await self.store.call(_load)
+        state = await self.store.custody_state(list(self.config.seals))
+        self._pin_set_by = state.pin_set_by
+        self._pin_unlockers = state.pin_unlockers
+        # R08: a restart the same night must not raise the alert again.
+        self._alerted_day = state.alerted_days
+        self._custody.update(state.custody)
 
     # -- readiness --------------------------------------------------------------------------------
     def _token(self, seal_id: str) -> tuple[str, str]:
@@ -237,10 +230,7 @@ class CustodyGuard:
         return change
 
     async def get_change(self, change_id: str) -> CustodyChange:
-        def _get() -> CustodyChange:
-            return custody_store.get_change(self.store._connection(), change_id)
-
-        return await self.store.call(_get)
+        return await self.store.custody_change(change_id)
 
     # -- R08 and idle lock: run periodically ------------------------------------------------------
     async def tick(self) -> list[tuple[str, str]]:

@@ -32,7 +32,7 @@ from seald.domain.text_policy import MAX_TEXT
 from seald.service.requests import RequestService
 from seald.service.settings import LiveConfig
 from seald.store import webauthn as tables
-from seald.store.requests import Store, Transaction
+from seald.store.database import Store, Transaction
 from seald.webauthn.approvals import assertion_challenge, verify_webauthn_approval
 from seald.webauthn.verify import (
     Assertion,
@@ -94,7 +94,7 @@ class WebAuthnRegistry:
         self._sessions: dict[str, rules.WebSession] = {}  # SHA-256 of the token -> session
 
     async def open(self) -> None:
-        await self._store.call(lambda: tables.create_schema(self._store._connection()))
+        """Nothing to load: the tables are created with the store (seald.store.database)."""
 
     @property
     def config(self) -> Config:
@@ -147,9 +147,7 @@ class WebAuthnRegistry:
         return enrolment, code
 
     async def _checked_enrolment(self, caller: Principal, enrolment_id: str, code: str) -> rules.Enrolment:
-        enrolment = await self._store.call(
-            lambda: tables.get_enrolment(self._store._connection(), enrolment_id)
-        )
+        enrolment = await self._store.read(lambda db: tables.get_enrolment(db.conn, enrolment_id))
         if Role.RELAY not in caller.roles and caller.name != enrolment.principal:
             raise PermissionDenied(
                 "only the enrolled person (or the web console carrying their browser) registers a key",
@@ -302,13 +300,11 @@ class WebAuthnRegistry:
             if principal and principal != caller.name:
                 raise PermissionDenied("you may list only your own security keys", reason="not_owner")
             principal = caller.name
-        return await self._store.call(lambda: tables.list_credentials(self._store._connection(), principal))
+        return await self._store.read(lambda db: tables.list_credentials(db.conn, principal))
 
     # -- approval by assertion -----------------------------------------------------------------
     async def _credential(self, credential_id: str) -> rules.WebAuthnCredential | None:
-        return await self._store.call(
-            lambda: tables.find_credential(self._store._connection(), credential_id)
-        )
+        return await self._store.read(lambda db: tables.find_credential(db.conn, credential_id))
 
     def _may_carry(self, caller: Principal, credential: rules.WebAuthnCredential) -> None:
         if Role.RELAY not in caller.roles and caller.name != credential.principal:
