@@ -32,6 +32,7 @@ Run: ``python tests/seald_under_test.py --config FILE`` (the arguments of ``seal
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -95,12 +96,12 @@ def offset_clock(path: Path) -> Clock:
     """The real time plus the seconds written in ``path`` (read at every call)."""
     log.warning("test_hook.clock", file=str(path))
 
+    last = [0.0]  # a file being replaced keeps the last offset, never the real clock
+
     def clock() -> datetime:
-        try:
-            offset = float(path.read_text(encoding="ascii").strip() or 0)
-        except (OSError, ValueError):
-            offset = 0.0
-        return datetime.now(UTC) + timedelta(seconds=offset)
+        with contextlib.suppress(OSError, ValueError):
+            last[0] = float(path.read_text(encoding="ascii").strip())
+        return datetime.now(UTC) + timedelta(seconds=last[0])
 
     return clock
 

@@ -438,7 +438,14 @@ def test_example_config_has_every_schema_key() -> None:
         "notify",
     }
     assert set(config["webauthn"]) == {"origin", "rp_id", "rp_name"}
-    assert set(config["server"]) == {"listen", "host_name", "tls_cert", "tls_key", "client_ca"}
+    assert set(config["server"]) == {
+        "listen",
+        "host_name",
+        "tls_cert",
+        "tls_key",
+        "client_ca",
+        "seal_workers",
+    }
     assert config["server"]["tls_key"] == "credential:server.key"
     assert config["store"] == {"state_dir": "/var/lib/seald"}
     assert set(config["pkcs11"]) == {"module"}

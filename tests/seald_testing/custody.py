@@ -7,6 +7,7 @@ read at every call, so a running daemon lives "tomorrow at 17:45" without waitin
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from collections.abc import Callable
@@ -45,8 +46,13 @@ class DaemonClock:
         return {"SEALD_TEST_CLOCK_FILE": str(self.path), "SEALD_TEST_CUSTODY_INTERVAL_S": "0.2"}
 
     def set(self, instant: datetime) -> None:
+        # Atomic (rename): the daemon reads the file at every call, and a read between a
+        # plain write's truncate and its write saw an empty file, i.e. the real clock: after
+        # 17:30 UTC that was an after-hours day of its own (a second "not returned" alert).
         offset = (instant - datetime.now(UTC)).total_seconds()
-        self.path.write_text(f"{offset:.3f}", encoding="ascii")
+        part = self.path.with_name(self.path.name + ".part")
+        part.write_text(f"{offset:.3f}", encoding="ascii")
+        os.replace(part, self.path)
 
 
 # Read once (issue 14): a test that runs across midnight (the 23:50 faketime pass of

@@ -24,6 +24,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from fixture_layout import SealFixtures
 from selenium import webdriver
+from selenium.common.exceptions import (
+    NoSuchElementException,
+    StaleElementReferenceException,
+    WebDriverException,
+)
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.virtual_authenticator import VirtualAuthenticatorOptions
@@ -218,7 +223,14 @@ class WebStack:
         self.driver.get(self.origin + path)
 
     def wait(self, condition: Any, timeout: float = 30) -> Any:
-        return WebDriverWait(self.driver, timeout).until(condition)
+        # While a form post navigates, a lookup can hit the old document: Chromium answers
+        # "Node with given id does not belong to the document" (a WebDriverException, not a
+        # StaleElementReferenceException): keep polling rather than fail on the race.
+        return WebDriverWait(
+            self.driver,
+            timeout,
+            ignored_exceptions=(NoSuchElementException, StaleElementReferenceException, WebDriverException),
+        ).until(condition)
 
     def text(self, css: str) -> str:
         return str(self.driver.find_element(By.CSS_SELECTOR, css).text)
