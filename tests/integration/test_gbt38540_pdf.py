@@ -20,6 +20,7 @@ from skf_fixture import ADMIN_PIN, INITIAL_USER_PIN, SkfTestToken
 from seald.gm import certs, ses, sm2
 from seald.signing import gbt38540_pdf
 from seald.tokens import skf
+from seald_testing.sm2_pki import maker_and_holder
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 SPAN = dt.timedelta(days=365)
@@ -212,29 +213,8 @@ def test_gbt38540_visible_seal_drawn_from_the_seal_picture(
     from seald.signing.placement import PlacementSpec  # noqa: PLC0415
     from seald.signing.seal_image import SealImageSpec, render_seal_png  # noqa: PLC0415
 
-    maker = sm2.Sm2PrivateKey.generate()
-    holder = sm2.Sm2PrivateKey.generate()
-    maker_cert = bytes(
-        certs.build_certificate(
-            subject=certs.name("maker"),
-            issuer=certs.name("maker"),
-            public_key=maker.public_key,
-            sign=maker.sign,
-            not_before=T0,
-            not_after=T0 + SPAN,
-            ca=True,
-        ).dump()
-    )
-    holder_cert = bytes(
-        certs.build_certificate(
-            subject=certs.name("合同专用章"),
-            issuer=certs.name("maker"),
-            public_key=holder.public_key,
-            sign=maker.sign,
-            not_before=T0,
-            not_after=T0 + SPAN,
-        ).dump()
-    )
+    pki = maker_and_holder(T0, T0 + SPAN)
+    maker, maker_cert, holder, holder_cert = pki.maker, pki.maker_cert, pki.holder, pki.holder_cert
     png = render_seal_png(SealImageSpec("contract", "华夏示例科技有限公司", "合同专用章"), 40)
     seal = ses.build_seal(
         ses.SealSpec(

@@ -16,8 +16,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from pyhanko.sign.timestamps.dummy_client import DummyTimeStamper
 
-from seald.gm import certs, ses, sm2
+from seald.gm import ses
 from seald.signing import gbt38540_pdf
+from seald_testing.sm2_pki import maker_and_holder
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
@@ -66,29 +67,9 @@ def _tsa(root_key: rsa.RSAPrivateKey, root: x509.Certificate) -> DummyTimeStampe
 
 @pytest.fixture(scope="module")
 def unstamped() -> bytes:
-    maker, holder = sm2.Sm2PrivateKey.generate(), sm2.Sm2PrivateKey.generate()
     span = dt.timedelta(days=365)
-    maker_cert = bytes(
-        certs.build_certificate(
-            subject=certs.name("m"),
-            issuer=certs.name("m"),
-            public_key=maker.public_key,
-            sign=maker.sign,
-            not_before=T0,
-            not_after=T0 + span,
-            ca=True,
-        ).dump()
-    )
-    holder_cert = bytes(
-        certs.build_certificate(
-            subject=certs.name("h"),
-            issuer=certs.name("m"),
-            public_key=holder.public_key,
-            sign=maker.sign,
-            not_before=T0,
-            not_after=T0 + span,
-        ).dump()
-    )
+    pki = maker_and_holder(T0, T0 + span, maker_cn="m", holder_cn="h")
+    maker, maker_cert, holder, holder_cert = pki.maker, pki.maker_cert, pki.holder, pki.holder_cert
     seal = ses.build_seal(
         ses.SealSpec(
             es_id="S",
