@@ -77,6 +77,9 @@ class Principal:
     groups: frozenset[str] = frozenset()
     valid_from: datetime | None = None
     valid_until: datetime | None = None
+    # Issue 16: SHA-256 of the registered impression (印模) when one was imported, "" for
+    # the generated image; in every approval digest of the seal (R02).
+    impression_sha256: str = ""
 
     def has(self, role: Role, seal_id: str | None = None) -> bool:
         if role not in self.roles:
