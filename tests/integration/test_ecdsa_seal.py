@@ -33,6 +33,9 @@ from seald.signing.verify import verify_pdf
 from seald.tokens import manager, seal_keys
 from seald.tokens.manager import TokenManager
 
+# The seal certificate is issued from the wall clock: run again under faketime (issue 14).
+pytestmark = pytest.mark.clock
+
 EC_LABEL = "seal-ecdsa"
 
 
