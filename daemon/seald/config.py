@@ -545,10 +545,13 @@ def _seal(file: Path, raw: Any, default_approvals: int) -> SealConfig:
             "SM2 seals sign in the GB/T 38540 format (algorithm = \"sm2\", format = \"gbt38540\"), "
             "RSA and ECDSA seals in PAdES"
         )
-    if seal.format == "gbt38540" and (seal.level != "B-B" or seal.certify != "none"):
+    # GB/T 38540 has one optional addition to a signature: the RFC 3161 timeStamp (B-T);
+    # DSS/long-term validation and DocMDP certification are PAdES notions.
+    if seal.format == "gbt38540" and (seal.level not in ("B-B", "B-T") or seal.certify != "none"):
         raise ConfigError(
-            f"{file}: '{t.where}.level'/'certify' apply to PAdES only; a gbt38540 seal uses "
-            "level = \"B-B\" and certify = \"none\""
+            f"{file}: '{t.where}.level' = {seal.level!r}, certify = {seal.certify!r}: a gbt38540 seal "
+            "uses level = \"B-B\" (no timestamp) or \"B-T\" (an RFC 3161 timeStamp in the "
+            "SES_Signature) and certify = \"none\"; B-LT, B-LTA and certify are PAdES only"
         )
     return seal
 

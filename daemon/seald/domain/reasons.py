@@ -232,6 +232,7 @@ _TABLE = (
     _r("failed_precondition", S.FAILED_PRECONDITION, "not now: wrong state, token absent or locked, seal stopped"),
     _r("field_exists", S.NONE, "the document already has a signed field of that name"),
     _r("gbt38540_data_hash_mismatch", S.INVALID_ARGUMENT, "the document was changed after sealing (GB/T 38540 dataHash differs)"),
+    _r("gbt38540_embed_failed", S.INTERNAL, "the SES_Signature did not fit the space reserved in the PDF; nothing was released"),
     _r("gbt38540_invalid", S.INVALID_ARGUMENT, "a GB/T 38540 seal or signature is invalid"),
     _r("gbt38540_maker_key_mismatch", S.INVALID_ARGUMENT, "the seal maker's key did not produce a signature its certificate verifies: wrong key or certificate"),
     _r("gbt38540_maker_untrusted", S.INVALID_ARGUMENT, "the GB/T 38540 seal maker is not a configured seal maker"),

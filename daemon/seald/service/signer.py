@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import os
 from collections.abc import Callable, Sequence
@@ -19,6 +20,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from pyhanko.sign.timestamps import HTTPTimeStamper
+
 from seald.config import Config
 from seald.domain import access, lifecycle
 from seald.domain.audit import AuditEvent
@@ -26,7 +29,7 @@ from seald.domain.errors import PreconditionFailed, SealError, ServiceUnavailabl
 from seald.domain.model import Document, Principal, RequestState, SealRequest
 from seald.gm import ses
 from seald.gm.certs import load_certificate, pem_or_der
-from seald.gm.sm2 import Sm2PrivateKey
+from seald.gm.sm2 import SM3_OID, Sm2PrivateKey
 from seald.runtime.hooks import NO_HOOKS, Hooks
 from seald.runtime.logs import get_logger
 from seald.service.catalog import SealCatalog
@@ -569,38 +572,47 @@ class Signer:
         seal_png: bytes,
         intent_committed: asyncio.Future[None],
     ) -> list[tuple[str, int]]:
-        """GB/T 38540 sealing on the SKF token's thread: all documents or none released.
+        """GB/T 38540 sealing: all documents or none released.
 
-        The token signs only after the intent record is committed; a removal while it signs
-        fails closed (PreconditionFailed, like the PKCS#11 path) and nothing is kept.
+        As in the PAdES pipeline only the signature runs on the SKF token's thread: the
+        layout (placement, anchor text, cross-page slices) and the ByteRange hash run in
+        the default executor before it, the RFC 3161 request (level B-T: the TSA stamps
+        SM3 of the signature value, GB/T 38540's timeStamp) on the event loop after it,
+        then the embedding. The token signs only after the intent record is committed; a
+        removal while it signs fails closed (PreconditionFailed) and nothing is kept.
         """
         written: list[Path] = []
+        loop = asyncio.get_running_loop()
         try:
             seal = self._ses_seal(seal_id, seal_png)
             holder = self._tokens.certificate_der(seal_id)
+            timestamper = self._level_settings(seal_id).timestamper()
             await settled(intent_committed)
             results = []
             for job in jobs:
-                if job.placement.anchor_text:
-                    raise PreconditionFailed(
-                        "anchor-text placement is not supported for GB/T 38540 seals yet; give x/y",
-                        reason="placement_unsupported",
-                    )
                 data = job.input_path.read_bytes()
-                now = self._clock()
-
-                def seal_one(con: Any, data: bytes = data, job: SealJob = job, now: datetime = now) -> bytes:
-                    return gbt38540_pdf.seal_pdf_gbt38540(
+                prepared = await loop.run_in_executor(
+                    None,
+                    functools.partial(
+                        gbt38540_pdf.prepare_gbt38540,
                         data,
                         seal=seal,
                         signer_cert=holder,
-                        sign=con.sign,
-                        time_info=now,
+                        time_info=self._clock(),
                         field_name=job.field_name,
                         placement=job.placement,
-                    )
+                        source_path=job.input_path,
+                        with_timestamp=timestamper is not None,
+                    ),
+                )
 
-                out = await self._tokens.with_skf_container(seal_id, seal_one)
+                def sign_one(con: Any, prepared: gbt38540_pdf.PreparedGbt38540 = prepared) -> bytes:
+                    return gbt38540_pdf.sign_prepared(prepared, seal=seal, signer_cert=holder, sign=con.sign)
+
+                der = await self._tokens.with_skf_container(seal_id, sign_one)
+                if timestamper is not None:
+                    der = await _gbt38540_timestamp(der, timestamper)
+                out = await loop.run_in_executor(None, prepared.finish, der)
                 tmp = job.output_path.with_suffix(".tmp")
                 tmp.write_bytes(out)
                 with open(tmp, "rb+") as fh:
@@ -878,6 +890,22 @@ def _remove_partial_outputs(sealed_paths: Sequence[Path]) -> None:
         for partial in path.parent.glob(f".{path.name}.*.part"):
             with contextlib.suppress(FileNotFoundError):
                 partial.unlink()
+
+
+async def _gbt38540_timestamp(der: bytes, timestamper: HTTPTimeStamper) -> bytes:
+    """The SES_Signature with the TSA's RFC 3161 token over SM3(signature value) added.
+
+    A TSA that cannot be reached or answers nonsense fails the sealing closed (SigningError
+    tsa_unavailable, as for PAdES B-T): a B-T seal never ships without its timestamp."""
+    try:
+        token = await timestamper.async_timestamp(gbt38540_pdf.timestamp_imprint(der), SM3_OID)
+    except Exception as ex:
+        raise SigningError(
+            f"the timestamp authority did not timestamp the GB/T 38540 signature ({type(ex).__name__}); "
+            "check [trust] tsa_url and that the TSA is reachable",
+            reason="tsa_unavailable",
+        ) from None
+    return ses.add_timestamp(der, bytes(token.dump()))
 
 
 def _placement_spec(request: SealRequest) -> PlacementSpec:

@@ -118,12 +118,16 @@ def verify_pdf(
             )
         )
     if gbt38540_pdf.SUBFILTER.encode() in data:
-        checks += [_gbt38540_check(r, seal_makers) for r in gbt38540_pdf.check_fields(data)]
+        roots_der = [r.dump() for r in _roots(trust_roots_pem)]
+        checks += [_gbt38540_check(r, seal_makers, roots_der) for r in gbt38540_pdf.check_fields(data)]
     return checks
 
 
-def _gbt38540_check(result: gbt38540_pdf.Gbt38540FieldResult, seal_makers: Sequence[bytes]) -> SignatureCheck:
-    """A GB/T 38540 seal signature in the same report shape as a PAdES one."""
+def _gbt38540_check(
+    result: gbt38540_pdf.Gbt38540FieldResult, seal_makers: Sequence[bytes], roots_der: Sequence[bytes]
+) -> SignatureCheck:
+    """A GB/T 38540 seal signature in the same report shape as a PAdES one; its timeStamp
+    (B-T) is checked against the same roots as PAdES timestamps (TSA signature and chain)."""
     report = result.report
     signer_sha = hashlib.sha256(result.signer_cert_der).hexdigest() if result.signer_cert_der else ""
     if report is None:
@@ -140,6 +144,14 @@ def _gbt38540_check(result: gbt38540_pdf.Gbt38540FieldResult, seal_makers: Seque
             summary=f"GB/T 38540 seal signature NOT valid: {result.problem} ({result.reason})",
             kind="gbt38540",
         )
+    ts_problem = ""
+    if report.timestamp_time is not None:
+        ts_problem = gbt38540_pdf.timestamp_problem_blocking(result.ses_signature, roots_der)
+    ts_note = ""
+    if report.timestamp_time is not None:
+        ts_note = f"; timestamp {report.timestamp_time.isoformat()} " + (
+            f"NOT trusted: {ts_problem}" if ts_problem else "trusted"
+        )
     return SignatureCheck(
         field_name=result.field_name,
         signer_subject=report.signer_subject,
@@ -152,9 +164,11 @@ def _gbt38540_check(result: gbt38540_pdf.Gbt38540FieldResult, seal_makers: Seque
         modification_level="NONE" if result.covers_whole_document else "UNKNOWN",
         summary=(
             f"GB/T 38540 seal signature valid ({', '.join(report.checks)}); seal {report.seal.name} "
-            f"(esID {report.seal.es_id}), maker {report.seal.maker_subject}"
+            f"(esID {report.seal.es_id}), maker {report.seal.maker_subject}{ts_note}"
         ),
         kind="gbt38540",
+        timestamp_time=report.timestamp_time,
+        timestamp_valid=report.timestamp_time is not None and not ts_problem,
     )
 
 
