@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -60,6 +60,15 @@ CHECKS: Final = (
     "pdf_hash",
     "pdf_signature",
     "pdf_coverage",
+)
+# Issue 19: reported after pdf_coverage when a sealed PDF carries a GB/T 38540 seal signature
+# (SES_Signature, /SubFilter /GBT38540.SES): its two layers, one check each (seald.gm.ses).
+GBT38540_CHECKS: Final = (
+    "gbt38540_seal_maker",
+    "gbt38540_seal_validity",
+    "gbt38540_signer_holder",
+    "gbt38540_document_signature",
+    "gbt38540_timestamp",
 )
 
 
@@ -134,9 +143,27 @@ def chain_problem(
 
 
 def _issued(child: x509.Certificate, issuer: x509.Certificate) -> bool:
+    if child.signature_algorithm_oid.dotted_string == _SM2_WITH_SM3:
+        return _sm2_issued(child, issuer)
     try:
         child.verify_directly_issued_by(issuer)
-    except (ValueError, TypeError, InvalidSignature):
+    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
+        return False
+    return True
+
+
+_SM2_WITH_SM3: Final = "1.2.156.10197.1.501"
+
+
+def _sm2_issued(child: x509.Certificate, issuer: x509.Certificate) -> bool:
+    """SM2-with-SM3 certificates (issue 19): ``cryptography`` cannot verify them, seald.gm can."""
+    from seald.domain.errors import InvalidInput  # noqa: PLC0415
+    from seald.gm import certs  # noqa: PLC0415 - tongsuopy, only for SM2 certificates
+
+    try:
+        key = certs.check_sm2_certificate(certs.load_certificate(_der(issuer)))
+        certs.verify_certificate_signature(certs.load_certificate(_der(child)), key)
+    except InvalidInput:
         return False
     return True
 
@@ -649,7 +676,10 @@ def _verify_pdfs(
         for r in request_records
         if r["event"] == "seal.signed"
     }
-    hash_problems, sig_problems, coverage_problems = [], [], []
+    hash_problems: list[str] = []
+    sig_problems: list[str] = []
+    coverage_problems: list[str] = []
+    gbt: dict[str, list[str]] | None = None
     if not pdfs:
         hash_problems.append("no sealed PDF given")
     matched: list[tuple[Path, dict[str, Any]]] = []
@@ -670,6 +700,11 @@ def _verify_pdfs(
         problem_sig, problem_cov = pdf_problems(pdf, document, seal_cert, chain, anchors)
         sig_problems += problem_sig
         coverage_problems += problem_cov
+        layers = gbt38540_problems(pdf, document, seal_cert, anchors)
+        if layers is not None:
+            gbt = gbt or {name: [] for name in GBT38540_CHECKS}
+            for name, problems in layers.items():
+                gbt[name] += problems
     verdict.add("pdf_hash", hash_problems, f"{len(matched)} PDF(s) are the recorded sealed documents")
     if not matched:
         sig_problems.append("no PDF to check (see pdf_hash)")
@@ -680,6 +715,78 @@ def _verify_pdfs(
         coverage_problems,
         "the signed revision is the approved document plus only the seal's signature",
     )
+    if gbt is not None:
+        for name in GBT38540_CHECKS:
+            verdict.add(name, gbt[name], _GBT38540_GOOD[name])
+
+
+_GBT38540_GOOD: Final = {
+    "gbt38540_seal_maker": "the SES_Seal is signed by its seal maker, whose certificate is or chains to --ca",
+    "gbt38540_seal_validity": "the seal was valid (validStart..validEnd) at the signing time",
+    "gbt38540_signer_holder": "the signer is the request's seal certificate and among the seal's holders",
+    "gbt38540_document_signature": "the SM2 signature over TBS_Sign verifies; dataHash = SM3 of the ranges",
+    "gbt38540_timestamp": "RFC 3161 timestamp over the signature by a TSA chaining to --ca, or none (B-B)",
+}
+
+
+def gbt38540_problems(
+    path: Path,
+    document: dict[str, Any],
+    seal_cert: x509.Certificate | None,
+    anchors: Sequence[x509.Certificate],
+) -> dict[str, list[str]] | None:
+    """Problems per GB/T 38540 check of one sealed PDF; None if it has no GB/T 38540 seal.
+
+    The layers are checked by seald's verifier (``ses.layer_checks``, each on its own so a
+    tampered document names every layer it breaks); what needs outside trust is added here:
+    the seal maker's certificate is a --ca certificate or chains to one (SM2-with-SM3), the
+    signer is the seal certificate the request was bound to, and the timestamp's TSA chains
+    to --ca (pyHanko's token validation, offline)."""
+    from seald.domain.errors import InvalidInput  # noqa: PLC0415
+    from seald.gm import ses  # noqa: PLC0415 - tongsuopy, only for GB/T 38540 documents
+    from seald.signing import gbt38540_pdf  # noqa: PLC0415
+
+    pdf = path.read_bytes()
+    if gbt38540_pdf.SUBFILTER.encode() not in pdf:
+        return None
+    fields = gbt38540_pdf.check_fields(pdf)
+    if not fields:
+        return None
+    name = document["name"]
+    out: dict[str, list[str]] = {n: [] for n in GBT38540_CHECKS}
+    for field_result in fields:
+        where = f"{name} ({field_result.field_name})"
+        try:
+            der, data_hash = gbt38540_pdf.signature_and_hash(pdf, field_result.field_name)
+            layers = ses.layer_checks(der, data_hash=data_hash)
+        except InvalidInput as ex:  # does not decode: no layer can be checked
+            for n in GBT38540_CHECKS:
+                out[n].append(f"{where}: {ex.message} ({ex.reason})")
+            continue
+        for layer in layers:
+            if layer.problem:
+                out[f"gbt38540_{layer.name}"].append(f"{where}: {layer.problem} ({layer.reason})")
+        parsed = ses.parse_signature(der)
+        tbs = parsed["to_sign"]
+        when: datetime = tbs["time_info"].native
+        maker = x509.load_der_x509_certificate(bytes(tbs["eseal"]["cert"].native))
+        problem = chain_problem(maker, [], anchors, when)
+        if problem:
+            out["gbt38540_seal_maker"].append(
+                f"{where}: SES_Seal.cert (seal maker): {problem}; pass the seal maker's certificate "
+                "(or its CA) with --ca"
+            )
+        signer_der = bytes(parsed["cert"].native)
+        if seal_cert is None or signer_der != _der(seal_cert):
+            out["gbt38540_signer_holder"].append(
+                f"{where}: SES_Signature.cert is not the seal certificate the request was bound to"
+            )
+        if parsed["time_stamp"].native is not None:
+            roots = [_der(a) for a in anchors]
+            ts_problem = gbt38540_pdf.timestamp_problem_blocking(der, roots)
+            if ts_problem:
+                out["gbt38540_timestamp"].append(f"{where}: {ts_problem}; pass the TSA's root with --ca")
+    return out
 
 
 def pdf_problems(
@@ -711,13 +818,18 @@ def pdf_problems(
             f"{name}: its signatures cannot be validated ({ex.message}); if it carries "
             "timestamps, pass the TSA's root certificate with --ca too"
         ], []
-    mine = [c for c in checks if c.kind == "signature" and c.signer_certificate_sha256 == seal_sha]
+    mine = [
+        c for c in checks if c.kind in ("signature", "gbt38540") and c.signer_certificate_sha256 == seal_sha
+    ]
     if not mine:
         return [f"{name}: no signature by the seal's certificate in this PDF"], []
     check = mine[0]
     sig_problems = []
     if not (check.intact and check.valid):
         sig_problems.append(f"{name}: the seal's signature is not intact and valid ({check.summary})")
+    if check.kind == "gbt38540":
+        # Trust and the timestamp of a GB/T 38540 seal are the gbt38540_* checks.
+        return sig_problems, _gbt38540_coverage(pdf, document, check.field_name)
     if not check.trusted:
         sig_problems.append(f"{name}: the seal's signer does not chain to --ca")
     tsa_hint = "it does not verify, or its TSA does not chain to --ca (pass the TSA's root certificate)"
@@ -750,3 +862,31 @@ def pdf_problems(
     if not check.covers_whole_document and check.modification_level not in {"NONE", "LTA_UPDATES"}:
         coverage.append(f"{name}: after the seal, the PDF was changed ({check.changed_after})")
     return sig_problems, coverage
+
+
+def _gbt38540_coverage(pdf: bytes, document: dict[str, Any], field_name: str) -> list[str]:
+    """pdf_coverage for a GB/T 38540 seal (pyHanko does not list it among its signatures):
+    the file is the approved document plus one incremental update holding the seal, and the
+    signature's byte range covers all of it but its own /Contents."""
+    from pyhanko.pdf_utils.reader import PdfFileReader  # noqa: PLC0415 - heavy, only here
+
+    from seald.signing import gbt38540_pdf  # noqa: PLC0415
+
+    name = document["name"]
+    size, original_sha = int(document["size"]), document["sha256"]
+    if _sha256(pdf[:size]) != original_sha:
+        return [f"{name}: the sealed PDF does not start with the approved document's bytes"]
+    coverage = []
+    byte_range = gbt38540_pdf.byte_range(pdf, field_name)
+    if byte_range[0] != 0 or byte_range[1] < size:
+        coverage.append(f"{name}: the signature's byte range does not cover the approved document")
+    if byte_range[2] + byte_range[3] != len(pdf):
+        coverage.append(f"{name}: after the seal, the PDF was changed (data appended after its byte range)")
+    original_revisions = PdfFileReader(io.BytesIO(pdf[:size]), strict=False).xrefs.total_revisions
+    revisions = PdfFileReader(io.BytesIO(pdf), strict=False).xrefs.total_revisions
+    if revisions != original_revisions + 1:
+        coverage.append(
+            f"{name}: the sealed PDF has {revisions - original_revisions} revisions after the approved "
+            "document; only the seal's own is allowed"
+        )
+    return coverage

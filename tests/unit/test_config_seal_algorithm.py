@@ -46,7 +46,12 @@ def test_ecdsa_p256_algorithm_loads(seal_fixtures: SealFixtures, tmp_path: Path)
             'algorithm = "sm2"\nformat = "gbt38540"',
             r"seal\(s\) contract use algorithm = \"sm2\": add \[skf\] library",
         ),
-        ('algorithm = "sm2"\nformat = "gbt38540"\nlevel = "B-T"', r"apply to PAdES only"),
+        # B-T is a GB/T 38540 timeStamp; long-term validation and DocMDP are PAdES notions
+        ('algorithm = "sm2"\nformat = "gbt38540"\nlevel = "B-LT"', r"B-LT, B-LTA and certify are PAdES only"),
+        (
+            'algorithm = "sm2"\nformat = "gbt38540"\ncertify = "no_changes"',
+            r"certify = 'no_changes': a gbt38540 seal uses level",
+        ),
     ],
 )
 def test_sm2_algorithm_and_format_must_fit_together_refused_by_name(

@@ -623,3 +623,114 @@ def verify_signature(
         timestamp_time=ts_time,
         checks=tuple(checks),
     )
+
+
+# Names of the checks ``layer_checks`` reports, in order (sealctl evidence verify prefixes
+# them with "gbt38540_"; docs/evidence.md explains each).
+LAYER_CHECKS = ("seal_maker", "seal_validity", "signer_holder", "document_signature", "timestamp")
+
+
+@dataclass(frozen=True)
+class LayerCheck:
+    """One named check of an SES_Signature: ``problem`` empty when it passed."""
+
+    name: str
+    problem: str
+    detail: str
+    reason: str = ""
+
+
+def layer_checks(data: bytes, *, data_hash: bytes) -> list[LayerCheck]:  # noqa: C901 - five checks, each its own
+    """Every check of ``verify_signature`` run on its own, one result per ``LAYER_CHECKS`` name,
+    so a report can say which layer a tampered document fails (all of them, when several do).
+
+    Raises ``GbtError`` only when the SES_Signature does not decode at all. Trust (the maker
+    and signer certificates chaining to a root, the TSA's signature and chain) needs
+    certificates from outside the document and is the caller's part.
+    """
+    sig = parse_signature(data)
+    tbs = sig["to_sign"]
+    when: dt.datetime = tbs["time_info"].native
+    out: list[LayerCheck] = []
+
+    def run(name: str, check: Any) -> None:
+        try:
+            out.append(LayerCheck(name, "", str(check())))
+        except InvalidInput as exc:  # GbtError, Sm2Error: the field is in the message
+            out.append(LayerCheck(name, exc.message, "", exc.reason))
+
+    def maker() -> str:
+        report = verify_seal(tbs["eseal"])
+        return (
+            f"SES_Seal {report.name!r} (esID {report.es_id}) signed by the seal maker "
+            f"{report.maker_subject} (certificate SHA-256 {report.maker_sha256})"
+        )
+
+    def validity() -> str:
+        prop = tbs["eseal"]["e_seal_info"]["property"]
+        start, end = prop["valid_start"].native, prop["valid_end"].native
+        if when < start:
+            raise GbtError(
+                f"SES_Seal.eSealInfo.property.validStart: the seal is valid from {start.isoformat()}, "
+                f"after the signing time {when.isoformat()}",
+                reason="gbt38540_seal_not_yet_valid",
+            )
+        if when > end:
+            raise GbtError(
+                f"SES_Seal.eSealInfo.property.validEnd: the seal expired at {end.isoformat()}, before the "
+                f"signing time {when.isoformat()}",
+                reason="gbt38540_seal_expired",
+            )
+        return f"seal valid {start.isoformat()} to {end.isoformat()}, signed at {when.isoformat()}"
+
+    def holder() -> str:
+        signer_der = bytes(sig["cert"].native)
+        signer = certs.load_certificate(signer_der, what="SES_Signature.cert (signer certificate)")
+        certs.check_sm2_certificate(signer, what="SES_Signature.cert (signer certificate)")
+        validity = signer["tbs_certificate"]["validity"]
+        nb, na = validity["not_before"].native, validity["not_after"].native
+        if not nb <= when <= na:
+            raise GbtError(
+                f"SES_Signature.cert: the signer certificate is valid {nb.isoformat()} to {na.isoformat()}, "
+                f"not at the signing time {when.isoformat()}",
+                reason="gbt38540_signer_cert_expired",
+            )
+        _check_holder(tbs["eseal"], signer_der, "SES_Signature.cert")
+        return f"signer {_subject(signer)} is among the seal's holders"
+
+    def document() -> str:
+        alg = sig["signature_algorithm"].dotted
+        if alg != sm2.SM2_WITH_SM3_OID:
+            raise GbtError(
+                f"SES_Signature.signatureAlgorithm is {alg}; seald verifies SM2-with-SM3",
+                reason="gbt38540_unsupported_algorithm",
+            )
+        signer = certs.load_certificate(
+            bytes(sig["cert"].native), what="SES_Signature.cert (signer certificate)"
+        )
+        key = certs.check_sm2_certificate(signer, what="SES_Signature.cert (signer certificate)")
+        try:
+            key.verify(bytes(sig["signature"].native), tbs.dump())
+        except sm2.Sm2Error:
+            raise GbtError(
+                "SES_Signature.signature: the signer's signature over TBS_Sign does not verify",
+                reason="gbt38540_signature_invalid",
+            ) from None
+        if bytes(tbs["data_hash"].native) != data_hash:
+            raise GbtError(
+                "SES_Signature.toSign.dataHash is not the SM3 hash of the signed byte ranges: the document "
+                "was changed after sealing, or the signature belongs to another document",
+                reason="gbt38540_data_hash_mismatch",
+            )
+        return "SM2 signature over TBS_Sign verifies; dataHash = SM3 of the signed byte ranges"
+
+    def timestamp() -> str:
+        token = sig["time_stamp"].native
+        if token is None:
+            return "no timestamp (a level B-B seal)"
+        at = _check_timestamp(bytes(token), bytes(sig["signature"].native))
+        return f"RFC 3161 timestamp {at.isoformat()} over SES_Signature.signature"
+
+    for name, check in zip(LAYER_CHECKS, (maker, validity, holder, document, timestamp), strict=True):
+        run(name, check)
+    return out

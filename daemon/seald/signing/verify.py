@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,6 +29,18 @@ from pyhanko_certvalidator import ValidationContext
 
 from . import gbt38540_pdf
 from .errors import InputDocumentError, SigningError
+
+
+class _SkipGbt38540Notice(logging.Filter):
+    """pyHanko logs a warning with a traceback for every signature of a SubFilter it does not
+    know; for /GBT38540.SES that is expected (seald verifies those itself, below), so the
+    notice is dropped instead of reaching the daemon's log or sealctl's stderr."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return gbt38540_pdf.SUBFILTER not in record.getMessage()
+
+
+logging.getLogger("pyhanko.sign.validation.pdf_embedded").addFilter(_SkipGbt38540Notice())
 
 
 @dataclass(frozen=True)
