@@ -320,6 +320,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="CERT",
         help="offline: accept only seals made by this seal maker certificate (PEM/DER, repeatable)",
     )
+    verify.add_argument(
+        "--tsa-root",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="CERT",
+        help="offline: check GB/T 38540 timestamps against this TSA root (PEM/DER, repeatable)",
+    )
     verify.set_defaults(handler=cmd_verify, offline_handler=cmd_verify_offline)
 
     add_audit_parser(commands)

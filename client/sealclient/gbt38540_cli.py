@@ -6,6 +6,8 @@ maker's signature over ``SES_SealInfo``; the seal valid at the signing time; the
 certificate among the seal's holders; the SM2 signature over ``TBS_Sign``; the
 timestamp's imprint). ``--seal-maker CERT`` (repeatable, PEM or DER) pins the makers whose
 seals are accepted; without it the maker is reported, not checked against a list.
+``--tsa-root CERT`` (repeatable) checks a timestamp's TSA signature and chain too (offline,
+pyHanko's token validation); a timestamp that fails it makes the document NOT VALID.
 PAdES (CMS) signatures are verified by the daemon: ``sealctl verify FILE``.
 """
 
@@ -39,6 +41,7 @@ def cmd_verify_offline(args: argparse.Namespace, out: _Output) -> int:
     try:
         data = args.file.read_bytes()
         makers = [_der(p.read_bytes()) for p in args.seal_maker] or None
+        tsa_roots = [_der(p.read_bytes()) for p in args.tsa_root]
     except OSError as ex:
         print(f"sealctl: error: cannot read: {ex}", file=sys.stderr)
         return ExitCode.OTHER
@@ -51,13 +54,24 @@ def cmd_verify_offline(args: argparse.Namespace, out: _Output) -> int:
         )
         return ExitCode.VERIFICATION_FAILED
     lines, items = [], []
+    timestamps_ok = True
     for c in checks:
         r = c.report
         whole = "covers the whole file" if c.covers_whole_document else "DATA WAS APPENDED after it"
+        stamp, problem = "", ""
+        if r.timestamp_time is not None:
+            stamp = f"; timestamp {r.timestamp_time.isoformat()}"
+            if tsa_roots:
+                der, _hash = gbt38540_pdf.signature_and_hash(data, c.field_name)
+                problem = gbt38540_pdf.timestamp_problem_blocking(der, tsa_roots)
+                stamp += f" NOT VALID: {problem}" if problem else " (TSA trusted)"
+            else:
+                stamp += " (imprint checked; pass --tsa-root to check its TSA)"
+        timestamps_ok &= not problem
         lines.append(
             f"{c.field_name}: valid GB/T 38540 seal signature ({', '.join(r.checks)}); seal {r.seal.name!r} "
             f"(esID {r.seal.es_id}, maker {r.seal.maker_subject}); signer {r.signer_subject}; "
-            f"signed {r.time_info.isoformat()}; {whole}"
+            f"signed {r.time_info.isoformat()}{stamp}; {whole}"
         )
         items.append(
             {
@@ -69,10 +83,12 @@ def cmd_verify_offline(args: argparse.Namespace, out: _Output) -> int:
                 "signer": r.signer_subject,
                 "time_info": r.time_info.isoformat(),
                 "covers_whole_document": c.covers_whole_document,
+                "timestamp": r.timestamp_time.isoformat() if r.timestamp_time else None,
+                "timestamp_problem": problem,
             }
         )
     if makers is None:
         lines.append("note: seal makers not checked against a list (pass --seal-maker CERT)")
-    all_whole = all(c.covers_whole_document for c in checks)
-    out.emit("\n".join(lines), {"file": str(args.file), "valid": all_whole, "signatures": items})
-    return ExitCode.OK if all_whole else ExitCode.VERIFICATION_FAILED
+    valid = timestamps_ok and all(c.covers_whole_document for c in checks)
+    out.emit("\n".join(lines), {"file": str(args.file), "valid": valid, "signatures": items})
+    return ExitCode.OK if valid else ExitCode.VERIFICATION_FAILED

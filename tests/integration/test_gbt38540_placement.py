@@ -250,6 +250,23 @@ def test_gbt38540_timestamp_from_the_tsa_verified_by_seald_and_openssl(
     assert res.returncode != 0  # the token is bound to this signature value
 
 
+def test_gbt38540_sealctl_verify_offline_checks_the_tsa_with_tsa_root(
+    sm2_seal: tuple[MakerAndHolder, bytes], pki: LivePki, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sealclient.cli import main  # noqa: PLC0415
+
+    path = tmp_path / "stamped.pdf"
+    path.write_bytes(_seal(sm2_seal, valid_pdf(1), None, HTTPTimeStamper(pki.tsa_url)))
+    (tmp_path / "tsa-root.pem").write_bytes(pki.root_pem)
+    (tmp_path / "other-root.der").write_bytes(sm2_seal[0].maker_cert)  # a root, not the TSA's
+    assert main(["verify", "--offline", str(path), "--tsa-root", str(tmp_path / "tsa-root.pem")]) == 0
+    assert "(TSA trusted)" in capsys.readouterr().out
+    assert main(["verify", "--offline", str(path)]) == 0
+    assert "pass --tsa-root to check its TSA" in capsys.readouterr().out
+    assert main(["verify", "--offline", str(path), "--tsa-root", str(tmp_path / "other-root.der")]) == 10
+    assert "not signed by a TSA chaining to the configured TSA roots" in capsys.readouterr().out
+
+
 def _der(pem_bytes: bytes) -> bytes:
     from asn1crypto import pem  # noqa: PLC0415
 
