@@ -658,6 +658,8 @@ class Signer:
         seal_png = self._seal_images.get(request.seal_id)
         if (
             seal_png is None
+            # GB/T 38540 seals prepare in _seal_gbt38540; the PAdES pipeline's work would be discarded
+            or self.config.seals[request.seal_id].format == "gbt38540"
             or self.draining
             or request.seal_id in self._busy_seals
             or not self._readiness(request.seal_id)[0]
