@@ -271,3 +271,20 @@ def _der(pem_bytes: bytes) -> bytes:
     from asn1crypto import pem  # noqa: PLC0415
 
     return bytes(pem.unarmor(pem_bytes)[2])
+
+
+def test_gbt38540_signature_larger_than_the_reservation_is_refused(
+    sm2_seal: tuple[MakerAndHolder, bytes],
+) -> None:
+    """A SES_Signature that does not fit /Contents: a clear signing error, no PDF returned."""
+    from seald.signing.errors import SigningError  # noqa: PLC0415
+
+    pki, seal = sm2_seal
+    prepared = gbt38540_pdf.prepare_gbt38540(
+        valid_pdf(1), seal=seal, signer_cert=pki.holder_cert, time_info=T0 + dt.timedelta(days=1)
+    )
+    der = gbt38540_pdf.sign_prepared(prepared, seal=seal, signer_cert=pki.holder_cert, sign=pki.holder.sign)
+    too_big = der + b"\x00" * (2 * len(seal) + 4096)
+    with pytest.raises(SigningError) as exc:
+        prepared.finish(too_big)
+    assert exc.value.reason == "gbt38540_embed_failed"

@@ -45,6 +45,7 @@ from seald.gm import certs, ses, sm2
 from seald.signing import pades
 from seald.signing.anchors import resolve_anchor
 from seald.signing.cross_page import PageBox, draw_slices
+from seald.signing.errors import SigningError
 from seald.signing.placement import PlacementSpec
 
 SUBFILTER = "/GBT38540.SES"
@@ -79,7 +80,8 @@ class PreparedGbt38540:
         except StopIteration:
             pass
         except Exception as ex:  # pyHanko: the DER does not fit the reserved /Contents
-            raise Gbt38540PdfError(
+            # our reservation was too small: seald's fault, not the caller's input (INTERNAL)
+            raise SigningError(
                 f"the SES_Signature ({len(ses_signature)} bytes) could not be embedded: {ex}",
                 reason="gbt38540_embed_failed",
             ) from None
