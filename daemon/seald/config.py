@@ -96,19 +96,35 @@ class SkfConfig:
 
 
 @dataclass(frozen=True)
-class SealMakerConfig:
-    """[seal_maker]: who makes the GB/T 38540 SES_Seal of sm2 seals (its certificate and key).
+class SealMakerTokenConfig:
+    """[seal_maker] token keys: the maker's SM2 key in a container of an SKF token of its own.
 
-    The key is a PEM file (software key) here; a seal-making authority's token-held key is
-    not supported yet."""
+    Separate from every seal's token: the maker signs a seal's SES_Seal when the seal is
+    made or remade, never a document. The PIN comes from ``pin_file`` (best a systemd
+    credential, ``credential:NAME``), read only at that moment and never logged."""
+
+    device_serial: str
+    application: str
+    container: str
+    pin_file: Path
+
+
+@dataclass(frozen=True)
+class SealMakerConfig:
+    """[seal_maker]: who makes the GB/T 38540 SES_Seal of sm2 seals: its SM2 certificate and
+    either a key on an SKF token (``token``, production) or a PEM key file (``key``: tests
+    and development only - a file key can be copied)."""
 
     certificate: Path
-    key: Path
+    key: Path | None = None
+    token: SealMakerTokenConfig | None = None
 
 
 @dataclass(frozen=True)
 class TrustConfig:
     seal_ca: Path
+    # Issue 19: the CA that issues SM2 seal certificates (ImportSealCertificate of sm2 seals).
+    sm2_seal_ca: Path | None = None
     # Issue 6: B-T and up ask this RFC 3161 TSA; B-LT/B-LTA chain seal and TSA
     # certificates to signing_roots (default: seal_ca) and embed their OCSP/CRL.
     tsa_url: str = ""
@@ -608,6 +624,35 @@ def check_webhook_url(file: Path, key: str, url: str) -> str:
     )
 
 
+def _seal_maker(path: Path, t: _Table) -> SealMakerConfig:
+    """[seal_maker]: the certificate, and the key either on an SKF token or in a PEM file."""
+    certificate = t.path("certificate", "the seal maker's SM2 certificate PEM")
+    token_keys = ("token_serial", "application", "container", "pin_file")
+    given = [k for k in token_keys if k in t.data]
+    if "key" in t.data and given:
+        raise ConfigError(
+            f"{path}: [seal_maker] has both 'key' (a PEM file) and token keys ({', '.join(given)}); "
+            "keep one: the token keys in production, 'key' only for tests and development"
+        )
+    if given:
+        token = SealMakerTokenConfig(
+            device_serial=t.text("token_serial", hint="the maker token's SKF device serial (DEVINFO)"),
+            application=t.text("application", hint="the SKF application holding the maker's container"),
+            container=t.text("container", hint="the SKF container holding the maker's SM2 key"),
+            pin_file=t.path("pin_file", "a file (or credential:NAME) holding the maker token's user PIN"),
+        )
+        t.finish()
+        return SealMakerConfig(certificate=certificate, token=token)
+    if "key" not in t.data:
+        raise ConfigError(
+            f"{path}: [seal_maker] has no key; add token_serial, application, container and pin_file "
+            "(the maker's key on an SKF token), or key = \"maker.key\" (a PEM file, tests only)"
+        )
+    key = t.path("key", "the seal maker's SM2 private key PEM (tests and development only)")
+    t.finish()
+    return SealMakerConfig(certificate=certificate, key=key)
+
+
 def _notify(t: _Table) -> NotifyConfig:
     hooks: list[WebhookConfig] = []
     raw = t._get("webhook", [], list, "a list of [[notify.webhook]] tables")
@@ -1008,6 +1053,11 @@ def load_config(path: Path) -> Config:  # noqa: C901 - one section after another
             for p in trust_t.optional_strings("signing_roots", "a list of CA PEM paths")
         ),
         fetch_revocation=trust_t.boolean("fetch_revocation", True, "true or false"),
+        sm2_seal_ca=(
+            trust_t.path("sm2_seal_ca", "the SM2 CA certificate PEM that issues SM2 seal certificates")
+            if "sm2_seal_ca" in trust_t.data
+            else None
+        ),
     )
     trust_t.finish()
     if trust.tsa_url and not trust.tsa_url.startswith(("http://", "https://")):
@@ -1100,17 +1150,15 @@ def load_config(path: Path) -> Config:  # noqa: C901 - one section after another
     maker = None
     if "seal_maker" in raw:
         maker_t = root.table("seal_maker")
-        maker = SealMakerConfig(
-            certificate=maker_t.path("certificate", "the seal maker's SM2 certificate PEM"),
-            key=maker_t.path("key", "the seal maker's SM2 private key PEM"),
-        )
-        maker_t.finish()
+        maker = _seal_maker(path, maker_t)
     sm2_seals = [s.seal_id for s in seals.values() if s.algorithm == "sm2"]
     if sm2_seals and (skf is None or maker is None):
         raise ConfigError(
             f"{path}: seal(s) {', '.join(sm2_seals)} use algorithm = \"sm2\": add [skf] library = "
             "\"/path/to/libskf.so\" and [seal_maker] certificate / key"
         )
+    if sm2_seals and maker is not None and maker.token is not None and skf is None:
+        raise ConfigError(f"{path}: [seal_maker] token keys need [skf] library (the maker's token is SKF)")
     notify = _notify(root.table("notify")) if "notify" in raw else NotifyConfig()
     root.finish()
     return Config(

@@ -228,6 +228,12 @@ def parse_seal(data: bytes) -> SESeal:
     return seal
 
 
+def holder_certificates(seal: SESeal) -> list[bytes]:
+    """The holder certificates a parsed seal lists (certListType 1); [] for a digest list."""
+    kind, items = _cert_list(seal["e_seal_info"]["property"])
+    return [c for c in items if isinstance(c, bytes)] if kind == CERT_LIST_CERTS else []
+
+
 def parse_signature(data: bytes) -> SesSignature:
     sig = _load(SesSignature, data, "SES_Signature")
     assert isinstance(sig, SesSignature)

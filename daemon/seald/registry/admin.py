@@ -33,12 +33,15 @@ from seald.domain.seals import (
     effective_state,
     require_admin,
 )
+from seald.gm.certs import name as gm_name
 from seald.registry.certs import check_seal_certificate, spki_sha256
+from seald.registry.ses_seal import NewSesSeal, SesSeals
 from seald.runtime.logs import get_logger
 from seald.service.catalog import SealCatalog
 from seald.service.settings import LiveConfig
 from seald.store import requests as request_table
 from seald.store import seals as seal_tables
+from seald.store import ses_seals as ses_seal_tables
 from seald.store.database import Store, Transaction
 from seald.tokens import seal_keys
 from seald.tokens.manager import TokenManager
@@ -102,6 +105,7 @@ class SealAdmin:
         *,
         clock: Callable[[], datetime],
         wake_signer: Callable[[], None],
+        ses_seals: SesSeals | None = None,
     ) -> None:
         self._live = live
         self._store = store
@@ -109,6 +113,10 @@ class SealAdmin:
         self._catalog = catalog
         self._clock = clock
         self._wake_signer = wake_signer
+        self._ses = ses_seals  # GB/T 38540 seals: their SES_Seal is made with each change (issue 19)
+
+    def _ses_for(self, seal_id: str) -> SesSeals | None:
+        return self._ses if self._ses is not None and self._ses.applies_to(seal_id) else None
 
     def _read_state(self, tx: Transaction, seal_id: str) -> SealState:
         """The stored state, PENDING while the seal has no certificate (config or imported)."""
@@ -162,17 +170,26 @@ class SealAdmin:
             )
             # A new key only for a pending seal; an active one gets a CSR for its key (renewal).
             new_seal = preview.previous_status is SealStatus.PENDING
-            key = await self._tokens.with_session(
-                seal_id,
-                lambda session: seal_keys.build_csr(
-                    session, seal_id, sc.key_label, subject, may_generate=new_seal, algorithm=sc.algorithm
-                ),
-            )
+            skf_tokens = self._tokens.skf if self._tokens.is_skf(seal_id) else None
+            if skf_tokens is not None:  # SM2 in the SKF token's container (issue 19)
+                created, spki, csr_der = await skf_tokens.create_key(
+                    seal_id,
+                    gm_name(subject["common_name"], subject["organization_name"]),
+                    may_generate=new_seal,
+                )
+                key = seal_keys.SealKey(created=created, public_key_der=spki, csr_der=csr_der)
+            else:
+                key = await self._tokens.with_session(
+                    seal_id,
+                    lambda session: seal_keys.build_csr(
+                        session, seal_id, sc.key_label, subject, may_generate=new_seal, algorithm=sc.algorithm
+                    ),
+                )
             details: dict[str, str | int] = {
                 "key_created": int(key.created),
                 "public_key_sha256": spki_sha256(key.public_key_der),
                 "csr_sha256": _sha256(key.csr_der),
-                "key_bits": seal_keys.SEAL_KEY_BITS if sc.algorithm == "rsa" else 256,
+                "key_bits": seal_keys.SEAL_KEY_BITS if sc.algorithm == "rsa" else 256,  # P-256, SM2: 256
                 "key_algorithm": sc.algorithm,
             }
 
@@ -245,13 +262,27 @@ class SealAdmin:
                     tx, principal, seal_id, action, comment=comment, now=now, display_name=display_name
                 )
             )
-            token_spki = await self._tokens.with_session(
-                seal_id, lambda session: seal_keys.token_public_key(session, seal_id, sc.key_label)
-            )
+            skf_tokens = self._tokens.skf if self._tokens.is_skf(seal_id) else None
+            if skf_tokens is not None:
+                token_spki = await skf_tokens.public_key(seal_id)
+            else:
+                token_spki = await self._tokens.with_session(
+                    seal_id, lambda session: seal_keys.token_public_key(session, seal_id, sc.key_label)
+                )
+            trust = self._live.current.trust
             loop = asyncio.get_running_loop()
-            ca_pem = await loop.run_in_executor(None, self._live.current.trust.seal_ca.read_bytes)
+            ca_pem = await loop.run_in_executor(None, trust.seal_ca.read_bytes)
+            sm2_ca_pem = (
+                await loop.run_in_executor(None, trust.sm2_seal_ca.read_bytes) if trust.sm2_seal_ca else None
+            )
             facts = check_seal_certificate(
-                der, seal_id=seal_id, token_spki=token_spki, seal_ca_pem=ca_pem, now=now
+                der,
+                seal_id=seal_id,
+                token_spki=token_spki,
+                seal_ca_pem=ca_pem,
+                now=now,
+                algorithm=sc.algorithm,
+                sm2_seal_ca_pem=sm2_ca_pem,
             )
             previous = self._tokens.certificate_sha256(seal_id)
             if facts.sha256 == previous:
@@ -259,10 +290,22 @@ class SealAdmin:
                     f"that certificate is already seal {seal_id}'s registered certificate",
                     reason="certificate_unchanged",
                 )
-            replaced = await self._tokens.with_session(
-                seal_id,
-                lambda session: seal_keys.replace_certificate(session, seal_id, sc.key_label, facts.der),
+            # GB/T 38540: the maker signs the seal's new SES_Seal before anything changes, so a
+            # maker that cannot sign leaves the seal as it was (issue 19).
+            ses_seals = self._ses_for(seal_id)
+            new_ses = (
+                await ses_seals.build(seal_id, holder_der=facts.der, display_name=display_name)
+                if ses_seals is not None
+                else None
             )
+            replaced: Any
+            if skf_tokens is not None:
+                replaced = await skf_tokens.replace_certificate(seal_id, facts.der)
+            else:
+                replaced = await self._tokens.with_session(
+                    seal_id,
+                    lambda session: seal_keys.replace_certificate(session, seal_id, sc.key_label, facts.der),
+                )
             voided: list[str] = []
             event = "seal.certificate_renewed" if renew else "seal.certificate_imported"
             details: dict[str, str | int] = {
@@ -299,6 +342,16 @@ class SealAdmin:
                     comment=comment,
                     details=details,
                 )
+                if ses_seals is not None and new_ses is not None:
+                    ses_seals.record(
+                        tx,
+                        new_ses,
+                        reason="certificate renewed" if renew else "certificate imported",
+                        principal=principal.name,
+                        now=now,
+                        status=decision.state.status,
+                    )
+                    details["ses_seal_sha256"] = new_ses.sha256
                 for request in _open_requests(tx, seal_id):
                     # R06: the approval digest covers the signing certificate.
                     tx.save_request(
@@ -334,12 +387,16 @@ class SealAdmin:
             except BaseException:
                 # Nothing registered: the token gets its previous certificate back.
                 with contextlib.suppress(SealError):
-                    await self._tokens.with_session(
-                        seal_id,
-                        lambda session: seal_keys.restore_certificates(
-                            session, seal_id, sc.key_label, replaced
-                        ),
-                    )
+                    if skf_tokens is not None:
+                        if replaced:
+                            await skf_tokens.replace_certificate(seal_id, replaced)
+                    else:
+                        await self._tokens.with_session(
+                            seal_id,
+                            lambda session: seal_keys.restore_certificates(
+                                session, seal_id, sc.key_label, replaced
+                            ),
+                        )
                 raise
             self._tokens.set_certificate(seal_id, facts.der)
             self._catalog.states[seal_id] = decision.state
@@ -375,6 +432,48 @@ class SealAdmin:
                 display_name=display_name,
             )
 
+    async def _before_change(
+        self,
+        seal_id: str,
+        action: SealAction,
+        display_name: str,
+        decide_now: Callable[[Transaction], Decision],
+    ) -> tuple[int, NewSesSeal | None]:
+        """What goes before the change's transaction: (objects deleted on the token, the new
+        SES_Seal). A dry run of the decision keeps a refused call away from token and maker.
+
+        Destroy: the key goes first (needs the unlocked token); if that fails nothing
+        changes. A new display name of a GB/T 38540 seal is a new seal face: the maker signs
+        its new SES_Seal first (issue 19), so a maker that cannot sign changes nothing."""
+        ses_seals = self._ses_for(seal_id)
+        if action is SealAction.CHANGE and display_name and ses_seals is not None:
+            preview, _ = await self._store.write(decide_now)
+            holder = self._tokens.certificate_der(seal_id)
+            if preview.executed and holder:
+                return -1, await ses_seals.build(seal_id, holder_der=holder, display_name=display_name)
+            return -1, None
+        if action is not SealAction.DESTROY:
+            return -1, None
+        preview, _ = await self._store.write(decide_now)
+        if not preview.executed:
+            return -1, None
+        skf_tokens = self._tokens.skf if self._tokens.is_skf(seal_id) else None
+        if skf_tokens is not None:
+            return await skf_tokens.delete_key(seal_id), None
+        key_label = self._live.current.seals[seal_id].key_label
+
+        def _delete(session: Any) -> int:
+            try:
+                return delete_seal_objects(session, key_label)
+            except p11x.PKCS11Error as ex:
+                raise PreconditionFailed(
+                    f"the token of seal {seal_id} refused to delete the key "
+                    f"({type(ex).__name__}); nothing was changed",
+                    reason="token_error",
+                ) from ex
+
+        return await self._tokens.with_session(seal_id, _delete), None
+
     async def _act(
         self,
         principal: Principal,
@@ -407,26 +506,8 @@ class SealAdmin:
                 display_name=display_name,
             )
 
-        # Destroy: the key goes first (needs the unlocked token); if that fails nothing
-        # changes. A dry run of the decision keeps a refused call away from the token.
-        deleted = -1
-        if action is SealAction.DESTROY:
-            preview, _ = await self._store.write(_decide)
-            if preview.executed:
-                key_label = self._live.current.seals[seal_id].key_label
-
-                def _delete(session: Any) -> int:
-                    try:
-                        return delete_seal_objects(session, key_label)
-                    except p11x.PKCS11Error as ex:
-                        raise PreconditionFailed(
-                            f"the token of seal {seal_id} refused to delete the key "
-                            f"({type(ex).__name__}); nothing was changed",
-                            reason="token_error",
-                        ) from ex
-
-                deleted = await self._tokens.with_session(seal_id, _delete)
-
+        deleted, new_ses = await self._before_change(seal_id, action, display_name, _decide)
+        ses_seals = self._ses_for(seal_id)
         voided: list[str] = []
 
         def _tx(tx: Transaction) -> Decision:
@@ -460,6 +541,14 @@ class SealAdmin:
                 comment=comment,
                 details={"proposal_id": proposal_id, "objects_deleted": deleted},
             )
+            if ses_seals is not None and new_ses is not None:
+                ses_seals.record(
+                    tx, new_ses, reason="display name changed", principal=principal.name, now=now,
+                    status=decision.state.status,
+                )
+                voided.extend(ses_seals.void_open_approvals(tx, seal_id, principal=principal.name, now=now))
+            if action is SealAction.DESTROY:
+                ses_seal_tables.mark_destroyed(tx.conn, seal_id, now)
             if action in STOPPING_ACTIONS:
                 # Issue 17: outside systems learn it with the change, in its transaction.
                 tx.emit(seal_suspended_event(seal_id, now, decision.state.status.value))

@@ -227,6 +227,9 @@ class Daemon:
         await self.tokens.refresh()  # tokens already inserted are found at start
         if self.skf_tokens is not None:  # SKF_WaitForDevEvent beside udev (issue 19)
             self.skf_tokens.start_presence(asyncio.get_running_loop())
+        # Issue 19: each GB/T 38540 seal's SES_Seal made (configured certificate) or remade
+        # (its face or validity changed in the config) before anything can seal.
+        await self.services.ses_seals.bring_up_to_date()
         if self.config.tokens.models:
             self.hotplug = HotplugWatcher(
                 self.tokens,
@@ -560,6 +563,7 @@ class Daemon:
         for task in self._tasks:
             task.cancel()
         self.metrics.close()
+        self.services.ses_seals.close()
         await self.tokens.close()
         await self.store.close()
         log.info("seald.stopped", signatures_abandoned=abandoned)

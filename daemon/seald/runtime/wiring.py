@@ -9,6 +9,7 @@ from datetime import datetime
 from seald.config import Config
 from seald.notify.deliverer import Deliverer
 from seald.registry.admin import SealAdmin
+from seald.registry.ses_seal import SesSeals
 from seald.runtime.hooks import NO_HOOKS, Hooks
 from seald.runtime.metrics import SealMetrics
 from seald.service.admission import Admission
@@ -50,6 +51,7 @@ class Services:
     token_service: TokenService
     previews: Previews
     seal_admin: SealAdmin
+    ses_seals: SesSeals
     webauthn: WebAuthnRegistry
     # Issue 17: delegations, quotas, the outbox; the deliverer only when webhooks are set.
     workflow: Workflow
@@ -110,7 +112,11 @@ def build_services(
         live, store, catalog, recorder, signer=signer, workers=workers, workflow=workflow, clock=clock
     )
     previews = Previews(requests.get, store, signer.seal_image, recorder.audit)
-    seal_admin = SealAdmin(live, store, tokens, catalog, clock=clock, wake_signer=signer.wake)
+    # Issue 19: GB/T 38540 seals' SES_Seal, made by the seal maker with each change of face.
+    ses_seals = SesSeals(live, store, tokens, catalog, seal_image=signer.seal_image, clock=clock)
+    seal_admin = SealAdmin(
+        live, store, tokens, catalog, clock=clock, wake_signer=signer.wake, ses_seals=ses_seals
+    )
     return Services(
         live=live,
         store=store,
@@ -129,6 +135,7 @@ def build_services(
         token_service=token_service,
         previews=previews,
         seal_admin=seal_admin,
+        ses_seals=ses_seals,
         # Issue 18: approvers' security keys, approvals by assertion, web sessions.
         webauthn=WebAuthnRegistry(live, store, requests, clock),
         workflow=workflow,

@@ -28,8 +28,7 @@ from seald.domain.audit import AuditEvent
 from seald.domain.errors import PreconditionFailed, SealError, ServiceUnavailable
 from seald.domain.model import Document, Principal, RequestState, SealRequest
 from seald.gm import ses
-from seald.gm.certs import load_certificate, pem_or_der
-from seald.gm.sm2 import SM3_OID, Sm2PrivateKey
+from seald.gm.sm2 import SM3_OID
 from seald.runtime.hooks import NO_HOOKS, Hooks
 from seald.runtime.logs import get_logger
 from seald.service.catalog import SealCatalog
@@ -44,6 +43,7 @@ from seald.service.seal_workers import (
     settled,
     start_prepare,
 )
+from seald.service.ses_seal_check import check_usable
 from seald.service.settings import LiveConfig
 from seald.signing import gbt38540_pdf
 from seald.signing.errors import SigningError, TokenSigningError
@@ -51,6 +51,7 @@ from seald.signing.levels import Certification, LevelSettings, level_settings
 from seald.signing.pipeline import SealJob
 from seald.signing.placement import PlacementSpec
 from seald.signing.seal_image import SealImageSpec, render_seal_png
+from seald.store import ses_seals as ses_seal_tables
 from seald.store.database import Store, Transaction
 from seald.tokens.manager import TokenManager
 from seald.workflow import Workflow
@@ -95,7 +96,6 @@ class Signer:
         self._hooks = hooks  # pause points between the records (tests)
         self._wake = asyncio.Event()
         self._seal_images: dict[str, bytes] = {}
-        self._ses_seals: dict[str, tuple[bytes, bytes]] = {}  # seal id -> (holder cert, SES_Seal)
         self._signers = SignerCache()  # the token's certificate, read once per session
         # request id -> (seal id, preparations started before its intent record)
         self._early: dict[str, tuple[str, list[EarlyPrepare]]] = {}
@@ -525,45 +525,18 @@ class Signer:
             for doc, result in zip(documents, results, strict=True)
         }
 
-    def _ses_seal(self, seal_id: str, seal_png: bytes) -> bytes:
-        """The seal's GB/T 38540 SES_Seal, made by [seal_maker] (issue 19).
-
-        Built once per seal and daemon run, in memory, from the registered certificate (the
-        only holder), the seal image and the seal's validity (config window, else the
-        certificate's). Not yet stored in the registry.
-        """
-        cached = self._ses_seals.get(seal_id)
-        holder = self._tokens.certificate_der(seal_id)
-        if cached is not None and cached[0] == holder:
-            return cached[1]
-        config = self.config
-        sc = config.seals[seal_id]
-        maker = config.seal_maker
-        if maker is None or not holder:
-            raise PreconditionFailed(
-                f"seal {seal_id} needs [seal_maker] and a registered certificate to make its SES_Seal",
-                reason="seal_pending",
+    async def _ses_seal(self, seal_id: str) -> bytes:
+        """The seal's GB/T 38540 SES_Seal as the registry stores it (issue 19), if the signer
+        may embed it now; the maker is never asked here. A missing, stale, destroyed,
+        expired or not yet valid one fails the request (SigningError) with the reason and
+        the field named: sealing cannot succeed until an admin acts."""
+        stored = await self._store.read(lambda db: ses_seal_tables.current(db.conn, seal_id))
+        try:
+            return check_usable(
+                stored, seal_id=seal_id, holder_der=self._tokens.certificate_der(seal_id), now=self._clock()
             )
-        cert = load_certificate(holder, what=f"seal {seal_id} certificate")
-        validity = cert["tbs_certificate"]["validity"]
-        personal = sc.seal_type.value in ("personal", "legal_representative")
-        spec = ses.SealSpec(
-            es_id=f"{config.server.host_name}-{seal_id}"[:64].encode("ascii", "replace").decode(),
-            name=sc.display_name,
-            holder_certs=[holder],
-            created=self._clock(),
-            valid_start=sc.valid_from or validity["not_before"].native,
-            valid_end=sc.valid_until or validity["not_after"].native,
-            picture=seal_png,
-            width_mm=round(sc.size_mm),
-            height_mm=round(sc.size_mm),
-            seal_type=ses.SEAL_TYPE_PERSONAL if personal else ses.SEAL_TYPE_ORGANISATION,
-        )
-        maker_key = Sm2PrivateKey.from_pem(maker.key.read_bytes())
-        maker_cert = pem_or_der(maker.certificate.read_bytes())
-        der = ses.build_seal(spec, maker_cert=maker_cert, maker_sign=maker_key.sign)
-        self._ses_seals[seal_id] = (holder, der)
-        return der
+        except PreconditionFailed as ex:
+            raise SigningError(ex.message, reason=ex.reason) from None
 
     async def _seal_gbt38540(
         self,
@@ -584,7 +557,7 @@ class Signer:
         written: list[Path] = []
         loop = asyncio.get_running_loop()
         try:
-            seal = self._ses_seal(seal_id, seal_png)
+            seal = await self._ses_seal(seal_id)
             holder = self._tokens.certificate_der(seal_id)
             timestamper = self._level_settings(seal_id).timestamper()
             await settled(intent_committed)

@@ -39,6 +39,7 @@ from seald.store import ledger as ledger_tables
 from seald.store import outbox
 from seald.store import requests as request_table
 from seald.store import seals as seal_tables
+from seald.store import ses_seals as ses_seal_tables
 from seald.store import webauthn as webauthn_tables
 from seald.store.audit_health import (
     PROBE_SCHEMA,
@@ -146,6 +147,7 @@ class Store:
         conn.execute(PROBE_SCHEMA)
         self.db_identity = file_identity(self.db_path)
         seal_tables.create_schema(conn)
+        ses_seal_tables.create_schema(conn)
         outbox.create_schema(conn)
         delegation_tables.create_schema(conn)
         custody_tables.create_schema(conn)

@@ -160,6 +160,12 @@ class TokenManager:
     def _skf_for(self, seal_id: str) -> SkfTokenManager | None:
         return self._skf if seal_id in self._skf_ids else None
 
+    @property
+    def skf(self) -> SkfTokenManager | None:
+        """The SKF backend (None without SKF seals): key creation and certificate import of
+        SM2 seals go to it (``is_skf``), and the seal maker's token uses its library."""
+        return self._skf
+
     def state(self, seal_id: str) -> TokenState:
         if (skf := self._skf_for(seal_id)) is not None:
             return skf.state(seal_id)
@@ -423,8 +429,7 @@ class TokenManager:
         if seal_id in self._skf_ids:
             raise PreconditionFailed(
                 f"seal {seal_id} is on an SKF token; this operation needs a PKCS#11 token "
-                "(SKF seals sign in the GB/T 38540 format; creating their keys through seald is "
-                "not supported yet)",
+                "(SKF seals sign in the GB/T 38540 format)",
                 reason="token_backend_unsupported",
             )
         state = self._states[seal_id]

@@ -30,6 +30,8 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TypeVar
 
+from asn1crypto import x509
+
 from seald.domain.errors import InvalidInput, PermissionDenied, PreconditionFailed
 from seald.gm import certs, sm2
 from seald.tokens import skf
@@ -85,6 +87,10 @@ class SkfTokenManager:
         self._lock = asyncio.Lock()
 
     # -- observation ---------------------------------------------------------------------------
+    @property
+    def library(self) -> skf.SkfLibrary:
+        return self._lib
+
     @property
     def seal_ids(self) -> list[str]:
         return list(self._seals)
@@ -252,9 +258,12 @@ class SkfTokenManager:
                         reason="pin_must_change",
                     )
                 opened.app.verify_pin(pin)
-                opened.con = opened.app.open_container(b.container)
                 if registered:
+                    opened.con = opened.app.open_container(b.container)
                     _check_token_key(seal_id, opened.con, registered)
+                elif b.container in opened.app.containers():
+                    # A new seal (no certificate yet): CreateSealKey works in its container.
+                    opened.con = opened.app.open_container(b.container)
                 return opened
             except skf.SkfError as exc:
                 _close_quietly(opened)
@@ -339,6 +348,123 @@ class SkfTokenManager:
                 reason="token_absent",
             ) from None
 
+    async def _with_login(self, seal_id: str, fn: Callable[[_Open], T]) -> T:
+        """Run ``fn(opened)`` on the token's thread with the custodian's login (key creation,
+        certificate import); fails closed like ``with_container``."""
+        state = self._states[seal_id]
+        opened = self._open.get(seal_id)
+        if not state.present or not state.unlocked or opened is None:
+            code = "token_absent" if not state.present else "token_locked"
+            raise PreconditionFailed(state.not_ready_reason, reason=code)
+
+        def _run() -> T:
+            if self._open.get(seal_id) is not opened:
+                raise skf.SkfDeviceRemoved("seald", 0x0A000023)
+            return fn(opened)
+
+        try:
+            return await self._on_token(seal_id, _run)
+        except skf.SkfDeviceRemoved:
+            self.mark_removed(opened.device_name)
+            raise PreconditionFailed(
+                f"the token of seal {seal_id} was removed; nothing was changed - the custodian must "
+                "re-insert and unlock it",
+                reason="token_absent",
+            ) from None
+        except skf.SkfError as exc:
+            raise PreconditionFailed(
+                f"the token of seal {seal_id} refused: {exc.code_name}; nothing was changed",
+                reason="token_error",
+            ) from None
+
+    async def create_key(
+        self, seal_id: str, subject: x509.Name, *, may_generate: bool
+    ) -> tuple[bool, bytes, bytes]:
+        """(created, SubjectPublicKeyInfo DER, SM2-with-SM3 CSR DER) for the seal's container key.
+
+        The SM2 key pair is generated inside the token (``SKF_GenECCKeyPair``) when the
+        container has none and ``may_generate`` (a new seal); otherwise a new CSR for the
+        key there. The CSR is signed by the token and checked against its key here."""
+        container = self._seals[seal_id].container
+
+        def _create(opened: _Open) -> tuple[bool, bytes, bytes]:
+            created = False
+            if opened.con is None:
+                if container in opened.app.containers():
+                    opened.con = opened.app.open_container(container)
+                elif may_generate:
+                    opened.con = opened.app.create_container(container)
+                else:
+                    raise _no_key(seal_id, container)
+            try:
+                point = opened.con.public_point()
+            except skf.SkfDeviceRemoved:
+                raise
+            except skf.SkfError:
+                if not may_generate:
+                    raise _no_key(seal_id, container) from None
+                point = opened.con.generate_sm2()
+                created = True
+            key = sm2.Sm2PublicKey(point)
+            request = certs.build_csr(subject=subject, public_key=key, sign=opened.con.sign)
+            key.verify(
+                bytes(request["signature"].native), request["certification_request_info"].dump()
+            )  # the token's key signed it, with the standard's user id
+            return created, key.spki_der(), bytes(request.dump())
+
+        return await self._with_login(seal_id, _create)
+
+    async def public_key(self, seal_id: str) -> bytes:
+        """The SubjectPublicKeyInfo (DER) of the SM2 key in the seal's container."""
+        container = self._seals[seal_id].container
+
+        def _read(opened: _Open) -> bytes:
+            if opened.con is None:
+                if container not in opened.app.containers():
+                    raise _no_key(seal_id, container)
+                opened.con = opened.app.open_container(container)
+            try:
+                return sm2.Sm2PublicKey(opened.con.public_point()).spki_der()
+            except skf.SkfDeviceRemoved:
+                raise
+            except skf.SkfError:
+                raise _no_key(seal_id, container) from None
+
+        return await self._with_login(seal_id, _read)
+
+    async def replace_certificate(self, seal_id: str, der: bytes) -> bytes:
+        """Put ``der`` into the seal's container; returns the certificate it held (b"" if none)."""
+
+        def _replace(opened: _Open) -> bytes:
+            if opened.con is None:
+                raise _no_key(seal_id, self._seals[seal_id].container)
+            try:
+                previous = opened.con.export_certificate()
+            except skf.SkfDeviceRemoved:
+                raise
+            except skf.SkfError:
+                previous = b""
+            opened.con.import_certificate(der)
+            return previous
+
+        return await self._with_login(seal_id, _replace)
+
+    async def delete_key(self, seal_id: str) -> int:
+        """Destroy (R02 销毁): delete the seal's container (key pair and certificate); returns
+        how many containers were deleted (0 if there was none)."""
+        container = self._seals[seal_id].container
+
+        def _delete(opened: _Open) -> int:
+            if opened.con is not None:
+                opened.con.close()
+                opened.con = None
+            if container not in opened.app.containers():
+                return 0
+            opened.app.delete_container(container)
+            return 1
+
+        return await self._with_login(seal_id, _delete)
+
     async def sign(self, seal_id: str, message: bytes) -> bytes:
         """SM2 signature (DER, default user id) over ``message``: e = SM3(Z||M) here, the token signs e."""
         return await self.with_container(seal_id, lambda con: con.sign(message))
@@ -357,6 +483,14 @@ def _close_quietly(opened: _Open) -> None:
         if closer is not None:
             with contextlib.suppress(skf.SkfError):
                 closer.close()
+
+
+def _no_key(seal_id: str, container: str) -> PreconditionFailed:
+    return PreconditionFailed(
+        f"the token of seal {seal_id} holds no SM2 key in container {container!r}; an active seal never "
+        "gets a new key (destroy it and register a new seal)",
+        reason="seal_key_missing",
+    )
 
 
 def _check_token_key(seal_id: str, con: skf.SkfContainer, registered: bytes) -> None:
