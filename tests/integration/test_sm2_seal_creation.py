@@ -52,6 +52,9 @@ from seald_testing.sm2_seal import (
     stored_ses_seals,
 )
 
+# Certificates are issued from the wall clock: run again under faketime (issue 14).
+pytestmark = pytest.mark.clock
+
 SEAL = "sm2new"
 NAME = "合同专用章(SM2)"
 PIN = "24681357"
