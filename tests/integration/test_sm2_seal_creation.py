@@ -12,6 +12,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -376,7 +378,17 @@ def test_gbt38540_validity_change_makes_a_new_ses_seal_and_voids_approvals(
     assert again.state == PENDING and len(again.approvals) == 0
     _, events = ledger(d, SEAL)
     assert events[-2:] == ["seal.ses_seal_made", "request.approvals_voided"]
-    # Sealing after new approvals embeds version 2.
+    # A reload (SIGHUP) that moves the window again: version 3, without a restart.
+    d.config.set_seal(SEAL, valid_until=until + dt.timedelta(days=10))
+    d.config_path.write_text(d.config.render(), encoding="utf-8")
+    assert d.proc is not None
+    d.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 60
+    while len(rows := stored_ses_seals(d.fixtures.state_dir, SEAL)) < 3 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    v3 = rows[-1]
+    assert v3.version == 3 and v3.reason == "changed: property.validEnd"
+    # Sealing after new approvals embeds the current version.
     with d.client("liu.yang") as custodian:
         custodian.unlock(SEAL, PIN)
     for who in ("li.na", "wang.fang"):
@@ -385,4 +397,4 @@ def test_gbt38540_validity_change_makes_a_new_ses_seal_and_voids_approvals(
     with d.client("zhang.wei") as z:
         d.wait_state(z, waiting, SIGNED)
         z.download(waiting, 0, tmp_path / "a.sealed.pdf")
-    assert _embedded_seal((tmp_path / "a.sealed.pdf").read_bytes()) == v2.der
+    assert _embedded_seal((tmp_path / "a.sealed.pdf").read_bytes()) == v3.der

@@ -496,6 +496,8 @@ class Daemon:
                 )
             )
         log.info("config.reloaded", config_sha256=digest, principals=len(new.principals))
+        # Issue 19: a reloaded name, look or validity of a GB/T 38540 seal = a new SES_Seal.
+        await self.services.ses_seals.bring_up_to_date()
         await self._update_health()
         self.signer.wake()
         return True
