@@ -12,15 +12,18 @@ import datetime as dt
 import hashlib
 import re
 from pathlib import Path
+from typing import cast
 
 import pytest
 from fixture_layout import SealFixtures
 
-from seald.config import load_config
+from seald.config import SealMakerConfig, SealMakerTokenConfig, load_config
 from seald.domain.errors import ConfigError, PreconditionFailed
 from seald.gm import ses
 from seald.service.ses_seal_check import check_usable, stored_face
 from seald.store.ses_seals import StoredSesSeal
+from seald.tokens.seal_maker import SkfMakerKey, maker_key
+from seald.tokens.skf import SkfLibrary
 from seald_testing.sm2_pki import maker_and_holder
 
 START = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
@@ -149,3 +152,19 @@ def test_gbt38540_seal_maker_config_refused_naming_the_key(
 ) -> None:
     with pytest.raises(ConfigError, match=message):
         _load(tmp_path, seal_fixtures, maker)
+
+
+def test_gbt38540_seal_maker_pin_file_readable_by_others_is_refused(tmp_path: Path) -> None:
+    pin = tmp_path / "maker.pin"
+    pin.write_text("13572468\n")
+    token = SealMakerTokenConfig(
+        device_serial="MAKER01", application="MAKER", container="maker", pin_file=pin
+    )
+    config = SealMakerConfig(certificate=tmp_path / "maker.pem", token=token)
+    pin.chmod(0o644)
+    with pytest.raises(PreconditionFailed) as refused:
+        maker_key(config, cast(SkfLibrary, object()))
+    assert refused.value.reason == "seal_maker_unavailable" and "chmod 600" in refused.value.message
+    assert "13572468" not in refused.value.message
+    pin.chmod(0o600)
+    assert isinstance(maker_key(config, cast(SkfLibrary, object())), SkfMakerKey)

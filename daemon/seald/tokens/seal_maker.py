@@ -107,6 +107,14 @@ def maker_key(config: SealMakerConfig, library: skf.SkfLibrary | None) -> MakerK
                 "[seal_maker] token keys need [skf] library; add it", reason="seal_maker_unavailable"
             )
         t = config.token
+        mode = t.pin_file.stat().st_mode
+        if mode & 0o007:
+            # Fail closed: a PIN anyone on the host can read is no second factor.
+            raise PreconditionFailed(
+                f"[seal_maker] pin_file {t.pin_file} is readable by other users (mode {mode & 0o777:o}); "
+                "chmod 600 it (or use a systemd credential)",
+                reason="seal_maker_unavailable",
+            )
         return SkfMakerKey(
             library,
             device_serial=t.device_serial,
