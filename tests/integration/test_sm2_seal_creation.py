@@ -182,6 +182,12 @@ def _check_ses_seal_fields(der: bytes, maker: Maker, holder: bytes, picture: byt
     return [n.value for n in prop[4:]]
 
 
+def _csr_key(csr_der: bytes) -> bytes:
+    return bytes(
+        asn1_csr.CertificationRequest.load(csr_der)["certification_request_info"]["subject_pk_info"].dump()
+    )
+
+
 def _gtime(t: dt.datetime) -> str:
     return t.astimezone(dt.UTC).strftime("%Y%m%d%H%M%SZ")
 
@@ -290,9 +296,7 @@ def test_sm2_create_key_csr_import_seal_and_the_ses_seal_lifecycle_end_to_end(
 def test_sm2_import_refuses_certificates_that_do_not_fit_the_seal(sm2_setup: Setup, tmp_path: Path) -> None:
     s, d = sm2_setup, sm2_setup.d
     csr_der = s.unlock_and_create_key()
-    token_spki = bytes(
-        asn1_csr.CertificationRequest.load(csr_der)["certification_request_info"]["subject_pk_info"].dump()
-    )
+    token_spki = _csr_key(csr_der)
     rsa_ca = IssuingCA(d.fixtures)
     subject = x509.Name.from_rfc4514_string("CN=wrong kind")
     p256 = ec.generate_private_key(ec.SECP256R1())
@@ -398,3 +402,13 @@ def test_gbt38540_validity_change_makes_a_new_ses_seal_and_voids_approvals(
         d.wait_state(z, waiting, SIGNED)
         z.download(waiting, 0, tmp_path / "a.sealed.pdf")
     assert _embedded_seal((tmp_path / "a.sealed.pdf").read_bytes()) == v3.der
+    # A renewed certificate (same key: a new CSR from CreateSealKey) is a new holder: version 4.
+    with d.client("chen.jie") as admin:
+        renewal_csr = bytes(admin.create_seal_key(SEAL).csr_der)
+        assert _csr_key(renewal_csr) == _csr_key(csr_der)  # the same key, never a new one
+        renewed = s.ca.issue(renewal_csr, days=200)
+        admin.change_seal(SEAL, certificate_der=renewed)
+    v4 = stored_ses_seals(d.fixtures.state_dir, SEAL)[-1]
+    assert (v4.version, v4.reason) == (4, "certificate renewed")
+    (holder,) = ses.holder_certificates(ses.parse_seal(v4.der))
+    assert holder == renewed
