@@ -9,6 +9,7 @@ from datetime import datetime
 from seald.config import Config
 from seald.notify.deliverer import Deliverer
 from seald.registry.admin import SealAdmin
+from seald.registry.impressions import ImpressionRegistry
 from seald.runtime.hooks import NO_HOOKS, Hooks
 from seald.runtime.metrics import SealMetrics
 from seald.service.admission import Admission
@@ -50,6 +51,7 @@ class Services:
     token_service: TokenService
     previews: Previews
     seal_admin: SealAdmin
+    impressions: ImpressionRegistry
     webauthn: WebAuthnRegistry
     # Issue 17: delegations, quotas, the outbox; the deliverer only when webhooks are set.
     workflow: Workflow
@@ -111,6 +113,9 @@ def build_services(
     )
     previews = Previews(requests.get, store, signer.seal_image, recorder.audit)
     seal_admin = SealAdmin(live, store, tokens, catalog, clock=clock, wake_signer=signer.wake)
+    impressions = ImpressionRegistry(
+        live, store, catalog, clock=clock, changed=signer.impression_changed, wake_signer=signer.wake
+    )
     return Services(
         live=live,
         store=store,
@@ -129,6 +134,7 @@ def build_services(
         token_service=token_service,
         previews=previews,
         seal_admin=seal_admin,
+        impressions=impressions,
         # Issue 18: approvers' security keys, approvals by assertion, web sessions.
         webauthn=WebAuthnRegistry(live, store, requests, clock),
         workflow=workflow,
