@@ -71,8 +71,22 @@ _MIN_VALUE: Final = 115
 _SVG_UNITS_MM: Final = {"mm": 1.0, "cm": 10.0, "in": 25.4, "pt": 25.4 / 72, "pc": 25.4 / 6}
 _SVG_LENGTH = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([a-z]*)\s*$")
 _SVG_REFUSED_ELEMENTS: Final = frozenset(
-    {"script", "foreignobject", "iframe", "embed", "object", "handler", "listener",
-     "animate", "animatemotion", "animatetransform", "animatecolor", "set", "image", "use"}
+    {
+        "script",
+        "foreignobject",
+        "iframe",
+        "embed",
+        "object",
+        "handler",
+        "listener",
+        "animate",
+        "animatemotion",
+        "animatetransform",
+        "animatecolor",
+        "set",
+        "image",
+        "use",
+    }
 )
 
 
@@ -306,9 +320,7 @@ def _local(name: str) -> str:
 
 def _svg_root(data: bytes) -> Any:
     try:
-        root = SafeTree.fromstring(
-            data, forbid_dtd=True, forbid_entities=True, forbid_external=True
-        )
+        root = SafeTree.fromstring(data, forbid_dtd=True, forbid_entities=True, forbid_external=True)
     except DefusedXmlException as ex:
         raise _refuse(
             f"the SVG has a DTD or entities ({type(ex).__name__}); they are refused: export a "
