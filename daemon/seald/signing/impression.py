@@ -133,7 +133,22 @@ def media_type_of(data: bytes) -> str:
 
 
 def check_impression(data: bytes, *, size_mm: float, limits: ImpressionLimits) -> CheckedImpression:
-    """Every check of the module docstring, in that order; the first failure is raised."""
+    """Every check of the module docstring, in that order; the first failure is raised.
+
+    Whatever a crafted file makes a decoder raise is a refusal, never a crash of seald."""
+    try:
+        return _check(data, size_mm=size_mm, limits=limits)
+    except InvalidInput:
+        raise
+    except Exception as ex:
+        raise _refuse(
+            f"the impression cannot be decoded ({type(ex).__name__}); export it again as a plain "
+            "PNG or SVG",
+            "impression_unreadable",
+        ) from ex
+
+
+def _check(data: bytes, *, size_mm: float, limits: ImpressionLimits) -> CheckedImpression:
     if len(data) > limits.max_bytes:
         raise _refuse(
             f"the impression file is {len(data)} bytes, over the limit of {limits.max_bytes} "
