@@ -66,6 +66,12 @@ class Impressions:
 
 @pytest.fixture
 def impressions_daemon(daemon_factory: DaemonFactory, tmp_path: Path) -> Impressions:
+    return start_impressions_daemon(daemon_factory, tmp_path)
+
+
+def start_impressions_daemon(
+    daemon_factory: DaemonFactory, tmp_path: Path, env: dict[str, str] | None = None
+) -> Impressions:
     cert, key, fp = issue_client_cert(daemon_factory.fixtures(), SECOND_ADMIN, tmp_path)
     config = tmp_path / f"{SECOND_ADMIN}.toml"
     config.write_text(
@@ -82,7 +88,7 @@ def impressions_daemon(daemon_factory: DaemonFactory, tmp_path: Path) -> Impress
         )
         c.set("impression", max_bytes=imp.IMPRESSION_MAX_BYTES, min_dpi=300)
 
-    return Impressions(daemon_factory(edit), cert, key, config)
+    return Impressions(daemon_factory(edit, env=env or {}), cert, key, config)
 
 
 def submit(d: SealDaemon, tmp_path: Path, name: str = "contract.pdf") -> requests_pb2.SealRequest:
@@ -315,3 +321,45 @@ def test_impression_sealed_pdf_carries_the_imported_impression(
     # The filled square in the middle is the impression's, in seal red.
     r, g, b = box.getpixel((side // 2 + side // 8, side // 2 - side // 8))  # type: ignore[misc]
     assert r > 180 and g < 80 and b < 80
+
+
+def page_box(pdf: Path, tmp_path: Path) -> Image.Image:
+    """The seal's 40 mm box at PLACEMENT on the sealed page, rendered by pdftoppm."""
+    page = _pdftoppm(pdf, tmp_path / f"{pdf.stem}-page")
+    px = RENDER_DPI / 25.4
+    side = round(40 * px)
+    left, top = round(150 * px - side / 2), round(240 * px - side / 2)
+    return page.crop((left, top, left + side, top + side))
+
+
+def test_impression_registered_while_signing_keeps_the_face_the_request_was_approved_with(
+    daemon_factory: DaemonFactory, tmp_path: Path
+) -> None:
+    """R06: a request past its intent record is sealed with the face its digest names; the new
+    impression is for the requests approved after it."""
+    imps = start_impressions_daemon(daemon_factory, tmp_path, env={"SEALD_TEST_PAUSE_AFTER_INTENT": "6"})
+    d = imps.d
+    first = imps.register(imp.good_png())
+    request = submit(d, tmp_path)
+    assert request.seal_impression_sha256 == first
+    with d.client("li.na") as li, d.client("wang.fang") as wang:
+        li.approve(request.request_id)
+        wang.approve(request.request_id)
+    with d.client("liu.yang") as custodian:
+        unlock_first_use(custodian, d.fixtures, "contract")
+    with d.client("zhang.wei") as z:
+        d.wait_state(z, request.request_id, requests_pb2.REQUEST_STATE_SIGNING)
+    second = imps.register(imp.second_png())  # while the signer waits after the intent record
+    sealed = tmp_path / "sealed.pdf"
+    with d.client("zhang.wei") as z:
+        done = d.wait_state(z, request.request_id, SIGNED)
+        z.download(request.request_id, 0, sealed)
+    assert done.seal_impression_sha256 == first and second != first
+    pdfsig_valid(sealed)
+    box = page_box(sealed, tmp_path)
+    side = box.width
+    to_first = _mean_difference(box, _on_white(imp.good_png(), side))
+    to_second = _mean_difference(box, _on_white(imp.second_png(), side))
+    assert to_first < 6.0 and to_second > 2 * to_first, (to_first, to_second)
+    with d.client("zhao.min") as auditor:
+        assert auditor.get_seal("contract").impression_sha256 == second

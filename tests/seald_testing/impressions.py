@@ -28,8 +28,10 @@ def draw_impression(
     ink: tuple[int, int, int, int] = RED,
     background: tuple[int, int, int, int] = (0, 0, 0, 0),
     height_mm: float | None = None,
+    centre: str = "square",
 ) -> Image.Image:
-    """A ring along the edge (1.5 mm wide, 1 mm in) and a filled square in the centre."""
+    """A ring along the edge (1.5 mm wide, 1 mm in) and a filled square in the centre
+    (``centre="bar"``: a wide horizontal bar instead, for a second, different face)."""
     width = _side(size_mm, dpi)
     height = _side(height_mm if height_mm is not None else size_mm, dpi)
     image = Image.new("RGBA", (width, height), background)
@@ -38,7 +40,10 @@ def draw_impression(
     draw.ellipse((inset, inset, width - inset, height - inset), outline=ink, width=ring)
     half = _side(size_mm / 6, dpi)
     cx, cy = width // 2, height // 2
-    draw.rectangle((cx - half, cy - half, cx + half, cy + half), fill=ink)
+    if centre == "bar":
+        draw.rectangle((inset + ring, cy - half // 3, width - inset - ring, cy + half // 3), fill=ink)
+    else:
+        draw.rectangle((cx - half, cy - half, cx + half, cy + half), fill=ink)
     return image
 
 
@@ -55,6 +60,11 @@ def png_bytes(image: Image.Image, dpi: int | None = 600, pnginfo: PngInfo | None
 
 def good_png(size_mm: float = 40.0, dpi: int = 600) -> bytes:
     return png_bytes(draw_impression(size_mm, dpi), dpi)
+
+
+def second_png(size_mm: float = 40.0, dpi: int = 600) -> bytes:
+    """Another good impression (a bar across instead of the square)."""
+    return png_bytes(draw_impression(size_mm, dpi, centre="bar"), dpi)
 
 
 def good_svg(size_mm: float = 40.0) -> bytes:
