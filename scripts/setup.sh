@@ -18,6 +18,7 @@ DEBIAN_PACKAGES=(
   chromium chromium-driver   # issue 18: browser tests of sealweb (headless, virtual authenticator)
   libnss3-tools              # issue 18: certutil puts the test CA in the browser's NSS database
   libssl-dev                 # issue 19: the SKF (GM/T 0016) test token is C over OpenSSL 3's SM2/SM3
+  libcairo2                  # issue 16: CairoSVG (cairocffi) rasterises SVG seal impressions
 )
 
 missing=()

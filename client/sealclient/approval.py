@@ -102,6 +102,7 @@ def local_approval_digest(request: requests_pb2.SealRequest, local: Sequence[Loc
             for info, mine in zip(request.documents, local, strict=True)
         ],
         amount=request_amount(request),
+        seal_impression_sha256=request.seal_impression_sha256,
     )
     return digest_of(subject)
 
@@ -181,6 +182,7 @@ def approval_statement(
         comment=comment,
         amount=request_amount(request),
         on_behalf_of=on_behalf_of,
+        seal_impression_sha256=request.seal_impression_sha256,
     )
 
 

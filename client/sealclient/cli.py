@@ -29,6 +29,7 @@ from sealclient.evidence_cli import add_evidence_parser, finish_evidence_args
 from sealclient.exitcodes import EPILOG, ExitCode, exit_code_for
 from sealclient.gbt38540_cli import cmd_verify_offline
 from sealclient.image_cli import add_preview_parser, add_seal_image_parser
+from sealclient.impression_cli import add_impression_parser
 from sealclient.output import (
     escape_lines,
     escape_text,
@@ -334,6 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_preview_parser(commands)
     seal_commands = add_seal_parser(commands)
     add_seal_image_parser(seal_commands)
+    add_impression_parser(seal_commands)
 
     add_evidence_parser(commands)
     add_custody_parser(commands)

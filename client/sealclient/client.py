@@ -604,6 +604,40 @@ class SealClient:
                 seals_pb2.RenderSealImageRequest(seal_id=seal_id, dpi=dpi), timeout=self._timeout
             ).png
 
+    # -- the registered impression (印模, issue 16; admin) --------------------
+
+    def import_seal_impression(
+        self, seal_id: str, image: bytes, *, seal_code: str, comment: str = ""
+    ) -> seals_pb2.SealImpression:
+        """Propose ``image`` (PNG or SVG) as the seal's impression; a second admin approves."""
+        with self._translated():
+            return self._seals.ImportSealImpression(
+                seals_pb2.ImportSealImpressionRequest(
+                    seal_id=seal_id, image=image, seal_code=seal_code, comment=comment
+                ),
+                timeout=self._timeout,
+            )
+
+    def approve_seal_impression(
+        self, seal_id: str, impression_id: str, sha256: str, *, comment: str = ""
+    ) -> seals_pb2.ApproveSealImpressionResponse:
+        """Approve a proposed impression by the SHA-256 you checked (a second admin)."""
+        with self._translated():
+            return self._seals.ApproveSealImpression(
+                seals_pb2.ApproveSealImpressionRequest(
+                    seal_id=seal_id, impression_id=impression_id, sha256=sha256, comment=comment
+                ),
+                timeout=self._timeout,
+            )
+
+    def seal_impression(self, seal_id: str, proposal_id: str = "") -> seals_pb2.SealImpressionView:
+        """The registered impression (with its bytes), open proposals and the history."""
+        with self._translated():
+            return self._seals.GetSealImpression(
+                seals_pb2.GetSealImpressionRequest(seal_id=seal_id, proposal_id=proposal_id),
+                timeout=self._timeout,
+            )
+
     # -- seal registry and lifecycle (R02; admin) ---------------------------
 
     def get_seal(self, seal_id: str) -> seals_pb2.Seal:

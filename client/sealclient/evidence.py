@@ -187,6 +187,7 @@ def _request_digest(request: dict[str, Any]) -> str:
         ),
         documents=[DigestDocument(d["name"], d["sha256"], d["size"]) for d in request["documents"]],
         amount=(request["amount"]["value"], request["amount"]["currency"]) if "amount" in request else None,
+        seal_impression_sha256=request.get("seal_impression_sha256", ""),
     )
     return digest_of(subject)
 

@@ -178,6 +178,19 @@ class RequestsConfig:
 
 
 @dataclass(frozen=True)
+class ImpressionConfig:
+    """[impression]: limits for a seal's registered impression (印模, issue 16)."""
+
+    max_bytes: int = 2 * 1024 * 1024
+    min_dpi: int = 300
+
+
+# The image travels in one gRPC message (4 MiB); 150 dpi is the least a seal stays sharp at.
+IMPRESSION_MAX_BYTES_RANGE = (1024, 3 * 1024 * 1024)
+IMPRESSION_MIN_DPI_RANGE = (150, 1200)
+
+
+@dataclass(frozen=True)
 class TokensConfig:
     """[tokens]: allow-listed USB token models and the idle auto-lock (issue 3)."""
 
@@ -311,6 +324,7 @@ class Config:
     skf: SkfConfig | None = None
     seal_maker: SealMakerConfig | None = None
     notify: NotifyConfig = field(default_factory=NotifyConfig)
+    impression: ImpressionConfig = field(default_factory=ImpressionConfig)
 
     @property
     def audit_dir(self) -> Path:
@@ -1160,6 +1174,7 @@ def load_config(path: Path) -> Config:  # noqa: C901 - one section after another
     if sm2_seals and maker is not None and maker.token is not None and skf is None:
         raise ConfigError(f"{path}: [seal_maker] token keys need [skf] library (the maker's token is SKF)")
     notify = _notify(root.table("notify")) if "notify" in raw else NotifyConfig()
+    impression = _impression(root.table("impression")) if "impression" in raw else ImpressionConfig()
     root.finish()
     return Config(
         path=path,
@@ -1177,7 +1192,24 @@ def load_config(path: Path) -> Config:  # noqa: C901 - one section after another
         skf=skf,
         seal_maker=maker,
         notify=notify,
+        impression=impression,
     )
+
+
+def _impression(t: _Table) -> ImpressionConfig:
+    low, high = IMPRESSION_MAX_BYTES_RANGE
+    max_bytes = t.integer("max_bytes", ImpressionConfig.max_bytes, f"bytes, {low} to {high}")
+    if not low <= max_bytes <= high:
+        raise ConfigError(
+            f"{t.file}: 'impression.max_bytes' = {max_bytes}; use {low} to {high} bytes (the "
+            "image travels in one 4 MiB message)"
+        )
+    low_dpi, high_dpi = IMPRESSION_MIN_DPI_RANGE
+    min_dpi = t.integer("min_dpi", ImpressionConfig.min_dpi, f"dpi, {low_dpi} to {high_dpi}")
+    if not low_dpi <= min_dpi <= high_dpi:
+        raise ConfigError(f"{t.file}: 'impression.min_dpi' = {min_dpi}; use {low_dpi} to {high_dpi} dpi")
+    t.finish()
+    return ImpressionConfig(max_bytes=max_bytes, min_dpi=min_dpi)
 
 
 def _audit(t: _Table, trust: TrustConfig) -> AuditConfig:

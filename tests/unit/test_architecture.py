@@ -178,7 +178,9 @@ MAY_IMPORT = {
     "workflow": {"domain", "config", "notify", "store", "support"},  # delegations, quotas
     "tokens": {"domain", "config", "gm", "store", "workflow_events", "support"},
     "service": {"domain", "config", "gm", "signing", "store", "tokens", "webauthn", "workflow", "support"},
-    "registry": {"domain", "config", "gm", "service", "store", "tokens", "workflow_events", "support"},
+    "registry": {
+        "domain", "config", "gm", "service", "signing", "store", "tokens", "workflow_events", "support",
+    },
     "webauthn-registry": {"domain", "config", "service", "store", "webauthn", "support"},
     "audit": {"domain", "config", "signing", "store", "support"},
     "api": {

@@ -12,6 +12,7 @@ from seald.config import SealConfig
 from seald.domain.chains import Money, Standing, parse_money
 from seald.domain.delegation import Delegation
 from seald.domain.errors import InvalidInput
+from seald.domain.impressions import Impression
 from seald.domain.lifecycle import facts_of
 from seald.domain.model import Placement, RequestState, Role, SealRequest, SealStatus, SealType
 from seald.domain.policy import ApprovalPolicy, approver_groups_for
@@ -158,6 +159,7 @@ def request_to_pb(request: SealRequest, policy: ApprovalPolicy | None = None) ->
         expires_at=timestamp(request.expires_at),
         host=request.host,
         outcome_unknown=request.outcome_unknown,
+        seal_impression_sha256=request.seal_impression_sha256,
     )
     signed_at = timestamp(request.signed_at)
     if signed_at is not None:
@@ -269,6 +271,28 @@ def seal_to_pb(
         since = timestamp(state.since)
         if since is not None:
             pb.status_since.CopyFrom(since)
+    return pb
+
+
+def impression_to_pb(impression: Impression) -> seals_pb2.SealImpression:
+    """Issue 16: a registered or proposed seal impression (印模), without its bytes."""
+    pb = seals_pb2.SealImpression(
+        impression_id=impression.impression_id,
+        seal_id=impression.seal_id,
+        sha256=impression.sha256,
+        media_type=impression.media_type,
+        seal_code=impression.seal_code,
+        width_mm=impression.width_mm,
+        height_mm=impression.height_mm,
+        dpi=impression.dpi,
+        proposed_by=impression.proposed_by,
+        proposed_at=timestamp(impression.proposed_at),
+        approved_by=impression.approved_by,
+        comment=impression.comment,
+    )
+    approved_at = timestamp(impression.approved_at)
+    if approved_at is not None:
+        pb.approved_at.CopyFrom(approved_at)
     return pb
 
 

@@ -19,6 +19,7 @@ from seald.domain.seals import SealAction, SealState, effective_state, require_a
 from seald.domain.text_policy import MAX_LABEL
 from seald.notify.deliverer import Deliverer
 from seald.registry.admin import SealAdmin
+from seald.registry.impressions import ImpressionRegistry
 from seald.service.catalog import SealCatalog
 from seald.signing.errors import SigningError
 from seald.tokens.custody_guard import CustodyGuard
@@ -39,10 +40,12 @@ class SealRegistryServicer(Servicer, seals_pb2_grpc.SealRegistryServiceServicer)
         admin: SealAdmin,
         seal_image: Callable[[str, int], bytes],
         workflow: Workflow,
+        impressions: ImpressionRegistry,
         deliverer: Deliverer | None = None,
         clock: Callable[[], datetime],
     ) -> None:
         super().__init__(gate)
+        self.impressions = impressions  # issue 16: the registered impression (印模)
         self.workflow = workflow  # issue 17: delegations and the notification outbox
         self.deliverer = deliverer
         self.clock = clock
@@ -68,6 +71,7 @@ class SealRegistryServicer(Servicer, seals_pb2_grpc.SealRegistryServiceServicer)
             effective_state(state, bool(der)),  # PENDING until a certificate is imported
         )
         pb.custodian = self.custody.custody(seal_id).custodian  # R07: who holds it
+        pb.impression_sha256 = self.catalog.impression_sha256(seal_id)
         return pb
 
     async def _lifecycle(
@@ -141,6 +145,59 @@ class SealRegistryServicer(Servicer, seals_pb2_grpc.SealRegistryServiceServicer)
         except SigningError as ex:
             raise InvalidInput(str(ex), reason=ex.reason) from ex
         return seals_pb2.RenderSealImageResponse(png=png)
+
+    @rpc
+    async def ImportSealImpression(
+        self,
+        principal: Principal,
+        info: CallInfo,
+        request: seals_pb2.ImportSealImpressionRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> seals_pb2.SealImpression:
+        info.seal_id = request.seal_id
+        # The comment and code meet their checks in domain.impressions, after the admin check.
+        proposal = await self.impressions.propose(
+            principal, request.seal_id, request.image, seal_code=request.seal_code, comment=request.comment
+        )
+        return convert.impression_to_pb(proposal)
+
+    @rpc
+    async def ApproveSealImpression(
+        self,
+        principal: Principal,
+        info: CallInfo,
+        request: seals_pb2.ApproveSealImpressionRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> seals_pb2.ApproveSealImpressionResponse:
+        info.seal_id = request.seal_id
+        convert.text_in("comment", request.comment)
+        approved, voided = await self.impressions.approve(
+            principal, request.seal_id, request.impression_id, request.sha256, comment=request.comment
+        )
+        return seals_pb2.ApproveSealImpressionResponse(
+            impression=convert.impression_to_pb(approved), voided_requests=voided
+        )
+
+    @rpc
+    async def GetSealImpression(
+        self,
+        principal: Principal,
+        info: CallInfo,
+        request: seals_pb2.GetSealImpressionRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> seals_pb2.SealImpressionView:
+        info.seal_id = request.seal_id
+        self._require_role_on_seal(principal, request.seal_id)
+        view = await self.impressions.view(request.seal_id, proposal_id=request.proposal_id)
+        pb = seals_pb2.SealImpressionView(
+            image=view.current_data,
+            proposals=[convert.impression_to_pb(p) for p in view.proposals],
+            history=[convert.impression_to_pb(h) for h in view.history],
+            proposal_image=view.proposal_data,
+        )
+        if view.current is not None:
+            pb.current.CopyFrom(convert.impression_to_pb(view.current))
+        return pb
 
     @rpc
     async def CreateSealKey(

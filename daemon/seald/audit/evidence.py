@@ -102,6 +102,12 @@ def _request_json(request: SealRequest) -> dict[str, Any]:
             if request.amount is not None
             else {}
         ),
+        # Issue 16: the seal's registered impression (in the digest), only when it has one.
+        **(
+            {"seal_impression_sha256": request.seal_impression_sha256}
+            if request.seal_impression_sha256
+            else {}
+        ),
         "required_approvals": request.required_approvals,
         "state": request.state.value,
         "created_at": request.created_at.isoformat(),

@@ -171,9 +171,11 @@ class AuditOperations:
 
     async def backup(self, destination: Path) -> BackupManifest:
         key, now = self.key, self.clock()
-        if not destination.is_absolute():
+        # A NUL makes every file call raise ValueError (was INTERNAL; found by test_fuzz_grpc).
+        if "\x00" in str(destination) or not destination.is_absolute():
             raise InvalidInput(
-                f"backup destination {destination} must be an absolute path on the seal host",
+                f"backup destination {str(destination)!r} must be an absolute path on the seal host "
+                "(no NUL character)",
                 reason="backup_destination_relative",
             )
         return await self.store.backup_to(destination, key, self.host, now)

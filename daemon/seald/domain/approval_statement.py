@@ -20,6 +20,8 @@ approval digest (``domain/digest.py``): keys sorted, no insignificant white spac
 - issue 17, present only when set (so older statements keep their exact bytes):
   ``amount`` (the declared amount, in the digest's shape) and ``on_behalf_of`` (a
   delegate approving in the place of this approver, R05 "or delegate")
+- issue 16, present only when set: ``seal_impression_sha256`` (the seal's registered
+  impression, in the digest's shape)
 
 Because the digest is recomputed from the statement's own fields, a statement is
 self-consistent or rejected; comparing its digest with the request's then proves
@@ -87,6 +89,7 @@ class ApprovalStatement:
     decision: str = DECISION_APPROVE
     amount: tuple[str, str] | None = None  # (canonical value, currency)
     on_behalf_of: str = ""
+    seal_impression_sha256: str = ""
 
     def canonical_bytes(self) -> bytes:
         subject = json.loads(self.digest_subject())
@@ -118,6 +121,7 @@ class ApprovalStatement:
             placement=self.placement,
             documents=self.documents,
             amount=self.amount,
+            seal_impression_sha256=self.seal_impression_sha256,
         )
 
     def recomputed_digest(self) -> str:
@@ -198,6 +202,9 @@ def statement_fields(raw: dict[str, Any], *, signer_certificate_sha256: str) -> 
         amount = (_text(amount_raw, "value"), _text(amount_raw, "currency"))
     return ApprovalStatement(
         amount=amount,
+        seal_impression_sha256=(
+            _text(raw, "seal_impression_sha256") if "seal_impression_sha256" in raw else ""
+        ),
         on_behalf_of=_text(raw, "on_behalf_of") if "on_behalf_of" in raw else "",
         request_id=_text(raw, "request_id"),
         approval_digest=_text(raw, "approval_digest"),

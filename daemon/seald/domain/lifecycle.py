@@ -59,6 +59,7 @@ def compute_approval_digest(
     placement: Placement,
     documents: Sequence[Document],
     amount: Money | None = None,
+    seal_impression_sha256: str = "",
 ) -> str:
     subject = canonical_approval_subject(
         request_id=request_id,
@@ -77,6 +78,7 @@ def compute_approval_digest(
         ),
         documents=[DigestDocument(d.name, d.sha256, d.size) for d in documents],
         amount=(amount.canonical(), amount.currency) if amount is not None else None,
+        seal_impression_sha256=seal_impression_sha256,
     )
     return digest_of(subject)
 
@@ -179,6 +181,7 @@ def submit(
         placement=placement,
         documents=docs,
         amount=amount,
+        seal_impression_sha256=seal.impression_sha256,
     )
     return SealRequest(
         request_id=request_id,
@@ -200,6 +203,7 @@ def submit(
         state_reason=f"waiting for {seal.required_approvals} approvals",
         client_request_key=client_request_key,
         amount=amount,
+        seal_impression_sha256=seal.impression_sha256,
     )
 
 
@@ -564,6 +568,12 @@ def begin_signing(
             "the approval is void, submit again (R06)",
             reason="seal_certificate_changed",
         )
+    if seal.impression_sha256 != request.seal_impression_sha256:
+        raise PreconditionFailed(
+            f"seal {seal.seal_id}'s registered impression changed after the request was "
+            "approved; the approval is void, approve again (R02, R06)",
+            reason="seal_impression_changed",
+        )
     missing = policy.unmet(request.requester, request.approvals, facts_of(request))
     if missing:
         raise PreconditionFailed("; ".join(missing), reason="quorum_not_met")
@@ -626,6 +636,38 @@ def rebind_certificate(
             placement=request.placement,
             documents=request.documents,
             amount=request.amount,
+            seal_impression_sha256=request.seal_impression_sha256,
+        ),
+    )
+
+
+def rebind_impression(
+    request: SealRequest, *, impression_sha256: str, now: datetime
+) -> SealRequest:
+    """R02/R06: the seal's registered impression (印模) changed: open approvals are void.
+
+    A new impression is a new face of the seal. The approval digest covers its SHA-256,
+    so the request is bound to the new one (new digest) and goes back to PENDING with no
+    approvals, exactly as for a renewed certificate; an approval sent for the old digest
+    is refused as a mismatch.
+    """
+    voided = void_approvals(
+        request, why="the seal's registered impression changed; approve again", now=now
+    )
+    return replace(
+        voided,
+        seal_impression_sha256=impression_sha256,
+        approval_digest=compute_approval_digest(
+            request_id=request.request_id,
+            seal_id=request.seal_id,
+            seal_certificate_sha256=request.seal_certificate_sha256,
+            requester=request.requester,
+            reason=request.reason,
+            category=request.category,
+            placement=request.placement,
+            documents=request.documents,
+            amount=request.amount,
+            seal_impression_sha256=impression_sha256,
         ),
     )
 

@@ -77,9 +77,6 @@ class Principal:
     groups: frozenset[str] = frozenset()
     valid_from: datetime | None = None
     valid_until: datetime | None = None
-    # Issue 16: SHA-256 of the registered impression (印模) when one was imported, "" for
-    # the generated image; in every approval digest of the seal (R02).
-    impression_sha256: str = ""
 
     def has(self, role: Role, seal_id: str | None = None) -> bool:
         if role not in self.roles:
@@ -102,6 +99,9 @@ class Seal:
     certificate_sha256: str = ""
     valid_from: datetime | None = None
     valid_until: datetime | None = None
+    # Issue 16: SHA-256 of the registered impression (印模) when one was imported, "" for
+    # the generated image; in every approval digest of the seal (R02).
+    impression_sha256: str = ""
 
 
 @dataclass(frozen=True)
@@ -177,3 +177,6 @@ class SealRequest:
     # The first deadline (submission + approval_ttl_hours): approvals are collected until
     # then; None for requests stored before it was kept (their expires_at stands in).
     collect_until: datetime | None = None
+    # Issue 16: the seal's registered impression (印模) this request was submitted (or
+    # re-bound) with; "" = the generated image. In the approval digest when set (R02).
+    seal_impression_sha256: str = ""

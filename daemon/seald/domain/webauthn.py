@@ -434,6 +434,7 @@ def base_statement_for(request: SealRequest, *, signed_at: str, comment: str) ->
         signer_certificate_sha256="",
         signed_at=signed_at,
         comment=comment,
+        seal_impression_sha256=request.seal_impression_sha256,
     )
 
 

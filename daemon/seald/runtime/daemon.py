@@ -357,6 +357,7 @@ class Daemon:
                 admin=parts.seal_admin,
                 seal_image=parts.signer.seal_image,
                 workflow=parts.workflow,
+                impressions=parts.impressions,
                 deliverer=parts.deliverer,
                 clock=parts.clock,
             ),

@@ -9,6 +9,7 @@ from datetime import datetime
 from seald.config import Config
 from seald.notify.deliverer import Deliverer
 from seald.registry.admin import SealAdmin
+from seald.registry.impressions import ImpressionRegistry
 from seald.registry.ses_seal import SesSeals
 from seald.runtime.hooks import NO_HOOKS, Hooks
 from seald.runtime.metrics import SealMetrics
@@ -52,6 +53,7 @@ class Services:
     previews: Previews
     seal_admin: SealAdmin
     ses_seals: SesSeals
+    impressions: ImpressionRegistry
     webauthn: WebAuthnRegistry
     # Issue 17: delegations, quotas, the outbox; the deliverer only when webhooks are set.
     workflow: Workflow
@@ -117,6 +119,16 @@ def build_services(
     seal_admin = SealAdmin(
         live, store, tokens, catalog, clock=clock, wake_signer=signer.wake, ses_seals=ses_seals
     )
+    # Issue 16: a registered impression is the seal's new face: the SES_Seal follows it.
+    impressions = ImpressionRegistry(
+        live,
+        store,
+        catalog,
+        clock=clock,
+        changed=signer.impression_changed,
+        wake_signer=signer.wake,
+        ses_seals=ses_seals,
+    )
     return Services(
         live=live,
         store=store,
@@ -136,6 +148,7 @@ def build_services(
         previews=previews,
         seal_admin=seal_admin,
         ses_seals=ses_seals,
+        impressions=impressions,
         # Issue 18: approvers' security keys, approvals by assertion, web sessions.
         webauthn=WebAuthnRegistry(live, store, requests, clock),
         workflow=workflow,

@@ -200,12 +200,13 @@ class RequestService:
             )
             # Issue 17: use quotas, counted from the stored requests in this transaction.
             self._workflow.check_quota_tx(tx, seal_id, len(request.documents), request.created_at)
-            tx.save_request(request)
-            for doc in request.documents:
+            stored = self._with_current_impression(tx, request)
+            tx.save_request(stored)
+            for doc in stored.documents:
                 tx.audit(
                     request_event(
                         "request.submitted",
-                        request,
+                        stored,
                         principal,
                         Role.REQUESTER,
                         doc,
@@ -213,7 +214,7 @@ class RequestService:
                         details={"category": request.category},  # for the R11 summary
                     )
                 )
-            return request
+            return stored
 
         try:
             return await self._recorder.commit(_tx, "request.submitted")
@@ -223,6 +224,14 @@ class RequestService:
         except BaseException:
             shutil.rmtree(final_dir, ignore_errors=True)
             raise
+
+    def _with_current_impression(self, tx: Transaction, request: SealRequest) -> SealRequest:
+        """Issue 16: an impression registered while the documents were uploaded binds the new
+        request too (its digest names the seal's face as the storing transaction sees it)."""
+        impression = self._catalog.seal(request.seal_id, tx).impression_sha256
+        if impression == request.seal_impression_sha256:
+            return request
+        return lifecycle.rebind_impression(request, impression_sha256=impression, now=request.created_at)
 
     async def _check_placements(self, request: SealRequest, uploads: Sequence[UploadedDocument]) -> None:
         """Issue 14: a placement sealing would refuse (page beyond the last, anchor text not in

@@ -41,8 +41,19 @@ def stored_face(der: bytes) -> Face:
     )
 
 
-def check_usable(stored: StoredSesSeal | None, *, seal_id: str, holder_der: bytes, now: datetime) -> bytes:
-    """The stored SES_Seal the signer may embed now, or a refusal naming the field."""
+def check_usable(
+    stored: StoredSesSeal | None,
+    *,
+    seal_id: str,
+    holder_der: bytes,
+    now: datetime,
+    picture_sha256: str = "",
+) -> bytes:
+    """The stored SES_Seal the signer may embed now, or a refusal naming the field.
+
+    ``picture_sha256``: the SHA-256 of the face the signer will draw; an SES_Seal whose
+    picture differs (a new impression the maker has not signed yet) is stale: the
+    visible seal and the signed seal structure must show the same face."""
     if stored is None:
         raise PreconditionFailed(
             f"seal {seal_id} has no SES_Seal in the registry; it is made when the certificate is imported "
@@ -57,6 +68,13 @@ def check_usable(stored: StoredSesSeal | None, *, seal_id: str, holder_der: byte
         raise PreconditionFailed(
             f"seal {seal_id}'s stored SES_Seal (property.certList) is for another certificate than the "
             "registered one; the seal must be remade",
+            reason="ses_seal_stale",
+        )
+    if picture_sha256 and face.picture_sha256 != picture_sha256:
+        raise PreconditionFailed(
+            f"seal {seal_id}'s stored SES_Seal (eSealInfo.picture) shows another face than the seal's "
+            "registered impression; the seal maker must remake it (restart or reload seald with the "
+            "maker's token present)",
             reason="ses_seal_stale",
         )
     if now < face.valid_start:

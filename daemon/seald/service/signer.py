@@ -47,10 +47,12 @@ from seald.service.ses_seal_check import check_usable
 from seald.service.settings import LiveConfig
 from seald.signing import gbt38540_pdf
 from seald.signing.errors import SigningError, TokenSigningError
+from seald.signing.impression import render_impression_png
 from seald.signing.levels import Certification, LevelSettings, level_settings
 from seald.signing.pipeline import SealJob
 from seald.signing.placement import PlacementSpec
 from seald.signing.seal_image import SealImageSpec, render_seal_png
+from seald.store import seals as seal_tables
 from seald.store import ses_seals as ses_seal_tables
 from seald.store.database import Store, Transaction
 from seald.tokens.manager import TokenManager
@@ -95,7 +97,8 @@ class Signer:
         self._clock = clock
         self._hooks = hooks  # pause points between the records (tests)
         self._wake = asyncio.Event()
-        self._seal_images: dict[str, bytes] = {}
+        # seal id -> (impression SHA-256 or "" for the generated image, its 300 dpi PNG)
+        self._seal_images: dict[str, tuple[str, bytes]] = {}
         self._signers = SignerCache()  # the token's certificate, read once per session
         # request id -> (seal id, preparations started before its intent record)
         self._early: dict[str, tuple[str, list[EarlyPrepare]]] = {}
@@ -138,6 +141,11 @@ class Signer:
     def clear_images(self) -> None:
         """Forget the rendered seal images (a reload may change name or organisation)."""
         self._seal_images.clear()
+
+    def impression_changed(self, seal_id: str) -> None:
+        """Issue 16: the seal's registered impression changed: its face is rendered again
+        (a GB/T 38540 seal's stored SES_Seal is remade by the impression registry)."""
+        self._seal_images.pop(seal_id, None)
 
     # -- a completing approval hands its request over ---------------------------------------------
     def hand_over(self, request: SealRequest, early: list[EarlyPrepare]) -> None:
@@ -196,22 +204,66 @@ class Signer:
         return self._prepare_early(would_be)
 
     def seal_image(self, seal_id: str, dpi: int = 300) -> bytes:
-        """The seal's PNG (cached at the 300 dpi used for sealing and previews)."""
-        if seal_id not in self._seal_images or dpi != 300:
-            sc = self.config.seals[seal_id]
-            spec = SealImageSpec(
-                seal_type=sc.seal_type.value,
-                organisation=sc.organisation,
-                purpose_text="" if sc.seal_type.value == "official" else sc.display_name,
-                holder_name=sc.holder_name,
-                code_number=sc.code_number,
-                shape=sc.shape,
+        """THE seal's face as a PNG (sealing, previews, RenderSealImage, the SES_Seal): the
+        registered impression (issue 16) scaled to ``dpi`` at the seal's size when it has
+        one, the generated image otherwise. Cached at the 300 dpi used for sealing and
+        previews, per impression: a new impression is rendered on first use."""
+        registered = self._catalog.impressions.get(seal_id)
+        sha256 = registered[0].sha256 if registered is not None else ""
+        cached = self._seal_images.get(seal_id)
+        if dpi == 300 and cached is not None and cached[0] == sha256:
+            return cached[1]
+        if registered is not None:
+            size_mm = self.config.seals[seal_id].size_mm
+            png = render_impression_png(registered[1], registered[0].media_type, size_mm, dpi)
+        else:
+            png = self._generated_image(seal_id, dpi)
+        if dpi == 300:
+            self._seal_images[seal_id] = (sha256, png)
+        return png
+
+    def _generated_image(self, seal_id: str, dpi: int) -> bytes:
+        sc = self.config.seals[seal_id]
+        spec = SealImageSpec(
+            seal_type=sc.seal_type.value,
+            organisation=sc.organisation,
+            purpose_text="" if sc.seal_type.value == "official" else sc.display_name,
+            holder_name=sc.holder_name,
+            code_number=sc.code_number,
+            shape=sc.shape,
+        )
+        return render_seal_png(spec, sc.size_mm, dpi)
+
+    def _cached_face(self, request: SealRequest) -> bytes | None:
+        """The 300 dpi face the request was approved with, if that is the one cached."""
+        cached = self._seal_images.get(request.seal_id)
+        if cached is None or cached[0] != request.seal_impression_sha256:
+            return None
+        return cached[1]
+
+    async def _face_for(self, request: SealRequest) -> bytes:
+        """The face the request's approvals name (its digest covers the impression's
+        SHA-256): the current one, or - when the impression changed while it was being
+        signed - the earlier one, read back from the registry (impressions are kept)."""
+        loop = asyncio.get_running_loop()
+        png = await loop.run_in_executor(None, self.seal_image, request.seal_id)
+        if self._seal_images[request.seal_id][0] == request.seal_impression_sha256:
+            return png
+        wanted = request.seal_impression_sha256
+        if not wanted:
+            return await loop.run_in_executor(None, self._generated_image, request.seal_id, 300)
+        found = await self._store.read(
+            lambda db: seal_tables.impression_by_sha256(db.conn, request.seal_id, wanted)
+        )
+        if found is None:
+            raise PreconditionFailed(
+                f"seal {request.seal_id}'s impression {wanted[:16]}… is not registered; approve again",
+                reason="seal_impression_changed",
             )
-            png = render_seal_png(spec, sc.size_mm, dpi)
-            if dpi != 300:
-                return png
-            self._seal_images[seal_id] = png
-        return self._seal_images[seal_id]
+        size_mm = self.config.seals[request.seal_id].size_mm
+        return await loop.run_in_executor(
+            None, render_impression_png, found[1], found[0].media_type, size_mm, 300
+        )
 
     async def _warm_workers(self) -> None:
         try:
@@ -490,11 +542,7 @@ class Signer:
         sc = self.config.seals[request.seal_id]
         # Rendering a seal takes ~1 s of CPU: never on the event loop (cached after once).
         try:
-            if request.seal_id in self._seal_images:
-                seal_png = self._seal_images[request.seal_id]
-            else:
-                loop = asyncio.get_running_loop()
-                seal_png = await loop.run_in_executor(None, self.seal_image, request.seal_id)
+            seal_png = self._cached_face(request) or await self._face_for(request)
         except BaseException:
             await settled(intent_committed)
             raise
@@ -525,7 +573,7 @@ class Signer:
             for doc, result in zip(documents, results, strict=True)
         }
 
-    async def _ses_seal(self, seal_id: str) -> bytes:
+    async def _ses_seal(self, seal_id: str, seal_png: bytes) -> bytes:
         """The seal's GB/T 38540 SES_Seal as the registry stores it (issue 19), if the signer
         may embed it now; the maker is never asked here. A missing, stale, destroyed,
         expired or not yet valid one fails the request (SigningError) with the reason and
@@ -533,7 +581,11 @@ class Signer:
         stored = await self._store.read(lambda db: ses_seal_tables.current(db.conn, seal_id))
         try:
             return check_usable(
-                stored, seal_id=seal_id, holder_der=self._tokens.certificate_der(seal_id), now=self._clock()
+                stored,
+                seal_id=seal_id,
+                holder_der=self._tokens.certificate_der(seal_id),
+                now=self._clock(),
+                picture_sha256=hashlib.sha256(seal_png).hexdigest(),
             )
         except PreconditionFailed as ex:
             raise SigningError(ex.message, reason=ex.reason) from None
@@ -557,7 +609,7 @@ class Signer:
         written: list[Path] = []
         loop = asyncio.get_running_loop()
         try:
-            seal = await self._ses_seal(seal_id)
+            seal = await self._ses_seal(seal_id, seal_png)
             holder = self._tokens.certificate_der(seal_id)
             timestamper = self._level_settings(seal_id).timestamper()
             await settled(intent_committed)
@@ -628,7 +680,7 @@ class Signer:
         """Start preparing the documents of a request the approval under way will make
         APPROVED, while that approval commits (issue 8: latency of one request). Only when
         its seal's signer would start at once; the token signs only after the intent."""
-        seal_png = self._seal_images.get(request.seal_id)
+        seal_png = self._cached_face(request)
         if (
             seal_png is None
             # GB/T 38540 seals prepare in _seal_gbt38540; the PAdES pipeline's work would be discarded

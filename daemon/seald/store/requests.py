@@ -109,6 +109,7 @@ def request_from_json(text: str) -> SealRequest:
         client_request_key=raw["client_request_key"],
         sign_attempts=raw["sign_attempts"],
         amount=_money(raw.get("amount")),
+        seal_impression_sha256=raw.get("seal_impression_sha256", ""),
     )
 
 

@@ -13,6 +13,7 @@ import sqlite3
 from datetime import datetime
 from typing import Final
 
+from seald.domain.impressions import Impression
 from seald.domain.model import SealStatus
 from seald.domain.seals import Proposal, SealAction, SealState
 
@@ -62,6 +63,7 @@ CREATE INDEX IF NOT EXISTS seal_certificate_seal ON seal_certificate(seal_id, id
 
 def create_schema(conn: sqlite3.Connection) -> None:
     conn.executescript(SCHEMA)
+    create_impression_schema(conn)
 
 
 def get_state(conn: sqlite3.Connection, seal_id: str) -> SealState:
@@ -231,3 +233,165 @@ def certificates_der(conn: sqlite3.Connection, seal_id: str) -> list[bytes]:
         "SELECT der FROM seal_certificate WHERE seal_id = ? ORDER BY id DESC", (seal_id,)
     ).fetchall()
     return [bytes(row[0]) for row in rows]
+
+
+# -- issue 16: the registered impression (印模) -------------------------------------------------
+
+IMPRESSION_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS seal_impression (
+    impression_id TEXT PRIMARY KEY,
+    seal_id TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    media_type TEXT NOT NULL,
+    seal_code TEXT NOT NULL,
+    width_mm REAL NOT NULL,
+    height_mm REAL NOT NULL,
+    dpi REAL NOT NULL,
+    proposed_by TEXT NOT NULL,
+    proposed_at TEXT NOT NULL,
+    comment TEXT NOT NULL,
+    approved_by TEXT NOT NULL DEFAULT '',
+    approved_at TEXT,
+    data BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS seal_impression_seal ON seal_impression(seal_id, approved_at);
+"""
+
+
+
+def create_impression_schema(conn: sqlite3.Connection) -> None:
+    conn.executescript(IMPRESSION_SCHEMA)
+
+
+def _impression(row: tuple[object, ...]) -> Impression:
+    return Impression(
+        impression_id=str(row[0]),
+        seal_id=str(row[1]),
+        sha256=str(row[2]),
+        media_type=str(row[3]),
+        seal_code=str(row[4]),
+        width_mm=float(str(row[5])),
+        height_mm=float(str(row[6])),
+        dpi=float(str(row[7])),
+        proposed_by=str(row[8]),
+        proposed_at=datetime.fromisoformat(str(row[9])),
+        comment=str(row[10]),
+        approved_by=str(row[11]),
+        approved_at=datetime.fromisoformat(str(row[12])) if row[12] else None,
+    )
+
+
+def add_impression(conn: sqlite3.Connection, impression: Impression, data: bytes) -> None:
+    """A proposed impression with its bytes (approved later by ``approve_impression``)."""
+    conn.execute(
+        "INSERT INTO seal_impression(impression_id, seal_id, sha256, media_type, seal_code,"
+        " width_mm, height_mm, dpi, proposed_by, proposed_at, comment, approved_by, approved_at,"
+        " data) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        (
+            impression.impression_id,
+            impression.seal_id,
+            impression.sha256,
+            impression.media_type,
+            impression.seal_code,
+            impression.width_mm,
+            impression.height_mm,
+            impression.dpi,
+            impression.proposed_by,
+            impression.proposed_at.isoformat(),
+            impression.comment,
+            impression.approved_by,
+            impression.approved_at.isoformat() if impression.approved_at else None,
+            data,
+        ),
+    )
+
+
+def approve_impression(conn: sqlite3.Connection, impression: Impression) -> None:
+    assert impression.approved_at is not None
+    conn.execute(
+        "UPDATE seal_impression SET approved_by = ?, approved_at = ? WHERE impression_id = ?",
+        (impression.approved_by, impression.approved_at.isoformat(), impression.impression_id),
+    )
+
+
+def get_impression(conn: sqlite3.Connection, impression_id: str) -> Impression | None:
+    row = conn.execute(
+"SELECT impression_id, seal_id, sha256, media_type, seal_code, width_mm, height_mm, dpi,"
+        " proposed_by, proposed_at, comment, approved_by, approved_at FROM seal_impression"
+        " WHERE impression_id = ?",
+        (impression_id,),
+    ).fetchone()
+    return _impression(row) if row else None
+
+
+def impression_data(conn: sqlite3.Connection, impression_id: str) -> bytes:
+    row = conn.execute(
+        "SELECT data FROM seal_impression WHERE impression_id = ?", (impression_id,)
+    ).fetchone()
+    return bytes(row[0]) if row else b""
+
+
+def current_impression(conn: sqlite3.Connection, seal_id: str) -> Impression | None:
+    """The seal's registered impression: the one approved last."""
+    row = conn.execute(
+"SELECT impression_id, seal_id, sha256, media_type, seal_code, width_mm, height_mm, dpi,"
+        " proposed_by, proposed_at, comment, approved_by, approved_at FROM seal_impression"
+        " WHERE seal_id = ? AND approved_by != ''"
+        " ORDER BY approved_at DESC, rowid DESC LIMIT 1",
+        (seal_id,),
+    ).fetchone()
+    return _impression(row) if row else None
+
+
+def impression_by_sha256(
+    conn: sqlite3.Connection, seal_id: str, sha256: str
+) -> tuple[Impression, bytes] | None:
+    """An approved impression of the seal with that SHA-256 (a request approved with an
+    earlier face is sealed with it), with its bytes."""
+    row = conn.execute(
+"SELECT impression_id, seal_id, sha256, media_type, seal_code, width_mm, height_mm, dpi,"
+        " proposed_by, proposed_at, comment, approved_by, approved_at FROM seal_impression"
+        " WHERE seal_id = ? AND sha256 = ?"
+        " AND approved_by != '' ORDER BY approved_at DESC LIMIT 1",
+        (seal_id, sha256),
+    ).fetchone()
+    if row is None:
+        return None
+    found = _impression(row)
+    return found, impression_data(conn, found.impression_id)
+
+
+def approved_impressions(conn: sqlite3.Connection, seal_id: str) -> list[Impression]:
+    """Every impression the seal had, oldest first (the registry history of its face)."""
+    rows = conn.execute(
+"SELECT impression_id, seal_id, sha256, media_type, seal_code, width_mm, height_mm, dpi,"
+        " proposed_by, proposed_at, comment, approved_by, approved_at FROM seal_impression"
+        " WHERE seal_id = ? AND approved_by != ''"
+        " ORDER BY approved_at, rowid",
+        (seal_id,),
+    ).fetchall()
+    return [_impression(r) for r in rows]
+
+
+def open_impression_proposals(conn: sqlite3.Connection, seal_id: str) -> list[Impression]:
+    """Impressions proposed for the seal and not approved, newest first."""
+    rows = conn.execute(
+"SELECT impression_id, seal_id, sha256, media_type, seal_code, width_mm, height_mm, dpi,"
+        " proposed_by, proposed_at, comment, approved_by, approved_at FROM seal_impression"
+        " WHERE seal_id = ? AND approved_by = ''"
+        " ORDER BY proposed_at DESC, rowid DESC",
+        (seal_id,),
+    ).fetchall()
+    return [_impression(r) for r in rows]
+
+
+def current_impressions(conn: sqlite3.Connection) -> dict[str, tuple[Impression, bytes]]:
+    """Every seal's registered impression with its bytes (loaded at start)."""
+    rows = conn.execute("SELECT DISTINCT seal_id FROM seal_impression WHERE approved_by != ''")
+    seal_ids = [r[0] for r in rows]
+    out: dict[str, tuple[Impression, bytes]] = {}
+    for seal_id in seal_ids:
+        found = current_impression(conn, seal_id)
+        if found is not None:
+            out[seal_id] = (found, impression_data(conn, found.impression_id))
+    return out

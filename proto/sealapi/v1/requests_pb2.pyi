@@ -146,7 +146,7 @@ class ChainStanding(_message.Message):
     def __init__(self, steps: _Optional[_Iterable[_Union[ChainStep, _Mapping]]] = ..., complete: _Optional[bool] = ..., current: _Optional[str] = ...) -> None: ...
 
 class SealRequest(_message.Message):
-    __slots__ = ("request_id", "seal_id", "requester", "reason", "category", "placement", "documents", "state", "state_reason", "approvals", "required_approvals", "approval_digest", "seal_certificate_sha256", "created_at", "updated_at", "expires_at", "signed_at", "host", "outcome_unknown", "amount", "amount_currency", "chain")
+    __slots__ = ("request_id", "seal_id", "requester", "reason", "category", "placement", "documents", "state", "state_reason", "approvals", "required_approvals", "approval_digest", "seal_certificate_sha256", "created_at", "updated_at", "expires_at", "signed_at", "host", "outcome_unknown", "amount", "amount_currency", "chain", "seal_impression_sha256")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     SEAL_ID_FIELD_NUMBER: _ClassVar[int]
     REQUESTER_FIELD_NUMBER: _ClassVar[int]
@@ -169,6 +169,7 @@ class SealRequest(_message.Message):
     AMOUNT_FIELD_NUMBER: _ClassVar[int]
     AMOUNT_CURRENCY_FIELD_NUMBER: _ClassVar[int]
     CHAIN_FIELD_NUMBER: _ClassVar[int]
+    SEAL_IMPRESSION_SHA256_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     seal_id: str
     requester: str
@@ -191,7 +192,8 @@ class SealRequest(_message.Message):
     amount: str
     amount_currency: str
     chain: ChainStanding
-    def __init__(self, request_id: _Optional[str] = ..., seal_id: _Optional[str] = ..., requester: _Optional[str] = ..., reason: _Optional[str] = ..., category: _Optional[str] = ..., placement: _Optional[_Union[_common_pb2.Placement, _Mapping]] = ..., documents: _Optional[_Iterable[_Union[DocumentInfo, _Mapping]]] = ..., state: _Optional[_Union[RequestState, str]] = ..., state_reason: _Optional[str] = ..., approvals: _Optional[_Iterable[_Union[Approval, _Mapping]]] = ..., required_approvals: _Optional[int] = ..., approval_digest: _Optional[str] = ..., seal_certificate_sha256: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., signed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., host: _Optional[str] = ..., outcome_unknown: _Optional[bool] = ..., amount: _Optional[str] = ..., amount_currency: _Optional[str] = ..., chain: _Optional[_Union[ChainStanding, _Mapping]] = ...) -> None: ...
+    seal_impression_sha256: str
+    def __init__(self, request_id: _Optional[str] = ..., seal_id: _Optional[str] = ..., requester: _Optional[str] = ..., reason: _Optional[str] = ..., category: _Optional[str] = ..., placement: _Optional[_Union[_common_pb2.Placement, _Mapping]] = ..., documents: _Optional[_Iterable[_Union[DocumentInfo, _Mapping]]] = ..., state: _Optional[_Union[RequestState, str]] = ..., state_reason: _Optional[str] = ..., approvals: _Optional[_Iterable[_Union[Approval, _Mapping]]] = ..., required_approvals: _Optional[int] = ..., approval_digest: _Optional[str] = ..., seal_certificate_sha256: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., signed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., host: _Optional[str] = ..., outcome_unknown: _Optional[bool] = ..., amount: _Optional[str] = ..., amount_currency: _Optional[str] = ..., chain: _Optional[_Union[ChainStanding, _Mapping]] = ..., seal_impression_sha256: _Optional[str] = ...) -> None: ...
 
 class GetRequestRequest(_message.Message):
     __slots__ = ("request_id",)

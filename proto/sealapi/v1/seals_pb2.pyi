@@ -21,7 +21,7 @@ CUSTODY_CHANGE_KIND_HANDOVER: CustodyChangeKind
 CUSTODY_CHANGE_KIND_DELEGATION: CustodyChangeKind
 
 class Seal(_message.Message):
-    __slots__ = ("seal_id", "type", "organisation", "display_name", "token_label", "token_serial", "key_label", "certificate_sha256", "certificate_der", "status", "categories", "validity", "required_approvals", "approver_groups", "custodian", "status_reason", "status_since", "signature_level", "certify", "certification_level", "image_shape")
+    __slots__ = ("seal_id", "type", "organisation", "display_name", "token_label", "token_serial", "key_label", "certificate_sha256", "certificate_der", "status", "categories", "validity", "required_approvals", "approver_groups", "custodian", "status_reason", "status_since", "signature_level", "certify", "certification_level", "image_shape", "impression_sha256")
     SEAL_ID_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
     ORGANISATION_FIELD_NUMBER: _ClassVar[int]
@@ -43,6 +43,7 @@ class Seal(_message.Message):
     CERTIFY_FIELD_NUMBER: _ClassVar[int]
     CERTIFICATION_LEVEL_FIELD_NUMBER: _ClassVar[int]
     IMAGE_SHAPE_FIELD_NUMBER: _ClassVar[int]
+    IMPRESSION_SHA256_FIELD_NUMBER: _ClassVar[int]
     seal_id: str
     type: _common_pb2.SealType
     organisation: str
@@ -64,7 +65,8 @@ class Seal(_message.Message):
     certify: str
     certification_level: int
     image_shape: str
-    def __init__(self, seal_id: _Optional[str] = ..., type: _Optional[_Union[_common_pb2.SealType, str]] = ..., organisation: _Optional[str] = ..., display_name: _Optional[str] = ..., token_label: _Optional[str] = ..., token_serial: _Optional[str] = ..., key_label: _Optional[str] = ..., certificate_sha256: _Optional[str] = ..., certificate_der: _Optional[bytes] = ..., status: _Optional[_Union[_common_pb2.SealStatus, str]] = ..., categories: _Optional[_Iterable[str]] = ..., validity: _Optional[_Union[_common_pb2.TimeWindow, _Mapping]] = ..., required_approvals: _Optional[int] = ..., approver_groups: _Optional[_Iterable[str]] = ..., custodian: _Optional[str] = ..., status_reason: _Optional[str] = ..., status_since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., signature_level: _Optional[str] = ..., certify: _Optional[str] = ..., certification_level: _Optional[int] = ..., image_shape: _Optional[str] = ...) -> None: ...
+    impression_sha256: str
+    def __init__(self, seal_id: _Optional[str] = ..., type: _Optional[_Union[_common_pb2.SealType, str]] = ..., organisation: _Optional[str] = ..., display_name: _Optional[str] = ..., token_label: _Optional[str] = ..., token_serial: _Optional[str] = ..., key_label: _Optional[str] = ..., certificate_sha256: _Optional[str] = ..., certificate_der: _Optional[bytes] = ..., status: _Optional[_Union[_common_pb2.SealStatus, str]] = ..., categories: _Optional[_Iterable[str]] = ..., validity: _Optional[_Union[_common_pb2.TimeWindow, _Mapping]] = ..., required_approvals: _Optional[int] = ..., approver_groups: _Optional[_Iterable[str]] = ..., custodian: _Optional[str] = ..., status_reason: _Optional[str] = ..., status_since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., signature_level: _Optional[str] = ..., certify: _Optional[str] = ..., certification_level: _Optional[int] = ..., image_shape: _Optional[str] = ..., impression_sha256: _Optional[str] = ...) -> None: ...
 
 class ListSealsRequest(_message.Message):
     __slots__ = ()
@@ -139,6 +141,90 @@ class RenderSealImageResponse(_message.Message):
     PNG_FIELD_NUMBER: _ClassVar[int]
     png: bytes
     def __init__(self, png: _Optional[bytes] = ...) -> None: ...
+
+class ImportSealImpressionRequest(_message.Message):
+    __slots__ = ("seal_id", "image", "seal_code", "comment")
+    SEAL_ID_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    SEAL_CODE_FIELD_NUMBER: _ClassVar[int]
+    COMMENT_FIELD_NUMBER: _ClassVar[int]
+    seal_id: str
+    image: bytes
+    seal_code: str
+    comment: str
+    def __init__(self, seal_id: _Optional[str] = ..., image: _Optional[bytes] = ..., seal_code: _Optional[str] = ..., comment: _Optional[str] = ...) -> None: ...
+
+class ApproveSealImpressionRequest(_message.Message):
+    __slots__ = ("seal_id", "impression_id", "sha256", "comment")
+    SEAL_ID_FIELD_NUMBER: _ClassVar[int]
+    IMPRESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    COMMENT_FIELD_NUMBER: _ClassVar[int]
+    seal_id: str
+    impression_id: str
+    sha256: str
+    comment: str
+    def __init__(self, seal_id: _Optional[str] = ..., impression_id: _Optional[str] = ..., sha256: _Optional[str] = ..., comment: _Optional[str] = ...) -> None: ...
+
+class SealImpression(_message.Message):
+    __slots__ = ("impression_id", "seal_id", "sha256", "media_type", "seal_code", "width_mm", "height_mm", "dpi", "proposed_by", "proposed_at", "approved_by", "approved_at", "comment")
+    IMPRESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    SEAL_ID_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    MEDIA_TYPE_FIELD_NUMBER: _ClassVar[int]
+    SEAL_CODE_FIELD_NUMBER: _ClassVar[int]
+    WIDTH_MM_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_MM_FIELD_NUMBER: _ClassVar[int]
+    DPI_FIELD_NUMBER: _ClassVar[int]
+    PROPOSED_BY_FIELD_NUMBER: _ClassVar[int]
+    PROPOSED_AT_FIELD_NUMBER: _ClassVar[int]
+    APPROVED_BY_FIELD_NUMBER: _ClassVar[int]
+    APPROVED_AT_FIELD_NUMBER: _ClassVar[int]
+    COMMENT_FIELD_NUMBER: _ClassVar[int]
+    impression_id: str
+    seal_id: str
+    sha256: str
+    media_type: str
+    seal_code: str
+    width_mm: float
+    height_mm: float
+    dpi: float
+    proposed_by: str
+    proposed_at: _timestamp_pb2.Timestamp
+    approved_by: str
+    approved_at: _timestamp_pb2.Timestamp
+    comment: str
+    def __init__(self, impression_id: _Optional[str] = ..., seal_id: _Optional[str] = ..., sha256: _Optional[str] = ..., media_type: _Optional[str] = ..., seal_code: _Optional[str] = ..., width_mm: _Optional[float] = ..., height_mm: _Optional[float] = ..., dpi: _Optional[float] = ..., proposed_by: _Optional[str] = ..., proposed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., approved_by: _Optional[str] = ..., approved_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., comment: _Optional[str] = ...) -> None: ...
+
+class ApproveSealImpressionResponse(_message.Message):
+    __slots__ = ("impression", "voided_requests")
+    IMPRESSION_FIELD_NUMBER: _ClassVar[int]
+    VOIDED_REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    impression: SealImpression
+    voided_requests: int
+    def __init__(self, impression: _Optional[_Union[SealImpression, _Mapping]] = ..., voided_requests: _Optional[int] = ...) -> None: ...
+
+class GetSealImpressionRequest(_message.Message):
+    __slots__ = ("seal_id", "proposal_id")
+    SEAL_ID_FIELD_NUMBER: _ClassVar[int]
+    PROPOSAL_ID_FIELD_NUMBER: _ClassVar[int]
+    seal_id: str
+    proposal_id: str
+    def __init__(self, seal_id: _Optional[str] = ..., proposal_id: _Optional[str] = ...) -> None: ...
+
+class SealImpressionView(_message.Message):
+    __slots__ = ("current", "image", "proposals", "history", "proposal_image")
+    CURRENT_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    PROPOSALS_FIELD_NUMBER: _ClassVar[int]
+    HISTORY_FIELD_NUMBER: _ClassVar[int]
+    PROPOSAL_IMAGE_FIELD_NUMBER: _ClassVar[int]
+    current: SealImpression
+    image: bytes
+    proposals: _containers.RepeatedCompositeFieldContainer[SealImpression]
+    history: _containers.RepeatedCompositeFieldContainer[SealImpression]
+    proposal_image: bytes
+    def __init__(self, current: _Optional[_Union[SealImpression, _Mapping]] = ..., image: _Optional[bytes] = ..., proposals: _Optional[_Iterable[_Union[SealImpression, _Mapping]]] = ..., history: _Optional[_Iterable[_Union[SealImpression, _Mapping]]] = ..., proposal_image: _Optional[bytes] = ...) -> None: ...
 
 class Custody(_message.Message):
     __slots__ = ("seal_id", "custodian", "delegate", "delegation")

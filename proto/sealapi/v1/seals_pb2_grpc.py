@@ -84,6 +84,21 @@ class SealRegistryServiceStub:
                 request_serializer=sealapi_dot_v1_dot_seals__pb2.RenderSealImageRequest.SerializeToString,
                 response_deserializer=sealapi_dot_v1_dot_seals__pb2.RenderSealImageResponse.FromString,
                 _registered_method=True)
+        self.ImportSealImpression = channel.unary_unary(
+                '/sealapi.v1.SealRegistryService/ImportSealImpression',
+                request_serializer=sealapi_dot_v1_dot_seals__pb2.ImportSealImpressionRequest.SerializeToString,
+                response_deserializer=sealapi_dot_v1_dot_seals__pb2.SealImpression.FromString,
+                _registered_method=True)
+        self.ApproveSealImpression = channel.unary_unary(
+                '/sealapi.v1.SealRegistryService/ApproveSealImpression',
+                request_serializer=sealapi_dot_v1_dot_seals__pb2.ApproveSealImpressionRequest.SerializeToString,
+                response_deserializer=sealapi_dot_v1_dot_seals__pb2.ApproveSealImpressionResponse.FromString,
+                _registered_method=True)
+        self.GetSealImpression = channel.unary_unary(
+                '/sealapi.v1.SealRegistryService/GetSealImpression',
+                request_serializer=sealapi_dot_v1_dot_seals__pb2.GetSealImpressionRequest.SerializeToString,
+                response_deserializer=sealapi_dot_v1_dot_seals__pb2.SealImpressionView.FromString,
+                _registered_method=True)
         self.GetCustody = channel.unary_unary(
                 '/sealapi.v1.SealRegistryService/GetCustody',
                 request_serializer=sealapi_dot_v1_dot_seals__pb2.GetCustodyRequest.SerializeToString,
@@ -190,6 +205,28 @@ class SealRegistryServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def RenderSealImage(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ImportSealImpression(self, request, context):
+        """Issue 16: the seal's registered impression (印模), PNG or SVG with a transparent
+        background: imported by one admin (checked at once: INVALID_ARGUMENT naming what is
+        wrong), approved by a second admin naming its SHA-256. The approval makes it the seal's
+        face and voids every open approval of the seal (the digest covers it, R02).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ApproveSealImpression(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSealImpression(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -306,6 +343,21 @@ def add_SealRegistryServiceServicer_to_server(servicer, server):
                     servicer.RenderSealImage,
                     request_deserializer=sealapi_dot_v1_dot_seals__pb2.RenderSealImageRequest.FromString,
                     response_serializer=sealapi_dot_v1_dot_seals__pb2.RenderSealImageResponse.SerializeToString,
+            ),
+            'ImportSealImpression': grpc.unary_unary_rpc_method_handler(
+                    servicer.ImportSealImpression,
+                    request_deserializer=sealapi_dot_v1_dot_seals__pb2.ImportSealImpressionRequest.FromString,
+                    response_serializer=sealapi_dot_v1_dot_seals__pb2.SealImpression.SerializeToString,
+            ),
+            'ApproveSealImpression': grpc.unary_unary_rpc_method_handler(
+                    servicer.ApproveSealImpression,
+                    request_deserializer=sealapi_dot_v1_dot_seals__pb2.ApproveSealImpressionRequest.FromString,
+                    response_serializer=sealapi_dot_v1_dot_seals__pb2.ApproveSealImpressionResponse.SerializeToString,
+            ),
+            'GetSealImpression': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSealImpression,
+                    request_deserializer=sealapi_dot_v1_dot_seals__pb2.GetSealImpressionRequest.FromString,
+                    response_serializer=sealapi_dot_v1_dot_seals__pb2.SealImpressionView.SerializeToString,
             ),
             'GetCustody': grpc.unary_unary_rpc_method_handler(
                     servicer.GetCustody,
@@ -623,6 +675,87 @@ class SealRegistryService:
             '/sealapi.v1.SealRegistryService/RenderSealImage',
             sealapi_dot_v1_dot_seals__pb2.RenderSealImageRequest.SerializeToString,
             sealapi_dot_v1_dot_seals__pb2.RenderSealImageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImportSealImpression(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sealapi.v1.SealRegistryService/ImportSealImpression',
+            sealapi_dot_v1_dot_seals__pb2.ImportSealImpressionRequest.SerializeToString,
+            sealapi_dot_v1_dot_seals__pb2.SealImpression.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ApproveSealImpression(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sealapi.v1.SealRegistryService/ApproveSealImpression',
+            sealapi_dot_v1_dot_seals__pb2.ApproveSealImpressionRequest.SerializeToString,
+            sealapi_dot_v1_dot_seals__pb2.ApproveSealImpressionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSealImpression(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sealapi.v1.SealRegistryService/GetSealImpression',
+            sealapi_dot_v1_dot_seals__pb2.GetSealImpressionRequest.SerializeToString,
+            sealapi_dot_v1_dot_seals__pb2.SealImpressionView.FromString,
             options,
             channel_credentials,
             insecure,

@@ -42,6 +42,14 @@ class SealRegistryServiceStub:
     ReportSealLost: _grpc.UnaryUnaryMultiCallable[_seals_pb2.SealLifecycleRequest, _seals_pb2.Seal]
     DestroySeal: _grpc.UnaryUnaryMultiCallable[_seals_pb2.SealLifecycleRequest, _seals_pb2.Seal]
     RenderSealImage: _grpc.UnaryUnaryMultiCallable[_seals_pb2.RenderSealImageRequest, _seals_pb2.RenderSealImageResponse]
+    ImportSealImpression: _grpc.UnaryUnaryMultiCallable[_seals_pb2.ImportSealImpressionRequest, _seals_pb2.SealImpression]
+    """Issue 16: the seal's registered impression (印模), PNG or SVG with a transparent
+    background: imported by one admin (checked at once: INVALID_ARGUMENT naming what is
+    wrong), approved by a second admin naming its SHA-256. The approval makes it the seal's
+    face and voids every open approval of the seal (the digest covers it, R02).
+    """
+    ApproveSealImpression: _grpc.UnaryUnaryMultiCallable[_seals_pb2.ApproveSealImpressionRequest, _seals_pb2.ApproveSealImpressionResponse]
+    GetSealImpression: _grpc.UnaryUnaryMultiCallable[_seals_pb2.GetSealImpressionRequest, _seals_pb2.SealImpressionView]
     GetCustody: _grpc.UnaryUnaryMultiCallable[_seals_pb2.GetCustodyRequest, _seals_pb2.Custody]
     """Custody (R09)."""
     ProposeCustodyChange: _grpc.UnaryUnaryMultiCallable[_seals_pb2.ProposeCustodyChangeRequest, _seals_pb2.CustodyChange]
@@ -72,6 +80,14 @@ class SealRegistryServiceAsyncStub(SealRegistryServiceStub):
     ReportSealLost: _aio.UnaryUnaryMultiCallable[_seals_pb2.SealLifecycleRequest, _seals_pb2.Seal]  # type: ignore[assignment]
     DestroySeal: _aio.UnaryUnaryMultiCallable[_seals_pb2.SealLifecycleRequest, _seals_pb2.Seal]  # type: ignore[assignment]
     RenderSealImage: _aio.UnaryUnaryMultiCallable[_seals_pb2.RenderSealImageRequest, _seals_pb2.RenderSealImageResponse]  # type: ignore[assignment]
+    ImportSealImpression: _aio.UnaryUnaryMultiCallable[_seals_pb2.ImportSealImpressionRequest, _seals_pb2.SealImpression]  # type: ignore[assignment]
+    """Issue 16: the seal's registered impression (印模), PNG or SVG with a transparent
+    background: imported by one admin (checked at once: INVALID_ARGUMENT naming what is
+    wrong), approved by a second admin naming its SHA-256. The approval makes it the seal's
+    face and voids every open approval of the seal (the digest covers it, R02).
+    """
+    ApproveSealImpression: _aio.UnaryUnaryMultiCallable[_seals_pb2.ApproveSealImpressionRequest, _seals_pb2.ApproveSealImpressionResponse]  # type: ignore[assignment]
+    GetSealImpression: _aio.UnaryUnaryMultiCallable[_seals_pb2.GetSealImpressionRequest, _seals_pb2.SealImpressionView]  # type: ignore[assignment]
     GetCustody: _aio.UnaryUnaryMultiCallable[_seals_pb2.GetCustodyRequest, _seals_pb2.Custody]  # type: ignore[assignment]
     """Custody (R09)."""
     ProposeCustodyChange: _aio.UnaryUnaryMultiCallable[_seals_pb2.ProposeCustodyChangeRequest, _seals_pb2.CustodyChange]  # type: ignore[assignment]
@@ -159,6 +175,32 @@ class SealRegistryServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _seals_pb2.RenderSealImageRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_seals_pb2.RenderSealImageResponse, _abc.Awaitable[_seals_pb2.RenderSealImageResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ImportSealImpression(
+        self,
+        request: _seals_pb2.ImportSealImpressionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_seals_pb2.SealImpression, _abc.Awaitable[_seals_pb2.SealImpression]]:
+        """Issue 16: the seal's registered impression (印模), PNG or SVG with a transparent
+        background: imported by one admin (checked at once: INVALID_ARGUMENT naming what is
+        wrong), approved by a second admin naming its SHA-256. The approval makes it the seal's
+        face and voids every open approval of the seal (the digest covers it, R02).
+        """
+
+    @_abc_1.abstractmethod
+    def ApproveSealImpression(
+        self,
+        request: _seals_pb2.ApproveSealImpressionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_seals_pb2.ApproveSealImpressionResponse, _abc.Awaitable[_seals_pb2.ApproveSealImpressionResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def GetSealImpression(
+        self,
+        request: _seals_pb2.GetSealImpressionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_seals_pb2.SealImpressionView, _abc.Awaitable[_seals_pb2.SealImpressionView]]: ...
 
     @_abc_1.abstractmethod
     def GetCustody(
