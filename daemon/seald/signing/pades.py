@@ -50,6 +50,8 @@ class SealResult:
     box_pt: tuple[float, float, float, float]
     # Cross-page seal: every page's slice box (user space, points), page order.
     slice_boxes_pt: tuple[tuple[float, float, float, float], ...] = ()
+    # A job's signature (signing/job.py): every mark drawn, (1-based page, user-space box).
+    mark_boxes_pt: tuple[tuple[int, tuple[float, float, float, float]], ...] = ()
 
 
 @dataclass(frozen=True)
