@@ -6,6 +6,7 @@ pixels rendered by pdftoppm where it was asked (SEAL-RULES R13, R14)."""
 
 from __future__ import annotations
 
+import io
 import shutil
 import subprocess
 from collections.abc import Iterator, Sequence
@@ -16,9 +17,9 @@ import pkcs11
 import pytest
 from contract_pdf import ANCHOR, CENTRED_LINE, contract_pdf
 from fixture_layout import SealFixtures
-from PIL import Image, ImageChops
+from PIL import Image, ImageChops, ImageFilter
 
-from seald.domain.marks import CrossPage, Mark, PageSet
+from seald.domain.marks import CrossPage, Mark, PageSet, marks_of_seal, signing_order
 from seald.signing.errors import PlacementError
 from seald.signing.job import (
     JobLayout,
@@ -408,3 +409,121 @@ def test_job_preview_plan_names_every_touched_page(tmp_path: Path, seal_png: byt
     rect = plan.overlays[1][0][1]
     centre = 60 * POINTS_PER_MM
     assert rect == pytest.approx((centre - half, centre - half, centre + half, centre + half))
+
+
+# --- the three-seal contract (issue 16's example) and its preview --------------------------
+
+# Contract seal centred on "（盖章）" on the signature page, the 骑缝章 over every page, the
+# legal representative's seal 35 mm right of the anchor. The fixtures have two tokens:
+# the 骑缝章 is signed with the official seal's key, the legal representative's mark with
+# the contract token's key under its own field (at this layer a seal is a key + image).
+THREE_SEALS = [
+    Mark("contract", PageSet.parse("last"), anchor_text=ANCHOR),
+    Mark("official", PageSet.parse("all"), y_mm=120, cross_page=CrossPage(PageSet.parse("all"))),
+    Mark("legal_rep", PageSet.parse("last"), anchor_text=ANCHOR, x_mm=35),
+]
+KEYS = {"contract": "contract", "official": "official", "legal_rep": "contract"}
+FIELDS = {"contract": "ContractSeal", "official": "CrossPageSeal", "legal_rep": "LegalRepSeal"}
+
+
+def seal_three_seal_contract(
+    sessions: dict[str, pkcs11.Session],
+    fx: SealFixtures,
+    images: dict[str, bytes],
+    src: Path,
+    workdir: Path,
+) -> tuple[Path, JobLayout]:
+    """The job as jobflow runs it: checked, laid out once on the original, then one
+    seal_job_signature per seal in signing order, each output the next input."""
+    check_job_marks(src, THREE_SEALS, seal_sizes_mm=SIZES)
+    layout = layout_document(src, THREE_SEALS, seal_sizes_mm=SIZES)
+    current = src
+    for step, seal_id in enumerate(signing_order(THREE_SEALS), start=1):
+        out = workdir / f"step{step}.pdf"
+        marks = marks_of_seal(THREE_SEALS, seal_id)
+        _sign(
+            sessions[KEYS[seal_id]],
+            fx,
+            KEYS[seal_id],
+            current,
+            out,
+            images[seal_id],
+            marks,
+            field=FIELDS[seal_id],
+            layout=layout,
+        )
+        current = out
+    return current, layout
+
+
+@pytest.fixture
+def three_seal_images(seal_png: bytes, legal_rep_png: bytes) -> dict[str, bytes]:
+    return {"contract": seal_png, "official": seal_png, "legal_rep": legal_rep_png}
+
+
+def test_job_three_seal_contract_has_three_valid_signatures_and_every_mark_in_place(
+    token_session: pkcs11.Session,
+    official_session: pkcs11.Session,
+    seal_fixtures: SealFixtures,
+    three_seal_images: dict[str, bytes],
+    tmp_path: Path,
+) -> None:
+    src = tmp_path / "contract.pdf"
+    src.write_bytes(contract_pdf(6, anchors={6: [(200.0, 200.0)]}))
+    sessions = {"contract": token_session, "official": official_session}
+    sealed, layout = seal_three_seal_contract(sessions, seal_fixtures, three_seal_images, src, tmp_path)
+
+    check_valid(sealed, seal_fixtures, 3)
+    checks = verify_pdf(sealed, [seal_fixtures.seal_ca.read_bytes()])
+    assert [c.field_name for c in checks] == ["ContractSeal", "CrossPageSeal", "LegalRepSeal"]
+    # only the last covers the whole document; it covers the two before it
+    assert [c.covers_whole_document for c in checks] == [False, False, True]
+    # the layout does not change between signatures: laying out once is right
+    step2 = tmp_path / "step2.pdf"
+    assert layout_document(step2, THREE_SEALS, seal_sizes_mm=SIZES) == layout
+    # every mark where it was asked, nothing red anywhere else, on every page
+    assert {d.page_ix for d in layout.drawings} == set(range(6))
+    check_marks_in_pixels(sealed, layout, tmp_path)
+
+
+def test_job_preview_of_every_mark_equals_the_sealed_result(
+    token_session: pkcs11.Session,
+    official_session: pkcs11.Session,
+    seal_fixtures: SealFixtures,
+    three_seal_images: dict[str, bytes],
+    tmp_path: Path,
+) -> None:
+    """Issue 16 item 3: the approver's picture of every mark is the sealed result, within
+    1 mm per mark, and pixel for pixel away from the marks."""
+    src = tmp_path / "contract.pdf"
+    src.write_bytes(contract_pdf(4, anchors={4: [(200.0, 200.0)]}))
+    plan = plan_job_preview(
+        src, [(m, three_seal_images[m.seal_id]) for m in THREE_SEALS], seal_sizes_mm=SIZES, dpi=DPI
+    )
+    assert plan.seal_pages == [0, 1, 2, 3]  # every page a mark touches
+    sessions = {"contract": token_session, "official": official_session}
+    sealed, layout = seal_three_seal_contract(sessions, seal_fixtures, three_seal_images, src, tmp_path)
+    margin = round(1.0 / PX_MM)
+    for page_ix in plan.seal_pages:
+        shown = Image.open(io.BytesIO(plan.render(page_ix).png)).convert("RGB")
+        result = render(sealed, page_ix + 1, tmp_path)
+        assert shown.size == result.size
+        shown_red, result_red = red_mask(shown), red_mask(result)
+        outside = Image.new("L", shown.size, 255)
+        for d in (d for d in layout.drawings if d.page_ix == page_ix):
+            left, top, right, bottom = _px(d.rect_pt)
+            window = (left - 3 * margin, top - 3 * margin, right + 3 * margin, bottom + 3 * margin)
+            a, b = shown_red.crop(window), result_red.crop(window)
+            box_a, box_b = a.getbbox(), b.getbbox()
+            assert box_a is not None and box_b is not None, (page_ix + 1, d)
+            for x, y in zip(box_a, box_b, strict=True):
+                assert abs(x - y) <= margin, (page_ix + 1, d, box_a, box_b)
+            # the same strokes: every red pixel of each picture lies within 2 px (0.34 mm)
+            # of a red pixel of the other (resampling moves stroke edges by a pixel)
+            for one, other in ((a, b), (b, a)):
+                near = ImageChops.multiply(one, other.filter(ImageFilter.MaxFilter(5))).histogram()[255]
+                total = one.histogram()[255]
+                assert total and near / total >= 0.98, (page_ix + 1, d, near, total)
+            outside.paste(0, (left - margin, top - margin, right + margin, bottom + margin))
+        differ = ImageChops.difference(shown, result).convert("L").point(lambda v: 255 if v > 8 else 0)
+        assert ImageChops.multiply(differ, outside).getbbox() is None, page_ix + 1
