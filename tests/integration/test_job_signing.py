@@ -6,6 +6,7 @@ pixels rendered by pdftoppm where it was asked (SEAL-RULES R13, R14)."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import shutil
 import subprocess
@@ -18,16 +19,20 @@ import pytest
 from contract_pdf import ANCHOR, CENTRED_LINE, contract_pdf
 from fixture_layout import SealFixtures
 from PIL import Image, ImageChops, ImageFilter
+from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+from pyhanko.sign.fields import SigFieldSpec, append_signature_field
 
 from seald.domain.marks import CrossPage, Mark, PageSet, marks_of_seal, signing_order
-from seald.signing.errors import PlacementError
+from seald.signing.errors import PlacementError, SigningError
 from seald.signing.job import (
     JobLayout,
     check_job_marks,
+    has_signed_field,
     layout_document,
     plan_job_preview,
     seal_job_signature,
 )
+from seald.signing.levels import Certification
 from seald.signing.pades import SealResult, SealSpec, token_signer
 from seald.signing.placement import POINTS_PER_MM, PlacementSpec
 from seald.signing.seal_image import SealImageSpec, render_seal_png
@@ -527,3 +532,44 @@ def test_job_preview_of_every_mark_equals_the_sealed_result(
             outside.paste(0, (left - margin, top - margin, right + margin, bottom + margin))
         differ = ImageChops.difference(shown, result).convert("L").point(lambda v: 255 if v > 8 else 0)
         assert ImageChops.multiply(differ, outside).getbbox() is None, page_ix + 1
+
+
+def test_job_already_signed_check_agrees_with_pyhanko_and_certification_is_kept(
+    token_session: pkcs11.Session, seal_fixtures: SealFixtures, seal_png: bytes, tmp_path: Path
+) -> None:
+    """The job's cheap "already signed?" (has_signed_field, no signature parsed) says what
+    pyHanko's embedded_signatures says, so the certification rules stay as they were: a
+    certification seal only first, nothing after a no-changes certification."""
+    src = tmp_path / "in.pdf"
+    src.write_bytes(contract_pdf(2))
+    # an EMPTY signature field is not a signature
+    empty = tmp_path / "empty-field.pdf"
+    with src.open("rb") as f:
+        writer = IncrementalPdfFileWriter(f)
+        append_signature_field(writer, SigFieldSpec("Empty", on_page=0, box=(10, 10, 50, 50)))
+        with empty.open("wb") as out:
+            writer.write(out)
+    mark = [Mark("contract", PageSet.parse("1"), x_mm=60, y_mm=60)]
+    one, two = tmp_path / "one.pdf", tmp_path / "two.pdf"
+    _sign(token_session, seal_fixtures, "contract", empty, one, seal_png, mark, field="A")
+    _sign(token_session, seal_fixtures, "contract", one, two, seal_png, mark, field="B")
+    for path, signed in ((src, False), (empty, False), (one, True), (two, True)):
+        with path.open("rb") as f:
+            writer = IncrementalPdfFileWriter(f)
+            assert has_signed_field(writer) is signed, path
+            assert bool(writer.prev.embedded_signatures) is signed, path
+
+    label = seal_fixtures.seals["contract"].key_label
+    signer = token_signer(token_session, label, label)
+    certify = dataclasses.replace(_spec(seal_png, "Cert", 40), certification=Certification.FORM_FILLING)
+    with pytest.raises(SigningError) as refused:
+        seal_job_signature(one, tmp_path / "x.pdf", signer=signer, spec=certify, marks=mark)
+    assert refused.value.reason == "certification_not_first"
+    locked = tmp_path / "locked.pdf"
+    no_changes = dataclasses.replace(_spec(seal_png, "Lock", 40), certification=Certification.NO_CHANGES)
+    seal_job_signature(src, locked, signer=signer, spec=no_changes, marks=mark)
+    check_valid(locked, seal_fixtures, 1)
+    with pytest.raises(SigningError) as refused:
+        _sign(token_session, seal_fixtures, "contract", locked, tmp_path / "y.pdf", seal_png, mark, field="C")
+    assert refused.value.reason == "certified_no_changes"
+    assert not (tmp_path / "x.pdf").exists() and not (tmp_path / "y.pdf").exists()

@@ -349,7 +349,9 @@ def seal_job_signature(
     size = seal_size_mm or spec.placement.size_mm
     with _open_input(input_path) as source:
         writer = open_incremental(source)
-        certification = _check_may_add_signature(writer, spec.certification, spec.certify_only_if_first)
+        certification = _check_may_add_signature(
+            writer, spec.certification, spec.certify_only_if_first, is_signed=has_signed_field
+        )
         if layout is None:
             layout = layout_marks(
                 _all_geometry(writer),
@@ -399,6 +401,43 @@ def seal_job_signature(
     widget: list[tuple[int, UserBox]] = [(first.page_ix + 1, box)] if stamp is not None else []
     all_boxes = tuple(widget + content_boxes)
     return _with_boxes(result, all_boxes)
+
+
+def has_signed_field(writer: IncrementalPdfFileWriter) -> bool:
+    """Whether any signature field of the document is filled, without reading the
+    signatures: pyHanko's ``embedded_signatures`` parses each signature's reserved
+    /Contents (32 KiB and more of hex) in Python, about a third of the CPU of a job's
+    second and third signature (bench/bench_job.py). Only the PRESENCE of /V is looked
+    at (raw_get: the signature dictionary is not loaded)."""
+    try:
+        acroform = writer.prev.root.get("/AcroForm")
+        fields = acroform.get_object().get("/Fields") if acroform is not None else None
+    except Exception as ex:
+        raise InputDocumentError(
+            f"the PDF's form fields cannot be read ({type(ex).__name__}); re-save it", reason="malformed"
+        ) from ex
+    if fields is None:
+        return False
+    # (field reference, inherited /FT); the tree is bounded by the input checks, and a
+    # reference seen twice (a malformed loop) is visited once.
+    stack: list[tuple[generic.PdfObject, object]] = [(ref, None) for ref in fields.get_object()]
+    seen: set[object] = set()
+    while stack:
+        ref, inherited = stack.pop()
+        key = ref.reference if isinstance(ref, generic.IndirectObject) else id(ref)
+        if key in seen:
+            continue
+        seen.add(key)
+        field = ref.get_object()  # type: ignore[no-untyped-call]
+        if not isinstance(field, generic.DictionaryObject):
+            continue
+        kind = field.raw_get("/FT") if "/FT" in field else inherited
+        if kind == "/Sig" and "/V" in field:
+            return True
+        kids = field.raw_get("/Kids") if "/Kids" in field else None
+        if kids is not None:
+            stack += [(kid, kind) for kid in kids.get_object()]
+    return False
 
 
 def _with_boxes(result: SealResult, boxes: tuple[tuple[int, UserBox], ...]) -> SealResult:

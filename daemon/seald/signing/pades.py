@@ -12,7 +12,7 @@ import dataclasses
 import hashlib
 import os
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
@@ -215,12 +215,19 @@ def plan_seal(source: BinaryIO, input_path: Path, *, signer: Signer, spec: SealS
 
 
 def _check_may_add_signature(
-    writer: IncrementalPdfFileWriter, certification: Certification, only_if_first: bool
+    writer: IncrementalPdfFileWriter,
+    certification: Certification,
+    only_if_first: bool,
+    *,
+    is_signed: Callable[[IncrementalPdfFileWriter], bool] | None = None,
 ) -> Certification:
-    """Refuse up front what would produce an invalid document (fail closed)."""
+    """Refuse up front what would produce an invalid document (fail closed).
+
+    ``is_signed``: how to tell whether the document already carries a signature
+    (default: pyHanko's ``embedded_signatures``, which reads every signature)."""
     try:
         docmdp = read_certification_data(writer.prev)
-        signed = bool(writer.prev.embedded_signatures)
+        signed = is_signed(writer) if is_signed else bool(writer.prev.embedded_signatures)
     except Exception as ex:
         raise InputDocumentError(
             f"the PDF's signature fields cannot be read ({type(ex).__name__})", reason="malformed"
