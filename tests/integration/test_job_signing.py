@@ -34,6 +34,7 @@ from seald.signing.job import (
 )
 from seald.signing.levels import Certification
 from seald.signing.pades import SealResult, SealSpec, token_signer
+from seald.signing.pipeline import SealJob, finish_seal, prepare_seal, publish, sign_prepared
 from seald.signing.placement import POINTS_PER_MM, PlacementSpec
 from seald.signing.seal_image import SealImageSpec, render_seal_png
 from seald.signing.verify import verify_pdf
@@ -573,3 +574,44 @@ def test_job_already_signed_check_agrees_with_pyhanko_and_certification_is_kept(
         _sign(token_session, seal_fixtures, "contract", locked, tmp_path / "y.pdf", seal_png, mark, field="C")
     assert refused.value.reason == "certified_no_changes"
     assert not (tmp_path / "x.pdf").exists() and not (tmp_path / "y.pdf").exists()
+
+
+def test_job_three_seals_through_the_daemons_pipeline_with_pre_encoded_cms(
+    token_session: pkcs11.Session,
+    official_session: pkcs11.Session,
+    seal_fixtures: SealFixtures,
+    three_seal_images: dict[str, bytes],
+    tmp_path: Path,
+) -> None:
+    """The daemon's three steps (prepare in a worker, the key operation on the token's
+    thread, finish with PreEncodedSigner) with ``SealJob.marks``: the same contract, the
+    same checks as the one-step path."""
+    src = tmp_path / "contract.pdf"
+    src.write_bytes(contract_pdf(5, anchors={5: [(200.0, 200.0)]}))
+    layout = layout_document(src, THREE_SEALS, seal_sizes_mm=SIZES)
+    sessions = {"contract": token_session, "official": official_session}
+    current = src
+    for step, seal_id in enumerate(signing_order(THREE_SEALS), start=1):
+        key = seal_fixtures.seals[KEYS[seal_id]]
+        signer = token_signer(sessions[KEYS[seal_id]], key.key_label, key.key_label)
+        out = tmp_path / f"pipeline-{step}.pdf"
+        job = SealJob(
+            input_path=current,
+            output_path=out,
+            signing_cert_der=signer.signing_cert.dump(),  # type: ignore[union-attr]
+            chain_der=(),
+            seal_png=three_seal_images[seal_id],
+            placement=PlacementSpec(page=0, x_mm=0, y_mm=0, size_mm=SIZES[seal_id]),
+            reason="合同盖章",
+            location="北京",
+            field_name=FIELDS[seal_id],
+            marks=marks_of_seal(THREE_SEALS, seal_id),
+            layout=layout,
+        )
+        prepared = prepare_seal(job)
+        finish_seal(job, prepared, sign_prepared(signer, prepared))
+        publish(prepared, out)
+        assert len(prepared.slice_boxes) == len([d for d in layout.drawings if d.seal_id == seal_id])
+        current = out
+    check_valid(current, seal_fixtures, 3)
+    check_marks_in_pixels(current, layout, tmp_path)

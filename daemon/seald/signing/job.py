@@ -30,8 +30,13 @@ The API (jobflow calls these; names and meaning are fixed):
   cross_page_needs_pages, cross_page_too_many_pages, bad_placement, marks_overlap
   (two DIFFERENT seals' drawings share area on a page and ``allow_overlap(a, b)`` is
   False; the test is on the seals' square boxes, so it is conservative for round seals).
-- ``seal_job_signature(input_path, output_path, *, signer, spec, marks)``: ONE
-  signature of ONE seal over all its marks; see its docstring.
+- ``seal_job_signature(input_path, output_path, *, signer, spec, marks, layout=None)``:
+  ONE signature of ONE seal over all its marks; see plan_job_signature. In the daemon's
+  pipeline the same is ``pipeline.SealJob(..., marks=..., layout=...)`` (prepare in a
+  worker, the key operation on the token's thread, finish), so a job's seal gets the
+  pipeline's PreEncodedSigner, levels and crash handling like any request.
+- ``layout_document(pdf_path, marks, *, seal_sizes_mm)``: the job's layout, made once on
+  the ORIGINAL and passed to every seal's signature (``layout=``).
 - ``plan_job_preview(pdf_path, marks_with_images, *, seal_sizes_mm, dpi)``: a
   ``preview.PreviewPlan`` whose ``seal_pages`` are every page a mark touches (at most
   preview.MAX_PAGES) and whose overlays are every mark's drawings; ``plan.render(ix)``
@@ -43,13 +48,12 @@ Blocking (poppler, image work, the token): call from a worker thread.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
 import hashlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
+from typing import BinaryIO, cast
 
 from PIL import Image
 from pyhanko.pdf_utils import generic
@@ -66,12 +70,12 @@ from .errors import InputDocumentError, PlacementError, SigningError
 from .input_checks import count_pages
 from .pades import (
     PageGeometry,
+    SealPlan,
     SealResult,
     SealSpec,
     _atomic_output,
     _check_may_add_signature,
     _open_input,
-    _result,
     _translate_signing_errors,
     open_incremental,
     page_geometry,
@@ -321,7 +325,36 @@ def seal_job_signature(
     layout: JobLayout | None = None,
 ) -> SealResult:
     """ONE signature of ONE seal carrying all of that seal's ``marks`` (all with the same
-    seal_id), written atomically to ``output_path`` like seal_pdf.
+    seal_id), written atomically to ``output_path`` like seal_pdf; see plan_job_signature.
+    The daemon's pipeline does the same in steps (``pipeline.SealJob.marks``)."""
+    with _open_input(input_path) as source:
+        plan = plan_job_signature(
+            source,
+            input_path,
+            signer=signer,
+            spec=spec,
+            marks=marks,
+            seal_size_mm=seal_size_mm,
+            layout=layout,
+        )
+        with _atomic_output(output_path) as out:
+            with _translate_signing_errors(plan.field_name):
+                plan.pdf_signer.sign_pdf(plan.writer, output=out, bytes_reserved=plan.bytes_reserved)
+            return plan.result(out)
+
+
+def plan_job_signature(
+    source: BinaryIO,
+    input_path: Path,
+    *,
+    signer: Signer,
+    spec: SealSpec,
+    marks: Sequence[Mark],
+    seal_size_mm: float = 0.0,
+    layout: JobLayout | None = None,
+) -> SealPlan:
+    """``pades.plan_seal`` for a job's seal: the document opened, checked, every mark of
+    this seal drawn, pyHanko's PdfSigner set up; not yet signed.
 
     The signature's widget shows the first drawing of the first mark when that is a whole
     seal (a position or an anchor); every other drawing (other pages, other positions,
@@ -347,60 +380,60 @@ def seal_job_signature(
             reason="bad_mark",
         )
     size = seal_size_mm or spec.placement.size_mm
-    with _open_input(input_path) as source:
-        writer = open_incremental(source)
-        certification = _check_may_add_signature(
-            writer, spec.certification, spec.certify_only_if_first, is_signed=has_signed_field
+    writer = open_incremental(source)
+    certification = _check_may_add_signature(
+        writer, spec.certification, spec.certify_only_if_first, is_signed=has_signed_field
+    )
+    if layout is None:
+        layout = layout_marks(
+            _all_geometry(writer),
+            marks,
+            seal_sizes_mm={marks[0].seal_id: size},
+            text_of=_text_source(input_path),
         )
-        if layout is None:
-            layout = layout_marks(
-                _all_geometry(writer),
-                marks,
-                seal_sizes_mm={marks[0].seal_id: size},
-                text_of=_text_source(input_path),
-            )
-        meta = signature_metadata(
-            spec.field_name,
-            reason=spec.reason,
-            location=spec.location,
-            signer_name=spec.signer_name,
-            level=spec.level,
-            certification=certification,
-        )
-        # A job's layout has every seal's marks: this signature draws its own seal's.
-        drawings = [d for d in layout.drawings if d.seal_id == marks[0].seal_id]
-        if not drawings:
-            raise PlacementError("the marks draw nothing on this document", reason="bad_placement")
-        first = drawings[0]
-        page = layout.geometry[first.page_ix]
-        stamp = None
-        if first.piece == WHOLE:
-            drawings = drawings[1:]
-            box = displayed_rect_to_user(_page_box(page), first.rect_pt)
-            exact_box = cast("tuple[int, int, int, int]", tuple(round(v, 3) for v in box))
-            field_spec = fields.SigFieldSpec(
-                sig_field_name=spec.field_name, on_page=first.page_ix, box=exact_box
-            )
-            stamp = seal_stamp_style(spec.seal_png, page.rotate)
-        else:
-            box = displayed_rect_to_user(_page_box(page), first.rect_pt)
-            field_spec = fields.SigFieldSpec(sig_field_name=spec.field_name, on_page=first.page_ix)
-        content_boxes = _draw_marks(writer, layout.geometry, drawings, spec.seal_png, spec.field_name)
-        pdf_signer = signers.PdfSigner(
-            meta,
-            signer,
-            stamp_style=stamp,
-            new_field_spec=field_spec,
-            timestamper=spec.level.timestamper(),
-        )
-        bytes_reserved = spec.signature_bytes or spec.level.signature_bytes
-        with _atomic_output(output_path) as out:
-            with _translate_signing_errors(spec.field_name):
-                pdf_signer.sign_pdf(writer, output=out, bytes_reserved=bytes_reserved)
-            result = _result(out, spec.field_name, first.page_ix, box)
-    widget: list[tuple[int, UserBox]] = [(first.page_ix + 1, box)] if stamp is not None else []
-    all_boxes = tuple(widget + content_boxes)
-    return _with_boxes(result, all_boxes)
+    meta = signature_metadata(
+        spec.field_name,
+        reason=spec.reason,
+        location=spec.location,
+        signer_name=spec.signer_name,
+        level=spec.level,
+        certification=certification,
+    )
+    # A job's layout has every seal's marks: this signature draws its own seal's.
+    drawings = [d for d in layout.drawings if d.seal_id == marks[0].seal_id]
+    if not drawings:
+        raise PlacementError("the marks draw nothing on this document", reason="bad_placement")
+    first = drawings[0]
+    page = layout.geometry[first.page_ix]
+    box = displayed_rect_to_user(_page_box(page), first.rect_pt)
+    stamp = None
+    widget: list[tuple[int, UserBox]] = []
+    if first.piece == WHOLE:
+        drawings = drawings[1:]
+        exact_box = cast("tuple[int, int, int, int]", tuple(round(v, 3) for v in box))
+        field_spec = fields.SigFieldSpec(sig_field_name=spec.field_name, on_page=first.page_ix, box=exact_box)
+        stamp = seal_stamp_style(spec.seal_png, page.rotate)
+        widget = [(first.page_ix + 1, box)]
+    else:
+        field_spec = fields.SigFieldSpec(sig_field_name=spec.field_name, on_page=first.page_ix)
+    boxes = tuple(widget + _draw_marks(writer, layout.geometry, drawings, spec.seal_png, spec.field_name))
+    pdf_signer = signers.PdfSigner(
+        meta,
+        signer,
+        stamp_style=stamp,
+        new_field_spec=field_spec,
+        timestamper=spec.level.timestamper(),
+    )
+    return SealPlan(
+        writer,
+        pdf_signer,
+        spec.field_name,
+        first.page_ix,
+        box,
+        tuple(b for _, b in boxes),
+        spec.signature_bytes or spec.level.signature_bytes,
+        mark_boxes=boxes,
+    )
 
 
 def has_signed_field(writer: IncrementalPdfFileWriter) -> bool:
@@ -438,10 +471,6 @@ def has_signed_field(writer: IncrementalPdfFileWriter) -> bool:
         if kids is not None:
             stack += [(kid, kind) for kid in kids.get_object()]
     return False
-
-
-def _with_boxes(result: SealResult, boxes: tuple[tuple[int, UserBox], ...]) -> SealResult:
-    return dataclasses.replace(result, slice_boxes_pt=tuple(b for _, b in boxes), mark_boxes_pt=boxes)
 
 
 def _draw_marks(

@@ -164,10 +164,12 @@ class SealPlan:
     box: tuple[float, float, float, float]
     slice_boxes: tuple[tuple[float, float, float, float], ...]
     bytes_reserved: int
+    # A job's signature (signing/job.py): every mark drawn, (1-based page, box).
+    mark_boxes: tuple[tuple[int, tuple[float, float, float, float]], ...] = ()
 
     def result(self, out: BinaryIO) -> SealResult:
         result = _result(out, self.field_name, self.page_ix, self.box)
-        return dataclasses.replace(result, slice_boxes_pt=self.slice_boxes)
+        return dataclasses.replace(result, slice_boxes_pt=self.slice_boxes, mark_boxes_pt=self.mark_boxes)
 
 
 def plan_seal(source: BinaryIO, input_path: Path, *, signer: Signer, spec: SealSpec) -> SealPlan:
