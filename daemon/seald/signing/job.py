@@ -64,7 +64,7 @@ from pyhanko.sign.signers import Signer
 from seald.domain.errors import InvalidInput
 from seald.domain.marks import Mark, PageSetKind, cross_page_groups, mark_label
 
-from .anchors import TextHit, document_text, find_text
+from .anchors import TextHit, document_text, find_in_text
 from .cross_page import PageBox, displayed_rect_to_user, image_slices, slice_rects_displayed
 from .errors import InputDocumentError, PlacementError, SigningError
 from .input_checks import count_pages
@@ -193,7 +193,7 @@ def layout_marks(
                 continue
             pages = mark.pages.resolve(count, what=f"{label} pages")
             if mark.anchor_text:
-                hits = find_text(Path(), mark.anchor_text, rotations, text=text_of())
+                hits = find_in_text(text_of(), mark.anchor_text, rotations)
                 centres = _anchor_centres(mark, pages, hits)
             else:
                 centres = [(p, mark.x_mm, mark.y_mm) for p in pages]
