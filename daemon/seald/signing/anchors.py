@@ -70,13 +70,19 @@ def resolve_anchor(pdf_path: Path, placement: PlacementSpec, rotations: list[int
 
 def find_text(pdf_path: Path, needle: str, rotations: list[int]) -> list[TextHit]:
     """Every occurrence of ``needle`` inside a word, in document order."""
+    return find_in_text(document_text(pdf_path), needle, rotations)
+
+
+def find_in_text(text: str, needle: str, rotations: list[int]) -> list[TextHit]:
+    """find_text on a document's ``document_text`` the caller already has (a job with
+    several anchors extracts the text once, not once per anchor)."""
     needle = needle.strip()
     if not needle or any(ch.isspace() for ch in needle):
         raise PlacementError(
             "the anchor text must be one word without spaces, e.g. （盖章）", reason="bad_anchor"
         )
     hits: list[TextHit] = []
-    for page_ix, page_xml in enumerate(_PAGE_RE.findall(_bbox_xhtml(pdf_path))):
+    for page_ix, page_xml in enumerate(_PAGE_RE.findall(text)):
         rotate = rotations[page_ix] if page_ix < len(rotations) else 0
         for match in _WORD_RE.finditer(page_xml):
             x1, y1, x2, y2 = (float(v) for v in match.groups()[:4])
@@ -115,7 +121,8 @@ def _sub_box(
     )
 
 
-def _bbox_xhtml(pdf_path: Path) -> str:
+def document_text(pdf_path: Path) -> str:
+    """The document's words with their boxes (poppler's bbox XHTML), for find_text."""
     tool = shutil.which("pdftotext")
     if tool is None:
         raise SigningError(

@@ -45,6 +45,31 @@ class CmsTemplates:
         self.signed_data: dict[tuple[str, bytes, int], tuple[bytes, bytes, bytes]] = {}
 
 
+class KeptContentInfo(cms.ContentInfo):  # type: ignore[misc]  # asn1crypto has no type hints
+    """A ContentInfo made from DER we already have, dumped as those bytes while unchanged.
+
+    Why: asn1crypto 1.5.1 takes any header whose LAST byte is 0x80 for the BER
+    indefinite-length marker and then re-encodes the whole value (wbond/asn1crypto#249):
+    a CMS of 0x0680 bytes (header 30 82 06 80) cost about 0.2-0.5 s per ``dump()`` here,
+    on every document of a seal whose B-B signature has that length (the fixtures'
+    official seal: bench/bench_job.py). Our bytes are DER already; once a field is
+    read or changed (``children`` parsed), asn1crypto's own ``dump`` is used."""
+
+    _kept: bytes | None = None
+
+    @classmethod
+    def keep(cls, der: bytes) -> KeptContentInfo:
+        info: KeptContentInfo = cls.load(der)
+        info._kept = der
+        return info
+
+    def dump(self, force: bool = False) -> bytes:
+        if self._kept is not None and not force and self.children is None:
+            return self._kept
+        der: bytes = super().dump(force)
+        return der
+
+
 class PreEncodedSigner(signers.ExternalSigner):
     """An ``ExternalSigner`` whose PAdES signed attributes and CMS container are
     encoded once per certificate (``templates``) and filled in per document."""
@@ -150,7 +175,7 @@ class PreEncodedSigner(signers.ExternalSigner):
             )
             self._templates.signed_data[key] = template
         before, middle, after = template
-        return cms.ContentInfo.load(before + message_digest + middle + signature + after)
+        return KeptContentInfo.keep(before + message_digest + middle + signature + after)
 
     async def _signed_data_template(
         self, digest_algorithm: str, attrs_der: bytes, message_digest: bytes, signature_length: int

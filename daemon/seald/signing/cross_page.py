@@ -9,6 +9,7 @@ signature, so the signature covers them: removing or moving a slice breaks it.
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from PIL import Image
@@ -55,9 +56,12 @@ def _point_to_user(page: PageBox, dx: float, dy: float) -> tuple[float, float]:
 
 
 def slice_rects_displayed(
-    pages: list[PageBox], placement: PlacementSpec
+    pages: list[PageBox], placement: PlacementSpec, *, page_numbers: Sequence[int] = ()
 ) -> list[tuple[float, float, float, float]]:
-    """Per page, the slice's (left, top, right, bottom) in displayed points."""
+    """Per page, the slice's (left, top, right, bottom) in displayed points.
+
+    ``page_numbers``: the pages' 1-based numbers in the document, for the error
+    message (a job's cross-page group need not start on page 1)."""
     n = len(pages)
     if n < MIN_PAGES:
         raise PlacementError(
@@ -78,7 +82,8 @@ def slice_rects_displayed(
     cy = mm_to_pt(placement.y_mm)
     slice_pt = mm_to_pt(slice_mm)
     rects = []
-    for number, page in enumerate(pages, start=1):
+    numbers = list(page_numbers) or list(range(1, n + 1))
+    for number, page in zip(numbers, pages, strict=True):
         shown_w, shown_h = (
             (page.height_pt, page.width_pt)
             if normalise_rotation(page.rotate) in (90, 270)

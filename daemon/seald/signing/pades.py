@@ -12,7 +12,7 @@ import dataclasses
 import hashlib
 import os
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
@@ -50,6 +50,8 @@ class SealResult:
     box_pt: tuple[float, float, float, float]
     # Cross-page seal: every page's slice box (user space, points), page order.
     slice_boxes_pt: tuple[tuple[float, float, float, float], ...] = ()
+    # A job's signature (signing/job.py): every mark drawn, (1-based page, user-space box).
+    mark_boxes_pt: tuple[tuple[int, tuple[float, float, float, float]], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -162,10 +164,12 @@ class SealPlan:
     box: tuple[float, float, float, float]
     slice_boxes: tuple[tuple[float, float, float, float], ...]
     bytes_reserved: int
+    # A job's signature (signing/job.py): every mark drawn, (1-based page, box).
+    mark_boxes: tuple[tuple[int, tuple[float, float, float, float]], ...] = ()
 
     def result(self, out: BinaryIO) -> SealResult:
         result = _result(out, self.field_name, self.page_ix, self.box)
-        return dataclasses.replace(result, slice_boxes_pt=self.slice_boxes)
+        return dataclasses.replace(result, slice_boxes_pt=self.slice_boxes, mark_boxes_pt=self.mark_boxes)
 
 
 def plan_seal(source: BinaryIO, input_path: Path, *, signer: Signer, spec: SealSpec) -> SealPlan:
@@ -213,12 +217,19 @@ def plan_seal(source: BinaryIO, input_path: Path, *, signer: Signer, spec: SealS
 
 
 def _check_may_add_signature(
-    writer: IncrementalPdfFileWriter, certification: Certification, only_if_first: bool
+    writer: IncrementalPdfFileWriter,
+    certification: Certification,
+    only_if_first: bool,
+    *,
+    is_signed: Callable[[IncrementalPdfFileWriter], bool] | None = None,
 ) -> Certification:
-    """Refuse up front what would produce an invalid document (fail closed)."""
+    """Refuse up front what would produce an invalid document (fail closed).
+
+    ``is_signed``: how to tell whether the document already carries a signature
+    (default: pyHanko's ``embedded_signatures``, which reads every signature)."""
     try:
         docmdp = read_certification_data(writer.prev)
-        signed = bool(writer.prev.embedded_signatures)
+        signed = is_signed(writer) if is_signed else bool(writer.prev.embedded_signatures)
     except Exception as ex:
         raise InputDocumentError(
             f"the PDF's signature fields cannot be read ({type(ex).__name__})", reason="malformed"

@@ -65,6 +65,7 @@ from pyhanko_certvalidator.registry import SimpleCertificateStore
 
 from .cms_cache import CmsTemplates, PreEncodedSigner
 from .errors import SigningError
+from .job import JobLayout, plan_job_signature
 from .levels import Certification, LevelSettings, SignatureLevel
 from .pades import (
     SealResult,
@@ -78,6 +79,8 @@ from .placement import PlacementSpec
 
 if TYPE_CHECKING:
     from pyhanko.sign.signers import Signer
+
+    from seald.domain.marks import Mark
 
 DIGEST = "sha256"
 
@@ -99,6 +102,11 @@ class SealJob:
     level: LevelSettings = field(default_factory=LevelSettings)
     certification: Certification = Certification.NONE
     certify_only_if_first: bool = False
+    # A sealing job's seal (issue 16): this seal's marks, all drawn under this one
+    # signature (signing/job.py); empty = the single ``placement``. ``layout``: the job's
+    # layout made once on the original (job.layout_document), else made from the input.
+    marks: tuple[Mark, ...] = ()
+    layout: JobLayout | None = None
 
     def with_certificate(self, signing_cert_der: bytes, chain_der: tuple[bytes, ...]) -> SealJob:
         return dataclasses.replace(self, signing_cert_der=signing_cert_der, chain_der=chain_der)
@@ -205,7 +213,13 @@ def prepare_seal(job: SealJob, *, pre_encoded: bool = True) -> PreparedSeal:
 async def _prepare(job: SealJob, pre_encoded: bool = True) -> PreparedSeal:
     signer = _signer(job, pre_encoded)
     with _open_input(job.input_path) as source:
-        plan = plan_seal(source, job.input_path, signer=signer, spec=job.spec)
+        plan = (
+            plan_job_signature(
+                source, job.input_path, signer=signer, spec=job.spec, marks=job.marks, layout=job.layout
+            )
+            if job.marks
+            else plan_seal(source, job.input_path, signer=signer, spec=job.spec)
+        )
         fd, tmp_name = tempfile.mkstemp(
             prefix=f".{job.output_path.name}.", suffix=".part", dir=job.output_path.parent
         )

@@ -54,6 +54,11 @@ def _number(value: int) -> generic.NumberObject:
     return generic.NumberObject(value)  # type: ignore[no-untyped-call]
 
 
+def encode_image(image: Image.Image) -> EncodedImage:
+    """A PIL image as the XObject streams pyHanko's ``pil_image`` would write."""
+    return _encode(image)
+
+
 def _encode(image: Image.Image) -> EncodedImage:
     soft_mask = None
     if image.mode.endswith("A"):
