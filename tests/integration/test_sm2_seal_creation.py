@@ -28,7 +28,9 @@ from sealapi.v1 import common_pb2, requests_pb2
 from sealclient.client import ClientIdentity, SealClient
 from sealclient.errors import SealClientError
 from seald.gm import ses, sm2
+from seald.service import ses_seal_check
 from seald.signing import gbt38540_pdf
+from seald_testing import impressions
 from seald_testing.certs import SECOND_ADMIN, issue_client_cert
 from seald_testing.config import DaemonConfig
 from seald_testing.daemon import CHANGED_PIN, SealDaemon, make_pdf, user_pin
@@ -412,3 +414,46 @@ def test_gbt38540_validity_change_makes_a_new_ses_seal_and_voids_approvals(
     assert (v4.version, v4.reason) == (4, "certificate renewed")
     (holder,) = ses.holder_certificates(ses.parse_seal(v4.der))
     assert holder == renewed
+
+
+def test_gbt38540_impression_registered_makes_a_new_ses_seal_that_sealing_embeds(
+    sm2_setup: Setup, tmp_path: Path
+) -> None:
+    """Issues 16 + 19: a registered impression is a new face of the seal, so the maker makes
+    a new SES_Seal whose picture is that impression; while the maker cannot sign, the seal
+    does not seal with the old SES_Seal under the new face (fail closed: ses_seal_stale)."""
+    s, d = sm2_setup, sm2_setup.d
+    csr_der = s.unlock_and_create_key()
+    with d.client("chen.jie") as admin:
+        admin.import_seal_certificate(SEAL, s.ca.issue(csr_der))
+    size_mm = 42.0  # the config's default seal size (the fixture sets none)
+    (v1,) = stored_ses_seals(d.fixtures.state_dir, SEAL)
+
+    def register(image: bytes) -> None:
+        with d.client("chen.jie") as admin:
+            proposal = admin.import_seal_impression(SEAL, image, seal_code="4401060012345")
+        with s.second_admin() as second:
+            second.approve_seal_impression(SEAL, proposal.impression_id, proposal.sha256)
+
+    # With the maker present: version 2, made for the impression, embedded by sealing.
+    register(impressions.good_png(size_mm))
+    v1_again, v2 = stored_ses_seals(d.fixtures.state_dir, SEAL)
+    assert v1_again.der == v1.der and (v2.version, v2.reason) == (2, "impression registered")
+    faces = [ses_seal_check.stored_face(v.der).picture_sha256 for v in (v1, v2)]
+    assert faces[0] != faces[1]
+    request_id = _submit(d, tmp_path, "a.pdf", approvals=2)
+    with d.client("zhang.wei") as z:
+        d.wait_state(z, request_id, SIGNED)
+        z.download(request_id, 0, tmp_path / "a.sealed.pdf")
+    assert _embedded_seal((tmp_path / "a.sealed.pdf").read_bytes()) == v2.der
+
+    # With the maker away: the impression is registered, no SES_Seal can be made, and a
+    # request approved under the new face fails naming the stale SES_Seal; nothing released.
+    s.token.remove(MAKER_DEV)
+    register(impressions.second_png(size_mm))
+    assert len(stored_ses_seals(d.fixtures.state_dir, SEAL)) == 2
+    refused = _submit(d, tmp_path, "b.pdf", approvals=2)
+    with d.client("zhang.wei") as z:
+        failed = d.wait_state(z, refused, requests_pb2.REQUEST_STATE_FAILED, timeout=120)
+    assert "ses_seal_stale" in failed.state_reason or "picture" in failed.state_reason
+    assert not any(doc.sealed_sha256 for doc in failed.documents)

@@ -646,10 +646,15 @@ class Signer:
                 written.append(job.output_path)
                 results.append((hashlib.sha256(out).hexdigest(), len(out)))
             return results
-        except BaseException:
-            if not intent_committed.done():
-                intent_committed.cancel()
+        except BaseException as ex:
             _remove_partial_outputs(written)
+            if isinstance(ex, asyncio.CancelledError):
+                intent_committed.cancel()
+            elif not intent_committed.done():
+                # Like the PAdES pipeline: the gate is settled before raising, so the caller
+                # sees the intent's outcome and fails the request by this error (a refusal
+                # before the token signed, e.g. a stale SES_Seal, must not leave it SIGNING).
+                await asyncio.wait([intent_committed])
             raise
 
     def _jobs_for(
