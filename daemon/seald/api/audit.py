@@ -154,6 +154,11 @@ class AuditServicer(Servicer, audit_pb2_grpc.AuditServiceServicer):
             sha256=manifest.sha256,
             head_sequence=manifest.head_sequence,
             head_hash=manifest.head_hash,
+            sizes=[
+                audit_pb2.BackupKindSize(kind=kind, files=count, bytes=total)
+                for kind, (count, total) in manifest.sizes.items()
+            ],
+            files_directory=str(Path(request.destination).with_name(manifest.files_directory)),
         )
 
     @rpc
