@@ -15,6 +15,7 @@ import re
 import shutil
 import subprocess
 import sys
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,8 @@ from fixture_layout import SealFixtures
 
 from sealapi.v1 import common_pb2, requests_pb2
 from sealclient.cli import main as sealctl_main
+from seald.store.backup import BackupManifest
+from seald.store.checkpoints import AuditKey
 from seald_testing.daemon import SealDaemon, make_pdf, unlock_first_use
 from seald_testing.plugin import DaemonFactory
 from seald_testing.state_checks import check_state
@@ -140,6 +143,23 @@ def test_r12_backup_holds_documents_and_audit_certificate_and_restore_refuses_a_
     (Path(f"{tampered}.files") / "originals" / signed_id / "0000.pdf").unlink()
     refused = _restore(d, tampered)
     assert refused.returncode == 1 and f"originals/{signed_id}/0000.pdf" in refused.stderr, refused.stderr
+    # The ledger is the reference, not only the manifest: a file changed and its manifest
+    # entry changed to match, re-signed with the appliance's own audit key (an insider with
+    # the key), is still refused by name because the backup's ledger records another hash.
+    tampered = _copy_backup(backup, "resigned.sqlite3")
+    victim = Path(f"{tampered}.files") / "sealed" / signed_id / "0000.sealed.pdf"
+    victim.write_bytes(victim.read_bytes() + b"% tampered\n")
+    raw = json.loads(Path(f"{tampered}.manifest.json").read_text())
+    for entry in raw["files"]:
+        if entry["path"] == f"sealed/{signed_id}/0000.sealed.pdf":
+            entry["sha256"], entry["size"] = _sha(victim), victim.stat().st_size
+    forged = BackupManifest(**{**raw, "files": tuple(raw["files"]), "signature_hex": ""})
+    key = AuditKey.load_or_create(state / "audit", forged.host)
+    forged = replace(forged, signature_hex=key.sign(forged.signed_bytes()).hex())
+    Path(f"{tampered}.manifest.json").write_text(json.dumps(asdict(forged)))
+    refused = _restore(d, tampered)
+    assert refused.returncode == 1, refused.stdout
+    assert f"sealed/{signed_id}/0000.sealed.pdf does not match the SHA-256 the ledger" in refused.stderr
     assert {p: p.read_bytes() for p in before} == before
 
     # The documents are lost on the host; the good backup brings them back.
