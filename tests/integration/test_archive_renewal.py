@@ -32,6 +32,7 @@ from sealclient.cli import main as sealctl_main
 from sealclient.errors import SealClientError
 from seald.signing.archive import archive_facts
 from seald.signing.verify import verify_pdf
+from seald.store.requests import request_from_json
 from seald_testing.config import ConfigEdit, DaemonConfig
 from seald_testing.daemon import CHANGED_PIN, SealDaemon, make_pdf, unlock_first_use
 from seald_testing.ltv_pki import LivePki, install_seal_certificate, live_pki
@@ -221,3 +222,57 @@ def test_archive_renewal_adds_a_later_archive_timestamp_and_leaves_documents_not
     assert str(details["timestamp_time"]) == new_facts.timestamp_time.isoformat(timespec="seconds")
     assert [r[0] for r in records].count("archive.renewal_run") == 4
     check_state(fx.state_dir, after_restart=False)
+
+
+def test_archive_renewal_killed_between_commit_and_rename_completes_at_the_next_run(
+    archive: Archive, tmp_path: Path
+) -> None:
+    """SIGKILL right after the ledger names the renewed file, before the rename: the
+    pending file waits beside the old one; the next run puts it in place (never a
+    sealed file the ledger does not name once a run has looked)."""
+    fx, pki = archive.fixtures, archive.pki
+    d = SealDaemon(fx, _config(archive, pki.short_tsa_url))
+    d.start()
+    try:
+        with d.client("liu.yang") as custodian:
+            unlock_first_use(custodian, fx, "contract")
+        request_id = _seal(d, tmp_path, "due")
+    finally:
+        d.stop()
+    sealed = fx.state_dir / "documents" / request_id / "0000.sealed.pdf"
+    pending = sealed.with_name(".0000.sealed.pdf.archive-renewal")
+    old_sha = _sha(sealed)
+
+    d = SealDaemon(fx, _config(archive, pki.tsa_url), env={"SEALD_TEST_KILL_AT": "commit:archive.renewed"})
+    d.start()
+    with d.client("zhao.min") as auditor, pytest.raises(SealClientError):
+        auditor.renew_archives()
+    assert d.proc is not None and d.proc.wait(timeout=30) == -9
+    d.proc = None
+    ledger_sha = _ledger_sealed_sha(fx.state_dir, request_id)
+    assert ledger_sha != old_sha and _sha(sealed) == old_sha and _sha(pending) == ledger_sha
+
+    d = SealDaemon(fx, _config(archive, pki.tsa_url))
+    d.start()
+    try:
+        with d.client("zhao.min") as auditor:
+            outcome = auditor.renew_archives().documents[0]
+        with d.client("zhang.wei") as requester:
+            requester.download(request_id, 0, tmp_path / "renewed.pdf")
+    finally:
+        d.stop()
+    assert (outcome.status, outcome.sha256) == ("not_due", ledger_sha)  # the renewed file
+    assert not pending.exists() and _sha(sealed) == ledger_sha
+    checks = verify_pdf(tmp_path / "renewed.pdf", [pki.root_pem])
+    assert [c.kind for c in checks] == ["signature", "document_timestamp", "document_timestamp"]
+    assert all(c.valid and c.trusted for c in checks)
+    check_state(fx.state_dir, after_restart=True)
+
+
+def _ledger_sealed_sha(state_dir: Path, request_id: str) -> str:
+    conn = sqlite3.connect((state_dir / "seald.sqlite3").resolve().as_uri() + "?mode=ro", uri=True)
+    try:
+        (body,) = conn.execute("SELECT body FROM requests WHERE request_id = ?", (request_id,)).fetchone()
+    finally:
+        conn.close()
+    return str(request_from_json(body).documents[0].sealed_sha256)
