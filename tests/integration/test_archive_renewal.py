@@ -106,6 +106,7 @@ def _renewal_records(state_dir: Path) -> list[tuple[str, str, dict[str, object]]
     return [(str(e), str(r), json.loads(d) if d else {}) for e, r, d in rows]
 
 
+@pytest.mark.clock  # the short TSA certificate ends SHORT_TSA_DAYS after the wall clock
 def test_archive_renewal_adds_a_later_archive_timestamp_and_leaves_documents_not_due_alone(
     archive: Archive, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -224,6 +225,7 @@ def test_archive_renewal_adds_a_later_archive_timestamp_and_leaves_documents_not
     check_state(fx.state_dir, after_restart=False)
 
 
+@pytest.mark.clock
 def test_archive_renewal_killed_between_commit_and_rename_completes_at_the_next_run(
     archive: Archive, tmp_path: Path
 ) -> None:
