@@ -297,6 +297,13 @@ TABLE = [
         "requester approver custodian auditor",
         lambda c: audit_pb2.CreateBackupRequest(destination="relative/not/allowed"),
     ),
+    # Issue 16: a dry run changes nothing; auditors and admins get past the permission layer.
+    row(
+        "AuditService",
+        "RenewArchives",
+        "requester approver custodian",
+        lambda c: audit_pb2.RenewArchivesRequest(dry_run=True),
+    ),
 ]
 
 REFUSALS = {grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED}
