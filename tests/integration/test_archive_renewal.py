@@ -226,12 +226,13 @@ def test_archive_renewal_adds_a_later_archive_timestamp_and_leaves_documents_not
 
 
 @pytest.mark.clock
-def test_archive_renewal_killed_between_commit_and_rename_completes_at_the_next_run(
-    archive: Archive, tmp_path: Path
+def test_archive_renewal_fails_closed_without_tsa_and_completes_after_a_kill_between_commit_and_rename(
+    archive: Archive, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """SIGKILL right after the ledger names the renewed file, before the rename: the
-    pending file waits beside the old one; the next run puts it in place (never a
-    sealed file the ledger does not name once a run has looked)."""
+    """The TSA down: not renewed, nothing changed, audited, exit 5. SIGKILL right after
+    the ledger names the renewed file, before the rename: the pending file waits beside
+    the old one; the next run puts it in place (never a sealed file the ledger does not
+    name once a run has looked)."""
     fx, pki = archive.fixtures, archive.pki
     d = SealDaemon(fx, _config(archive, pki.short_tsa_url))
     d.start()
@@ -247,6 +248,27 @@ def test_archive_renewal_killed_between_commit_and_rename_completes_at_the_next_
 
     d = SealDaemon(fx, _config(archive, pki.tsa_url), env={"SEALD_TEST_KILL_AT": "commit:archive.renewed"})
     d.start()
+    # First the TSA is down: nothing changes, the failure is audited, sealctl exits 5.
+    pki.outage.add("tsa")
+    auditor_id = fx.principals["zhao.min"]
+    code = sealctl_main(
+        [
+            "--server", d.target,
+            "--ca", str(fx.tls_ca),
+            "--cert", str(auditor_id.cert),
+            "--key", str(auditor_id.key),
+            "archive", "renew",
+        ]
+    )  # fmt: skip
+    printed = capsys.readouterr().out
+    assert code == 5, printed
+    assert f"failed       {request_id} #0 " in printed and "archive_tsa_unavailable" in printed, printed
+    pki.outage.clear()
+    assert _sha(sealed) == old_sha and not pending.exists()
+    assert _ledger_sealed_sha(fx.state_dir, request_id) == old_sha
+    failures = [r for r in _renewal_records(fx.state_dir) if r[0] == "archive.renewal_failed"]
+    assert len(failures) == 1 and failures[0][1] == request_id
+    # Then SIGKILL right after the renewal's commit.
     with d.client("zhao.min") as auditor, pytest.raises(SealClientError):
         auditor.renew_archives()
     assert d.proc is not None and d.proc.wait(timeout=30) == -9
