@@ -30,6 +30,7 @@ from pyhanko.pdf_utils.reader import PdfFileReader
 from sealapi.v1 import common_pb2, requests_pb2
 from sealclient.cli import main as sealctl_main
 from sealclient.errors import SealClientError
+from sealclient.evidence import load_trust, verify_package
 from seald.signing.archive import archive_facts
 from seald.signing.verify import verify_pdf
 from seald.store.requests import request_from_json
@@ -164,6 +165,7 @@ def test_archive_renewal_adds_a_later_archive_timestamp_and_leaves_documents_not
         with d.client("zhang.wei") as requester:
             requester.download(due_id, 0, after)  # checks the ledger's (new) SHA-256
             requester.download(fresh_id, 0, fresh_after)
+            package = requester.evidence(due_id)
 
         # sealctl prints one line per document and the summary.
         code = sealctl_main(
@@ -212,6 +214,18 @@ def test_archive_renewal_adds_a_later_archive_timestamp_and_leaves_documents_not
     assert checks[2].field_name in pdfsig.stdout, pdfsig.stdout
     qpdf = subprocess.run(["qpdf", "--check", str(after)], capture_output=True, text=True, check=False)
     assert qpdf.returncode == 0, qpdf.stdout + qpdf.stderr
+
+    # The evidence package (offline) follows seal.signed -> archive.renewed: the renewed
+    # PDF and the sealed one before renewal both pass; a PDF of another request does not.
+    anchors = load_trust([fx.tls_ca, archive.root_file, fx.state_dir / "audit" / "audit-cert.pem"])
+    for pdf in (after, before[due_id]):
+        verdict = verify_package(package, [pdf], anchors)
+        assert verdict.ok, verdict.as_dict()
+    assert verify_package(package, [before[fresh_id]], anchors).failed() == [
+        "pdf_hash",
+        "pdf_signature",
+        "pdf_coverage",
+    ]
 
     # Audited: old -> new SHA-256, timestamp time, TSA certificate end; files match the ledger.
     records = _renewal_records(fx.state_dir)
