@@ -106,6 +106,21 @@ def test_r12_backup_holds_documents_and_audit_certificate_and_restore_refuses_a_
     assert sizes["certs"] == (1, audit_cert.stat().st_size)
     assert sizes["total"][0] == 5
 
+    # `seald --backup` (on the host, no RPC) makes the same kind of backup and report.
+    offline = subprocess.run(
+        [
+            sys.executable, "-m", "seald.app", "--config", str(d.config_path),
+            "--backup", str(tmp_path / "backups" / "seald-2.sqlite3"),
+        ],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert offline.returncode == 0, offline.stderr
+    report = {
+        m.group(1): int(m.group(2))
+        for m in re.finditer(r"^\s+(\w+)\s+(\d+) files\s+([\d,]+) bytes$", offline.stdout, flags=re.M)
+    }
+    assert report == {kind: count for kind, (count, _) in sizes.items()}, offline.stdout
+
     # The backup holds the originals, the sealed document and the audit certificate.
     files = Path(f"{backup}.files")
     assert (files / "originals" / signed_id / "0000.pdf").read_bytes() == originals[0].read_bytes()
