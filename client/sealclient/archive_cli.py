@@ -14,6 +14,7 @@ from sealapi.v1 import audit_pb2
 from sealclient.client import SealClient
 from sealclient.exitcodes import ExitCode
 from sealclient.output import escape_text as escape
+from sealclient.output import message_dict
 
 
 class _Output(Protocol):
@@ -49,15 +50,15 @@ def _line(doc: audit_pb2.ArchiveRenewal) -> str:
 
 
 def cmd_archive_renew(args: argparse.Namespace, client: SealClient, out: _Output) -> int:
-    result = client.renew_archives(dry_run=args.dry_run)
-    shown = [d for d in result.documents if args.show_all or d.status != "not_archive"]
+    documents = list(client.renew_archives(dry_run=args.dry_run))
+    shown = [d for d in documents if args.show_all or d.status != "not_archive"]
     counts: dict[str, int] = {}
-    for d in result.documents:
+    for d in documents:
         counts[d.status] = counts.get(d.status, 0) + 1
     summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "no sealed documents"
-    head = "dry run: " if result.dry_run else ""
+    head = "dry run: " if args.dry_run else ""
     human = "\n".join([*(_line(d) for d in shown), f"{head}{summary}"])
-    out.emit(human, result)
-    if any(d.status in _ALARMING for d in result.documents):
+    out.emit(human, {"dry_run": args.dry_run, "documents": [message_dict(d) for d in documents]})
+    if any(d.status in _ALARMING for d in documents):
         return ExitCode.FAILED_PRECONDITION
     return ExitCode.OK

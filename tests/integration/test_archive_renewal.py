@@ -135,11 +135,11 @@ def test_archive_renewal_adds_a_later_archive_timestamp_and_leaves_documents_not
                 requester.download(rid, 0, out)
             # A requester may not renew archives.
             with pytest.raises(SealClientError) as refused:
-                requester.renew_archives(dry_run=True)
+                list(requester.renew_archives(dry_run=True))
             assert refused.value.reason == "not_an_archive_operator"
 
         with d.client("zhao.min") as auditor:
-            dry = {doc.request_id: doc for doc in auditor.renew_archives(dry_run=True).documents}
+            dry = {doc.request_id: doc for doc in auditor.renew_archives(dry_run=True)}
             assert (dry[due_id].status, dry[due_id].reason) == ("due", "archive_renewal_due")
             assert (dry[fresh_id].status, dry[fresh_id].reason) == ("not_due", "archive_not_due")
             assert dry[due_id].certificate_expires.ToDatetime().date() == pki.short_tsa_not_after.date()
@@ -147,7 +147,7 @@ def test_archive_renewal_adds_a_later_archive_timestamp_and_leaves_documents_not
             # The dry run changed nothing.
             assert _sha(sealed_dir / due_id / "0000.sealed.pdf") == _sha(before[due_id])
 
-            renewed = {doc.request_id: doc for doc in auditor.renew_archives().documents}
+            renewed = {doc.request_id: doc for doc in auditor.renew_archives()}
             assert renewed[due_id].status == "renewed", renewed[due_id]
             assert renewed[due_id].sha256 == _sha(before[due_id])
             assert renewed[due_id].new_sha256 not in ("", renewed[due_id].sha256)
@@ -156,7 +156,7 @@ def test_archive_renewal_adds_a_later_archive_timestamp_and_leaves_documents_not
             assert auditor.verify_audit_chain().ok
 
             # The renewed document is now far from due; a second run changes nothing.
-            again = {doc.request_id: doc for doc in auditor.renew_archives().documents}
+            again = {doc.request_id: doc for doc in auditor.renew_archives()}
             assert again[due_id].status == "not_due"
             assert again[due_id].sha256 == renewed[due_id].new_sha256
 
@@ -181,6 +181,21 @@ def test_archive_renewal_adds_a_later_archive_timestamp_and_leaves_documents_not
         assert code == 0, printed
         assert f"not_due      {due_id} #0 " in printed and f"not_due      {fresh_id} #0 " in printed
         assert "dry run: 2 not_due" in printed
+        code = sealctl_main(
+            [
+                "--server", d.target,
+                "--ca", str(fx.tls_ca),
+                "--cert", str(fx.principals["zhao.min"].cert),
+                "--key", str(fx.principals["zhao.min"].key),
+                "--json", "archive", "renew", "--dry-run",
+            ]
+        )  # fmt: skip
+        as_json = json.loads(capsys.readouterr().out)
+        assert code == 0 and as_json["dry_run"] is True
+        assert {doc["request_id"]: doc["status"] for doc in as_json["documents"]} == {
+            due_id: "not_due",
+            fresh_id: "not_due",
+        }
     finally:
         d.stop()
 
@@ -235,7 +250,7 @@ def test_archive_renewal_adds_a_later_archive_timestamp_and_leaves_documents_not
     assert details["old_sha256"] == _sha(before[due_id]) and details["new_sha256"] == _sha(after)
     assert str(details["tsa_certificate_expires"]).startswith("2100-")
     assert str(details["timestamp_time"]) == new_facts.timestamp_time.isoformat(timespec="seconds")
-    assert [r[0] for r in records].count("archive.renewal_run") == 4
+    assert [r[0] for r in records].count("archive.renewal_run") == 5  # the refused call made none
     check_state(fx.state_dir, after_restart=False)
 
 
@@ -284,7 +299,7 @@ def test_archive_renewal_fails_closed_without_tsa_and_completes_after_a_kill_bet
     assert len(failures) == 1 and failures[0][1] == request_id
     # Then SIGKILL right after the renewal's commit.
     with d.client("zhao.min") as auditor, pytest.raises(SealClientError):
-        auditor.renew_archives()
+        list(auditor.renew_archives())
     assert d.proc is not None and d.proc.wait(timeout=30) == -9
     d.proc = None
     ledger_sha = _ledger_sealed_sha(fx.state_dir, request_id)
@@ -294,7 +309,7 @@ def test_archive_renewal_fails_closed_without_tsa_and_completes_after_a_kill_bet
     d.start()
     try:
         with d.client("zhao.min") as auditor:
-            outcome = auditor.renew_archives().documents[0]
+            (outcome,) = auditor.renew_archives()
         with d.client("zhang.wei") as requester:
             requester.download(request_id, 0, tmp_path / "renewed.pdf")
     finally:

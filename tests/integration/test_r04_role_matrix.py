@@ -409,6 +409,7 @@ def invoke(ch: grpc.Channel, entry: Row, ctx: Ctx) -> grpc.StatusCode:
         "WatchTokens",
         "QueryAuditRecords",
         "GetUsageReport",
+        "RenewArchives",
     }
     try:
         if streaming_out:

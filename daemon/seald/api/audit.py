@@ -161,32 +161,26 @@ class AuditServicer(Servicer, audit_pb2_grpc.AuditServiceServicer):
             files_directory=str(Path(request.destination).with_name(manifest.files_directory)),
         )
 
-    @rpc
+    @stream_rpc
     async def RenewArchives(
         self,
         principal: Principal,
         info: CallInfo,
         request: audit_pb2.RenewArchivesRequest,
         context: grpc.aio.ServicerContext[Any, Any],
-    ) -> audit_pb2.RenewArchivesResponse:
+    ) -> AsyncIterator[audit_pb2.ArchiveRenewal]:
         access.require_archive_operator(principal)
-        outcomes = await self.archive.run(principal, dry_run=request.dry_run)
-        return audit_pb2.RenewArchivesResponse(
-            dry_run=request.dry_run,
-            documents=[
-                audit_pb2.ArchiveRenewal(
-                    request_id=o.request_id,
-                    seal_id=o.seal_id,
-                    document_index=o.document_index,
-                    document_name=o.document_name,
-                    status=o.status.value,
-                    reason=o.reason,
-                    detail=o.detail,
-                    sha256=o.sha256,
-                    new_sha256=o.new_sha256,
-                    timestamp_time=convert.timestamp(o.timestamp_time),
-                    certificate_expires=convert.timestamp(o.expires_at),
-                )
-                for o in outcomes
-            ],
-        )
+        async for o in self.archive.run(principal, dry_run=request.dry_run):
+            yield audit_pb2.ArchiveRenewal(
+                request_id=o.request_id,
+                seal_id=o.seal_id,
+                document_index=o.document_index,
+                document_name=o.document_name,
+                status=o.status.value,
+                reason=o.reason,
+                detail=o.detail,
+                sha256=o.sha256,
+                new_sha256=o.new_sha256,
+                timestamp_time=convert.timestamp(o.timestamp_time),
+                certificate_expires=convert.timestamp(o.expires_at),
+            )

@@ -26,7 +26,7 @@ import asyncio
 import contextlib
 import hashlib
 import os
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -113,7 +113,10 @@ class ArchiveRenewer:
         self.config = config
         self._lock = asyncio.Lock()
 
-    async def run(self, principal: Principal, *, dry_run: bool) -> list[ArchiveOutcome]:
+    async def run(self, principal: Principal, *, dry_run: bool) -> AsyncIterator[ArchiveOutcome]:
+        """Each sealed document's outcome as the run reaches it (streamed to the caller).
+        A caller that stops early (cancelled RPC) ends the run after the current document;
+        the run record counts what was done."""
         config = self.config()
         trust = config.trust
         if not dry_run and not trust.tsa_url:
@@ -132,20 +135,23 @@ class ArchiveRenewer:
             ) from ex
         run = _Run(principal, dry_run, roots, config.archive.renew_within_days, trust.tsa_url)
         async with self._lock:
-            outcomes: list[ArchiveOutcome] = []
-            after: tuple[str, str] | None = None
-            while True:
-                page = await self.store.list_requests(
-                    states=(RequestState.SIGNED,), after=after, limit=_PAGE
-                )
-                for request in page:
-                    for doc in request.documents:
-                        outcomes.append(await self._one(run, request, doc))
-                if len(page) < _PAGE:
-                    break
-                after = (page[-1].created_at.isoformat(), page[-1].request_id)
-            await self._record_run(principal, dry_run, outcomes)
-            return outcomes
+            counts: dict[str, int] = {}
+            try:
+                after: tuple[str, str] | None = None
+                while True:
+                    page = await self.store.list_requests(
+                        states=(RequestState.SIGNED,), after=after, limit=_PAGE
+                    )
+                    for request in page:
+                        for doc in request.documents:
+                            outcome = await self._one(run, request, doc)
+                            counts[outcome.status.value] = counts.get(outcome.status.value, 0) + 1
+                            yield outcome
+                    if len(page) < _PAGE:
+                        break
+                    after = (page[-1].created_at.isoformat(), page[-1].request_id)
+            finally:
+                await asyncio.shield(self._record_run(principal, dry_run, counts))
 
     async def _one(self, run: _Run, request: SealRequest, doc: Document) -> ArchiveOutcome:
         sealed = self.store.sealed_path(request.request_id, doc.index)
@@ -306,16 +312,13 @@ class ArchiveRenewer:
         )
         await self.store.write(lambda tx: tx.audit(event))
 
-    async def _record_run(self, principal: Principal, dry_run: bool, outcomes: list[ArchiveOutcome]) -> None:
-        counts: dict[str, int] = {}
-        for o in outcomes:
-            counts[o.status.value] = counts.get(o.status.value, 0) + 1
+    async def _record_run(self, principal: Principal, dry_run: bool, counts: dict[str, int]) -> None:
         event = AuditEvent(
             event="archive.renewal_run",
             principal=principal.name,
             role=_role(principal),
             outcome="dry_run" if dry_run else "done",
-            details={"documents": len(outcomes), **{k: v for k, v in sorted(counts.items())}},
+            details={"documents": sum(counts.values()), **dict(sorted(counts.items()))},
         )
         await self.store.write(lambda tx: tx.audit(event))
 

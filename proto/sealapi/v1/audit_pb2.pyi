@@ -192,11 +192,3 @@ class ArchiveRenewal(_message.Message):
     timestamp_time: _timestamp_pb2.Timestamp
     certificate_expires: _timestamp_pb2.Timestamp
     def __init__(self, request_id: _Optional[str] = ..., seal_id: _Optional[str] = ..., document_index: _Optional[int] = ..., document_name: _Optional[str] = ..., status: _Optional[str] = ..., reason: _Optional[str] = ..., detail: _Optional[str] = ..., sha256: _Optional[str] = ..., new_sha256: _Optional[str] = ..., timestamp_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., certificate_expires: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
-
-class RenewArchivesResponse(_message.Message):
-    __slots__ = ("documents", "dry_run")
-    DOCUMENTS_FIELD_NUMBER: _ClassVar[int]
-    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
-    documents: _containers.RepeatedCompositeFieldContainer[ArchiveRenewal]
-    dry_run: bool
-    def __init__(self, documents: _Optional[_Iterable[_Union[ArchiveRenewal, _Mapping]]] = ..., dry_run: _Optional[bool] = ...) -> None: ...

@@ -59,10 +59,10 @@ class AuditServiceStub:
                 request_serializer=sealapi_dot_v1_dot_audit__pb2.CreateBackupRequest.SerializeToString,
                 response_deserializer=sealapi_dot_v1_dot_audit__pb2.CreateBackupResponse.FromString,
                 _registered_method=True)
-        self.RenewArchives = channel.unary_unary(
+        self.RenewArchives = channel.unary_stream(
                 '/sealapi.v1.AuditService/RenewArchives',
                 request_serializer=sealapi_dot_v1_dot_audit__pb2.RenewArchivesRequest.SerializeToString,
-                response_deserializer=sealapi_dot_v1_dot_audit__pb2.RenewArchivesResponse.FromString,
+                response_deserializer=sealapi_dot_v1_dot_audit__pb2.ArchiveRenewal.FromString,
                 _registered_method=True)
 
 
@@ -101,6 +101,7 @@ class AuditServiceServicer:
 
     def RenewArchives(self, request, context):
         """Issue 16: fresh archive timestamps for B-LTA documents that are due (auditor or admin).
+        One message per sealed document as the run reaches it (a run may be long and large).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -134,10 +135,10 @@ def add_AuditServiceServicer_to_server(servicer, server):
                     request_deserializer=sealapi_dot_v1_dot_audit__pb2.CreateBackupRequest.FromString,
                     response_serializer=sealapi_dot_v1_dot_audit__pb2.CreateBackupResponse.SerializeToString,
             ),
-            'RenewArchives': grpc.unary_unary_rpc_method_handler(
+            'RenewArchives': grpc.unary_stream_rpc_method_handler(
                     servicer.RenewArchives,
                     request_deserializer=sealapi_dot_v1_dot_audit__pb2.RenewArchivesRequest.FromString,
-                    response_serializer=sealapi_dot_v1_dot_audit__pb2.RenewArchivesResponse.SerializeToString,
+                    response_serializer=sealapi_dot_v1_dot_audit__pb2.ArchiveRenewal.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -296,12 +297,12 @@ class AuditService:
             wait_for_ready=None,
             timeout=None,
             metadata=None):
-        return grpc.experimental.unary_unary(
+        return grpc.experimental.unary_stream(
             request,
             target,
             '/sealapi.v1.AuditService/RenewArchives',
             sealapi_dot_v1_dot_audit__pb2.RenewArchivesRequest.SerializeToString,
-            sealapi_dot_v1_dot_audit__pb2.RenewArchivesResponse.FromString,
+            sealapi_dot_v1_dot_audit__pb2.ArchiveRenewal.FromString,
             options,
             channel_credentials,
             insecure,
