@@ -48,7 +48,7 @@ if [[ -n "$DESTDIR" && "$DESTDIR" != /* ]]; then
     die "DESTDIR must be an absolute path (got '$DESTDIR')."
 fi
 for f in seald.service seald.sysusers seald.tmpfiles 70-seald-tokens.rules seald.example.toml \
-         sealweb.service sealweb.sysusers; do
+         sealweb.service sealweb.sysusers seald-archive-renew.service seald-archive-renew.timer; do
     [[ -f "$SRC/$f" ]] || die "missing $SRC/$f: run from a complete checkout."
 done
 [[ -f "$REPO/docs/operations.md" ]] || die "missing $REPO/docs/operations.md: run from a complete checkout."
@@ -74,6 +74,13 @@ sed "s#^ExecStart=/usr/bin/sealweb #ExecStart=$PREFIX/bin/sealweb #" "$SRC/sealw
 chmod 0644 "$unitdir/sealweb.service.tmp"
 mv -f "$unitdir/sealweb.service.tmp" "$unitdir/sealweb.service"
 install -D -m 0644 "$SRC/sealweb.sysusers" "$sysusersdir/sealweb.conf"
+
+# Issue 16: the daily archive timestamp renewal (a sealctl client of seald; enable the timer).
+sed "s#^ExecStart=/usr/bin/sealctl #ExecStart=$PREFIX/bin/sealctl #" "$SRC/seald-archive-renew.service" \
+    > "$unitdir/seald-archive-renew.service.tmp"
+chmod 0644 "$unitdir/seald-archive-renew.service.tmp"
+mv -f "$unitdir/seald-archive-renew.service.tmp" "$unitdir/seald-archive-renew.service"
+install -D -m 0644 "$SRC/seald-archive-renew.timer" "$unitdir/seald-archive-renew.timer"
 
 install -D -m 0644 "$SRC/seald.sysusers" "$sysusersdir/seald.conf"
 install -D -m 0644 "$SRC/seald.tmpfiles" "$tmpfilesdir/seald.conf"
@@ -123,5 +130,7 @@ install.sh: installed. Next, as root:
   systemd-sysusers seald.conf && systemd-tmpfiles --create seald.conf
   udevadm control --reload && udevadm trigger --subsystem-match=usb --action=change
   systemctl daemon-reload && systemctl enable --now seald
+  (long-term archives: /etc/seald/archive-renew.toml, then
+   systemctl enable --now seald-archive-renew.timer; see operations.md)
 EOF
 fi

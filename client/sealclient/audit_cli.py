@@ -168,8 +168,16 @@ def cmd_audit_report(args: argparse.Namespace, client: SealClient, out: _Output)
 
 def cmd_audit_backup(args: argparse.Namespace, client: SealClient, out: _Output) -> int:
     result = client.create_backup(args.destination)
-    out.emit(
-        f"backup {result.path}: sha256 {result.sha256}, head {result.head_sequence} {result.head_hash}",
-        result,
-    )
+    lines = [f"backup {result.path}: sha256 {result.sha256}, head {result.head_sequence} {result.head_hash}"]
+    if result.files_directory:
+        lines.append(f"documents and audit certificate in {result.files_directory}")
+    if result.sizes:
+        # Issue 16: the size report per kind (database, originals, sealed, certs).
+        lines.append("size report:")
+        lines += [f"  {s.kind:<10} {s.files:>7} files {s.bytes:>15,} bytes" for s in result.sizes]
+        lines.append(
+            f"  {'total':<10} {sum(s.files for s in result.sizes):>7} files "
+            f"{sum(s.bytes for s in result.sizes):>15,} bytes"
+        )
+    out.emit("\n".join(lines), result)
     return ExitCode.OK

@@ -20,6 +20,7 @@ from typing import Any, TextIO, cast
 import grpc
 
 from sealapi.v1 import common_pb2, requests_pb2
+from sealclient.archive_cli import add_archive_parser
 from sealclient.audit_cli import add_audit_parser
 from sealclient.client import ClientIdentity, SealClient
 from sealclient.config import ConfigOverrides, resolve_config
@@ -332,6 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
     verify.set_defaults(handler=cmd_verify, offline_handler=cmd_verify_offline)
 
     add_audit_parser(commands)
+    add_archive_parser(commands)
     add_preview_parser(commands)
     seal_commands = add_seal_parser(commands)
     add_seal_image_parser(seal_commands)

@@ -735,6 +735,15 @@ class SealClient:
                 audit_pb2.CreateBackupRequest(destination=destination), timeout=self._timeout
             )
 
+    def renew_archives(self, *, dry_run: bool = False) -> Iterator[audit_pb2.ArchiveRenewal]:
+        """Issue 16: fresh archive timestamps for due B-LTA documents (auditor or admin);
+        one message per sealed document as seald reaches it.
+
+        No deadline of the client's usual length: each due document asks the TSA and the
+        revocation responders, and a run may cover many documents."""
+        call = self._audit.RenewArchives(audit_pb2.RenewArchivesRequest(dry_run=dry_run))
+        return self._stream(call)
+
 
 def _verify_chunks(path: Path) -> Iterator[verify_pb2.VerifyDocumentChunk]:
     with path.open("rb") as handle:

@@ -347,13 +347,13 @@ def _verify_ledger(  # noqa: C901 - one check after another, each its own verdic
     for r in by_event.get("request.approved", []):
         if json.loads(r["details_json"]).get("approval_digest") != request["approval_digest"]:
             problems.append(f"ledger record {r['sequence']} approved another approval digest")
-    sealed = {
-        r["document_sha256"]: json.loads(r["details_json"]).get("sealed_sha256")
-        for r in by_event.get("seal.signed", [])
-    }
     for d in request["documents"]:
-        if sealed.get(d["sha256"]) != d["sealed_sha256"]:
-            problems.append(f"document {d['index']} ({d['name']}): no seal.signed record for its sealed hash")
+        hashes = sealed_hashes(own, d)
+        if not hashes or hashes[-1] != d["sealed_sha256"]:
+            problems.append(
+                f"document {d['index']} ({d['name']}): no seal.signed record (or archive renewal "
+                "of it) for its sealed hash"
+            )
     if ledger["request_sequences"] != [r["sequence"] for r in own]:
         problems.append("the package's list of the request's records is not what the records say")
     if request.get("state") != "signed":
@@ -661,6 +661,29 @@ def _verify_seal(
     return seal_cert, chain
 
 
+def sealed_hashes(records: Sequence[dict[str, Any]], document: dict[str, Any]) -> list[str]:
+    """The SHA-256s the ledger gives ``document``'s sealed file, oldest first: its
+    seal.signed record's, then each ``archive.renewed`` (issue 16: a fresh archive
+    timestamp, old -> new SHA-256) that continues from the previous one. Empty without a
+    seal.signed record for the document."""
+    ordered = sorted(records, key=lambda r: int(r["sequence"]))
+    signed = [
+        json.loads(r["details_json"]).get("sealed_sha256")
+        for r in ordered
+        if r["event"] == "seal.signed" and r["document_sha256"] == document["sha256"]
+    ]
+    if not signed or not signed[0]:
+        return []
+    hashes = [str(signed[0])]
+    for r in ordered:
+        if r["event"] != "archive.renewed":
+            continue
+        details = json.loads(r["details_json"])
+        if details.get("document_index") == document["index"] and details.get("old_sha256") == hashes[-1]:
+            hashes.append(str(details.get("new_sha256")))
+    return hashes
+
+
 def _verify_pdfs(
     verdict: Verdict,
     request: dict[str, Any],
@@ -671,12 +694,10 @@ def _verify_pdfs(
     chain: list[x509.Certificate],
     anchors: Sequence[x509.Certificate],
 ) -> None:
-    by_sealed = {d["sealed_sha256"]: d for d in request["documents"]}
-    recorded = {
-        json.loads(r["details_json"]).get("sealed_sha256")
-        for r in request_records
-        if r["event"] == "seal.signed"
-    }
+    # Every sealed version of a document: the sealed file and each archive renewal of it
+    # (issue 16); an auditor may hold any of them.
+    by_sealed = {h: d for d in request["documents"] for h in sealed_hashes(request_records, d)}
+    recorded = set(by_sealed)
     hash_problems: list[str] = []
     sig_problems: list[str] = []
     coverage_problems: list[str] = []
@@ -688,7 +709,8 @@ def _verify_pdfs(
         data = pdf.read_bytes()
         digest = _sha256(data)
         document = by_sealed.get(digest)
-        if document is not None and document.get("sealed_size") != len(data):
+        current = document is not None and digest == document["sealed_sha256"]
+        if document is not None and current and document.get("sealed_size") != len(data):
             hash_problems.append(f"PDF {number}: the package gives another size for this sealed document")
         elif document is None or digest not in recorded:
             hash_problems.append(

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from seald.domain.archive import RENEW_WITHIN_DAYS_RANGE
 from seald.domain.chains import (
     AllOf,
     AnyOf,
@@ -150,6 +151,18 @@ class AuditConfig:
 
     def key_directory(self, state_dir: Path) -> Path:
         return self.key_dir if self.key_dir is not None else state_dir / "audit"
+
+
+@dataclass(frozen=True)
+class ArchiveConfig:
+    """[archive] (issue 16): renewal of B-LTA documents' archive timestamps.
+
+    A document is due when its newest document timestamp's TSA certificate (or that
+    certificate's chain) ends within ``renew_within_days``; the renewal asks [trust]
+    tsa_url and validates against [trust] signing_roots.
+    """
+
+    renew_within_days: int = 90
 
 
 # A checkpoint bounds how much of the tail a truncation could hide; at least daily.
@@ -325,6 +338,7 @@ class Config:
     seal_maker: SealMakerConfig | None = None
     notify: NotifyConfig = field(default_factory=NotifyConfig)
     impression: ImpressionConfig = field(default_factory=ImpressionConfig)
+    archive: ArchiveConfig = field(default_factory=ArchiveConfig)
 
     @property
     def audit_dir(self) -> Path:
@@ -1175,6 +1189,7 @@ def load_config(path: Path) -> Config:  # noqa: C901 - one section after another
         raise ConfigError(f"{path}: [seal_maker] token keys need [skf] library (the maker's token is SKF)")
     notify = _notify(root.table("notify")) if "notify" in raw else NotifyConfig()
     impression = _impression(root.table("impression")) if "impression" in raw else ImpressionConfig()
+    archive = _archive(root.table("archive")) if "archive" in raw else ArchiveConfig()
     root.finish()
     return Config(
         path=path,
@@ -1193,6 +1208,7 @@ def load_config(path: Path) -> Config:  # noqa: C901 - one section after another
         seal_maker=maker,
         notify=notify,
         impression=impression,
+        archive=archive,
     )
 
 
@@ -1210,6 +1226,18 @@ def _impression(t: _Table) -> ImpressionConfig:
         raise ConfigError(f"{t.file}: 'impression.min_dpi' = {min_dpi}; use {low_dpi} to {high_dpi} dpi")
     t.finish()
     return ImpressionConfig(max_bytes=max_bytes, min_dpi=min_dpi)
+
+
+def _archive(t: _Table) -> ArchiveConfig:
+    low, high = RENEW_WITHIN_DAYS_RANGE
+    days = t.integer("renew_within_days", 90, f"days, {low} .. {high}")
+    t.finish()
+    if not low <= days <= high:
+        raise ConfigError(
+            f"{t.file}: 'archive.renew_within_days' = {days}; use {low} to {high} days (the daily "
+            "renewal must see a document before its archive timestamp's certificate ends)"
+        )
+    return ArchiveConfig(renew_within_days=days)
 
 
 def _audit(t: _Table, trust: TrustConfig) -> AuditConfig:

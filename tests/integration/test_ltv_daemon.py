@@ -21,13 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
-import pkcs11
 import pytest
 from asn1crypto import ocsp
 from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
 from fixture_layout import SealFixtures
-from pkcs11 import Attribute, CertificateType, ObjectClass
 from pyhanko.pdf_utils.reader import PdfFileReader
 
 from sealapi.v1 import common_pb2, requests_pb2
@@ -35,7 +32,7 @@ from sealclient.errors import SealClientError
 from seald.signing.verify import verify_pdf
 from seald_testing.config import ConfigEdit, DaemonConfig
 from seald_testing.daemon import CHANGED_PIN, SealDaemon, make_pdf, unlock_first_use
-from seald_testing.ltv_pki import LivePki, live_pki
+from seald_testing.ltv_pki import LivePki, install_seal_certificate, live_pki
 from seald_testing.plugin import DaemonFactory
 from seald_testing.state_checks import check_state
 
@@ -53,35 +50,10 @@ class LtvSetup:
 def ltv(fresh_seal_fixtures: SealFixtures, tmp_path: Path) -> Iterator[LtvSetup]:
     seal = fresh_seal_fixtures.seals["contract"]
     with live_pki(seal.certificate.read_bytes(), tmp_path / "certomancer") as pki:
-        _install_seal_certificate(fresh_seal_fixtures, pki.seal_cert_der)
+        install_seal_certificate(fresh_seal_fixtures, pki.seal_cert_der)
         root_file = tmp_path / "ltv-root.pem"
         root_file.write_bytes(pki.root_pem)
         yield LtvSetup(fresh_seal_fixtures, pki, root_file)
-
-
-def _install_seal_certificate(fx: SealFixtures, cert_der: bytes) -> None:
-    """certomancer's certificate for the token's own key replaces the fixture's one, on
-    the token and in the config (the registered certificate must be the token's)."""
-    seal = fx.seals["contract"]
-    cert = x509.load_der_x509_certificate(cert_der)
-    token = pkcs11.lib(str(fx.module)).get_token(token_label=seal.token_label)
-    with token.open(rw=True, user_pin=seal.user_pin) as session:
-        for old in session.get_objects({Attribute.CLASS: ObjectClass.CERTIFICATE}):
-            old.destroy()
-        session.create_object(
-            {
-                Attribute.CLASS: ObjectClass.CERTIFICATE,
-                Attribute.CERTIFICATE_TYPE: CertificateType.X_509,
-                Attribute.TOKEN: True,
-                Attribute.PRIVATE: False,
-                Attribute.LABEL: seal.key_label,
-                Attribute.ID: bytes.fromhex(seal.key_id_hex),
-                Attribute.SUBJECT: cert.subject.public_bytes(),
-                Attribute.ISSUER: cert.issuer.public_bytes(),
-                Attribute.VALUE: cert_der,
-            }
-        )
-    seal.certificate.write_bytes(cert.public_bytes(Encoding.PEM))
 
 
 def _config(setup: LtvSetup, level: str) -> ConfigEdit:

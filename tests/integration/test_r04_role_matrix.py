@@ -297,6 +297,13 @@ TABLE = [
         "requester approver custodian auditor",
         lambda c: audit_pb2.CreateBackupRequest(destination="relative/not/allowed"),
     ),
+    # Issue 16: a dry run changes nothing; auditors and admins get past the permission layer.
+    row(
+        "AuditService",
+        "RenewArchives",
+        "requester approver custodian",
+        lambda c: audit_pb2.RenewArchivesRequest(dry_run=True),
+    ),
 ]
 
 REFUSALS = {grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED}
@@ -402,6 +409,7 @@ def invoke(ch: grpc.Channel, entry: Row, ctx: Ctx) -> grpc.StatusCode:
         "WatchTokens",
         "QueryAuditRecords",
         "GetUsageReport",
+        "RenewArchives",
     }
     try:
         if streaming_out:

@@ -331,6 +331,8 @@ EXPECTED_INSTALL = {
     "usr/lib/systemd/system/sealweb.service": 0o644,
     "usr/lib/sysusers.d/sealweb.conf": 0o644,
     "usr/bin/sealweb": 0o755,
+    "usr/lib/systemd/system/seald-archive-renew.service": 0o644,
+    "usr/lib/systemd/system/seald-archive-renew.timer": 0o644,
 }
 
 
@@ -689,3 +691,54 @@ def test_r15_sealweb_sysusers_makes_its_own_system_user(tmp_path: Path) -> None:
     group = (root / "etc" / "group").read_text()
     seald_group = next(entry for entry in group.splitlines() if entry.startswith("seald:"))
     assert "sealweb" not in seald_group  # no access to the tokens' device nodes
+
+
+# --- archive timestamp renewal (issue 16): a daily oneshot sealctl client + its timer ---
+ARCHIVE_UNIT = SYSTEMD_DIR / "seald-archive-renew.service"
+ARCHIVE_TIMER = SYSTEMD_DIR / "seald-archive-renew.timer"
+
+
+def test_archive_renew_unit_and_timer_verify_clean(tmp_path: Path) -> None:
+    fake = tmp_path / "sealctl"
+    fake.write_text("#!/bin/sh\nexit 0\n")
+    fake.chmod(0o755)
+    unit = tmp_path / ARCHIVE_UNIT.name
+    unit.write_text(ARCHIVE_UNIT.read_text().replace("ExecStart=/usr/bin/sealctl ", f"ExecStart={fake} "))
+    timer = tmp_path / ARCHIVE_TIMER.name
+    timer.write_text(ARCHIVE_TIMER.read_text())
+    result = run([tool("systemd-analyze"), "verify", str(unit), str(timer)])
+    assert result.returncode == 0 and result.stdout.strip() == "" and result.stderr.strip() == "", (
+        result.stderr
+    )
+    # A broken timer is reported (the check can fail).
+    timer.write_text(ARCHIVE_TIMER.read_text().replace("OnCalendar=daily", "OnCalendar=every blue moon"))
+    broken = run([tool("systemd-analyze"), "verify", str(unit), str(timer)])
+    assert broken.returncode != 0 or "OnCalendar" in broken.stderr, broken.stderr
+
+
+def test_archive_renew_timer_runs_daily_and_catches_up() -> None:
+    d = unit_directives(ARCHIVE_TIMER.read_text())
+    assert d["Timer.OnCalendar"] == ["daily"]
+    assert d["Timer.Persistent"] == ["true"]
+    assert d["Timer.Unit"] == [ARCHIVE_UNIT.name]
+    assert d["Install.WantedBy"] == ["timers.target"]
+
+
+def test_archive_renew_unit_runs_sealctl_archive_renew_with_least_privilege() -> None:
+    result = run([tool("systemd-analyze"), "security", "--offline=true", str(ARCHIVE_UNIT)])
+    match = re.search(r"Overall exposure level for seald-archive-renew\.service: (\d+\.\d+)", result.stdout)
+    assert match is not None and float(match.group(1)) <= 2.0, result.stdout + result.stderr
+    d = unit_directives(ARCHIVE_UNIT.read_text())
+    assert d["Service.Type"] == ["oneshot"]
+    command = d["Service.ExecStart"][0].split()
+    assert command[0] == "/usr/bin/sealctl" and command[-2:] == ["archive", "renew"]
+    assert "--dry-run" not in command
+    assert d["Service.PrivateDevices"] == ["yes"] and "Service.DeviceAllow" not in d
+    assert d["Service.NoNewPrivileges"] == ["yes"] and d["Service.CapabilityBoundingSet"] == [""]
+    # The arguments are sealctl's own: the command line parses.
+    from sealclient.cli import build_parser  # noqa: PLC0415
+
+    args = build_parser().parse_args(
+        [a.replace("%d", "/run/credentials/x") for a in command[1:]]
+    )
+    assert (args.archive_command, args.dry_run) == ("renew", False)

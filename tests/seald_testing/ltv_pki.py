@@ -13,18 +13,27 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
+import pkcs11
 from certomancer.integrations.animator import Animator, AnimatorArchStore
 from certomancer.registry import CertLabel, CertomancerConfig
 from cryptography import x509 as cx509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import Encoding
+from fixture_layout import SealFixtures
+from pkcs11 import Attribute, CertificateType, ObjectClass
 
 ARCH = "seal-ltv"
 VALIDITY = {"valid-from": "2020-01-01T00:00:00+0000", "valid-to": "2100-01-01T00:00:00+0000"}
+# Issue 16: a second TSA whose certificate ends this many days after the PKI starts, so
+# an archive timestamp from it is due for renewal (relative to the real date: tests pass
+# on any date).
+SHORT_TSA_DAYS = 200
 
 
 @dataclass(frozen=True)
@@ -34,6 +43,10 @@ class LivePki:
     root_pem: bytes
     seal_cert_der: bytes
     revoked_seal_cert_der: bytes
+    # Issue 16: a TSA whose certificate ends SHORT_TSA_DAYS from now (same root, same
+    # revocation services), and that certificate's end.
+    short_tsa_url: str = ""
+    short_tsa_not_after: datetime | None = None
     # Services answering 503 while named here ("tsa", "ocsp", "crls": the first path
     # segment after the architecture), so a test can take one responder down.
     outage: set[str] = field(default_factory=set)
@@ -67,7 +80,7 @@ def _key_usage(*usages: str) -> dict[str, Any]:
     }
 
 
-def _config(seal_cert_pem: bytes, keydir: Path) -> dict[str, Any]:
+def _config(seal_cert_pem: bytes, keydir: Path, short_tsa_until: datetime) -> dict[str, Any]:
     for name in ("root", "tsa", "ocsp"):
         _write_key(keydir / f"{name}.key.pem")
     public = cx509.load_pem_x509_certificate(seal_cert_pem).public_key()
@@ -110,6 +123,7 @@ def _config(seal_cert_pem: bytes, keydir: Path) -> dict[str, Any]:
                 "entities": {
                     "root": {"common-name": "测试根CA"},
                     "tsa": {"common-name": "测试时间戳服务"},
+                    "tsa-short": {"common-name": "测试时间戳服务 短期证书"},
                     "ocsp": {"common-name": "测试OCSP"},
                     "seal": {
                         "organization-name": "华夏示例科技有限公司",
@@ -154,6 +168,24 @@ def _config(seal_cert_pem: bytes, keydir: Path) -> dict[str, Any]:
                             *revocable,
                         ],
                     },
+                    "tsa-short": {
+                        "subject": "tsa-short",
+                        "subject-key": "tsa",
+                        "issuer": "root",
+                        "validity": {
+                            "valid-from": VALIDITY["valid-from"],
+                            "valid-to": short_tsa_until.strftime("%Y-%m-%dT%H:%M:%S+0000"),
+                        },
+                        "extensions": [
+                            _key_usage("digital_signature"),
+                            {
+                                "id": "extended_key_usage",
+                                "critical": True,
+                                "value": ["time_stamping"],
+                            },
+                            *revocable,
+                        ],
+                    },
                     "seal": seal_cert,
                     "seal-revoked": {
                         "template": "seal",
@@ -179,7 +211,10 @@ def _config(seal_cert_pem: bytes, keydir: Path) -> dict[str, Any]:
                             "simulated-update-schedule": "P7D",
                         }
                     },
-                    "time-stamping": {"tsa": {"signing-key": "tsa", "signing-cert": "tsa"}},
+                    "time-stamping": {
+                        "tsa": {"signing-key": "tsa", "signing-cert": "tsa"},
+                        "tsa-short": {"signing-key": "tsa", "signing-cert": "tsa-short"},
+                    },
                 },
             }
         },
@@ -198,8 +233,11 @@ def live_pki(seal_cert_pem: bytes, workdir: Path) -> Iterator[LivePki]:
         handler_class=_QuietHandler,
     )
     base_url = f"http://127.0.0.1:{server.server_port}"
+    short_until = (datetime.now(UTC) + timedelta(days=SHORT_TSA_DAYS)).replace(microsecond=0)
     config = CertomancerConfig(
-        _config(seal_cert_pem, workdir), key_search_dir=str(workdir), external_url_prefix=base_url
+        _config(seal_cert_pem, workdir, short_until),
+        key_search_dir=str(workdir),
+        external_url_prefix=base_url,
     )
     arch = config.get_pki_arch(ARCH)
     live = LivePki(
@@ -208,6 +246,8 @@ def live_pki(seal_cert_pem: bytes, workdir: Path) -> Iterator[LivePki]:
         root_pem=_pem(arch.get_cert(CertLabel("root")).dump()),
         seal_cert_der=arch.get_cert(CertLabel("seal")).dump(),
         revoked_seal_cert_der=arch.get_cert(CertLabel("seal-revoked")).dump(),
+        short_tsa_url=f"{base_url}/{ARCH}/tsa/tsa-short",
+        short_tsa_not_after=short_until,
     )
     animator = Animator(AnimatorArchStore(config.pki_archs), with_web_ui=False)
 
@@ -232,3 +272,28 @@ def live_pki(seal_cert_pem: bytes, workdir: Path) -> Iterator[LivePki]:
 def _pem(der: bytes) -> bytes:
     cert = cx509.load_der_x509_certificate(der)
     return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def install_seal_certificate(fx: SealFixtures, cert_der: bytes) -> None:
+    """certomancer's certificate for the token's own key replaces the fixture's one, on
+    the token and in the config (the registered certificate must be the token's)."""
+    seal = fx.seals["contract"]
+    cert = cx509.load_der_x509_certificate(cert_der)
+    token = pkcs11.lib(str(fx.module)).get_token(token_label=seal.token_label)
+    with token.open(rw=True, user_pin=seal.user_pin) as session:
+        for old in session.get_objects({Attribute.CLASS: ObjectClass.CERTIFICATE}):
+            old.destroy()
+        session.create_object(
+            {
+                Attribute.CLASS: ObjectClass.CERTIFICATE,
+                Attribute.CERTIFICATE_TYPE: CertificateType.X_509,
+                Attribute.TOKEN: True,
+                Attribute.PRIVATE: False,
+                Attribute.LABEL: seal.key_label,
+                Attribute.ID: bytes.fromhex(seal.key_id_hex),
+                Attribute.SUBJECT: cert.subject.public_bytes(),
+                Attribute.ISSUER: cert.issuer.public_bytes(),
+                Attribute.VALUE: cert_der,
+            }
+        )
+    seal.certificate.write_bytes(cert.public_bytes(Encoding.PEM))

@@ -132,6 +132,8 @@ def test_r04_seal_and_role_access_table(
     assert ok(lambda: access.require_requester(who, "contract")) is submit
     assert ok(lambda: access.require_role_on_seal(who, "contract")) is on_seal
     assert ok(lambda: access.require_auditor(who)) is audit
+    # Issue 16: archive renewal is for exactly those who read the audit trail.
+    assert ok(lambda: access.require_archive_operator(who)) is audit
     assert ok(lambda: access.require_admin(who)) is backup
 
 

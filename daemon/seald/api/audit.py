@@ -13,6 +13,7 @@ from sealapi.v1 import audit_pb2, audit_pb2_grpc
 from seald.api import convert
 from seald.api.call import CallInfo, Gate, Servicer, rpc, stream_rpc
 from seald.api.times import datetime_from_pb
+from seald.audit.archive import ArchiveRenewer
 from seald.audit.operations import AuditOperations
 from seald.domain import access
 from seald.domain.audit import canonical_details_json, parse_time
@@ -22,10 +23,13 @@ from seald.store.database import Store
 
 
 class AuditServicer(Servicer, audit_pb2_grpc.AuditServiceServicer):
-    def __init__(self, gate: Gate, *, store: Store, audit_ops: AuditOperations) -> None:
+    def __init__(
+        self, gate: Gate, *, store: Store, audit_ops: AuditOperations, archive: ArchiveRenewer
+    ) -> None:
         super().__init__(gate)
         self.store = store
         self.audit_ops = audit_ops
+        self.archive = archive
 
     @stream_rpc
     async def QueryAuditRecords(
@@ -150,4 +154,33 @@ class AuditServicer(Servicer, audit_pb2_grpc.AuditServiceServicer):
             sha256=manifest.sha256,
             head_sequence=manifest.head_sequence,
             head_hash=manifest.head_hash,
+            sizes=[
+                audit_pb2.BackupKindSize(kind=kind, files=count, bytes=total)
+                for kind, (count, total) in manifest.sizes.items()
+            ],
+            files_directory=str(Path(request.destination).with_name(manifest.files_directory)),
         )
+
+    @stream_rpc
+    async def RenewArchives(
+        self,
+        principal: Principal,
+        info: CallInfo,
+        request: audit_pb2.RenewArchivesRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> AsyncIterator[audit_pb2.ArchiveRenewal]:
+        access.require_archive_operator(principal)
+        async for o in self.archive.run(principal, dry_run=request.dry_run):
+            yield audit_pb2.ArchiveRenewal(
+                request_id=o.request_id,
+                seal_id=o.seal_id,
+                document_index=o.document_index,
+                document_name=o.document_name,
+                status=o.status.value,
+                reason=o.reason,
+                detail=o.detail,
+                sha256=o.sha256,
+                new_sha256=o.new_sha256,
+                timestamp_time=convert.timestamp(o.timestamp_time),
+                certificate_expires=convert.timestamp(o.expires_at),
+            )

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from seald.config import Config
 from seald.domain.errors import SealError
-from seald.store.backup import backup_database_file, restore_backup
+from seald.store.backup import backup_database_file, restore_backup, size_report
 from seald.store.checkpoints import AuditKey
 from seald.store.state_lock import acquire_state_lock
 
@@ -33,7 +33,9 @@ def run_backup(config: Config, destination: Path) -> int:
         return 1
     print(
         f"backup {destination}: sha256 {manifest.sha256}, {manifest.head_sequence} audit records, "
-        f"head {manifest.head_hash}"
+        f"head {manifest.head_hash}\n"
+        f"documents and audit certificate in {destination.with_name(manifest.files_directory)}\n"
+        f"size report:\n{size_report(manifest)}"
     )
     return 0
 
@@ -55,7 +57,8 @@ def run_restore(config: Config, backup: Path) -> int:
     finally:
         lock.close()
     print(
-        f"restored {backup} (head {result.manifest.head_sequence}); voided "
+        f"restored {backup} (head {result.manifest.head_sequence}; "
+        f"{len(result.manifest.files)} documents and certificates verified against the ledger); voided "
         f"{len(result.voided_requests)} unfinished requests; kept seal statuses "
         f"{result.kept_seal_statuses or 'none'}; previous database kept as {result.previous_database}"
     )

@@ -121,6 +121,15 @@ def require_auditor(principal: Principal) -> None:
         )
 
 
+def require_archive_operator(principal: Principal) -> None:
+    """Issue 16: archive timestamp renewal (RenewArchives, also a dry run) is for auditors
+    and admins: it keeps existing evidence valid and creates nothing a requester asked for."""
+    if not principal.roles & {Role.AUDITOR, Role.ADMIN}:
+        raise PermissionDenied(
+            "only auditors and admins may renew archive timestamps", reason="not_an_archive_operator"
+        )
+
+
 def require_admin(principal: Principal) -> None:
     """Backups are an administrator's job (the auditor reads, never copies the state)."""
     if Role.ADMIN not in principal.roles:

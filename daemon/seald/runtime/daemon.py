@@ -49,6 +49,7 @@ from seald.api.tokens import TokenServicer
 from seald.api.verify import VerifyServicer
 from seald.api.webauthn import WebAuthnServicer
 from seald.audit import backup_cli
+from seald.audit.archive import ArchiveRenewer
 from seald.audit.operations import AuditOperations
 from seald.config import Config, load_config
 from seald.domain.audit import AuditEvent
@@ -176,6 +177,8 @@ class Daemon:
         self.audit_ops.quotas = lambda: {
             sid: (sc.quotas, sc.hours.tz) for sid, sc in self.services.live.current.seals.items()
         }
+        # Issue 16: archive timestamp renewal over the live config ([archive], [trust]).
+        self.archive = ArchiveRenewer(self.store, clock, lambda: self.services.live.current)
         parts = self.services
         self.gate = Gate(
             parts.live, parts.admission, parts.recorder, parts.metrics, web_sessions=parts.webauthn
@@ -367,7 +370,7 @@ class Daemon:
             VerifyServicer(gate, store=self.store, tokens=self.tokens), server
         )
         audit_pb2_grpc.add_AuditServiceServicer_to_server(
-            AuditServicer(gate, store=self.store, audit_ops=self.audit_ops), server
+            AuditServicer(gate, store=self.store, audit_ops=self.audit_ops, archive=self.archive), server
         )
 
     def _custody_interval(self) -> float:

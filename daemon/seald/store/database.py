@@ -336,7 +336,11 @@ class Store:
     async def backup_to(
         self, destination: Path, key: AuditKey, host: str, now: datetime
     ) -> BackupManifest:
-        return await self.call(lambda: create_backup(self._connection(), destination, key, host, now))
+        return await self.call(
+            lambda: create_backup(
+                self._connection(), destination, key, host, now, documents_dir=self.documents_dir
+            )
+        )
 
     @contextlib.contextmanager
     def ledger_snapshot(self) -> Iterator[LedgerSnapshot]:

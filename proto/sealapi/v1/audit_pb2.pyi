@@ -1,10 +1,11 @@
 import datetime
 
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Mapping as _Mapping
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
@@ -135,13 +136,59 @@ class CreateBackupRequest(_message.Message):
     def __init__(self, destination: _Optional[str] = ...) -> None: ...
 
 class CreateBackupResponse(_message.Message):
-    __slots__ = ("path", "sha256", "head_sequence", "head_hash")
+    __slots__ = ("path", "sha256", "head_sequence", "head_hash", "sizes", "files_directory")
     PATH_FIELD_NUMBER: _ClassVar[int]
     SHA256_FIELD_NUMBER: _ClassVar[int]
     HEAD_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     HEAD_HASH_FIELD_NUMBER: _ClassVar[int]
+    SIZES_FIELD_NUMBER: _ClassVar[int]
+    FILES_DIRECTORY_FIELD_NUMBER: _ClassVar[int]
     path: str
     sha256: str
     head_sequence: int
     head_hash: str
-    def __init__(self, path: _Optional[str] = ..., sha256: _Optional[str] = ..., head_sequence: _Optional[int] = ..., head_hash: _Optional[str] = ...) -> None: ...
+    sizes: _containers.RepeatedCompositeFieldContainer[BackupKindSize]
+    files_directory: str
+    def __init__(self, path: _Optional[str] = ..., sha256: _Optional[str] = ..., head_sequence: _Optional[int] = ..., head_hash: _Optional[str] = ..., sizes: _Optional[_Iterable[_Union[BackupKindSize, _Mapping]]] = ..., files_directory: _Optional[str] = ...) -> None: ...
+
+class BackupKindSize(_message.Message):
+    __slots__ = ("kind", "files", "bytes")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    BYTES_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    files: int
+    bytes: int
+    def __init__(self, kind: _Optional[str] = ..., files: _Optional[int] = ..., bytes: _Optional[int] = ...) -> None: ...
+
+class RenewArchivesRequest(_message.Message):
+    __slots__ = ("dry_run",)
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    dry_run: bool
+    def __init__(self, dry_run: _Optional[bool] = ...) -> None: ...
+
+class ArchiveRenewal(_message.Message):
+    __slots__ = ("request_id", "seal_id", "document_index", "document_name", "status", "reason", "detail", "sha256", "new_sha256", "timestamp_time", "certificate_expires")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    SEAL_ID_FIELD_NUMBER: _ClassVar[int]
+    DOCUMENT_INDEX_FIELD_NUMBER: _ClassVar[int]
+    DOCUMENT_NAME_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    NEW_SHA256_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_TIME_FIELD_NUMBER: _ClassVar[int]
+    CERTIFICATE_EXPIRES_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    seal_id: str
+    document_index: int
+    document_name: str
+    status: str
+    reason: str
+    detail: str
+    sha256: str
+    new_sha256: str
+    timestamp_time: _timestamp_pb2.Timestamp
+    certificate_expires: _timestamp_pb2.Timestamp
+    def __init__(self, request_id: _Optional[str] = ..., seal_id: _Optional[str] = ..., document_index: _Optional[int] = ..., document_name: _Optional[str] = ..., status: _Optional[str] = ..., reason: _Optional[str] = ..., detail: _Optional[str] = ..., sha256: _Optional[str] = ..., new_sha256: _Optional[str] = ..., timestamp_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., certificate_expires: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...

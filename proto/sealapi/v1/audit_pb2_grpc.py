@@ -59,6 +59,11 @@ class AuditServiceStub:
                 request_serializer=sealapi_dot_v1_dot_audit__pb2.CreateBackupRequest.SerializeToString,
                 response_deserializer=sealapi_dot_v1_dot_audit__pb2.CreateBackupResponse.FromString,
                 _registered_method=True)
+        self.RenewArchives = channel.unary_stream(
+                '/sealapi.v1.AuditService/RenewArchives',
+                request_serializer=sealapi_dot_v1_dot_audit__pb2.RenewArchivesRequest.SerializeToString,
+                response_deserializer=sealapi_dot_v1_dot_audit__pb2.ArchiveRenewal.FromString,
+                _registered_method=True)
 
 
 class AuditServiceServicer:
@@ -94,6 +99,14 @@ class AuditServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RenewArchives(self, request, context):
+        """Issue 16: fresh archive timestamps for B-LTA documents that are due (auditor or admin).
+        One message per sealed document as the run reaches it (a run may be long and large).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuditServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -121,6 +134,11 @@ def add_AuditServiceServicer_to_server(servicer, server):
                     servicer.CreateBackup,
                     request_deserializer=sealapi_dot_v1_dot_audit__pb2.CreateBackupRequest.FromString,
                     response_serializer=sealapi_dot_v1_dot_audit__pb2.CreateBackupResponse.SerializeToString,
+            ),
+            'RenewArchives': grpc.unary_stream_rpc_method_handler(
+                    servicer.RenewArchives,
+                    request_deserializer=sealapi_dot_v1_dot_audit__pb2.RenewArchivesRequest.FromString,
+                    response_serializer=sealapi_dot_v1_dot_audit__pb2.ArchiveRenewal.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -258,6 +276,33 @@ class AuditService:
             '/sealapi.v1.AuditService/CreateBackup',
             sealapi_dot_v1_dot_audit__pb2.CreateBackupRequest.SerializeToString,
             sealapi_dot_v1_dot_audit__pb2.CreateBackupResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RenewArchives(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/sealapi.v1.AuditService/RenewArchives',
+            sealapi_dot_v1_dot_audit__pb2.RenewArchivesRequest.SerializeToString,
+            sealapi_dot_v1_dot_audit__pb2.ArchiveRenewal.FromString,
             options,
             channel_credentials,
             insecure,

@@ -36,6 +36,10 @@ class AuditServiceStub:
     CreateCheckpoint: _grpc.UnaryUnaryMultiCallable[_audit_pb2.CreateCheckpointRequest, _audit_pb2.Checkpoint]
     GetUsageReport: _grpc.UnaryStreamMultiCallable[_audit_pb2.GetUsageReportRequest, _audit_pb2.ReportChunk]
     CreateBackup: _grpc.UnaryUnaryMultiCallable[_audit_pb2.CreateBackupRequest, _audit_pb2.CreateBackupResponse]
+    RenewArchives: _grpc.UnaryStreamMultiCallable[_audit_pb2.RenewArchivesRequest, _audit_pb2.ArchiveRenewal]
+    """Issue 16: fresh archive timestamps for B-LTA documents that are due (auditor or admin).
+    One message per sealed document as the run reaches it (a run may be long and large).
+    """
 
 @_typing.type_check_only
 class AuditServiceAsyncStub(AuditServiceStub):
@@ -45,6 +49,10 @@ class AuditServiceAsyncStub(AuditServiceStub):
     CreateCheckpoint: _aio.UnaryUnaryMultiCallable[_audit_pb2.CreateCheckpointRequest, _audit_pb2.Checkpoint]  # type: ignore[assignment]
     GetUsageReport: _aio.UnaryStreamMultiCallable[_audit_pb2.GetUsageReportRequest, _audit_pb2.ReportChunk]  # type: ignore[assignment]
     CreateBackup: _aio.UnaryUnaryMultiCallable[_audit_pb2.CreateBackupRequest, _audit_pb2.CreateBackupResponse]  # type: ignore[assignment]
+    RenewArchives: _aio.UnaryStreamMultiCallable[_audit_pb2.RenewArchivesRequest, _audit_pb2.ArchiveRenewal]  # type: ignore[assignment]
+    """Issue 16: fresh archive timestamps for B-LTA documents that are due (auditor or admin).
+    One message per sealed document as the run reaches it (a run may be long and large).
+    """
 
 class AuditServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -81,5 +89,15 @@ class AuditServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _audit_pb2.CreateBackupRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_audit_pb2.CreateBackupResponse, _abc.Awaitable[_audit_pb2.CreateBackupResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def RenewArchives(
+        self,
+        request: _audit_pb2.RenewArchivesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_audit_pb2.ArchiveRenewal], _abc.AsyncIterator[_audit_pb2.ArchiveRenewal]]:
+        """Issue 16: fresh archive timestamps for B-LTA documents that are due (auditor or admin).
+        One message per sealed document as the run reaches it (a run may be long and large).
+        """
 
 def add_AuditServiceServicer_to_server(servicer: AuditServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
