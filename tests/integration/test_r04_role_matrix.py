@@ -216,6 +216,26 @@ TABLE = [
         "outsider",
         lambda c: seals_pb2.RenderSealImageRequest(seal_id=SEAL),
     ),
+    # Issue 16: the registered impression. Admins propose and approve (an empty image is
+    # refused after R04); anyone with a role on the seal may look at it.
+    row(
+        "SealRegistryService",
+        "ImportSealImpression",
+        "requester approver custodian auditor outsider",
+        lambda c: seals_pb2.ImportSealImpressionRequest(seal_id=SEAL, image=b"", seal_code="1"),
+    ),
+    row(
+        "SealRegistryService",
+        "ApproveSealImpression",
+        "requester approver custodian auditor outsider",
+        lambda c: seals_pb2.ApproveSealImpressionRequest(seal_id=SEAL, impression_id="imp-none", sha256="0" * 64),
+    ),
+    row(
+        "SealRegistryService",
+        "GetSealImpression",
+        "outsider",
+        lambda c: seals_pb2.GetSealImpressionRequest(seal_id=SEAL),
+    ),
     row("SealRegistryService", "GetCustody", "outsider", lambda c: seals_pb2.GetCustodyRequest(seal_id=SEAL)),
     row(
         "SealRegistryService",
