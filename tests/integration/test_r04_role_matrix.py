@@ -228,7 +228,9 @@ TABLE = [
         "SealRegistryService",
         "ApproveSealImpression",
         "requester approver custodian auditor outsider",
-        lambda c: seals_pb2.ApproveSealImpressionRequest(seal_id=SEAL, impression_id="imp-none", sha256="0" * 64),
+        lambda c: seals_pb2.ApproveSealImpressionRequest(
+            seal_id=SEAL, impression_id="imp-none", sha256="0" * 64
+        ),
     ),
     row(
         "SealRegistryService",
