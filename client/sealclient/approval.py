@@ -27,9 +27,11 @@ from seald.domain.chains import parse_money
 from seald.domain.digest import (
     DigestDocument,
     DigestPlacement,
+    DigestSeal,
     canonical_approval_subject,
     digest_of,
 )
+from seald.domain.marks import CrossPage, Mark, PageSet, PageSetKind
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,51 @@ def digest_placement(placement: common_pb2.Placement) -> DigestPlacement:
         size_mm=placement.size_mm,
         anchor_text=placement.anchor_text,
         cross_page=placement.cross_page,
+    )
+
+
+def mark_from_pb(pb: common_pb2.Mark) -> Mark:
+    """A job's mark as the daemon described it (issue 16), for the digest and the display."""
+    cross = None
+    if pb.HasField("cross_page"):
+        cross = CrossPage(PageSet.parse(pb.cross_page.pages or "all"), pb.cross_page.group_size)
+    return Mark(
+        seal_id=pb.seal_id,
+        pages=PageSet(PageSetKind.ALL) if cross is not None and not pb.pages else PageSet.parse(pb.pages),
+        x_mm=pb.x_mm,
+        y_mm=pb.y_mm,
+        size_mm=pb.size_mm,
+        anchor_text=pb.anchor_text,
+        anchor_max_matches=pb.anchor_max_matches or 1,
+        cross_page=cross,
+    )
+
+
+def request_marks(request: requests_pb2.SealRequest) -> tuple[Mark, ...] | None:
+    """A job's marks (None for a single-placement request, whose digest has none)."""
+    if not request.job_seals:
+        return None
+    return tuple(mark_from_pb(m) for m in request.marks)
+
+
+def request_seals(request: requests_pb2.SealRequest) -> tuple[DigestSeal, ...]:
+    return tuple(
+        DigestSeal(s.seal_id, s.certificate_sha256, s.impression_sha256) for s in request.job_seals
+    )
+
+
+def digest_documents(
+    request: requests_pb2.SealRequest, local: Sequence[LocalDocument]
+) -> tuple[DigestDocument, ...]:
+    """The documents with LOCAL hashes (and a manifest document's own marks)."""
+    return tuple(
+        DigestDocument(
+            name=info.name,
+            sha256=mine.sha256,
+            size=mine.size,
+            marks=tuple(mark_from_pb(m) for m in info.marks) if info.marks else None,
+        )
+        for info, mine in zip(request.documents, local, strict=True)
     )
 
 
@@ -97,12 +144,11 @@ def local_approval_digest(request: requests_pb2.SealRequest, local: Sequence[Loc
         reason=request.reason,
         category=request.category,
         placement=digest_placement(request.placement),
-        documents=[
-            DigestDocument(name=info.name, sha256=mine.sha256, size=mine.size)
-            for info, mine in zip(request.documents, local, strict=True)
-        ],
+        documents=digest_documents(request, local),
         amount=request_amount(request),
         seal_impression_sha256=request.seal_impression_sha256,
+        marks=request_marks(request),
+        seals=request_seals(request),
     )
     return digest_of(subject)
 
@@ -173,10 +219,9 @@ def approval_statement(
         reason=request.reason,
         category=request.category,
         placement=digest_placement(request.placement),
-        documents=tuple(
-            DigestDocument(name=info.name, sha256=mine.sha256, size=mine.size)
-            for info, mine in zip(request.documents, local, strict=True)
-        ),
+        documents=digest_documents(request, local),
+        marks=request_marks(request),
+        seals=request_seals(request),
         signer_certificate_sha256=signer_certificate_sha256,
         signed_at=statement_time(now),
         comment=comment,

@@ -37,9 +37,10 @@ from seald.domain.chains import (
 )
 from seald.domain.custody import ALWAYS, SealHours, parse_hours
 from seald.domain.errors import ConfigError, SealError
-from seald.domain.model import Principal, Role, Seal, SealType
+from seald.domain.marks import DEFAULT_MAX_MARKS
+from seald.domain.model import Principal, Role, Seal, SealRequest, SealType
 from seald.domain.outbox import EventType
-from seald.domain.policy import ApprovalPolicy, build_policy
+from seald.domain.policy import AnyPolicy, ApprovalPolicy, JobPolicy, build_policy
 from seald.domain.quotas import Quotas
 from seald.domain.seal_shapes import SEAL_SHAPES, allowed_shapes, default_shape
 from seald.domain.text_policy import describe, refused_character
@@ -204,6 +205,17 @@ IMPRESSION_MIN_DPI_RANGE = (150, 1200)
 
 
 @dataclass(frozen=True)
+class LimitsConfig:
+    """[limits] of sealing jobs (issue 16)."""
+
+    # Marks per request (and per manifest document): each is drawn and previewed.
+    max_marks: int = DEFAULT_MAX_MARKS
+    # Whether marks of DIFFERENT seals may overlap on a page (a seal over another seal's
+    # impression hides it): refused unless set.
+    allow_mark_overlap: bool = False
+
+
+@dataclass(frozen=True)
 class TokensConfig:
     """[tokens]: allow-listed USB token models and the idle auto-lock (issue 3)."""
 
@@ -339,6 +351,7 @@ class Config:
     notify: NotifyConfig = field(default_factory=NotifyConfig)
     impression: ImpressionConfig = field(default_factory=ImpressionConfig)
     archive: ArchiveConfig = field(default_factory=ArchiveConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
 
     @property
     def audit_dir(self) -> Path:
@@ -364,6 +377,12 @@ class Config:
             now=now or datetime.now(UTC),
             chain=sc.policy,
         )
+
+    def policy_for_request(self, request: SealRequest, now: datetime | None = None) -> AnyPolicy:
+        """A request's policy: its seal's, or for a sealing job (issue 16) every seal's."""
+        if not request.is_job:
+            return self.policy_for(request.seal_id, now)
+        return JobPolicy(tuple((s, self.policy_for(s, now)) for s in request.seal_ids))
 
     def seal(self, seal_id: str, certificate_sha256: str = "") -> Seal:
         sc = self.seals[seal_id]
@@ -1190,6 +1209,7 @@ def load_config(path: Path) -> Config:  # noqa: C901 - one section after another
     notify = _notify(root.table("notify")) if "notify" in raw else NotifyConfig()
     impression = _impression(root.table("impression")) if "impression" in raw else ImpressionConfig()
     archive = _archive(root.table("archive")) if "archive" in raw else ArchiveConfig()
+    limits = _limits(root.table("limits")) if "limits" in raw else LimitsConfig()
     root.finish()
     return Config(
         path=path,
@@ -1209,6 +1229,7 @@ def load_config(path: Path) -> Config:  # noqa: C901 - one section after another
         notify=notify,
         impression=impression,
         archive=archive,
+        limits=limits,
     )
 
 
@@ -1238,6 +1259,20 @@ def _archive(t: _Table) -> ArchiveConfig:
             "renewal must see a document before its archive timestamp's certificate ends)"
         )
     return ArchiveConfig(renew_within_days=days)
+
+
+def _limits(t: _Table) -> LimitsConfig:
+    """[limits] (issue 16): max_marks, allow_mark_overlap."""
+    limits = LimitsConfig(
+        max_marks=t.integer("max_marks", DEFAULT_MAX_MARKS, "a count of marks per request, 1 to 1000"),
+        allow_mark_overlap=t.boolean("allow_mark_overlap", False, "true or false"),
+    )
+    t.finish()
+    if not 1 <= limits.max_marks <= 1000:
+        raise ConfigError(
+            f"{t.file}: 'limits.max_marks' = {limits.max_marks}; use 1 to 1000 marks per request"
+        )
+    return limits
 
 
 def _audit(t: _Table, trust: TrustConfig) -> AuditConfig:

@@ -203,7 +203,7 @@ class Workflow:
         for request in open_requests(tx):
             if request.state is RequestState.SIGNING:
                 continue  # its approvals were used when signing began
-            policy = self.config().policy_for(request.seal_id, now)
+            policy = self.config().policy_for_request(request, now)
             voided = lifecycle.void_delegated_approvals(
                 request, delegation_id=d.delegation_id, policy=policy, now=now
             )
@@ -330,7 +330,7 @@ class RequestEvents:
         needed: tuple[str, ...] = ()
         step = ""
         if after.state is RequestState.PENDING:
-            policy = self._config().policy_for(after.seal_id, now)
+            policy = self._config().policy_for_request(after, now)
             standing = policy.standing(after.requester, after.approvals, lifecycle.facts_of(after))
             was_pending = before is not None and before.state is RequestState.PENDING
             if standing is not None and standing.current is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -14,8 +15,9 @@ from seald.domain.delegation import Delegation
 from seald.domain.errors import InvalidInput
 from seald.domain.impressions import Impression
 from seald.domain.lifecycle import facts_of
+from seald.domain.marks import CrossPage, Mark, PageSet, PageSetKind
 from seald.domain.model import Placement, RequestState, Role, SealRequest, SealStatus, SealType
-from seald.domain.policy import ApprovalPolicy, approver_groups_for
+from seald.domain.policy import AnyPolicy, approver_groups_for
 from seald.domain.seals import SealState
 from seald.domain.text_policy import (
     MAX_CATEGORY,
@@ -90,6 +92,54 @@ def submit_header_in(header: requests_pb2.SubmitRequestHeader) -> None:
     text_in("category", header.category, limit=MAX_CATEGORY, required=True)
     text_in("client_request_key", header.client_request_key, limit=MAX_LABEL)
     text_in("anchor_text", header.placement.anchor_text, limit=MAX_LABEL)
+    for i, mark in enumerate(header.marks):
+        text_in(f"marks[{i}].anchor_text", mark.anchor_text, limit=MAX_LABEL)
+
+
+def marks_from_pb(marks: Sequence[common_pb2.Mark], *, where: str = "") -> tuple[Mark, ...]:
+    """Issue 16: a job's marks; a bad page set is refused naming the mark (and where)."""
+    out: list[Mark] = []
+    for i, pb in enumerate(marks):
+        label = f"{where}mark {i + 1} (seal {pb.seal_id or '?'})"
+        text_in(f"{label} anchor_text", pb.anchor_text, limit=MAX_LABEL)
+        cross = None
+        if pb.HasField("cross_page"):
+            cross = CrossPage(
+                PageSet.parse(pb.cross_page.pages or "all", what=f"{label} cross_page.pages"),
+                pb.cross_page.group_size,
+            )
+        out.append(
+            Mark(
+                seal_id=pb.seal_id,
+                pages=PageSet(PageSetKind.ALL)
+                if cross is not None and not pb.pages
+                else PageSet.parse(pb.pages, what=f"{label} pages"),
+                x_mm=pb.x_mm,
+                y_mm=pb.y_mm,
+                size_mm=pb.size_mm,
+                anchor_text=pb.anchor_text,
+                anchor_max_matches=pb.anchor_max_matches or 1,
+                cross_page=cross,
+            )
+        )
+    return tuple(out)
+
+
+def mark_to_pb(mark: Mark) -> common_pb2.Mark:
+    pb = common_pb2.Mark(
+        seal_id=mark.seal_id,
+        pages=mark.pages.text(),
+        x_mm=mark.x_mm,
+        y_mm=mark.y_mm,
+        size_mm=mark.size_mm,
+        anchor_text=mark.anchor_text,
+        anchor_max_matches=mark.anchor_max_matches,
+    )
+    if mark.cross_page is not None:
+        pb.cross_page.CopyFrom(
+            common_pb2.CrossPage(pages=mark.cross_page.pages.text(), group_size=mark.cross_page.group_size)
+        )
+    return pb
 
 
 def placement_from_pb(pb: common_pb2.Placement, default_size_mm: float) -> Placement:
@@ -114,7 +164,7 @@ def placement_to_pb(placement: Placement) -> common_pb2.Placement:
     )
 
 
-def request_to_pb(request: SealRequest, policy: ApprovalPolicy | None = None) -> requests_pb2.SealRequest:
+def request_to_pb(request: SealRequest, policy: AnyPolicy | None = None) -> requests_pb2.SealRequest:
     """``policy``: the seal's policy now, to show where the request stands in its chain."""
     pb = requests_pb2.SealRequest(
         request_id=request.request_id,
@@ -131,8 +181,19 @@ def request_to_pb(request: SealRequest, policy: ApprovalPolicy | None = None) ->
                 sha256=d.sha256,
                 sealed_sha256=d.sealed_sha256,
                 sealed_size=d.sealed_size,
+                marks=[mark_to_pb(m) for m in d.marks or ()],
+                signed_seals=[step.seal_id for step in d.steps],
             )
             for d in request.documents
+        ],
+        marks=[mark_to_pb(m) for m in request.marks],
+        job_seals=[
+            requests_pb2.JobSeal(
+                seal_id=s.seal_id,
+                certificate_sha256=s.certificate_sha256,
+                impression_sha256=s.impression_sha256,
+            )
+            for s in request.job_seals
         ],
         state=STATE_TO_PB[request.state],
         state_reason=request.state_reason,

@@ -109,7 +109,8 @@ class _Upload:
                 "you announced; send it again",
                 reason="upload_hash_mismatch",
             )
-        self.documents.append(UploadedDocument(start.name, size, sha, self._path))
+        marks = convert.marks_from_pb(start.marks, where=f"document {len(self.documents)} ({start.name}): ")
+        self.documents.append(UploadedDocument(start.name, size, sha, self._path, marks or None))
         self._start, self._file = None, None
 
     def close(self) -> None:
@@ -140,7 +141,7 @@ class SealRequestServicer(Servicer, requests_pb2_grpc.SealRequestServiceServicer
 
     def _pb(self, request: SealRequest) -> requests_pb2.SealRequest:
         """With the chain standing (issue 17) under the seal's policy now."""
-        return convert.request_to_pb(request, self.gate.live.current.policy_for(request.seal_id))
+        return convert.request_to_pb(request, self.gate.live.current.policy_for_request(request))
 
     @rpc
     async def SubmitRequest(
@@ -163,9 +164,13 @@ class SealRequestServicer(Servicer, requests_pb2_grpc.SealRequestServiceServicer
                             reason="missing_header",
                         )
                     header = message.header
-                    info.seal_id = header.seal_id
-                    self.catalog.seal(header.seal_id)
-                    access.require_requester(principal, header.seal_id)
+                    marks = convert.marks_from_pb(header.marks)
+                    # A job names its seals in its marks (issue 16); every one is checked.
+                    named = [m.seal_id for m in marks] or [header.seal_id]
+                    info.seal_id = named[0]
+                    for seal_id in named:
+                        self.catalog.seal(seal_id)
+                        access.require_requester(principal, seal_id)
                     convert.submit_header_in(header)  # one text policy (issue 14)
                     # Refuse before the upload, not after it (issue 8).
                     await self.gate.admission.check_open_requests(principal, header.client_request_key)
@@ -180,6 +185,19 @@ class SealRequestServicer(Servicer, requests_pb2_grpc.SealRequestServiceServicer
             await upload.finish_current()
             if header is None:
                 raise InvalidInput("no header was sent", reason="missing_header")
+            if marks or any(u.marks is not None for u in upload.documents):
+                job = await self.requests.submit_job(
+                    principal,
+                    reason=header.reason,
+                    category=header.category,
+                    marks=marks,
+                    uploads=upload.documents,
+                    upload_dir=upload.directory,
+                    client_request_key=header.client_request_key,
+                    amount=convert.amount_from_pb(header.amount, header.amount_currency),
+                )
+                info.request_id = job.request_id
+                return self._pb(job)
             seal = self.gate.live.current.seals[header.seal_id]
             result = await self.requests.submit(
                 principal,

@@ -13,15 +13,19 @@ from seald.domain.errors import NotVisible, PermissionDenied
 from seald.domain.model import Principal, Role, SealRequest
 
 
+def _on_seal(principal: Principal, request: SealRequest) -> bool:
+    """The principal holds a role on the request's seal (on any seal of a job, issue 16:
+    the approvers of its second seal judge it too)."""
+    return any(s in principal.seal_ids for s in request.seal_ids)
+
+
 def can_view(principal: Principal, request: SealRequest) -> bool:
     """The requester, and anyone with a seeing role on the request's seal."""
     if principal.name == request.requester:
         return True
     if Role.ADMIN in principal.roles or Role.AUDITOR in principal.roles:
-        return request.seal_id in principal.seal_ids
-    return request.seal_id in principal.seal_ids and bool(
-        principal.roles & {Role.APPROVER, Role.CUSTODIAN}
-    )
+        return _on_seal(principal, request)
+    return _on_seal(principal, request) and bool(principal.roles & {Role.APPROVER, Role.CUSTODIAN})
 
 
 def can_read_content(principal: Principal, request: SealRequest) -> bool:
@@ -32,7 +36,7 @@ def can_read_content(principal: Principal, request: SealRequest) -> bool:
     and metadata, never its content. The sealed copy is narrower: can_download_sealed."""
     if principal.name == request.requester:
         return True
-    return request.seal_id in principal.seal_ids and bool(
+    return _on_seal(principal, request) and bool(
         principal.roles & {Role.APPROVER, Role.ADMIN, Role.AUDITOR}
     )
 
@@ -44,7 +48,7 @@ def can_preview(principal: Principal, request: SealRequest) -> bool:
 
 def can_download_sealed(principal: Principal, request: SealRequest) -> bool:
     return principal.name == request.requester or (
-        Role.AUDITOR in principal.roles and request.seal_id in principal.seal_ids
+        Role.AUDITOR in principal.roles and _on_seal(principal, request)
     )
 
 
@@ -110,7 +114,7 @@ def watch_wants(
     return (
         can_view(principal, request)
         and (not request_id or request.request_id == request_id)
-        and (not seal_id or request.seal_id == seal_id)
+        and (not seal_id or seal_id in request.seal_ids)
     )
 
 

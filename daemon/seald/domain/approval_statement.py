@@ -53,12 +53,19 @@ from seald.domain.chains import chain_to_data
 from seald.domain.digest import (
     DigestDocument,
     DigestPlacement,
+    DigestSeal,
     canonical_approval_subject,
     digest_of,
 )
 from seald.domain.errors import InvalidInput, PermissionDenied
+from seald.domain.marks import Mark, mark_from_canonical
 from seald.domain.model import Approval, SealRequest
-from seald.domain.policy import ApprovalPolicy, MinimumDistinctApprovers, OneFromEachGroup
+from seald.domain.policy import (
+    AnyPolicy,
+    JobPolicy,
+    MinimumDistinctApprovers,
+    OneFromEachGroup,
+)
 
 STATEMENT_VERSION: Final = "seald.approval-statement/1"
 DECISION_APPROVE: Final = "approve"
@@ -90,6 +97,9 @@ class ApprovalStatement:
     amount: tuple[str, str] | None = None  # (canonical value, currency)
     on_behalf_of: str = ""
     seal_impression_sha256: str = ""
+    # Issue 16, a sealing job: its marks and seals, in the digest's shape (None/() else).
+    marks: tuple[Mark, ...] | None = None
+    seals: tuple[DigestSeal, ...] = ()
 
     def canonical_bytes(self) -> bytes:
         subject = json.loads(self.digest_subject())
@@ -122,6 +132,8 @@ class ApprovalStatement:
             documents=self.documents,
             amount=self.amount,
             seal_impression_sha256=self.seal_impression_sha256,
+            marks=self.marks,
+            seals=self.seals,
         )
 
     def recomputed_digest(self) -> str:
@@ -192,7 +204,12 @@ def statement_fields(raw: dict[str, Any], *, signer_certificate_sha256: str) -> 
         if not isinstance(d, dict) or d.get("index") != position:
             raise StatementError(f"the approval statement's document {position} is malformed")
         documents.append(
-            DigestDocument(name=_text(d, "name"), sha256=_text(d, "sha256"), size=_int(d, "size"))
+            DigestDocument(
+                name=_text(d, "name"),
+                sha256=_text(d, "sha256"),
+                size=_int(d, "size"),
+                marks=_marks(d["marks"], f"document {position}'s marks") if "marks" in d else None,
+            )
         )
     amount: tuple[str, str] | None = None
     if "amount" in raw:
@@ -200,10 +217,19 @@ def statement_fields(raw: dict[str, Any], *, signer_certificate_sha256: str) -> 
         if not isinstance(amount_raw, dict):
             raise StatementError("the approval statement's amount is not an object")
         amount = (_text(amount_raw, "value"), _text(amount_raw, "currency"))
+    marks = _marks(raw["marks"], "marks") if "marks" in raw else None
+    seals_raw = raw.get("seals", [])
+    if not isinstance(seals_raw, list) or not all(isinstance(x, dict) for x in seals_raw):
+        raise StatementError("the approval statement's seals are malformed")
     return ApprovalStatement(
         amount=amount,
         seal_impression_sha256=(
             _text(raw, "seal_impression_sha256") if "seal_impression_sha256" in raw else ""
+        ),
+        marks=marks,
+        seals=tuple(
+            DigestSeal(_text(x, "seal_id"), _text(x, "certificate_sha256"), _text(x, "impression_sha256"))
+            for x in seals_raw
         ),
         on_behalf_of=_text(raw, "on_behalf_of") if "on_behalf_of" in raw else "",
         request_id=_text(raw, "request_id"),
@@ -227,6 +253,16 @@ def statement_fields(raw: dict[str, Any], *, signer_certificate_sha256: str) -> 
         comment=_text(raw, "comment"),
         decision=_text(raw, "decision"),
     )
+
+
+def _marks(raw: object, what: str) -> tuple[Mark, ...]:
+    """A job's marks in a statement (issue 16), in the digest's canonical shape."""
+    if not isinstance(raw, list):
+        raise StatementError(f"the approval statement's {what} are not a list")
+    try:
+        return tuple(mark_from_canonical(m, what=f"{what}[{i}]") for i, m in enumerate(raw))
+    except InvalidInput as ex:
+        raise StatementError(f"the approval statement's {ex.message}") from None
 
 
 def statement_problems(
@@ -370,13 +406,15 @@ def certificate_sha256(certificate_der: bytes) -> str:
     return hashlib.sha256(certificate_der).hexdigest()
 
 
-def policy_summary(policy: ApprovalPolicy) -> dict[str, Any]:
+def policy_summary(policy: AnyPolicy) -> dict[str, Any]:
     """The approval policy as data, recorded in the ledger with each signed approval.
 
     ``required``: distinct principals needed (the requester never counts);
     ``eligible``: who may count (sorted; None = any approver of the seal);
     ``groups``: one approval needed from each [name, members] (empty = no such rule).
     """
+    if isinstance(policy, JobPolicy):  # issue 16: every seal's own policy, by seal
+        return {"seals": {seal_id: policy_summary(p) for seal_id, p in policy.policies}}
     required = 0
     eligible: list[str] | None = None
     groups: list[list[Any]] = []
@@ -446,7 +484,7 @@ class SignedApproval:
             certificate_der_b64=base64.b64encode(self.certificate_der).decode("ascii"),
         )
 
-    def audit_details(self, policy: ApprovalPolicy) -> dict[str, str | int | bool | None]:
+    def audit_details(self, policy: AnyPolicy) -> dict[str, str | int | bool | None]:
         return {
             "statement_sha256": hashlib.sha256(self.statement_bytes).hexdigest(),
             "signature_sha256": hashlib.sha256(self.signature).hexdigest(),

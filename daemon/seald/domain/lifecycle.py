@@ -20,6 +20,7 @@ from seald.domain.delegation import Delegation
 from seald.domain.digest import (
     DigestDocument,
     DigestPlacement,
+    DigestSeal,
     canonical_approval_subject,
     digest_of,
 )
@@ -29,10 +30,19 @@ from seald.domain.errors import (
     PermissionDenied,
     PreconditionFailed,
 )
+from seald.domain.marks import (
+    DEFAULT_MAX_MARKS,
+    Mark,
+    PageSetKind,
+    check_marks_shape,
+    mark_label,
+    signing_order,
+)
 from seald.domain.model import (
     FINAL_STATES,
     Approval,
     Document,
+    JobSeal,
     Placement,
     Principal,
     RequestState,
@@ -40,8 +50,9 @@ from seald.domain.model import (
     Seal,
     SealRequest,
     SealStatus,
+    SignedStep,
 )
-from seald.domain.policy import ApprovalPolicy, counted_identity, distinct_approvers
+from seald.domain.policy import AnyPolicy, counted_identity, distinct_approvers
 from seald.domain.seals import check_window
 from seald.domain.text_policy import MAX_CATEGORY, MAX_TEXT, check_document_name, check_text
 
@@ -60,7 +71,11 @@ def compute_approval_digest(
     documents: Sequence[Document],
     amount: Money | None = None,
     seal_impression_sha256: str = "",
+    marks: Sequence[Mark] | None = None,
+    job_seals: Sequence[JobSeal] = (),
 ) -> str:
+    """``marks``/``job_seals``: a sealing job's (issue 16); None/() for a single placement,
+    whose digest is then byte for byte what it always was."""
     subject = canonical_approval_subject(
         request_id=request_id,
         seal_id=seal_id,
@@ -76,11 +91,31 @@ def compute_approval_digest(
             anchor_text=placement.anchor_text,
             cross_page=placement.cross_page,
         ),
-        documents=[DigestDocument(d.name, d.sha256, d.size) for d in documents],
+        documents=[DigestDocument(d.name, d.sha256, d.size, d.marks) for d in documents],
         amount=(amount.canonical(), amount.currency) if amount is not None else None,
         seal_impression_sha256=seal_impression_sha256,
+        marks=marks,
+        seals=[DigestSeal(s.seal_id, s.certificate_sha256, s.impression_sha256) for s in job_seals],
     )
     return digest_of(subject)
+
+
+def digest_of_request(request: SealRequest) -> str:
+    """The approval digest of a request as it stands (after a rebind, say)."""
+    return compute_approval_digest(
+        request_id=request.request_id,
+        seal_id=request.seal_id,
+        seal_certificate_sha256=request.seal_certificate_sha256,
+        requester=request.requester,
+        reason=request.reason,
+        category=request.category,
+        placement=request.placement,
+        documents=request.documents,
+        amount=request.amount,
+        seal_impression_sha256=request.seal_impression_sha256,
+        marks=request.marks if request.is_job else None,
+        job_seals=request.job_seals,
+    )
 
 
 def facts_of(request: SealRequest) -> RequestFacts:
@@ -207,6 +242,142 @@ def submit(
     )
 
 
+# A mark's explicit size, like a placement's (0 = the seal's registered size).
+MIN_MARK_MM, MAX_MARK_MM = 10.0, 100.0
+
+
+def job_seal_order(marks: Sequence[Mark], documents: Sequence[Document]) -> tuple[str, ...]:
+    """Every seal of a job, in the order of its first mark: the request's marks first,
+    then each manifest document's in document order."""
+    every: list[Mark] = list(marks)
+    for doc in documents:
+        every += list(doc.marks or ())
+    return signing_order(every)
+
+
+def check_job_marks(
+    marks: Sequence[Mark], documents: Sequence[Document], *, max_marks: int
+) -> None:
+    """The document-independent checks of a job's marks, each naming the mark (and the
+    document, for a manifest). Which pages exist, where the anchor is: seald.signing."""
+    lists: list[tuple[str, Sequence[Mark]]] = []
+    if any(doc.marks is None for doc in documents):
+        lists.append(("", marks))
+    elif marks:
+        raise InvalidInput(
+            "every document has its own marks, so the request's marks would never be used; "
+            "drop them or a document's marks",
+            reason="bad_mark",
+        )
+    lists += [
+        (f"document {doc.index} ({doc.name}): ", doc.marks) for doc in documents if doc.marks is not None
+    ]
+    for where, ms in lists:
+        try:
+            check_marks_shape(ms, max_marks=max_marks)
+        except InvalidInput as ex:
+            raise InvalidInput(f"{where}{ex.message}", reason=ex.reason) from None
+        for i, mark in enumerate(ms):
+            if mark.size_mm and not MIN_MARK_MM <= mark.size_mm <= MAX_MARK_MM:
+                raise InvalidInput(
+                    f"{where}{mark_label(i, mark)}: size_mm={mark.size_mm} is not a seal size; "
+                    f"use {MIN_MARK_MM:g} to {MAX_MARK_MM:g} mm, or 0 for the seal's size",
+                    reason="bad_placement",
+                )
+
+
+def legacy_placement(mark: Mark) -> Placement:
+    """The request's single ``placement`` field for a job: its first mark, as far as one
+    placement can say it (the digest covers the marks themselves)."""
+    pages = mark.cross_page.pages if mark.cross_page is not None else mark.pages
+    page = pages.pages[0] if pages.kind not in (PageSetKind.LAST, PageSetKind.ALL) else (
+        1 if pages.kind is PageSetKind.ALL else 0
+    )
+    return Placement(
+        page=page,
+        x_mm=mark.x_mm,
+        y_mm=mark.y_mm,
+        size_mm=mark.size_mm,
+        anchor_text=mark.anchor_text,
+        cross_page=mark.is_cross_page,
+    )
+
+
+def submit_job(
+    *,
+    request_id: str,
+    requester: Principal,
+    seals: Mapping[str, Seal],
+    reason: str,
+    category: str,
+    marks: Sequence[Mark],
+    documents: Sequence[Document],
+    now: datetime,
+    ttl: timedelta,
+    host: str,
+    client_request_key: str = "",
+    amount: Money | None = None,
+    max_marks: int = DEFAULT_MAX_MARKS,
+) -> SealRequest:
+    """A sealing job (issue 16): documents x marks under one approval digest.
+
+    ``seals``: every seal the marks name (the shell looks them up; an unknown one is
+    refused there). The requester must be a designated requester of EVERY seal, each
+    seal usable for the category now; the approvals of every seal's policy are then
+    needed (JobPolicy)."""
+    if not documents:
+        raise InvalidInput("the request has no document; attach at least one PDF", reason="no_documents")
+    check_job_marks(marks, documents, max_marks=max_marks)
+    order = job_seal_order(marks, documents)
+    for seal_id in order:
+        if not requester.has(Role.REQUESTER, seal_id):
+            raise PermissionDenied(
+                f"{requester.name} is not a designated requester for seal {seal_id}, which a "
+                "mark of this job uses (R04); ask an admin to add the seal to your principal "
+                "or drop its marks",
+                reason="not_a_requester",
+            )
+    _require_text("reason", reason)
+    _require_text("category", category, limit=MAX_CATEGORY)
+    for seal_id in order:
+        check_seal_usable(seals[seal_id], category, now)
+    for doc in documents:
+        check_document_name(doc.name)
+        if not SHA256_HEX.match(doc.sha256):
+            raise InvalidInput(f"document {doc.index} has no valid SHA-256", reason="bad_document_hash")
+    first = seals[order[0]]
+    first_mark = next(iter(marks), None) or next(m for d in documents for m in (d.marks or ()))
+    placement = legacy_placement(first_mark)
+    job_seals = tuple(
+        JobSeal(s, seals[s].certificate_sha256, seals[s].impression_sha256) for s in order
+    )
+    docs = tuple(documents)
+    request = SealRequest(
+        request_id=request_id,
+        seal_id=first.seal_id,
+        requester=requester.name,
+        reason=reason,
+        category=category,
+        placement=placement,
+        documents=docs,
+        state=RequestState.PENDING,
+        required_approvals=max(seals[s].required_approvals for s in order),
+        approval_digest="",
+        seal_certificate_sha256=first.certificate_sha256,
+        created_at=now,
+        updated_at=now,
+        expires_at=now + ttl,
+        collect_until=now + ttl,
+        host=host,
+        state_reason=f"waiting for the approvals of every seal ({', '.join(order)})",
+        client_request_key=client_request_key,
+        amount=amount,
+        marks=tuple(marks),
+        job_seals=job_seals,
+    )
+    return replace(request, approval_digest=digest_of_request(request))
+
+
 def answer_retry(
     existing: SealRequest,
     *,
@@ -215,6 +386,7 @@ def answer_retry(
     category: str,
     placement: Placement,
     documents: Sequence[Document],
+    marks: Sequence[Mark] = (),
 ) -> SealRequest:
     """A submit whose client_request_key names an existing request: a retry of the same
     submit gets that request back (idempotent); anything else is refused, as idempotency
@@ -224,7 +396,9 @@ def answer_retry(
         existing.seal_id == seal_id
         and existing.reason == reason
         and existing.category == category
-        and existing.placement == placement
+        and (existing.placement == placement or existing.is_job)
+        and existing.marks == tuple(marks)
+        and [d.marks for d in existing.documents] == [d.marks for d in documents]
         # The documents by content: a retry may come from another copy of the same file.
         and [(d.size, d.sha256) for d in existing.documents] == [(d.size, d.sha256) for d in documents]
     )
@@ -292,10 +466,11 @@ def _require_not_expired(request: SealRequest, now: datetime) -> None:
 
 
 def require_eligible_approver(request: SealRequest, approver: Principal) -> None:
-    """R05: a designated approver of the request's seal, and never its requester."""
-    if not approver.has(Role.APPROVER, request.seal_id):
+    """R05: a designated approver of the request's seal (of one of a job's seals), and
+    never its requester."""
+    if not any(approver.has(Role.APPROVER, s) for s in request.seal_ids):
         raise PermissionDenied(
-            f"{approver.name} is not a designated approver for seal {request.seal_id} (R05)",
+            f"{approver.name} is not a designated approver for seal {' or '.join(request.seal_ids)} (R05)",
             reason="not_an_approver",
         )
     if approver.name == request.requester:
@@ -331,7 +506,7 @@ def require_delegate(
 
 
 def void_delegated_approvals(
-    request: SealRequest, *, delegation_id: str, policy: ApprovalPolicy, now: datetime
+    request: SealRequest, *, delegation_id: str, policy: AnyPolicy, now: datetime
 ) -> SealRequest:
     """Issue 17: a delegation ended or expired: its approvals on unsealed requests are void.
 
@@ -360,7 +535,7 @@ def approve(
     approver: Principal,
     document_sha256: Sequence[str],
     approval_digest: str,
-    policy: ApprovalPolicy,
+    policy: AnyPolicy,
     now: datetime,
     comment: str = "",
     certificate_sha256: str = "",
@@ -451,7 +626,12 @@ def approve(
             if use_ttl is not None
             else request.expires_at
         ),
-        state_reason="approved; waiting for the seal's token to be present and unlocked",
+        state_reason=(
+            f"approved; waiting for the tokens of seals {', '.join(request.seal_ids)} to be "
+            "present and unlocked"
+            if request.is_job
+            else "approved; waiting for the seal's token to be present and unlocked"
+        ),
     )
 
 
@@ -491,11 +671,11 @@ def check_statement_unused(
 
 
 def withdraw_approval(
-    request: SealRequest, *, approver: Principal, policy: ApprovalPolicy, now: datetime
+    request: SealRequest, *, approver: Principal, policy: AnyPolicy, now: datetime
 ) -> SealRequest:
-    if not approver.has(Role.APPROVER, request.seal_id):  # R04: refused as such, first
+    if not any(approver.has(Role.APPROVER, s) for s in request.seal_ids):  # R04: first
         raise PermissionDenied(
-            f"{approver.name} is not a designated approver for seal {request.seal_id}; only an "
+            f"{approver.name} is not a designated approver for seal {request.seal_ids[0]}; only an "
             "approver withdraws their own approval (R04)",
             reason="not_an_approver",
         )
@@ -552,9 +732,17 @@ def cancel(
 
 
 def begin_signing(
-    request: SealRequest, *, seal: Seal, policy: ApprovalPolicy, now: datetime
+    request: SealRequest,
+    *,
+    seal: Seal,
+    policy: AnyPolicy,
+    now: datetime,
+    job_seals: Mapping[str, Seal] | None = None,
 ) -> SealRequest:
-    """APPROVED -> SIGNING. The policy is checked again: approvals are used once, here."""
+    """APPROVED -> SIGNING. The policy is checked again: approvals are used once, here.
+
+    A job (issue 16) passes every seal of it as ``job_seals``: each must be usable, with
+    the certificate and impression its approvers approved."""
     if request.state is not RequestState.APPROVED:
         raise PreconditionFailed(
             f"request {request.request_id} is {request.state.value}, not approved",
@@ -568,12 +756,29 @@ def begin_signing(
             "the approval is void, submit again (R06)",
             reason="seal_certificate_changed",
         )
-    if seal.impression_sha256 != request.seal_impression_sha256:
+    if not request.is_job and seal.impression_sha256 != request.seal_impression_sha256:
         raise PreconditionFailed(
             f"seal {seal.seal_id}'s registered impression changed after the request was "
             "approved; the approval is void, approve again (R02, R06)",
             reason="seal_impression_changed",
         )
+    for approved in request.job_seals:
+        current = (job_seals or {}).get(approved.seal_id)
+        if current is None:
+            raise PreconditionFailed(
+                f"seal {approved.seal_id} of this job is not known now; it cannot be signed",
+                reason="job_seal_missing",
+            )
+        check_seal_usable(current, request.category, now)
+        if (current.certificate_sha256, current.impression_sha256) != (
+            approved.certificate_sha256,
+            approved.impression_sha256,
+        ):
+            raise PreconditionFailed(
+                f"seal {approved.seal_id}'s certificate or impression changed after the job "
+                "was approved; the approval is void, submit again (R02, R06)",
+                reason="seal_certificate_changed",
+            )
     missing = policy.unmet(request.requester, request.approvals, facts_of(request))
     if missing:
         raise PreconditionFailed("; ".join(missing), reason="quorum_not_met")
@@ -612,64 +817,57 @@ def void_approvals(request: SealRequest, *, why: str, now: datetime) -> SealRequ
 
 
 def rebind_certificate(
-    request: SealRequest, *, certificate_sha256: str, now: datetime
+    request: SealRequest, *, certificate_sha256: str, now: datetime, seal_id: str = ""
 ) -> SealRequest:
     """R02/R06: the seal got a renewed certificate: open approvals are void.
 
     The approval digest covers the signing certificate, so the request is bound to the
     new one (new digest) and goes back to PENDING with no approvals; an approval sent
-    for the old digest is refused as a mismatch.
+    for the old digest is refused as a mismatch. In a job (issue 16) ``seal_id`` names
+    which of its seals was renewed (default: the request's first seal).
     """
     voided = void_approvals(
         request, why="the seal's certificate was renewed; approve again", now=now
     )
-    return replace(
+    renewed = seal_id or request.seal_id
+    if renewed == request.seal_id:
+        voided = replace(voided, seal_certificate_sha256=certificate_sha256)
+    voided = replace(
         voided,
-        seal_certificate_sha256=certificate_sha256,
-        approval_digest=compute_approval_digest(
-            request_id=request.request_id,
-            seal_id=request.seal_id,
-            seal_certificate_sha256=certificate_sha256,
-            requester=request.requester,
-            reason=request.reason,
-            category=request.category,
-            placement=request.placement,
-            documents=request.documents,
-            amount=request.amount,
-            seal_impression_sha256=request.seal_impression_sha256,
+        job_seals=tuple(
+            replace(s, certificate_sha256=certificate_sha256) if s.seal_id == renewed else s
+            for s in voided.job_seals
         ),
     )
+    return replace(voided, approval_digest=digest_of_request(voided))
 
 
 def rebind_impression(
-    request: SealRequest, *, impression_sha256: str, now: datetime
+    request: SealRequest, *, impression_sha256: str, now: datetime, seal_id: str = ""
 ) -> SealRequest:
     """R02/R06: the seal's registered impression (印模) changed: open approvals are void.
 
     A new impression is a new face of the seal. The approval digest covers its SHA-256,
     so the request is bound to the new one (new digest) and goes back to PENDING with no
     approvals, exactly as for a renewed certificate; an approval sent for the old digest
-    is refused as a mismatch.
+    is refused as a mismatch. In a job (issue 16) ``seal_id`` names which of its seals
+    changed (default: the request's first seal); a job's impressions are in its seals.
     """
     voided = void_approvals(
         request, why="the seal's registered impression changed; approve again", now=now
     )
-    return replace(
-        voided,
-        seal_impression_sha256=impression_sha256,
-        approval_digest=compute_approval_digest(
-            request_id=request.request_id,
-            seal_id=request.seal_id,
-            seal_certificate_sha256=request.seal_certificate_sha256,
-            requester=request.requester,
-            reason=request.reason,
-            category=request.category,
-            placement=request.placement,
-            documents=request.documents,
-            amount=request.amount,
-            seal_impression_sha256=impression_sha256,
-        ),
-    )
+    changed = seal_id or request.seal_id
+    if request.is_job:
+        voided = replace(
+            voided,
+            job_seals=tuple(
+                replace(s, impression_sha256=impression_sha256) if s.seal_id == changed else s
+                for s in voided.job_seals
+            ),
+        )
+    else:
+        voided = replace(voided, seal_impression_sha256=impression_sha256)
+    return replace(voided, approval_digest=digest_of_request(voided))
 
 
 def complete_signing(
@@ -731,6 +929,50 @@ def record_sealed(
     )
 
 
+def record_step(
+    request: SealRequest, *, index: int, seal_id: str, sha256: str, size: int, now: datetime
+) -> SealRequest:
+    """Issue 16: seal ``seal_id`` signed document ``index`` of a job (the intermediate is
+    in place). Only the NEXT seal of that document's signing order may be recorded: a
+    seal is never signed twice, never out of order. Nothing is released here."""
+    if request.state is not RequestState.SIGNING:
+        raise PreconditionFailed(
+            f"request {request.request_id} is {request.state.value}, not signing",
+            reason="not_signing",
+        )
+    doc = next((d for d in request.documents if d.index == index), None)
+    if doc is None:
+        raise PreconditionFailed(
+            f"request {request.request_id} has no document {index}", reason="incomplete_batch"
+        )
+    order = signing_order(request.marks_of(doc))
+    done = len(doc.steps)
+    if done >= len(order) or order[done] != seal_id:
+        raise PreconditionFailed(
+            f"document {index} of request {request.request_id}: seal {seal_id} is not the next "
+            f"signature (done: {', '.join(s.seal_id for s in doc.steps) or 'none'}; order: "
+            f"{', '.join(order)})",
+            reason="job_step_out_of_order",
+        )
+    steps = (*doc.steps, SignedStep(seal_id, sha256, size))
+    documents = tuple(replace(d, steps=steps) if d.index == index else d for d in request.documents)
+    total = sum(len(signing_order(request.marks_of(d))) for d in documents)
+    made = sum(len(d.steps) for d in documents)
+    return replace(
+        request,
+        documents=documents,
+        updated_at=now,
+        state_reason=f"sealing: {made} of {total} signatures made",
+    )
+
+
+def next_job_seal(request: SealRequest, document: Document) -> str | None:
+    """The seal that signs ``document`` next, None when every one has."""
+    order = signing_order(request.marks_of(document))
+    done = len(document.steps)
+    return order[done] if done < len(order) else None
+
+
 def sealed_so_far(request: SealRequest) -> list[tuple[str, int]] | None:
     """(sha256, size) of every document when all are recorded sealed, else None."""
     if not request.documents or not all(doc.sealed_sha256 for doc in request.documents):
@@ -742,7 +984,9 @@ def forget_sealed(request: SealRequest) -> SealRequest:
     """The documents' sealed results cleared (their files were deleted unreleased)."""
     return replace(
         request,
-        documents=tuple(replace(doc, sealed_sha256="", sealed_size=0) for doc in request.documents),
+        documents=tuple(
+            replace(doc, sealed_sha256="", sealed_size=0, steps=()) for doc in request.documents
+        ),
     )
 
 

@@ -272,3 +272,42 @@ def canonical_mark(mark: Mark) -> dict[str, object]:
             "group_size": mark.cross_page.group_size,
         }
     return out
+
+
+def mark_from_canonical(raw: object, *, what: str = "mark") -> Mark:
+    """The inverse of canonical_mark (a signed approval statement carries the digest's
+    own shape); anything malformed is an InvalidInput naming ``what``."""
+    if not isinstance(raw, dict):
+        raise InvalidInput(f"{what} is not an object", reason="statement_invalid")
+
+    def integer(key: str, source: dict[str, object] = raw) -> int:
+        value = source.get(key)
+        if type(value) is not int:
+            raise InvalidInput(f"{what}.{key} is missing or not an integer", reason="statement_invalid")
+        return value
+
+    def text(key: str, source: dict[str, object] = raw) -> str:
+        value = source.get(key)
+        if not isinstance(value, str):
+            raise InvalidInput(f"{what}.{key} is missing or not text", reason="statement_invalid")
+        return value
+
+    cross_raw = raw.get("cross_page")
+    cross = None
+    if cross_raw is not None:
+        if not isinstance(cross_raw, dict):
+            raise InvalidInput(f"{what}.cross_page is not an object", reason="statement_invalid")
+        cross = CrossPage(
+            PageSet.parse(text("pages", cross_raw), what=f"{what}.cross_page.pages"),
+            integer("group_size", cross_raw),
+        )
+    return Mark(
+        seal_id=text("seal_id"),
+        pages=PageSet.parse(text("pages"), what=f"{what}.pages"),
+        x_mm=integer("x_hundredth_mm") / 100,
+        y_mm=integer("y_hundredth_mm") / 100,
+        size_mm=integer("size_hundredth_mm") / 100,
+        anchor_text=text("anchor_text"),
+        anchor_max_matches=integer("anchor_max_matches"),
+        cross_page=cross,
+    )

@@ -7,6 +7,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from seald.domain.chains import Money
+from seald.domain.marks import Mark
 
 
 class Role(StrEnum):
@@ -117,6 +118,27 @@ class Placement:
 
 
 @dataclass(frozen=True)
+class JobSeal:
+    """One seal of a sealing job (issue 16) as its approvers approved it: the certificate
+    and impression hashes are in the approval digest and checked again at signing."""
+
+    seal_id: str
+    certificate_sha256: str
+    impression_sha256: str = ""
+
+
+@dataclass(frozen=True)
+class SignedStep:
+    """One completed signature of a job on one document (issue 16): the intermediate
+    file after that seal's signature, recorded before the next seal signs, so a restart
+    resumes from it and never signs a seal twice."""
+
+    seal_id: str
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True)
 class Document:
     index: int
     name: str
@@ -124,6 +146,10 @@ class Document:
     sha256: str
     sealed_sha256: str = ""
     sealed_size: int = 0
+    # Issue 16: a batch manifest's own marks for this document (None = the request's).
+    marks: tuple[Mark, ...] | None = None
+    # Issue 16: the job's signatures already made on this document, in signing order.
+    steps: tuple[SignedStep, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -180,3 +206,21 @@ class SealRequest:
     # Issue 16: the seal's registered impression (印模) this request was submitted (or
     # re-bound) with; "" = the generated image. In the approval digest when set (R02).
     seal_impression_sha256: str = ""
+    # Issue 16, a sealing job: the request's marks (empty for a single-placement request
+    # or when every document has its own) and every seal of the job in signing order
+    # (empty = not a job; ``seal_id`` is then the one seal, else the first of these).
+    marks: tuple[Mark, ...] = ()
+    job_seals: tuple[JobSeal, ...] = ()
+
+    @property
+    def is_job(self) -> bool:
+        return bool(self.job_seals)
+
+    @property
+    def seal_ids(self) -> tuple[str, ...]:
+        """Every seal the request uses (a job's in signing order)."""
+        return tuple(s.seal_id for s in self.job_seals) or (self.seal_id,)
+
+    def marks_of(self, document: Document) -> tuple[Mark, ...]:
+        """The marks a document of this job gets: its manifest's, else the request's."""
+        return document.marks if document.marks is not None else self.marks

@@ -27,7 +27,7 @@ from seald.domain.chains import (
     group_names,
     resolve,
 )
-from seald.domain.errors import ConfigError, PermissionDenied
+from seald.domain.errors import ConfigError, PermissionDenied, SealError
 from seald.domain.model import Approval, Principal, Role, SealType
 
 # R05 default authority: official and contract seal -> general manager (or delegate);
@@ -163,6 +163,77 @@ class ApprovalPolicy:
             "the authorisation is outside its validity window (R03, R05); ask an admin",
             reason="not_in_approval_path",
         )
+
+
+@dataclass(frozen=True)
+class JobPolicy:
+    """A sealing job's approval rule (issue 16): ONE set of approvals must meet EVERY
+    seal's own policy. An approval counts for a seal only where that seal's policy lists
+    the approver (its eligible set, its groups, its chain), so one person counts for
+    several seals only where each of those policies allows them.
+
+    Same interface as ApprovalPolicy where lifecycle uses it (unmet, check_may_approve,
+    check_turn); pure."""
+
+    policies: tuple[tuple[str, ApprovalPolicy], ...]
+
+    def __post_init__(self) -> None:
+        if not self.policies:
+            raise ConfigError("a job policy needs at least one seal's policy; an empty one never passes")
+
+    def unmet(
+        self, requester: str, approvals: Sequence[Approval], facts: RequestFacts | None = None
+    ) -> list[str]:
+        missing: list[str] = []
+        for seal_id, policy in self.policies:
+            missing += [f"seal {seal_id}: {m}" for m in policy.unmet(requester, approvals, facts)]
+        return missing
+
+    def satisfied(
+        self, requester: str, approvals: Sequence[Approval], facts: RequestFacts | None = None
+    ) -> bool:
+        return not self.unmet(requester, approvals, facts)
+
+    def standing(
+        self, requester: str, approvals: Sequence[Approval], facts: RequestFacts
+    ) -> Standing | None:
+        """The first seal's chain standing (the API shows one; unmet names every seal)."""
+        return self.policies[0][1].standing(requester, approvals, facts)
+
+    def check_may_approve(self, approver: str) -> None:
+        """An approver of at least one of the job's seals' approval paths."""
+        refusals: list[PermissionDenied] = []
+        for _, policy in self.policies:
+            try:
+                policy.check_may_approve(approver)
+                return
+            except PermissionDenied as ex:
+                refusals.append(ex)
+        seals = ", ".join(seal_id for seal_id, _ in self.policies)
+        raise PermissionDenied(
+            f"{approver} is in the approval path of none of this job's seals ({seals}) or "
+            "the authorisation is outside its validity window (R03, R05); ask an admin",
+            reason="not_in_approval_path",
+        )
+
+    def check_turn(
+        self, requester: str, approvals: Sequence[Approval], facts: RequestFacts, identity: str
+    ) -> None:
+        """Refused only when no seal the approver may approve for has a step open for them."""
+        first: SealError | None = None
+        for _, policy in self.policies:
+            if policy.eligible is not None and identity not in policy.eligible:
+                continue
+            try:
+                policy.check_turn(requester, approvals, facts, identity)
+                return
+            except SealError as ex:
+                first = first or ex
+        if first is not None:
+            raise first
+
+
+AnyPolicy = ApprovalPolicy | JobPolicy
 
 
 def _chain_missing(standing: Standing) -> str:

@@ -288,6 +288,8 @@ _TABLE = (
     _r("invalid_audit_event", S.INVALID_ARGUMENT, "an audit event with a malformed field was refused by the ledger"),
     _r("invalid_config", S.NONE, "a SIGHUP reload found the config file invalid; the old one stays in force (ledger, log)"),
     _r("invalid_input", S.INVALID_ARGUMENT, "the caller sent something malformed"),
+    _r("job_seal_missing", S.FAILED_PRECONDITION, "a seal of an approved sealing job is no longer in the registry; nothing is signed"),
+    _r("job_step_out_of_order", S.FAILED_PRECONDITION, "a sealing job's signature was not the next one of its document's signing order; refused, never signed twice"),
     _r("javascript", S.INVALID_ARGUMENT, "the PDF contains JavaScript, which could change what the sealed document shows"),
     _r("ledger_invalid", S.FAILED_PRECONDITION, "the ledger in the backup does not verify"),
     _r("limit_exceeded", S.RESOURCE_EXHAUSTED, "over a configured limit"),

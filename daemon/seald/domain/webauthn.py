@@ -38,7 +38,7 @@ from seald.domain.approval_statement import (
     StatementError,
     statement_fields,
 )
-from seald.domain.digest import DigestDocument, DigestPlacement
+from seald.domain.digest import DigestDocument, DigestPlacement, DigestSeal
 from seald.domain.errors import (
     AlreadyDone,
     InvalidInput,
@@ -430,11 +430,16 @@ def base_statement_for(request: SealRequest, *, signed_at: str, comment: str) ->
             anchor_text=p.anchor_text,
             cross_page=p.cross_page,
         ),
-        documents=tuple(DigestDocument(d.name, d.sha256, d.size) for d in request.documents),
+        documents=tuple(DigestDocument(d.name, d.sha256, d.size, d.marks) for d in request.documents),
         signer_certificate_sha256="",
         signed_at=signed_at,
         comment=comment,
         seal_impression_sha256=request.seal_impression_sha256,
+        # Issue 16: a job's marks and seals, as the digest covers them.
+        marks=request.marks if request.is_job else None,
+        seals=tuple(
+            DigestSeal(s.seal_id, s.certificate_sha256, s.impression_sha256) for s in request.job_seals
+        ),
     )
 
 

@@ -355,7 +355,9 @@ class SealAdmin:
                 for request in _open_requests(tx, seal_id):
                     # R06: the approval digest covers the signing certificate.
                     tx.save_request(
-                        lifecycle.rebind_certificate(request, certificate_sha256=facts.sha256, now=now)
+                        lifecycle.rebind_certificate(
+                            request, certificate_sha256=facts.sha256, now=now, seal_id=seal_id
+                        )
                     )
                     tx.audit(
                         AuditEvent(

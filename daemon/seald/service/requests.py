@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from seald.domain.errors import (
     ServiceUnavailable,
 )
 from seald.domain.limits import check_open_requests
+from seald.domain.marks import Mark
 from seald.domain.model import (
     Document,
     Placement,
@@ -43,6 +45,7 @@ from seald.service.settings import LiveConfig
 from seald.service.signer import Signer
 from seald.signing.errors import InputDocumentError, PlacementError, SigningError
 from seald.signing.input_checks import check_input_pdf
+from seald.signing.job import check_job_marks
 from seald.signing.placement import PlacementSpec
 from seald.signing.preview import check_placement
 from seald.store.database import Store, Transaction
@@ -76,6 +79,8 @@ class UploadedDocument:
     size: int
     sha256: str
     path: Path
+    # Issue 16: a batch manifest's own marks for this document (None = the request's).
+    marks: tuple[Mark, ...] | None = None
 
 
 class RequestService:
@@ -140,23 +145,7 @@ class RequestService:
                 shutil.rmtree(upload_dir, ignore_errors=True)
                 return retry_of(existing)
         seal = self._catalog.seal(seal_id)
-        if len(uploads) > self.config.requests.max_documents_per_request:
-            raise LimitExceeded(
-                f"{len(uploads)} documents in one request; the limit is "
-                f"{self.config.requests.max_documents_per_request} (max_documents_per_request)",
-                reason="too_many_documents",
-            )
-        for upload in uploads:
-            # In a seal worker process: parsing is CPU-bound, and many concurrent submits
-            # would otherwise queue on the daemon's own interpreter (issue 8).
-            try:
-                await self._workers.run(
-                    check_input_pdf, upload.path, self.config.requests.max_document_bytes
-                )
-            except InputDocumentError as ex:
-                raise InvalidInput(f"{upload.name}: {ex}", reason=ex.reason) from ex
-            except SigningError as ex:  # the worker died: nothing was stored
-                raise ServiceUnavailable(f"{upload.name}: {ex}", reason=ex.reason) from ex
+        await self._check_uploads(uploads)
         request_id = uuid.uuid4().hex
         documents = [
             Document(index=i, name=u.name, size=u.size, sha256=u.sha256)
@@ -177,9 +166,116 @@ class RequestService:
             amount=amount,
         )
         await self._check_placements(request, uploads)
+        return await self._store_new(principal, request, uploads, upload_dir, retry_of)
+
+    async def _check_uploads(self, uploads: Sequence[UploadedDocument]) -> None:
+        """The count limit and the input checks of every uploaded PDF (issue 14)."""
+        if len(uploads) > self.config.requests.max_documents_per_request:
+            raise LimitExceeded(
+                f"{len(uploads)} documents in one request; the limit is "
+                f"{self.config.requests.max_documents_per_request} (max_documents_per_request)",
+                reason="too_many_documents",
+            )
+        for upload in uploads:
+            # In a seal worker process: parsing is CPU-bound, and many concurrent submits
+            # would otherwise queue on the daemon's own interpreter (issue 8).
+            try:
+                await self._workers.run(
+                    check_input_pdf, upload.path, self.config.requests.max_document_bytes
+                )
+            except InputDocumentError as ex:
+                raise InvalidInput(f"{upload.name}: {ex}", reason=ex.reason) from ex
+            except SigningError as ex:  # the worker died: nothing was stored
+                raise ServiceUnavailable(f"{upload.name}: {ex}", reason=ex.reason) from ex
+
+    async def submit_job(
+        self,
+        principal: Principal,
+        *,
+        reason: str,
+        category: str,
+        marks: Sequence[Mark],
+        uploads: Sequence[UploadedDocument],
+        upload_dir: Path,
+        client_request_key: str = "",
+        amount: Money | None = None,
+    ) -> SealRequest:
+        """Issue 16: a sealing job (documents x marks, one approval digest). The pure rules
+        (marks' shape, every seal usable, requester of every seal) in lifecycle.submit_job,
+        then the document-dependent checks of every mark (pages exist, anchor found as
+        often as allowed, no forbidden overlap) in a seal worker, before anything is stored."""
+        documents = [
+            Document(index=i, name=u.name, size=u.size, sha256=u.sha256, marks=u.marks)
+            for i, u in enumerate(uploads)
+        ]
+
+        def retry_of(existing: SealRequest) -> SealRequest:
+            return lifecycle.answer_retry(
+                existing,
+                seal_id=existing.seal_id,
+                reason=reason,
+                category=category,
+                placement=existing.placement,
+                documents=documents,
+                marks=marks,
+            )
+
+        if client_request_key:
+            existing = await self._store.find_by_client_key(principal.name, client_request_key)
+            if existing is not None:
+                shutil.rmtree(upload_dir, ignore_errors=True)
+                return retry_of(existing)
+        named = lifecycle.job_seal_order(marks, documents)
+        seals = {seal_id: self._catalog.seal(seal_id) for seal_id in named}
+        limits = self.config.limits
+        request = lifecycle.submit_job(
+            request_id=uuid.uuid4().hex,
+            requester=principal,
+            seals=seals,
+            reason=reason,
+            category=category,
+            marks=marks,
+            documents=documents,
+            now=self._clock(),
+            ttl=timedelta(hours=self.config.requests.approval_ttl_hours),
+            host=self.config.server.host_name,
+            client_request_key=client_request_key,
+            amount=amount,
+            max_marks=limits.max_marks,
+        )
+        await self._check_uploads(uploads)
+        sizes = {seal_id: self.config.seals[seal_id].size_mm for seal_id in named}
+        for upload, doc in zip(uploads, request.documents, strict=True):
+            try:
+                await self._workers.run(
+                    partial(
+                        check_job_marks,
+                        upload.path,
+                        request.marks_of(doc),
+                        seal_sizes_mm=sizes,
+                        allow_overlap=limits.allow_mark_overlap,
+                    )
+                )
+            except (PlacementError, InputDocumentError) as ex:
+                raise InvalidInput(f"{upload.name}: {ex}", reason=ex.reason) from ex
+            except SigningError as ex:  # the worker died: nothing was stored
+                raise ServiceUnavailable(f"{upload.name}: {ex}", reason=ex.reason) from ex
+        return await self._store_new(principal, request, uploads, upload_dir, retry_of)
+
+    async def _store_new(
+        self,
+        principal: Principal,
+        request: SealRequest,
+        uploads: Sequence[UploadedDocument],
+        upload_dir: Path,
+        retry_of: Callable[[SealRequest], SealRequest],
+    ) -> SealRequest:
+        """Documents into place, then the request row and its records in one transaction
+        (a concurrent retry with the same client_request_key gets the stored request)."""
+        client_request_key = request.client_request_key
         # Documents go in place before the row: a crash leaves an orphan directory, never a
         # request without its documents.
-        final_dir = self._store.documents_dir / request_id
+        final_dir = self._store.documents_dir / request.request_id
         for i, upload in enumerate(uploads):
             os.replace(upload.path, upload_dir / f"{i:04d}.pdf")
         os.replace(upload_dir, final_dir)
@@ -199,7 +295,8 @@ class RequestService:
                 self.config.requests.max_pending_per_principal,
             )
             # Issue 17: use quotas, counted from the stored requests in this transaction.
-            self._workflow.check_quota_tx(tx, seal_id, len(request.documents), request.created_at)
+            for seal_id in request.seal_ids:  # a job's every seal (issue 16)
+                self._workflow.check_quota_tx(tx, seal_id, len(request.documents), request.created_at)
             stored = self._with_current_impression(tx, request)
             tx.save_request(stored)
             for doc in stored.documents:
@@ -227,7 +324,19 @@ class RequestService:
 
     def _with_current_impression(self, tx: Transaction, request: SealRequest) -> SealRequest:
         """Issue 16: an impression registered while the documents were uploaded binds the new
-        request too (its digest names the seal's face as the storing transaction sees it)."""
+        request too (its digest names the seal's face as the storing transaction sees it);
+        a job's every seal."""
+        if request.is_job:
+            for approved in request.job_seals:
+                impression = self._catalog.seal(approved.seal_id, tx).impression_sha256
+                if impression != approved.impression_sha256:
+                    request = lifecycle.rebind_impression(
+                        request,
+                        impression_sha256=impression,
+                        now=request.created_at,
+                        seal_id=approved.seal_id,
+                    )
+            return request
         impression = self._catalog.seal(request.seal_id, tx).impression_sha256
         if impression == request.seal_impression_sha256:
             return request
@@ -283,7 +392,7 @@ class RequestService:
         def approved(request: SealRequest) -> SealRequest:
             """The request with this approval added (pure; raises if it is refused)."""
             policy = policy_cache.setdefault(
-                request.seal_id, self.config.policy_for(request.seal_id, now)
+                request.request_id, self.config.policy_for_request(request, now)
             )
             return lifecycle.approve(
                 request,
@@ -309,10 +418,11 @@ class RequestService:
                 lifecycle.require_eligible_approver(request, principal)
             else:
                 lifecycle.require_delegate(request, principal, under[0], now)
-            # R02/R03: no approval for a stopped seal or outside its window.
-            lifecycle.check_seal_usable(self._catalog.seal(request.seal_id, tx), request.category, now)
+            # R02/R03: no approval for a stopped seal or outside its window (any of a job's).
+            for seal_id in request.seal_ids:
+                lifecycle.check_seal_usable(self._catalog.seal(seal_id, tx), request.category, now)
             new = approved(request)
-            policy = policy_cache[request.seal_id]
+            policy = policy_cache[request.request_id]
             details: dict[str, str | int | bool | None] = {
                 "approval_digest": approval_digest,
                 "comment": comment,
@@ -387,7 +497,7 @@ class RequestService:
 
     async def withdraw(self, principal: Principal, request_id: str) -> SealRequest:
         def step(request: SealRequest, now: datetime) -> SealRequest:
-            policy = self.config.policy_for(request.seal_id, now)
+            policy = self.config.policy_for_request(request, now)
             return lifecycle.withdraw_approval(request, approver=principal, policy=policy, now=now)
 
         return await self._principal_transition(

@@ -33,6 +33,7 @@ from seald.runtime.hooks import NO_HOOKS, Hooks
 from seald.runtime.logs import get_logger
 from seald.service.catalog import SealCatalog
 from seald.service.expiry import Expiry
+from seald.service.job_signer import JobSealing, remove_step_files
 from seald.service.recorder import Recorder, request_event
 from seald.service.seal_workers import (
     EarlyPrepare,
@@ -100,6 +101,18 @@ class Signer:
         # seal id -> (impression SHA-256 or "" for the generated image, its 300 dpi PNG)
         self._seal_images: dict[str, tuple[str, bytes]] = {}
         self._signers = SignerCache()  # the token's certificate, read once per session
+        self._jobs = JobSealing(  # issue 16: a job's signatures, each recorded
+            config=lambda: self.config,
+            store=store,
+            tokens=tokens,
+            catalog=catalog,
+            recorder=recorder,
+            signers=self._signers,
+            seal_image=self._seal_png,
+            level=self._level_settings,
+            clock=clock,
+            hooks=hooks,
+        )
         # request id -> (seal id, preparations started before its intent record)
         self._early: dict[str, tuple[str, list[EarlyPrepare]]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -326,12 +339,23 @@ class Signer:
                 ), []
                 if not queue:
                     return
+                progressed = False
                 for request in queue:
                     # Checked per request: a lock (or removal) mid-queue must not start an
                     # intent + interrupt pair for every request still queued.
                     if self.draining or not self._readiness(seal_id)[0]:
                         return
-                    await self.sign_request(request.request_id, request)
+                    if request.is_job:
+                        # Issue 16: every seal's token must be ready; a job waiting for
+                        # another token does not hold up this seal's other requests.
+                        if not all(self._readiness(s)[0] for s in request.seal_ids):
+                            continue
+                        await self._sign_job(request.request_id)
+                    else:
+                        await self.sign_request(request.request_id, request)
+                    progressed = True
+                if not progressed:
+                    return
         except ServiceUnavailable as ex:
             # Fail closed: nothing was released; health says NOT_SERVING until audit works.
             log.error("signer.audit_unavailable", seal_id=seal_id, reason=ex.reason, problem=str(ex))
@@ -479,6 +503,97 @@ class Signer:
             "seal.request_completed",
             request_id=request_id,
             seal_id=done.seal_id,
+            documents=len(done.documents),
+            latency_ms=latency_ms,
+            outcome="signed",
+        )
+        return done
+
+    async def _seal_png(self, seal_id: str) -> bytes:
+        """The seal's image, rendered off the loop the first time (~1 s of CPU)."""
+        if seal_id in self._seal_images:
+            return self._seal_images[seal_id]
+        return await asyncio.get_running_loop().run_in_executor(None, self.seal_image, seal_id)
+
+    async def _sign_job(self, request_id: str) -> SealRequest:
+        """Issue 16: intent record, every signature of every document (each recorded before
+        the next, service/job_signer.py), then the sealed files and the result record in
+        the usual way; or nothing released.
+
+        A token removal or lock between two signatures: back to APPROVED with the recorded
+        signatures kept (the request resumes from them once every token is ready again).
+        A document that cannot be sealed: FAILED, its intermediates deleted."""
+        now = self._clock()
+
+        def _intent(tx: Transaction) -> SealRequest:
+            request = tx.get_request(request_id)
+            self._workflow.require_delegations_in_force(tx, request, now)
+            new = lifecycle.begin_signing(
+                request,
+                seal=self._catalog.seal(request.seal_id, tx),
+                policy=self.config.policy_for_request(request, now),
+                now=now,
+                job_seals={s: self._catalog.seal(s, tx) for s in request.seal_ids},
+            )
+            tx.save_request(new)
+            for doc in new.documents:
+                tx.audit(request_event("seal.sign_intent", new, None, None, doc, outcome="intent"))
+            return new
+
+        try:
+            request = await self._recorder.commit(_intent, "seal.sign_intent")
+        except PreconditionFailed as ex:
+            await self._intent_refused(request_id, ex)
+            raise
+        await self._hooks.pause("after_intent", request_id)
+        started = asyncio.get_running_loop().time()
+        try:
+            request = await self._jobs.sign_all(request)
+        except (PreconditionFailed, TokenSigningError) as ex:
+            current = await self._store.get_request(request_id)
+            if ex.reason in ("seal_suspended", "seal_lost", "seal_destroyed") and isinstance(
+                ex, PreconditionFailed
+            ):
+                remove_step_files(self._store, current)
+                return await self._void_in_flight(current, ex)
+            return await self._interrupt(
+                current, f"not signed: {ex}; waiting for the tokens of {', '.join(current.seal_ids)}", ex
+            )
+        except SigningError as ex:
+            current = await self._store.get_request(request_id)
+            remove_step_files(self._store, current)
+            return await self._fail(current, f"cannot seal: {ex}", ex)
+        released = self._jobs.release_files(request)
+        latency_ms = round((asyncio.get_running_loop().time() - started) * 1000, 1)
+        await self._hooks.pause("before_result", request_id)
+
+        def _result(tx: Transaction) -> SealRequest:
+            current = tx.get_request(request_id)
+            for seal_id in current.seal_ids:  # R02: a seal stopped meanwhile wins
+                lifecycle.check_seal_usable(self._catalog.seal(seal_id, tx), current.category)
+            new = lifecycle.complete_signing(
+                current, sealed=[released[d.index] for d in current.documents], now=self._clock()
+            )
+            tx.save_request(new)
+            self._jobs.result_event(new, tx, int(latency_ms))
+            return new
+
+        try:
+            done = await self._recorder.commit(_result, "seal.signed")
+        except PreconditionFailed as ex:
+            self._remove_sealed(request)
+            remove_step_files(self._store, request)
+            return await self._void_in_flight(request, ex)
+        except ServiceUnavailable:
+            self._remove_sealed(request)  # the recorded steps stay: recovery resumes
+            raise
+        remove_step_files(self._store, done)
+        self.signed_count += len(done.documents)
+        log.info(
+            "seal.request_completed",
+            request_id=request_id,
+            seal_id=done.seal_id,
+            seals=list(done.seal_ids),
             documents=len(done.documents),
             latency_ms=latency_ms,
             outcome="signed",
@@ -690,6 +805,7 @@ class Signer:
             seal_png is None
             # GB/T 38540 seals prepare in _seal_gbt38540; the PAdES pipeline's work would be discarded
             or self.config.seals[request.seal_id].format == "gbt38540"
+            or request.is_job  # issue 16: a job's signatures are made one by one
             or self.draining
             or request.seal_id in self._busy_seals
             or not self._readiness(request.seal_id)[0]
@@ -882,7 +998,9 @@ class Signer:
                         )
                     return new
 
-                await self._recorder.commit(_done, "seal.recovered_signed")
+                done = await self._recorder.commit(_done, "seal.recovered_signed")
+                if done.is_job:
+                    remove_step_files(self._store, done)  # issue 16: released, not needed
             else:
                 self._remove_sealed(request, keep=kept)
 

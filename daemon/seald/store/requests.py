@@ -16,12 +16,15 @@ from typing import Any
 
 from seald.domain.chains import Money
 from seald.domain.errors import NotFound, request_not_found_message
+from seald.domain.marks import CrossPage, Mark, PageSet, PageSetKind
 from seald.domain.model import (
     Approval,
     Document,
+    JobSeal,
     Placement,
     RequestState,
     SealRequest,
+    SignedStep,
 )
 
 SCHEMA = """
@@ -39,6 +42,14 @@ CREATE INDEX IF NOT EXISTS requests_state ON requests(state);
 CREATE INDEX IF NOT EXISTS requests_seal ON requests(seal_id, created_at);
 CREATE UNIQUE INDEX IF NOT EXISTS requests_client_key
     ON requests(requester, client_request_key) WHERE client_request_key != '';
+-- Issue 16: every seal of a sealing job (requests.seal_id is its first), so a seal's
+-- suspension or renewal finds the open jobs that use it in any position.
+CREATE TABLE IF NOT EXISTS request_seals (
+    request_id TEXT NOT NULL,
+    seal_id TEXT NOT NULL,
+    PRIMARY KEY (request_id, seal_id)
+);
+CREATE INDEX IF NOT EXISTS request_seals_seal ON request_seals(seal_id);
 """
 
 
@@ -77,7 +88,7 @@ def request_from_json(text: str) -> SealRequest:
         reason=raw["reason"],
         category=raw["category"],
         placement=Placement(**raw["placement"]),
-        documents=tuple(Document(**d) for d in raw["documents"]),
+        documents=tuple(_document(d) for d in raw["documents"]),
         state=RequestState(raw["state"]),
         required_approvals=raw["required_approvals"],
         approval_digest=raw["approval_digest"],
@@ -110,6 +121,40 @@ def request_from_json(text: str) -> SealRequest:
         sign_attempts=raw["sign_attempts"],
         amount=_money(raw.get("amount")),
         seal_impression_sha256=raw.get("seal_impression_sha256", ""),
+        marks=tuple(_mark(m) for m in raw.get("marks", ())),
+        job_seals=tuple(JobSeal(**s) for s in raw.get("job_seals", ())),
+    )
+
+
+def _document(raw: dict[str, Any]) -> Document:
+    """A stored document; issue 16's manifest marks and signing steps when present."""
+    fields = dict(raw)
+    marks = fields.pop("marks", None)
+    steps = fields.pop("steps", ())
+    return Document(
+        **fields,
+        marks=None if marks is None else tuple(_mark(m) for m in marks),
+        steps=tuple(SignedStep(**s) for s in steps),
+    )
+
+
+def _page_set(raw: dict[str, Any]) -> PageSet:
+    return PageSet(PageSetKind(raw["kind"]), tuple(raw["pages"]))
+
+
+def _mark(raw: dict[str, Any]) -> Mark:
+    cross = raw.get("cross_page")
+    return Mark(
+        seal_id=raw["seal_id"],
+        pages=_page_set(raw["pages"]),
+        x_mm=raw["x_mm"],
+        y_mm=raw["y_mm"],
+        size_mm=raw["size_mm"],
+        anchor_text=raw["anchor_text"],
+        anchor_max_matches=raw["anchor_max_matches"],
+        cross_page=None
+        if cross is None
+        else CrossPage(_page_set(cross["pages"]), cross["group_size"]),
     )
 
 
@@ -165,6 +210,11 @@ def save_request(conn: sqlite3.Connection, request: SealRequest) -> None:
             request_to_json(request),
         ),
     )
+    if request.job_seals:
+        conn.executemany(
+            "INSERT OR IGNORE INTO request_seals(request_id, seal_id) VALUES (?, ?)",
+            [(request.request_id, s.seal_id) for s in request.job_seals],
+        )
 
 
 def find_by_client_key(conn: sqlite3.Connection, requester: str, key: str) -> SealRequest | None:
@@ -209,8 +259,9 @@ def list_requests(
 def open_request_ids(conn: sqlite3.Connection, seal_id: str) -> list[str]:
     """PENDING and APPROVED requests of a seal (their approvals are voided with the seal)."""
     rows = conn.execute(
-        "SELECT request_id FROM requests WHERE seal_id = ? AND state IN (?, ?)",
-        (seal_id, RequestState.PENDING.value, RequestState.APPROVED.value),
+        "SELECT request_id FROM requests WHERE state IN (?, ?) AND (seal_id = ? OR request_id IN"
+        " (SELECT request_id FROM request_seals WHERE seal_id = ?))",
+        (RequestState.PENDING.value, RequestState.APPROVED.value, seal_id, seal_id),
     ).fetchall()
     return [str(r[0]) for r in rows]
 

@@ -26,7 +26,7 @@ from typing import Any
 from seald.domain.approval_statement import canonical_json, policy_summary, statement_problems
 from seald.domain.errors import InvalidInput, PermissionDenied
 from seald.domain.model import Approval, SealRequest
-from seald.domain.policy import ApprovalPolicy
+from seald.domain.policy import AnyPolicy
 from seald.domain.webauthn import (
     PendingChallenge,
     WebAuthnCredential,
@@ -125,7 +125,7 @@ class WebAuthnApproval:
             webauthn_assertion=assertion_json(self.assertion, self.credential.public_key),
         )
 
-    def audit_details(self, policy: ApprovalPolicy) -> dict[str, str | int | bool | None]:
+    def audit_details(self, policy: AnyPolicy) -> dict[str, str | int | bool | None]:
         return {
             "approval_digest": self.statement.base.approval_digest,
             "comment": self.statement.base.comment,

@@ -25,25 +25,29 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17sealapi/v1/common.proto\x12\nsealapi.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"o\n\tPlacement\x12\x0c\n\x04page\x18\x01 \x01(\r\x12\x0c\n\x04x_mm\x18\x02 \x01(\x01\x12\x0c\n\x04y_mm\x18\x03 \x01(\x01\x12\x0f\n\x07size_mm\x18\x04 \x01(\x01\x12\x13\n\x0b\x61nchor_text\x18\x05 \x01(\t\x12\x12\n\ncross_page\x18\x06 \x01(\x08\"b\n\tPrincipal\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x1f\n\x05roles\x18\x03 \x03(\x0e\x32\x10.sealapi.v1.Role\x12\x10\n\x08seal_ids\x18\x04 \x03(\t\",\n\tErrorInfo\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"k\n\nTimeWindow\x12.\n\nnot_before\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tnot_after\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\xa8\x01\n\x08SealType\x12\x19\n\x15SEAL_TYPE_UNSPECIFIED\x10\x00\x12\x16\n\x12SEAL_TYPE_OFFICIAL\x10\x01\x12\"\n\x1eSEAL_TYPE_LEGAL_REPRESENTATIVE\x10\x02\x12\x16\n\x12SEAL_TYPE_CONTRACT\x10\x03\x12\x15\n\x11SEAL_TYPE_FINANCE\x10\x04\x12\x16\n\x12SEAL_TYPE_PERSONAL\x10\x05*\xa6\x01\n\nSealStatus\x12\x1b\n\x17SEAL_STATUS_UNSPECIFIED\x10\x00\x12\x16\n\x12SEAL_STATUS_ACTIVE\x10\x01\x12\x19\n\x15SEAL_STATUS_SUSPENDED\x10\x02\x12\x14\n\x10SEAL_STATUS_LOST\x10\x03\x12\x19\n\x15SEAL_STATUS_DESTROYED\x10\x04\x12\x17\n\x13SEAL_STATUS_PENDING\x10\x05*\x89\x01\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x12\n\x0eROLE_REQUESTER\x10\x01\x12\x11\n\rROLE_APPROVER\x10\x02\x12\x12\n\x0eROLE_CUSTODIAN\x10\x03\x12\x0e\n\nROLE_ADMIN\x10\x04\x12\x10\n\x0cROLE_AUDITOR\x10\x05\x12\x0e\n\nROLE_RELAY\x10\x06\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17sealapi/v1/common.proto\x12\nsealapi.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"o\n\tPlacement\x12\x0c\n\x04page\x18\x01 \x01(\r\x12\x0c\n\x04x_mm\x18\x02 \x01(\x01\x12\x0c\n\x04y_mm\x18\x03 \x01(\x01\x12\x0f\n\x07size_mm\x18\x04 \x01(\x01\x12\x13\n\x0b\x61nchor_text\x18\x05 \x01(\t\x12\x12\n\ncross_page\x18\x06 \x01(\x08\".\n\tCrossPage\x12\r\n\x05pages\x18\x01 \x01(\t\x12\x12\n\ngroup_size\x18\x02 \x01(\r\"\xaf\x01\n\x04Mark\x12\x0f\n\x07seal_id\x18\x01 \x01(\t\x12\r\n\x05pages\x18\x02 \x01(\t\x12\x0c\n\x04x_mm\x18\x03 \x01(\x01\x12\x0c\n\x04y_mm\x18\x04 \x01(\x01\x12\x0f\n\x07size_mm\x18\x05 \x01(\x01\x12\x13\n\x0b\x61nchor_text\x18\x06 \x01(\t\x12\x1a\n\x12\x61nchor_max_matches\x18\x07 \x01(\r\x12)\n\ncross_page\x18\x08 \x01(\x0b\x32\x15.sealapi.v1.CrossPage\"b\n\tPrincipal\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x1f\n\x05roles\x18\x03 \x03(\x0e\x32\x10.sealapi.v1.Role\x12\x10\n\x08seal_ids\x18\x04 \x03(\t\",\n\tErrorInfo\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"k\n\nTimeWindow\x12.\n\nnot_before\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tnot_after\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\xa8\x01\n\x08SealType\x12\x19\n\x15SEAL_TYPE_UNSPECIFIED\x10\x00\x12\x16\n\x12SEAL_TYPE_OFFICIAL\x10\x01\x12\"\n\x1eSEAL_TYPE_LEGAL_REPRESENTATIVE\x10\x02\x12\x16\n\x12SEAL_TYPE_CONTRACT\x10\x03\x12\x15\n\x11SEAL_TYPE_FINANCE\x10\x04\x12\x16\n\x12SEAL_TYPE_PERSONAL\x10\x05*\xa6\x01\n\nSealStatus\x12\x1b\n\x17SEAL_STATUS_UNSPECIFIED\x10\x00\x12\x16\n\x12SEAL_STATUS_ACTIVE\x10\x01\x12\x19\n\x15SEAL_STATUS_SUSPENDED\x10\x02\x12\x14\n\x10SEAL_STATUS_LOST\x10\x03\x12\x19\n\x15SEAL_STATUS_DESTROYED\x10\x04\x12\x17\n\x13SEAL_STATUS_PENDING\x10\x05*\x89\x01\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x12\n\x0eROLE_REQUESTER\x10\x01\x12\x11\n\rROLE_APPROVER\x10\x02\x12\x12\n\x0eROLE_CUSTODIAN\x10\x03\x12\x0e\n\nROLE_ADMIN\x10\x04\x12\x10\n\x0cROLE_AUDITOR\x10\x05\x12\x0e\n\nROLE_RELAY\x10\x06\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'sealapi.v1.common_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SEALTYPE']._serialized_start=441
-  _globals['_SEALTYPE']._serialized_end=609
-  _globals['_SEALSTATUS']._serialized_start=612
-  _globals['_SEALSTATUS']._serialized_end=778
-  _globals['_ROLE']._serialized_start=781
-  _globals['_ROLE']._serialized_end=918
+  _globals['_SEALTYPE']._serialized_start=667
+  _globals['_SEALTYPE']._serialized_end=835
+  _globals['_SEALSTATUS']._serialized_start=838
+  _globals['_SEALSTATUS']._serialized_end=1004
+  _globals['_ROLE']._serialized_start=1007
+  _globals['_ROLE']._serialized_end=1144
   _globals['_PLACEMENT']._serialized_start=72
   _globals['_PLACEMENT']._serialized_end=183
-  _globals['_PRINCIPAL']._serialized_start=185
-  _globals['_PRINCIPAL']._serialized_end=283
-  _globals['_ERRORINFO']._serialized_start=285
-  _globals['_ERRORINFO']._serialized_end=329
-  _globals['_TIMEWINDOW']._serialized_start=331
-  _globals['_TIMEWINDOW']._serialized_end=438
+  _globals['_CROSSPAGE']._serialized_start=185
+  _globals['_CROSSPAGE']._serialized_end=231
+  _globals['_MARK']._serialized_start=234
+  _globals['_MARK']._serialized_end=409
+  _globals['_PRINCIPAL']._serialized_start=411
+  _globals['_PRINCIPAL']._serialized_end=509
+  _globals['_ERRORINFO']._serialized_start=511
+  _globals['_ERRORINFO']._serialized_end=555
+  _globals['_TIMEWINDOW']._serialized_start=557
+  _globals['_TIMEWINDOW']._serialized_end=664
 # @@protoc_insertion_point(module_scope)

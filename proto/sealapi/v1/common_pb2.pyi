@@ -73,6 +73,34 @@ class Placement(_message.Message):
     cross_page: bool
     def __init__(self, page: _Optional[int] = ..., x_mm: _Optional[float] = ..., y_mm: _Optional[float] = ..., size_mm: _Optional[float] = ..., anchor_text: _Optional[str] = ..., cross_page: _Optional[bool] = ...) -> None: ...
 
+class CrossPage(_message.Message):
+    __slots__ = ("pages", "group_size")
+    PAGES_FIELD_NUMBER: _ClassVar[int]
+    GROUP_SIZE_FIELD_NUMBER: _ClassVar[int]
+    pages: str
+    group_size: int
+    def __init__(self, pages: _Optional[str] = ..., group_size: _Optional[int] = ...) -> None: ...
+
+class Mark(_message.Message):
+    __slots__ = ("seal_id", "pages", "x_mm", "y_mm", "size_mm", "anchor_text", "anchor_max_matches", "cross_page")
+    SEAL_ID_FIELD_NUMBER: _ClassVar[int]
+    PAGES_FIELD_NUMBER: _ClassVar[int]
+    X_MM_FIELD_NUMBER: _ClassVar[int]
+    Y_MM_FIELD_NUMBER: _ClassVar[int]
+    SIZE_MM_FIELD_NUMBER: _ClassVar[int]
+    ANCHOR_TEXT_FIELD_NUMBER: _ClassVar[int]
+    ANCHOR_MAX_MATCHES_FIELD_NUMBER: _ClassVar[int]
+    CROSS_PAGE_FIELD_NUMBER: _ClassVar[int]
+    seal_id: str
+    pages: str
+    x_mm: float
+    y_mm: float
+    size_mm: float
+    anchor_text: str
+    anchor_max_matches: int
+    cross_page: CrossPage
+    def __init__(self, seal_id: _Optional[str] = ..., pages: _Optional[str] = ..., x_mm: _Optional[float] = ..., y_mm: _Optional[float] = ..., size_mm: _Optional[float] = ..., anchor_text: _Optional[str] = ..., anchor_max_matches: _Optional[int] = ..., cross_page: _Optional[_Union[CrossPage, _Mapping]] = ...) -> None: ...
+
 class Principal(_message.Message):
     __slots__ = ("name", "display_name", "roles", "seal_ids")
     NAME_FIELD_NUMBER: _ClassVar[int]

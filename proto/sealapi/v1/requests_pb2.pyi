@@ -42,7 +42,7 @@ DOCUMENT_VARIANT_SEALED: DocumentVariant
 DOCUMENT_VARIANT_ORIGINAL: DocumentVariant
 
 class SubmitRequestHeader(_message.Message):
-    __slots__ = ("seal_id", "reason", "category", "placement", "client_request_key", "amount", "amount_currency")
+    __slots__ = ("seal_id", "reason", "category", "placement", "client_request_key", "amount", "amount_currency", "marks")
     SEAL_ID_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     CATEGORY_FIELD_NUMBER: _ClassVar[int]
@@ -50,6 +50,7 @@ class SubmitRequestHeader(_message.Message):
     CLIENT_REQUEST_KEY_FIELD_NUMBER: _ClassVar[int]
     AMOUNT_FIELD_NUMBER: _ClassVar[int]
     AMOUNT_CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    MARKS_FIELD_NUMBER: _ClassVar[int]
     seal_id: str
     reason: str
     category: str
@@ -57,17 +58,20 @@ class SubmitRequestHeader(_message.Message):
     client_request_key: str
     amount: str
     amount_currency: str
-    def __init__(self, seal_id: _Optional[str] = ..., reason: _Optional[str] = ..., category: _Optional[str] = ..., placement: _Optional[_Union[_common_pb2.Placement, _Mapping]] = ..., client_request_key: _Optional[str] = ..., amount: _Optional[str] = ..., amount_currency: _Optional[str] = ...) -> None: ...
+    marks: _containers.RepeatedCompositeFieldContainer[_common_pb2.Mark]
+    def __init__(self, seal_id: _Optional[str] = ..., reason: _Optional[str] = ..., category: _Optional[str] = ..., placement: _Optional[_Union[_common_pb2.Placement, _Mapping]] = ..., client_request_key: _Optional[str] = ..., amount: _Optional[str] = ..., amount_currency: _Optional[str] = ..., marks: _Optional[_Iterable[_Union[_common_pb2.Mark, _Mapping]]] = ...) -> None: ...
 
 class DocumentStart(_message.Message):
-    __slots__ = ("name", "size", "sha256")
+    __slots__ = ("name", "size", "sha256", "marks")
     NAME_FIELD_NUMBER: _ClassVar[int]
     SIZE_FIELD_NUMBER: _ClassVar[int]
     SHA256_FIELD_NUMBER: _ClassVar[int]
+    MARKS_FIELD_NUMBER: _ClassVar[int]
     name: str
     size: int
     sha256: str
-    def __init__(self, name: _Optional[str] = ..., size: _Optional[int] = ..., sha256: _Optional[str] = ...) -> None: ...
+    marks: _containers.RepeatedCompositeFieldContainer[_common_pb2.Mark]
+    def __init__(self, name: _Optional[str] = ..., size: _Optional[int] = ..., sha256: _Optional[str] = ..., marks: _Optional[_Iterable[_Union[_common_pb2.Mark, _Mapping]]] = ...) -> None: ...
 
 class SubmitRequestMessage(_message.Message):
     __slots__ = ("header", "document_start", "chunk")
@@ -80,20 +84,24 @@ class SubmitRequestMessage(_message.Message):
     def __init__(self, header: _Optional[_Union[SubmitRequestHeader, _Mapping]] = ..., document_start: _Optional[_Union[DocumentStart, _Mapping]] = ..., chunk: _Optional[bytes] = ...) -> None: ...
 
 class DocumentInfo(_message.Message):
-    __slots__ = ("index", "name", "size", "sha256", "sealed_sha256", "sealed_size")
+    __slots__ = ("index", "name", "size", "sha256", "sealed_sha256", "sealed_size", "marks", "signed_seals")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     SIZE_FIELD_NUMBER: _ClassVar[int]
     SHA256_FIELD_NUMBER: _ClassVar[int]
     SEALED_SHA256_FIELD_NUMBER: _ClassVar[int]
     SEALED_SIZE_FIELD_NUMBER: _ClassVar[int]
+    MARKS_FIELD_NUMBER: _ClassVar[int]
+    SIGNED_SEALS_FIELD_NUMBER: _ClassVar[int]
     index: int
     name: str
     size: int
     sha256: str
     sealed_sha256: str
     sealed_size: int
-    def __init__(self, index: _Optional[int] = ..., name: _Optional[str] = ..., size: _Optional[int] = ..., sha256: _Optional[str] = ..., sealed_sha256: _Optional[str] = ..., sealed_size: _Optional[int] = ...) -> None: ...
+    marks: _containers.RepeatedCompositeFieldContainer[_common_pb2.Mark]
+    signed_seals: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, index: _Optional[int] = ..., name: _Optional[str] = ..., size: _Optional[int] = ..., sha256: _Optional[str] = ..., sealed_sha256: _Optional[str] = ..., sealed_size: _Optional[int] = ..., marks: _Optional[_Iterable[_Union[_common_pb2.Mark, _Mapping]]] = ..., signed_seals: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Approval(_message.Message):
     __slots__ = ("approver", "approval_digest", "approved_at", "comment", "certificate_sha256", "statement", "statement_signature", "webauthn_assertion", "acting_for", "delegation_id")
@@ -146,7 +154,7 @@ class ChainStanding(_message.Message):
     def __init__(self, steps: _Optional[_Iterable[_Union[ChainStep, _Mapping]]] = ..., complete: _Optional[bool] = ..., current: _Optional[str] = ...) -> None: ...
 
 class SealRequest(_message.Message):
-    __slots__ = ("request_id", "seal_id", "requester", "reason", "category", "placement", "documents", "state", "state_reason", "approvals", "required_approvals", "approval_digest", "seal_certificate_sha256", "created_at", "updated_at", "expires_at", "signed_at", "host", "outcome_unknown", "amount", "amount_currency", "chain", "seal_impression_sha256")
+    __slots__ = ("request_id", "seal_id", "requester", "reason", "category", "placement", "documents", "state", "state_reason", "approvals", "required_approvals", "approval_digest", "seal_certificate_sha256", "created_at", "updated_at", "expires_at", "signed_at", "host", "outcome_unknown", "amount", "amount_currency", "chain", "seal_impression_sha256", "marks", "job_seals")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     SEAL_ID_FIELD_NUMBER: _ClassVar[int]
     REQUESTER_FIELD_NUMBER: _ClassVar[int]
@@ -170,6 +178,8 @@ class SealRequest(_message.Message):
     AMOUNT_CURRENCY_FIELD_NUMBER: _ClassVar[int]
     CHAIN_FIELD_NUMBER: _ClassVar[int]
     SEAL_IMPRESSION_SHA256_FIELD_NUMBER: _ClassVar[int]
+    MARKS_FIELD_NUMBER: _ClassVar[int]
+    JOB_SEALS_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     seal_id: str
     requester: str
@@ -193,7 +203,19 @@ class SealRequest(_message.Message):
     amount_currency: str
     chain: ChainStanding
     seal_impression_sha256: str
-    def __init__(self, request_id: _Optional[str] = ..., seal_id: _Optional[str] = ..., requester: _Optional[str] = ..., reason: _Optional[str] = ..., category: _Optional[str] = ..., placement: _Optional[_Union[_common_pb2.Placement, _Mapping]] = ..., documents: _Optional[_Iterable[_Union[DocumentInfo, _Mapping]]] = ..., state: _Optional[_Union[RequestState, str]] = ..., state_reason: _Optional[str] = ..., approvals: _Optional[_Iterable[_Union[Approval, _Mapping]]] = ..., required_approvals: _Optional[int] = ..., approval_digest: _Optional[str] = ..., seal_certificate_sha256: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., signed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., host: _Optional[str] = ..., outcome_unknown: _Optional[bool] = ..., amount: _Optional[str] = ..., amount_currency: _Optional[str] = ..., chain: _Optional[_Union[ChainStanding, _Mapping]] = ..., seal_impression_sha256: _Optional[str] = ...) -> None: ...
+    marks: _containers.RepeatedCompositeFieldContainer[_common_pb2.Mark]
+    job_seals: _containers.RepeatedCompositeFieldContainer[JobSeal]
+    def __init__(self, request_id: _Optional[str] = ..., seal_id: _Optional[str] = ..., requester: _Optional[str] = ..., reason: _Optional[str] = ..., category: _Optional[str] = ..., placement: _Optional[_Union[_common_pb2.Placement, _Mapping]] = ..., documents: _Optional[_Iterable[_Union[DocumentInfo, _Mapping]]] = ..., state: _Optional[_Union[RequestState, str]] = ..., state_reason: _Optional[str] = ..., approvals: _Optional[_Iterable[_Union[Approval, _Mapping]]] = ..., required_approvals: _Optional[int] = ..., approval_digest: _Optional[str] = ..., seal_certificate_sha256: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., signed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., host: _Optional[str] = ..., outcome_unknown: _Optional[bool] = ..., amount: _Optional[str] = ..., amount_currency: _Optional[str] = ..., chain: _Optional[_Union[ChainStanding, _Mapping]] = ..., seal_impression_sha256: _Optional[str] = ..., marks: _Optional[_Iterable[_Union[_common_pb2.Mark, _Mapping]]] = ..., job_seals: _Optional[_Iterable[_Union[JobSeal, _Mapping]]] = ...) -> None: ...
+
+class JobSeal(_message.Message):
+    __slots__ = ("seal_id", "certificate_sha256", "impression_sha256")
+    SEAL_ID_FIELD_NUMBER: _ClassVar[int]
+    CERTIFICATE_SHA256_FIELD_NUMBER: _ClassVar[int]
+    IMPRESSION_SHA256_FIELD_NUMBER: _ClassVar[int]
+    seal_id: str
+    certificate_sha256: str
+    impression_sha256: str
+    def __init__(self, seal_id: _Optional[str] = ..., certificate_sha256: _Optional[str] = ..., impression_sha256: _Optional[str] = ...) -> None: ...
 
 class GetRequestRequest(_message.Message):
     __slots__ = ("request_id",)
