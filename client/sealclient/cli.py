@@ -31,6 +31,7 @@ from sealclient.exitcodes import EPILOG, ExitCode, exit_code_for
 from sealclient.gbt38540_cli import cmd_verify_offline
 from sealclient.image_cli import add_preview_parser, add_seal_image_parser
 from sealclient.impression_cli import add_impression_parser
+from sealclient.job_file import load_job, manifest_marks, parse_mark_option
 from sealclient.output import (
     escape_lines,
     escape_text,
@@ -160,8 +161,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     submit = commands.add_parser("submit", help="submit PDFs for sealing")
-    submit.add_argument("files", nargs="+", type=Path, metavar="FILE")
-    submit.add_argument("--seal", required=True, help="seal id")
+    submit.add_argument("files", nargs="*", type=Path, metavar="FILE")
+    submit.add_argument(
+        "--seal", default="", help="seal id (one placement; a sealing job names seals in its marks)"
+    )
+    submit.add_argument(
+        "--mark",
+        action="append",
+        default=[],
+        dest="marks",
+        metavar="SPEC",
+        help="a sealing job's mark, repeatable, in order: 'seal=ID pages=last anchor=TEXT' or "
+        "'seal=ID pages=1 x=150 y=230 size=40' or 'seal=ID cross=all [group=N]' (docs/sealctl.md)",
+    )
+    submit.add_argument(
+        "--job",
+        type=Path,
+        help="a job file (.toml or .json) with the marks, and optionally a manifest of "
+        "documents each with its own marks (docs/sealctl.md)",
+    )
     submit.add_argument("--reason", required=True, help="事由: why the seal is needed")
     submit.add_argument("--category", required=True, help="document category (seal scope)")
     submit.add_argument(
@@ -362,6 +380,19 @@ def placement_from_args(args: argparse.Namespace) -> common_pb2.Placement:
 
 def placement_problem(args: argparse.Namespace) -> str | None:
     """Why the placement flags are incomplete, or None."""
+    if args.marks or args.job:  # a sealing job: the marks say where (issue 16)
+        if args.seal or args.x_mm is not None or args.anchor or args.cross_page:
+            return (
+                "a sealing job (--mark/--job) names its seals and places in its marks; "
+                "drop --seal and the placement flags"
+            )
+        if args.marks and args.job:
+            return "give the marks either as --mark options or in the --job file, not both"
+        return None
+    if not args.files:
+        return "name at least one PDF to seal"
+    if not args.seal:
+        return "name the seal (--seal ID), or give a sealing job's marks (--mark, --job)"
     has_xy = args.x_mm is not None and args.y_mm is not None
     if (args.x_mm is None) != (args.y_mm is None):
         return "give both --x-mm and --y-mm"
@@ -371,16 +402,19 @@ def placement_problem(args: argparse.Namespace) -> str | None:
 
 
 def cmd_submit(args: argparse.Namespace, client: SealClient, out: Output) -> int:
-    request = client.submit(
-        args.files,
-        seal_id=args.seal,
-        reason=args.reason,
-        category=args.category,
-        placement=placement_from_args(args),
-        client_request_key=args.client_request_key,
-        amount=args.amount,
-        amount_currency=args.currency,
-    )
+    if args.marks or args.job:
+        request = submit_job(args, client)
+    else:
+        request = client.submit(
+            args.files,
+            seal_id=args.seal,
+            reason=args.reason,
+            category=args.category,
+            placement=placement_from_args(args),
+            client_request_key=args.client_request_key,
+            amount=args.amount,
+            amount_currency=args.currency,
+        )
     if not args.wait:
         out.emit(request_text(request), request)
         return ExitCode.OK
@@ -389,6 +423,30 @@ def cmd_submit(args: argparse.Namespace, client: SealClient, out: Output) -> int
     final = wait_for_end(client, request, out)
     out.emit(request_text(final), final)
     return ExitCode.OK if final.state == requests_pb2.REQUEST_STATE_SIGNED else ExitCode.OTHER
+
+
+def submit_job(args: argparse.Namespace, client: SealClient) -> requests_pb2.SealRequest:
+    """Issue 16: a sealing job from --mark options or a --job file (checked before upload)."""
+    if args.job:
+        files, marks, per_document = manifest_marks(load_job(args.job), args.files)
+    else:
+        files = list(args.files)
+        marks = [parse_mark_option(text, position=i + 1) for i, text in enumerate(args.marks)]
+        per_document = []
+    if not files:
+        raise LocalInputError("no_documents", "name at least one PDF to seal (or documents in the job file)")
+    return client.submit(
+        files,
+        seal_id="",
+        reason=args.reason,
+        category=args.category,
+        placement=common_pb2.Placement(),
+        client_request_key=args.client_request_key,
+        amount=args.amount,
+        amount_currency=args.currency,
+        marks=marks,
+        document_marks=per_document,
+    )
 
 
 def wait_for_end(

@@ -113,11 +113,15 @@ def _chunks(handle: BinaryIO) -> Iterator[bytes]:
 def submit_messages(
     header: requests_pb2.SubmitRequestHeader,
     documents: Sequence[tuple[Path, FileDigest]],
+    document_marks: Sequence[Sequence[common_pb2.Mark]] = (),
 ) -> Iterator[requests_pb2.SubmitRequestMessage]:
-    """The upload stream: header, then per document a DocumentStart and its chunks."""
+    """The upload stream: header, then per document a DocumentStart and its chunks.
+    ``document_marks``: a batch manifest's marks per document (issue 16; empty = none)."""
     yield requests_pb2.SubmitRequestMessage(header=header)
-    for path, digest in documents:
+    for position, (path, digest) in enumerate(documents):
         start = requests_pb2.DocumentStart(name=path.name, size=digest.size, sha256=digest.sha256)
+        if document_marks:
+            start.marks.extend(document_marks[position])
         yield requests_pb2.SubmitRequestMessage(document_start=start)
         with path.open("rb") as handle:
             for chunk in _chunks(handle):
@@ -203,9 +207,19 @@ class SealClient:
         client_request_key: str = "",
         amount: str = "",
         amount_currency: str = "",
+        marks: Sequence[common_pb2.Mark] = (),
+        document_marks: Sequence[Sequence[common_pb2.Mark]] = (),
     ) -> requests_pb2.SealRequest:
+        """Submit documents. ``marks`` (issue 16) make it a sealing job: the marks every
+        document gets, in order, each naming its seal (``seal_id``/``placement`` are then
+        ignored); ``document_marks`` gives each document its own (a batch manifest)."""
         if not paths:
             raise LocalInputError("no_documents", "name at least one PDF to seal")
+        if document_marks and len(document_marks) != len(paths):
+            raise LocalInputError(
+                "bad_manifest",
+                f"{len(document_marks)} mark lists for {len(paths)} documents; give one per document",
+            )
         # Hash before the call: an unreadable file fails here, not mid-stream.
         documents = [(path, file_digest(path)) for path in paths]
         header = requests_pb2.SubmitRequestHeader(
@@ -216,9 +230,10 @@ class SealClient:
             client_request_key=client_request_key,
             amount=amount,
             amount_currency=amount_currency,
+            marks=list(marks),
         )
         with self._translated():
-            return self._requests.SubmitRequest(submit_messages(header, documents))
+            return self._requests.SubmitRequest(submit_messages(header, documents, document_marks))
 
     def get(self, request_id: str) -> requests_pb2.SealRequest:
         with self._translated():

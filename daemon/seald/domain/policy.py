@@ -194,6 +194,14 @@ class JobPolicy:
     ) -> bool:
         return not self.unmet(requester, approvals, facts)
 
+    @property
+    def eligible(self) -> frozenset[str] | None:
+        """Who may approve for at least one seal (None = a seal's policy names nobody)."""
+        sets = [p.eligible for _, p in self.policies]
+        if any(e is None for e in sets):
+            return None
+        return frozenset().union(*(e for e in sets if e is not None))
+
     def standing(
         self, requester: str, approvals: Sequence[Approval], facts: RequestFacts
     ) -> Standing | None:

@@ -155,6 +155,8 @@ _TABLE = (
     _r("bad_holder_name", S.INVALID_ARGUMENT, "a square seal needs a holder name of 2 to 4 characters"),
     _r("bad_on_behalf_of", S.INVALID_ARGUMENT, "on_behalf_of names the approver themself; leave it empty"),
     _r("bad_organisation", S.INVALID_ARGUMENT, "a round seal needs the organisation name"),
+    _r("bad_job_file", S.INVALID_ARGUMENT, "sealctl: the --job file is not a readable TOML/JSON job (unknown key, no marks, bad document entry)", side=Side.CLIENT),
+    _r("bad_manifest", S.INVALID_ARGUMENT, "sealclient: a manifest needs one mark list per document", side=Side.CLIENT),
     _r("bad_mark", S.INVALID_ARGUMENT, "a sealing job's mark is malformed (no seal, anchor and cross-page together, bad anchor match count)", side=Side.BOTH),
     _r("bad_page_set", S.INVALID_ARGUMENT, "a mark's page set is not one page, a list, a range, \"last\" or \"all\"", side=Side.BOTH),
     _r("bad_page_token", S.INVALID_ARGUMENT, "bad page_token"),
