@@ -7,7 +7,8 @@ the test environment and injects:
 
 SEALD_TEST_PAUSE_AFTER_INTENT=<seconds>: after the intent record is committed, before
 the token is touched. SEALD_TEST_PAUSE_BEFORE_RESULT=<seconds>: after the sealed files
-are written, before the result record.
+are written, before the result record. SEALD_TEST_PAUSE_BETWEEN_SIGNATURES=<seconds>:
+after each recorded signature of a sealing job (issue 16), before the next one.
 
 SEALD_TEST_CLOCK_FILE=<path>: the custody clock (hours, same-day return, idle lock,
 delegation windows, request times) is the real time plus the number of seconds
@@ -24,7 +25,10 @@ the first) it reaches <point>: exactly what ``kill -9`` does, at an exact place 
 crash matrix, tests/integration/test_crash_matrix.py). Points: ``tx:<event>`` (inside a
 store transaction whose first audit record is <event>, before COMMIT), ``commit:<event>``
 (right after it committed), ``sign.before_document`` / ``sign.document_sealed`` (on the
-token thread before a document's signature / after one sealed file was renamed).
+token thread before a document's signature / after one sealed file was renamed), and a
+sealing job's (issue 16) ``job.before_signature`` (token thread), ``job.signature_written``
+(an intermediate in place, not recorded), ``job.signature_recorded`` (recorded, the next
+seal not started), ``job.document_released`` (a sealed file linked, no result record).
 
 Run: ``python tests/seald_under_test.py --config FILE`` (the arguments of ``seald``).
 """
@@ -50,6 +54,7 @@ log = get_logger("seald.test_hooks")
 PAUSES = {
     "after_intent": "SEALD_TEST_PAUSE_AFTER_INTENT",
     "before_result": "SEALD_TEST_PAUSE_BEFORE_RESULT",
+    "between_signatures": "SEALD_TEST_PAUSE_BETWEEN_SIGNATURES",
 }
 
 

@@ -9,10 +9,13 @@ environment variables were read by the daemon itself).
 Hook points, named where they are called:
 
 - pauses: ``after_intent`` (the intent record committed, the token not yet touched),
-  ``before_result`` (the sealed files written, the result record not yet);
+  ``before_result`` (the sealed files written, the result record not yet),
+  ``between_signatures`` (a sealing job's signature recorded, the next not started);
 - kill points: ``tx:<event>`` (inside a store transaction whose first audit record is
   <event>, before COMMIT), ``commit:<event>`` (right after that COMMIT), and on the
-  token thread ``sign.before_document`` / ``sign.document_sealed``;
+  token thread ``sign.before_document`` / ``sign.document_sealed``; a sealing job's
+  ``job.before_signature`` (token thread), ``job.signature_written``,
+  ``job.signature_recorded``, ``job.document_released`` (issue 16);
 - worker start: a callable (and its arguments) each seal worker process runs first.
 """
 

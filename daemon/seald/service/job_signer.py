@@ -27,6 +27,7 @@ import hashlib
 import os
 from collections.abc import Awaitable, Callable
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,7 @@ from seald.runtime.logs import get_logger
 from seald.service.catalog import SealCatalog
 from seald.service.recorder import Recorder, request_event
 from seald.service.seal_workers import SignerCache
-from seald.signing.job import seal_job_signature
+from seald.signing.job import JobLayout, layout_document, seal_job_signature
 from seald.signing.levels import Certification, LevelSettings
 from seald.signing.pades import SealSpec
 from seald.signing.pipeline import fsync_directory
@@ -104,6 +105,7 @@ class JobSealing:
         self._level = level
         self._clock = clock
         self._hooks = hooks
+        self._layouts: dict[tuple[str, int], JobLayout] = {}
 
     def input_of(self, request: SealRequest, doc: Document) -> Path:
         """What the next signature signs: the original, or the last recorded intermediate
@@ -133,6 +135,22 @@ class JobSealing:
                 request = await self._one_signature(request, doc, seal_id)
         return request
 
+    async def _layout(self, request: SealRequest, doc: Document) -> JobLayout:
+        """The document's marks laid out on its ORIGINAL, once per document and run: every
+        seal's signature draws its own part of this one layout (what the approvers saw in
+        the preview), and anchors are not searched again for every seal."""
+        key = (request.request_id, doc.index)
+        if key not in self._layouts:
+            sizes = {s: self._config().seals[s].size_mm for s in request.seal_ids}
+            original = self._store.original_path(request.request_id, doc.index)
+            marks = request.marks_of(doc)
+            self._layouts[key] = await asyncio.get_running_loop().run_in_executor(
+                None, partial(layout_document, original, marks, seal_sizes_mm=sizes)
+            )
+            if len(self._layouts) > 64:  # a bound, not a cache policy: oldest first
+                self._layouts.pop(next(iter(self._layouts)))
+        return self._layouts[key]
+
     async def _one_signature(self, request: SealRequest, doc: Document, seal_id: str) -> SealRequest:
         config = self._config()
         sc = config.seals[seal_id]
@@ -140,18 +158,12 @@ class JobSealing:
         source = self.input_of(request, doc)
         target = step_path(self._store, request.request_id, doc.index, step, seal_id)
         marks = marks_of_seal(request.marks_of(doc), seal_id)
+        layout = await self._layout(request, doc)
         seal_png = await self._seal_image(seal_id)
-        first = marks[0]
         spec = SealSpec(
             seal_png=seal_png,
-            placement=PlacementSpec(
-                page=request.placement.page if not first.pages.pages else first.pages.pages[0],
-                x_mm=first.x_mm,
-                y_mm=first.y_mm,
-                size_mm=first.size_mm or sc.size_mm,
-                anchor_text=first.anchor_text,
-                cross_page=first.is_cross_page,
-            ),
+            # Not the position (the layout has it): the seal's size for marks of size 0.
+            placement=PlacementSpec(page=0, x_mm=0, y_mm=0, size_mm=sc.size_mm),
             reason=request.reason,
             location=config.server.host_name,
             field_name=f"Seal-{seal_id}-{request.request_id[:12]}",
@@ -166,7 +178,15 @@ class JobSealing:
         def _sign(session: Any) -> Any:
             hooks.kill_point("job.before_signature")  # the crash matrix (tests)
             signer = self._signers.for_session(seal_id, session, sc.key_label, registered)
-            return seal_job_signature(source, target, signer=signer, spec=spec, marks=marks)
+            return seal_job_signature(
+                source,
+                target,
+                signer=signer,
+                spec=spec,
+                marks=marks,
+                seal_size_mm=sc.size_mm,
+                layout=layout,
+            )
 
         result = await self._tokens.with_session(seal_id, _sign)
         self._hooks.kill_point("job.signature_written")  # file in place, not yet recorded
@@ -209,6 +229,7 @@ class JobSealing:
                 target.unlink()  # not recorded: never used, made again from the recorded input
             raise
         self._hooks.kill_point("job.signature_recorded")
+        await self._hooks.pause("between_signatures", request.request_id)
         log.info(
             "seal.job_signature",
             request_id=request.request_id,

@@ -64,6 +64,17 @@ PLACEMENT_FIELD = {
 }
 
 
+@dataclass(frozen=True)
+class OverlapPolicy:
+    """Whether marks of two different seals may overlap ([limits] allow_mark_overlap);
+    a picklable callable, since the check runs in a seal worker process."""
+
+    allowed: bool
+
+    def __call__(self, seal_a: str, seal_b: str) -> bool:
+        return self.allowed
+
+
 class _Retry(Exception):
     """Raised inside submit's transaction (rolled back) when another submit with the same
     client_request_key was stored first."""
@@ -227,6 +238,13 @@ class RequestService:
                 return retry_of(existing)
         named = lifecycle.job_seal_order(marks, documents)
         seals = {seal_id: self._catalog.seal(seal_id) for seal_id in named}
+        for seal_id in named:
+            if self.config.seals[seal_id].format != "pades":
+                raise PreconditionFailed(
+                    f"seal {seal_id} is a GB/T 38540 seal; sealing jobs (marks) are PAdES only "
+                    "for now: submit it as a request of its own with one placement",
+                    reason="placement_unsupported",
+                )
         limits = self.config.limits
         request = lifecycle.submit_job(
             request_id=uuid.uuid4().hex,
@@ -253,7 +271,7 @@ class RequestService:
                         upload.path,
                         request.marks_of(doc),
                         seal_sizes_mm=sizes,
-                        allow_overlap=limits.allow_mark_overlap,
+                        allow_overlap=OverlapPolicy(limits.allow_mark_overlap),
                     )
                 )
             except (PlacementError, InputDocumentError) as ex:
