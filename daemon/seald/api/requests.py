@@ -165,9 +165,11 @@ class SealRequestServicer(Servicer, requests_pb2_grpc.SealRequestServiceServicer
                         )
                     header = message.header
                     marks = convert.marks_from_pb(header.marks)
-                    # A job names its seals in its marks (issue 16); every one is checked.
-                    named = [m.seal_id for m in marks] or [header.seal_id]
-                    info.seal_id = named[0]
+                    # A job names its seals in its marks (issue 16), every one checked
+                    # here; a manifest's (no header seal, marks per document) after the
+                    # upload, by submit_job.
+                    named = [m.seal_id for m in marks] or [header.seal_id] * bool(header.seal_id)
+                    info.seal_id = named[0] if named else ""
                     for seal_id in named:
                         self.catalog.seal(seal_id)
                         access.require_requester(principal, seal_id)
