@@ -36,6 +36,7 @@ from sealclient.output import (
     escape_lines,
     escape_text,
     event_text,
+    marks_lines,
     message_dict,
     request_text,
     requests_table,
@@ -493,11 +494,17 @@ class RequestProgress:
 
 
 def cmd_approve(args: argparse.Namespace, client: SealClient, out: Output) -> int:
+    def review(shown: requests_pb2.SealRequest) -> None:
+        # Issue 16: every mark of a job is shown before the statement is signed.
+        if shown.job_seals and not out.as_json:
+            out.say("approving every mark below (the digest binds them):\n" + "\n".join(marks_lines(shown)))
+
     request = client.approve(
         args.request_id,
         args.comment,
         expected_sha256=args.expected_sha256,
         on_behalf_of=args.on_behalf_of,
+        review=review,
     )
     out.emit(
         "approved after local check of every document hash and the approval digest\n"

@@ -13,7 +13,7 @@ import contextlib
 import hashlib
 import os
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -37,7 +37,7 @@ from sealapi.v1 import (
     webauthn_pb2,
     webauthn_pb2_grpc,
 )
-from sealclient.approval import ApprovalSigner, LocalDocument, build_approval
+from sealclient.approval import ApprovalSigner, LocalDocument, build_approval, check_documents
 from sealclient.config import ClientConfig
 from sealclient.errors import (
     ConfigError,
@@ -278,11 +278,14 @@ class SealClient:
         *,
         expected_sha256: Sequence[str] | None = None,
         on_behalf_of: str = "",
+        review: Callable[[requests_pb2.SealRequest], None] | None = None,
     ) -> requests_pb2.SealRequest:
         """Approve only what this machine hashed itself (R06); see module docstring.
 
         ``on_behalf_of``: approve as the delegate of that approver (issue 17); the signed
-        statement names them, so the approval cannot be moved to someone else."""
+        statement names them, so the approval cannot be moved to someone else.
+        ``review`` is shown the request (every mark of a sealing job, issue 16) after the
+        local checks and before the statement is signed."""
         request = self.get(request_id)
         with tempfile.TemporaryDirectory(prefix="sealctl-approve-") as tmp:
             local = [
@@ -296,6 +299,9 @@ class SealClient:
             ]
         # Issue 9: the approval is a statement signed with this client's own TLS key.
         signer = ApprovalSigner(self._identity.key_pem, self._identity.cert_pem)
+        if review is not None:
+            check_documents(request, local, expected_sha256)
+            review(request)
         approval = build_approval(
             request,
             local,

@@ -139,6 +139,36 @@ def placement_text(p: common_pb2.Placement) -> str:
     return where + size
 
 
+def mark_text(m: common_pb2.Mark) -> str:
+    """One mark of a sealing job (issue 16) in words: seal, pages, where, size."""
+    m = escaped(m)
+    if m.HasField("cross_page"):
+        group = f", one per {m.cross_page.group_size} pages" if m.cross_page.group_size else ""
+        where = f"cross-page seal (骑缝章) over pages {m.cross_page.pages}{group}, {m.y_mm:g} mm from the top"
+    elif m.anchor_text:
+        times = f" (up to {m.anchor_max_matches}x per page)" if m.anchor_max_matches > 1 else ""
+        offset = f" offset x={m.x_mm:g} y={m.y_mm:g} mm" if m.x_mm or m.y_mm else ""
+        where = f"pages {m.pages}, on the text {m.anchor_text!r}{times}{offset}"
+    else:
+        where = f"pages {m.pages} at x={m.x_mm:g} mm, y={m.y_mm:g} mm from top-left"
+    size = f"size {m.size_mm:g} mm" if m.size_mm else "the seal's size"
+    return f"seal {m.seal_id}: {where}, {size}"
+
+
+def marks_lines(r: requests_pb2.SealRequest) -> list[str]:
+    """Every mark of a sealing job and its seals in signing order ([] for one placement)."""
+    if not r.job_seals:
+        return []
+    r = escaped(r)
+    lines = ["Seals      " + " → ".join(s.seal_id for s in r.job_seals) + "  (signing order)"]
+    lines += [f"Mark {i + 1:<5} {mark_text(m)}" for i, m in enumerate(r.marks)]
+    for d in r.documents:
+        lines += [f"Doc {d.index} mark {i + 1}: {mark_text(m)}" for i, m in enumerate(d.marks)]
+        if d.signed_seals:
+            lines.append(f"Doc {d.index} signed by {', '.join(d.signed_seals)}")
+    return lines
+
+
 def request_text(r: requests_pb2.SealRequest) -> str:
     r = escaped(r)
     state = state_label(r.state) + (f" — {r.state_reason}" if r.state_reason else "")
@@ -150,7 +180,7 @@ def request_text(r: requests_pb2.SealRequest) -> str:
         f"Requester  {r.requester}",
         f"Reason     {r.reason}",
         f"Category   {r.category}",
-        f"Placement  {placement_text(r.placement)}",
+        *(marks_lines(r) or [f"Placement  {placement_text(r.placement)}"]),
         f"Approvals  {len(r.approvals)}/{r.required_approvals}: {approvers}",
         *([f"Amount     {r.amount} {r.amount_currency}"] if r.amount else []),
         *chain_lines(r),

@@ -27,6 +27,7 @@ from sealclient.approval import LocalDocument, local_approval_digest
 from sealclient.errors import SealClientError
 from seald.domain.marks import CrossPage, Mark, PageSet
 from seald.signing.job import layout_document
+from seald_testing.clients import sealctl
 from seald_testing.custody import wait_audit_rows
 from seald_testing.daemon import SealDaemon
 from seald_testing.jobs import (
@@ -383,3 +384,43 @@ def test_job_sigkill_at_every_new_crash_point_no_partial_release_no_seal_twice(
     assert len(fields) == 3, fields  # every seal once in the PDF
     assert sorted(job_signatures_in_ledger(d, done.request_id).values()) == [1, 1, 1]
     assert not list((d.fixtures.state_dir / "documents" / done.request_id).glob("*.step*"))
+
+
+def test_job_sealctl_marks_and_job_file_and_approve_shows_every_mark(
+    jobs_daemon: SealDaemon, tmp_path: Path
+) -> None:
+    """Issue 16 item 6: `sealctl submit --mark ...` and `--job FILE` make the same job;
+    `sealctl approve` shows every mark before it signs the approval."""
+    d = jobs_daemon
+    src = contract_file(tmp_path / "合同.pdf", pages=3)
+    options = [
+        "--mark", f"seal=contract pages=last anchor={ANCHOR}",
+        "--mark", "seal=official cross=all y=120",
+        "--mark", f"seal={LEGAL} pages=last anchor={ANCHOR} x=35",
+    ]  # fmt: skip
+    submit = ["--json", "submit", str(src), "--reason", "合同", "--category", "contract"]
+    by_options = sealctl(d, "zhang.wei", *submit, *options)
+    assert by_options.returncode == 0, by_options.stderr
+    job = tmp_path / "job.toml"
+    job.write_text(
+        f'[[marks]]\nseal = "contract"\npages = "last"\nanchor_text = "{ANCHOR}"\n\n'
+        '[[marks]]\nseal = "official"\ncross_page = "all"\ny_mm = 120\n\n'
+        f'[[marks]]\nseal = "{LEGAL}"\npages = "last"\nanchor_text = "{ANCHOR}"\nx_mm = 35\n',
+        encoding="utf-8",
+    )
+    by_file = sealctl(d, "zhang.wei", *submit, "--job", str(job))
+    assert by_file.returncode == 0, by_file.stderr
+    a, b = json.loads(by_options.stdout), json.loads(by_file.stdout)
+    assert a["marks"] == b["marks"] and len(a["marks"]) == 3
+    assert [s["seal_id"] for s in a["job_seals"]] == ["contract", "official", LEGAL]
+
+    approved = sealctl(d, "li.na", "approve", a["request_id"])
+    assert approved.returncode == 0, approved.stderr
+    shown = approved.stdout
+    assert shown.index("approving every mark") < shown.index("approved after local check")
+    expected = ["Mark 1", "Mark 2", "Mark 3", "cross-page seal (骑缝章) over pages all", ANCHOR]
+    for line in [*expected, "contract → official → legal_rep"]:
+        assert line in shown, shown
+
+    bad = sealctl(d, "zhang.wei", *submit[1:], "--mark", "seal=contract pages=2-2 x=1 y=1")
+    assert bad.returncode == 6 and "--mark 1" in bad.stderr and "bad_page_set" in bad.stderr, bad.stderr
