@@ -62,10 +62,33 @@ pdfsig "$WORK/contract.sealed.pdf"
 qpdf --check "$WORK/contract.sealed.pdf" | tail -1
 $SEALCTL --config "$C/zhang.wei.toml" verify "$WORK/contract.sealed.pdf"
 
+step "7b. The same contract as ONE sealing job (issue 16): the contract seal on （盖章）, the official seal as 骑缝章 across every page; one approval round, one signature per seal"
+JOB=$($SEALCTL --config "$C/zhang.wei.toml" --json submit "$WORK/contract.pdf" \
+        --reason "与华东示例贸易有限公司签订年度采购合同（盖章及骑缝章）" --category contract \
+        --mark 'seal=contract pages=last anchor=（盖章）' \
+        --mark 'seal=official cross=all y=150' | $PY -c 'import json,sys; print(json.load(sys.stdin)["request_id"])')
+$SEALCTL --config "$C/li.na.toml" approve "$JOB" --comment "两枚章与合同一致"
+$SEALCTL --config "$C/wang.fang.toml" approve "$JOB" --comment "同意"
+OFFICIAL_PIN=$($PY -c 'import json,sys; print(json.load(open(sys.argv[1]))["seals"]["official"]["user_pin"])' "$WORK/fixtures.json")
+printf '%s\n%s\n' "$OFFICIAL_PIN" "$NEW_PIN" | $SEALCTL --config "$C/liu.yang.toml" token change-pin official --pin-stdin
+printf '%s\n' "$NEW_PIN" | $SEALCTL --config "$C/liu.yang.toml" token unlock official --pin-stdin
+printf '%s\n' "$NEW_PIN" | $SEALCTL --config "$C/liu.yang.toml" token unlock contract --pin-stdin
+for _ in $(seq 300); do
+  state=$($SEALCTL --config "$C/zhang.wei.toml" --json status "$JOB" | $PY -c 'import json,sys; print(json.load(sys.stdin)["state"])')
+  [ "$state" = "REQUEST_STATE_SIGNED" ] && break
+  sleep 0.1
+done
+$SEALCTL --config "$C/zhang.wei.toml" status "$JOB"
+$SEALCTL --config "$C/zhang.wei.toml" download "$JOB" -o "$WORK/contract.job.sealed.pdf"
+$SEALCTL --config "$C/liu.yang.toml" token lock contract
+$SEALCTL --config "$C/liu.yang.toml" token lock official
+pdfsig "$WORK/contract.job.sealed.pdf"
+qpdf --check "$WORK/contract.job.sealed.pdf" | tail -1
+
 step "8. 赵敏 (zhao.min, auditor) exports the evidence package; seald stops; it verifies offline"
 $SEALCTL --config "$C/zhao.min.toml" evidence "$RID" --out "$WORK/contract.evidence.json"
 kill $SEALD_PID; wait $SEALD_PID 2>/dev/null || true
 $SEALCTL evidence verify "$WORK/contract.evidence.json" "$WORK/contract.sealed.pdf" \
         --ca "$WORK/pki/tls-ca.pem" --ca "$WORK/pki/seal-ca.pem" --ca "$WORK/state/audit/audit-cert.pem"
 
-step "Done. Sealed PDF: $WORK/contract.sealed.pdf   Evidence: $WORK/contract.evidence.json   Daemon log: $WORK/seald.log"
+step "Done. Sealed PDF: $WORK/contract.sealed.pdf   Sealing job: $WORK/contract.job.sealed.pdf   Evidence: $WORK/contract.evidence.json   Daemon log: $WORK/seald.log"

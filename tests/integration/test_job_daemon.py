@@ -10,6 +10,7 @@ in the ledger and in pdfsig.
 
 from __future__ import annotations
 
+import io
 import json
 import sqlite3
 import subprocess
@@ -424,3 +425,30 @@ def test_job_sealctl_marks_and_job_file_and_approve_shows_every_mark(
 
     bad = sealctl(d, "zhang.wei", *submit[1:], "--mark", "seal=contract pages=2-2 x=1 y=1")
     assert bad.returncode == 6 and "--mark 1" in bad.stderr and "bad_page_set" in bad.stderr, bad.stderr
+
+
+def test_job_preview_shows_every_mark_on_every_page_it_touches(
+    jobs_daemon: SealDaemon, tmp_path: Path
+) -> None:
+    """PreviewRequest of a job (issue 16 item 3, wired here): every page a mark touches,
+    each mark drawn with its own seal where sealing will put it."""
+    d = jobs_daemon
+    src = contract_file(tmp_path / "c.pdf", pages=3)
+    request = submit_job(d, [src], CONTRACT_MARKS)
+    with d.client("li.na") as li:
+        pages = li.preview(request.request_id, dpi=72)
+    assert [p.page for p in pages] == [1, 2, 3]
+    marks = [
+        Mark("contract", PageSet.parse("last"), anchor_text=ANCHOR),
+        Mark("official", PageSet.parse("all"), y_mm=120, cross_page=CrossPage(PageSet.parse("all"))),
+        Mark(LEGAL, PageSet.parse("last"), anchor_text=ANCHOR, x_mm=35),
+    ]
+    layout = layout_document(src, marks, seal_sizes_mm={"contract": 40.0, "official": 42.0, LEGAL: 20.0})
+    for page in pages:
+        with Image.open(io.BytesIO(page.png)) as image:
+            drawn = [x for x in layout.drawings if x.page_ix == page.page - 1]
+            assert drawn
+            for dr in drawn:
+                left, top, right, bottom = (round(v) for v in dr.rect_pt)
+                assert _red_near(image, (left, top, right, bottom)), (page.page, dr)
+    assert {x.seal_id for x in layout.drawings if x.page_ix == 2} == {"contract", "official", LEGAL}

@@ -113,7 +113,13 @@ def build_services(
     requests = RequestService(
         live, store, catalog, recorder, signer=signer, workers=workers, workflow=workflow, clock=clock
     )
-    previews = Previews(requests.get, store, signer.seal_image, recorder.audit)
+    previews = Previews(
+        requests.get,
+        store,
+        signer.seal_image,
+        recorder.audit,
+        seal_size_mm=lambda seal_id: live.current.seals[seal_id].size_mm,
+    )
     # Issue 19: GB/T 38540 seals' SES_Seal, made by the seal maker with each change of face.
     ses_seals = SesSeals(live, store, tokens, catalog, seal_image=signer.seal_image, clock=clock)
     seal_admin = SealAdmin(

@@ -11,14 +11,16 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 
 from seald.domain import access
 from seald.domain.audit import AuditEvent
 from seald.domain.errors import InvalidInput, PreconditionFailed
 from seald.domain.model import Principal, Role, SealRequest
 from seald.signing.errors import SigningError
+from seald.signing.job import plan_job_preview
 from seald.signing.placement import PlacementSpec
-from seald.signing.preview import MAX_PAGES, PreviewImage, check_dpi, plan_preview
+from seald.signing.preview import MAX_PAGES, PreviewImage, PreviewPlan, check_dpi, plan_preview
 from seald.store.database import Store
 
 MAX_CONCURRENT = 2
@@ -33,12 +35,15 @@ class Previews:
         store: Store,
         seal_image: Callable[[str], bytes],
         audit: Callable[[AuditEvent], Awaitable[None]],
+        seal_size_mm: Callable[[str], float] | None = None,
     ) -> None:
         self._get_request = get_request
         self._store = store
         self._seal_image = seal_image
         self._audit = audit  # Recorder.audit: previews are in the ledger (R10)
         self._slots = asyncio.Semaphore(MAX_CONCURRENT)
+        # A job's marks of size 0 take their seal's registered size (issue 16).
+        self._seal_size_mm = seal_size_mm or (lambda seal_id: 0.0)
 
     async def render(
         self,
@@ -82,10 +87,15 @@ class Previews:
         loop = asyncio.get_running_loop()
         async with self._slots:
             with _as_status():
-                seal_png = await loop.run_in_executor(None, self._seal_image, request.seal_id)
-                plan = await loop.run_in_executor(
-                    None, lambda: plan_preview(original, seal_png, placement, dpi=dpi)
-                )
+                if request.is_job:
+                    # Issue 16: every mark of the job, each with its own seal's image,
+                    # laid out as sealing lays it out (signing/job.py).
+                    plan = await self._job_plan(request, document_index, dpi)
+                else:
+                    seal_png = await loop.run_in_executor(None, self._seal_image, request.seal_id)
+                    plan = await loop.run_in_executor(
+                        None, lambda: plan_preview(original, seal_png, placement, dpi=dpi)
+                    )
         if first_page == 0:
             wanted = list(plan.seal_pages)
         else:
@@ -123,6 +133,24 @@ class Previews:
                 yield image
 
         return request, plan.page_count, pages()
+
+
+    async def _job_plan(self, request: SealRequest, document_index: int, dpi: int) -> PreviewPlan:
+        loop = asyncio.get_running_loop()
+        marks = request.marks_of(request.documents[document_index])
+        images = {s: await loop.run_in_executor(None, self._seal_image, s) for s in request.seal_ids}
+        sizes = {s: self._seal_size_mm(s) for s in request.seal_ids}
+        original = self._store.original_path(request.request_id, document_index)
+        return await loop.run_in_executor(
+            None,
+            partial(
+                plan_job_preview,
+                original,
+                [(m, images[m.seal_id]) for m in marks],
+                seal_sizes_mm=sizes,
+                dpi=dpi,
+            ),
+        )
 
 
 @contextmanager
