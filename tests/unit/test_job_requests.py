@@ -5,6 +5,7 @@ the signed statement and the client's digest covering a job's marks, and job fil
 from __future__ import annotations
 
 import json
+import sqlite3
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -31,6 +32,7 @@ from seald.domain.model import (
     SealType,
 )
 from seald.domain.policy import JobPolicy, build_policy
+from seald.store import requests as table
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 SHA = "ab" * 32
@@ -385,3 +387,24 @@ def test_job_single_placement_digest_is_unchanged() -> None:
     )
     assert not plain.is_job and plain.seal_ids == ("contract",)
     assert common_pb2.Mark().seal_id == ""  # the proto stays importable beside the domain
+
+
+def test_job_store_round_trip_and_every_seal_finds_its_jobs() -> None:
+    """The stored job comes back equal (marks, seals, steps); a suspension or renewal of
+    its SECOND seal finds it (open_request_ids), and quotas count it for every seal."""
+    conn = sqlite3.connect(":memory:")
+    conn.executescript(table.SCHEMA)
+    docs = (Document(0, "a.pdf", 10, SHA, marks=(LEGAL, RIDING)),)
+    job = replace(_submit((), docs=docs), state=RequestState.SIGNING)
+    job = lifecycle.record_step(job, index=0, seal_id="legal", sha256=SHA, size=3, now=NOW)
+    table.save_request(conn, replace(job, state=RequestState.APPROVED))
+    back = table.get_request(conn, "r1")
+    assert back == replace(job, state=RequestState.APPROVED)
+    assert back.seal_ids == ("legal", "contract")  # "contract" is its SECOND seal
+    assert table.open_request_ids(conn, "legal") == ["r1"]
+    assert table.open_request_ids(conn, "contract") == ["r1"]
+    assert table.open_request_ids(conn, "official") == []
+    day = (NOW - timedelta(hours=1), NOW + timedelta(hours=1))
+    assert table.count_uses(conn, "legal", *day) == 1
+    assert table.count_uses(conn, "contract", *day) == 1
+    assert table.count_uses(conn, "official", *day) == 0

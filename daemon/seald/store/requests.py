@@ -170,11 +170,19 @@ _NOT_USES = ("rejected", "cancelled", "expired", "failed")
 
 
 def count_uses(conn: sqlite3.Connection, seal_id: str, start: datetime, end: datetime) -> int:
-    """Requests of a seal submitted in [start, end) that are, or may still become, a use."""
+    """Requests of a seal submitted in [start, end) that are, or may still become, a use
+    (a sealing job counts for each of its seals, issue 16)."""
     row = conn.execute(
-        "SELECT COUNT(*) FROM requests WHERE seal_id = ? AND created_at >= ? AND created_at < ?"
-        " AND state NOT IN (?, ?, ?, ?)",
-        (seal_id, start.astimezone(UTC).isoformat(), end.astimezone(UTC).isoformat(), *_NOT_USES),
+        "SELECT COUNT(*) FROM requests WHERE (seal_id = ? OR request_id IN"
+        " (SELECT request_id FROM request_seals WHERE seal_id = ?))"
+        " AND created_at >= ? AND created_at < ? AND state NOT IN (?, ?, ?, ?)",
+        (
+            seal_id,
+            seal_id,
+            start.astimezone(UTC).isoformat(),
+            end.astimezone(UTC).isoformat(),
+            *_NOT_USES,
+        ),
     ).fetchone()
     return int(row[0])
 
