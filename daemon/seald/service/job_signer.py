@@ -2,8 +2,12 @@
 all or nothing.
 
 Per document, for each seal in the job's signing order (each seal's first mark,
-``domain.marks.signing_order``), ``signing.job.seal_job_signature`` writes the next
-intermediate file (previous output -> next) with that seal's token; the completed
+``domain.marks.signing_order``), the next intermediate file is written (previous output
+-> next) through the daemon's sealing pipeline with the job's marks
+(``SealJob.marks``/``layout``: ``signing.job.plan_job_signature`` prepares it in a seal
+worker, that seal's token makes the one raw signature, a worker finishes it - the same
+result as ``signing.job.seal_job_signature``, without PDF work on the event loop or the
+token thread); the completed
 signature is recorded durably (``lifecycle.record_step`` + a ``seal.job_signature``
 audit record naming the seal, the document and the intermediate's SHA-256) BEFORE the
 next seal signs. A token removal, a lock or a crash therefore resumes from the last
@@ -29,7 +33,6 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 from seald.config import Config
 from seald.domain import lifecycle
@@ -41,11 +44,10 @@ from seald.runtime.hooks import Hooks
 from seald.runtime.logs import get_logger
 from seald.service.catalog import SealCatalog
 from seald.service.recorder import Recorder, request_event
-from seald.service.seal_workers import SignerCache
-from seald.signing.job import JobLayout, layout_document, seal_job_signature
+from seald.service.seal_workers import SealWorkers, SignerCache, seal_documents
+from seald.signing.job import JobLayout, layout_document
 from seald.signing.levels import Certification, LevelSettings
-from seald.signing.pades import SealSpec
-from seald.signing.pipeline import fsync_directory
+from seald.signing.pipeline import SealJob, fsync_directory
 from seald.signing.placement import PlacementSpec
 from seald.store.database import Store, Transaction
 from seald.tokens.manager import TokenManager
@@ -90,6 +92,7 @@ class JobSealing:
         catalog: SealCatalog,
         recorder: Recorder,
         signers: SignerCache,
+        workers: SealWorkers,
         seal_image: Callable[[str], Awaitable[bytes]],
         level: Callable[[str], LevelSettings],
         clock: Callable[[], datetime],
@@ -101,6 +104,7 @@ class JobSealing:
         self._catalog = catalog
         self._recorder = recorder
         self._signers = signers
+        self._workers = workers
         self._seal_image = seal_image
         self._level = level
         self._clock = clock
@@ -160,7 +164,11 @@ class JobSealing:
         marks = marks_of_seal(request.marks_of(doc), seal_id)
         layout = await self._layout(request, doc)
         seal_png = await self._seal_image(seal_id)
-        spec = SealSpec(
+        job = SealJob(
+            input_path=source,
+            output_path=target,
+            signing_cert_der=b"",  # read from the token by seal_documents
+            chain_der=(),
             seal_png=seal_png,
             # Not the position (the layout has it): the seal's size for marks of size 0.
             placement=PlacementSpec(page=0, x_mm=0, y_mm=0, size_mm=sc.size_mm),
@@ -171,24 +179,21 @@ class JobSealing:
             level=self._level(seal_id),
             certification=Certification(sc.certify),
             certify_only_if_first=True,
+            marks=marks,
+            layout=layout,
         )
-        registered = self._tokens.certificate_sha256(seal_id)
-        hooks = self._hooks
-
-        def _sign(session: Any) -> Any:
-            hooks.kill_point("job.before_signature")  # the crash matrix (tests)
-            signer = self._signers.for_session(seal_id, session, sc.key_label, registered)
-            return seal_job_signature(
-                source,
-                target,
-                signer=signer,
-                spec=spec,
-                marks=marks,
-                seal_size_mm=sc.size_mm,
-                layout=layout,
-            )
-
-        result = await self._tokens.with_session(seal_id, _sign)
+        self._hooks.kill_point("job.before_signature")  # the crash matrix (tests)
+        # The daemon's pipeline (issue 8): the PDF work in a seal worker process, only the
+        # raw signature on the seal's token thread; the output renamed into place whole.
+        (result,) = await seal_documents(
+            self._workers,
+            self._tokens,
+            seal_id,
+            [job],
+            key_label=sc.key_label,
+            signers=self._signers,
+            hooks=self._hooks,
+        )
         self._hooks.kill_point("job.signature_written")  # file in place, not yet recorded
         index = doc.index
 

@@ -108,6 +108,7 @@ class Signer:
             catalog=catalog,
             recorder=recorder,
             signers=self._signers,
+            workers=workers,
             seal_image=self._seal_png,
             level=self._level_settings,
             clock=clock,
