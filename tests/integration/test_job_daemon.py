@@ -452,3 +452,19 @@ def test_job_preview_shows_every_mark_on_every_page_it_touches(
                 left, top, right, bottom = (round(v) for v in dr.rect_pt)
                 assert _red_near(image, (left, top, right, bottom)), (page.page, dr)
     assert {x.seal_id for x in layout.drawings if x.page_ix == 2} == {"contract", "official", LEGAL}
+
+
+def test_job_changed_intermediate_is_never_signed_over(daemon_factory: DaemonFactory, tmp_path: Path) -> None:
+    """An intruder swaps the recorded intermediate between two signatures: the next seal
+    does not sign over it; the job fails, nothing is released, no intermediate is left."""
+    d = _job_daemon(daemon_factory, {"SEALD_TEST_PAUSE_BETWEEN_SIGNATURES": "4"})
+    request = submit_job(d, [contract_file(tmp_path / "c.pdf")], CONTRACT_MARKS)
+    approve_round(d, request.request_id)
+    wait_audit_rows(d, "seal.job_signature", 1, timeout=120)
+    folder = d.fixtures.state_dir / "documents" / request.request_id
+    (step1,) = folder.glob("0000.step1-contract.pdf")
+    step1.write_bytes(contract_pdf(4))  # another document in its place
+    failed = _wait(d, request.request_id, PB.REQUEST_STATE_FAILED, timeout=60)
+    assert "intermediate after seal contract is missing or changed" in failed.state_reason
+    assert job_signatures_in_ledger(d, request.request_id) == {(0, "contract"): 1}
+    assert not list(folder.glob("*.sealed.pdf")) and not list(folder.glob("*.step*"))

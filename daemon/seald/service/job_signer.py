@@ -3,24 +3,25 @@ all or nothing.
 
 Per document, for each seal in the job's signing order (each seal's first mark,
 ``domain.marks.signing_order``), the next intermediate file is written (previous output
--> next) through the daemon's sealing pipeline with the job's marks
-(``SealJob.marks``/``layout``: ``signing.job.plan_job_signature`` prepares it in a seal
-worker, that seal's token makes the one raw signature, a worker finishes it - the same
-result as ``signing.job.seal_job_signature``, without PDF work on the event loop or the
-token thread); the completed
-signature is recorded durably (``lifecycle.record_step`` + a ``seal.job_signature``
-audit record naming the seal, the document and the intermediate's SHA-256) BEFORE the
-next seal signs. A token removal, a lock or a crash therefore resumes from the last
-recorded intermediate: a recorded seal is never signed again, and an unrecorded
-signature (crash between the file and its record) is discarded and made again from
-the recorded input. Intermediates are never downloadable; a document's sealed file
-appears (renamed from its last intermediate) only once every document of the request
-has every signature, and the request is SIGNED in the same result transaction as
-always. Anything short of that is not released.
+-> next) through the daemon's sealing pipeline with that seal's marks (``SealJob.marks``
+and ``layout``: ``signing.job.plan_job_signature`` prepares it in a seal worker, the
+seal's token makes the one raw signature, a worker finishes it; the same result as
+``signing.job.seal_job_signature``, without PDF work on the event loop or the token
+thread). The completed signature is recorded durably (``lifecycle.record_step`` and a
+``seal.job_signature`` audit record naming the seal, the document and the
+intermediate's SHA-256) BEFORE the next seal signs. A token removal, a lock or a crash
+therefore resumes from the last recorded intermediate: a recorded seal is never signed
+again, and an unrecorded signature (crash between the file and its record) is discarded
+and made again from the recorded input. A recorded intermediate that is missing or
+changed is never signed over (the request fails, nothing released).
+
+Intermediates are never downloadable. A document's sealed file appears (a hard link to
+its last intermediate) only once every document of the request has every signature,
+and the request is SIGNED in the same result transaction as always. Anything short of
+that is not released.
 
 Files in ``documents/<request>/``: ``NNNN.step<k>-<seal>.pdf`` (after the k-th
-signature, 1-based), removed once the request is SIGNED or fails; the sealed file is a
-hard link to the last one, made only when every signature of every document is recorded.
+signature, 1-based), removed once the request is SIGNED or fails.
 """
 
 from __future__ import annotations

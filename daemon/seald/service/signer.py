@@ -557,6 +557,11 @@ class Signer:
             ):
                 remove_step_files(self._store, current)
                 return await self._void_in_flight(current, ex)
+            if ex.reason in ("incomplete_batch", "job_step_out_of_order"):
+                # A recorded intermediate is gone or changed: never signed over, never
+                # retried in a loop; the request fails and nothing is released.
+                remove_step_files(self._store, current)
+                return await self._fail(current, f"cannot seal: {ex}", ex)
             return await self._interrupt(
                 current, f"not signed: {ex}; waiting for the tokens of {', '.join(current.seal_ids)}", ex
             )
