@@ -408,3 +408,18 @@ def test_job_store_round_trip_and_every_seal_finds_its_jobs() -> None:
     assert table.count_uses(conn, "legal", *day) == 1
     assert table.count_uses(conn, "contract", *day) == 1
     assert table.count_uses(conn, "official", *day) == 0
+
+
+def test_job_impression_or_certificate_change_of_any_seal_voids_and_rebinds_that_seal() -> None:
+    """R02/R06: a new impression (or certificate) of the job's SECOND seal voids the job's
+    approvals and binds that seal's new face, not the first seal's."""
+    job = _submit()
+    assert job.seal_impression_sha256 == ""  # a job's impressions are in its seals
+    rebound = lifecycle.rebind_impression(job, impression_sha256="ee" * 32, now=NOW, seal_id="legal")
+    assert [s.impression_sha256 for s in rebound.job_seals] == ["", "ee" * 32]
+    assert rebound.approval_digest != job.approval_digest
+    assert rebound.approval_digest == lifecycle.digest_of_request(rebound)
+    renewed = lifecycle.rebind_certificate(job, certificate_sha256="ff" * 32, now=NOW, seal_id="legal")
+    assert [s.certificate_sha256 for s in renewed.job_seals] == ["c1" * 32, "ff" * 32]
+    assert renewed.seal_certificate_sha256 == "c1" * 32
+    assert renewed.approval_digest not in (job.approval_digest, rebound.approval_digest)

@@ -188,7 +188,9 @@ class ImpressionRegistry:
             for request in _open_requests(tx, seal_id):
                 # R02/R06: the approval digest covers the impression.
                 tx.save_request(
-                    lifecycle.rebind_impression(request, impression_sha256=approved.sha256, now=now)
+                    lifecycle.rebind_impression(
+                        request, impression_sha256=approved.sha256, now=now, seal_id=seal_id
+                    )
                 )
                 tx.audit(
                     AuditEvent(

@@ -94,7 +94,7 @@ class JobSealing:
         recorder: Recorder,
         signers: SignerCache,
         workers: SealWorkers,
-        seal_image: Callable[[str], Awaitable[bytes]],
+        seal_image: Callable[[str, str], Awaitable[bytes]],
         level: Callable[[str], LevelSettings],
         clock: Callable[[], datetime],
         hooks: Hooks,
@@ -164,7 +164,9 @@ class JobSealing:
         target = step_path(self._store, request.request_id, doc.index, step, seal_id)
         marks = marks_of_seal(request.marks_of(doc), seal_id)
         layout = await self._layout(request, doc)
-        seal_png = await self._seal_image(seal_id)
+        # The face its approvers approved (the digest covers each seal's impression).
+        approved = next(s for s in request.job_seals if s.seal_id == seal_id)
+        seal_png = await self._seal_image(seal_id, approved.impression_sha256)
         job = SealJob(
             input_path=source,
             output_path=target,

@@ -109,7 +109,7 @@ class Signer:
             recorder=recorder,
             signers=self._signers,
             workers=workers,
-            seal_image=self._seal_png,
+            seal_image=self._face_of,
             level=self._level_settings,
             clock=clock,
             hooks=hooks,
@@ -259,22 +259,26 @@ class Signer:
         """The face the request's approvals name (its digest covers the impression's
         SHA-256): the current one, or - when the impression changed while it was being
         signed - the earlier one, read back from the registry (impressions are kept)."""
+        return await self._face_of(request.seal_id, request.seal_impression_sha256)
+
+    async def _face_of(self, seal_id: str, wanted: str) -> bytes:
+        """The 300 dpi face of ``seal_id`` whose impression SHA-256 is ``wanted`` ("" = the
+        generated image): a job's seal signs with the face its approvers approved."""
         loop = asyncio.get_running_loop()
-        png = await loop.run_in_executor(None, self.seal_image, request.seal_id)
-        if self._seal_images[request.seal_id][0] == request.seal_impression_sha256:
+        png = await loop.run_in_executor(None, self.seal_image, seal_id)
+        if self._seal_images[seal_id][0] == wanted:
             return png
-        wanted = request.seal_impression_sha256
         if not wanted:
-            return await loop.run_in_executor(None, self._generated_image, request.seal_id, 300)
+            return await loop.run_in_executor(None, self._generated_image, seal_id, 300)
         found = await self._store.read(
-            lambda db: seal_tables.impression_by_sha256(db.conn, request.seal_id, wanted)
+            lambda db: seal_tables.impression_by_sha256(db.conn, seal_id, wanted)
         )
         if found is None:
             raise PreconditionFailed(
-                f"seal {request.seal_id}'s impression {wanted[:16]}… is not registered; approve again",
+                f"seal {seal_id}'s impression {wanted[:16]}… is not registered; approve again",
                 reason="seal_impression_changed",
             )
-        size_mm = self.config.seals[request.seal_id].size_mm
+        size_mm = self.config.seals[seal_id].size_mm
         return await loop.run_in_executor(
             None, render_impression_png, found[1], found[0].media_type, size_mm, 300
         )
@@ -509,12 +513,6 @@ class Signer:
             outcome="signed",
         )
         return done
-
-    async def _seal_png(self, seal_id: str) -> bytes:
-        """The seal's image, rendered off the loop the first time (~1 s of CPU)."""
-        if seal_id in self._seal_images:
-            return self._seal_images[seal_id]
-        return await asyncio.get_running_loop().run_in_executor(None, self.seal_image, seal_id)
 
     async def _sign_job(self, request_id: str) -> SealRequest:
         """Issue 16: intent record, every signature of every document (each recorded before
