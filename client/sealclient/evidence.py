@@ -38,7 +38,15 @@ from seald.domain.approval_statement import (
 from seald.domain.audit import RECORD_COLUMNS, verify_segment
 from seald.domain.chains import CountedApproval, RequestFacts, chain_from_data, evaluate, parse_money
 from seald.domain.checkpoints import CHECKPOINT_FORMAT, checkpoint_payload
-from seald.domain.digest import DigestDocument, DigestPlacement, canonical_approval_subject, digest_of
+from seald.domain.digest import (
+    DigestDocument,
+    DigestPlacement,
+    DigestSeal,
+    canonical_approval_subject,
+    digest_of,
+)
+from seald.domain.errors import InvalidInput
+from seald.domain.marks import Mark, mark_from_canonical
 from seald.domain.webauthn import WebAuthnStatement
 
 EVIDENCE_FORMAT: Final = "seald.evidence/1"
@@ -60,6 +68,14 @@ CHECKS: Final = (
     "pdf_hash",
     "pdf_signature",
     "pdf_coverage",
+)
+# Issue 16: reported after pdf_coverage (and before any GB/T 38540 check) for a sealing
+# job's package only, so a single-seal package's checks are what they always were.
+JOB_CHECKS: Final = (
+    "job_seal_certificates",
+    "job_signature_records",
+    "job_hash_chain",
+    "job_pdf_signatures",
 )
 # Issue 19: reported after pdf_coverage when a sealed PDF carries a GB/T 38540 seal signature
 # (SES_Signature, /SubFilter /GBT38540.SES): its two layers, one check each (seald.gm.ses).
@@ -173,8 +189,31 @@ def _time(text: str) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+def _is_job(request: dict[str, Any]) -> bool:
+    return "job_seals" in request
+
+
+def _marks(raw: Any, what: str) -> tuple[Mark, ...]:
+    try:
+        return tuple(mark_from_canonical(m, what=f"{what}[{i}]") for i, m in enumerate(raw))
+    except InvalidInput as ex:
+        raise ValueError(ex.message) from ex
+
+
 def _request_digest(request: dict[str, Any]) -> str:
     p = request["placement"]
+    marks: tuple[Mark, ...] | None = None
+    seals: list[DigestSeal] = []
+    own_marks: dict[int, tuple[Mark, ...]] = {}
+    if _is_job(request):  # issue 16: the job's marks and seals are in the digest
+        marks = _marks(request["marks"], "marks")
+        seals = [
+            DigestSeal(s["seal_id"], s["certificate_sha256"], s["impression_sha256"])
+            for s in request["job_seals"]
+        ]
+        for d in request["job_documents"]:
+            if "marks" in d:
+                own_marks[int(d["index"])] = _marks(d["marks"], f"document {d['index']} marks")
     subject = canonical_approval_subject(
         request_id=request["request_id"],
         seal_id=request["seal_id"],
@@ -185,9 +224,14 @@ def _request_digest(request: dict[str, Any]) -> str:
         placement=DigestPlacement(
             p["page"], p["x_mm"], p["y_mm"], p["size_mm"], p["anchor_text"], p["cross_page"]
         ),
-        documents=[DigestDocument(d["name"], d["sha256"], d["size"]) for d in request["documents"]],
+        documents=[
+            DigestDocument(d["name"], d["sha256"], d["size"], own_marks.get(int(d["index"])))
+            for d in request["documents"]
+        ],
         amount=(request["amount"]["value"], request["amount"]["currency"]) if "amount" in request else None,
         seal_impression_sha256=request.get("seal_impression_sha256", ""),
+        marks=marks,
+        seals=seals,
     )
     return digest_of(subject)
 
@@ -209,6 +253,7 @@ class _Approval:
         if not self.acting_for:
             return self.approver
         return f"{self.approver} for {self.acting_for} under delegation {self.delegation_id}"
+
     statement_bytes: bytes = b""
     statement: ApprovalStatement | None = None
     certificate: x509.Certificate | None = None
@@ -255,7 +300,7 @@ def verify_package(data: bytes, pdfs: Sequence[Path], anchors: Sequence[x509.Cer
         _verify_not_replayed(verdict, approvals, request_records)
         _verify_policy(verdict, request, approvals, request_records, package.get("policy"))
         seal_cert, chain = _verify_seal(verdict, package, anchors)
-        _verify_pdfs(
+        gbt = _verify_pdfs(
             verdict,
             request,
             request_records=request_records,
@@ -264,9 +309,15 @@ def verify_package(data: bytes, pdfs: Sequence[Path], anchors: Sequence[x509.Cer
             chain=chain,
             anchors=anchors,
         )
+        if _is_job(request):
+            _verify_job(verdict, package, request_records, pdfs, anchors)
+        if gbt is not None:
+            for name in GBT38540_CHECKS:
+                verdict.add(name, gbt[name], _GBT38540_GOOD[name])
     except (KeyError, TypeError, ValueError, IndexError, binascii.Error) as ex:
         done = {c.name for c in verdict.checks}
-        missing = next(n for n in CHECKS if n not in done) if len(done) < len(CHECKS) else "package_format"
+        names = (*CHECKS, *JOB_CHECKS) if _is_job(package.get("request") or {}) else CHECKS
+        missing = next((n for n in names if n not in done), "package_format")
         verdict.add(missing, [f"malformed package content ({type(ex).__name__}: {ex})"], "")
     return verdict
 
@@ -536,9 +587,7 @@ def _verify_not_replayed(
                 )
                 break
         withdrawals = [
-            r
-            for r in earlier
-            if r["event"] == "request.approval_withdrawn" and r["principal"] == a.approver
+            r for r in earlier if r["event"] == "request.approval_withdrawn" and r["principal"] == a.approver
         ]
         if withdrawals:
             last = withdrawals[-1]
@@ -587,6 +636,45 @@ def _verify_policy(
             # Issue 17: delegator plus delegate count once.
             problems.append(f"{a.identity} approves more than once (in person or by a delegate)")
         seen.add(a.identity)
+    delegated = [a.label() for a in approvals if a.acting_for]
+    if "seals" in policy:
+        # Issue 16, a sealing job: every seal's own policy as recorded, each met by the
+        # same approvals (an approver counts for each seal whose policy admits them).
+        job_seals = [s["seal_id"] for s in request.get("job_seals", [])]
+        if sorted(policy["seals"]) != sorted(job_seals):
+            problems.append(
+                f"the recorded policy covers seals {sorted(policy['seals'])}, the job has {job_seals}"
+            )
+        notes = []
+        for seal_id in job_seals:
+            if seal_id not in policy["seals"]:
+                continue
+            own, met, chain_note = _policy_problems(policy["seals"][seal_id], request, approvals, standing)
+            problems += [f"seal {seal_id}: {p}" for p in own]
+            notes.append(f"seal {seal_id}: {met}{chain_note}")
+        good, chain_note = "; ".join(notes), ""
+    else:
+        own, good, chain_note = _policy_problems(policy, request, approvals, standing)
+        problems += own
+    verdict.add(
+        "approval_policy",
+        problems,
+        good
+        + f", none the requester {requester}"
+        + (f"; by delegation: {'; '.join(delegated)}" if delegated else "")
+        + chain_note,
+    )
+
+
+def _policy_problems(
+    policy: Any,
+    request: dict[str, Any],
+    approvals: list[_Approval],
+    standing: dict[str, dict[str, Any]],
+) -> tuple[list[str], str, str]:
+    """(problems, what was met, the chain's steps) of one recorded policy summary."""
+    requester = request["requester"]
+    problems = []
     eligible = None if policy.get("eligible") is None else set(policy["eligible"])
     counted = {
         a.identity
@@ -596,7 +684,6 @@ def _verify_policy(
         and a.approver in standing
         and (eligible is None or a.identity in eligible)
     }
-    delegated = [a.label() for a in approvals if a.acting_for]
     chain_note = ""
     if "chain" in policy:  # issue 17: the steps, in the order the ledger recorded them
         chain = chain_from_data(policy["chain"])
@@ -613,8 +700,7 @@ def _verify_policy(
         result = evaluate(chain, facts, requester, given)
         if not result.complete:
             problems.append(
-                f"the approval chain is not complete: step '{result.current}' has no valid "
-                "approval in order"
+                f"the approval chain is not complete: step '{result.current}' has no valid approval in order"
             )
         chain_note = "; chain " + " -> ".join(f"{s.name}:{s.state}" for s in result.steps)
     required = int(policy["required"])
@@ -623,14 +709,8 @@ def _verify_policy(
     for name, members in policy.get("groups", []):
         if not counted & set(members):
             problems.append(f"no valid approval from group {name}")
-    verdict.add(
-        "approval_policy",
-        problems,
-        f"{len(counted)} of {required} required distinct approvers ({', '.join(sorted(counted))}), "
-        f"none the requester {requester}"
-        + (f"; by delegation: {'; '.join(delegated)}" if delegated else "")
-        + chain_note,
-    )
+    met = f"{len(counted)} of {required} required distinct approvers ({', '.join(sorted(counted))})"
+    return problems, met, chain_note
 
 
 def _verify_seal(
@@ -659,6 +739,193 @@ def _verify_seal(
         "chains to --ca",
     )
     return seal_cert, chain
+
+
+def _verify_job(
+    verdict: Verdict,
+    package: dict[str, Any],
+    request_records: list[dict[str, Any]],
+    pdfs: Sequence[Path],
+    anchors: Sequence[x509.Certificate],
+) -> None:
+    """Issue 16, a sealing job: every seal's certificate, every signature's ledger record
+    in signing order, the recorded intermediate hashes chaining from the original to the
+    sealed file, and one valid signature per seal in that order in each sealed PDF."""
+    request = package["request"]
+    job_seals = [str(s["seal_id"]) for s in request["job_seals"]]
+    signed_at = _time(request["signed_at"]) if request.get("signed_at") else datetime.now(UTC)
+
+    # job_seal_certificates: the package's seals are the job's, each certificate the one
+    # the approvals bound (in the approval digest) and chaining to --ca.
+    problems: list[str] = []
+    certificates: dict[str, x509.Certificate] = {}
+    chains: dict[str, list[x509.Certificate]] = {}
+    given = package.get("seals", [])
+    if [str(s.get("seal_id")) for s in given] != job_seals:
+        problems.append(
+            f"the package's seals {[s.get('seal_id') for s in given]} are not the job's {job_seals} "
+            "in signing order"
+        )
+    for entry, recorded in zip(given, request["job_seals"], strict=False):
+        seal_id = str(recorded["seal_id"])
+        chain = [x509.load_pem_x509_certificate(p.encode("ascii")) for p in entry["certificate_chain_pem"]]
+        if not chain:
+            problems.append(f"seal {seal_id}: the package has no certificate")
+            continue
+        if _sha256(_der(chain[0])) != recorded["certificate_sha256"]:
+            problems.append(
+                f"seal {seal_id}: the certificate is not the one the approvals bound "
+                f"(SHA-256 {recorded['certificate_sha256']})"
+            )
+            continue
+        problem = chain_problem(chain[0], chain[1:], anchors, signed_at)
+        if problem:
+            problems.append(f"seal {seal_id}: {problem}")
+            continue
+        certificates[seal_id], chains[seal_id] = chain[0], chain
+    verdict.add(
+        "job_seal_certificates",
+        problems,
+        f"{len(job_seals)} seals ({', '.join(job_seals)}): each the certificate approved, chaining to --ca",
+    )
+
+    # job_signature_records: per document, one seal.job_signature record per seal in the
+    # job's order, naming the intermediate the package gives; the last is the sealed file.
+    problems = []
+    steps_of: dict[int, list[dict[str, Any]]] = {}
+    job_documents = {int(d["index"]): d for d in request["job_documents"]}
+    for d in request["documents"]:
+        index, name = int(d["index"]), d["name"]
+        steps = list(job_documents.get(index, {}).get("steps", []))
+        steps_of[index] = steps
+        records = [
+            r
+            for r in sorted(request_records, key=lambda r: int(r["sequence"]))
+            if r["event"] == "seal.job_signature"
+            and json.loads(r["details_json"]).get("document_index") == index
+            and r["document_sha256"] == d["sha256"]
+        ]
+        recorded = [(r["seal_id"], json.loads(r["details_json"]).get("intermediate_sha256")) for r in records]
+        if [r[0] for r in recorded] != job_seals:
+            problems.append(
+                f"{name}: the ledger records signatures by {[r[0] for r in recorded]}, "
+                f"not one per seal in the job's order {job_seals}"
+            )
+        if [(s["seal_id"], s["sha256"]) for s in steps] != recorded:
+            problems.append(f"{name}: the package's signatures are not the ones the ledger recorded")
+        if not steps or steps[-1]["sha256"] != d["sealed_sha256"]:
+            problems.append(f"{name}: the last recorded signature's file is not the sealed document")
+    verdict.add(
+        "job_signature_records",
+        problems,
+        f"every document has one recorded signature per seal in the order {' -> '.join(job_seals)}",
+    )
+
+    # job_hash_chain and job_pdf_signatures, on each given PDF that is a document's
+    # current sealed file (pdf_hash already reported the others).
+    chain_problems: list[str] = []
+    sig_problems: list[str] = []
+    current = {d["sealed_sha256"]: d for d in request["documents"]}
+    checked = 0
+    for pdf in pdfs:
+        data = pdf.read_bytes()
+        document = current.get(_sha256(data))
+        if document is None:
+            continue
+        checked += 1
+        own_chain, own_sigs = _job_pdf_problems(
+            pdf,
+            data,
+            document=document,
+            steps=steps_of.get(int(document["index"]), []),
+            certificates=certificates,
+            chains=chains,
+            anchors=anchors,
+        )
+        chain_problems += own_chain
+        sig_problems += own_sigs
+    if not checked:
+        chain_problems.append("no sealed PDF of the job to check (see pdf_hash)")
+        sig_problems.append("no sealed PDF of the job to check (see pdf_hash)")
+    verdict.add(
+        "job_hash_chain",
+        chain_problems,
+        "each signature's signed file is the ledger's recorded intermediate, original to sealed file",
+    )
+    verdict.add(
+        "job_pdf_signatures",
+        sig_problems,
+        f"one valid, trusted signature per seal in the order {' -> '.join(job_seals)}, "
+        "the last covering the whole file",
+    )
+
+
+def _job_pdf_problems(
+    path: Path,
+    data: bytes,
+    *,
+    document: dict[str, Any],
+    steps: list[dict[str, Any]],
+    certificates: dict[str, x509.Certificate],
+    chains: dict[str, list[x509.Certificate]],
+    anchors: Sequence[x509.Certificate],
+) -> tuple[list[str], list[str]]:
+    """(hash chain problems, signature problems) of one sealed PDF of a job."""
+    from pyhanko.pdf_utils.reader import PdfFileReader  # noqa: PLC0415 - heavy, only here
+
+    from seald.signing.errors import SigningError  # noqa: PLC0415
+    from seald.signing.verify import verify_pdf  # noqa: PLC0415
+
+    name = document["name"]
+    chain_problems: list[str] = []
+    sig_problems: list[str] = []
+    if _sha256(data[: int(document["size"])]) != document["sha256"]:
+        chain_problems.append(f"{name}: the sealed PDF does not start with the approved document's bytes")
+    reader = PdfFileReader(io.BytesIO(data), strict=False)
+    # Signing order is file order: each signature is an incremental update of the last.
+    every = sorted(reader.embedded_signatures, key=lambda s: int(s.byte_range[2]) + int(s.byte_range[3]))
+    ends = {s.field_name: int(s.byte_range[2]) + int(s.byte_range[3]) for s in every}
+    embedded = [s for s in every if str(s.sig_object.get("/Type", "")) != "/DocTimeStamp"]
+    for number, (sig, step) in enumerate(zip(embedded, steps, strict=False), 1):
+        # The last step is the sealed file, document timestamps (B-LTA) included.
+        end = len(data) if number == len(steps) else ends[sig.field_name]
+        if end != int(step["size"]) or _sha256(data[:end]) != step["sha256"]:
+            chain_problems.append(
+                f"{name}: signature {number} ({sig.field_name}) signed a file that is not the ledger's "
+                f"recorded intermediate after seal {step['seal_id']} (SHA-256 {step['sha256']})"
+            )
+    roots = [c.public_bytes(serialization.Encoding.PEM) for c in anchors]
+    for chain in chains.values():
+        roots += [c.public_bytes(serialization.Encoding.PEM) for c in chain[1:]]
+    try:
+        checks = {c.field_name: c for c in verify_pdf(path, roots) if c.kind == "signature"}
+    except SigningError as ex:
+        return chain_problems, [f"{name}: its signatures cannot be validated ({ex.message})"]
+    if len(embedded) != len(steps):
+        sig_problems.append(
+            f"{name}: the PDF has {len(embedded)} seal signatures, the job has {len(steps)} seals"
+        )
+    for number, (sig, step) in enumerate(zip(embedded, steps, strict=False), 1):
+        seal_id = step["seal_id"]
+        check = checks.get(sig.field_name)
+        cert = certificates.get(seal_id)
+        if check is None or cert is None:
+            sig_problems.append(f"{name}: signature {number} cannot be checked against seal {seal_id}")
+            continue
+        if check.signer_certificate_sha256 != _sha256(_der(cert)):
+            sig_problems.append(
+                f"{name}: signature {number} ({sig.field_name}) is not by seal {seal_id}'s certificate"
+            )
+        if not (check.intact and check.valid and check.trusted):
+            sig_problems.append(
+                f"{name}: signature {number} (seal {seal_id}) is not intact, valid and trusted "
+                f"({check.summary})"
+            )
+    # The last seal's signature covers the file up to its end; only document timestamps
+    # (B-LTA), each covering everything before it, may follow it.
+    if not embedded or max(ends.values()) != len(data):
+        sig_problems.append(f"{name}: the last seal's signature does not cover the whole file")
+    return chain_problems, sig_problems
 
 
 def sealed_hashes(records: Sequence[dict[str, Any]], document: dict[str, Any]) -> list[str]:
@@ -693,7 +960,9 @@ def _verify_pdfs(
     seal_cert: x509.Certificate | None,
     chain: list[x509.Certificate],
     anchors: Sequence[x509.Certificate],
-) -> None:
+) -> dict[str, list[str]] | None:
+    """pdf_hash, pdf_signature, pdf_coverage; returns the GB/T 38540 layers' problems (None:
+    no such seal), reported by the caller after a job's checks."""
     # Every sealed version of a document: the sealed file and each archive renewal of it
     # (issue 16); an auditor may hold any of them.
     by_sealed = {h: d for d in request["documents"] for h in sealed_hashes(request_records, d)}
@@ -720,7 +989,9 @@ def _verify_pdfs(
         else:
             matched.append((pdf, document))
     for pdf, document in matched:
-        problem_sig, problem_cov = pdf_problems(pdf, document, seal_cert, chain, anchors)
+        problem_sig, problem_cov = pdf_problems(
+            pdf, document, seal_cert, chain, anchors, later_signatures=_is_job(request)
+        )
         sig_problems += problem_sig
         coverage_problems += problem_cov
         layers = gbt38540_problems(pdf, document, seal_cert, anchors)
@@ -738,9 +1009,7 @@ def _verify_pdfs(
         coverage_problems,
         "the signed revision is the approved document plus only the seal's signature",
     )
-    if gbt is not None:
-        for name in GBT38540_CHECKS:
-            verdict.add(name, gbt[name], _GBT38540_GOOD[name])
+    return gbt
 
 
 _GBT38540_GOOD: Final = {
@@ -818,10 +1087,14 @@ def pdf_problems(
     seal_cert: x509.Certificate | None,
     chain: list[x509.Certificate],
     anchors: Sequence[x509.Certificate],
+    *,
+    later_signatures: bool = False,
 ) -> tuple[list[str], list[str]]:
     """(signature problems, coverage problems) of one sealed PDF whose hash already matched.
 
-    ``document``: the approved original's ``name``, ``size`` and ``sha256``."""
+    ``document``: the approved original's ``name``, ``size`` and ``sha256``.
+    ``later_signatures``: a sealing job's first seal (issue 16), after which the job's
+    other seals sign; what they add is the job_* checks' (recorded hashes, signers)."""
     from pyhanko.pdf_utils.reader import PdfFileReader  # noqa: PLC0415 - heavy, only here
     from pyhanko.sign.validation.status import SignatureCoverageLevel  # noqa: PLC0415
 
@@ -882,7 +1155,11 @@ def pdf_problems(
     level = embedded.evaluate_signature_coverage()
     if level not in {SignatureCoverageLevel.ENTIRE_FILE, SignatureCoverageLevel.ENTIRE_REVISION}:
         coverage.append(f"{name}: the signature does not cover its whole revision ({level.name})")
-    if not check.covers_whole_document and check.modification_level not in {"NONE", "LTA_UPDATES"}:
+    if (
+        not later_signatures
+        and not check.covers_whole_document
+        and check.modification_level not in {"NONE", "LTA_UPDATES"}
+    ):
         coverage.append(f"{name}: after the seal, the PDF was changed ({check.changed_after})")
     return sig_problems, coverage
 

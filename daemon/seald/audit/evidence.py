@@ -12,6 +12,11 @@ who approved what and that the sealed PDF is what they approved:
   chain has no shorter path), and that checkpoint with the audit certificate;
 - the seal's certificate chain (seal certificate, seal CA).
 
+A sealing job (issue 16) adds its marks, every seal of the job in signing order, each
+document's recorded signatures (the intermediate file after each seal's signature) and
+every seal's certificate chain (``seals``); ``seal`` stays the first seal's, so a
+single-seal package is what it always was.
+
 Who may fetch it: the requester of the request, and auditors and admins of its seal
 (the package shows the interleaved records' metadata, which approvers and custodians
 have no need to see). Every export is recorded (``evidence.exported``).
@@ -34,6 +39,7 @@ from seald.config import Config
 from seald.domain import access
 from seald.domain.audit import RECORD_COLUMNS, AuditEvent
 from seald.domain.errors import NotVisible, PermissionDenied, PreconditionFailed
+from seald.domain.marks import canonical_mark
 from seald.domain.model import Principal, RequestState, Role, SealRequest
 from seald.store import ledger as ledger_tables
 from seald.store import seals as seal_tables
@@ -54,10 +60,11 @@ EXPORT_EVENT: Final = "evidence.exported"
 def require_may_fetch(principal: Principal, request: SealRequest) -> None:
     if principal.name == request.requester:
         return
-    if principal.roles & {Role.AUDITOR, Role.ADMIN} and request.seal_id in principal.seal_ids:
+    # A job's evidence shows every seal's use: an auditor or admin of any of its seals.
+    if principal.roles & {Role.AUDITOR, Role.ADMIN} and set(request.seal_ids) & set(principal.seal_ids):
         return
     raise PermissionDenied(
-        f"only the requester and the auditors and admins of seal {request.seal_id} may fetch "
+        f"only the requester and the auditors and admins of seal {', '.join(request.seal_ids)} may fetch "
         f"the evidence of request {request.request_id}",
         reason="not_allowed_evidence",
     )
@@ -108,11 +115,36 @@ def _request_json(request: SealRequest) -> dict[str, Any]:
             if request.seal_impression_sha256
             else {}
         ),
+        **(_job_json(request) if request.is_job else {}),
         "required_approvals": request.required_approvals,
         "state": request.state.value,
         "created_at": request.created_at.isoformat(),
         "signed_at": request.signed_at.isoformat() if request.signed_at else "",
         "host": request.host,
+    }
+
+
+def _job_json(request: SealRequest) -> dict[str, Any]:
+    """Issue 16: a job's marks and seals as the approval digest binds them, and per
+    document its own marks (a manifest) and its recorded signatures in signing order."""
+    return {
+        "marks": [canonical_mark(m) for m in request.marks],
+        "job_seals": [
+            {
+                "seal_id": s.seal_id,
+                "certificate_sha256": s.certificate_sha256,
+                "impression_sha256": s.impression_sha256,
+            }
+            for s in request.job_seals
+        ],
+        "job_documents": [
+            {
+                "index": d.index,
+                **({"marks": [canonical_mark(m) for m in d.marks]} if d.marks is not None else {}),
+                "steps": [{"seal_id": s.seal_id, "sha256": s.sha256, "size": s.size} for s in d.steps],
+            }
+            for d in request.documents
+        ],
     }
 
 
@@ -189,9 +221,16 @@ def collect_evidence(
     if checkpoint is None or created:
         checkpoint = create_checkpoint(conn, key, host, now)
     records = ledger_tables.record_rows(conn, own[0], checkpoint.sequence)
+    seal_ca = config.trust.seal_ca.read_text(encoding="ascii")
     chain = [
-        _seal_certificate_pem(seal_tables.certificates_der(conn, request.seal_id), config, request),
-        config.trust.seal_ca.read_text(encoding="ascii"),
+        _seal_certificate_pem(
+            seal_tables.certificates_der(conn, request.seal_id),
+            config,
+            request,
+            request.seal_id,
+            request.seal_certificate_sha256,
+        ),
+        seal_ca,
     ]
     package = {
         "format": EVIDENCE_FORMAT,
@@ -201,6 +240,29 @@ def collect_evidence(
         "approvals": _approvals_json(request),
         "policy": _recorded_policy([r for r in records if r["request_id"] == request_id]),
         "seal": {"seal_id": request.seal_id, "certificate_chain_pem": chain},
+        # Issue 16: every seal of a job, in signing order (the first is ``seal`` again).
+        **(
+            {
+                "seals": [
+                    {
+                        "seal_id": s.seal_id,
+                        "certificate_chain_pem": [
+                            _seal_certificate_pem(
+                                seal_tables.certificates_der(conn, s.seal_id),
+                                config,
+                                request,
+                                s.seal_id,
+                                s.certificate_sha256,
+                            ),
+                            seal_ca,
+                        ],
+                    }
+                    for s in request.job_seals
+                ]
+            }
+            if request.is_job
+            else {}
+        ),
         "ledger": {
             "columns": list(RECORD_COLUMNS),
             "request_sequences": [s for s in own if s <= checkpoint.sequence],
@@ -243,17 +305,19 @@ async def export_evidence(
     return data
 
 
-def _seal_certificate_pem(imported: list[bytes], config: Config, request: SealRequest) -> str:
-    """The certificate the request was bound to: imported ones (刻制, renewals) win over the file."""
-    wanted = request.seal_certificate_sha256
+def _seal_certificate_pem(
+    imported: list[bytes], config: Config, request: SealRequest, seal_id: str, wanted: str
+) -> str:
+    """The certificate the request was bound to for ``seal_id``: imported ones (刻制,
+    renewals) win over the file."""
     for der in imported:
         if hashlib.sha256(der).hexdigest() == wanted:
             return ssl.DER_cert_to_PEM_cert(der)
-    path = config.seals[request.seal_id].certificate
+    path = config.seals[seal_id].certificate
     if path is not None:
         return path.read_text(encoding="ascii")
     raise PreconditionFailed(
-        f"the certificate of seal {request.seal_id!r} that request {request.request_id} was bound to "
+        f"the certificate of seal {seal_id!r} that request {request.request_id} was bound to "
         "is not registered; import it (sealctl seal import-cert) before exporting evidence",
         reason="seal_certificate_unknown",
     )

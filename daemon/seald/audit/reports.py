@@ -164,36 +164,22 @@ def build_report(
         elif record.event == "request.approval_withdrawn":
             with contextlib.suppress(ValueError):
                 approvers[record.request_id].remove(record.principal)
-        if record.time < start or (seal_id and record.seal_id != seal_id):
+        if record.time < start:
             continue
-        if record.event in REFUSAL_EVENTS:
+        if record.event in REFUSAL_EVENTS and (not seal_id or record.seal_id == seal_id):
             refusals[record.seal_id] += 1
         if record.event != SIGNED_EVENT:
             continue
         requester, category = submitted.get(record.request_id, ("", ""))
         names = sorted(set(approvers[record.request_id]))
-        uses.append(
-            UseRow(
-                time=record.time,
-                seal_id=record.seal_id,
-                request_id=record.request_id,
-                requester=requester,
-                approvers=";".join(names),
-                category=category,
-                reason=record.reason,
-                document_name=record.document_name,
-                document_sha256=record.document_sha256,
-                sealed_sha256=str(record.details.get("sealed_sha256") or ""),
-                outcome=record.outcome,
-                sequence=record.sequence,
-            )
-        )
-        applied[record.seal_id] += 1
-        per_seal = counters[record.seal_id]
-        per_seal["requester"][requester] += 1
-        per_seal["category"][category] += 1
-        for name in names:
-            per_seal["approver"][name] += 1
+        for row in _use_rows(record, seal_id, requester, names, category):
+            uses.append(row)
+            applied[row.seal_id] += 1
+            per_seal = counters[row.seal_id]
+            per_seal["requester"][requester] += 1
+            per_seal["category"][category] += 1
+            for name in names:
+                per_seal["approver"][name] += 1
     seals = []
     for sid in sorted(set(applied) | set(refusals)):
         per_seal = counters[sid]
@@ -224,6 +210,33 @@ def build_report(
         refusals_total=sum(refusals.values()),
         quotas=quota_uses,
     )
+
+
+def _use_rows(
+    record: AuditRecord, seal_filter: str, requester: str, approvers: list[str], category: str
+) -> list[UseRow]:
+    """The uses one seal.signed record stands for: a sealing job's document (issue 16)
+    names every seal that signed it, in signing order (``seals``), and is one use of each
+    (one row per seal, linked by the request id); any other record is its one seal's use."""
+    seals = tuple(s for s in str(record.details.get("seals") or "").split(",") if s)
+    return [
+        UseRow(
+            time=record.time,
+            seal_id=used,
+            request_id=record.request_id,
+            requester=requester,
+            approvers=";".join(approvers),
+            category=category,
+            reason=record.reason,
+            document_name=record.document_name,
+            document_sha256=record.document_sha256,
+            sealed_sha256=str(record.details.get("sealed_sha256") or ""),
+            outcome=record.outcome,
+            sequence=record.sequence,
+        )
+        for used in seals or (record.seal_id,)
+        if not seal_filter or used == seal_filter
+    ]
 
 
 def _quota_use(seal_id: str, quota: tuple[Quotas, tzinfo], times: list[str]) -> QuotaUse:
