@@ -314,9 +314,9 @@ def verify_package(data: bytes, pdfs: Sequence[Path], anchors: Sequence[x509.Cer
         if gbt is not None:
             for name in GBT38540_CHECKS:
                 verdict.add(name, gbt[name], _GBT38540_GOOD[name])
-    except (KeyError, TypeError, ValueError, IndexError, binascii.Error) as ex:
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, binascii.Error) as ex:
         done = {c.name for c in verdict.checks}
-        names = (*CHECKS, *JOB_CHECKS) if _is_job(package.get("request") or {}) else CHECKS
+        names = (*CHECKS, *JOB_CHECKS) if isinstance(request, dict) and _is_job(request) else CHECKS
         missing = next((n for n in names if n not in done), "package_format")
         verdict.add(missing, [f"malformed package content ({type(ex).__name__}: {ex})"], "")
     return verdict

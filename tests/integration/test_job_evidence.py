@@ -196,6 +196,10 @@ def _reorder_seals(package: dict[str, Any]) -> None:
     package["seals"][0], package["seals"][1] = package["seals"][1], package["seals"][0]
 
 
+def _garble_seals(package: dict[str, Any]) -> None:
+    package["seals"] = ["not a seal"]
+
+
 def _drop_approval(package: dict[str, Any]) -> None:
     package["approvals"] = package["approvals"][:1]
 
@@ -210,6 +214,7 @@ def _drop_approval(package: dict[str, Any]) -> None:
         (_change_intermediate, {"job_signature_records", "job_hash_chain"}, "recorded intermediate"),
         (_reorder_seals, {"job_seal_certificates"}, "in signing order"),
         (_drop_approval, {"approvals_recorded", "approval_policy"}, f"seal {LEGAL}: only 1"),
+        (_garble_seals, {"job_seal_certificates"}, "malformed package content"),
     ],
     ids=lambda v: v.__name__.lstrip("_") if callable(v) else None,
 )
@@ -246,6 +251,8 @@ def test_r11_job_is_one_use_of_each_of_its_seals_linked_by_request_id(sealed_job
     applied = {s["seal_id"]: s["seals_applied"] for s in sealed_job.report["seals"]}
     assert all(applied.get(s, 0) >= 1 for s in SEALS), applied
     # The official seal's own report: the job's use of it, once.
-    official_rows = [u for u in sealed_job.official_report["uses"] if u["request_id"] == sealed_job.request_id]
+    official_rows = [
+        u for u in sealed_job.official_report["uses"] if u["request_id"] == sealed_job.request_id
+    ]
     assert [r["seal_id"] for r in official_rows] == ["official"]
     assert [s["seal_id"] for s in sealed_job.official_report["seals"]] == ["official"]
