@@ -147,7 +147,7 @@ def build_report(
     applied: Counter[str] = Counter()
     refusals: Counter[str] = Counter()
     head_sequence, head_hash = 0, ""
-    use_times: dict[str, tuple[str, str]] = {}  # request -> (seal, submit time) in the period
+    use_times: dict[str, tuple[tuple[str, ...], str]] = {}  # request -> (seals, submit time) in the period
     for record in records:
         if record.time >= end:
             break
@@ -155,8 +155,9 @@ def build_report(
         if record.event == "request.submitted" and record.request_id not in submitted:
             category = record.details.get("category")
             submitted[record.request_id] = (record.principal, str(category or ""))
-            if record.time >= start and (not seal_id or record.seal_id == seal_id):
-                use_times[record.request_id] = (record.seal_id, record.time)
+            used = _seals_named(record)
+            if record.time >= start and (not seal_id or seal_id in used):
+                use_times[record.request_id] = (used, record.time)
         elif record.event in _NOT_A_USE_EVENTS:
             use_times.pop(record.request_id, None)
         elif record.event == "request.approved":
@@ -194,7 +195,7 @@ def build_report(
             )
         )
     quota_uses = [
-        _quota_use(sid, quota, [t for s, t in use_times.values() if s == sid])
+        _quota_use(sid, quota, [t for s, t in use_times.values() if sid in s])
         for sid, quota in sorted((quotas or {}).items())
         if quota[0].any and (not seal_id or sid == seal_id)
     ]
@@ -218,7 +219,6 @@ def _use_rows(
     """The uses one seal.signed record stands for: a sealing job's document (issue 16)
     names every seal that signed it, in signing order (``seals``), and is one use of each
     (one row per seal, linked by the request id); any other record is its one seal's use."""
-    seals = tuple(s for s in str(record.details.get("seals") or "").split(",") if s)
     return [
         UseRow(
             time=record.time,
@@ -234,9 +234,14 @@ def _use_rows(
             outcome=record.outcome,
             sequence=record.sequence,
         )
-        for used in seals or (record.seal_id,)
+        for used in _seals_named(record)
         if not seal_filter or used == seal_filter
     ]
+
+
+def _seals_named(record: AuditRecord) -> tuple[str, ...]:
+    """A job's records name its seals in signing order (``seals``); others their one seal."""
+    return tuple(s for s in str(record.details.get("seals") or "").split(",") if s) or (record.seal_id,)
 
 
 def _quota_use(seal_id: str, quota: tuple[Quotas, tzinfo], times: list[str]) -> QuotaUse:

@@ -326,7 +326,11 @@ class RequestService:
                         Role.REQUESTER,
                         doc,
                         outcome="pending",
-                        details={"category": request.category},  # for the R11 summary
+                        # For the R11 summary; a job's every seal (issue 16) for its quota use.
+                        details={
+                            "category": request.category,
+                            **({"seals": ",".join(request.seal_ids)} if request.is_job else {}),
+                        },
                     )
                 )
             return stored
