@@ -18,6 +18,7 @@ DEBIAN_PACKAGES=(
   chromium chromium-driver   # issue 18: browser tests of sealweb (headless, virtual authenticator)
   libnss3-tools              # issue 18: certutil puts the test CA in the browser's NSS database
   libssl-dev                 # issue 19: the SKF (GM/T 0016) test token is C over OpenSSL 3's SM2/SM3
+  libp11-kit-dev             # issue 19: pkcs11.h for the PKCS#11 SM2 test token (C)
   libcairo2                  # issue 16: CairoSVG (cairocffi) rasterises SVG seal impressions
 )
 
@@ -45,4 +46,6 @@ if ! .venv/bin/python -c 'import seald, sealclient, pytest, certomancer' 2>/dev/
 fi
 # The SKF TEST token library (softhsm-fixtures/skf-test-token/README.md); no-op when up to date.
 bash softhsm-fixtures/skf-test-token/build.sh
+# The PKCS#11 SM2 TEST token module (softhsm-fixtures/p11-sm2-test-token/README.md); same.
+bash softhsm-fixtures/p11-sm2-test-token/build.sh
 echo "setup: ok"

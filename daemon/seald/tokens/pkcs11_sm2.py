@@ -12,10 +12,20 @@ table of the xipki PKCS#11 wrapper, ``vendor.conf``); each was read from there, 
 tried on hardware here. A site with another model configures the numbers itself
 (``Sm2MechanismProfile(...)``), and seald checks every signature against the seal
 certificate before using it, so a wrong profile fails closed.
+
+python-pkcs11 (0.9.5) cannot call a vendor mechanism: ``sign`` reads the key's
+``CKA_KEY_TYPE`` into its ``KeyType`` enum (a vendor key type such as ``0x80000004`` raises
+``ValueError``) and accepts only members of its ``Mechanism`` enum. So the SM2 signature goes
+through the module's own ``CK_FUNCTION_LIST`` (``C_SignInit``/``C_Sign``, ctypes) on the
+session and key handles python-pkcs11 opened and found: the same loaded module (``dlopen`` of
+one path is one instance), so login and session state are shared. ``VendorMechanismKey`` is
+that key. Tested against the PKCS#11 SM2 test token (softhsm-fixtures/p11-sm2-test-token/),
+which imitates the ``sansec-hsm`` profile.
 """
 
 from __future__ import annotations
 
+import ctypes
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -90,3 +100,165 @@ def sign_sm2(key: Any, public_point: bytes, message: bytes, prof: Sm2MechanismPr
             reason="sm2_profile_mismatch",
         ) from None
     return der
+
+
+# CK_FUNCTION_LIST of PKCS#11 v2.40, in its order (after the CK_VERSION).
+_FUNCTION_NAMES = [
+    "C_Initialize",
+    "C_Finalize",
+    "C_GetInfo",
+    "C_GetFunctionList",
+    "C_GetSlotList",
+    "C_GetSlotInfo",
+    "C_GetTokenInfo",
+    "C_GetMechanismList",
+    "C_GetMechanismInfo",
+    "C_InitToken",
+    "C_InitPIN",
+    "C_SetPIN",
+    "C_OpenSession",
+    "C_CloseSession",
+    "C_CloseAllSessions",
+    "C_GetSessionInfo",
+    "C_GetOperationState",
+    "C_SetOperationState",
+    "C_Login",
+    "C_Logout",
+    "C_CreateObject",
+    "C_CopyObject",
+    "C_DestroyObject",
+    "C_GetObjectSize",
+    "C_GetAttributeValue",
+    "C_SetAttributeValue",
+    "C_FindObjectsInit",
+    "C_FindObjects",
+    "C_FindObjectsFinal",
+    "C_EncryptInit",
+    "C_Encrypt",
+    "C_EncryptUpdate",
+    "C_EncryptFinal",
+    "C_DecryptInit",
+    "C_Decrypt",
+    "C_DecryptUpdate",
+    "C_DecryptFinal",
+    "C_DigestInit",
+    "C_Digest",
+    "C_DigestUpdate",
+    "C_DigestKey",
+    "C_DigestFinal",
+    "C_SignInit",
+    "C_Sign",
+    "C_SignUpdate",
+    "C_SignFinal",
+    "C_SignRecoverInit",
+    "C_SignRecover",
+    "C_VerifyInit",
+    "C_Verify",
+    "C_VerifyUpdate",
+    "C_VerifyFinal",
+    "C_VerifyRecoverInit",
+    "C_VerifyRecover",
+    "C_DigestEncryptUpdate",
+    "C_DecryptDigestUpdate",
+    "C_SignEncryptUpdate",
+    "C_DecryptVerifyUpdate",
+    "C_GenerateKey",
+    "C_GenerateKeyPair",
+    "C_WrapKey",
+    "C_UnwrapKey",
+    "C_DeriveKey",
+    "C_SeedRandom",
+    "C_GenerateRandom",
+    "C_GetFunctionStatus",
+    "C_CancelFunction",
+    "C_WaitForSlotEvent",
+]
+
+
+class _CkFunctionList(ctypes.Structure):
+    _fields_ = [("major", ctypes.c_ubyte), ("minor", ctypes.c_ubyte)] + [
+        (name, ctypes.c_void_p) for name in _FUNCTION_NAMES
+    ]
+
+
+class _CkMechanism(ctypes.Structure):
+    _fields_ = [
+        ("mechanism", ctypes.c_ulong),
+        ("pParameter", ctypes.c_void_p),
+        ("ulParameterLen", ctypes.c_ulong),
+    ]
+
+
+_SignInit = ctypes.CFUNCTYPE(ctypes.c_ulong, ctypes.c_ulong, ctypes.POINTER(_CkMechanism), ctypes.c_ulong)
+_Sign = ctypes.CFUNCTYPE(
+    ctypes.c_ulong,
+    ctypes.c_ulong,
+    ctypes.c_char_p,
+    ctypes.c_ulong,
+    ctypes.POINTER(ctypes.c_ubyte),
+    ctypes.POINTER(ctypes.c_ulong),
+)
+
+# What a refused vendor signature means to seald (the rest is a token error).
+# DEVICE_ERROR, DEVICE_REMOVED, SESSION_CLOSED, SESSION_HANDLE_INVALID, TOKEN_NOT_PRESENT
+_CKR_GONE = {0x30, 0x32, 0xB0, 0xB3, 0xE0}
+_CKR_NOT_LOGGED_IN = 0x101
+
+
+class VendorModule:
+    """``C_SignInit``/``C_Sign`` of a loaded PKCS#11 module, for mechanisms python-pkcs11 refuses."""
+
+    def __init__(self, module_path: str) -> None:
+        lib = ctypes.CDLL(module_path)  # the module python-pkcs11 already loaded: same instance
+        get = lib.C_GetFunctionList
+        get.argtypes = [ctypes.POINTER(ctypes.POINTER(_CkFunctionList))]
+        get.restype = ctypes.c_ulong
+        fl = ctypes.POINTER(_CkFunctionList)()
+        rv = get(ctypes.byref(fl))
+        if rv != 0 or not fl or not fl.contents.C_SignInit or not fl.contents.C_Sign:
+            raise PreconditionFailed(
+                f"PKCS#11 module {module_path}: no usable function list (CKR 0x{rv:X})", reason="token_error"
+            )
+        self._lib = lib  # keeps the module mapped while the function pointers are used
+        self._sign_init = _SignInit(fl.contents.C_SignInit)
+        self._sign = _Sign(fl.contents.C_Sign)
+
+    def sign(self, session_handle: int, key_handle: int, mechanism: int, data: bytes) -> bytes:
+        mech = _CkMechanism(mechanism, None, 0)
+        rv = self._sign_init(session_handle, ctypes.byref(mech), key_handle)
+        if rv == 0:
+            out = (ctypes.c_ubyte * 512)()  # SM2: 64 raw or <= 72 DER; no length query round trip
+            out_len = ctypes.c_ulong(len(out))
+            rv = self._sign(session_handle, data, len(data), out, ctypes.byref(out_len))
+            if rv == 0:
+                return bytes(out[: out_len.value])
+        if rv in _CKR_GONE:
+            raise PreconditionFailed(
+                f"the SM2 token went away while signing (CKR 0x{rv:X}); insert it and unlock it again",
+                reason="token_absent",
+            )
+        if rv == _CKR_NOT_LOGGED_IN:
+            raise PreconditionFailed(
+                "the SM2 token is locked (not logged in); unlock it first", reason="token_locked"
+            )
+        raise PreconditionFailed(
+            f"the SM2 token refused vendor mechanism 0x{mechanism:X} (CKR 0x{rv:X}); "
+            "check the token model's SM2 profile",
+            reason="token_error",
+        )
+
+
+class VendorMechanismKey:
+    """A python-pkcs11 private key whose ``sign`` goes through the module's own C_SignInit/C_Sign.
+
+    ``key`` is what python-pkcs11's ``session.get_key`` returned; its session and object
+    handles are the module's, valid in ``module`` (the same loaded library).
+    """
+
+    def __init__(self, module: VendorModule, key: Any) -> None:
+        self._module = module
+        self._session_handle = int(key.wrapper.session.handle)
+        self._key_handle = int(key.wrapper.handle)
+
+    def sign(self, data: bytes, mechanism: int) -> bytes:
+        return self._module.sign(self._session_handle, self._key_handle, mechanism, data)
