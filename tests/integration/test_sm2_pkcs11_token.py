@@ -235,13 +235,26 @@ def test_sm2_pkcs11_wrong_profile_is_refused_not_emitted(token: P11Sm2TestToken,
         assert ei.value.reason == "token_error"
 
 
-def test_sm2_pkcs11_signing_needs_login(token: P11Sm2TestToken, lib: Any) -> None:
+def test_sm2_pkcs11_closed_session_cannot_sign(token: P11Sm2TestToken, lib: Any) -> None:
     tok = lib.get_token(token_label=TOKEN)
     with tok.open(user_pin=USER_PIN, rw=True) as session:
         point = _generate(session)
         key = _vendor_key(token, session)
-        session_handle = session.handle
-    # the key handle on a session that is closed: refused
-    with pytest.raises(PreconditionFailed):
+    # closing the last session logged out and invalidated the handles: refused, fail closed
+    with pytest.raises(PreconditionFailed) as ei:
         pkcs11_sm2.sign_sm2(key, point, b"x", SANSEC)
-    assert session_handle
+    assert ei.value.reason == "token_absent"
+    with tok.open() as public_session:  # a new session, not logged in: the key is not there
+        assert list(public_session.get_objects({Attribute.CLASS: ObjectClass.PRIVATE_KEY})) == []
+
+
+def test_sm2_pkcs11_unimplemented_entries_answer_not_supported(token: P11Sm2TestToken, lib: Any) -> None:
+    # the function list is full: entries the test token does not implement answer
+    # CKR_FUNCTION_NOT_SUPPORTED instead of crashing through a NULL pointer
+    with lib.get_token(token_label=TOKEN).open(user_pin=USER_PIN, rw=True) as session:
+        with pytest.raises(p11e.FunctionNotSupported):
+            session.generate_random(16)
+        with pytest.raises(p11e.FunctionNotSupported):
+            session.digest(b"data", mechanism=pkcs11.Mechanism.SHA256)
+        with pytest.raises(p11e.FunctionNotSupported):
+            session.set_pin(USER_PIN, "87654321")
