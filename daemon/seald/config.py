@@ -258,11 +258,15 @@ class SealConfig:
     holder_name: str = ""
     code_number: str = ""
     # Issue 19: the seal key's algorithm and the signature format. "sm2" seals live on SKF
-    # tokens ([skf] library; token_serial = DEVINFO serial, key_label = container) and sign
-    # in the "gbt38540" format, with the SES_Seal made by [seal_maker].
+    # tokens ([skf] library; token_serial = DEVINFO serial, key_label = container), or on
+    # PKCS#11 tokens with pkcs11_sm2_profile, and sign in the "gbt38540" format, with the
+    # SES_Seal made by [seal_maker].
     algorithm: str = "rsa"
     format: str = "pades"
     skf_application: str = "SEAL"  # sm2 seals: the SKF application holding the container key_label
+    # sm2 seals on a PKCS#11 token instead of SKF: the token model's vendor SM2 profile
+    # (seald/tokens/pkcs11_sm2.py KNOWN_PROFILES); "" = the seal is on an SKF token.
+    pkcs11_sm2_profile: str = ""
     # Issue 17: [seal.policy], an ordered / conditional approval chain (group names only;
     # members are filled from the principals when the policy is built).
     policy: Chain | None = None
@@ -592,6 +596,11 @@ def _seal(file: Path, raw: Any, default_approvals: int) -> SealConfig:
         algorithm=_choice(t, "algorithm", "rsa", SEAL_ALGORITHMS),
         format=_choice(t, "format", "pades", SEAL_FORMATS),
         skf_application=t.text("skf_application", "SEAL", "the SKF application name on the token"),
+        pkcs11_sm2_profile=(
+            _choice(t, "pkcs11_sm2_profile", "sansec-hsm", PKCS11_SM2_PROFILES)
+            if "pkcs11_sm2_profile" in t.data
+            else ""
+        ),
         **_seal_image_keys(t, seal_type),
         policy=_policy(t.table("policy")) if "policy" in t.data else None,
         quotas=_quotas(t.table("quota")) if "quota" in t.data else Quotas(),
@@ -602,6 +611,12 @@ def _seal(file: Path, raw: Any, default_approvals: int) -> SealConfig:
             "name the groups in the policy and remove those keys"
         )
     t.finish()
+    if seal.pkcs11_sm2_profile and seal.algorithm != "sm2":
+        raise ConfigError(
+            f"{file}: '{t.where}.pkcs11_sm2_profile' = {seal.pkcs11_sm2_profile!r} with algorithm = "
+            f"{seal.algorithm!r}: the profile says how a PKCS#11 token signs SM2; "
+            "set algorithm = \"sm2\" or remove the key"
+        )
     if (seal.algorithm == "sm2") != (seal.format == "gbt38540"):
         raise ConfigError(
             f"{file}: '{t.where}.algorithm' = {seal.algorithm!r} with format = {seal.format!r}: "
@@ -920,6 +935,9 @@ SIGNATURE_LEVELS = ("B-B", "B-T", "B-LT", "B-LTA")
 CERTIFY_MODES = ("none", "no_changes", "form_filling")
 # Key algorithms and signature formats (issue 19): sm2 <=> gbt38540 on SKF tokens.
 SEAL_ALGORITHMS = ("rsa", "ecdsa-p256", "sm2")
+# The token models whose vendor SM2 mechanism is known (seald.tokens.pkcs11_sm2.KNOWN_PROFILES;
+# a test checks the two agree: the config stays free of token imports).
+PKCS11_SM2_PROFILES = ("sansec-hsm", "sansec-hsm-sm3-der", "tass-hsm", "tass-hsm-sm3")
 SEAL_FORMATS = ("pades", "gbt38540")
 
 
@@ -1199,10 +1217,17 @@ def load_config(path: Path) -> Config:  # noqa: C901 - one section after another
         maker_t = root.table("seal_maker")
         maker = _seal_maker(path, maker_t)
     sm2_seals = [s.seal_id for s in seals.values() if s.algorithm == "sm2"]
-    if sm2_seals and (skf is None or maker is None):
+    skf_seals = [s.seal_id for s in seals.values() if s.algorithm == "sm2" and not s.pkcs11_sm2_profile]
+    if skf_seals and (skf is None or maker is None):
         raise ConfigError(
-            f"{path}: seal(s) {', '.join(sm2_seals)} use algorithm = \"sm2\": add [skf] library = "
-            "\"/path/to/libskf.so\" and [seal_maker] certificate / key"
+            f"{path}: seal(s) {', '.join(skf_seals)} use algorithm = \"sm2\": add [skf] library = "
+            "\"/path/to/libskf.so\" (or pkcs11_sm2_profile = \"<token model>\" for an SM2 key on a "
+            "PKCS#11 token) and [seal_maker] certificate / key"
+        )
+    if sm2_seals and maker is None:
+        raise ConfigError(
+            f"{path}: seal(s) {', '.join(sm2_seals)} use algorithm = \"sm2\": add [seal_maker] "
+            "certificate / key (the maker of their GB/T 38540 SES_Seal)"
         )
     if sm2_seals and maker is not None and maker.token is not None and skf is None:
         raise ConfigError(f"{path}: [seal_maker] token keys need [skf] library (the maker's token is SKF)")

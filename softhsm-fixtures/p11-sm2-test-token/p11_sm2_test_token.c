@@ -727,6 +727,46 @@ out:
     return rv;
 }
 
+/* The user PIN (R/W session): the old PIN is checked like C_Login's, a wrong one costs a try. */
+EXPORT CK_RV C_SetPIN(CK_SESSION_HANDLE hSession, CK_UTF8CHAR_PTR pOldPin, CK_ULONG ulOldLen, CK_UTF8CHAR_PTR pNewPin,
+                      CK_ULONG ulNewLen) {
+    CK_RV rv;
+    struct pin_state ps;
+    char h[65];
+    if (!pOldPin || !pNewPin) return CKR_ARGUMENTS_BAD;
+    pthread_mutex_lock(&g_lock);
+    struct session *s = get_session(hSession, &rv);
+    if (!s) goto out;
+    if (!(s->flags & CKF_RW_SESSION)) {
+        rv = CKR_SESSION_READ_ONLY;
+        goto out;
+    }
+    if (read_pin(s->token, &ps) != 0) {
+        rv = CKR_USER_PIN_NOT_INITIALIZED;
+        goto out;
+    }
+    if (ps.remaining == 0) {
+        rv = CKR_PIN_LOCKED;
+        goto out;
+    }
+    if (ulOldLen < PIN_MIN || ulOldLen > PIN_MAX || ulNewLen < PIN_MIN || ulNewLen > PIN_MAX) {
+        rv = CKR_PIN_LEN_RANGE;
+        goto out;
+    }
+    pin_hash(s->token, (const char *)pOldPin, ulOldLen, h);
+    if (CRYPTO_memcmp(h, ps.hash, 64) != 0) {
+        ps.remaining--;
+        rv = write_pin(s->token, &ps) != 0 ? CKR_DEVICE_ERROR : ps.remaining == 0 ? CKR_PIN_LOCKED : CKR_PIN_INCORRECT;
+        goto out;
+    }
+    pin_hash(s->token, (const char *)pNewPin, ulNewLen, ps.hash);
+    ps.remaining = ps.max;
+    rv = write_pin(s->token, &ps) != 0 ? CKR_DEVICE_ERROR : CKR_OK;
+out:
+    pthread_mutex_unlock(&g_lock);
+    return rv;
+}
+
 EXPORT CK_RV C_Logout(CK_SESSION_HANDLE hSession) {
     CK_RV rv;
     pthread_mutex_lock(&g_lock);
@@ -1068,7 +1108,7 @@ __attribute__((constructor)) static void fill_function_list(void) {
     g_functions.C_GetMechanismInfo = C_GetMechanismInfo;
     NS(C_InitToken);
     NS(C_InitPIN);
-    NS(C_SetPIN);
+    g_functions.C_SetPIN = C_SetPIN;
     g_functions.C_OpenSession = C_OpenSession;
     g_functions.C_CloseSession = C_CloseSession;
     g_functions.C_CloseAllSessions = C_CloseAllSessions;

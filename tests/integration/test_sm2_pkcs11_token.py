@@ -257,4 +257,17 @@ def test_sm2_pkcs11_unimplemented_entries_answer_not_supported(token: P11Sm2Test
         with pytest.raises(p11e.FunctionNotSupported):
             session.digest(b"data", mechanism=pkcs11.Mechanism.SHA256)
         with pytest.raises(p11e.FunctionNotSupported):
-            session.set_pin(USER_PIN, "87654321")
+            session.seed_random(b"entropy!")
+
+
+def test_sm2_pkcs11_set_pin_checks_the_old_pin_and_counts_down(token: P11Sm2TestToken, lib: Any) -> None:
+    tok = lib.get_token(token_label=TOKEN)
+    with tok.open(rw=True) as session:
+        with pytest.raises(p11e.PinIncorrect):  # a wrong old PIN costs a try, as a login does
+            session.set_pin("00000000", "24681357")
+        assert (token.tokens / TOKEN / "user.pin").read_text().split()[1:] == ["3", "2"]
+        session.set_pin(USER_PIN, "24681357")
+    assert (token.tokens / TOKEN / "user.pin").read_text().split()[1:] == ["3", "3"]
+    with pytest.raises(p11e.PinIncorrect):
+        tok.open(user_pin=USER_PIN)
+    tok.open(user_pin="24681357").close()

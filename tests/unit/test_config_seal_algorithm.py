@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 from fixture_layout import SealFixtures
 
-from seald.config import load_config
+from seald.config import PKCS11_SM2_PROFILES, load_config
 from seald.domain.errors import ConfigError
+from seald.tokens.pkcs11_sm2 import KNOWN_PROFILES
 
 CONTRACT_TYPE = r'^(id = "contract"\ntype = "contract")$'
 
@@ -46,6 +47,19 @@ def test_ecdsa_p256_algorithm_loads(seal_fixtures: SealFixtures, tmp_path: Path)
             'algorithm = "sm2"\nformat = "gbt38540"',
             r"seal\(s\) contract use algorithm = \"sm2\": add \[skf\] library",
         ),
+        # issue 19: an SM2 key on a PKCS#11 token names its token model's vendor profile
+        (
+            'algorithm = "sm2"\nformat = "gbt38540"\npkcs11_sm2_profile = "sansec-hsm"',
+            r"seal\(s\) contract use algorithm = \"sm2\": add \[seal_maker\] certificate / key",
+        ),
+        (
+            'algorithm = "sm2"\nformat = "gbt38540"\npkcs11_sm2_profile = "acme-hsm"',
+            r"'seal\[contract\]\.pkcs11_sm2_profile' = 'acme-hsm'; use one of sansec-hsm, ",
+        ),
+        (
+            'pkcs11_sm2_profile = "sansec-hsm"',
+            r"'seal\[contract\]\.pkcs11_sm2_profile' = 'sansec-hsm' with algorithm = 'rsa'",
+        ),
         # B-T is a GB/T 38540 timeStamp; long-term validation and DocMDP are PAdES notions
         ('algorithm = "sm2"\nformat = "gbt38540"\nlevel = "B-LT"', r"B-LT, B-LTA and certify are PAdES only"),
         (
@@ -59,3 +73,8 @@ def test_sm2_algorithm_and_format_must_fit_together_refused_by_name(
 ) -> None:
     with pytest.raises(ConfigError, match=message):
         _load(tmp_path, seal_fixtures, extra)
+
+
+def test_sm2_pkcs11_profile_names_in_config_are_the_known_profiles() -> None:
+    # the config lists the names without importing token code; they must stay the same set
+    assert set(PKCS11_SM2_PROFILES) == set(KNOWN_PROFILES)

@@ -128,7 +128,7 @@ def _skf_tokens(
     bindings = {
         seal_id: SkfSealBinding(seal_id, sc.token_serial, sc.token_label, sc.skf_application, sc.key_label)
         for seal_id, sc in config.seals.items()
-        if sc.algorithm == "sm2"
+        if sc.algorithm == "sm2" and not sc.pkcs11_sm2_profile  # the others: PKCS#11, TokenManager
     }
     if not bindings or config.skf is None:
         return None

@@ -18,7 +18,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from pyhanko.sign.timestamps import HTTPTimeStamper
 
@@ -183,8 +182,8 @@ class Signer:
     async def read_seal_certificate(self, seal_id: str) -> None:
         """Read the certificate the signed attributes will name now, once per session, so
         the first request need not (and can be prepared before its intent record)."""
-        if self._tokens.is_skf(seal_id):
-            return  # GB/T 38540 seals use the registered certificate, no PKCS#11 session
+        if self.config.seals[seal_id].algorithm == "sm2":
+            return  # GB/T 38540 seals use the registered certificate, not the CMS signer's
         key_label = self.config.seals[seal_id].key_label
         registered = self._tokens.certificate_sha256(seal_id)
         try:
@@ -750,10 +749,13 @@ class Signer:
                     ),
                 )
 
-                def sign_one(con: Any, prepared: gbt38540_pdf.PreparedGbt38540 = prepared) -> bytes:
-                    return gbt38540_pdf.sign_prepared(prepared, seal=seal, signer_cert=holder, sign=con.sign)
+                def sign_one(
+                    sign: Callable[[bytes], bytes], prepared: gbt38540_pdf.PreparedGbt38540 = prepared
+                ) -> bytes:
+                    return gbt38540_pdf.sign_prepared(prepared, seal=seal, signer_cert=holder, sign=sign)
 
-                der = await self._tokens.with_skf_container(seal_id, sign_one)
+                # the SKF container's or the PKCS#11 token's (vendor profile) SM2 signature
+                der = await self._tokens.with_sm2_signer(seal_id, sign_one)
                 if timestamper is not None:
                     der = await _gbt38540_timestamp(der, timestamper)
                 out = await loop.run_in_executor(None, prepared.finish, der)

@@ -39,6 +39,8 @@ from seald.domain.errors import (
     PreconditionFailed,
     ServiceUnavailable,
 )
+from seald.gm import certs as gm_certs
+from seald.tokens import pkcs11_sm2
 
 if TYPE_CHECKING:  # skf_backend imports TokenState from here
     from seald.tokens.skf_backend import SkfTokenManager
@@ -124,6 +126,7 @@ class TokenManager:
         self._certificates = dict(certificates)  # registered certificate DER per seal
         self._clock = clock
         self._lib: Any = None
+        self._vendor: pkcs11_sm2.VendorModule | None = None  # sm2 seals: vendor mechanisms
         self._executors = {
             seal_id: ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"token-{seal_id}")
             for seal_id in seals
@@ -355,7 +358,8 @@ class TokenManager:
                 # it cannot sign until a certificate for that key is imported.
                 return session
             try:
-                _check_key_matches(session, seal, registered)
+                vendor = self._vendor_module() if seal.pkcs11_sm2_profile else None
+                _check_key_matches(session, seal, registered, vendor)
             except PreconditionFailed as ex:
                 session.close()
                 if ex.reason == "token_rogue":
@@ -474,6 +478,8 @@ class TokenManager:
         if (skf := self._skf_for(seal_id)) is not None:
             return await skf.sign(seal_id, message)
         seal = self._seals[seal_id]
+        if seal.pkcs11_sm2_profile:
+            return await self.with_sm2_signer(seal_id, lambda sign: sign(message))
 
         def _sign(session: Any) -> bytes:
             query = {Attribute.CLASS: ObjectClass.PRIVATE_KEY, Attribute.LABEL: seal.key_label}
@@ -489,6 +495,38 @@ class TokenManager:
             return bytes(keys[0].sign(message, mechanism=Mechanism.SHA256_RSA_PKCS))
 
         return await self.with_session(seal_id, _sign)
+
+    def _vendor_module(self) -> pkcs11_sm2.VendorModule:
+        """The loaded module's own C_SignInit/C_Sign (python-pkcs11 cannot call vendor mechanisms)."""
+        if self._vendor is None:
+            self._vendor = pkcs11_sm2.VendorModule(str(self._module_path))
+        return self._vendor
+
+    async def with_sm2_signer(self, seal_id: str, fn: Callable[[Callable[[bytes], bytes]], T]) -> T:
+        """Run ``fn(sign)`` on an SM2 seal's token thread, ``sign(M)`` giving a DER SM2/SM3
+        signature over M (default id): the SKF container's, or the PKCS#11 token's through
+        the seal's vendor profile (GB/T 38540 sealing)."""
+        if (skf := self._skf_for(seal_id)) is not None:
+            return await skf.with_container(seal_id, lambda con: fn(con.sign))
+        seal = self._seals[seal_id]
+        if not seal.pkcs11_sm2_profile:
+            raise PreconditionFailed(f"seal {seal_id} is not an SM2 seal", reason="token_backend_unsupported")
+        point = self._sm2_point(seal_id)
+        prof = pkcs11_sm2.profile(seal.pkcs11_sm2_profile)
+
+        def _with(session: Any) -> T:
+            key = pkcs11_sm2.VendorMechanismKey(self._vendor_module(), _one_private_key(session, seal))
+            return fn(lambda message: pkcs11_sm2.sign_sm2(key, point, message, prof))
+
+        return await self.with_session(seal_id, _with)
+
+    def _sm2_point(self, seal_id: str) -> bytes:
+        registered = self.certificate_der(seal_id)
+        if not registered:
+            raise PreconditionFailed(
+                f"seal {seal_id} has no certificate yet; import it first", reason="seal_no_certificate"
+            )
+        return gm_certs.check_sm2_certificate(gm_certs.load_certificate(registered)).point
 
     async def with_skf_container(self, seal_id: str, fn: Callable[[Any], T]) -> T:
         """Run ``fn(container)`` on an SKF seal's token thread (GB/T 38540 sealing)."""
@@ -633,7 +671,46 @@ def _tries_left(token: Any) -> str:
     return ""
 
 
-def _check_key_matches(session: Any, seal: SealConfig, registered_der: bytes) -> None:
+def _one_private_key(session: Any, seal: SealConfig) -> Any:
+    query = {Attribute.CLASS: ObjectClass.PRIVATE_KEY, Attribute.LABEL: seal.key_label}
+    keys = list(session.get_objects(query))
+    if len(keys) != 1:
+        raise PreconditionFailed(
+            f"the token of seal {seal.seal_id} does not hold exactly one key labelled {seal.key_label}",
+            reason="token_rogue",
+        )
+    return keys[0]
+
+
+def _check_sm2_key_matches(
+    key: Any, seal: SealConfig, registered_der: bytes, vendor: pkcs11_sm2.VendorModule
+) -> None:
+    """An SM2 seal on a PKCS#11 token: the key signs, through the vendor profile, for the
+    registered certificate's SM2 key (a copied certificate proves nothing)."""
+    try:
+        point = gm_certs.check_sm2_certificate(gm_certs.load_certificate(registered_der)).point
+    except InvalidInput as ex:
+        raise PreconditionFailed(
+            f"seal {seal.seal_id}'s registered certificate is not an SM2 certificate: {ex.message}",
+            reason="token_rogue",
+        ) from None
+    key = pkcs11_sm2.VendorMechanismKey(vendor, key)
+    try:
+        pkcs11_sm2.sign_sm2(key, point, os.urandom(32), pkcs11_sm2.profile(seal.pkcs11_sm2_profile))
+    except PreconditionFailed as ex:
+        if ex.reason != "sm2_profile_mismatch":
+            raise
+        raise PreconditionFailed(
+            f"the key on the token of seal {seal.seal_id} does not sign for the registered SM2 "
+            f"certificate with profile {seal.pkcs11_sm2_profile}; refusing a rogue token "
+            "(or a wrong token model profile)",
+            reason="token_rogue",
+        ) from None
+
+
+def _check_key_matches(
+    session: Any, seal: SealConfig, registered_der: bytes, vendor: pkcs11_sm2.VendorModule | None = None
+) -> None:
     """The token must hold the registered certificate and its private key (no rogue token)."""
     try:
         certs = list(
@@ -662,6 +739,9 @@ def _check_key_matches(session: Any, seal: SealConfig, registered_der: bytes) ->
             "refusing a rogue token",
             reason="token_rogue",
         )
+    if seal.pkcs11_sm2_profile and vendor is not None:
+        _check_sm2_key_matches(keys[0], seal, registered_der, vendor)
+        return
     # A copied certificate proves nothing: the key must sign for the registered public key.
     challenge = os.urandom(32)
     try:
