@@ -209,6 +209,8 @@ class Signer:
             current = await self._store.get_request(request_id)
             if not access.can_view(principal, current):
                 return []
+            if current.is_job and current.state is RequestState.PENDING:
+                self._jobs.lay_out_ahead(current)  # issue 16: the layout off the last approval's path
             would_be = approved(current)
         except Exception:  # any refusal: the real transaction answers it
             return []
