@@ -55,6 +55,10 @@ def benches(quick: bool) -> list[tuple[str, list[str]]]:
         ("token removal -> refusal", removal_cmd),
         ("audit chain verification", [PY, str(ROOT / "bench" / "bench_ledger.py"), "--records", records]),
         ("watch-stream flood vs another client", [PY, str(ROOT / "bench" / "bench_stream_flood.py")]),
+        (
+            "sealing job vs three one-mark requests, through seald (issue 16)",
+            [PY, str(ROOT / "bench" / "bench_job_daemon.py"), "--rounds", "7" if quick else "21"],
+        ),
     ]
 
 
