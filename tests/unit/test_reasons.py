@@ -229,3 +229,27 @@ def test_docs_reasons_md_is_generated_from_the_registry() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "| `not_visible` | PERMISSION_DENIED | 3 | seald |" in (ROOT / "docs" / "reasons.md").read_text()
+
+
+def test_every_text_policy_field_has_its_reasons_registered() -> None:
+    """check_text/text_in build reasons from the field name (``<field>_too_long``,
+    ``bad_<field>``, and ``missing_<field>`` when required): each must be registered,
+    and a reason never carries client text (a fuzzed seal id once became a reason and
+    broke the gRPC trailer)."""
+    root = Path(__file__).resolve().parents[2]
+    call = re.compile(r"(?:text_in|check_text)\(\s*([^,\s]+)\s*,[^\n]*")
+    seen = 0
+    for path in [*root.glob("daemon/seald/**/*.py"), *root.glob("client/sealclient/**/*.py")]:
+        for m in call.finditer(path.read_text(encoding="utf-8")):
+            field = m.group(1)
+            if field == "field":  # the policy's own plumbing passes its parameter on
+                continue
+            assert re.fullmatch(r'"[a-z_]+"', field), f"{path.name}: field {field} must be a literal name"
+            name = field.strip('"')
+            wanted = [f"{name}_too_long", f"bad_{name}"]
+            if "required=True" in m.group(0):
+                wanted.append(f"missing_{name}")
+            missing = [r for r in wanted if r not in REASONS]
+            assert not missing, f"{path.name}: {missing} not registered in seald.domain.reasons"
+            seen += 1
+    assert seen >= 15

@@ -75,10 +75,12 @@ def timestamp(value: datetime | None) -> Timestamp | None:
 # -- incoming text: every human-readable field passes the one text policy here ------
 
 
-def text_in(field: str, value: str, *, limit: int = MAX_TEXT, required: bool = False) -> str:
-    """A client's human-readable field, refused (INVALID_ARGUMENT naming it) unless it
-    meets `seald.domain.text_policy`."""
-    return check_text(field, value, limit=limit, required=required)
+def text_in(
+    field: str, value: str, *, limit: int = MAX_TEXT, required: bool = False, where: str = ""
+) -> str:
+    """A client's human-readable field, refused (INVALID_ARGUMENT naming it, and ``where``
+    it is, e.g. which mark) unless it meets `seald.domain.text_policy`."""
+    return check_text(field, value, limit=limit, required=required, where=where)
 
 
 def document_name_in(value: str) -> str:
@@ -93,15 +95,16 @@ def submit_header_in(header: requests_pb2.SubmitRequestHeader) -> None:
     text_in("client_request_key", header.client_request_key, limit=MAX_LABEL)
     text_in("anchor_text", header.placement.anchor_text, limit=MAX_LABEL)
     for i, mark in enumerate(header.marks):
-        text_in(f"marks[{i}].anchor_text", mark.anchor_text, limit=MAX_LABEL)
+        text_in("anchor_text", mark.anchor_text, limit=MAX_LABEL, where=f"marks[{i}]")
 
 
 def marks_from_pb(marks: Sequence[common_pb2.Mark], *, where: str = "") -> tuple[Mark, ...]:
     """Issue 16: a job's marks; a bad page set is refused naming the mark (and where)."""
     out: list[Mark] = []
     for i, pb in enumerate(marks):
-        label = f"{where}mark {i + 1} (seal {pb.seal_id or '?'})"
-        text_in(f"{label} anchor_text", pb.anchor_text, limit=MAX_LABEL)
+        text_in("seal_id", pb.seal_id, limit=MAX_LABEL, required=True, where=f"{where}mark {i + 1}")
+        label = f"{where}mark {i + 1} (seal {pb.seal_id})"
+        text_in("anchor_text", pb.anchor_text, limit=MAX_LABEL, where=label)
         cross = None
         if pb.HasField("cross_page"):
             cross = CrossPage(

@@ -58,24 +58,29 @@ def describe(ch: str) -> str:
     return f"U+{ord(ch):04X}" + (f" ({name})" if name else "")
 
 
-def check_text(field: str, value: str, *, limit: int = MAX_TEXT, required: bool = False) -> str:
+def check_text(
+    field: str, value: str, *, limit: int = MAX_TEXT, required: bool = False, where: str = ""
+) -> str:
     """Refuse `value` for `field` unless it is one line of visible text within `limit`.
 
-    Reasons (`seal-error-reason`): `missing_<field>`, `<field>_too_long`, `bad_<field>`.
+    Reasons (`seal-error-reason`): `missing_<field>`, `<field>_too_long`, `bad_<field>`:
+    always the plain field name (registered reasons); ``where`` (e.g. "mark 2 (seal
+    contract)") only prefixes the message, so a reason never carries client text.
     Returns the value unchanged so callers can check and pass it on in one expression.
     """
+    shown = f"{where} {field}" if where else field
     if required and not value.strip():
-        raise InvalidInput(f"{field} is empty: say {field} in words", reason=f"missing_{field}")
+        raise InvalidInput(f"{shown} is empty: say {field} in words", reason=f"missing_{field}")
     if len(value) > limit:
         raise InvalidInput(
-            f"{field} is {len(value)} characters; shorten it to at most {limit}",
+            f"{shown} is {len(value)} characters; shorten it to at most {limit}",
             reason=f"{field}_too_long",
         )
     found = refused_character(value)
     if found is not None:
         position, ch = found
         raise InvalidInput(
-            f"{field} contains {describe(ch)} at character {position + 1}; control, "
+            f"{shown} contains {describe(ch)} at character {position + 1}; control, "
             "format and bidirectional characters change what others see: remove it "
             "(one line of visible text)",
             reason=f"bad_{field}",

@@ -524,7 +524,7 @@ class TokenManager:
         registered = self.certificate_der(seal_id)
         if not registered:
             raise PreconditionFailed(
-                f"seal {seal_id} has no certificate yet; import it first", reason="seal_no_certificate"
+                f"seal {seal_id} has no certificate yet; import it first", reason="seal_pending"
             )
         return gm_certs.check_sm2_certificate(gm_certs.load_certificate(registered)).point
 
