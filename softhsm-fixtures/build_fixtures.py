@@ -2,7 +2,11 @@
 """Build the test tokens, keys, PKI and configs for seald into one directory.
 
     python softhsm-fixtures/build_fixtures.py OUTDIR [--listen 127.0.0.1:50443]
-                                             [--user-pin PIN] [--force]
+                                             [--user-pin PIN] [--force] [--with-legal-rep]
+
+--with-legal-rep adds a third seal, the legal representative's (法人章, `legal_rep`, square,
+on its own token): the demo's three-seal contract uses it. The test suite's shared tree is
+built without it (tests that need it make it on a new token, tests/seald_testing/jobs.py).
 
 Idempotent: if OUTDIR/fixtures.json exists and is complete (and matches the
 options), nothing is done. With --force, or when OUTDIR is incomplete, OUTDIR is
@@ -67,6 +71,10 @@ class SealSpec:
     key_label: str
     categories: tuple[str, ...]
     size_mm: float
+    # Square (people's) seals carry the person's name; their approval path is given
+    # explicitly where the seal type's default authority (R05) is nobody in the fixtures.
+    holder_name: str = ""
+    approver_groups: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -99,6 +107,22 @@ SEALS = (
         ("contract",),
         40.0,
     ),
+)
+
+# The legal representative's seal (法人章, --with-legal-rep). Same names as the job tests'
+# seal (tests/seald_testing/jobs.py). R05's default authority for it is a department
+# manager, whom the fixtures do not have: the general managers approve it, as they approve
+# the contract seal, so one approval round covers a contract's three seals.
+LEGAL_REP = SealSpec(
+    "legal_rep",
+    "legal_representative",
+    "法定代表人章",
+    "seal-legal-rep",
+    "legal-rep-seal-key",
+    ("contract",),
+    20.0,
+    holder_name="王建国",
+    approver_groups=("general_manager",),
 )
 
 _BOTH = ("official", "contract")
@@ -187,6 +211,7 @@ def seald_toml_text(
     state_dir: Path,
     serials: dict[str, str],
     fingerprints: dict[str, list[str]],
+    seals: Sequence[SealSpec] = SEALS,
 ) -> str:
     lines = [
         "# seald configuration for tests, written by softhsm-fixtures/build_fixtures.py",
@@ -210,7 +235,7 @@ def seald_toml_text(
         "required_approvals = 2",
         "approval_ttl_hours = 72",
     ]
-    for seal in SEALS:
+    for seal in seals:
         lines += [
             "",
             "[[seal]]",
@@ -226,6 +251,10 @@ def seald_toml_text(
             f"categories = {toml_str_list(seal.categories)}",
             f"size_mm = {seal.size_mm!r}",
         ]
+        if seal.holder_name:
+            lines.append(f"holder_name = {toml_str(seal.holder_name)}")
+        if seal.approver_groups:
+            lines.append(f"approver_groups = {toml_str_list(seal.approver_groups)}")
     for principal in _distinct_principals():
         lines += [
             "",
@@ -233,7 +262,7 @@ def seald_toml_text(
             f"name = {toml_str(principal.principal)}",
             f"display_name = {toml_str(principal.display_name)}",
             f"roles = {toml_str_list(principal.roles)}",
-            f"seals = {toml_str_list(principal.seals)}",
+            f"seals = {toml_str_list(seal_ids_of(principal, seals))}",
             f"certificates = {toml_str_list(fingerprints[principal.principal])}",
         ]
         if "approver" in principal.roles:
@@ -241,6 +270,13 @@ def seald_toml_text(
             # (李娜) or her deputy (王芳).
             lines.append('groups = ["general_manager"]')
     return "\n".join(lines) + "\n"
+
+
+def seal_ids_of(spec: ClientSpec, seals: Sequence[SealSpec]) -> list[str]:
+    """The seals a principal may use: its own list, plus every seal beyond the two shared
+    ones (the legal representative's) for each principal holding those two."""
+    extra = [s.seal_id for s in seals if s not in SEALS]
+    return [*spec.seals, *extra] if spec.seals else []
 
 
 def _distinct_principals() -> list[ClientSpec]:
@@ -517,7 +553,7 @@ def open_pkcs11(module: str) -> Any:
 # ---------------------------------------------------------------- the build
 
 
-def expected_files(root: Path) -> list[Path]:
+def expected_files(root: Path, seals: Sequence[SealSpec] = SEALS) -> list[Path]:
     pki = root / "pki"
     files = [root / "softhsm2.conf", root / "seald.toml"]
     files += [
@@ -532,13 +568,15 @@ def expected_files(root: Path) -> list[Path]:
             "foreign-ca.pem",
         )
     ]
-    files += [pki / "seals" / f"{s.seal_id}.pem" for s in SEALS]
+    files += [pki / "seals" / f"{s.seal_id}.pem" for s in seals]
     for spec in (*PRINCIPALS, UNLISTED, FOREIGN):
         files += [root / "clients" / f"{spec.name}.{ext}" for ext in ("pem", "key", "toml")]
     return files
 
 
-def is_complete(root: Path, listen: str, user_pin: str) -> bool:
+def is_complete(
+    root: Path, listen: str, user_pin: str, seals: Sequence[SealSpec] = SEALS
+) -> bool:
     """True if a finished build with the same options is already in `root`."""
     try:
         summary = json.loads((root / "fixtures.json").read_text(encoding="utf-8"))
@@ -551,11 +589,11 @@ def is_complete(root: Path, listen: str, user_pin: str) -> bool:
         and summary.get("root") == str(root)
         and summary.get("listen") == listen
         and all(s.get("user_pin") == user_pin for s in summary.get("seals", {}).values())
-        and set(summary.get("seals", {})) == {s.seal_id for s in SEALS}
+        and set(summary.get("seals", {})) == {s.seal_id for s in seals}
     )
     tokens = root / "tokens"
-    has_tokens = tokens.is_dir() and len(list(tokens.iterdir())) == len(SEALS)
-    return same_options and has_tokens and all(p.is_file() for p in expected_files(root))
+    has_tokens = tokens.is_dir() and len(list(tokens.iterdir())) == len(seals)
+    return same_options and has_tokens and all(p.is_file() for p in expected_files(root, seals))
 
 
 def prepare_outdir(root: Path) -> None:
@@ -573,7 +611,9 @@ def prepare_outdir(root: Path) -> None:
     root.mkdir(parents=True)
 
 
-def _client_entry(spec: ClientSpec, clients: Path, fingerprint: str) -> dict[str, Any]:
+def _client_entry(
+    spec: ClientSpec, clients: Path, fingerprint: str, seals: Sequence[SealSpec]
+) -> dict[str, Any]:
     return {
         "principal": spec.principal,
         "display_name": spec.display_name,
@@ -582,11 +622,11 @@ def _client_entry(spec: ClientSpec, clients: Path, fingerprint: str) -> dict[str
         "config": str(clients / f"{spec.name}.toml"),
         "fingerprint_sha256": fingerprint,
         "roles": list(spec.roles),
-        "seals": list(spec.seals),
+        "seals": seal_ids_of(spec, seals),
     }
 
 
-def build(root: Path, listen: str, user_pin: str) -> None:
+def build(root: Path, listen: str, user_pin: str, seals: Sequence[SealSpec] = SEALS) -> None:
     """Build every fixture into `root` (which must be empty)."""
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     pki, clients, tokens = root / "pki", root / "clients", root / "tokens"
@@ -604,10 +644,10 @@ def build(root: Path, listen: str, user_pin: str) -> None:
     serials: dict[str, str] = {}
     seals_summary: dict[str, Any] = {}
     with softhsm_env(conf):
-        for seal in SEALS:
+        for seal in seals:
             init_token(seal.token_label, user_pin)
         lib = open_pkcs11(SOFTHSM_MODULE)
-        for seal in SEALS:
+        for seal in seals:
             serial, cert = generate_seal_on_token(lib, seal, user_pin, seal_ca, now)
             serials[seal.seal_id] = serial
             cert_path = pki / "seals" / f"{seal.seal_id}.pem"
@@ -654,14 +694,19 @@ def build(root: Path, listen: str, user_pin: str) -> None:
             encoding="utf-8",
         )
         fingerprint = sha256_fingerprint(cert)
-        entries[spec.name] = _client_entry(spec, clients, fingerprint)
+        entries[spec.name] = _client_entry(spec, clients, fingerprint, seals)
         if spec.principal:
             fingerprints.setdefault(spec.principal, []).append(fingerprint)
 
     config = root / "seald.toml"
     config.write_text(
         seald_toml_text(
-            listen=listen, pki=pki, state_dir=state_dir, serials=serials, fingerprints=fingerprints
+            listen=listen,
+            pki=pki,
+            state_dir=state_dir,
+            serials=serials,
+            fingerprints=fingerprints,
+            seals=seals,
         ),
         encoding="utf-8",
     )
@@ -698,6 +743,7 @@ def build_fixtures(
     listen: str = DEFAULT_LISTEN,
     user_pin: str = DEFAULT_USER_PIN,
     force: bool = False,
+    with_legal_rep: bool = False,
 ) -> bool:
     """Make sure a complete fixture tree is in `outdir`. Returns True if it (re)built.
 
@@ -705,10 +751,11 @@ def build_fixtures(
     the SoftHSM module, which closes every session the caller had open on it.
     """
     root = outdir.expanduser().resolve()
-    if not force and is_complete(root, listen, user_pin):
+    seals = (*SEALS, LEGAL_REP) if with_legal_rep else SEALS
+    if not force and is_complete(root, listen, user_pin, seals):
         return False
     prepare_outdir(root)
-    build(root, listen, user_pin)
+    build(root, listen, user_pin, seals)
     return True
 
 
@@ -720,6 +767,11 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--listen", default=DEFAULT_LISTEN, help="host:port seald listens on")
     parser.add_argument("--user-pin", default=DEFAULT_USER_PIN, help="user PIN of every token")
     parser.add_argument("--force", action="store_true", help="wipe and rebuild even if complete")
+    parser.add_argument(
+        "--with-legal-rep",
+        action="store_true",
+        help="also build the legal representative's seal (legal_rep, 法人章) on its own token",
+    )
     return parser.parse_args(argv)
 
 
@@ -727,7 +779,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
         built = build_fixtures(
-            args.outdir, listen=args.listen, user_pin=args.user_pin, force=args.force
+            args.outdir,
+            listen=args.listen,
+            user_pin=args.user_pin,
+            force=args.force,
+            with_legal_rep=args.with_legal_rep,
         )
     except FixtureBuildError as ex:
         print(f"build_fixtures: {ex}", file=sys.stderr)

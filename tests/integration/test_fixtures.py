@@ -25,7 +25,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
-from fixture_layout import SealFixtures
+from fixture_layout import SealFixtures, load_fixtures
 from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
 from pyhanko.config.pkcs11 import TokenCriteria
 from pyhanko.pdf_utils import generic
@@ -35,7 +35,7 @@ from pyhanko.sign import fields, signers
 from pyhanko.sign.pkcs11 import PKCS11Signer, open_pkcs11_session
 
 from seald.config import load_config
-from seald_testing.softhsm import run_build_script
+from seald_testing.softhsm import point_softhsm_at, previous_conf, run_build_script
 
 SEAL_IDS = ("official", "contract")
 
@@ -390,3 +390,55 @@ def test_r04_seald_config_loader_accepts_generated_config_and_maps_certs(
     assert mapped is not None and mapped.name == "li.na"
     assert config.principal_for_fingerprint(seal_fixtures.unlisted.fingerprint_sha256) is None
     assert config.principal_for_fingerprint(seal_fixtures.foreign.fingerprint_sha256) is None
+
+
+def test_r01_with_legal_rep_builds_the_legal_representatives_seal_on_its_own_token(
+    tmp_path: Path,
+) -> None:
+    """--with-legal-rep (the demo's three-seal contract): a third token with its key made on
+    it, a certificate from the same seal CA, a square legal-representative seal in the
+    config that every principal of the two other seals may use and the general managers
+    approve; a tree built without it is rebuilt, not reused."""
+    outdir = tmp_path / "fx"
+    plain = run_build_script(outdir, "--listen", "127.0.0.1:50998")
+    assert plain.returncode == 0, plain.stderr
+    built = run_build_script(outdir, "--listen", "127.0.0.1:50998", "--with-legal-rep")
+    assert built.returncode == 0, built.stderr
+    assert built.stdout.startswith("built"), "a two-seal tree was reused for --with-legal-rep"
+    fx = load_fixtures(outdir)
+    assert set(fx.seals) == {*SEAL_IDS, "legal_rep"}
+    assert len(list((outdir / "tokens").iterdir())) == 3
+
+    config = load_config(fx.config)
+    legal = config.seals["legal_rep"]
+    assert legal.seal_type.value == "legal_representative"
+    assert (legal.shape, legal.holder_name, legal.token_label) == ("square", "王建国", "seal-legal-rep")
+    assert config.policy_for("legal_rep").eligible == frozenset({"li.na", "wang.fang"})
+    for entry in config.principals.values():
+        assert "legal_rep" in entry.principal.seal_ids, entry.principal.name
+    assert fx.principals["liu.yang"].seals == ("official", "contract", "legal_rep")
+
+    seal = fx.seals["legal_rep"]
+    cert = load_cert(seal.certificate)
+    seal_ca = load_cert(fx.seal_ca)
+    assert cert.issuer == seal_ca.subject
+    seal_ca_key = seal_ca.public_key()
+    assert isinstance(seal_ca_key, rsa.RSAPublicKey)
+    seal_ca_key.verify(
+        cert.signature, cert.tbs_certificate_bytes, padding.PKCS1v15(), hashes.SHA256()
+    )
+    previous = previous_conf()
+    point_softhsm_at(fx.softhsm2_conf, fx.module)
+    try:
+        token = pkcs11.lib(str(fx.module)).get_token(token_label=seal.token_label)
+        assert bytes(token.serial).decode().strip() == seal.token_serial == legal.token_serial
+        with token.open(user_pin=seal.user_pin) as session:
+            (key,) = session.get_objects({Attribute.CLASS: ObjectClass.PRIVATE_KEY})
+            assert key[Attribute.LABEL] == "legal-rep-seal-key"
+            assert key[Attribute.LOCAL] is True and key[Attribute.NEVER_EXTRACTABLE] is True
+            signature = key.sign(b"legal rep", mechanism=Mechanism.SHA256_RSA_PKCS)
+        public = cert.public_key()
+        assert isinstance(public, rsa.RSAPublicKey)
+        public.verify(signature, b"legal rep", padding.PKCS1v15(), hashes.SHA256())
+    finally:
+        point_softhsm_at(previous, fx.module)
