@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import re
-import subprocess
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -23,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from seald.gm import certs, ses, sm2
+from seald_testing.sm2_seal import asn1parse, bitstring_bytes, openssl_sm2_verifies
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64  # the picture's bytes matter, not that it renders
@@ -101,84 +100,8 @@ def _signature(
 # ---------------------------------------------------------------------------- OpenSSL helpers
 
 
-@dataclass(frozen=True)
-class Node:
-    offset: int
-    depth: int
-    hl: int
-    length: int
-    tag: str
-    value: str
-
-    def tlv(self, der: bytes) -> bytes:
-        return der[self.offset : self.offset + self.hl + self.length]
-
-    def content(self, der: bytes) -> bytes:
-        return der[self.offset + self.hl : self.offset + self.hl + self.length]
-
-
-LINE = re.compile(r"^\s*(\d+):d=(\d+)\s+hl=(\d+)\s+l=\s*(\d+)\s+(?:prim|cons):\s+(.+?)\s*(?::(.*))?$")
-
-
-def asn1parse(der: bytes, tmp: Path) -> list[Node]:
-    (tmp / "in.der").write_bytes(der)
-    out = subprocess.run(
-        ["openssl", "asn1parse", "-inform", "DER", "-in", "in.der"],
-        cwd=tmp,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    nodes = []
-    for line in out.splitlines():
-        m = LINE.match(line)
-        assert m, line
-        tag = m[5].replace("[HEX DUMP]", "").strip()
-        nodes.append(Node(int(m[1]), int(m[2]), int(m[3]), int(m[4]), tag, (m[6] or "").strip()))
-    return nodes
-
-
-def openssl_verify(tmp: Path, cert_der: bytes, message: bytes, signature: bytes) -> bool:
-    (tmp / "c.der").write_bytes(cert_der)
-    pub = subprocess.run(
-        ["openssl", "x509", "-inform", "DER", "-in", "c.der", "-noout", "-pubkey"],
-        cwd=tmp,
-        capture_output=True,
-        check=True,
-    ).stdout
-    (tmp / "pub.pem").write_bytes(pub)
-    (tmp / "m.bin").write_bytes(message)
-    (tmp / "s.der").write_bytes(signature)
-    res = subprocess.run(
-        [
-            "openssl",
-            "pkeyutl",
-            "-verify",
-            "-pubin",
-            "-inkey",
-            "pub.pem",
-            "-rawin",
-            "-digest",
-            "sm3",
-            "-pkeyopt",
-            "distid:1234567812345678",
-            "-in",
-            "m.bin",
-            "-sigfile",
-            "s.der",
-        ],
-        cwd=tmp,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    return res.returncode == 0 and "Verified Successfully" in res.stdout
-
-
-def _bitstring_bytes(node: Node, der: bytes) -> bytes:
-    content = node.content(der)
-    assert content[0] == 0, "BIT STRING with unused bits"
-    return content[1:]
+# asn1parse and the OpenSSL SM2 verification are shared with the daemon tests.
+openssl_verify = openssl_sm2_verifies
 
 
 # ---------------------------------------------------------------------------- building + decoding
@@ -229,7 +152,7 @@ def test_gbt38540_seal_decodes_field_by_field_with_openssl(pki: Pki, tmp_path: P
     assert pic[0].value == "PNG" and pic[1].content(seal) == PNG
     assert (int(pic[2].value, 16), int(pic[3].value, 16)) == (42, 42)
     # the maker's signature, located by asn1parse, verifies with OpenSSL over the SES_SealInfo bytes
-    assert openssl_verify(tmp_path, pki.maker_cert, top[0].tlv(seal), _bitstring_bytes(top[3], seal))
+    assert openssl_verify(tmp_path, pki.maker_cert, top[0].tlv(seal), bitstring_bytes(top[3], seal))
 
 
 def test_gbt38540_signature_decodes_and_openssl_verifies_it(pki: Pki, tmp_path: Path) -> None:
@@ -243,8 +166,8 @@ def test_gbt38540_signature_decodes_and_openssl_verifies_it(pki: Pki, tmp_path: 
     assert [n.tag for n in tbs] == ["INTEGER", "SEQUENCE", "GENERALIZEDTIME", "BIT STRING", "IA5STRING"]
     assert tbs[0].value == "04" and tbs[2].value == "20260111000000Z" and tbs[4].value == "ByteRange"
     assert tbs[1].tlv(sig) == seal  # the seal is embedded byte for byte
-    assert _bitstring_bytes(tbs[3], sig) == sm2.sm3(b"%PDF byte range")
-    assert openssl_verify(tmp_path, pki.holder_cert, top[0].tlv(sig), _bitstring_bytes(top[3], sig))
+    assert bitstring_bytes(tbs[3], sig) == sm2.sm3(b"%PDF byte range")
+    assert openssl_verify(tmp_path, pki.holder_cert, top[0].tlv(sig), bitstring_bytes(top[3], sig))
     report = ses.verify_signature(sig, data_hash=sm2.sm3(b"%PDF byte range"), trusted_makers=[pki.maker_cert])
     assert report.checks == (
         "seal_signature",
