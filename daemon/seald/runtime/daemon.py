@@ -56,6 +56,7 @@ from seald.domain.audit import AuditEvent
 from seald.domain.errors import ConfigError, SealError
 from seald.runtime.hooks import NO_HOOKS, Clock, Hooks, real_clock
 from seald.runtime.logs import configure_logging, get_logger
+from seald.runtime.memory import bound_native_heap
 from seald.runtime.metrics import Snapshot, split_listen
 from seald.runtime.reload import config_digest, restart_only_changes
 from seald.runtime.sdnotify import SystemdNotifier
@@ -612,6 +613,7 @@ def main(
     parser.add_argument("--backup", type=Path, metavar="FILE", help="online backup of the state database")
     parser.add_argument("--restore", type=Path, metavar="FILE", help="verify a backup and restore it")
     args = parser.parse_args(argv)
+    bound_native_heap()  # before any thread: see runtime/memory.py (issue 20)
     configure_logging()
     try:
         config = load_config(args.config)
