@@ -616,13 +616,20 @@ def cmd_download(args: argparse.Namespace, client: SealClient, out: Output) -> i
     # Many files on a terminal: one bar instead of thousands of lines (issue 20).
     bar = Progress(out.stream, what="downloaded") if len(targets) > 1 and not out.as_json else None
     use_bar = bar is not None and bar.tty
-    for done, (index, path) in enumerate(targets, start=1):
-        info = client.download(args.request_id, index, path, variant)
+
+    def wrote(info: requests_pb2.DocumentInfo, path: Path | None) -> None:
         written.append({"path": str(path), "document": message_dict(info)})
         if use_bar and bar is not None:
-            bar.show(done, len(targets), label=args.request_id)
+            bar.show(len(written), len(targets), label=args.request_id)
         elif not out.as_json:
             out.say(f"wrote {path} (sha256 verified)")
+
+    if args.index is None:
+        # Every document in one DownloadAllDocuments stream (issue 20).
+        client.download_all(args.request_id, dict(targets), variant, len(request.documents), wrote)
+    else:
+        for index, path in targets:
+            wrote(client.download(args.request_id, index, path, variant), path)
     if use_bar and bar is not None:
         summary = f"wrote {len(targets)} files to {args.output or Path()} (each sha256 verified)"
         bar.line(escape_lines(summary))

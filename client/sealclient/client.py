@@ -13,7 +13,7 @@ import contextlib
 import hashlib
 import os
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -287,16 +287,13 @@ class SealClient:
         ``review`` is shown the request (every mark of a sealing job, issue 16) after the
         local checks and before the statement is signed."""
         request = self.get(request_id)
-        with tempfile.TemporaryDirectory(prefix="sealctl-approve-") as tmp:
-            local = [
-                self._download(
-                    request_id,
-                    info.index,
-                    Path(tmp) / f"{position}.pdf",
-                    requests_pb2.DOCUMENT_VARIANT_ORIGINAL,
-                )[1]
-                for position, info in enumerate(request.documents)
-            ]
+        # Every original in one stream, hashed as it arrives (nothing written to disk).
+        local = [
+            local
+            for _, local in self.download_all(
+                request_id, {}, requests_pb2.DOCUMENT_VARIANT_ORIGINAL, len(request.documents)
+            )
+        ]
         # Issue 9: the approval is a statement signed with this client's own TLS key.
         signer = ApprovalSigner(self._identity.key_pem, self._identity.cert_pem)
         if review is not None:
@@ -343,6 +340,49 @@ class SealClient:
     ) -> requests_pb2.DocumentInfo:
         """Stream a document to out_path; it appears only if its SHA-256 matches."""
         return self._download(request_id, index, out_path, variant)[0]
+
+    def download_all(
+        self,
+        request_id: str,
+        targets: Mapping[int, Path],
+        variant: requests_pb2.DocumentVariant,
+        count: int,
+        done: Callable[[requests_pb2.DocumentInfo, Path | None], None] | None = None,
+    ) -> builtins.list[tuple[requests_pb2.DocumentInfo, LocalDocument]]:
+        """Every document of the request in one DownloadAllDocuments stream (issue 20).
+
+        Each document is hashed as it arrives and written to ``targets[index]`` (a temp
+        file renamed into place only if its SHA-256 and size are what seald announced;
+        an index without a target is only hashed). Documents 0..count-1 must come once
+        each, in order. ``done`` is called after each document. One chunk in memory."""
+        query = requests_pb2.DownloadAllDocumentsRequest(request_id=request_id, variant=variant)
+        results: builtins.list[tuple[requests_pb2.DocumentInfo, LocalDocument]] = []
+        current: _Incoming | None = None
+        try:
+            for frame in self._stream(self._requests.DownloadAllDocuments(query)):
+                if frame.HasField("info"):
+                    if current is not None:
+                        results.append(current.finish())
+                        if done is not None:
+                            done(*current.outcome())
+                    if frame.info.index != len(results) or len(results) >= count:
+                        got = f"document {frame.info.index} came after {len(results)}"
+                        raise _incomplete(request_id, got)
+                    current = _Incoming(request_id, frame.info, variant, targets.get(frame.info.index))
+                elif current is None:
+                    raise _incomplete(request_id, "data came before any document's header")
+                current.write(frame.data)
+            if current is not None:
+                results.append(current.finish())
+                if done is not None:
+                    done(*current.outcome())
+            current = None
+        finally:
+            if current is not None:
+                current.abandon()
+        if len(results) != count:
+            raise _incomplete(request_id, f"{len(results)} of {count} documents arrived")
+        return results
 
     def _download(
         self,
@@ -772,24 +812,92 @@ def _verify_chunks(path: Path) -> Iterator[verify_pb2.VerifyDocumentChunk]:
             yield verify_pb2.VerifyDocumentChunk(data=chunk)
 
 
+def _incomplete(request_id: str, what: str) -> LocalVerificationError:
+    return LocalVerificationError(
+        "download_incomplete",
+        f"the download of request {request_id} is incomplete or out of order ({what}); the "
+        "files already verified stay, retry for the rest and report it if it repeats",
+    )
+
+
+class _Incoming:
+    """One document of a DownloadAllDocuments stream: hashed as it arrives, written to a
+    temp file beside its target (if any) and renamed into place once it checks out."""
+
+    def __init__(
+        self,
+        request_id: str,
+        info: requests_pb2.DocumentInfo,
+        variant: requests_pb2.DocumentVariant,
+        target: Path | None,
+    ) -> None:
+        self.request_id, self.info, self.variant, self.target = request_id, info, variant, target
+        self._hasher = hashlib.sha256()
+        self._size = 0
+        self._part: Path | None = None
+        self._handle: IO[bytes] | None = None
+        if target is not None:
+            directory = target.parent if str(target.parent) else Path()
+            try:
+                handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - renamed or removed below
+                    dir=directory, prefix=f".{target.name}.", suffix=".part", delete=False
+                )
+            except OSError as ex:
+                raise LocalInputError(
+                    "local_file_unwritable",
+                    f"cannot write into {directory}: {ex.strerror}; choose another output path",
+                ) from ex
+            self._handle, self._part = handle, Path(handle.name)
+
+    def write(self, data: bytes) -> None:
+        self._hasher.update(data)
+        self._size += len(data)
+        if self._handle is not None:
+            self._handle.write(data)
+
+    def finish(self) -> tuple[requests_pb2.DocumentInfo, LocalDocument]:
+        local = LocalDocument(sha256=self._hasher.hexdigest(), size=self._size)
+        if self._handle is not None:
+            self._handle.flush()
+            os.fsync(self._handle.fileno())
+            self._handle.close()
+        _check_download(self.request_id, self.info.index, self.variant, self.info, local, name=self.info.name)
+        if self._part is not None and self.target is not None:
+            self._part.replace(self.target)
+            self._part = None
+        return self.info, local
+
+    def outcome(self) -> tuple[requests_pb2.DocumentInfo, Path | None]:
+        return self.info, self.target
+
+    def abandon(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+        if self._part is not None:
+            self._part.unlink(missing_ok=True)
+
+
 def _check_download(
     request_id: str,
     index: int,
     variant: int,
     info: requests_pb2.DocumentInfo,
     local: LocalDocument,
+    *,
+    name: str = "",
 ) -> None:
     want_sha, want_size = expected_hash(info, variant)
+    document = f"document {index} ({name!r})" if name else f"document {index}"
     if not want_sha:
         raise LocalVerificationError(
             "download_hash_missing",
-            f"seald did not state the SHA-256 of document {index} of request {request_id}, "
+            f"seald did not state the SHA-256 of {document} of request {request_id}, "
             "so the download cannot be checked; nothing was written",
         )
     if local.sha256 != want_sha or local.size != want_size:
         raise LocalVerificationError(
             "download_hash_mismatch",
-            f"document {index} of request {request_id} arrived with sha256 {local.sha256} "
+            f"{document} of request {request_id} arrived with sha256 {local.sha256} "
             f"({local.size} bytes) but seald announced {want_sha} ({want_size} bytes); "
             "nothing was written; retry the download and report it if it repeats",
         )

@@ -6,7 +6,8 @@ SIGKILLed in the middle and started again: it resumes after the last recorded ch
 never signs a recorded document again (their sealed bytes are unchanged, the ledger has
 one intent and one `seal.signed` record for each), every document is sealed exactly once
 in the ledger, all of them pass the daemon's own verification (pyHanko), a sample of 50
-passes pdfsig, each download matches its recorded hash, and seald with its workers stays
+passes pdfsig, each file of the one-stream download (DownloadAllDocuments) matches
+its recorded hash, and seald with its workers stays
 under 512 MiB of RSS from /proc throughout. Real SoftHSM token, real mutual TLS.
 """
 
@@ -94,8 +95,13 @@ def test_volume_2000_documents_sigkill_resumes_without_resigning(
         out = tmp_path / "sealed"
         out.mkdir()
         with d.client("zhang.wei") as requester:
-            for doc in final.documents:  # each download is checked against its recorded hash
-                requester.download(request_id, doc.index, out / f"{doc.index:05d}.pdf")
+            # One DownloadAllDocuments stream; each file checked against its recorded hash.
+            requester.download_all(
+                request_id,
+                {doc.index: out / f"{doc.index:05d}.pdf" for doc in final.documents},
+                requests_pb2.DOCUMENT_VARIANT_SEALED,
+                DOCUMENTS,
+            )
     finally:
         if d.proc is not None:
             d.stop()

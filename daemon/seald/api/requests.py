@@ -24,8 +24,8 @@ from seald.audit.evidence import export_evidence
 from seald.audit.operations import AuditOperations
 from seald.config import RequestsConfig
 from seald.domain import access, lifecycle
-from seald.domain.errors import InvalidInput, LimitExceeded, SealError
-from seald.domain.model import Principal, SealRequest
+from seald.domain.errors import InvalidInput, LimitExceeded, PreconditionFailed, SealError
+from seald.domain.model import Document, Principal, SealRequest
 from seald.service.catalog import SealCatalog
 from seald.service.previews import Previews
 from seald.service.requests import RequestService, UploadedDocument
@@ -119,6 +119,19 @@ class _Upload:
         if self._file is not None and not self._file.closed:
             self._file.close()
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def _document_info(doc: Document, sealed: bool) -> requests_pb2.DocumentInfo:
+    """A download's first frame: size and sha256 are those of the variant sent."""
+    size, sha = (doc.sealed_size, doc.sealed_sha256) if sealed else (doc.size, doc.sha256)
+    return requests_pb2.DocumentInfo(
+        index=doc.index,
+        name=doc.name,
+        size=size,
+        sha256=sha,
+        sealed_sha256=doc.sealed_sha256,
+        sealed_size=doc.sealed_size,
+    )
 
 
 class SealRequestServicer(Servicer, requests_pb2_grpc.SealRequestServiceServicer):
@@ -391,15 +404,7 @@ class SealRequestServicer(Servicer, requests_pb2_grpc.SealRequestServiceServicer
             principal, request.request_id, request.document_index, sealed=sealed
         )
         info.seal_id = req.seal_id
-        size, sha = (doc.sealed_size, doc.sealed_sha256) if sealed else (doc.size, doc.sha256)
-        first = requests_pb2.DocumentInfo(
-            index=doc.index,
-            name=doc.name,
-            size=size,
-            sha256=sha,
-            sealed_sha256=doc.sealed_sha256,
-            sealed_size=doc.sealed_size,
-        )
+        first = _document_info(doc, sealed)
         loop = asyncio.get_running_loop()
         with path.open("rb") as f:
             chunk = await loop.run_in_executor(None, f.read, CHUNK_SIZE)
@@ -411,6 +416,41 @@ class SealRequestServicer(Servicer, requests_pb2_grpc.SealRequestServiceServicer
                 if not chunk:
                     break
                 yield requests_pb2.DocumentChunk(data=chunk)
+
+    @stream_rpc
+    async def DownloadAllDocuments(
+        self,
+        principal: Principal,
+        info: CallInfo,
+        request: requests_pb2.DownloadAllDocumentsRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> AsyncIterator[requests_pb2.DocumentChunk]:
+        """Every document in one stream (issue 20): the request is read and the caller's
+        access decided once, not once per document. One chunk in memory at a time: each
+        ``yield`` waits until gRPC has taken the frame (HTTP/2 flow control)."""
+        info.request_id = request.request_id
+        sealed = request.variant != requests_pb2.DOCUMENT_VARIANT_ORIGINAL
+        req, files = await self.requests.document_paths(principal, request.request_id, sealed=sealed)
+        info.seal_id = req.seal_id
+        loop = asyncio.get_running_loop()
+        for doc, path in files:
+            first = _document_info(doc, sealed)
+            try:
+                f = await loop.run_in_executor(None, path.open, "rb")
+            except FileNotFoundError:
+                raise PreconditionFailed(
+                    f"document {doc.index} ({doc.name!r}) of request {req.request_id} is no longer "
+                    "stored (the request changed during the download); ask for its state and retry",
+                    reason="document_gone",
+                ) from None
+            with f:
+                chunk = await loop.run_in_executor(None, f.read, CHUNK_SIZE)
+                yield requests_pb2.DocumentChunk(info=first, data=chunk)
+                while len(chunk) == CHUNK_SIZE:  # short read = end of a regular file
+                    chunk = await loop.run_in_executor(None, f.read, CHUNK_SIZE)
+                    if not chunk:
+                        break
+                    yield requests_pb2.DocumentChunk(data=chunk)
 
     @stream_rpc
     async def PreviewRequest(

@@ -7,6 +7,7 @@ with its audit record through the Recorder in ONE transaction.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import uuid
@@ -584,18 +585,31 @@ class RequestService:
                 "does not exist",
                 reason="bad_document_index",
             )
-        document = request.documents[index]
+        return request, request.documents[index], self._downloadable(principal, request, sealed)(index)
+
+    async def document_paths(
+        self, principal: Principal, request_id: str, *, sealed: bool
+    ) -> tuple[SealRequest, list[tuple[Document, Path]]]:
+        """Every document of the request with its file (issue 20: one stream for all),
+        under the same rules as ``document_path``."""
+        request = await self.get(principal, request_id)
+        path = self._downloadable(principal, request, sealed)
+        return request, [(doc, path(doc.index)) for doc in request.documents]
+
+    def _downloadable(
+        self, principal: Principal, request: SealRequest, sealed: bool
+    ) -> Callable[[int], Path]:
+        """Where a document's file is, once the caller may download that variant."""
         if sealed:
             access.require_may_download_sealed(principal, request)
             if request.state is not RequestState.SIGNED:
                 raise PreconditionFailed(
-                    f"request {request_id} is {request.state.value}: {request.state_reason}",
+                    f"request {request.request_id} is {request.state.value}: {request.state_reason}",
                     reason="not_signed",
                 )
-            return request, document, self._store.sealed_path(request_id, index)
+            return functools.partial(self._store.sealed_path, request.request_id)
         access.require_may_read_content(principal, request)
-        return request, document, self._store.original_path(request_id, index)
-
+        return functools.partial(self._store.original_path, request.request_id)
 
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)

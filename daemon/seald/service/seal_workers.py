@@ -28,7 +28,6 @@ from typing import Any, TypeVar
 
 from seald.runtime.hooks import NO_HOOKS, Hooks, WorkerInitializer
 from seald.runtime.logs import get_logger
-from seald.runtime.memory import bound_native_heap
 from seald.signing.errors import TokenSigningError
 from seald.signing.pades import SealResult, token_signer
 from seald.signing.pipeline import (
@@ -54,11 +53,9 @@ class _Skipped(Exception):
 
 
 def _start_worker(parent_pid: int, extra: WorkerInitializer | None) -> None:
-    """Each worker's first call: end with seald (exit_with_parent), seald's malloc
-    settings (runtime/memory.py), then the test hook's
+    """Each worker's first call: end with seald (exit_with_parent), then the test hook's
     initializer if one was injected (tests/seald_under_test.py: a slow start)."""
     exit_with_parent(parent_pid)
-    bound_native_heap()
     if extra is not None:
         fn, args = extra
         fn(*args)

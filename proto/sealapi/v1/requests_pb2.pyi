@@ -313,6 +313,14 @@ class DownloadDocumentRequest(_message.Message):
     variant: DocumentVariant
     def __init__(self, request_id: _Optional[str] = ..., document_index: _Optional[int] = ..., variant: _Optional[_Union[DocumentVariant, str]] = ...) -> None: ...
 
+class DownloadAllDocumentsRequest(_message.Message):
+    __slots__ = ("request_id", "variant")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    VARIANT_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    variant: DocumentVariant
+    def __init__(self, request_id: _Optional[str] = ..., variant: _Optional[_Union[DocumentVariant, str]] = ...) -> None: ...
+
 class DocumentChunk(_message.Message):
     __slots__ = ("info", "data")
     INFO_FIELD_NUMBER: _ClassVar[int]

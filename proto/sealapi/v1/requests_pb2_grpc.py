@@ -79,6 +79,11 @@ class SealRequestServiceStub:
                 request_serializer=sealapi_dot_v1_dot_requests__pb2.DownloadDocumentRequest.SerializeToString,
                 response_deserializer=sealapi_dot_v1_dot_requests__pb2.DocumentChunk.FromString,
                 _registered_method=True)
+        self.DownloadAllDocuments = channel.unary_stream(
+                '/sealapi.v1.SealRequestService/DownloadAllDocuments',
+                request_serializer=sealapi_dot_v1_dot_requests__pb2.DownloadAllDocumentsRequest.SerializeToString,
+                response_deserializer=sealapi_dot_v1_dot_requests__pb2.DocumentChunk.FromString,
+                _registered_method=True)
         self.PreviewRequest = channel.unary_stream(
                 '/sealapi.v1.SealRequestService/PreviewRequest',
                 request_serializer=sealapi_dot_v1_dot_requests__pb2.PreviewRequestRequest.SerializeToString,
@@ -154,6 +159,16 @@ class SealRequestServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DownloadAllDocuments(self, request, context):
+        """Issue 20: every document of a request in one server stream, in index order. A
+        frame with `info` starts the next document (and may carry its first data); the
+        frames without it carry the rest of that document's data. Same access as
+        DownloadDocument; the client checks each file against info's hash.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def PreviewRequest(self, request, context):
         """PNG renderings of the pages where the seal will go (for approvers).
         """
@@ -214,6 +229,11 @@ def add_SealRequestServiceServicer_to_server(servicer, server):
             'DownloadDocument': grpc.unary_stream_rpc_method_handler(
                     servicer.DownloadDocument,
                     request_deserializer=sealapi_dot_v1_dot_requests__pb2.DownloadDocumentRequest.FromString,
+                    response_serializer=sealapi_dot_v1_dot_requests__pb2.DocumentChunk.SerializeToString,
+            ),
+            'DownloadAllDocuments': grpc.unary_stream_rpc_method_handler(
+                    servicer.DownloadAllDocuments,
+                    request_deserializer=sealapi_dot_v1_dot_requests__pb2.DownloadAllDocumentsRequest.FromString,
                     response_serializer=sealapi_dot_v1_dot_requests__pb2.DocumentChunk.SerializeToString,
             ),
             'PreviewRequest': grpc.unary_stream_rpc_method_handler(
@@ -469,6 +489,33 @@ class SealRequestService:
             target,
             '/sealapi.v1.SealRequestService/DownloadDocument',
             sealapi_dot_v1_dot_requests__pb2.DownloadDocumentRequest.SerializeToString,
+            sealapi_dot_v1_dot_requests__pb2.DocumentChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DownloadAllDocuments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/sealapi.v1.SealRequestService/DownloadAllDocuments',
+            sealapi_dot_v1_dot_requests__pb2.DownloadAllDocumentsRequest.SerializeToString,
             sealapi_dot_v1_dot_requests__pb2.DocumentChunk.FromString,
             options,
             channel_credentials,

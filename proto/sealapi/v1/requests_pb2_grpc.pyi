@@ -47,6 +47,12 @@ class SealRequestServiceStub:
     CancelRequest: _grpc.UnaryUnaryMultiCallable[_requests_pb2.CancelRequestRequest, _requests_pb2.SealRequest]
     DownloadDocument: _grpc.UnaryStreamMultiCallable[_requests_pb2.DownloadDocumentRequest, _requests_pb2.DocumentChunk]
     """Server-streaming download of the original (for approvers) or sealed document."""
+    DownloadAllDocuments: _grpc.UnaryStreamMultiCallable[_requests_pb2.DownloadAllDocumentsRequest, _requests_pb2.DocumentChunk]
+    """Issue 20: every document of a request in one server stream, in index order. A
+    frame with `info` starts the next document (and may carry its first data); the
+    frames without it carry the rest of that document's data. Same access as
+    DownloadDocument; the client checks each file against info's hash.
+    """
     PreviewRequest: _grpc.UnaryStreamMultiCallable[_requests_pb2.PreviewRequestRequest, _requests_pb2.PreviewPage]
     """PNG renderings of the pages where the seal will go (for approvers)."""
     GetEvidence: _grpc.UnaryUnaryMultiCallable[_requests_pb2.GetEvidenceRequest, _requests_pb2.EvidencePackage]
@@ -71,6 +77,12 @@ class SealRequestServiceAsyncStub(SealRequestServiceStub):
     CancelRequest: _aio.UnaryUnaryMultiCallable[_requests_pb2.CancelRequestRequest, _requests_pb2.SealRequest]  # type: ignore[assignment]
     DownloadDocument: _aio.UnaryStreamMultiCallable[_requests_pb2.DownloadDocumentRequest, _requests_pb2.DocumentChunk]  # type: ignore[assignment]
     """Server-streaming download of the original (for approvers) or sealed document."""
+    DownloadAllDocuments: _aio.UnaryStreamMultiCallable[_requests_pb2.DownloadAllDocumentsRequest, _requests_pb2.DocumentChunk]  # type: ignore[assignment]
+    """Issue 20: every document of a request in one server stream, in index order. A
+    frame with `info` starts the next document (and may carry its first data); the
+    frames without it carry the rest of that document's data. Same access as
+    DownloadDocument; the client checks each file against info's hash.
+    """
     PreviewRequest: _aio.UnaryStreamMultiCallable[_requests_pb2.PreviewRequestRequest, _requests_pb2.PreviewPage]  # type: ignore[assignment]
     """PNG renderings of the pages where the seal will go (for approvers)."""
     GetEvidence: _aio.UnaryUnaryMultiCallable[_requests_pb2.GetEvidenceRequest, _requests_pb2.EvidencePackage]  # type: ignore[assignment]
@@ -146,6 +158,18 @@ class SealRequestServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_requests_pb2.DocumentChunk], _abc.AsyncIterator[_requests_pb2.DocumentChunk]]:
         """Server-streaming download of the original (for approvers) or sealed document."""
+
+    @_abc_1.abstractmethod
+    def DownloadAllDocuments(
+        self,
+        request: _requests_pb2.DownloadAllDocumentsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_requests_pb2.DocumentChunk], _abc.AsyncIterator[_requests_pb2.DocumentChunk]]:
+        """Issue 20: every document of a request in one server stream, in index order. A
+        frame with `info` starts the next document (and may carry its first data); the
+        frames without it carry the rest of that document's data. Same access as
+        DownloadDocument; the client checks each file against info's hash.
+        """
 
     @_abc_1.abstractmethod
     def PreviewRequest(
