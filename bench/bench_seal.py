@@ -42,8 +42,8 @@ from fixture_layout import SealFixtures, load_fixtures  # noqa: E402
 from make_pdfs import valid_pdf  # noqa: E402
 
 from sealapi.v1 import common_pb2, requests_pb2  # noqa: E402
-from sealclient.approval import ApprovalSigner, LocalDocument, build_approval  # noqa: E402
-from sealclient.client import SealClient, file_digest  # noqa: E402
+from sealclient.approval import ApprovalSigner, build_approval  # noqa: E402
+from sealclient.client import SealClient  # noqa: E402
 from seald.signing.pades import SealSpec, seal_pdf, token_signer  # noqa: E402
 from seald.signing.placement import PlacementSpec  # noqa: E402
 from seald.signing.seal_image import SealImageSpec, render_seal_png  # noqa: E402
@@ -117,14 +117,15 @@ def wait_signed(events: Iterator[requests_pb2.RequestEvent]) -> None:
 
 
 def prepared_approval(approver: SealClient, rid: str, tmp: Path) -> requests_pb2.ApproveRequestRequest:
-    """What SealClient.approve sends, built (originals downloaded and hashed) in advance."""
+    """What SealClient.approve sends, built (originals hashed from one DownloadAllDocuments
+    stream, as it does) in advance."""
     request = approver.get(rid)
-    local = []
-    for info in request.documents:
-        path = tmp / f"approve-{rid}-{info.index}.pdf"
-        approver.download(rid, info.index, path, requests_pb2.DOCUMENT_VARIANT_ORIGINAL)
-        digest = file_digest(path)
-        local.append(LocalDocument(sha256=digest.sha256, size=digest.size))
+    local = [
+        doc
+        for _, doc in approver.download_all(
+            rid, {}, requests_pb2.DOCUMENT_VARIANT_ORIGINAL, len(request.documents)
+        )
+    ]
     # Signed with the approver's own key, as SealClient.approve does (issue 9).
     identity = approver._identity
     return build_approval(request, local, signer=ApprovalSigner(identity.key_pem, identity.cert_pem))

@@ -39,7 +39,7 @@ def _sealed_request(daemon: SealDaemon, tmp_path: Path) -> tuple[str, list[Path]
 def test_volume_download_all_one_stream_refuses_a_tampered_file_and_names_it(
     daemon: SealDaemon, tmp_path: Path
 ) -> None:
-    request_id, paths = _sealed_request(daemon, tmp_path)
+    request_id, _ = _sealed_request(daemon, tmp_path)
     good = tmp_path / "good"
     good.mkdir()
     done = sealctl(daemon, "zhang.wei", "--json", "download", request_id, "--all", "--out", str(good))

@@ -296,7 +296,8 @@ async def _seal_documents(  # noqa: C901 - the fail-closed pipeline of one reque
                 return sign_prepared(signer_for(session), prepared)
 
             signature = await tokens.with_session(seal_id, _sign)
-            return prepared, await workers.run(finish_seal, job, prepared, signature)
+            # Finishing never draws the seal: its image (~60 KB) is not pickled twice.
+            return prepared, await workers.run(finish_seal, job.without_image(), prepared, signature)
 
     async def guarded(
         job: SealJob, early: asyncio.Future[PreparedSeal] | None

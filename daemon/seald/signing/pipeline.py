@@ -111,6 +111,12 @@ class SealJob:
     def with_certificate(self, signing_cert_der: bytes, chain_der: tuple[bytes, ...]) -> SealJob:
         return dataclasses.replace(self, signing_cert_der=signing_cert_der, chain_der=chain_der)
 
+    def without_image(self) -> SealJob:
+        """The job as ``finish_seal`` needs it: the appearance was written by
+        ``prepare_seal``, so the seal image need not travel to a worker again (issue 20:
+        seald's per-document pickling)."""
+        return dataclasses.replace(self, seal_png=b"")
+
     @property
     def spec(self) -> SealSpec:
         """The seal as it goes on this document (pades' parameter object)."""

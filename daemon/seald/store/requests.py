@@ -5,6 +5,7 @@ Functions take the connection of the store thread (a Transaction's, or Store's o
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 import threading
@@ -72,36 +73,42 @@ def request_to_json(request: SealRequest) -> str:
 
 
 class _ParsedRequests:
-    """The last few stored texts and their parsed requests (frozen dataclasses, so
-    sharing is safe), keyed by the text itself: a text that was never committed (a
+    """The last few stored texts' parsed requests (frozen dataclasses, so sharing is
+    safe), keyed by a digest of the text itself: a text that was never committed (a
     rolled-back write) is simply never asked for.
 
     A volume request of 10,000 documents is ~5 MB of JSON and ~90 ms to parse, and
     every per-document call reads the same unchanged row (issue 20: that was O(n^2)).
     ``save_request`` puts what it wrote, so the chunk after a recorded chunk does not
-    parse it again. Two entries: each holds ~15 MB for 10,000 documents (eight of them
-    cost the first 10,000-document bench ~120 MB)."""
+    parse it again (and the two entries share every unchanged Document). The key is a
+    BLAKE2b digest, not the text: two texts of 10,000 documents held as keys were
+    ~20 MB (a reason in Chinese makes Python store the whole text at 2 bytes a char)."""
 
     SIZE = 2
 
     def __init__(self) -> None:
-        self._entries: OrderedDict[str, SealRequest] = OrderedDict()
+        self._entries: OrderedDict[bytes, SealRequest] = OrderedDict()
         self._lock = threading.Lock()  # the store thread and Store.read callers
 
+    @staticmethod
+    def key(text: str) -> bytes:
+        return hashlib.blake2b(text.encode("utf-8"), digest_size=32).digest()
+
     def get(self, text: str) -> SealRequest:
+        key = self.key(text)
         with self._lock:
-            hit = self._entries.get(text)
+            hit = self._entries.get(key)
             if hit is not None:
-                self._entries.move_to_end(text)
+                self._entries.move_to_end(key)
                 return hit
         request = _parse(text)
-        self.put(text, request)
+        self.put(key, request)
         return request
 
-    def put(self, text: str, request: SealRequest) -> None:
+    def put(self, key: bytes, request: SealRequest) -> None:
         with self._lock:
-            self._entries[text] = request
-            self._entries.move_to_end(text)
+            self._entries[key] = request
+            self._entries.move_to_end(key)
             while len(self._entries) > self.SIZE:
                 self._entries.popitem(last=False)
 
@@ -266,7 +273,7 @@ def save_request(conn: sqlite3.Connection, request: SealRequest) -> None:
             "INSERT OR IGNORE INTO request_seals(request_id, seal_id) VALUES (?, ?)",
             [(request.request_id, s.seal_id) for s in request.job_seals],
         )
-    _PARSED.put(text, request)
+    _PARSED.put(_PARSED.key(text), request)
 
 
 def find_by_client_key(conn: sqlite3.Connection, requester: str, key: str) -> SealRequest | None:
