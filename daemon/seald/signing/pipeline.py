@@ -44,7 +44,7 @@ import pickle
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -386,6 +386,32 @@ def finish_seal(
     except BaseException:
         prepared.temp_path.unlink(missing_ok=True)
         raise
+
+
+def prepare_seals(jobs: Sequence[SealJob]) -> list[PreparedSeal]:
+    """``prepare_seal`` for several documents in one worker call (issue 20: one pickled
+    hand-off instead of one per document). All or none: a failure removes the temp
+    files of those already prepared before it is raised."""
+    done: list[PreparedSeal] = []
+    try:
+        for job in jobs:
+            done.append(prepare_seal(job))
+    except BaseException:
+        for prepared in done:
+            discard(prepared)
+        raise
+    return done
+
+
+def finish_seals(
+    jobs: Sequence[SealJob], prepared: Sequence[PreparedSeal], signatures: Sequence[bytes]
+) -> list[SealResult]:
+    """``finish_seal`` for several documents in one worker call. A failure leaves the
+    other temp files to the caller, which discards every one it prepared."""
+    return [
+        finish_seal(job, each, signature)
+        for job, each, signature in zip(jobs, prepared, signatures, strict=True)
+    ]
 
 
 @contextlib.contextmanager
