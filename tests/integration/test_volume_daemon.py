@@ -7,8 +7,8 @@ never signs a recorded document again (their sealed bytes are unchanged, the led
 one intent and one `seal.signed` record for each), every document is sealed exactly once
 in the ledger, all of them pass the daemon's own verification (pyHanko), a sample of 50
 passes pdfsig, each file of the one-stream download (DownloadAllDocuments) matches
-its recorded hash, and seald with its workers stays
-under 512 MiB of RSS from /proc throughout. Real SoftHSM token, real mutual TLS.
+its recorded hash, and seald with its workers stays under 512 MiB of RSS from /proc
+throughout (approvals, sealing and the download). Real SoftHSM token, real mutual TLS.
 """
 
 from __future__ import annotations
@@ -77,6 +77,17 @@ def test_volume_2000_documents_sigkill_resumes_without_resigning(
                 custodian.unlock("contract", CHANGED_PIN)  # a new process: unlock again
             with d.client("zhang.wei") as requester:
                 final = d.wait_state(requester, request_id, requests_pb2.REQUEST_STATE_SIGNED, timeout=240)
+            # The download (one stream) is inside the measured span too.
+            out = tmp_path / "sealed"
+            out.mkdir()
+            with d.client("zhang.wei") as requester:
+                # One DownloadAllDocuments stream; each file checked against its recorded hash.
+                requester.download_all(
+                    request_id,
+                    {doc.index: out / f"{doc.index:05d}.pdf" for doc in final.documents},
+                    requests_pb2.DOCUMENT_VARIANT_SEALED,
+                    DOCUMENTS,
+                )
         assert memory.peak_kib <= MEMORY_BOUND_KIB, f"seald + workers peaked at {memory.peak_kib} KiB"
 
         # Never re-signed: the recorded documents keep their sealed bytes (a new signature
@@ -91,17 +102,6 @@ def test_volume_2000_documents_sigkill_resumes_without_resigning(
         assert all(intents[paths[i].name] == 1 for i in kept)
         assert all(1 <= intents[p.name] <= 2 for p in paths)
         assert ledger_counts(d, "seal.chunk_sealed", request_id)  # progress was recorded
-
-        out = tmp_path / "sealed"
-        out.mkdir()
-        with d.client("zhang.wei") as requester:
-            # One DownloadAllDocuments stream; each file checked against its recorded hash.
-            requester.download_all(
-                request_id,
-                {doc.index: out / f"{doc.index:05d}.pdf" for doc in final.documents},
-                requests_pb2.DOCUMENT_VARIANT_SEALED,
-                DOCUMENTS,
-            )
     finally:
         if d.proc is not None:
             d.stop()

@@ -817,6 +817,8 @@ class Signer:
             or self.draining
             or request.seal_id in self._busy_seals
             or not self._readiness(request.seal_id)[0]
+            # start_prepare takes at most one per worker: no jobs built for a volume request
+            or len(request.documents) > self._workers.size
         ):
             return []
         return start_prepare(
