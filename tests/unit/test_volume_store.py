@@ -15,7 +15,16 @@ from decimal import Decimal
 from typing import Any
 
 from seald.domain.chains import Money
-from seald.domain.model import Approval, Document, Placement, RequestState, SealRequest
+from seald.domain.marks import CrossPage, Mark, PageSet, PageSetKind
+from seald.domain.model import (
+    Approval,
+    Document,
+    JobSeal,
+    Placement,
+    RequestState,
+    SealRequest,
+    SignedStep,
+)
 from seald.runtime.memory import bound_native_heap
 from seald.store import requests as table
 
@@ -77,6 +86,33 @@ def test_volume_stored_json_keeps_its_format() -> None:
     assert table.request_to_json(replace(request, amount=None, approvals=())) == _asdict_json(
         replace(request, amount=None, approvals=())
     )
+    # A sealing job (issue 16): nested marks, page sets (an enum), steps, job seals.
+    mark = Mark(seal_id="contract", pages=PageSet(PageSetKind.LIST, (1, 3)), x_mm=20.0, y_mm=30.0)
+    every = PageSet(PageSetKind.ALL)
+    cross = Mark(seal_id="official", pages=every, cross_page=CrossPage(every, 2))
+    docs = tuple(
+        replace(d, marks=(mark,) if d.index % 3 == 0 else None, steps=(SignedStep("contract", "ab" * 32, 9),))
+        for d in request.documents[:20]
+    )
+    job = replace(
+        request,
+        documents=docs,
+        marks=(mark, cross),
+        job_seals=(JobSeal("contract", "12" * 32), JobSeal("official", "34" * 32, "56" * 32)),
+    )
+    assert table.request_to_json(job) == _asdict_json(job)
+    assert table.get_request(_saved(job), job.request_id) == job
+
+
+def _saved(request: SealRequest) -> sqlite3.Connection:
+    """A store holding ``request`` as another process wrote it (parsed when read)."""
+    conn = _conn()
+    conn.execute(
+        "INSERT INTO requests VALUES (?,?,?,?,?,?,?,?)",
+        (request.request_id, request.seal_id, request.requester, request.state.value, "",
+         NOW.isoformat(), NOW.isoformat(), table.request_to_json(request) + "\n"),
+    )
+    return conn
 
 
 def _conn() -> sqlite3.Connection:
