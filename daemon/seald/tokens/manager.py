@@ -271,10 +271,6 @@ class TokenManager:
                 await asyncio.get_running_loop().run_in_executor(None, self._lib.reinitialize)
             await self._refresh_locked()
 
-    @property
-    def has_unlocked(self) -> bool:
-        return bool(self._sessions)
-
     async def refresh(self) -> None:
         """Re-read the slot list and update presence of every seal's token."""
         if self._skf is not None:
@@ -527,15 +523,6 @@ class TokenManager:
                 f"seal {seal_id} has no certificate yet; import it first", reason="seal_pending"
             )
         return gm_certs.check_sm2_certificate(gm_certs.load_certificate(registered)).point
-
-    async def with_skf_container(self, seal_id: str, fn: Callable[[Any], T]) -> T:
-        """Run ``fn(container)`` on an SKF seal's token thread (GB/T 38540 sealing)."""
-        skf = self._skf_for(seal_id)
-        if skf is None:
-            raise PreconditionFailed(
-                f"seal {seal_id} is not on an SKF token", reason="token_backend_unsupported"
-            )
-        return await skf.with_container(seal_id, fn)
 
     async def change_pin(self, seal_id: str, old_pin: str, new_pin: str) -> None:
         """C_SetPIN in a session of its own; the PINs go nowhere else and are never retried."""
