@@ -1136,7 +1136,7 @@ def load_config(path: Path) -> Config:  # noqa: C901 - one section after another
         # chunks. 2,000 documents keep seald and its workers under 512 MiB (asserted by
         # test_volume_daemon); 10,000 ran (bench_volume) but its peak was not yet shown
         # under that bound (bench/README.md), so larger runs are an explicit choice.
-        max_documents_per_request=req_t.integer("max_documents_per_request", 2_000, "a count"),
+        max_documents_per_request=req_t.integer("max_documents_per_request", 10_000, "a count"),
         approval_use_hours=req_t.number("approval_use_hours", 24.0, "hours, > 0"),
         max_pending_per_principal=req_t.integer(
             "max_pending_per_principal", 1000, "a count of unfinished requests per requester, >= 1"

@@ -438,7 +438,9 @@ def test_example_config_has_every_schema_key() -> None:
         "principal",
         "webauthn",
         "notify",
+        "limits",
     }
+    assert set(config["limits"]) == {"max_marks", "allow_mark_overlap"}  # issue 16: sealing jobs
     assert set(config["webauthn"]) == {"origin", "rp_id", "rp_name"}
     assert set(config["server"]) == {
         "listen",
