@@ -36,10 +36,10 @@ from seald.domain.seals import (
 from seald.gm.certs import name as gm_name
 from seald.registry.certs import check_seal_certificate, spki_sha256
 from seald.registry.ses_seal import NewSesSeal, SesSeals
+from seald.registry.voiding import void_open_requests
 from seald.runtime.logs import get_logger
 from seald.service.catalog import SealCatalog
 from seald.service.settings import LiveConfig
-from seald.store import requests as request_table
 from seald.store import seals as seal_tables
 from seald.store import ses_seals as ses_seal_tables
 from seald.store.database import Store, Transaction
@@ -352,25 +352,16 @@ class SealAdmin:
                         status=decision.state.status,
                     )
                     details["ses_seal_sha256"] = new_ses.sha256
-                for request in _open_requests(tx, seal_id):
-                    # R06: the approval digest covers the signing certificate.
-                    tx.save_request(
-                        lifecycle.rebind_certificate(
-                            request, certificate_sha256=facts.sha256, now=now, seal_id=seal_id
-                        )
-                    )
-                    tx.audit(
-                        AuditEvent(
-                            event="request.approvals_voided",
-                            principal=principal.name,
-                            role="admin",
-                            seal_id=seal_id,
-                            request_id=request.request_id,
-                            reason="seal_certificate_renewed",
-                            outcome="pending",
-                        )
-                    )
-                    voided.append(request.request_id)
+                # R06: the approval digest covers the signing certificate.
+                voided.extend(void_open_requests(
+                    tx,
+                    seal_id,
+                    change=lambda r: lifecycle.rebind_certificate(
+                        r, certificate_sha256=facts.sha256, now=now, seal_id=seal_id
+                    ),
+                    reason="seal_certificate_renewed",
+                    principal=principal.name,
+                ))
                 tx.audit(
                     AuditEvent(
                         event=event,
@@ -554,23 +545,14 @@ class SealAdmin:
             if action in STOPPING_ACTIONS:
                 # Issue 17: outside systems learn it with the change, in its transaction.
                 tx.emit(seal_suspended_event(seal_id, now, decision.state.status.value))
-                for request in _open_requests(tx, seal_id):
-                    new = lifecycle.void_approvals(
-                        request, why=f"seal {seal_id} is {decision.state.status.value}", now=now
-                    )
-                    tx.save_request(new)
-                    tx.audit(
-                        AuditEvent(
-                            event="request.approvals_voided",
-                            principal=principal.name,
-                            role="admin",
-                            seal_id=seal_id,
-                            request_id=request.request_id,
-                            reason=f"seal_{decision.state.status.value}",
-                            outcome="pending",
-                        )
-                    )
-                    voided.append(request.request_id)
+                status = decision.state.status.value
+                voided.extend(void_open_requests(
+                    tx,
+                    seal_id,
+                    change=lambda r: lifecycle.void_approvals(r, why=f"seal {seal_id} is {status}", now=now),
+                    reason=f"seal_{status}",
+                    principal=principal.name,
+                ))
             tx.audit(
                 AuditEvent(
                     event=f"seal.{action.value}",
@@ -615,5 +597,3 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _open_requests(tx: Transaction, seal_id: str) -> list[Any]:
-    return [tx.get_request(rid) for rid in request_table.open_request_ids(tx.conn, seal_id)]

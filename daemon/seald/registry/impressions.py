@@ -22,8 +22,9 @@ from seald.domain.errors import SealError
 from seald.domain.impressions import Impression
 from seald.domain.model import Principal
 from seald.domain.seals import require_admin
-from seald.registry.admin import _one_at_a_time, _open_requests
+from seald.registry.admin import _one_at_a_time
 from seald.registry.ses_seal import SesSeals
+from seald.registry.voiding import void_open_requests
 from seald.runtime.logs import get_logger
 from seald.service.catalog import SealCatalog
 from seald.service.settings import LiveConfig
@@ -185,25 +186,16 @@ class ImpressionRegistry:
                 comment=comment,
                 details=details,
             )
-            for request in _open_requests(tx, seal_id):
-                # R02/R06: the approval digest covers the impression.
-                tx.save_request(
-                    lifecycle.rebind_impression(
-                        request, impression_sha256=approved.sha256, now=now, seal_id=seal_id
-                    )
-                )
-                tx.audit(
-                    AuditEvent(
-                        event="request.approvals_voided",
-                        principal=principal.name,
-                        role="admin",
-                        seal_id=seal_id,
-                        request_id=request.request_id,
-                        reason="seal_impression_registered",
-                        outcome="pending",
-                    )
-                )
-                voided.append(request.request_id)
+            # R02/R06: the approval digest covers the impression.
+            voided.extend(void_open_requests(
+                tx,
+                seal_id,
+                change=lambda r: lifecycle.rebind_impression(
+                    r, impression_sha256=approved.sha256, now=now, seal_id=seal_id
+                ),
+                reason="seal_impression_registered",
+                principal=principal.name,
+            ))
             tx.audit(
                 AuditEvent(
                     event="seal.impression_registered",

@@ -34,12 +34,13 @@ from seald.runtime.logs import get_logger
 from seald.service.catalog import SealCatalog
 from seald.service.ses_seal_check import Face, stored_face
 from seald.service.settings import LiveConfig
-from seald.store import requests as request_table
 from seald.store import seals as seal_tables
 from seald.store import ses_seals as ses_seal_tables
 from seald.store.database import Store, Transaction
 from seald.tokens.manager import TokenManager
 from seald.tokens.seal_maker import maker_key
+
+from .voiding import void_open_requests
 
 log = get_logger("seald.ses_seal")
 
@@ -195,29 +196,16 @@ class SesSeals:
     ) -> list[str]:
         """The seal's face changed: approvals given for the old one are void (R06); returns
         the requests whose approvals were voided."""
-        voided: list[str] = []
-        for rid in request_table.open_request_ids(tx.conn, seal_id):
-            request = tx.get_request(rid)
-            if not request.approvals:
-                continue
-            tx.save_request(
-                lifecycle.void_approvals(
-                    request, why=f"seal {seal_id} got a new SES_Seal (its face or validity changed)", now=now
-                )
-            )
-            tx.audit(
-                AuditEvent(
-                    event="request.approvals_voided",
-                    principal=principal,
-                    role="admin" if principal != SYSTEM else "system",
-                    seal_id=seal_id,
-                    request_id=rid,
-                    reason="seal_face_changed",
-                    outcome="pending",
-                )
-            )
-            voided.append(rid)
-        return voided
+        why = f"seal {seal_id} got a new SES_Seal (its face or validity changed)"
+        return void_open_requests(
+            tx,
+            seal_id,
+            change=lambda r: lifecycle.void_approvals(r, why=why, now=now),
+            reason="seal_face_changed",
+            principal=principal,
+            role="admin" if principal != SYSTEM else "system",
+            only_with_approvals=True,
+        )
 
     async def remake_ses_seal(self, seal_id: str, reason: str, *, principal: str = SYSTEM) -> int:
         """THE call when a gbt38540 seal's face or validity changed (new impression, new
