@@ -27,6 +27,9 @@ from seald.signing.verify import verify_pdf
 from seald_testing.ltv_pki import LivePki
 from seald_testing.sm2_pki import MakerAndHolder, maker_and_holder
 
+# Certificates are issued from the wall clock: run again under faketime (issue 14).
+pytestmark = pytest.mark.clock
+
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 SPAN = dt.timedelta(days=3650)
 DPI = 72

@@ -31,6 +31,9 @@ from seald_testing.daemon import SealDaemon, make_pdf
 from seald_testing.plugin import DaemonFactory
 from seald_testing.seals import add_contract_seal
 
+# Certificates are issued from the wall clock: run again under faketime (issue 14).
+pytestmark = pytest.mark.clock
+
 SEAL = "sm2p11"
 TOKEN = "SM2P11SEAL01"  # label and serial of the test token
 KEY_LABEL = "sm2-seal"
