@@ -142,6 +142,15 @@ TABLE = [
             request_id=c.request_id, variant=requests_pb2.DOCUMENT_VARIANT_SEALED
         ),
     ),
+    # Issue 20: every document in one stream, guarded exactly like DownloadDocument.
+    row(
+        "SealRequestService",
+        "DownloadAllDocuments",
+        "approver custodian admin outsider",
+        lambda c: requests_pb2.DownloadAllDocumentsRequest(
+            request_id=c.request_id, variant=requests_pb2.DOCUMENT_VARIANT_SEALED
+        ),
+    ),
     row(
         "SealRequestService",
         "PreviewRequest",
@@ -341,6 +350,7 @@ HIDDEN_FROM_OUTSIDER = frozenset(
         "RejectRequest",
         "CancelRequest",
         "DownloadDocument",
+        "DownloadAllDocuments",
         "PreviewRequest",
         "GetEvidence",
     }
@@ -427,6 +437,7 @@ def invoke(ch: grpc.Channel, entry: Row, ctx: Ctx) -> grpc.StatusCode:
     streaming_out = entry.method in {
         "WatchRequests",
         "DownloadDocument",
+        "DownloadAllDocuments",
         "PreviewRequest",
         "WatchTokens",
         "QueryAuditRecords",
