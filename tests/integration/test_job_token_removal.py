@@ -1,6 +1,8 @@
 """Issue 16: a sealing job's third token pulled out between its 2nd and 3rd signature:
 nothing is released; put back and unlocked, the job completes from the recorded 2nd
-intermediate with exactly three signatures, no seal signed twice (R07, R14).
+intermediate with exactly three signatures, no seal signed twice (R07, R14). With the
+other two seals still unlocked, SoftHSM cannot list the re-inserted token without logging
+them out: the status says so, their custodian locks them, and it is read.
 
 Real seald under umockdev-wrapper (as test_volume_token_removal.py): removal = USB
 `remove` uevent + the SoftHSM token directory moved out; insertion = moved back + `add`.
@@ -68,6 +70,19 @@ def present(d: SealDaemon, seal_id: str, want: bool = True, timeout: float = 30.
         time.sleep(0.05)
 
 
+def unlisted(d: SealDaemon, seal_id: str, timeout: float = 30.0) -> tokens_pb2.TokenStatus:
+    """The seal's status once it says its plugged-in token waits for other seals' lock."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with d.client("liu.yang") as custodian:
+            (status,) = custodian.token_status(seal_id).tokens
+        if "plugged in" in status.not_ready_reason:
+            assert status.presence != tokens_pb2.TOKEN_PRESENCE_PRESENT, status
+            return status
+        assert time.monotonic() < deadline, status
+        time.sleep(0.05)
+
+
 @pytest.fixture
 def job_daemon(fresh_seal_fixtures: SealFixtures, bed: Any) -> Iterator[tuple[SealDaemon, Usb]]:
     fx = fresh_seal_fixtures
@@ -109,9 +124,19 @@ def test_job_token_removed_between_second_and_third_signature_completes_with_exa
     assert not list((d.fixtures.state_dir / "documents" / request.request_id).glob("*.sealed.pdf"))
     assert job_signatures_in_ledger(d, request.request_id)[(0, LEGAL)] == 0
 
+    present(d, LEGAL, want=False)  # the status read lists the slots with the token out
+
     legal.insert()
+    # SoftHSM lists a token whose directory vanished only after re-initialising the
+    # library, which would log out the two unlocked seals: the status says so and names
+    # them, and the job keeps waiting. Their custodian locks them; the token is read.
+    waiting = unlisted(d, LEGAL)
+    assert "contract" in waiting.not_ready_reason and "official" in waiting.not_ready_reason
+    with d.client("liu.yang") as custodian:
+        for seal_id in ("contract", "official"):
+            custodian.lock(seal_id)
     present(d, LEGAL)
-    unlock_all(d, (LEGAL,))  # re-insertion never unlocks by itself (R07)
+    unlock_all(d)  # re-insertion never unlocks by itself (R07)
     with d.client("zhang.wei") as z:
         done = d.wait_state(z, request.request_id, PB.REQUEST_STATE_SIGNED, timeout=120)
         z.download(request.request_id, 0, tmp_path / "s.pdf")

@@ -67,11 +67,22 @@ class TokenState:
     since: datetime
     unlocked_by: str = ""
     rogue_reason: str = ""
+    # Plugged in (udev said so) but not in the slot list until the library is
+    # re-initialised, which would log out these unlocked seals: see TokenManager.rescan.
+    unlisted_until_locked: tuple[str, ...] = ()
 
     @property
     def not_ready_reason(self) -> str:
         if self.rogue_reason:
             return self.rogue_reason
+        if not self.present and self.unlisted_until_locked:
+            held = ", ".join(self.unlisted_until_locked)
+            return (
+                f"the token of seal {self.seal_id} (label {self.token_label}, serial "
+                f"{self.token_serial}) is plugged in, but the PKCS#11 module lists it only after "
+                f"re-initialising, which would log out the unlocked seal(s) {held}; lock them "
+                "(sealctl token lock SEAL) and it is read at once, or wait until they lock"
+            )
         if not self.present:
             return (
                 f"the token of seal {self.seal_id} (label {self.token_label}, serial "
@@ -148,6 +159,9 @@ class TokenManager:
         # Serials udev reported removed: the slot list may still show them (SoftHSM until
         # re-initialisation, some readers for a moment), so they stay absent until an add.
         self._removed_serials: set[str] = set()
+        # Seals whose token udev reported plugged in while the slot list did not show it and
+        # other seals were unlocked: the library is re-initialised when the last one locks.
+        self._unlisted: set[str] = set()
         self._slots_lock = asyncio.Lock()
         self.last_use: dict[str, datetime] = {}
 
@@ -196,10 +210,11 @@ class TokenManager:
 
     def _set(self, state: TokenState) -> None:
         old = self._states[state.seal_id]
-        if (old.present, old.unlocked, old.rogue_reason) == (
+        if (old.present, old.unlocked, old.rogue_reason, old.unlisted_until_locked) == (
             state.present,
             state.unlocked,
             state.rogue_reason,
+            state.unlisted_until_locked,
         ):
             self._states[state.seal_id] = replace(state, since=old.since)
             return
@@ -248,7 +263,17 @@ class TokenManager:
                 self._executors[seal_id].submit(_close_quietly, session)
             if state.present or state.unlocked:
                 affected.append(seal_id)
-            self._set(replace(state, present=False, unlocked=False, unlocked_by="", since=now))
+            self._unlisted.discard(seal_id)  # unplugged again: no longer waiting to be read
+            self._set(
+                replace(
+                    state,
+                    present=False,
+                    unlocked=False,
+                    unlocked_by="",
+                    since=now,
+                    unlisted_until_locked=(),
+                )
+            )
         return affected
 
     async def rescan(self, serial: str | None) -> None:
@@ -258,7 +283,8 @@ class TokenManager:
         which ends EVERY session of the library. So the library is re-initialised only
         when no seal is unlocked: inserting token A never silently logs out token B.
         With B unlocked, the plain slot list is read (real readers report insertions
-        there); A then shows up at the next rescan after B is locked.
+        there); if A is not in it, A's status says so and names B, and the library is
+        re-initialised as soon as the last unlocked seal locks (``lock``, ``refresh``).
         """
         if serial is None:
             self._removed_serials.clear()
@@ -266,19 +292,54 @@ class TokenManager:
             self._removed_serials.discard(serial)
         async with self._slots_lock:
             if not self._sessions and self._lib is not None:
-                # Drain every token thread first: nothing may be inside the library.
-                await asyncio.gather(*(self._on_token(s, lambda: None) for s in self._seals))
-                await asyncio.get_running_loop().run_in_executor(None, self._lib.reinitialize)
+                await self._reinitialize_locked()
             await self._refresh_locked()
+            if self._sessions and serial is not None:
+                self._note_unlisted(serial)
+
+    def _note_unlisted(self, serial: str) -> None:
+        """The seal whose token was plugged in is not listed while others are unlocked:
+        its status says so and names them."""
+        held = tuple(sorted(self._sessions))
+        for seal_id, seal in self._seals.items():
+            if seal.token_serial != serial:
+                continue
+            state = self._states[seal_id]
+            if state.present or state.rogue_reason or seal.token_serial in self._removed_serials:
+                continue
+            self._unlisted.add(seal_id)
+            self._set(replace(state, unlisted_until_locked=held))
+
+    async def _reinitialize_locked(self) -> None:
+        """C_Finalize + C_Initialize (with ``_slots_lock`` held and no session open)."""
+        # Drain every token thread first: nothing may be inside the library.
+        await asyncio.gather(*(self._on_token(s, lambda: None) for s in self._seals))
+        await asyncio.get_running_loop().run_in_executor(None, self._lib.reinitialize)
+        # What waited for this has had it: the slot list read next is the whole truth.
+        for seal_id in self._unlisted:
+            self._set(replace(self._states[seal_id], unlisted_until_locked=()))
+        self._unlisted.clear()
 
     async def refresh(self) -> None:
-        """Re-read the slot list and update presence of every seal's token."""
+        """Re-read the slot list and update presence of every seal's token.
+
+        A token left unlisted for another seal's session (``rescan``) is read now if no
+        seal is unlocked any more: the re-initialisation it waited for logs nobody out.
+        """
         if self._skf is not None:
             await self._skf.refresh()
         # Never while a login is under way: SoftHSM can miss a token in C_GetTokenInfo
         # during another thread's C_Login, and a token read as gone loses its session.
         async with self._slots_lock:
+            if self._unlisted and not self._sessions and self._lib is not None:
+                await self._reinitialize_locked()
             await self._refresh_locked()
+            if self._unlisted and self._sessions:
+                held = tuple(sorted(self._sessions))
+                for seal_id in self._unlisted:
+                    state = self._states[seal_id]
+                    if not state.present:
+                        self._set(replace(state, unlisted_until_locked=held))
 
     async def _refresh_locked(self) -> None:
         slot_tokens = await asyncio.get_running_loop().run_in_executor(None, self._slot_tokens)
@@ -304,7 +365,16 @@ class TokenManager:
             elif not state.present or state.rogue_reason:
                 # Certificates are public objects: check them before anyone types a PIN.
                 rogue = await self._on_token(seal_id, functools.partial(self._probe, seal, match))
-                self._set(replace(state, present=not rogue, rogue_reason=rogue, since=now))
+                self._unlisted.discard(seal_id)
+                self._set(
+                    replace(
+                        state,
+                        present=not rogue,
+                        rogue_reason=rogue,
+                        since=now,
+                        unlisted_until_locked=(),
+                    )
+                )
 
     def _probe(self, seal: SealConfig, match: SlotToken) -> str:
         """'' if the token shows the registered certificate; else why it is a rogue token."""
@@ -393,7 +463,9 @@ class TokenManager:
         await self._drop_session(seal_id)
         state = replace(self._states[seal_id], unlocked=False, unlocked_by="", since=self._clock())
         self._set(state)
-        return state
+        if self._unlisted and not self._sessions:
+            await self.refresh()  # the last unlocked seal: read the token that waited for it
+        return self._states[seal_id]
 
     async def _drop_session(self, seal_id: str) -> None:
         session = self._sessions.pop(seal_id, None)
