@@ -17,7 +17,7 @@ from fixture_layout import SealFixtures
 from make_pdfs import valid_pdf
 
 from seald.domain.errors import PreconditionFailed
-from seald.service.seal_workers import SealWorkers, seal_documents
+from seald.service.seal_workers import SealWorkers, SignerCache, seal_documents, start_prepare
 from seald.signing.errors import PlacementError
 from seald.signing.pipeline import SealJob
 from seald.signing.placement import PlacementSpec
@@ -151,3 +151,35 @@ def test_r15_token_locked_mid_batch_fails_closed(
 
     asyncio.run(run())
     assert _leftovers(tmp_path) == []
+
+
+def test_r15_token_locked_before_an_early_preparation_is_used_leaves_no_temp_file(
+    fresh_seal_fixtures: SealFixtures, tmp_path: Path, workers: SealWorkers
+) -> None:
+    """A document prepared before its intent record (issue 8) whose token is locked before
+    the signer reads its certificate: its temp file goes (the soak found one left)."""
+    (tmp_path / "first").mkdir()
+    (tmp_path / "later").mkdir()
+    placement = PlacementSpec(page=0, x_mm=150, y_mm=240, size_mm=40)
+    first, later = _jobs(tmp_path / "first", [1], placement), _jobs(tmp_path / "later", [1], placement)
+    key_label = fresh_seal_fixtures.seals["contract"].key_label
+
+    async def run() -> None:
+        tokens = await unlocked_tokens(fresh_seal_fixtures)
+        cache = SignerCache()
+        try:
+            await seal_documents(workers, tokens, "contract", first, key_label=key_label, signers=cache)
+            early = start_prepare(workers, tokens, cache, "contract", later)
+            assert early, "no early preparation started: the cache should know this session"
+            await tokens.lock("contract")
+            with pytest.raises(PreconditionFailed):
+                await seal_documents(
+                    workers, tokens, "contract", later, key_label=key_label, signers=cache, early=early
+                )
+            await asyncio.wait([e.prepared for e in early])
+            await asyncio.sleep(0.05)  # the done callbacks that delete
+        finally:
+            await tokens.close()
+
+    asyncio.run(run())
+    assert _leftovers(tmp_path / "later") == []

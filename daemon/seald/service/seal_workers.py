@@ -288,7 +288,14 @@ async def _seal_documents(  # noqa: C901 - the fail-closed pipeline of one reque
     # read it is the token's current one, else read on the token's thread.
     first: Any = cache.cached(seal_id, tokens.current_session(seal_id), registered)
     if first is None:
-        first = await tokens.with_session(seal_id, signer_for)
+        try:
+            first = await tokens.with_session(seal_id, signer_for)
+        except BaseException:
+            # The token went away before any document was matched: the early
+            # preparations' temp files go too (the soak found one left behind).
+            for unused in early:
+                discard_early(unused)
+            raise
     cert_der = first.signing_cert.dump()
     chain = tuple(cert.dump() for cert in first.cert_registry)
     jobs = [job.with_certificate(cert_der, chain) for job in jobs]

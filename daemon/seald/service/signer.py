@@ -351,14 +351,26 @@ class Signer:
                     # intent + interrupt pair for every request still queued.
                     if self.draining or not self._readiness(seal_id)[0]:
                         return
-                    if request.is_job:
-                        # Issue 16: every seal's token must be ready; a job waiting for
-                        # another token does not hold up this seal's other requests.
-                        if not all(self._readiness(s)[0] for s in request.seal_ids):
-                            continue
-                        await self._sign_job(request.request_id)
-                    else:
-                        await self.sign_request(request.request_id, request)
+                    try:
+                        if request.is_job:
+                            # Issue 16: every seal's token must be ready; a job waiting for
+                            # another token does not hold up this seal's other requests.
+                            if not all(self._readiness(s)[0] for s in request.seal_ids):
+                                continue
+                            await self._sign_job(request.request_id)
+                        else:
+                            await self.sign_request(request.request_id, request)
+                    except PreconditionFailed as ex:
+                        # Its intent was refused (rejected, withdrawn or expired since this
+                        # queue read it; already settled by the refusal): nothing was signed,
+                        # and the seal's other requests still go.
+                        log.info(
+                            "signer.request_skipped",
+                            request_id=request.request_id,
+                            seal_id=seal_id,
+                            reason=ex.reason,
+                        )
+                        continue
                     progressed = True
                 if not progressed:
                     return
