@@ -5,8 +5,10 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 .venv/bin/ruff check .
 .venv/bin/mypy
-.venv/bin/pytest -q -m "not umockdev" "$@"
-# Issue 14: every test that reads the wall clock (marked `clock`) runs again at two fixed
+# The clock-marked tests run below, at two fixed hours, not here at whatever hour it is:
+# three runs of them made CI too long for its 30 minutes on 2 cores.
+.venv/bin/pytest -q -m "not umockdev and not clock" "$@"
+# Issue 14: every test that reads the wall clock (marked `clock`) runs at two fixed
 # hours of tomorrow (UTC), under Debian faketime: LD_PRELOAD reaches every seald a test
 # starts. An offset ("+Ns"), not a start time ("@date"): with "@" each new process (every
 # seald) would start again at that instant, behind the test's clock; with an offset all
