@@ -9,7 +9,6 @@ token's SM2 signature, ``ts -verify`` for the timestamp) and, with the daemon st
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import hashlib
 import json
@@ -27,7 +26,7 @@ from skf_fixture import ADMIN_PIN, INITIAL_USER_PIN, SkfTestToken
 
 from sealapi.v1 import common_pb2, requests_pb2, verify_pb2
 from sealclient.evidence import GBT38540_CHECKS, gbt38540_problems, load_trust, verify_package
-from seald.gm import certs, ses, sm2
+from seald.gm import ses, sm2
 from seald.signing import gbt38540_pdf
 from seald.tokens import skf
 from seald_testing.config import DaemonConfig
@@ -35,6 +34,7 @@ from seald_testing.daemon import make_pdf
 from seald_testing.ltv_pki import LivePki
 from seald_testing.plugin import DaemonFactory
 from seald_testing.seals import add_contract_seal
+from seald_testing.sm2_pki import seal_pki
 
 # Certificates dated from now (the seal's validity window follows them); scripts/test.sh runs
 # these again under faketime at 03:10 and 23:50 UTC.
@@ -64,10 +64,6 @@ class Sealed:
     reports: dict[str, verify_pb2.VerifyReport]
 
 
-def _pem(der: bytes) -> str:
-    return "-----BEGIN CERTIFICATE-----\n" + base64.encodebytes(der).decode() + "-----END CERTIFICATE-----\n"
-
-
 def _token_and_pki(work: Path) -> tuple[SkfTestToken, bytes, Path, Path, Path, Path]:
     """The SKF token with an SM2 key generated inside, its certificate from an SM2 CA, and a
     seal maker: (token, point, seal cert, SM2 CA cert, maker cert, maker key) files."""
@@ -78,44 +74,11 @@ def _token_and_pki(work: Path) -> tuple[SkfTestToken, bytes, Path, Path, Path, P
     app.verify_pin(INITIAL_USER_PIN)
     con = app.create_container(CONTAINER)
     point = con.generate_sm2()
-    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
-    ca = sm2.Sm2PrivateKey.generate()
-    ca_cert = certs.build_certificate(
-        subject=certs.name("Test SM2 seal CA"),
-        issuer=certs.name("Test SM2 seal CA"),
-        public_key=ca.public_key,
-        sign=ca.sign,
-        not_before=now - dt.timedelta(days=2),
-        not_after=now + dt.timedelta(days=3650),
-        ca=True,
-    )
-    cert = certs.build_certificate(
-        subject=certs.name("华夏示例科技有限公司 合同专用章(SM2)"),
-        issuer=certs.name("Test SM2 seal CA"),
-        public_key=sm2.Sm2PublicKey(point),
-        sign=ca.sign,
-        not_before=now - dt.timedelta(days=1),
-        not_after=now + dt.timedelta(days=365),
-    )
-    con.import_certificate(cert.dump())
+    pki = seal_pki(work, point, now=dt.datetime.now(dt.UTC).replace(microsecond=0))
+    con.import_certificate(pki.seal_cert)
     app.logout()
     dev.close()
-    maker = sm2.Sm2PrivateKey.generate()
-    maker_cert = certs.build_certificate(
-        subject=certs.name("电子印章制作系统"),
-        issuer=certs.name("电子印章制作系统"),
-        public_key=maker.public_key,
-        sign=maker.sign,
-        not_before=now - dt.timedelta(days=1),
-        not_after=now + dt.timedelta(days=3650),
-        ca=True,
-    )
-    files = (work / "seal.pem", work / "sm2-ca.pem", work / "maker.pem", work / "maker.key")
-    files[0].write_text(_pem(cert.dump()))
-    files[1].write_text(_pem(ca_cert.dump()))
-    files[2].write_text(_pem(maker_cert.dump()))
-    files[3].write_bytes(maker.to_pem())
-    return token, point, *files
+    return token, point, pki.seal_pem, pki.ca_pem, pki.maker_pem, pki.maker_key
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,6 @@ sealed after re-insertion and unlock.
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import subprocess
 import time
@@ -22,13 +21,17 @@ from skf_fixture import ADMIN_PIN, INITIAL_USER_PIN, SkfTestToken
 
 from sealapi.v1 import common_pb2, requests_pb2
 from sealclient.errors import SealClientError
-from seald.gm import certs, ses, sm2
+from seald.gm import ses, sm2
 from seald.signing import gbt38540_pdf
 from seald.tokens import skf
 from seald_testing.config import ConfigEdit, DaemonConfig
 from seald_testing.daemon import SealDaemon, make_pdf
 from seald_testing.plugin import DaemonFactory
 from seald_testing.seals import add_contract_seal, ledger
+from seald_testing.sm2_pki import seal_pki
+
+# Certificates are issued from the wall clock: run again under faketime (issue 14).
+pytestmark = pytest.mark.clock
 
 SEAL = "sm2seal"
 DEV = "SKF-SEAL-01"
@@ -74,42 +77,12 @@ def sm2_daemon(
     app.verify_pin(INITIAL_USER_PIN)
     con = app.create_container(CONTAINER)
     point = con.generate_sm2()
-    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
-    ca = sm2.Sm2PrivateKey.generate()
-    cert = certs.build_certificate(
-        subject=certs.name("华夏示例科技有限公司 合同专用章(SM2)"),
-        issuer=certs.name("Test SM2 seal CA"),
-        public_key=sm2.Sm2PublicKey(point),
-        sign=ca.sign,
-        not_before=now - dt.timedelta(days=1),
-        not_after=now + dt.timedelta(days=365),
-    )
-    con.import_certificate(cert.dump())
+    pki = seal_pki(tmp_path, point, now=dt.datetime.now(dt.UTC).replace(microsecond=0))
+    con.import_certificate(pki.seal_cert)
     app.logout()
     dev.close()
-    maker = sm2.Sm2PrivateKey.generate()
-    maker_cert = certs.build_certificate(
-        subject=certs.name("电子印章制作系统"),
-        issuer=certs.name("电子印章制作系统"),
-        public_key=maker.public_key,
-        sign=maker.sign,
-        not_before=now - dt.timedelta(days=1),
-        not_after=now + dt.timedelta(days=3650),
-        ca=True,
-    )
-
-    def pem(der: bytes) -> str:
-        return (
-            "-----BEGIN CERTIFICATE-----\n" + base64.encodebytes(der).decode() + "-----END CERTIFICATE-----\n"
-        )
-
-    (tmp_path / "seal.pem").write_text(pem(cert.dump()))
-    (tmp_path / "maker.pem").write_text(pem(maker_cert.dump()))
-    (tmp_path / "maker.key").write_bytes(maker.to_pem())
-    d = daemon_factory(
-        _edit(tmp_path / "seal.pem", token.library, tmp_path / "maker.pem", tmp_path / "maker.key")
-    )
-    return d, token, point, bytes(maker_cert.dump())
+    d = daemon_factory(_edit(pki.seal_pem, token.library, pki.maker_pem, pki.maker_key))
+    return d, token, point, pki.maker_cert
 
 
 def _submit_and_approve(d: SealDaemon, tmp_path: Path, name: str) -> str:

@@ -11,7 +11,6 @@ verifier and OpenSSL's command line (SM3, id 1234567812345678).
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import subprocess
 from pathlib import Path
@@ -24,12 +23,13 @@ from pkcs11 import Attribute, ObjectClass
 
 from sealapi.v1 import common_pb2, requests_pb2
 from sealclient.errors import SealClientError
-from seald.gm import certs, ses, sm2
+from seald.gm import ses, sm2
 from seald.signing import gbt38540_pdf
 from seald_testing.config import ConfigEdit, DaemonConfig
 from seald_testing.daemon import SealDaemon, make_pdf
 from seald_testing.plugin import DaemonFactory
 from seald_testing.seals import add_contract_seal
+from seald_testing.sm2_pki import seal_pki
 
 # Certificates are issued from the wall clock: run again under faketime (issue 14).
 pytestmark = pytest.mark.clock
@@ -40,10 +40,6 @@ KEY_LABEL = "sm2-seal"
 PLACEMENT = common_pb2.Placement(page=0, x_mm=150, y_mm=240)
 SIGNED = requests_pb2.REQUEST_STATE_SIGNED
 PIN = "24681357"  # the custodian's own PIN after the issuer's initial one (R07)
-
-
-def _pem(der: bytes) -> str:
-    return "-----BEGIN CERTIFICATE-----\n" + base64.encodebytes(der).decode() + "-----END CERTIFICATE-----\n"
 
 
 def _edit(cert_pem: Path, module: Path, maker_cert: Path, maker_key: Path) -> ConfigEdit:
@@ -94,42 +90,18 @@ def _start(
         )
         pub = session.get_key(object_class=ObjectClass.PUBLIC_KEY, label=KEY_LABEL)
         point = bytes(pub[Attribute.EC_POINT])[2:]
-        now = dt.datetime.now(dt.UTC).replace(microsecond=0)
-        ca = sm2.Sm2PrivateKey.generate()
-        cert = certs.build_certificate(
-            subject=certs.name("华夏示例科技有限公司 合同专用章(SM2)"),
-            issuer=certs.name("Test SM2 seal CA"),
-            public_key=sm2.Sm2PrivateKey.generate().public_key if rogue else sm2.Sm2PublicKey(point),
-            sign=ca.sign,
-            not_before=now - dt.timedelta(days=1),
-            not_after=now + dt.timedelta(days=365),
-        )
+        pki = seal_pki(tmp_path, point, now=dt.datetime.now(dt.UTC).replace(microsecond=0), rogue=rogue)
         session.create_object(
             {
                 Attribute.CLASS: ObjectClass.CERTIFICATE,
                 Attribute.CERTIFICATE_TYPE: pkcs11.CertificateType.X_509,
                 Attribute.ID: b"\x01",
                 Attribute.LABEL: KEY_LABEL,
-                Attribute.VALUE: cert.dump(),
+                Attribute.VALUE: pki.seal_cert,
             }
         )
-    maker = sm2.Sm2PrivateKey.generate()
-    maker_cert = certs.build_certificate(
-        subject=certs.name("电子印章制作系统"),
-        issuer=certs.name("电子印章制作系统"),
-        public_key=maker.public_key,
-        sign=maker.sign,
-        not_before=now - dt.timedelta(days=1),
-        not_after=now + dt.timedelta(days=3650),
-        ca=True,
-    )
-    (tmp_path / "seal.pem").write_text(_pem(cert.dump()))
-    (tmp_path / "maker.pem").write_text(_pem(maker_cert.dump()))
-    (tmp_path / "maker.key").write_bytes(maker.to_pem())
-    d = daemon_factory(
-        _edit(tmp_path / "seal.pem", token.module, tmp_path / "maker.pem", tmp_path / "maker.key")
-    )
-    return d, token, point, bytes(maker_cert.dump())
+    d = daemon_factory(_edit(pki.seal_pem, token.module, pki.maker_pem, pki.maker_key))
+    return d, token, point, pki.maker_cert
 
 
 def _openssl_verify(
